@@ -1,0 +1,163 @@
+"""Public functional API: `adaptive_norm` and its argument checks."""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from .backends import primitives_for, resolve_backend
+from .coefficients import Alpha, batch_stats, blend_coefficients
+from .fused import fused
+from .reference import adaptive_norm_reference
+
+
+def check_input(x: Tensor, num_features: Optional[int] = None) -> None:
+    """Raise a clear error for input the kernels cannot take."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"expected a torch.Tensor input, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"expected a floating-point input, got dtype {x.dtype}")
+    if num_features is not None and x.shape[1] != num_features:
+        raise ValueError(
+            f"input has {x.shape[1]} channels but the layer was built for {num_features}"
+        )
+
+
+def check_tensors_on(x: Tensor, named: Sequence[Tuple[str, Optional[Tensor]]]) -> None:
+    """Every named tensor must be on x's device and have C entries where it is a vector."""
+    c = x.shape[1]
+    for name, t in named:
+        if t is None:
+            continue
+        if t.device != x.device:
+            raise ValueError(f"{name} is on {t.device} but the input is on {x.device}")
+        if t.dim() == 1 and t.numel() != c:
+            raise ValueError(f"{name} has {t.numel()} entries, expected C = {c}")
+
+
+def check_alpha(alpha: Alpha, x: Tensor) -> None:
+    n, c = x.shape[:2]
+    if isinstance(alpha, Tensor):
+        ok = (alpha.dim() == 2 and tuple(alpha.shape) == (n, c)) or (alpha.dim() == 1 and alpha.numel() == c) \
+            or alpha.dim() == 0
+        if not ok:
+            raise ValueError(f"alpha must be a float, (C,) = ({c},) or (N, C) = ({n}, {c}); got {tuple(alpha.shape)}")
+        if alpha.device != x.device:
+            raise ValueError(f"alpha is on {alpha.device} but the input is on {x.device}")
+    elif not isinstance(alpha, (int, float)):
+        raise TypeError(f"alpha must be a float or a tensor, got {type(alpha).__name__}")
+
+
+def check_statistics_defined(x: Tensor, training: bool, uses_in: bool) -> None:
+    """BN needs > 1 value per channel in training; IN needs > 1 spatial element."""
+    n, _, h, w = x.shape
+    if training and n * h * w <= 1:
+        raise ValueError(
+            f"expected more than 1 value per channel when training, got input size {tuple(x.shape)}"
+        )
+    if uses_in and h * w <= 1:
+        raise ValueError(
+            f"instance normalization needs more than 1 spatial element, got input size {tuple(x.shape)}"
+        )
+
+
+def update_running_stats(mean: Tensor, var: Tensor, count: int, running_mean: Optional[Tensor],
+                         running_var: Optional[Tensor], momentum: float) -> None:
+    """PyTorch BN semantics: EMA of the batch mean and the unbiased batch variance."""
+    if running_mean is None and running_var is None:
+        return
+    with torch.no_grad():
+        mu_c, var_c = batch_stats(mean, var)
+        if running_mean is not None:
+            running_mean.mul_(1 - momentum).add_(mu_c.to(running_mean.dtype), alpha=momentum)
+        if running_var is not None:
+            unbiased = var_c * (count / (count - 1))
+            running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+
+
+def make_blend_middle(alpha_fn, n_alpha_params, affine, running_mean, running_var, use_batch, eps):
+    """middle(mean, var, *alpha_params, *affines) -> (scale, shift, alpha) for the fused op.
+
+    `alpha_fn(mean, *alpha_params)` gives alpha (a float or a tensor); `affine`
+    flags which of (bn_weight, bn_bias, in_weight, in_bias) are passed.
+    """
+
+    def middle(mean, var, *params):
+        alpha = alpha_fn(mean, *params[:n_alpha_params])
+        it = iter(params[n_alpha_params:])
+        wb, bb, wi, bi = (next(it) if present else None for present in affine)
+        if use_batch:
+            bn_mean, bn_var = batch_stats(mean, var)
+        else:
+            bn_mean, bn_var = running_mean, running_var
+        scale, shift = blend_coefficients(mean, var, alpha, wb, bb, wi, bi, bn_mean, bn_var, eps)
+        if isinstance(alpha, Tensor):
+            alpha = alpha.to(mean.dtype)
+            alpha = alpha.reshape(1, -1) if alpha.dim() == 1 else alpha
+        else:
+            alpha = mean.new_full((), float(alpha))
+        return scale, shift, alpha.expand_as(mean)
+
+    return middle
+
+
+def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_bias,
+          running_mean, running_var, training, momentum, eps):
+    """Fused blend with alpha = alpha_fn(per-sample mean, *alpha_params). Returns (y, alpha).
+
+    `backend` is a concrete, non-reference backend name. Running statistics are
+    updated in place when training.
+    """
+    use_batch = training or running_mean is None or running_var is None
+    affines = (bn_weight, bn_bias, in_weight, in_bias)
+    middle = make_blend_middle(alpha_fn, len(alpha_params), [t is not None for t in affines],
+                               running_mean, running_var, use_batch, eps)
+    params = list(alpha_params) + [t for t in affines if t is not None]
+    y, alpha, mean, var = fused(x, primitives_for(backend), middle, params)
+    if training:
+        count = x.shape[0] * x.shape[2] * x.shape[3]
+        update_running_stats(mean, var, count, running_mean, running_var, momentum)
+    return y, alpha
+
+
+def adaptive_norm(
+    x: Tensor,
+    alpha: Alpha,
+    bn_weight: Optional[Tensor] = None,
+    bn_bias: Optional[Tensor] = None,
+    in_weight: Optional[Tensor] = None,
+    in_bias: Optional[Tensor] = None,
+    running_mean: Optional[Tensor] = None,
+    running_var: Optional[Tensor] = None,
+    training: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    backend: str = "auto",
+) -> Tensor:
+    """alpha * BatchNorm(x) + (1 - alpha) * InstanceNorm(x), fused.
+
+    alpha is a float, a (C,) tensor or an (N, C) tensor. alpha = 1 equals
+    `F.batch_norm`, alpha = 0 equals `F.instance_norm` with affine. Running
+    statistics follow `nn.BatchNorm2d`: updated in place when `training`
+    (unbiased variance), used instead of batch statistics otherwise.
+    """
+    check_input(x)
+    check_alpha(alpha, x)
+    check_tensors_on(x, [("bn_weight", bn_weight), ("bn_bias", bn_bias), ("in_weight", in_weight),
+                         ("in_bias", in_bias), ("running_mean", running_mean), ("running_var", running_var)])
+    uses_in = not (not isinstance(alpha, Tensor) and float(alpha) == 1.0)
+    check_statistics_defined(x, training or running_mean is None, uses_in)
+    name = resolve_backend(backend, x.device)
+    if name == "reference":
+        return adaptive_norm_reference(x, alpha, bn_weight, bn_bias, in_weight, in_bias,
+                                       running_mean, running_var, training, momentum, eps)
+    if isinstance(alpha, Tensor):
+        alpha_fn, alpha_params = (lambda mean, a: a), (alpha,)
+    else:
+        alpha_fn, alpha_params = (lambda mean: alpha), ()
+    y, _ = blend(x, name, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_bias,
+                 running_mean, running_var, training, momentum, eps)
+    return y

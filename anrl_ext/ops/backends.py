@@ -1,0 +1,74 @@
+"""Backend registry: which implementations run on which device."""
+from __future__ import annotations
+
+import os
+from typing import List, Optional, Union
+
+import torch
+
+from . import native
+from .primitives import Primitives
+
+BACKENDS = ("reference", "cpu", "cuda", "triton")
+
+# backend="auto" on CUDA tensors. Not yet measured on a GPU in this repository
+# (see README, "GPU path"): the CUDA C++ kernels are preferred because they need
+# no JIT warm-up; change this only from a committed benchmark table.
+CUDA_AUTO_ORDER = ("cuda", "triton", "reference")
+
+
+def triton_usable(device_type: str) -> bool:
+    """Triton runs on CUDA tensors, and on CPU tensors under TRITON_INTERPRET=1."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    if device_type == "cuda":
+        return torch.cuda.is_available()
+    return device_type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def available_backends(device: Union[str, torch.device] = "cpu") -> List[str]:
+    """Backend names usable for tensors on `device` with this install."""
+    dev = torch.device(device).type
+    names = ["reference"]
+    if dev == "cpu" and native.is_built():
+        names.append("cpu")
+    if dev == "cuda" and native.with_cuda():
+        names.append("cuda")
+    if triton_usable(dev):
+        names.append("triton")
+    return names
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """Turn 'auto' into a concrete backend; validate an explicit choice."""
+    if backend not in BACKENDS + ("auto",):
+        raise ValueError(f"unknown backend {backend!r}; choose one of {('auto',) + BACKENDS}")
+    usable = available_backends(device)
+    if backend == "auto":
+        order = ("cpu", "reference") if device.type == "cpu" else CUDA_AUTO_ORDER
+        return next(b for b in order if b in usable)
+    if backend not in usable:
+        hint = ""
+        if backend in ("cpu", "cuda") and not native.is_built():
+            hint = f" (anrl_ext._C failed to import: {native.LOAD_ERROR})"
+        elif backend == "triton" and device.type == "cpu":
+            hint = " (Triton runs CPU tensors only with TRITON_INTERPRET=1 set before import)"
+        raise ValueError(
+            f"backend {backend!r} cannot run tensors on {device.type}; "
+            f"usable here: {usable}{hint}"
+        )
+    return backend
+
+
+def primitives_for(backend: str) -> Optional[Primitives]:
+    """The primitive set of a concrete backend (None for 'reference')."""
+    if backend in ("cpu", "cuda"):
+        native.require_built()
+        return native.PRIMITIVES
+    if backend == "triton":
+        from . import triton_backend
+
+        return triton_backend.PRIMITIVES
+    return None

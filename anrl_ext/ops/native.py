@@ -1,0 +1,52 @@
+"""The compiled backends: C++ (cpu) and CUDA C++ (cuda) kernels in anrl_ext._C.
+
+Both register under the same operator names (torch.ops.anrl_ext.*) and are
+picked by the tensor's device; this module adds fake kernels and autograd.
+"""
+from __future__ import annotations
+
+import torch
+
+from .primitives import Primitives, register_autograd, register_fakes
+
+try:
+    from .. import _C  # noqa: F401  (importing registers the operators)
+
+    LOAD_ERROR: Exception | None = None
+except ImportError as exc:  # pragma: no cover - only without a build
+    _C = None
+    LOAD_ERROR = exc
+
+
+def is_built() -> bool:
+    """Whether the compiled extension anrl_ext._C imported."""
+    return _C is not None
+
+
+def with_cuda() -> bool:
+    """Whether the compiled extension contains the CUDA kernels."""
+    return _C is not None and bool(_C.with_cuda)
+
+
+def require_built() -> None:
+    if _C is None:
+        raise RuntimeError(
+            "anrl_ext._C is not built, so the 'cpu' and 'cuda' backends are unavailable "
+            f"({LOAD_ERROR}). Install with `pip install --no-build-isolation -e .` "
+            "or use backend='reference'."
+        )
+
+
+if _C is not None:
+    _ops = torch.ops.anrl_ext
+    PRIMITIVES = Primitives(
+        name="native",
+        moments=_ops.moments.default,
+        affine=_ops.affine.default,
+        reduce=_ops.reduce.default,
+        affine2=_ops.affine2.default,
+    )
+    register_fakes(lambda name: f"anrl_ext::{name}")
+    register_autograd(lambda name: f"anrl_ext::{name}", PRIMITIVES)
+else:  # pragma: no cover
+    PRIMITIVES = None

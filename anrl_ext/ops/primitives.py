@@ -1,0 +1,134 @@
+"""The four heavy primitives of the fused op and their autograd formulas.
+
+    moments(x)                 -> (mean, var)            per (n, c), biased var
+    affine(x, m, s, t)         -> s * (x - m) + t
+    reduce(dy, x, m)           -> (sum dy, sum dy * (x - m))   per (n, c)
+    affine2(dy, x, m, a, b, c) -> a * dy + b * (x - m) + c
+
+The reductions and the elementwise maps are each other's adjoints, so every
+formula below is written with the same four primitives: any order of
+differentiation runs on the backend's own kernels. Statistics and
+coefficients are (N, C) tensors in float32 (float64 for float64 inputs).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+
+@dataclass(frozen=True)
+class Primitives:
+    """One backend's implementation of the four primitives."""
+
+    name: str
+    moments: Callable
+    affine: Callable
+    reduce: Callable
+    affine2: Callable
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Accumulation / statistics dtype for an input dtype."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def output_memory_format(x: torch.Tensor) -> torch.memory_format:
+    """Layout the kernels write: NCHW unless x is channels_last (and not also NCHW)."""
+    if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+        return torch.contiguous_format
+    return torch.channels_last
+
+
+def register_fakes(qualname: Callable[[str], str]) -> None:
+    """Shape/dtype-only implementations, used by torch.compile and opcheck."""
+
+    def stats_like(x):
+        n, c = x.shape[:2]
+        return x.new_empty((n, c), dtype=acc_dtype(x.dtype))
+
+    def map_like(x):
+        return torch.empty_like(x, memory_format=output_memory_format(x))
+
+    torch.library.register_fake(qualname("moments"))(lambda x: (stats_like(x), stats_like(x)))
+    torch.library.register_fake(qualname("affine"))(lambda x, m, s, t: map_like(x))
+    torch.library.register_fake(qualname("reduce"))(lambda dy, x, m: (stats_like(x), stats_like(x)))
+    torch.library.register_fake(qualname("affine2"))(lambda dy, x, m, a, b, c: map_like(x))
+
+
+def register_autograd(qualname: Callable[[str], str], prims: Primitives) -> None:
+    """Register backward formulas for the four ops, composed from `prims`."""
+
+    def scaled(t: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+        # coef * t per (n, c): an affine map with zero center and shift.
+        zero = torch.zeros_like(coef)
+        return prims.affine(t, zero, coef, zero)
+
+    # moments ---------------------------------------------------------------
+    def moments_setup(ctx, inputs, output):
+        (x,) = inputs
+        ctx.save_for_backward(x, output[0])
+
+    def moments_backward(ctx, gmean, gvar):
+        x, mean = ctx.saved_tensors
+        m = x.shape[2] * x.shape[3]
+        gmean = torch.zeros_like(mean) if gmean is None else gmean
+        gvar = torch.zeros_like(mean) if gvar is None else gvar
+        return prims.affine(x, mean, gvar * (2.0 / m), gmean / m)
+
+    # affine ----------------------------------------------------------------
+    def affine_setup(ctx, inputs, output):
+        x, center, scale, _ = inputs
+        ctx.save_for_backward(x, center, scale)
+
+    def affine_backward(ctx, gy):
+        x, center, scale = ctx.saved_tensors
+        nx, nc, ns, nt = ctx.needs_input_grad
+        dx = scaled(gy, scale) if nx else None
+        dc = ds = dt = None
+        if nc or ns or nt:
+            s0, s1 = prims.reduce(gy, x, center)
+            dc, ds, dt = (-scale * s0 if nc else None), (s1 if ns else None), (s0 if nt else None)
+        return dx, dc, ds, dt
+
+    # reduce ----------------------------------------------------------------
+    def reduce_setup(ctx, inputs, output):
+        dy, x, center = inputs
+        ctx.save_for_backward(dy, x, center, output[0])
+
+    def reduce_backward(ctx, g0, g1):
+        dy, x, center, s0 = ctx.saved_tensors
+        g0 = torch.zeros_like(s0) if g0 is None else g0
+        g1 = torch.zeros_like(s0) if g1 is None else g1
+        ndy, nx, nc = ctx.needs_input_grad
+        ddy = prims.affine(x, center, g1, g0) if ndy else None
+        dx = scaled(dy, g1) if nx else None
+        dc = -g1 * s0 if nc else None
+        return ddy, dx, dc
+
+    # affine2 ---------------------------------------------------------------
+    def affine2_setup(ctx, inputs, output):
+        dy, x, center, a, b, _ = inputs
+        ctx.save_for_backward(dy, x, center, a, b)
+
+    def affine2_backward(ctx, g):
+        dy, x, center, a, b = ctx.saved_tensors
+        ndy, nx, nm, na, nb, nc = ctx.needs_input_grad
+        ddy = scaled(g, a) if ndy else None
+        dx = scaled(g, b) if nx else None
+        dm = db = dc = da = None
+        if nm or nb or nc:
+            r0, r1 = prims.reduce(g, x, center)
+            dm, db, dc = (-b * r0 if nm else None), (r1 if nb else None), (r0 if nc else None)
+        if na:
+            da = prims.reduce(g, dy, torch.zeros_like(a))[1]
+        return ddy, dx, dm, da, db, dc
+
+    for name, setup, backward in (
+        ("moments", moments_setup, moments_backward),
+        ("affine", affine_setup, affine_backward),
+        ("reduce", reduce_setup, reduce_backward),
+        ("affine2", affine2_setup, affine2_backward),
+    ):
+        torch.library.register_autograd(qualname(name), backward, setup_context=setup)

@@ -1,0 +1,332 @@
+// CPU kernels of the four primitives: OpenMP over planes (NCHW) or row
+// blocks (channels_last), simd inner loops, float32 accumulation for
+// half/bfloat16, float64 for float64.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <algorithm>
+#include <vector>
+
+#include "anrl_ext/checks.h"
+#include "anrl_ext/moments.h"
+#include "anrl_ext/ops.h"
+
+namespace anrl_ext {
+namespace {
+
+// Elements per chunk of a plane: small enough to stay in L1 for the second
+// (centered) pass, large enough that the per-chunk merge is negligible.
+constexpr int64_t kChunk = 2048;
+
+// Channels_last reductions work on blocks of rows (one row = C channels).
+int64_t rows_per_block(int64_t C) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(C, 1)); }
+
+template <typename scalar_t, typename acc_t>
+Moments<acc_t> chunk_moments(const scalar_t* x, int64_t len) {
+  acc_t sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < len; ++i) sum += static_cast<acc_t>(x[i]);
+  const acc_t mean = sum / static_cast<acc_t>(len);
+  acc_t m2 = 0;
+#pragma omp simd reduction(+ : m2)
+  for (int64_t i = 0; i < len; ++i) {
+    const acc_t d = static_cast<acc_t>(x[i]) - mean;
+    m2 += d * d;
+  }
+  return Moments<acc_t>{mean, m2, static_cast<acc_t>(len)};
+}
+
+template <typename scalar_t, typename acc_t>
+void moments_nchw(const scalar_t* x, acc_t* mean, acc_t* var, int64_t planes, int64_t M) {
+  at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const scalar_t* xp = x + p * M;
+      Moments<acc_t> acc{0, 0, 0};
+      for (int64_t s = 0; s < M; s += kChunk)
+        acc = chan_merge(acc, chunk_moments<scalar_t, acc_t>(xp + s, std::min(kChunk, M - s)));
+      mean[p] = acc.mean;
+      var[p] = acc.m2 / static_cast<acc_t>(M);
+    }
+  });
+}
+
+// channels_last: each (n, row-block) task writes its own per-channel partial
+// moments; a serial merge in fixed order keeps the result deterministic.
+template <typename scalar_t, typename acc_t>
+void moments_nhwc(const scalar_t* x, acc_t* mean, acc_t* var, int64_t N, int64_t C, int64_t M) {
+  const int64_t R = rows_per_block(C);
+  const int64_t blocks = (M + R - 1) / R;
+  std::vector<acc_t> pmean(N * blocks * C), pm2(N * blocks * C);
+  at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> sum(C);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / blocks, b = t % blocks;
+      const int64_t r0 = b * R, r1 = std::min(M, r0 + R);
+      const scalar_t* xb = x + (n * M + r0) * C;
+      std::fill(sum.begin(), sum.end(), acc_t(0));
+      for (int64_t r = 0; r < r1 - r0; ++r) {
+        const scalar_t* row = xb + r * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) sum[c] += static_cast<acc_t>(row[c]);
+      }
+      acc_t* pm = pmean.data() + t * C;
+      acc_t* p2 = pm2.data() + t * C;
+      const acc_t inv = acc_t(1) / static_cast<acc_t>(r1 - r0);
+      for (int64_t c = 0; c < C; ++c) { pm[c] = sum[c] * inv; p2[c] = 0; }
+      for (int64_t r = 0; r < r1 - r0; ++r) {
+        const scalar_t* row = xb + r * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) {
+          const acc_t d = static_cast<acc_t>(row[c]) - pm[c];
+          p2[c] += d * d;
+        }
+      }
+    }
+  });
+  at::parallel_for(0, N * C, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const int64_t n = nc / C, c = nc % C;
+      Moments<acc_t> acc{0, 0, 0};
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t t = n * blocks + b;
+        const acc_t cnt = static_cast<acc_t>(std::min(M, (b + 1) * R) - b * R);
+        acc = chan_merge(acc, Moments<acc_t>{pmean[t * C + c], pm2[t * C + c], cnt});
+      }
+      mean[nc] = acc.mean;
+      var[nc] = acc.m2 / static_cast<acc_t>(M);
+    }
+  });
+}
+
+template <typename scalar_t, typename acc_t>
+void reduce_nchw(const scalar_t* dy, const scalar_t* x, const acc_t* center, acc_t* s0,
+                 acc_t* s1, int64_t planes, int64_t M) {
+  at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const scalar_t* g = dy + p * M;
+      const scalar_t* xp = x + p * M;
+      const acc_t m = center[p];
+      acc_t t0 = 0, t1 = 0;
+      // Chunked partial sums bound the float32 rounding error on large planes.
+      for (int64_t s = 0; s < M; s += kChunk) {
+        const int64_t len = std::min(kChunk, M - s);
+        acc_t a0 = 0, a1 = 0;
+#pragma omp simd reduction(+ : a0, a1)
+        for (int64_t i = s; i < s + len; ++i) {
+          const acc_t gi = static_cast<acc_t>(g[i]);
+          a0 += gi;
+          a1 += gi * (static_cast<acc_t>(xp[i]) - m);
+        }
+        t0 += a0;
+        t1 += a1;
+      }
+      s0[p] = t0;
+      s1[p] = t1;
+    }
+  });
+}
+
+template <typename scalar_t, typename acc_t>
+void reduce_nhwc(const scalar_t* dy, const scalar_t* x, const acc_t* center, acc_t* s0,
+                 acc_t* s1, int64_t N, int64_t C, int64_t M) {
+  const int64_t R = rows_per_block(C);
+  const int64_t blocks = (M + R - 1) / R;
+  std::vector<acc_t> p0(N * blocks * C), p1(N * blocks * C);
+  at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / blocks, b = t % blocks;
+      const int64_t r0 = b * R, r1 = std::min(M, r0 + R);
+      const acc_t* m = center + n * C;
+      acc_t* a0 = p0.data() + t * C;
+      acc_t* a1 = p1.data() + t * C;
+      std::fill(a0, a0 + C, acc_t(0));
+      std::fill(a1, a1 + C, acc_t(0));
+      for (int64_t r = r0; r < r1; ++r) {
+        const scalar_t* g = dy + (n * M + r) * C;
+        const scalar_t* xr = x + (n * M + r) * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) {
+          const acc_t gi = static_cast<acc_t>(g[c]);
+          a0[c] += gi;
+          a1[c] += gi * (static_cast<acc_t>(xr[c]) - m[c]);
+        }
+      }
+    }
+  });
+  at::parallel_for(0, N * C, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const int64_t n = nc / C, c = nc % C;
+      acc_t t0 = 0, t1 = 0;
+      for (int64_t b = 0; b < blocks; ++b) {
+        t0 += p0[(n * blocks + b) * C + c];
+        t1 += p1[(n * blocks + b) * C + c];
+      }
+      s0[nc] = t0;
+      s1[nc] = t1;
+    }
+  });
+}
+
+// Elementwise maps. `f(i, k)` computes element i with coefficient index k.
+template <typename F>
+void for_each_nchw(int64_t planes, int64_t M, F f) {
+  at::parallel_for(0, planes, std::max<int64_t>(1, 32768 / std::max<int64_t>(M, 1)),
+                   [&](int64_t begin, int64_t end) {
+                     for (int64_t p = begin; p < end; ++p) f(p * M, M, p, int64_t(0));
+                   });
+}
+
+template <typename F>
+void for_each_nhwc(int64_t N, int64_t C, int64_t M, F f) {
+  at::parallel_for(0, N * M, std::max<int64_t>(1, 32768 / std::max<int64_t>(C, 1)),
+                   [&](int64_t begin, int64_t end) {
+                     for (int64_t row = begin; row < end; ++row)
+                       f(row * C, C, (row / M) * C, int64_t(1));
+                   });
+}
+
+// Run `body(start, len, k0, kstep)` over the elements of x in its layout,
+// where coefficient index of element start+i is k0 + i*kstep.
+template <typename F>
+void for_each(const at::Tensor& x, F body) {
+  const int64_t N = x.size(0), C = x.size(1), M = x.size(2) * x.size(3);
+  if (layout_of(x) == Layout::NCHW) for_each_nchw(N * C, M, body);
+  else for_each_nhwc(N, C, M, body);
+}
+
+}  // namespace
+
+namespace {
+
+template <typename scalar_t>
+void affine_impl(const at::Tensor& x, const at::Tensor& center, const at::Tensor& scale,
+                 const at::Tensor& shift, at::Tensor& y) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const scalar_t* xp = x.const_data_ptr<scalar_t>();
+  scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+  const acc_t* m = center.const_data_ptr<acc_t>();
+  const acc_t* s = scale.const_data_ptr<acc_t>();
+  const acc_t* t = shift.const_data_ptr<acc_t>();
+  for_each(x, [&](int64_t start, int64_t len, int64_t k0, int64_t kstep) {
+    const scalar_t* xi = xp + start;
+    scalar_t* yi = yp + start;
+    if (kstep == 0) {
+      const acc_t mk = m[k0], sk = s[k0], tk = t[k0];
+#pragma omp simd
+      for (int64_t i = 0; i < len; ++i)
+        yi[i] = static_cast<scalar_t>(centered_affine(static_cast<acc_t>(xi[i]), mk, sk, tk));
+    } else {
+#pragma omp simd
+      for (int64_t i = 0; i < len; ++i)
+        yi[i] = static_cast<scalar_t>(
+            centered_affine(static_cast<acc_t>(xi[i]), m[k0 + i], s[k0 + i], t[k0 + i]));
+    }
+  });
+}
+
+template <typename scalar_t>
+void affine2_impl(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& center,
+                  const at::Tensor& a, const at::Tensor& b, const at::Tensor& c, at::Tensor& out) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const scalar_t* gp = dy.const_data_ptr<scalar_t>();
+  const scalar_t* xp = x.const_data_ptr<scalar_t>();
+  scalar_t* op = out.mutable_data_ptr<scalar_t>();
+  const acc_t *m = center.const_data_ptr<acc_t>(), *pa = a.const_data_ptr<acc_t>(),
+              *pb = b.const_data_ptr<acc_t>(), *pc = c.const_data_ptr<acc_t>();
+  for_each(x, [&](int64_t start, int64_t len, int64_t k0, int64_t kstep) {
+    const scalar_t* gi = gp + start;
+    const scalar_t* xi = xp + start;
+    scalar_t* oi = op + start;
+    if (kstep == 0) {
+      const acc_t mk = m[k0], ak = pa[k0], bk = pb[k0], ck = pc[k0];
+#pragma omp simd
+      for (int64_t i = 0; i < len; ++i)
+        oi[i] = static_cast<scalar_t>(centered_affine2(
+            static_cast<acc_t>(gi[i]), static_cast<acc_t>(xi[i]), mk, ak, bk, ck));
+    } else {
+#pragma omp simd
+      for (int64_t i = 0; i < len; ++i)
+        oi[i] = static_cast<scalar_t>(
+            centered_affine2(static_cast<acc_t>(gi[i]), static_cast<acc_t>(xi[i]), m[k0 + i],
+                             pa[k0 + i], pb[k0 + i], pc[k0 + i]));
+    }
+  });
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> moments_cpu(const at::Tensor& x_in) {
+  check_feature_map(x_in, "x");
+  const at::Tensor x = as_kernel_layout(x_in);
+  const int64_t N = x.size(0), C = x.size(1), M = x.size(2) * x.size(3);
+  TORCH_CHECK_VALUE(M > 0, "anrl_ext: x has no spatial elements, shape ", x.sizes());
+  auto opts = x.options().dtype(acc_dtype(x.scalar_type()));
+  at::Tensor mean = at::empty({N, C}, opts), var = at::empty({N, C}, opts);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "moments_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    if (layout_of(x) == Layout::NCHW)
+      moments_nchw<scalar_t, acc_t>(x.const_data_ptr<scalar_t>(), mean.mutable_data_ptr<acc_t>(),
+                                    var.mutable_data_ptr<acc_t>(), N * C, M);
+    else
+      moments_nhwc<scalar_t, acc_t>(x.const_data_ptr<scalar_t>(), mean.mutable_data_ptr<acc_t>(),
+                                    var.mutable_data_ptr<acc_t>(), N, C, M);
+  });
+  return {mean, var};
+}
+
+at::Tensor affine_cpu(const at::Tensor& x_in, const at::Tensor& center_in,
+                      const at::Tensor& scale_in, const at::Tensor& shift_in) {
+  check_feature_map(x_in, "x");
+  const at::Tensor x = as_kernel_layout(x_in);
+  const at::Tensor center = coefficient(center_in, x, "center");
+  const at::Tensor scale = coefficient(scale_in, x, "scale");
+  const at::Tensor shift = coefficient(shift_in, x, "shift");
+  at::Tensor y = at::empty_like(x, layout_of(x) == Layout::NCHW ? at::MemoryFormat::Contiguous
+                                                                : at::MemoryFormat::ChannelsLast);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "affine_cpu",
+                                  [&] { affine_impl<scalar_t>(x, center, scale, shift, y); });
+  return y;
+}
+
+std::tuple<at::Tensor, at::Tensor> reduce_cpu(const at::Tensor& dy_in, const at::Tensor& x_in,
+                                              const at::Tensor& center_in) {
+  check_feature_map(x_in, "x");
+  check_same(dy_in, x_in, "grad", "x");
+  const at::Tensor x = as_kernel_layout(x_in);
+  const at::Tensor dy = same_layout(dy_in, x);
+  const at::Tensor center = coefficient(center_in, x, "center");
+  const int64_t N = x.size(0), C = x.size(1), M = x.size(2) * x.size(3);
+  auto opts = x.options().dtype(acc_dtype(x.scalar_type()));
+  at::Tensor s0 = at::empty({N, C}, opts), s1 = at::empty({N, C}, opts);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "reduce_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    if (layout_of(x) == Layout::NCHW)
+      reduce_nchw<scalar_t, acc_t>(dy.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
+                                   center.const_data_ptr<acc_t>(), s0.mutable_data_ptr<acc_t>(),
+                                   s1.mutable_data_ptr<acc_t>(), N * C, M);
+    else
+      reduce_nhwc<scalar_t, acc_t>(dy.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
+                                   center.const_data_ptr<acc_t>(), s0.mutable_data_ptr<acc_t>(),
+                                   s1.mutable_data_ptr<acc_t>(), N, C, M);
+  });
+  return {s0, s1};
+}
+
+at::Tensor affine2_cpu(const at::Tensor& dy_in, const at::Tensor& x_in, const at::Tensor& center_in,
+                       const at::Tensor& a_in, const at::Tensor& b_in, const at::Tensor& c_in) {
+  check_feature_map(x_in, "x");
+  check_same(dy_in, x_in, "grad", "x");
+  const at::Tensor x = as_kernel_layout(x_in);
+  const at::Tensor dy = same_layout(dy_in, x);
+  const at::Tensor center = coefficient(center_in, x, "center");
+  const at::Tensor a = coefficient(a_in, x, "a");
+  const at::Tensor b = coefficient(b_in, x, "b");
+  const at::Tensor c = coefficient(c_in, x, "c");
+  at::Tensor out = at::empty_like(x, layout_of(x) == Layout::NCHW ? at::MemoryFormat::Contiguous
+                                                                  : at::MemoryFormat::ChannelsLast);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "affine2_cpu",
+                                  [&] { affine2_impl<scalar_t>(dy, x, center, a, b, c, out); });
+  return out;
+}
+
+}  // namespace anrl_ext

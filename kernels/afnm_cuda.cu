@@ -1,0 +1,452 @@
+// CUDA kernels of the four AFNM primitives (DESIGN.md section 2).
+//
+// Reductions (moments, reduce) split each (n, c) plane over several blocks
+// when N*C is small, write one partial per block, and merge the partials in
+// a fixed order in a second launch: no float atomics, bitwise-reproducible.
+// Elementwise maps use 16-byte vector loads when the plane (NCHW) or the row
+// (channels_last) length allows it. Everything runs on the current stream.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include "anrl_ext/checks.h"
+#include "anrl_ext/moments.h"
+
+namespace anrl_ext {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarp = 32;
+
+template <typename scalar_t, int VEC>
+struct alignas(sizeof(scalar_t) * VEC) Pack {
+  scalar_t v[VEC];
+};
+
+template <typename acc_t>
+__device__ Moments<acc_t> shfl_moments(Moments<acc_t> m, int offset) {
+  Moments<acc_t> o;
+  o.mean = __shfl_down_sync(0xffffffffu, m.mean, offset);
+  o.m2 = __shfl_down_sync(0xffffffffu, m.m2, offset);
+  o.count = __shfl_down_sync(0xffffffffu, m.count, offset);
+  return o;
+}
+
+// Block-wide Chan merge; the result is valid in thread 0.
+template <typename acc_t>
+__device__ Moments<acc_t> block_merge(Moments<acc_t> m) {
+  __shared__ acc_t sm[3][kThreads / kWarp];
+  for (int off = kWarp / 2; off > 0; off /= 2) m = chan_merge(m, shfl_moments(m, off));
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+  if (lane == 0) { sm[0][warp] = m.mean; sm[1][warp] = m.m2; sm[2][warp] = m.count; }
+  __syncthreads();
+  if (warp == 0) {
+    m = lane < kThreads / kWarp ? Moments<acc_t>{sm[0][lane], sm[1][lane], sm[2][lane]}
+                                : Moments<acc_t>{0, 0, 0};
+    for (int off = kWarp / 2; off > 0; off /= 2) m = chan_merge(m, shfl_moments(m, off));
+  }
+  return m;
+}
+
+template <typename acc_t>
+__device__ void block_sum2(acc_t& a, acc_t& b) {
+  __shared__ acc_t sm[2][kThreads / kWarp];
+  for (int off = kWarp / 2; off > 0; off /= 2) {
+    a += __shfl_down_sync(0xffffffffu, a, off);
+    b += __shfl_down_sync(0xffffffffu, b, off);
+  }
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+  if (lane == 0) { sm[0][warp] = a; sm[1][warp] = b; }
+  __syncthreads();
+  if (warp == 0) {
+    a = lane < kThreads / kWarp ? sm[0][lane] : acc_t(0);
+    b = lane < kThreads / kWarp ? sm[1][lane] : acc_t(0);
+    for (int off = kWarp / 2; off > 0; off /= 2) {
+      a += __shfl_down_sync(0xffffffffu, a, off);
+      b += __shfl_down_sync(0xffffffffu, b, off);
+    }
+  }
+}
+
+// ---- NCHW reductions: grid (planes, splits) -------------------------------
+
+template <typename scalar_t, typename acc_t, int VEC>
+__global__ void moments_nchw_kernel(const scalar_t* __restrict__ x, acc_t* __restrict__ part,
+                                    int64_t M, int64_t seg) {
+  const int64_t p = blockIdx.x, s = blockIdx.y;
+  const int64_t begin = s * seg, end = min(M, begin + seg);
+  const scalar_t* xp = x + p * M;
+  Moments<acc_t> m{0, 0, 0};
+  for (int64_t i = begin + int64_t(threadIdx.x) * VEC; i < end; i += int64_t(kThreads) * VEC) {
+    if (VEC > 1 && i + VEC <= end) {
+      Pack<scalar_t, VEC> v = *reinterpret_cast<const Pack<scalar_t, VEC>*>(xp + i);
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) m = welford_add(m, static_cast<acc_t>(v.v[k]));
+    } else {
+      for (int64_t k = i; k < min(end, i + VEC); ++k) m = welford_add(m, static_cast<acc_t>(xp[k]));
+    }
+  }
+  m = block_merge(m);
+  if (threadIdx.x == 0) {
+    acc_t* o = part + 3 * (p * gridDim.y + s);
+    o[0] = m.mean; o[1] = m.m2; o[2] = m.count;
+  }
+}
+
+template <typename scalar_t, typename acc_t, int VEC>
+__global__ void reduce_nchw_kernel(const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x,
+                                   const acc_t* __restrict__ center, acc_t* __restrict__ part,
+                                   int64_t M, int64_t seg) {
+  const int64_t p = blockIdx.x, s = blockIdx.y;
+  const int64_t begin = s * seg, end = min(M, begin + seg);
+  const scalar_t* g = dy + p * M;
+  const scalar_t* xp = x + p * M;
+  const acc_t c = center[p];
+  acc_t a0 = 0, a1 = 0;
+  for (int64_t i = begin + int64_t(threadIdx.x) * VEC; i < end; i += int64_t(kThreads) * VEC) {
+    if (VEC > 1 && i + VEC <= end) {
+      Pack<scalar_t, VEC> gv = *reinterpret_cast<const Pack<scalar_t, VEC>*>(g + i);
+      Pack<scalar_t, VEC> xv = *reinterpret_cast<const Pack<scalar_t, VEC>*>(xp + i);
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) {
+        const acc_t gi = static_cast<acc_t>(gv.v[k]);
+        a0 += gi;
+        a1 += gi * (static_cast<acc_t>(xv.v[k]) - c);
+      }
+    } else {
+      for (int64_t k = i; k < min(end, i + VEC); ++k) {
+        const acc_t gi = static_cast<acc_t>(g[k]);
+        a0 += gi;
+        a1 += gi * (static_cast<acc_t>(xp[k]) - c);
+      }
+    }
+  }
+  block_sum2(a0, a1);
+  if (threadIdx.x == 0) {
+    acc_t* o = part + 2 * (p * gridDim.y + s);
+    o[0] = a0; o[1] = a1;
+  }
+}
+
+// ---- channels_last reductions: grid (N, ceil(C/32), splits), block (32, 8)
+
+constexpr int kRowsPerBlock = 8;
+
+template <typename scalar_t, typename acc_t>
+__global__ void moments_nhwc_kernel(const scalar_t* __restrict__ x, acc_t* __restrict__ part,
+                                    int64_t C, int64_t M, int64_t seg) {
+  const int64_t n = blockIdx.x, c = blockIdx.y * kWarp + threadIdx.x, s = blockIdx.z;
+  const int64_t begin = s * seg, end = min(M, begin + seg);
+  Moments<acc_t> m{0, 0, 0};
+  if (c < C)
+    for (int64_t r = begin + threadIdx.y; r < end; r += kRowsPerBlock)
+      m = welford_add(m, static_cast<acc_t>(x[(n * M + r) * C + c]));
+  __shared__ acc_t sm[3][kRowsPerBlock][kWarp];
+  sm[0][threadIdx.y][threadIdx.x] = m.mean;
+  sm[1][threadIdx.y][threadIdx.x] = m.m2;
+  sm[2][threadIdx.y][threadIdx.x] = m.count;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    for (int k = 1; k < kRowsPerBlock; ++k)
+      m = chan_merge(m, Moments<acc_t>{sm[0][k][threadIdx.x], sm[1][k][threadIdx.x],
+                                       sm[2][k][threadIdx.x]});
+    acc_t* o = part + 3 * ((n * C + c) * gridDim.z + s);
+    o[0] = m.mean; o[1] = m.m2; o[2] = m.count;
+  }
+}
+
+template <typename scalar_t, typename acc_t>
+__global__ void reduce_nhwc_kernel(const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x,
+                                   const acc_t* __restrict__ center, acc_t* __restrict__ part,
+                                   int64_t C, int64_t M, int64_t seg) {
+  const int64_t n = blockIdx.x, c = blockIdx.y * kWarp + threadIdx.x, s = blockIdx.z;
+  const int64_t begin = s * seg, end = min(M, begin + seg);
+  acc_t a0 = 0, a1 = 0;
+  if (c < C) {
+    const acc_t m = center[n * C + c];
+    for (int64_t r = begin + threadIdx.y; r < end; r += kRowsPerBlock) {
+      const int64_t i = (n * M + r) * C + c;
+      const acc_t gi = static_cast<acc_t>(dy[i]);
+      a0 += gi;
+      a1 += gi * (static_cast<acc_t>(x[i]) - m);
+    }
+  }
+  __shared__ acc_t sm[2][kRowsPerBlock][kWarp];
+  sm[0][threadIdx.y][threadIdx.x] = a0;
+  sm[1][threadIdx.y][threadIdx.x] = a1;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    for (int k = 1; k < kRowsPerBlock; ++k) {
+      a0 += sm[0][k][threadIdx.x];
+      a1 += sm[1][k][threadIdx.x];
+    }
+    acc_t* o = part + 2 * ((n * C + c) * gridDim.z + s);
+    o[0] = a0; o[1] = a1;
+  }
+}
+
+// ---- merge of per-split partials, fixed order ----------------------------
+
+template <typename acc_t>
+__global__ void merge_moments_kernel(const acc_t* __restrict__ part, acc_t* __restrict__ mean,
+                                     acc_t* __restrict__ var, int64_t planes, int64_t splits) {
+  const int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (p >= planes) return;
+  Moments<acc_t> m{0, 0, 0};
+  for (int64_t s = 0; s < splits; ++s) {
+    const acc_t* q = part + 3 * (p * splits + s);
+    m = chan_merge(m, Moments<acc_t>{q[0], q[1], q[2]});
+  }
+  mean[p] = m.mean;
+  var[p] = m.m2 / m.count;
+}
+
+template <typename acc_t>
+__global__ void merge_sums_kernel(const acc_t* __restrict__ part, acc_t* __restrict__ s0,
+                                  acc_t* __restrict__ s1, int64_t planes, int64_t splits) {
+  const int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (p >= planes) return;
+  acc_t a = 0, b = 0;
+  for (int64_t s = 0; s < splits; ++s) {
+    a += part[2 * (p * splits + s)];
+    b += part[2 * (p * splits + s) + 1];
+  }
+  s0[p] = a;
+  s1[p] = b;
+}
+
+// ---- elementwise ----------------------------------------------------------
+
+// Coefficient index of element i: NCHW -> i / M; channels_last -> n*C + c.
+struct CoefIndex {
+  int64_t C, M;
+  bool nhwc;
+  __device__ int64_t operator()(int64_t i) const {
+    return nhwc ? (i / (M * C)) * C + i % C : i / M;
+  }
+};
+
+template <typename scalar_t, typename acc_t, int VEC>
+__global__ void affine_kernel(const scalar_t* __restrict__ x, const acc_t* __restrict__ m,
+                              const acc_t* __restrict__ s, const acc_t* __restrict__ t,
+                              scalar_t* __restrict__ y, int64_t numel, CoefIndex idx) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x * VEC;
+  for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC; i < numel; i += stride) {
+    // VEC divides the plane (NCHW) or row (NHWC) length, so a pack never straddles coefficients
+    // in NCHW; in NHWC each lane reads its own channel's coefficient.
+    Pack<scalar_t, VEC> xv = *reinterpret_cast<const Pack<scalar_t, VEC>*>(x + i);
+    Pack<scalar_t, VEC> yv;
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) {
+      const int64_t j = idx(i + k);
+      yv.v[k] = static_cast<scalar_t>(centered_affine(static_cast<acc_t>(xv.v[k]), m[j], s[j], t[j]));
+    }
+    *reinterpret_cast<Pack<scalar_t, VEC>*>(y + i) = yv;
+  }
+}
+
+template <typename scalar_t, typename acc_t, int VEC>
+__global__ void affine2_kernel(const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x,
+                               const acc_t* __restrict__ m, const acc_t* __restrict__ a,
+                               const acc_t* __restrict__ b, const acc_t* __restrict__ c,
+                               scalar_t* __restrict__ out, int64_t numel, CoefIndex idx) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x * VEC;
+  for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC; i < numel; i += stride) {
+    Pack<scalar_t, VEC> gv = *reinterpret_cast<const Pack<scalar_t, VEC>*>(dy + i);
+    Pack<scalar_t, VEC> xv = *reinterpret_cast<const Pack<scalar_t, VEC>*>(x + i);
+    Pack<scalar_t, VEC> ov;
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) {
+      const int64_t j = idx(i + k);
+      ov.v[k] = static_cast<scalar_t>(centered_affine2(static_cast<acc_t>(gv.v[k]),
+                                                       static_cast<acc_t>(xv.v[k]), m[j], a[j],
+                                                       b[j], c[j]));
+    }
+    *reinterpret_cast<Pack<scalar_t, VEC>*>(out + i) = ov;
+  }
+}
+
+// ---- launch helpers -------------------------------------------------------
+
+int sm_count() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount; }
+
+// Splits per plane: enough blocks to fill the GPU, at least ~4K elements each.
+int64_t num_splits(int64_t planes, int64_t M) {
+  const int64_t want = (4 * sm_count() + planes - 1) / planes;
+  const int64_t most = std::max<int64_t>(1, M / 4096);
+  return std::max<int64_t>(1, std::min(want, most));
+}
+
+template <typename scalar_t>
+int vec_width(int64_t run, std::initializer_list<const void*> ptrs) {
+  int vec = 16 / sizeof(scalar_t);
+  while (vec > 1) {
+    bool ok = run % vec == 0;
+    for (const void* p : ptrs) ok = ok && reinterpret_cast<uintptr_t>(p) % (vec * sizeof(scalar_t)) == 0;
+    if (ok) break;
+    vec /= 2;
+  }
+  return vec;
+}
+
+int64_t elementwise_blocks(int64_t numel, int vec) {
+  const int64_t need = (numel / vec + kThreads - 1) / kThreads;
+  return std::max<int64_t>(1, std::min<int64_t>(need, int64_t(sm_count()) * 32));
+}
+
+#define ANRL_VEC_SWITCH(vec, ...)                 \
+  switch (vec) {                                  \
+    case 8: { constexpr int V = 8; __VA_ARGS__; break; } \
+    case 4: { constexpr int V = 4; __VA_ARGS__; break; } \
+    case 2: { constexpr int V = 2; __VA_ARGS__; break; } \
+    default: { constexpr int V = 1; __VA_ARGS__; break; } \
+  }
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> moments_cuda(const at::Tensor& x_in) {
+  check_feature_map(x_in, "x");
+  c10::cuda::CUDAGuard guard(x_in.device());
+  const at::Tensor x = as_kernel_layout(x_in);
+  const int64_t N = x.size(0), C = x.size(1), M = x.size(2) * x.size(3);
+  TORCH_CHECK_VALUE(M > 0, "anrl_ext: x has no spatial elements, shape ", x.sizes());
+  auto opts = x.options().dtype(acc_dtype(x.scalar_type()));
+  at::Tensor mean = at::empty({N, C}, opts), var = at::empty({N, C}, opts);
+  if (N * C == 0) return {mean, var};
+  auto stream = at::cuda::getCurrentCUDAStream();
+  const int64_t splits = num_splits(N * C, M);
+  const int64_t seg = (M + splits - 1) / splits;
+  at::Tensor part = at::empty({N * C, splits, 3}, opts);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "moments_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    if (layout_of(x) == Layout::NCHW) {
+      const int vec = vec_width<scalar_t>(M, {xp});
+      const int v = seg % vec == 0 ? vec : 1;
+      dim3 grid(N * C, splits);
+      ANRL_VEC_SWITCH(v, (moments_nchw_kernel<scalar_t, acc_t, V>
+                          <<<grid, kThreads, 0, stream>>>(xp, part.mutable_data_ptr<acc_t>(), M, seg)));
+    } else {
+      dim3 grid(N, (C + kWarp - 1) / kWarp, splits), block(kWarp, kRowsPerBlock);
+      moments_nhwc_kernel<scalar_t, acc_t>
+          <<<grid, block, 0, stream>>>(xp, part.mutable_data_ptr<acc_t>(), C, M, seg);
+    }
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    merge_moments_kernel<acc_t><<<(N * C + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
+        part.const_data_ptr<acc_t>(), mean.mutable_data_ptr<acc_t>(), var.mutable_data_ptr<acc_t>(),
+        N * C, splits);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {mean, var};
+}
+
+std::tuple<at::Tensor, at::Tensor> reduce_cuda(const at::Tensor& dy_in, const at::Tensor& x_in,
+                                               const at::Tensor& center_in) {
+  check_feature_map(x_in, "x");
+  check_same(dy_in, x_in, "grad", "x");
+  c10::cuda::CUDAGuard guard(x_in.device());
+  const at::Tensor x = as_kernel_layout(x_in);
+  const at::Tensor dy = same_layout(dy_in, x);
+  const at::Tensor center = coefficient(center_in, x, "center");
+  const int64_t N = x.size(0), C = x.size(1), M = x.size(2) * x.size(3);
+  auto opts = x.options().dtype(acc_dtype(x.scalar_type()));
+  at::Tensor s0 = at::empty({N, C}, opts), s1 = at::empty({N, C}, opts);
+  if (N * C == 0) return {s0, s1};
+  auto stream = at::cuda::getCurrentCUDAStream();
+  const int64_t splits = num_splits(N * C, M);
+  const int64_t seg = (M + splits - 1) / splits;
+  at::Tensor part = at::empty({N * C, splits, 2}, opts);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "reduce_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* gp = dy.const_data_ptr<scalar_t>();
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const acc_t* cp = center.const_data_ptr<acc_t>();
+    if (layout_of(x) == Layout::NCHW) {
+      const int vec = vec_width<scalar_t>(M, {gp, xp});
+      const int v = seg % vec == 0 ? vec : 1;
+      dim3 grid(N * C, splits);
+      ANRL_VEC_SWITCH(v, (reduce_nchw_kernel<scalar_t, acc_t, V><<<grid, kThreads, 0, stream>>>(
+                              gp, xp, cp, part.mutable_data_ptr<acc_t>(), M, seg)));
+    } else {
+      dim3 grid(N, (C + kWarp - 1) / kWarp, splits), block(kWarp, kRowsPerBlock);
+      reduce_nhwc_kernel<scalar_t, acc_t>
+          <<<grid, block, 0, stream>>>(gp, xp, cp, part.mutable_data_ptr<acc_t>(), C, M, seg);
+    }
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    merge_sums_kernel<acc_t><<<(N * C + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
+        part.const_data_ptr<acc_t>(), s0.mutable_data_ptr<acc_t>(), s1.mutable_data_ptr<acc_t>(),
+        N * C, splits);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {s0, s1};
+}
+
+at::Tensor affine_cuda(const at::Tensor& x_in, const at::Tensor& center_in,
+                       const at::Tensor& scale_in, const at::Tensor& shift_in) {
+  check_feature_map(x_in, "x");
+  c10::cuda::CUDAGuard guard(x_in.device());
+  const at::Tensor x = as_kernel_layout(x_in);
+  const at::Tensor m = coefficient(center_in, x, "center");
+  const at::Tensor s = coefficient(scale_in, x, "scale");
+  const at::Tensor t = coefficient(shift_in, x, "shift");
+  const bool nhwc = layout_of(x) == Layout::NHWC;
+  at::Tensor y = at::empty_like(x, nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+  const int64_t C = x.size(1), M = x.size(2) * x.size(3), numel = x.numel();
+  if (numel == 0) return y;
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "affine_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    const int vec = vec_width<scalar_t>(nhwc ? C : M, {xp, yp});
+    ANRL_VEC_SWITCH(vec, (affine_kernel<scalar_t, acc_t, V>
+                          <<<elementwise_blocks(numel, V), kThreads, 0, stream>>>(
+                              xp, m.const_data_ptr<acc_t>(), s.const_data_ptr<acc_t>(),
+                              t.const_data_ptr<acc_t>(), yp, numel, CoefIndex{C, M, nhwc})));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return y;
+}
+
+at::Tensor affine2_cuda(const at::Tensor& dy_in, const at::Tensor& x_in, const at::Tensor& center_in,
+                        const at::Tensor& a_in, const at::Tensor& b_in, const at::Tensor& c_in) {
+  check_feature_map(x_in, "x");
+  check_same(dy_in, x_in, "grad", "x");
+  c10::cuda::CUDAGuard guard(x_in.device());
+  const at::Tensor x = as_kernel_layout(x_in);
+  const at::Tensor dy = same_layout(dy_in, x);
+  const at::Tensor m = coefficient(center_in, x, "center");
+  const at::Tensor a = coefficient(a_in, x, "a");
+  const at::Tensor b = coefficient(b_in, x, "b");
+  const at::Tensor c = coefficient(c_in, x, "c");
+  const bool nhwc = layout_of(x) == Layout::NHWC;
+  at::Tensor out = at::empty_like(x, nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+  const int64_t C = x.size(1), M = x.size(2) * x.size(3), numel = x.numel();
+  if (numel == 0) return out;
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "affine2_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* gp = dy.const_data_ptr<scalar_t>();
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    scalar_t* op = out.mutable_data_ptr<scalar_t>();
+    const int vec = vec_width<scalar_t>(nhwc ? C : M, {gp, xp, op});
+    ANRL_VEC_SWITCH(vec, (affine2_kernel<scalar_t, acc_t, V>
+                          <<<elementwise_blocks(numel, V), kThreads, 0, stream>>>(
+                              gp, xp, m.const_data_ptr<acc_t>(), a.const_data_ptr<acc_t>(),
+                              b.const_data_ptr<acc_t>(), c.const_data_ptr<acc_t>(), op, numel,
+                              CoefIndex{C, M, nhwc})));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return out;
+}
+
+}  // namespace anrl_ext
+
+TORCH_LIBRARY_IMPL(anrl_ext, CUDA, m) {
+  m.impl("moments", &anrl_ext::moments_cuda);
+  m.impl("affine", &anrl_ext::affine_cuda);
+  m.impl("reduce", &anrl_ext::reduce_cuda);
+  m.impl("affine2", &anrl_ext::affine2_cuda);
+}
