@@ -21,19 +21,23 @@ constexpr int64_t kChunk = 2048;
 // Channels_last reductions work on blocks of rows (one row = C channels).
 int64_t rows_per_block(int64_t C) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(C, 1)); }
 
+// Moments of one chunk: the sum is taken relative to a pivot (the chunk's first
+// value) so its terms are of the size of the spread, not of the mean; a float32
+// sum of 2048 values near 1e4 would otherwise lose ~3 bits of the mean.
 template <typename scalar_t, typename acc_t>
 Moments<acc_t> chunk_moments(const scalar_t* x, int64_t len) {
+  const acc_t pivot = static_cast<acc_t>(x[0]);
   acc_t sum = 0;
 #pragma omp simd reduction(+ : sum)
-  for (int64_t i = 0; i < len; ++i) sum += static_cast<acc_t>(x[i]);
-  const acc_t mean = sum / static_cast<acc_t>(len);
+  for (int64_t i = 0; i < len; ++i) sum += static_cast<acc_t>(x[i]) - pivot;
+  const acc_t offset = sum / static_cast<acc_t>(len);
   acc_t m2 = 0;
 #pragma omp simd reduction(+ : m2)
   for (int64_t i = 0; i < len; ++i) {
-    const acc_t d = static_cast<acc_t>(x[i]) - mean;
+    const acc_t d = (static_cast<acc_t>(x[i]) - pivot) - offset;
     m2 += d * d;
   }
-  return Moments<acc_t>{mean, m2, static_cast<acc_t>(len)};
+  return Moments<acc_t>{pivot + offset, m2, static_cast<acc_t>(len)};
 }
 
 template <typename scalar_t, typename acc_t>
@@ -58,29 +62,31 @@ void moments_nhwc(const scalar_t* x, acc_t* mean, acc_t* var, int64_t N, int64_t
   const int64_t blocks = (M + R - 1) / R;
   std::vector<acc_t> pmean(N * blocks * C), pm2(N * blocks * C);
   at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> sum(C);
+    std::vector<acc_t> sum(C), pivot(C);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / blocks, b = t % blocks;
       const int64_t r0 = b * R, r1 = std::min(M, r0 + R);
       const scalar_t* xb = x + (n * M + r0) * C;
-      std::fill(sum.begin(), sum.end(), acc_t(0));
+      // Sums relative to the block's first row (see chunk_moments).
+      for (int64_t c = 0; c < C; ++c) { pivot[c] = static_cast<acc_t>(xb[c]); sum[c] = 0; }
       for (int64_t r = 0; r < r1 - r0; ++r) {
         const scalar_t* row = xb + r * C;
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) sum[c] += static_cast<acc_t>(row[c]);
+        for (int64_t c = 0; c < C; ++c) sum[c] += static_cast<acc_t>(row[c]) - pivot[c];
       }
       acc_t* pm = pmean.data() + t * C;
       acc_t* p2 = pm2.data() + t * C;
       const acc_t inv = acc_t(1) / static_cast<acc_t>(r1 - r0);
-      for (int64_t c = 0; c < C; ++c) { pm[c] = sum[c] * inv; p2[c] = 0; }
+      for (int64_t c = 0; c < C; ++c) { sum[c] *= inv; p2[c] = 0; }
       for (int64_t r = 0; r < r1 - r0; ++r) {
         const scalar_t* row = xb + r * C;
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) {
-          const acc_t d = static_cast<acc_t>(row[c]) - pm[c];
+          const acc_t d = (static_cast<acc_t>(row[c]) - pivot[c]) - sum[c];
           p2[c] += d * d;
         }
       }
+      for (int64_t c = 0; c < C; ++c) pm[c] = pivot[c] + sum[c];
     }
   });
   at::parallel_for(0, N * C, 64, [&](int64_t begin, int64_t end) {

@@ -7,8 +7,10 @@
 // (channels_last) length allows it. Everything runs on the current stream.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include "anrl_ext/checks.h"
@@ -270,7 +272,14 @@ __global__ void affine2_kernel(const scalar_t* __restrict__ dy, const scalar_t* 
 
 // ---- launch helpers -------------------------------------------------------
 
-int sm_count() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount; }
+// Only c10 headers: ATen/cuda/CUDAContext.h pulls in cuSPARSE/cuBLAS headers that a
+// bare CUDA toolkit may not ship.
+int sm_count() {
+  int count = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount,
+                                        c10::cuda::current_device()));
+  return count;
+}
 
 // Splits per plane: enough blocks to fill the GPU, at least ~4K elements each.
 int64_t num_splits(int64_t planes, int64_t M) {
@@ -315,7 +324,7 @@ std::tuple<at::Tensor, at::Tensor> moments_cuda(const at::Tensor& x_in) {
   auto opts = x.options().dtype(acc_dtype(x.scalar_type()));
   at::Tensor mean = at::empty({N, C}, opts), var = at::empty({N, C}, opts);
   if (N * C == 0) return {mean, var};
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = c10::cuda::getCurrentCUDAStream();
   const int64_t splits = num_splits(N * C, M);
   const int64_t seg = (M + splits - 1) / splits;
   at::Tensor part = at::empty({N * C, splits, 3}, opts);
@@ -354,7 +363,7 @@ std::tuple<at::Tensor, at::Tensor> reduce_cuda(const at::Tensor& dy_in, const at
   auto opts = x.options().dtype(acc_dtype(x.scalar_type()));
   at::Tensor s0 = at::empty({N, C}, opts), s1 = at::empty({N, C}, opts);
   if (N * C == 0) return {s0, s1};
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = c10::cuda::getCurrentCUDAStream();
   const int64_t splits = num_splits(N * C, M);
   const int64_t seg = (M + splits - 1) / splits;
   at::Tensor part = at::empty({N * C, splits, 2}, opts);
@@ -395,7 +404,7 @@ at::Tensor affine_cuda(const at::Tensor& x_in, const at::Tensor& center_in,
   at::Tensor y = at::empty_like(x, nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
   const int64_t C = x.size(1), M = x.size(2) * x.size(3), numel = x.numel();
   if (numel == 0) return y;
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "affine_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
@@ -425,7 +434,7 @@ at::Tensor affine2_cuda(const at::Tensor& dy_in, const at::Tensor& x_in, const a
   at::Tensor out = at::empty_like(x, nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
   const int64_t C = x.size(1), M = x.size(2) * x.size(3), numel = x.numel();
   if (numel == 0) return out;
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "affine2_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* gp = dy.const_data_ptr<scalar_t>();

@@ -1,0 +1,197 @@
+"""Normalization layers that blend BatchNorm and InstanceNorm: AFNM and the
+baselines of the paper's Table 4, all on the same fused op."""
+from __future__ import annotations
+
+from typing import Iterator, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from ..ops.adaptive_norm import blend, check_input, check_statistics_defined
+from ..ops.backends import resolve_backend
+from ..ops.reference import adaptive_norm_reference
+from .gates import make_gate
+
+
+class BlendNorm2d(nn.Module):
+    """alpha * BN(x) + (1 - alpha) * IN(x) with alpha from `alpha_fn`.
+
+    Holds the BN affine and running statistics (as `nn.BatchNorm2d`) and the
+    IN affine. Subclasses define `alpha_params()` and the static
+    `alpha_fn(mean, *params)`; a float from it means a fixed blend.
+    """
+
+    uses_bn = True
+    uses_in = True
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, backend: str = "auto"):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.backend = affine, backend
+        self.track_running_stats = track_running_stats and self.uses_bn
+
+        def affine_pair(used: bool):
+            if not (affine and used):
+                return None, None
+            return nn.Parameter(torch.ones(num_features)), nn.Parameter(torch.zeros(num_features))
+
+        self.bn_weight, self.bn_bias = affine_pair(self.uses_bn)
+        self.in_weight, self.in_bias = affine_pair(self.uses_in)
+        if self.track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features))
+            self.register_buffer("running_var", torch.ones(num_features))
+            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    # -- alpha -------------------------------------------------------------
+    def alpha_params(self) -> Tuple[Tensor, ...]:
+        return ()
+
+    @staticmethod
+    def alpha_fn(mean: Tensor, *params: Tensor) -> Union[float, Tensor]:
+        raise NotImplementedError
+
+    # -- forward -----------------------------------------------------------
+    def _momentum(self) -> float:
+        if not (self.training and self.track_running_stats):
+            return 0.0
+        self.num_batches_tracked.add_(1)
+        if self.momentum is None:  # cumulative moving average, as nn.BatchNorm2d
+            return 1.0 / float(self.num_batches_tracked)
+        return self.momentum
+
+    def forward(self, x: Tensor, return_alpha: bool = False):
+        check_input(x, self.num_features)
+        use_batch = self.training or not self.track_running_stats
+        check_statistics_defined(x, use_batch and self.uses_bn, self.uses_in)
+        backend = resolve_backend(self.backend, x.device)
+        momentum = self._momentum()
+        running = (self.running_mean, self.running_var) if self.track_running_stats else (None, None)
+        params = self.alpha_params()
+        if backend == "reference":
+            mean = x.float().mean((2, 3)) if x.dtype != torch.float64 else x.mean((2, 3))
+            alpha = self.alpha_fn(mean, *params)
+            y = adaptive_norm_reference(x, alpha, self.bn_weight, self.bn_bias, self.in_weight,
+                                        self.in_bias, *running, use_batch, momentum, self.eps)
+            if not isinstance(alpha, Tensor):
+                alpha = mean.new_full(mean.shape, float(alpha))
+            elif alpha.dim() == 1:
+                alpha = alpha.reshape(1, -1).expand_as(mean)
+        else:
+            y, alpha = blend(x, backend, self.alpha_fn, params, self.bn_weight, self.bn_bias,
+                             self.in_weight, self.in_bias, *running, use_batch, momentum, self.eps)
+        return (y, alpha) if return_alpha else y
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, backend={self.backend!r}")
+
+
+class AFNM(BlendNorm2d):
+    """Adaptive Feature Normalization Module (ANRL eq. 1-5).
+
+    A gate on the per-sample channel means picks, per sample and channel,
+    alpha in (0, 1); the output is alpha * BN(x) + (1 - alpha) * IN(x).
+
+    Args:
+        num_features: C.
+        reduction: gate hidden size is C // reduction.
+        eps, momentum: as `nn.BatchNorm2d`.
+        gate: "paper" (alpha = B / (B + I)), "sigmoid" or "sigmoid2" (official code).
+        backend: "auto", "reference", "cpu", "cuda" or "triton".
+    """
+
+    def __init__(self, num_features: int, reduction: int = 16, eps: float = 1e-5,
+                 momentum: Optional[float] = 0.1, gate: str = "paper", backend: str = "auto"):
+        super().__init__(num_features, eps, momentum, True, True, backend)
+        self.gate_kind, self.reduction = gate, reduction
+        self.gate = make_gate(gate, num_features, reduction)
+        self.alpha_fn = self.gate.alpha  # static, pure in its weights
+
+    def alpha_params(self) -> Tuple[Tensor, ...]:
+        return tuple(self.gate.parameters())
+
+    def gate_parameters(self) -> Iterator[nn.Parameter]:
+        """theta_F of the paper: the parameters meta-learning updates."""
+        return self.gate.parameters()
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", gate={self.gate_kind!r}, reduction={self.reduction}"
+
+
+class BN(BlendNorm2d):
+    """BatchNorm2d through the fused op (alpha = 1)."""
+
+    uses_in = False
+
+    @staticmethod
+    def alpha_fn(mean, *params):
+        return 1.0
+
+
+class IN(BlendNorm2d):
+    """InstanceNorm2d(affine=True) through the fused op (alpha = 0)."""
+
+    uses_bn = False
+
+    @staticmethod
+    def alpha_fn(mean, *params):
+        return 0.0
+
+
+class INBNHalf(BlendNorm2d):
+    """Fixed equal blend: 0.5 * BN + 0.5 * IN."""
+
+    @staticmethod
+    def alpha_fn(mean, *params):
+        return 0.5
+
+
+class BIN(BlendNorm2d):
+    """Batch-Instance Normalization (Nam & Kim 2018): one learned alpha per
+    channel, shared by all samples, kept in [0, 1] by clamping."""
+
+    def __init__(self, num_features: int, **kwargs):
+        super().__init__(num_features, **kwargs)
+        self.rho = nn.Parameter(torch.full((num_features,), 0.5))
+
+    def alpha_params(self):
+        return (self.rho,)
+
+    @staticmethod
+    def alpha_fn(mean, rho):
+        return rho.clamp(0.0, 1.0)
+
+
+class IBN(BlendNorm2d):
+    """IBN-Net style: IN on the first half of the channels, BN on the rest."""
+
+    def __init__(self, num_features: int, **kwargs):
+        super().__init__(num_features, **kwargs)
+        alpha = torch.ones(num_features)
+        alpha[: num_features // 2] = 0.0
+        self.register_buffer("split", alpha)
+
+    def alpha_params(self):
+        return (self.split,)
+
+    @staticmethod
+    def alpha_fn(mean, split):
+        return split
+
+
+NORMS = {"bn": BN, "in": IN, "half": INBNHalf, "bin": BIN, "ibn": IBN, "afnm": AFNM}
+
+
+def make_norm(kind: str, num_features: int, **kwargs) -> nn.Module:
+    """Build one of the Table 4 normalizations by name (bn, in, half, bin, ibn, afnm)."""
+    if kind not in NORMS:
+        raise ValueError(f"unknown normalization {kind!r}; choose one of {sorted(NORMS)}")
+    if kind != "afnm":
+        kwargs.pop("gate", None)
+        kwargs.pop("reduction", None)
+    return NORMS[kind](num_features, **kwargs)

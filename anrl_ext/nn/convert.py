@@ -1,0 +1,36 @@
+"""Swap nn.BatchNorm2d layers for AFNM, keeping what BN learned."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .blend_norm import AFNM
+
+
+def convert_batchnorm(module: nn.Module, **afnm_kwargs) -> nn.Module:
+    """Return `module` with every nn.BatchNorm2d replaced by AFNM.
+
+    The AFNM's BN branch takes the BN's affine and running statistics; its
+    gate and IN affine start fresh. Like
+    `nn.SyncBatchNorm.convert_sync_batchnorm`, the root itself is converted
+    (and returned) when it is a BatchNorm2d.
+    """
+    if isinstance(module, nn.BatchNorm2d):
+        kwargs = {"eps": module.eps, "momentum": module.momentum, **afnm_kwargs}
+        new = AFNM(module.num_features, **kwargs)
+        ref = module.weight if module.weight is not None else module.running_mean
+        if ref is not None:
+            new = new.to(device=ref.device, dtype=ref.dtype)
+        with torch.no_grad():
+            if module.affine:
+                new.bn_weight.copy_(module.weight)
+                new.bn_bias.copy_(module.bias)
+            if module.track_running_stats and module.running_mean is not None:
+                new.running_mean.copy_(module.running_mean)
+                new.running_var.copy_(module.running_var)
+                new.num_batches_tracked.copy_(module.num_batches_tracked)
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        setattr(module, name, convert_batchnorm(child, **afnm_kwargs))
+    return module

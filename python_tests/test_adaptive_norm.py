@@ -1,0 +1,197 @@
+"""The fused op on every CPU backend against the float64 reference."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import anrl_ext
+from helpers import make_inputs, max_err, oracle
+
+from conftest import FUSED_CPU_BACKENDS
+
+BACKENDS = FUSED_CPU_BACKENDS
+SHAPES = [(4, 3, 7, 7), (3, 17, 5, 6), (2, 5, 63, 65), (5, 16, 1, 3)]
+
+
+def run(x, alpha, params, backend, running=None, training=True):
+    a = alpha.to(x.device) if isinstance(alpha, torch.Tensor) else alpha
+    rm, rv = running if running is not None else (None, None)
+    return anrl_ext.adaptive_norm(x, a, *params, running_mean=rm, running_var=rv, training=training,
+                                  backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("alpha_kind", ["nc", "c", "0.3"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_forward_backward_float32_vs_float64(backend, shape, alpha_kind, channels_last):
+    x, alpha, params = make_inputs(shape, torch.float32, alpha_kind, channels_last)
+    p32 = [p.float().requires_grad_() for p in params]
+    a32 = alpha.float().requires_grad_() if isinstance(alpha, torch.Tensor) else alpha
+    x.requires_grad_()
+    y = run(x, a32, p32, backend)
+    assert y.dtype == torch.float32 and y.shape == x.shape
+    x64 = x.detach().double().requires_grad_()
+    p64 = [p.detach().double().requires_grad_() for p in p32]
+    a64 = alpha.double().requires_grad_() if isinstance(alpha, torch.Tensor) else alpha
+    y64 = oracle(x64, a64, p64)
+    assert max_err(y, y64) < 1e-4
+    g = torch.randn_like(y64)
+    ins32 = [x] + ([a32] if isinstance(alpha, torch.Tensor) else []) + p32
+    ins64 = [x64] + ([a64] if isinstance(alpha, torch.Tensor) else []) + p64
+    grads = torch.autograd.grad(y, ins32, g.float())
+    grads64 = torch.autograd.grad(y64, ins64, g)
+    for name, a, b in zip(["x", "alpha", "params"], grads, grads64):
+        assert max_err(a, b) < 2e-3 * max(1.0, b.abs().max().item()), name
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", [(3, 4, 3, 5), (2, 3, 1, 2)])
+@pytest.mark.parametrize("training", [True, False])
+def test_gradcheck_and_gradgradcheck(backend, shape, training):
+    x, alpha, params = make_inputs(shape, torch.float64, "nc")
+    rm, rv = torch.randn(shape[1], dtype=torch.float64), torch.rand(shape[1], dtype=torch.float64) + 0.5
+
+    def f(x, alpha, wb, bb, wi, bi):
+        # running stats cloned so each gradcheck evaluation sees the same state
+        return anrl_ext.adaptive_norm(x, alpha, wb, bb, wi, bi, rm.clone(), rv.clone(), training=training,
+                                      backend=backend)
+
+    inputs = tuple(t.clone().requires_grad_() for t in [x, alpha, *params])
+    assert torch.autograd.gradcheck(f, inputs)
+    assert torch.autograd.gradgradcheck(f, inputs)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_double_backward_matches_reference(backend):
+    # The second-order meta-update differentiates a gradient: compare d/dtheta of
+    # <grad_x L, v> between the fused backend and the float64 reference.
+    x, alpha, params = make_inputs((4, 6, 5, 5), torch.float64, "nc")
+    v = torch.randn_like(x)
+    outs = []
+    for b in (backend, "reference"):
+        xs = x.clone().requires_grad_()
+        a = alpha.clone().requires_grad_()
+        ps = [p.clone().requires_grad_() for p in params]
+        y = anrl_ext.adaptive_norm(xs, a, *ps, backend=b)
+        (gx,) = torch.autograd.grad((y ** 3).sum(), xs, create_graph=True)
+        outs.append(torch.autograd.grad((gx * v).sum(), [xs, a, *ps]))
+    for g1, g2 in zip(*outs):
+        assert max_err(g1, g2) < 1e-9
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", [(4, 3, 7, 7), (2, 17, 63, 65), (6, 5, 1, 1)])
+def test_alpha_one_is_batchnorm(backend, shape):
+    x, _, params = make_inputs(shape, torch.float32)
+    bn = torch.nn.BatchNorm2d(shape[1])
+    with torch.no_grad():
+        bn.weight.copy_(params[0]), bn.bias.copy_(params[1])
+    rm, rv = torch.zeros(shape[1]), torch.ones(shape[1])
+    for _ in range(3):  # running statistics after several steps
+        xs = x * torch.rand(()) + torch.randn(())
+        y = anrl_ext.adaptive_norm(xs, 1.0, bn.weight, bn.bias, None, None, rm, rv, training=True,
+                                   backend=backend)
+        ref = bn(xs)
+        assert max_err(y, ref) < 1e-4
+    torch.testing.assert_close(rm, bn.running_mean, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(rv, bn.running_var, atol=1e-5, rtol=1e-5)
+    bn.eval()
+    y = anrl_ext.adaptive_norm(x, 1.0, bn.weight, bn.bias, None, None, rm, rv, training=False, backend=backend)
+    assert max_err(y, bn(x)) < 1e-4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", [(4, 3, 7, 7), (1, 17, 63, 65)])
+def test_alpha_zero_is_instancenorm(backend, shape):
+    x, _, params = make_inputs(shape, torch.float32)
+    inn = torch.nn.InstanceNorm2d(shape[1], affine=True)
+    with torch.no_grad():
+        inn.weight.copy_(params[2]), inn.bias.copy_(params[3])
+    for training in (True, False):
+        inn.train(training)
+        y = anrl_ext.adaptive_norm(x, 0.0, None, None, inn.weight, inn.bias, training=training, backend=backend)
+        assert max_err(y, inn(x)) < 1e-4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_eval_uses_running_stats_and_n1(backend):
+    x, alpha, params = make_inputs((1, 5, 6, 7), torch.float64, "nc")
+    rm, rv = torch.randn(5, dtype=torch.float64), torch.rand(5, dtype=torch.float64) + 0.1
+    y = anrl_ext.adaptive_norm(x, alpha, *params, rm, rv, training=False, backend=backend)
+    ref = oracle(x, alpha, params, running=(rm.clone(), rv.clone()), training=False)
+    assert max_err(y, ref) < 1e-12
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision(backend, dtype):
+    x, alpha, params = make_inputs((4, 8, 9, 11), dtype, "nc")
+    y = anrl_ext.adaptive_norm(x, alpha.to(dtype), *[p.to(dtype) for p in params], backend=backend)
+    assert y.dtype == dtype
+    ref = oracle(x, alpha.to(dtype), [p.to(dtype) for p in params])
+    tol = 3e-2 if dtype == torch.bfloat16 else 4e-3
+    assert max_err(y, ref) < tol * max(1.0, ref.abs().max().item())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_large_mean_small_std(backend):
+    # mean 1e4, std 0.1 in float32: the naive E[x^2] - E[x]^2 loses every digit.
+    x = (torch.randn(4, 3, 32, 32, dtype=torch.float64) * 0.1 + 1e4).float()
+    alpha = torch.rand(4, 3)
+    params = [torch.ones(3), torch.zeros(3), torch.ones(3), torch.zeros(3)]
+    y = anrl_ext.adaptive_norm(x, alpha, *params, backend=backend)
+    ref = oracle(x, alpha, params)
+    # The float32 means themselves carry ~5e-4 rounding (ulp(1e4)/2), i.e. ~5e-3 of one
+    # std; torch's own float32 batch_norm has the same floor. Require that level.
+    torch_bn = F.batch_norm(x, None, None, training=True)
+    floor = max_err(torch_bn, F.batch_norm(x.double(), None, None, training=True))
+    assert max_err(y, ref) < max(2 * floor, 1e-2)
+    naive = (x - x.mean((0, 2, 3), keepdim=True)) / torch.sqrt(
+        (x * x).mean((0, 2, 3), keepdim=True) - x.mean((0, 2, 3), keepdim=True) ** 2 + 1e-5)
+    naive_err = max_err(naive, F.batch_norm(x.double(), None, None, training=True))
+    assert not naive_err < 0.1  # the trap is real: large error or NaN
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_noncontiguous_input(backend):
+    x, alpha, params = make_inputs((3, 4, 12, 10), torch.float64, "nc")
+    xs = x[:, :, ::2, :]
+    assert not xs.is_contiguous()
+    y = anrl_ext.adaptive_norm(xs, alpha, *params, backend=backend)
+    assert max_err(y, oracle(xs, alpha, params)) < 1e-12
+
+
+class TestBadInput:
+    def test_wrong_ndim(self):
+        with pytest.raises(ValueError, match="4-D"):
+            anrl_ext.adaptive_norm(torch.randn(2, 3, 4), 0.5)
+
+    def test_integer_dtype(self):
+        with pytest.raises(TypeError, match="floating-point"):
+            anrl_ext.adaptive_norm(torch.ones(2, 3, 4, 4, dtype=torch.int32), 0.5)
+
+    def test_channel_mismatch(self):
+        with pytest.raises(ValueError, match="entries, expected C = 3"):
+            anrl_ext.adaptive_norm(torch.randn(2, 3, 4, 4), 0.5, torch.ones(4), torch.zeros(4))
+        with pytest.raises(ValueError, match="alpha must be"):
+            anrl_ext.adaptive_norm(torch.randn(2, 3, 4, 4), torch.rand(2, 4))
+        with pytest.raises(ValueError, match="channels but the layer was built for 8"):
+            anrl_ext.AFNM(8)(torch.randn(2, 3, 4, 4))
+
+    def test_one_value_per_channel_in_training(self):
+        with pytest.raises(ValueError, match="more than 1 value per channel"):
+            anrl_ext.adaptive_norm(torch.randn(1, 3, 1, 1), 1.0)
+        with pytest.raises(ValueError, match="more than 1 spatial element"):
+            anrl_ext.adaptive_norm(torch.randn(4, 3, 1, 1), 0.5)
+
+    def test_devices_differ(self):
+        x = torch.randn(2, 3, 4, 4)
+        w = torch.ones(3, device="meta")
+        with pytest.raises(ValueError, match="is on meta but the input is on cpu"):
+            anrl_ext.adaptive_norm(x, 0.5, w, None, None, None)
+
+    def test_unknown_backend(self):
+        with pytest.raises(ValueError, match="unknown backend"):
+            anrl_ext.adaptive_norm(torch.randn(2, 3, 4, 4), 0.5, backend="tpu")
+        with pytest.raises(ValueError, match="cannot run tensors on cpu"):
+            anrl_ext.adaptive_norm(torch.randn(2, 3, 4, 4), 0.5, backend="cuda")

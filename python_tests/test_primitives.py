@@ -1,0 +1,105 @@
+"""Each kernel primitive against the plain-PyTorch primitive in float64."""
+import pytest
+import torch
+
+from anrl_ext.ops import native
+from anrl_ext.ops import reference as ref
+
+pytestmark = pytest.mark.skipif(not native.is_built(), reason="anrl_ext._C not built")
+P = native.PRIMITIVES
+SHAPES = [(2, 3, 7, 7), (3, 17, 5, 13), (1, 4, 1, 1), (2, 8, 63, 65)]
+
+
+def _args(shape, dtype, channels_last):
+    n, c = shape[:2]
+    x = torch.randn(shape, dtype=torch.float64) * 3 + 1
+    dy = torch.randn(shape, dtype=torch.float64)
+    x, dy = x.to(dtype), dy.to(dtype)
+    if channels_last:
+        x, dy = x.to(memory_format=torch.channels_last), dy.to(memory_format=torch.channels_last)
+    coef = [torch.randn(n, c, dtype=torch.float64) for _ in range(4)]
+    return x, dy, coef
+
+
+TOL = {torch.float64: 1e-12, torch.float32: 2e-5, torch.bfloat16: 3e-2, torch.float16: 5e-3}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_primitives_match_reference(shape, dtype, channels_last):
+    x, dy, (m, a, b, c) = _args(shape, dtype, channels_last)
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    x64, dy64 = x.double(), dy.double()
+    tol = TOL[dtype]
+
+    mean, var = P.moments(x)
+    assert mean.dtype == acc and mean.shape == shape[:2]
+    rmean, rvar = ref.PRIMITIVES.moments(x64)
+    torch.testing.assert_close(mean.double(), rmean, atol=1e-5 if dtype != torch.float64 else 1e-12, rtol=1e-5)
+    torch.testing.assert_close(var.double(), rvar, atol=1e-5 if dtype != torch.float64 else 1e-12, rtol=1e-5)
+
+    y = P.affine(x, m, a, b)
+    assert y.dtype == dtype and y.shape == x.shape
+    assert y.is_contiguous(memory_format=torch.channels_last if channels_last and shape[2] * shape[3] > 1
+                           else torch.contiguous_format)
+    torch.testing.assert_close(y.double(), ref.PRIMITIVES.affine(x64, m, a, b), atol=tol * 10, rtol=tol)
+
+    s0, s1 = P.reduce(dy, x, m)
+    r0, r1 = ref.PRIMITIVES.reduce(dy64, x64, m)
+    # Sums over M terms: float32 accumulation error grows with M.
+    sum_tol = 1e-12 if dtype == torch.float64 else 1e-6 * shape[2] * shape[3] + 1e-5
+    torch.testing.assert_close(s0.double(), r0, atol=sum_tol, rtol=1e-5)
+    torch.testing.assert_close(s1.double(), r1, atol=sum_tol, rtol=1e-5)
+
+    out = P.affine2(dy, x, m, a, b, c)
+    torch.testing.assert_close(out.double(), ref.PRIMITIVES.affine2(dy64, x64, m, a, b, c), atol=tol * 20, rtol=tol)
+
+
+def test_noncontiguous_input_is_handled():
+    x = torch.randn(3, 5, 8, 10, dtype=torch.float64)[:, :, ::2, 1:]  # neither layout
+    assert not x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+    mean, var = P.moments(x)
+    rmean, rvar = ref.PRIMITIVES.moments(x)
+    torch.testing.assert_close(mean, rmean)
+    torch.testing.assert_close(var, rvar)
+
+
+def test_moments_stable_at_large_mean():
+    # E[x^2] - E[x]^2 in float32 would return garbage here (var ~ 0.01 next to mean^2 ~ 1e8).
+    x = (torch.randn(2, 3, 64, 64, dtype=torch.float64) * 0.1 + 1e4).float()
+    mean, var = P.moments(x)
+    rmean, rvar = ref.PRIMITIVES.moments(x.double())
+    torch.testing.assert_close(var.double(), rvar, rtol=1e-3, atol=0)
+    for cl in (True,):
+        mean2, var2 = P.moments(x.to(memory_format=torch.channels_last))
+        torch.testing.assert_close(var2.double(), rvar, rtol=1e-3, atol=0)
+
+
+@pytest.mark.parametrize("op", ["moments", "affine", "reduce", "affine2"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_opcheck(op, channels_last):
+    x, dy, (m, a, b, c) = _args((2, 3, 4, 5), torch.float64, channels_last)
+    args = {"moments": (x,), "affine": (x, m, a, b), "reduce": (dy, x, m), "affine2": (dy, x, m, a, b, c)}[op]
+    args = tuple(t.requires_grad_() for t in args)
+    torch.library.opcheck(getattr(torch.ops.anrl_ext, op).default, args)
+
+
+@pytest.mark.parametrize("op", ["moments", "affine", "reduce", "affine2"])
+def test_primitive_gradgradcheck(op):
+    x, dy, (m, a, b, c) = _args((2, 3, 4, 5), torch.float64, False)
+    args = {"moments": (x,), "affine": (x, m, a, b), "reduce": (dy, x, m), "affine2": (dy, x, m, a, b, c)}[op]
+    args = tuple(t.requires_grad_() for t in args)
+    fn = getattr(P, op)
+    assert torch.autograd.gradcheck(fn, args)
+    assert torch.autograd.gradgradcheck(fn, args)
+
+
+def test_kernel_errors_are_clear():
+    with pytest.raises(ValueError, match="4-D"):
+        P.moments(torch.randn(3, 4))
+    with pytest.raises(TypeError, match="floating-point"):
+        P.moments(torch.ones(1, 2, 3, 3, dtype=torch.int64))
+    x = torch.randn(2, 3, 4, 4)
+    with pytest.raises(ValueError, match=r"\(N, C\)"):
+        P.affine(x, torch.zeros(2, 4), torch.zeros(2, 3), torch.zeros(2, 3))
