@@ -1,0 +1,191 @@
+"""nn modules: AFNM, the Table 4 baselines, convert_batchnorm, torch.compile."""
+import pytest
+import torch
+from torch import nn
+
+import anrl_ext
+from anrl_ext.nn import GATES
+from helpers import max_err
+
+from conftest import FUSED_CPU_BACKENDS
+
+BACKENDS = FUSED_CPU_BACKENDS
+
+
+@pytest.mark.parametrize("gate", sorted(GATES))
+def test_alpha_is_half_at_init(gate):
+    m = anrl_ext.AFNM(32, gate=gate)
+    y, alpha = m(torch.randn(4, 32, 5, 5) * 3 + 1, return_alpha=True)
+    assert alpha.shape == (4, 32)
+    torch.testing.assert_close(alpha, torch.full_like(alpha, 0.5))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("gate", sorted(GATES))
+@pytest.mark.parametrize("training", [True, False])
+def test_afnm_matches_reference_module(backend, gate, training):
+    torch.manual_seed(1)
+    fused = anrl_ext.AFNM(20, reduction=4, gate=gate, backend=backend).double()
+    for p in fused.gate.parameters():  # move away from alpha = 0.5
+        nn.init.normal_(p, std=0.3)
+    ref = anrl_ext.AFNM(20, reduction=4, gate=gate, backend="reference").double()
+    ref.load_state_dict(fused.state_dict())
+    fused.train(training), ref.train(training)
+    x = torch.randn(6, 20, 7, 9, dtype=torch.float64) * 2 + 1
+    outs = []
+    for m in (fused, ref):
+        xs = x.clone().requires_grad_()
+        y, alpha = m(xs, return_alpha=True)
+        loss = (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum() + alpha.pow(2).sum()
+        outs.append((y, alpha, torch.autograd.grad(loss, [xs, *m.parameters()])))
+    assert max_err(outs[0][0], outs[1][0]) < 1e-12
+    assert max_err(outs[0][1], outs[1][1]) < 1e-12
+    assert 0 < outs[0][1].min() and outs[0][1].max() < 1
+    for g1, g2 in zip(outs[0][2], outs[1][2]):
+        assert max_err(g1, g2) < 1e-10
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(fused, name), getattr(ref, name))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_afnm_gradgradcheck_through_gate(backend):
+    m = anrl_ext.AFNM(6, reduction=2, backend=backend).double()
+    for p in m.gate.parameters():
+        nn.init.normal_(p, std=0.5)
+    names = [n for n, _ in m.named_parameters()]
+    x = torch.randn(3, 6, 4, 3, dtype=torch.float64, requires_grad=True)
+
+    def f(x, *params):
+        return torch.func.functional_call(m, dict(zip(names, params)), (x,))
+
+    params = tuple(p.detach().clone().requires_grad_() for p in m.parameters())
+    assert torch.autograd.gradcheck(f, (x, *params))
+    assert torch.autograd.gradgradcheck(f, (x, *params))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_running_stats_follow_batchnorm(backend, momentum):
+    afnm = anrl_ext.AFNM(8, momentum=momentum, backend=backend)
+    bn = nn.BatchNorm2d(8, momentum=momentum)
+    for _ in range(4):
+        x = torch.randn(5, 8, 6, 6) * torch.rand(8).view(1, 8, 1, 1) * 3 + torch.randn(8).view(1, 8, 1, 1)
+        afnm(x), bn(x)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(afnm, name), getattr(bn, name), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bn_and_in_modules_equal_torch(backend):
+    x = torch.randn(4, 6, 9, 9) * 2 + 3
+    bn, tbn = anrl_ext.BN(6, backend=backend), nn.BatchNorm2d(6)
+    inn, tin = anrl_ext.IN(6, backend=backend), nn.InstanceNorm2d(6, affine=True)
+    for m in (bn, tbn, inn, tin):
+        for p in m.parameters():
+            nn.init.uniform_(p, 0.5, 1.5) if p.dim() else None
+    with torch.no_grad():
+        tbn.weight.copy_(bn.bn_weight), tbn.bias.copy_(bn.bn_bias)
+        tin.weight.copy_(inn.in_weight), tin.bias.copy_(inn.in_bias)
+    for train in (True, False):
+        for ours, theirs in ((bn, tbn), (inn, tin)):
+            ours.train(train), theirs.train(train)
+            assert max_err(ours(x), theirs(x)) < 1e-4
+    assert inn.running_mean is None and inn.in_weight is not None and inn.bn_weight is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ibn_half_in_half_bn(backend):
+    x = torch.randn(4, 6, 5, 5) * 2 + 1
+    ibn = anrl_ext.IBN(6, backend=backend)
+    y, alpha = ibn(x, return_alpha=True)
+    assert alpha[:, :3].eq(0).all() and alpha[:, 3:].eq(1).all()
+    ref_in = nn.functional.instance_norm(x[:, :3], eps=ibn.eps)
+    ref_bn = nn.functional.batch_norm(x[:, 3:], None, None, training=True, eps=ibn.eps)
+    assert max_err(y, torch.cat([ref_in, ref_bn], 1)) < 1e-4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bin_alpha_kept_in_unit_interval(backend):
+    m = anrl_ext.BIN(4, backend=backend)
+    with torch.no_grad():
+        m.rho.copy_(torch.tensor([-1.0, 0.25, 0.75, 2.0]))
+    _, alpha = m(torch.randn(3, 4, 5, 5), return_alpha=True)
+    torch.testing.assert_close(alpha[0], torch.tensor([0.0, 0.25, 0.75, 1.0]))
+    half = anrl_ext.INBNHalf(4, backend=backend)
+    _, a = half(torch.randn(3, 4, 5, 5), return_alpha=True)
+    assert a.eq(0.5).all()
+
+
+@pytest.mark.parametrize("kind", ["bn", "in", "half", "bin", "ibn", "afnm"])
+def test_make_norm_all_backends_agree(kind):
+    x = torch.randn(3, 8, 6, 5, dtype=torch.float64)
+    ref = anrl_ext.make_norm(kind, 8, backend="reference").double()
+    for backend in BACKENDS:
+        m = anrl_ext.make_norm(kind, 8, backend=backend).double()
+        m.load_state_dict(ref.state_dict())
+        assert max_err(m(x), ref(x)) < 1e-12
+
+
+def test_convert_batchnorm_keeps_statistics():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Sequential(nn.Conv2d(8, 4, 3), nn.BatchNorm2d(4)))
+    for _ in range(3):
+        model(torch.randn(4, 3, 10, 10))
+    bn = model[1]
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 2), bn.bias.uniform_(-1, 1)
+    before = {k: v.clone() for k, v in bn.state_dict().items()}
+    model.eval()
+    x = torch.randn(2, 3, 10, 10)
+    converted = anrl_ext.convert_batchnorm(model, gate="sigmoid")
+    assert isinstance(converted[1], anrl_ext.AFNM) and isinstance(converted[3][1], anrl_ext.AFNM)
+    assert converted[1].gate_kind == "sigmoid" and not converted[1].training
+    torch.testing.assert_close(converted[1].bn_weight.detach(), before["weight"])
+    torch.testing.assert_close(converted[1].running_var, before["running_var"])
+    assert int(converted[1].num_batches_tracked) == 3
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in converted.modules())
+    # With the IN affine set to reproduce nothing, alpha = 1 would be exactly the old BN:
+    only_bn = anrl_ext.adaptive_norm(converted[0](x), 1.0, converted[1].bn_weight, converted[1].bn_bias,
+                                     running_mean=converted[1].running_mean,
+                                     running_var=converted[1].running_var, training=False)
+    assert max_err(only_bn, bn.eval()(converted[0](x))) < 1e-5
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_saved_tensors_are_x_plus_small(backend):
+    # Nothing of tensor size is saved beyond x itself.
+    m = anrl_ext.AFNM(16, backend=backend)
+    x = torch.randn(8, 16, 16, 16, requires_grad=True)
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        m(x).sum()
+    big = [t for t in saved if t.numel() >= x.numel()]
+    assert len(big) == 1 and big[0].data_ptr() == x.data_ptr()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("compiler", ["aot_eager", "inductor"])
+def test_torch_compile_first_order(backend, compiler):
+    torch._dynamo.reset()
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), anrl_ext.AFNM(8, reduction=2, backend=backend),
+                          nn.ReLU(), nn.Conv2d(8, 4, 3))
+    eager = [p.detach().clone() for p in model.parameters()]
+    x = torch.randn(4, 3, 12, 12)
+    compiled = torch.compile(model, backend=compiler, fullgraph=True)
+    y = compiled(x)
+    y.square().mean().backward()
+    grads_c = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    for p, e in zip(model.parameters(), eager):
+        p.data.copy_(e)
+    model[1].num_batches_tracked.zero_()
+    y2 = model(x)
+    y2.square().mean().backward()
+    torch.testing.assert_close(y, y2, atol=1e-5, rtol=1e-5)
+    for g1, p in zip(grads_c, model.parameters()):
+        torch.testing.assert_close(g1, p.grad, atol=1e-5, rtol=1e-4)
