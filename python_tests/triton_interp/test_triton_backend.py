@@ -1,0 +1,98 @@
+"""Triton backend on CPU tensors under TRITON_INTERPRET=1, against float64 references.
+
+Collected only when TRITON_INTERPRET=1 (see conftest.py); test_triton_interpret.py
+runs this file in such an interpreter.
+"""
+import pytest
+import torch
+
+import anrl_ext
+from anrl_ext.ops import reference as ref
+from anrl_ext.ops import triton_backend as tb
+from helpers import make_inputs, max_err, oracle
+
+P = tb.PRIMITIVES
+
+
+def test_triton_is_available_under_interpreter():
+    assert "triton" in anrl_ext.available_backends("cpu")
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 7, 7), (1, 17, 33, 40), (3, 2, 1, 5)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_primitives(shape, dtype, channels_last):
+    n, c = shape[:2]
+    x = (torch.randn(shape, dtype=torch.float64) * 3 + 1).to(dtype)
+    dy = torch.randn(shape, dtype=torch.float64).to(dtype)
+    if channels_last:
+        x, dy = x.to(memory_format=torch.channels_last), dy.to(memory_format=torch.channels_last)
+    m, a, b, cc = (torch.randn(n, c, dtype=torch.float64) for _ in range(4))
+    x64, dy64 = x.double(), dy.double()
+    tol = {torch.float64: 1e-12, torch.float32: 1e-5, torch.bfloat16: 3e-2}[dtype]
+    mean, var = P.moments(x)
+    rmean, rvar = ref.PRIMITIVES.moments(x64)
+    torch.testing.assert_close(mean.double(), rmean, atol=max(tol, 1e-6), rtol=1e-5)
+    torch.testing.assert_close(var.double(), rvar, atol=max(tol, 1e-6), rtol=1e-5)
+    torch.testing.assert_close(P.affine(x, m, a, b).double(), ref.PRIMITIVES.affine(x64, m, a, b),
+                               atol=tol * 10, rtol=tol)
+    s0, s1 = P.reduce(dy, x, m)
+    r0, r1 = ref.PRIMITIVES.reduce(dy64, x64, m)
+    sum_tol = 1e-10 if dtype == torch.float64 else 1e-6 * shape[2] * shape[3] + 1e-5
+    torch.testing.assert_close(s0.double(), r0, atol=sum_tol, rtol=1e-5)
+    torch.testing.assert_close(s1.double(), r1, atol=sum_tol, rtol=1e-5)
+    torch.testing.assert_close(P.affine2(dy, x, m, a, b, cc).double(),
+                               ref.PRIMITIVES.affine2(dy64, x64, m, a, b, cc), atol=tol * 20, rtol=tol)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 7, 7), (2, 5, 13, 11)])
+@pytest.mark.parametrize("training", [True, False])
+def test_adaptive_norm_values_and_gradients(shape, training):
+    x, alpha, params = make_inputs(shape, torch.float64, "nc")
+    rm, rv = torch.randn(shape[1], dtype=torch.float64), torch.rand(shape[1], dtype=torch.float64) + 0.5
+    outs = []
+    for backend in ("triton", "reference"):
+        xs, a = x.clone().requires_grad_(), alpha.clone().requires_grad_()
+        ps = [p.clone().requires_grad_() for p in params]
+        r = (rm.clone(), rv.clone())
+        y = anrl_ext.adaptive_norm(xs, a, *ps, *r, training=training, backend=backend)
+        g = torch.autograd.grad((y * y.detach().sin()).sum(), [xs, a, *ps])
+        outs.append((y, g, r))
+    assert max_err(outs[0][0], outs[1][0]) < 1e-12
+    for g1, g2 in zip(outs[0][1], outs[1][1]):
+        assert max_err(g1, g2) < 1e-10
+    for r1, r2 in zip(outs[0][2], outs[1][2]):
+        assert max_err(r1, r2) < 1e-12
+
+
+def test_gradcheck_and_gradgradcheck():
+    x, alpha, params = make_inputs((2, 3, 3, 4), torch.float64, "nc")
+    p = [t.requires_grad_() for t in params]
+
+    def f(x, alpha):
+        return anrl_ext.adaptive_norm(x, alpha, *p, backend="triton")
+
+    inputs = (x.requires_grad_(), alpha.requires_grad_())
+    assert torch.autograd.gradcheck(f, inputs)
+    assert torch.autograd.gradgradcheck(f, inputs)
+
+
+def test_afnm_module_float32_and_bfloat16():
+    torch.manual_seed(0)
+    m = anrl_ext.AFNM(8, reduction=2, backend="triton")
+    r = anrl_ext.AFNM(8, reduction=2, backend="reference")
+    r.load_state_dict(m.state_dict())
+    x = torch.randn(4, 8, 9, 10) * 2 + 1
+    assert max_err(m(x), r(x.double().float())) < 1e-4
+    xb = x.bfloat16()
+    y = m.bfloat16()(xb)
+    assert y.dtype == torch.bfloat16
+    assert max_err(y, oracle(xb, 0.5, [torch.ones(8), torch.zeros(8)] * 2)) < 5e-2
+
+
+def test_large_mean_small_std():
+    x = (torch.randn(4, 3, 32, 32, dtype=torch.float64) * 0.1 + 1e4).float()
+    alpha = torch.rand(4, 3)
+    params = [torch.ones(3), torch.zeros(3), torch.ones(3), torch.zeros(3)]
+    y = anrl_ext.adaptive_norm(x, alpha, *params, backend="triton")
+    assert max_err(y, oracle(x, alpha, params)) < 2e-2
