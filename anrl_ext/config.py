@@ -1,0 +1,128 @@
+"""Trainer configuration: defaults, presets, YAML files and the command line share one schema."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, fields
+from typing import List, Optional
+
+import yaml
+
+PROTOCOLS = {"OCI-M": ("OCI", "M"), "OMI-C": ("OMI", "C"), "OCM-I": ("OCM", "I"), "ICM-O": ("ICM", "O")}
+
+
+@dataclass
+class Config:
+    data: str = "synthetic"  # "synthetic" or a prepared dataset root (not yet supported: see README)
+    protocol: str = "OCI-M"
+    sources: Optional[str] = None  # e.g. "OCI"; overrides --protocol together with --target
+    target: Optional[str] = None
+    iters: int = 400
+    batch_size: int = 8  # per source domain
+    img_size: int = 64
+    width: float = 0.25
+    lr: float = 1e-3
+    meta_lr: float = 1e-3  # beta2
+    inner_lr: float = 1e-3  # beta1
+    lambda_idc: float = 0.1
+    lambda_ics: float = 0.01
+    gamma: float = 0.9
+    norm: str = "afnm"
+    gate: str = "paper"
+    backend: str = "auto"
+    device: str = "cpu"
+    seed: int = 0
+    first_order: bool = False
+    meta: bool = True
+    videos_per_class: int = 24
+    frames_per_video: int = 4
+    eval_every: int = 0  # 0: only at the end
+    ckpt_every: int = 100
+    out: str = "runs/anrl"
+    resume: Optional[str] = None
+
+    def domains(self) -> (List[str], str):
+        if self.sources or self.target:
+            if not (self.sources and self.target):
+                raise ValueError("--sources and --target go together")
+            src, tgt = list(self.sources), self.target
+        else:
+            if self.protocol not in PROTOCOLS:
+                raise ValueError(f"unknown protocol {self.protocol!r}; choose from {sorted(PROTOCOLS)}")
+            src, tgt = list(PROTOCOLS[self.protocol][0]), PROTOCOLS[self.protocol][1]
+        if tgt in src:
+            raise ValueError(f"target domain {tgt!r} is also a source")
+        return src, tgt
+
+
+PRESETS = {
+    # The paper's settings (256x256x6, full-width RFM extractor); meant for a GPU.
+    "paper": dict(img_size=256, width=1.0, batch_size=10, iters=4000, lr=1e-3, meta_lr=1e-3, inner_lr=1e-3,
+                  lambda_idc=0.1, lambda_ics=0.01, device="cuda", videos_per_class=200, frames_per_video=8),
+    # Seconds, for tests.
+    "smoke": dict(img_size=32, width=0.125, batch_size=4, iters=4, videos_per_class=3, frames_per_video=2,
+                  ckpt_every=2),
+}
+
+HELP = {
+    "data": "'synthetic' (built-in benchmark)",
+    "protocol": f"leave-one-out task, one of {sorted(PROTOCOLS)}",
+    "sources": "source domain letters, e.g. OCI (with --target)",
+    "target": "held-out target domain letter (with --sources)",
+    "batch_size": "samples per source domain per iteration (half live, half spoof)",
+    "width": "channel multiplier of the network (1.0 = paper)",
+    "meta_lr": "beta2: Adam step of the meta-update of the AFNM gates",
+    "inner_lr": "beta1: inner (meta-train) step size of the gates",
+    "lambda_idc": "lambda1, weight of the IDC loss",
+    "lambda_ics": "lambda2, weight of the ICS loss",
+    "norm": "normalization of the extractor: bn, in, half, bin, ibn, afnm",
+    "gate": "AFNM gate: paper, sigmoid, sigmoid2",
+    "backend": "AFNM op backend: auto, reference, cpu, cuda, triton",
+    "first_order": "first-order meta-gradient (no create_graph)",
+    "meta": "meta-learn the AFNM gates (Algorithm 1); --no-meta trains plainly",
+    "out": "output directory (logs, checkpoints, metrics.json, roc.png)",
+    "resume": "checkpoint to resume from",
+    "eval_every": "evaluate every N iterations (0: only at the end)",
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m anrl_ext.train",
+                                description="Train ANRL on a leave-one-domain-out task and report HTER/AUC.")
+    p.add_argument("--config", help="YAML file with any of the options below (command line wins)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="named settings: paper (GPU), smoke (tests)")
+    for f in fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=HELP.get(f.name))
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type), str)
+            p.add_argument(flag, type=kind, default=None,
+                           help=f"{HELP.get(f.name, '')} (default: {f.default})".strip())
+    return p
+
+
+def load(argv=None) -> Config:
+    args = parser().parse_args(argv)
+    values = {}
+    if args.preset:
+        values.update(PRESETS[args.preset])
+    if args.config:
+        try:
+            with open(args.config) as fh:
+                from_file = yaml.safe_load(fh) or {}
+        except FileNotFoundError:
+            raise SystemExit(f"config file not found: {args.config}")
+        known = {f.name for f in fields(Config)}
+        unknown = set(from_file) - known
+        if unknown:
+            raise SystemExit(f"{args.config}: unknown keys {sorted(unknown)}")
+        values.update(from_file)
+    values.update({k: v for k, v in vars(args).items() if k in {f.name for f in fields(Config)} and v is not None})
+    cfg = Config(**values)
+    cfg.domains()  # validate early
+    return cfg
+
+
+def dump(cfg: Config, path: str) -> None:
+    with open(path, "w") as fh:
+        yaml.safe_dump(asdict(cfg), fh, sort_keys=False)

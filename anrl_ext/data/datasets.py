@@ -1,0 +1,93 @@
+"""Datasets: the built-in synthetic domains and list-file real datasets, one sample format.
+
+A sample is a dict: image (6, S, S) float, depth (1, D, D) float, label
+(1 = live / bona fide, 0 = spoof), domain (int index), video (str).
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from . import synthetic
+from .transforms import augment, rgb_hsv6
+
+
+class SyntheticDomains(Dataset):
+    """Frames of the built-in synthetic benchmark for the given domains, rendered once and cached."""
+
+    def __init__(self, domains: Sequence[str], spec: Optional[synthetic.SyntheticSpec] = None,
+                 train: bool = True, split_seed: int = 0):
+        self.spec = spec or synthetic.SyntheticSpec()
+        self.domains = list(domains)
+        self.train = train
+        self.records: List[dict] = []
+        for d in self.domains:
+            self.records += synthetic.domain_records(d, self.spec)
+        self._cache = {}
+        self._rng = np.random.default_rng(split_seed)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _render(self, i: int):
+        if i not in self._cache:
+            r = self.records[i]
+            self._cache[i] = synthetic.render(r["domain"], bool(r["label"]), r["video_seed"], r["frame_seed"],
+                                              self.spec.size, self.spec.depth_size)[:2]
+        return self._cache[i]
+
+    def __getitem__(self, i: int) -> dict:
+        r = self.records[i]
+        rgb, depth = self._render(i)
+        if self.train:
+            rgb, depth = augment(rgb, depth, self._rng)
+        return {"image": rgb_hsv6(rgb), "depth": torch.from_numpy(depth)[None],
+                "label": r["label"], "domain": self.domains.index(r["domain"]), "video": r["video"]}
+
+    def indices(self, domain: int, label: Optional[int] = None) -> List[int]:
+        name = self.domains[domain]
+        return [i for i, r in enumerate(self.records)
+                if r["domain"] == name and (label is None or r["label"] == label)]
+
+
+def collate(samples: List[dict]) -> dict:
+    return {"image": torch.stack([s["image"] for s in samples]),
+            "depth": torch.stack([s["depth"] for s in samples]),
+            "label": torch.tensor([s["label"] for s in samples]),
+            "domain": torch.tensor([s["domain"] for s in samples]),
+            "video": [s["video"] for s in samples]}
+
+
+class BalancedDomainSampler:
+    """Yields per-domain batches with live and spoof in equal numbers (for meta-splits)."""
+
+    def __init__(self, dataset, batch_per_domain: int, seed: int = 0):
+        if batch_per_domain < 2:
+            raise ValueError("batch_per_domain must be >= 2 (one live, one spoof at least)")
+        self.dataset, self.batch = dataset, batch_per_domain
+        self.pools = []
+        for d, name in enumerate(dataset.domains):
+            live, spoof = dataset.indices(d, 1), dataset.indices(d, 0)
+            if not live or not spoof:
+                raise ValueError(f"domain {name!r} needs both live and spoof samples "
+                                 f"(has {len(live)} live, {len(spoof)} spoof)")
+            self.pools.append((live, spoof))
+        self.rng = np.random.default_rng(seed)
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+    def sample(self) -> List[dict]:
+        """One batch per domain, as collated dicts."""
+        out = []
+        for live, spoof in self.pools:
+            k = self.batch // 2
+            idx = list(self.rng.choice(live, k)) + list(self.rng.choice(spoof, self.batch - k))
+            out.append(collate([self.dataset[int(i)] for i in idx]))
+        return out

@@ -1,0 +1,209 @@
+"""`python -m anrl_ext.train`: ANRL training (Algorithm 1) and leave-one-domain-out evaluation.
+
+With no arguments: the built-in synthetic benchmark, protocol OCI-M, on the
+CPU, in a few minutes; writes logs, checkpoints, metrics.json and roc.png
+under --out.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import checkpoint, config
+from .data import BalancedDomainSampler, SyntheticDomains, SyntheticSpec, collate
+from .losses import DualCalibration, anrl_losses
+from .meta import call_with, meta_gradient
+from .metrics import plot_roc, protocol_report
+from .model import ANRLNet
+
+
+def cat_batches(batches):
+    out = {k: torch.cat([b[k] for b in batches]) for k in ("image", "depth", "label", "domain")}
+    out["video"] = sum((b["video"] for b in batches), [])
+    return out
+
+
+def to_device(batch, device):
+    return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+def make_data(cfg: config.Config):
+    if cfg.data != "synthetic":
+        raise SystemExit(f"--data {cfg.data!r}: only the built-in 'synthetic' benchmark is wired into the "
+                         "trainer so far (real-dataset loaders are an open issue, see README)")
+    sources, target = cfg.domains()
+    spec = SyntheticSpec(cfg.videos_per_class, cfg.frames_per_video, cfg.img_size, max(1, cfg.img_size // 8), cfg.seed)
+    heldout = SyntheticSpec(max(2, cfg.videos_per_class // 2), cfg.frames_per_video, cfg.img_size,
+                            max(1, cfg.img_size // 8), cfg.seed + 7777)  # new subjects
+    train = SyntheticDomains(sources, spec, train=True, split_seed=cfg.seed)
+    source_val = SyntheticDomains(sources, heldout, train=False)
+    target_set = SyntheticDomains([target], spec, train=False)
+    return train, source_val, target_set
+
+
+class Trainer:
+    def __init__(self, cfg: config.Config):
+        self.cfg = cfg
+        torch.manual_seed(cfg.seed)
+        self.device = torch.device(cfg.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise SystemExit("--device cuda but no CUDA device is available")
+        self.train_set, self.source_val, self.target_set = make_data(cfg)
+        self.sampler = BalancedDomainSampler(self.train_set, cfg.batch_size, seed=cfg.seed)
+        self.model = ANRLNet(cfg.width, cfg.norm, cfg.gate, cfg.backend).to(self.device)
+        self.gate_names = self.model.gate_parameter_names()
+        gate = set(self.gate_names)
+        named = dict(self.model.named_parameters())
+        self.base_params = [p for n, p in named.items() if n not in gate]
+        self.gate_params = [named[n] for n in self.gate_names]
+        self.opt_base = torch.optim.Adam(self.base_params, lr=cfg.lr)
+        self.opt_gate = torch.optim.Adam(self.gate_params, lr=cfg.meta_lr) if self.gate_params else None
+        dim = self.model.classifier.embed.out_features
+        self.dcc = DualCalibration(len(self.train_set.domains), dim, cfg.gamma).to(self.device)
+        self.rng = np.random.default_rng(cfg.seed + 1)
+        self.iteration = 0
+        self.use_meta = cfg.meta and bool(self.gate_params) and len(self.train_set.domains) >= 2
+
+    # -- state ---------------------------------------------------------------
+    def state_dict(self):
+        return {"model": self.model.state_dict(), "opt_base": self.opt_base.state_dict(),
+                "opt_gate": self.opt_gate.state_dict() if self.opt_gate else None, "dcc": self.dcc.state_dict(),
+                "sampler": self.sampler.state_dict(), "augment_rng": self.train_set._rng.bit_generator.state,
+                "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "iteration": self.iteration, "config": asdict(self.cfg)}
+
+    def load_state_dict(self, s):
+        self.model.load_state_dict(s["model"])
+        self.opt_base.load_state_dict(s["opt_base"])
+        if self.opt_gate and s["opt_gate"]:
+            self.opt_gate.load_state_dict(s["opt_gate"])
+        self.dcc.load_state_dict(s["dcc"])
+        self.sampler.load_state_dict(s["sampler"])
+        self.train_set._rng.bit_generator.state = s["augment_rng"]
+        self.rng.bit_generator.state = s["rng"]
+        torch.set_rng_state(s["torch_rng"])
+        self.iteration = s["iteration"]
+
+    # -- one iteration of Algorithm 1 ----------------------------------------
+    def step(self):
+        cfg = self.cfg
+        self.model.train()
+        batches = [to_device(b, self.device) for b in self.sampler.sample()]
+        every = cat_batches(batches)
+        # 1. normal step on theta_base with L_cls + L_dep over all source domains
+        out = self.model(every["image"])
+        terms = anrl_losses(out, every, self.dcc, cfg.lambda_idc, cfg.lambda_ics, with_dcc=False)
+        self.opt_base.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        self.opt_base.step()
+        self.dcc.update(out["features"].detach(), every["domain"], every["label"])
+        logs = {"cls": terms["cls"].item(), "dep": terms["dep"].item()}
+        # 2. meta-train / meta-test split and the (second-order) update of theta_F
+        if self.use_meta:
+            order = self.rng.permutation(len(batches))
+            b_val, b_trn = batches[order[0]], cat_batches([batches[i] for i in order[1:]])
+            parts = {}
+
+            def loss_on(batch, key):
+                def fn(params):
+                    t = anrl_losses(call_with(self.model, params, batch["image"]), batch, self.dcc,
+                                    cfg.lambda_idc, cfg.lambda_ics)
+                    parts[key] = t
+                    return t["total"]
+                return fn
+
+            grads = meta_gradient(self.model, self.gate_names, loss_on(b_trn, "trn"), loss_on(b_val, "val"),
+                                  cfg.inner_lr, cfg.first_order)
+            self.opt_gate.zero_grad(set_to_none=True)
+            for p, g in zip(self.gate_params, grads):
+                p.grad = g.detach()
+            self.opt_gate.step()
+            logs.update(trn=parts["trn"]["total"].item(), val=parts["val"]["total"].item(),
+                        idc=parts["trn"]["idc"].item(), ics=parts["trn"]["ics"].item())
+        self.iteration += 1
+        return logs
+
+    # -- evaluation -----------------------------------------------------------
+    @torch.no_grad()
+    def scores(self, dataset, batch=64):
+        self.model.eval()
+        s, y, v = [], [], []
+        for i in range(0, len(dataset), batch):
+            b = to_device(collate([dataset[j] for j in range(i, min(len(dataset), i + batch))]), self.device)
+            s.append(torch.softmax(self.model(b["image"])["logits"].float(), 1)[:, 1].cpu())
+            y.append(b["label"].cpu())
+            v += b["video"]
+        return torch.cat(s).numpy(), torch.cat(y).numpy(), v
+
+    def evaluate(self):
+        ts, tl, tv = self.scores(self.target_set)
+        ss, sl, sv = self.scores(self.source_val)
+        return protocol_report(ts, tl, ss, sl, tv, sv), (ts, tl)
+
+
+def run(cfg: config.Config) -> dict:
+    os.makedirs(cfg.out, exist_ok=True)
+    config.dump(cfg, os.path.join(cfg.out, "config.yaml"))
+    trainer = Trainer(cfg)
+    if cfg.resume:
+        trainer.load_state_dict(checkpoint.load(cfg.resume, map_location=trainer.device))
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(os.path.join(cfg.out, "tensorboard"))
+    log_path = os.path.join(cfg.out, "log.csv")
+    keys = ["iter", "cls", "dep", "trn", "val", "idc", "ics", "seconds"]
+    if not (cfg.resume and os.path.exists(log_path)):
+        with open(log_path, "w", newline="") as fh:
+            csv.writer(fh).writerow(keys)
+    sources, target = cfg.domains()
+    bar = tqdm(total=cfg.iters, initial=trainer.iteration, desc=f"ANRL {''.join(sources)}->{target}",
+               dynamic_ncols=True, file=sys.stdout, disable=None)
+    t0 = time.time()
+    while trainer.iteration < cfg.iters:
+        logs = trainer.step()
+        it = trainer.iteration
+        with open(log_path, "a", newline="") as fh:
+            csv.writer(fh).writerow([it] + [f"{logs[k]:.6f}" if k in logs else "" for k in keys[1:-1]]
+                                    + [f"{time.time() - t0:.2f}"])
+        for k, v in logs.items():
+            writer.add_scalar(f"loss/{k}", v, it)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
+        bar.update(1)
+        if cfg.ckpt_every and it % cfg.ckpt_every == 0:
+            checkpoint.save_atomic(trainer.state_dict(), os.path.join(cfg.out, "checkpoint.pt"))
+        if cfg.eval_every and it % cfg.eval_every == 0 and it < cfg.iters:
+            report, _ = trainer.evaluate()
+            for proto, m in report.items():
+                writer.add_scalar(f"{proto}/auc", m["auc"], it)
+                writer.add_scalar(f"{proto}/hter", m["hter"], it)
+    bar.close()
+    checkpoint.save_atomic(trainer.state_dict(), os.path.join(cfg.out, "checkpoint.pt"))
+    report, (ts, tl) = trainer.evaluate()
+    plot_roc({f"target {target}": (ts, tl)}, os.path.join(cfg.out, "roc.png"),
+             title=f"{''.join(sources)} -> {target}, norm={cfg.norm}")
+    result = {"task": f"{''.join(sources)}-{target}", "iterations": trainer.iteration,
+              "train_seconds": round(time.time() - t0, 1), "metrics": report, "config": asdict(cfg)}
+    with open(os.path.join(cfg.out, "metrics.json"), "w") as fh:
+        json.dump(result, fh, indent=2)
+    writer.close()
+    for proto, m in report.items():
+        print(f"[{proto:>6} protocol] target {target}: HTER {100 * m['hter']:.2f}%  AUC {100 * m['auc']:.2f}%  "
+              f"(APCER {100 * m['apcer']:.2f}%, BPCER {100 * m['bpcer']:.2f}%, threshold {m['threshold']:.3f})")
+    print(f"wrote {os.path.join(cfg.out, 'metrics.json')}, roc.png, log.csv, checkpoint.pt")
+    return result
+
+
+def main(argv=None):
+    run(config.load(argv))
+
+
+if __name__ == "__main__":
+    main()

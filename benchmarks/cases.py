@@ -1,0 +1,71 @@
+"""Shared benchmark cases: the AFNM op as each implementation runs it."""
+import torch
+
+import anrl_ext
+from anrl_ext.ops.reference import adaptive_norm_reference
+
+SHAPES = [(32, 64, 64, 64), (32, 128, 32, 32), (32, 256, 16, 16)]
+
+
+def make_case(shape, dtype=torch.float32, device="cpu", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n, c = shape[:2]
+    x = torch.randn(shape, generator=g).to(device, dtype).requires_grad_()
+    alpha = torch.rand(n, c, generator=g).to(device, dtype).requires_grad_()
+    params = [torch.randn(c, generator=g).to(device, dtype).requires_grad_() for _ in range(4)]
+    running = (torch.zeros(c, device=device, dtype=dtype), torch.ones(c, device=device, dtype=dtype))
+    dy = torch.randn(shape, generator=g).to(device, dtype)
+    return x, alpha, params, running, dy
+
+
+def reference_fn(x, alpha, params, running):
+    return adaptive_norm_reference(x, alpha, *params, *running, True, 0.1, 1e-5)
+
+
+def fused_fn(backend):
+    def fn(x, alpha, params, running):
+        return anrl_ext.adaptive_norm(x, alpha, *params, *running, training=True, backend=backend)
+    return fn
+
+
+_compiled = {}
+
+
+def compiled_reference_fn():
+    if "ref" not in _compiled:
+        _compiled["ref"] = torch.compile(reference_fn)
+    return _compiled["ref"]
+
+
+IMPLS = {
+    "fused": lambda backend: fused_fn(backend),
+    "reference": lambda backend: reference_fn,
+    "compiled_reference": lambda backend: compiled_reference_fn(),
+}
+
+
+def step(fn, case, mode):
+    """One forward, backward (of a kept forward), or forward+backward."""
+    x, alpha, params, running, dy = case
+    inputs = [x, alpha, *params]
+    if mode == "forward":
+        with torch.no_grad():
+            return fn(x, alpha, params, running)
+    if mode == "forward_backward":
+        y = fn(x, alpha, params, running)
+        return torch.autograd.grad(y, inputs, dy)
+    raise ValueError(mode)
+
+
+def copy_bandwidth(nbytes=256 * 2**20, repeats=10, device="cpu"):
+    """Measured copy bandwidth (bytes read + written per second), best of `repeats`."""
+    import time
+
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).normal_()
+    dst = torch.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - t)
+    return 2 * nbytes / best
