@@ -16,7 +16,7 @@ class Config:
     protocol: str = "OCI-M"
     sources: Optional[str] = None  # e.g. "OCI"; overrides --protocol together with --target
     target: Optional[str] = None
-    iters: int = 400
+    iters: int = 300
     batch_size: int = 8  # per source domain
     img_size: int = 64
     width: float = 0.25

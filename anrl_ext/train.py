@@ -177,6 +177,8 @@ def run(cfg: config.Config) -> dict:
             writer.add_scalar(f"loss/{k}", v, it)
         bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
         bar.update(1)
+        if bar.disable and (it % 50 == 0 or it == cfg.iters):  # no terminal: plain progress lines
+            print(f"iter {it}/{cfg.iters} " + " ".join(f"{k} {v:.3f}" for k, v in logs.items()), flush=True)
         if cfg.ckpt_every and it % cfg.ckpt_every == 0:
             checkpoint.save_atomic(trainer.state_dict(), os.path.join(cfg.out, "checkpoint.pt"))
         if cfg.eval_every and it % cfg.eval_every == 0 and it < cfg.iters:

@@ -1,0 +1,66 @@
+"""Metrics against scikit-learn, on random and on heavily tied scores."""
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score, roc_curve as sk_roc
+
+from anrl_ext import metrics
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("seed", range(5))
+def test_auc_and_roc_match_sklearn(ties, seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 300)
+    y[:2] = [0, 1]
+    s = rng.normal(y * 0.8, 1.0)
+    if ties:
+        s = np.round(s, 0)
+    assert metrics.roc_auc(s, y) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    f, t, _ = metrics.roc_curve(s, y)
+    fs, ts, _ = sk_roc(y, s, drop_intermediate=False)
+    np.testing.assert_allclose(f, fs)
+    np.testing.assert_allclose(t, ts)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_eer_is_where_apcer_meets_bpcer(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 400)
+    s = rng.normal(y * 1.5, 1.0)
+    e, t = metrics.eer(s, y)
+    a, b = metrics.apcer_bpcer(s, y, t)
+    assert e == pytest.approx((a + b) / 2)
+    # sklearn's ROC: EER where fpr ~ 1 - tpr
+    fs, ts, _ = sk_roc(y, s)
+    i = np.argmin(np.abs(fs - (1 - ts)))
+    assert abs(e - (fs[i] + 1 - ts[i]) / 2) < 0.01
+
+
+def test_hter_by_hand():
+    s = np.array([0.9, 0.8, 0.3, 0.7, 0.2, 0.1])
+    y = np.array([1, 1, 1, 0, 0, 0])
+    h, a, b = metrics.hter(s, y, 0.5)
+    assert (a, b) == (pytest.approx(1 / 3), pytest.approx(1 / 3)) and h == pytest.approx(1 / 3)
+    assert metrics.tpr_at_fpr(s, y, 0.0) == pytest.approx(2 / 3)
+
+
+def test_compute_metrics_video_average_and_protocols():
+    s = np.array([0.9, 0.7, 0.2, 0.4, 0.6, 0.1])
+    y = np.array([1, 1, 0, 0, 1, 0])
+    vids = ["a", "a", "b", "b", "c", "d"]
+    m = metrics.compute_metrics(s, y, video_ids=vids)
+    assert set(m) >= {"auc", "eer", "hter", "threshold", "apcer", "bpcer"}
+    assert m["auc"] == 1.0 and m["hter"] == 0.0
+    rep = metrics.protocol_report(s, y, np.array([0.9, 0.1]), np.array([1, 0]))
+    assert set(rep) == {"paper", "source"}
+    with pytest.raises(ValueError, match="different labels"):
+        metrics.video_average(s, y, ["a"] * 6)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="0 \\(spoof\\) or 1 \\(live\\)"):
+        metrics.roc_auc([0.1, 0.2], [0, 2])
+    with pytest.raises(ValueError, match="both live"):
+        metrics.roc_auc([0.1, 0.2], [1, 1])
+    with pytest.raises(ValueError, match="differ in length"):
+        metrics.eer([0.1, 0.2, 0.3], [0, 1])
