@@ -12,7 +12,7 @@ PROTOCOLS = {"OCI-M": ("OCI", "M"), "OMI-C": ("OMI", "C"), "OCM-I": ("OCM", "I")
 
 @dataclass
 class Config:
-    data: str = "synthetic"  # "synthetic" or a prepared dataset root (not yet supported: see README)
+    data: str = "synthetic"  # "synthetic" or a root written by python -m anrl_ext.prepare
     protocol: str = "OCI-M"
     sources: Optional[str] = None  # e.g. "OCI"; overrides --protocol together with --target
     target: Optional[str] = None
@@ -64,7 +64,7 @@ PRESETS = {
 }
 
 HELP = {
-    "data": "'synthetic' (built-in benchmark)",
+    "data": "'synthetic' (built-in benchmark) or a folder written by python -m anrl_ext.prepare",
     "protocol": f"leave-one-out task, one of {sorted(PROTOCOLS)}",
     "sources": "source domain letters, e.g. OCI (with --target)",
     "target": "held-out target domain letter (with --sources)",

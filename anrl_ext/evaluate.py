@@ -10,7 +10,7 @@ import argparse
 import json
 
 from . import checkpoint, config
-from .data import SyntheticDomains, SyntheticSpec
+from .data.build import eval_dataset
 from .metrics import compute_metrics
 
 
@@ -29,18 +29,14 @@ def main(argv=None):
         cfg.data = args.data
     if args.device:
         cfg.device = args.device
-    if cfg.data != "synthetic":
-        raise SystemExit(f"--data {cfg.data!r}: only the built-in synthetic benchmark is supported so far")
     from .train import Trainer
 
     trainer = Trainer(cfg)
     trainer.model.load_state_dict(state["model"])
     domains = list(args.domains) if args.domains else [cfg.domains()[1]]
-    spec = SyntheticSpec(cfg.videos_per_class, cfg.frames_per_video, cfg.img_size, max(1, cfg.img_size // 8),
-                         cfg.seed)
     results = {}
     for d in domains:
-        s, y, v = trainer.scores(SyntheticDomains([d], spec, train=False))
+        s, y, v = trainer.scores(eval_dataset(cfg, [d]))
         results[d] = compute_metrics(s, y, args.threshold, v)
         m = results[d]
         print(f"domain {d}: AUC {100 * m['auc']:.2f}%  EER {100 * m['eer']:.2f}%  HTER {100 * m['hter']:.2f}% "

@@ -18,7 +18,8 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint, config
-from .data import BalancedDomainSampler, SyntheticDomains, SyntheticSpec, collate
+from .data import BalancedDomainSampler, collate
+from .data.build import build_datasets
 from .losses import DualCalibration, anrl_losses
 from .meta import call_with, meta_gradient
 from .metrics import plot_roc, protocol_report
@@ -35,20 +36,6 @@ def to_device(batch, device):
     return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
-def make_data(cfg: config.Config):
-    if cfg.data != "synthetic":
-        raise SystemExit(f"--data {cfg.data!r}: only the built-in 'synthetic' benchmark is wired into the "
-                         "trainer so far (real-dataset loaders are an open issue, see README)")
-    sources, target = cfg.domains()
-    spec = SyntheticSpec(cfg.videos_per_class, cfg.frames_per_video, cfg.img_size, max(1, cfg.img_size // 8), cfg.seed)
-    heldout = SyntheticSpec(max(2, cfg.videos_per_class // 2), cfg.frames_per_video, cfg.img_size,
-                            max(1, cfg.img_size // 8), cfg.seed + 7777)  # new subjects
-    train = SyntheticDomains(sources, spec, train=True, split_seed=cfg.seed)
-    source_val = SyntheticDomains(sources, heldout, train=False)
-    target_set = SyntheticDomains([target], spec, train=False)
-    return train, source_val, target_set
-
-
 class Trainer:
     def __init__(self, cfg: config.Config):
         self.cfg = cfg
@@ -56,7 +43,7 @@ class Trainer:
         self.device = torch.device(cfg.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise SystemExit("--device cuda but no CUDA device is available")
-        self.train_set, self.source_val, self.target_set = make_data(cfg)
+        self.train_set, self.source_val, self.target_set = build_datasets(cfg)
         self.sampler = BalancedDomainSampler(self.train_set, cfg.batch_size, seed=cfg.seed)
         self.model = ANRLNet(cfg.width, cfg.norm, cfg.gate, cfg.backend).to(self.device)
         self.gate_names = self.model.gate_parameter_names()

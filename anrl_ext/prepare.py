@@ -1,0 +1,231 @@
+"""`python -m anrl_ext.prepare`: turn a face anti-spoofing dataset into the list layout.
+
+    python -m anrl_ext.prepare --dataset oulu --src /data/Oulu_NPU --out data/fas --domain O
+    python -m anrl_ext.prepare --dataset casia --src /data/CASIA_FASD --out data/fas --domain C
+    python -m anrl_ext.prepare --dataset replay --src /data/replayattack --out data/fas --domain I
+    python -m anrl_ext.prepare --dataset msu --src /data/MSU-MFSD --out data/fas --domain M
+
+Writes OUT/<domain>/frames/<video>/<i>.png (face crops, --size square),
+OUT/<domain>/depth/<video>/<i>.png (pseudo-depth, live only) and the lists
+OUT/<domain>/real.txt and fake.txt (`frames/... label`, 0 = real, 1 = fake,
+as the official ANRL code). Then `python -m anrl_ext.train --data OUT
+--protocol OCI-M` trains on them.
+
+Inputs are video files (.avi .mov .mp4 .mkv .webm) or folders of frames.
+Faces come from a box file when given (--boxes; lines `video x y w h` or
+`video frame x y w h`, video relative to --src) or from OpenCV's bundled
+Haar detector (largest face; the previous box, then a centre crop, when
+none is found).
+
+Pseudo-depth: the published methods use PRNet 3D face reconstruction, which
+is not available here. We approximate the live face's depth with the height
+of an ellipsoid inscribed in the face box (1 at the nose, 0 at the face
+border and outside): it carries the "live faces have 3-D shape, spoofs are
+flat" signal the depth loss needs, but none of the face's real geometry.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+VIDEO_EXT = {".avi", ".mov", ".mp4", ".mkv", ".webm", ".m4v"}
+IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp"}
+Box = Tuple[int, int, int, int]
+
+
+# -- labels: 1 = live, 0 = spoof, None = not a sample ----------------------
+def label_oulu(rel: str) -> Optional[int]:
+    m = re.match(r"^\d+_\d+_\d+_(\d+)$", Path(rel).stem)  # Phone_Session_User_File; File 1 = real
+    return None if not m else int(m.group(1) == "1")
+
+
+def label_casia(rel: str) -> Optional[int]:
+    stem = Path(rel).stem
+    if not re.match(r"^(HR_)?\d+$", stem):
+        return None
+    return int(stem in ("1", "2", "HR_1"))
+
+
+def _by_words(rel: str) -> Optional[int]:
+    parts = [p.lower() for p in Path(rel).parts[:-1]] + [Path(rel).stem.lower()]
+    if any(p in ("real", "live", "genuine", "bonafide") or p.startswith("real_") for p in parts):
+        return 1
+    if any(p in ("attack", "attacks", "spoof", "fake") or p.startswith(("attack_", "spoof_", "fake_"))
+           for p in parts):
+        return 0
+    return None
+
+
+LABELERS = {"oulu": label_oulu, "casia": label_casia, "replay": _by_words, "msu": _by_words,
+            "generic": _by_words}
+
+
+# -- inputs ------------------------------------------------------------------
+def find_inputs(src: str) -> List[str]:
+    """Video files and frame folders under src, as paths relative to src."""
+    out = []
+    for dirpath, _, files in os.walk(src):
+        rel_dir = os.path.relpath(dirpath, src)
+        if any(Path(f).suffix.lower() in IMAGE_EXT for f in files):
+            out.append(rel_dir)
+        out += [os.path.normpath(os.path.join(rel_dir, f)) for f in files if Path(f).suffix.lower() in VIDEO_EXT]
+    return sorted(out)
+
+
+def read_frames(path: str, count: int) -> List[np.ndarray]:
+    """`count` evenly spaced BGR frames of a video file or frame folder (fewer if it is short)."""
+    if os.path.isdir(path):
+        names = sorted(f for f in os.listdir(path) if Path(f).suffix.lower() in IMAGE_EXT)
+        idx = np.unique(np.linspace(0, len(names) - 1, min(count, len(names))).round().astype(int))
+        frames = [cv2.imread(os.path.join(path, names[i])) for i in idx]
+        bad = [names[i] for i, f in zip(idx, frames) if f is None]
+        if bad:
+            raise ValueError(f"unreadable image(s) in {path}: {bad[:3]}")
+        return frames
+    cap = cv2.VideoCapture(path)
+    if not cap.isOpened():
+        raise ValueError(f"cannot open video: {path}")
+    frames = []
+    while True:  # decode all, then pick: frame counts in headers are unreliable
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    if not frames:
+        raise ValueError(f"video has no readable frames: {path}")
+    idx = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))
+    return [frames[i] for i in idx]
+
+
+def read_boxes(path: str) -> Dict[Tuple[str, Optional[int]], Box]:
+    boxes = {}
+    with open(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            f = line.split()
+            if not f or f[0].startswith("#"):
+                continue
+            try:
+                if len(f) == 5:
+                    boxes[(os.path.normpath(f[0]), None)] = tuple(int(float(v)) for v in f[1:])
+                elif len(f) == 6:
+                    boxes[(os.path.normpath(f[0]), int(f[1]))] = tuple(int(float(v)) for v in f[2:])
+                else:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"{path}:{lineno}: expected 'video x y w h' or 'video frame x y w h'") from None
+    return boxes
+
+
+class FaceDetector:
+    def __init__(self):
+        xml = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
+        self.cascade = cv2.CascadeClassifier(xml)
+        if self.cascade.empty():
+            raise RuntimeError(f"could not load OpenCV's face detector from {xml}")
+
+    def __call__(self, bgr: np.ndarray) -> Optional[Box]:
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        faces = self.cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=4,
+                                              minSize=(max(16, gray.shape[0] // 10),) * 2)
+        if len(faces) == 0:
+            return None
+        x, y, w, h = max(faces, key=lambda b: b[2] * b[3])
+        return int(x), int(y), int(w), int(h)
+
+
+def crop(bgr: np.ndarray, box: Box, size: int, margin: float = 1.2) -> np.ndarray:
+    """Square crop around the box (enlarged by `margin`), padded at borders, resized to size."""
+    x, y, w, h = box
+    side = int(max(w, h) * margin)
+    cx, cy = x + w // 2, y + h // 2
+    x0, y0 = cx - side // 2, cy - side // 2
+    pad = max(0, -x0, -y0, x0 + side - bgr.shape[1], y0 + side - bgr.shape[0])
+    img = cv2.copyMakeBorder(bgr, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else bgr
+    patch = img[y0 + pad:y0 + pad + side, x0 + pad:x0 + pad + side]
+    return cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def pseudo_depth(size: int, margin: float = 1.2) -> np.ndarray:
+    """Ellipsoid height map of a face filling 1/margin of a square crop, uint8."""
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    u = ((xs + 0.5) / size * 2 - 1) * margin / 0.85
+    v = ((ys + 0.5) / size * 2 - 1) * margin
+    return (np.sqrt(np.clip(1 - u ** 2 - v ** 2, 0, 1)) * 255).astype(np.uint8)
+
+
+def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int = 10, size: int = 256,
+            boxes_file: Optional[str] = None, show_progress: bool = True) -> Dict[str, int]:
+    if dataset not in LABELERS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(LABELERS)}")
+    if not os.path.isdir(src):
+        raise FileNotFoundError(f"source folder not found: {src}")
+    inputs = [(rel, LABELERS[dataset](rel)) for rel in find_inputs(src)]
+    inputs = [(rel, lab) for rel, lab in inputs if lab is not None]
+    if not inputs:
+        raise ValueError(f"no labelled videos or frame folders found under {src} for dataset {dataset!r}")
+    boxes = read_boxes(boxes_file) if boxes_file else {}
+    detector = None if boxes_file else FaceDetector()
+    ddir = Path(out) / domain
+    lists = {1: [], 0: []}
+    depth_img = pseudo_depth(size)
+    stats = {"videos": 0, "frames": 0, "detector_misses": 0}
+    for rel, label in tqdm(inputs, desc=f"prepare {dataset} -> {domain}", disable=not show_progress):
+        frames = read_frames(os.path.join(src, rel), frames_per_video)
+        video = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.splitext(rel)[0]).strip("_")
+        last: Optional[Box] = None
+        for i, frame in enumerate(frames):
+            box = boxes.get((os.path.normpath(rel), i)) or boxes.get((os.path.normpath(rel), None))
+            if box is None and detector is not None:
+                box = detector(frame)
+                if box is None:
+                    stats["detector_misses"] += 1
+            box = box or last
+            if box is None:  # centre crop
+                s = min(frame.shape[:2])
+                box = ((frame.shape[1] - s) // 2, (frame.shape[0] - s) // 2, s, s)
+            last = box
+            rel_frame = f"frames/{video}/{i:04d}.png"
+            (ddir / "frames" / video).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(ddir / rel_frame), crop(frame, box, size))
+            if label == 1:
+                (ddir / "depth" / video).mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(ddir / "depth" / video / f"{i:04d}.png"), depth_img)
+            lists[label].append(f"{rel_frame} {1 - label}")  # list files: 0 = real, 1 = fake
+            stats["frames"] += 1
+        stats["videos"] += 1
+    ddir.mkdir(parents=True, exist_ok=True)
+    for label, name in ((1, "real.txt"), (0, "fake.txt")):
+        (ddir / name).write_text("\n".join(lists[label]) + ("\n" if lists[label] else ""))
+    stats.update(live=len(lists[1]), spoof=len(lists[0]))
+    return stats
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m anrl_ext.prepare", description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="\n".join(__doc__.splitlines()[2:]))
+    ap.add_argument("--dataset", required=True, choices=sorted(LABELERS))
+    ap.add_argument("--src", required=True, help="the dataset's folder of videos / frame folders")
+    ap.add_argument("--out", required=True, help="output root (one sub-folder per domain)")
+    ap.add_argument("--domain", required=True, help="domain name to write, e.g. O, C, I or M")
+    ap.add_argument("--frames-per-video", type=int, default=10)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--boxes", help="face box file instead of the detector")
+    args = ap.parse_args(argv)
+    stats = prepare(args.dataset, args.src, args.out, args.domain, args.frames_per_video, args.size, args.boxes)
+    print(f"{args.domain}: {stats['videos']} videos, {stats['frames']} frames "
+          f"({stats['live']} live, {stats['spoof']} spoof), detector misses {stats['detector_misses']}")
+    if stats["live"] == 0 or stats["spoof"] == 0:
+        print("warning: one class is empty; training needs both live and spoof frames in each domain")
+
+
+if __name__ == "__main__":
+    main()

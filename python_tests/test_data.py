@@ -1,0 +1,146 @@
+"""List-file datasets, the prepare tool on small generated videos, bad data, sampler."""
+import json
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+
+from anrl_ext import config, prepare, train
+from anrl_ext.data import BalancedDomainSampler, SyntheticDomains, SyntheticSpec
+from anrl_ext.data.lists import (DataError, ListDataset, read_anrl_list, read_prepared_domain, read_ssdg_json,
+                                 sample_frames)
+from anrl_ext.data.synthetic import render
+
+
+def write_video(path, live, seed, frames=5, size=96):
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (size + 32, size))
+    assert vw.isOpened()
+    for f in range(frames):
+        rgb, _, _ = render("O", live, seed, f, size=size)
+        vw.write(cv2.copyMakeBorder(rgb[..., ::-1], 0, 0, 16, 16, cv2.BORDER_CONSTANT))
+    vw.release()
+
+
+@pytest.fixture(scope="module")
+def replay_src(tmp_path_factory):
+    """A tiny Replay-Attack-like tree: real/ and attack/ videos plus a frame folder."""
+    root = tmp_path_factory.mktemp("replay_src")
+    (root / "real").mkdir()
+    (root / "attack" / "hand").mkdir(parents=True)
+    for i in range(3):
+        write_video(root / "real" / f"client{i}.avi", True, i)
+        write_video(root / "attack" / "hand" / f"print{i}.avi", False, 100 + i, frames=2 + i)
+    folder = root / "real" / "client9_frames"
+    folder.mkdir()
+    for f in range(3):
+        cv2.imwrite(str(folder / f"{f:03d}.jpg"), render("O", True, 9, f, size=64)[0][..., ::-1])
+    return root
+
+
+def test_prepare_writes_the_list_layout(replay_src, tmp_path):
+    stats = prepare.prepare("replay", str(replay_src), str(tmp_path / "fas"), "I", frames_per_video=4, size=48,
+                            show_progress=False)
+    assert stats["videos"] == 7 and stats["live"] == 3 * 4 + 3 and stats["spoof"] == 2 + 3 + 4
+    recs = read_prepared_domain(str(tmp_path / "fas"), "I")
+    assert sum(r["label"] for r in recs) == stats["live"]
+    live = [r for r in recs if r["label"] == 1][0]
+    assert live["depth"].endswith(".png") and cv2.imread(live["depth"]) is not None
+    img = cv2.imread(recs[0]["path"])
+    assert img.shape == (48, 48, 3)
+    ds = ListDataset(recs, ["I"], img_size=32)
+    item = ds[0]
+    assert item["image"].shape == (6, 32, 32) and item["depth"].shape == (1, 4, 4)
+
+
+def test_prepare_with_box_file_and_cli(replay_src, tmp_path):
+    boxes = tmp_path / "boxes.txt"
+    boxes.write_text("".join(f"{p} 20 10 60 70\n" for p in
+                             ["real/client0.avi", "real/client1.avi", "real/client2.avi",
+                              "attack/hand/print0.avi", "attack/hand/print1.avi", "attack/hand/print2.avi",
+                              "real/client9_frames"]))
+    prepare.main(["--dataset", "replay", "--src", str(replay_src), "--out", str(tmp_path / "o"), "--domain", "I",
+                  "--frames-per-video", "2", "--size", "40", "--boxes", str(boxes)])
+    assert len(read_prepared_domain(str(tmp_path / "o"), "I")) == 7 * 2  # every input has >= 2 frames
+    with pytest.raises(FileNotFoundError, match="source folder not found"):
+        prepare.prepare("msu", str(tmp_path / "nope"), str(tmp_path / "o"), "M")
+
+
+def test_dataset_labels():
+    assert prepare.label_oulu("Train_files/1_1_01_1.avi") == 1
+    assert prepare.label_oulu("Train_files/1_1_01_4.avi") == 0
+    assert prepare.label_casia("train_release/1/HR_1.avi") == 1 and prepare.label_casia("train_release/1/5.avi") == 0
+    assert prepare.label_casia("train_release/1/readme.avi") is None
+    assert prepare.label_oulu("notes.avi") is None
+
+
+def test_trainer_on_prepared_data(replay_src, tmp_path):
+    root = tmp_path / "fas"
+    for d in "OCIM":
+        prepare.prepare("replay", str(replay_src), str(root), d, frames_per_video=3, size=32, show_progress=False)
+    out = tmp_path / "run"
+    res = train.run(config.load(["--preset", "smoke", "--data", str(root), "--out", str(out)]))
+    assert res["iterations"] == 4 and (out / "metrics.json").is_file()
+
+
+def test_anrl_list_errors(tmp_path):
+    img = tmp_path / "frames" / "v1"
+    img.mkdir(parents=True)
+    cv2.imwrite(str(img / "0.png"), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "depth" / "v1").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "depth" / "v1" / "0.png"), np.full((8, 8), 255, np.uint8))
+    lst = tmp_path / "real.txt"
+    lst.write_text("frames/v1/0.png 0\nframes/v1/1.png 0\n")
+    recs = read_anrl_list(str(lst), "X")
+    assert [r["label"] for r in recs] == [1, 1]  # 0 = real in the list -> 1 = live here
+    ds = ListDataset(recs, ["X"], img_size=8, train=False)
+    assert ds[0]["depth"].min() == 1.0
+    with pytest.raises(DataError, match=r"missing or unreadable image: .*1.png \(listed at .*real.txt:2\)"):
+        ds[1]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("frames/v1/0.png 0\nframes/v1/0.png 7\nonly_a_path\n")
+    with pytest.raises(DataError, match=r"bad.txt:2: label must be 0 \(real\) or 1 \(fake\)"):
+        read_anrl_list(str(bad))
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        assert len(read_anrl_list(str(bad), skip_bad=True)) == 1
+    assert "skipped 2 bad line" in str(w[0].message)
+    with pytest.raises(FileNotFoundError, match="list file not found"):
+        read_anrl_list(str(tmp_path / "nope.txt"))
+    with pytest.raises(DataError, match="empty"):
+        (tmp_path / "E").mkdir()
+        (tmp_path / "E" / "real.txt").write_text("")
+        (tmp_path / "E" / "fake.txt").write_text("")
+        read_prepared_domain(str(tmp_path), "E")
+
+
+def test_ssdg_json(tmp_path):
+    j = tmp_path / "train.json"
+    j.write_text(json.dumps([{"photo_path": "/d/v1/1.png", "photo_label": 1},
+                             {"photo_path": "/d/v2/1.png", "photo_label": 0}]))
+    recs = read_ssdg_json(str(j), "M")
+    assert [r["label"] for r in recs] == [1, 0] and recs[0]["video"] == "M//d/v1"
+    j.write_text(json.dumps([{"photo_path": "x", "photo_label": 3}]))
+    with pytest.raises(DataError, match=r"train.json\[0\]: photo_label"):
+        read_ssdg_json(str(j))
+    j.write_text("{not json")
+    with pytest.raises(DataError, match="not valid JSON"):
+        read_ssdg_json(str(j))
+
+
+def test_sample_frames_short_videos():
+    recs = [{"video": "a", "path": f"a/{i}"} for i in range(10)] + [{"video": "b", "path": "b/0"}]
+    out = sample_frames(recs, 4)
+    assert len([r for r in out if r["video"] == "a"]) == 4 and [r for r in out if r["video"] == "b"]
+
+
+def test_balanced_sampler_and_empty_class():
+    ds = SyntheticDomains(["O", "C"], SyntheticSpec(videos_per_class=2, frames_per_video=1, size=16, depth_size=2))
+    batches = BalancedDomainSampler(ds, 4, seed=0).sample()
+    assert len(batches) == 2
+    for d, b in enumerate(batches):
+        assert b["label"].tolist().count(1) == 2 and (b["domain"] == d).all()
+        assert b["image"].shape == (4, 6, 16, 16)
+    ds.records = [r for r in ds.records if not (r["domain"] == "C" and r["label"] == 0)]
+    with pytest.raises(ValueError, match="domain 'C' needs both live and spoof"):
+        BalancedDomainSampler(ds, 4)
