@@ -32,6 +32,7 @@ class Config:
     device: str = "cpu"
     seed: int = 0
     first_order: bool = False
+    sync_stats: bool = False  # torchrun: AFNM BN statistics over all processes
     meta: bool = True
     videos_per_class: int = 24
     frames_per_video: int = 4
@@ -78,6 +79,7 @@ HELP = {
     "gate": "AFNM gate: paper, sigmoid, sigmoid2",
     "backend": "AFNM op backend: auto, reference, cpu, cuda, triton",
     "first_order": "first-order meta-gradient (no create_graph)",
+    "sync_stats": "with torchrun: all-reduce AFNM's BN statistics across processes",
     "meta": "meta-learn the AFNM gates (Algorithm 1); --no-meta trains plainly",
     "out": "output directory (logs, checkpoints, metrics.json, roc.png)",
     "resume": "checkpoint to resume from",

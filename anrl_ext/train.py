@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import checkpoint, config
+from . import checkpoint, config, distributed
 from .data import BalancedDomainSampler, collate
 from .data.build import build_datasets
 from .losses import DualCalibration, anrl_losses
@@ -39,13 +39,19 @@ def to_device(batch, device):
 class Trainer:
     def __init__(self, cfg: config.Config):
         self.cfg = cfg
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # same initial weights on every process
         self.device = torch.device(cfg.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise SystemExit("--device cuda but no CUDA device is available")
+        self.rank, self.world_size = distributed.init_from_env(self.device)
+        if self.device.type == "cuda" and self.world_size > 1:
+            self.device = torch.device("cuda", torch.cuda.current_device())
         self.train_set, self.source_val, self.target_set = build_datasets(cfg)
-        self.sampler = BalancedDomainSampler(self.train_set, cfg.batch_size, seed=cfg.seed)
+        self.train_set._rng = np.random.default_rng(cfg.seed + 1000 * self.rank)
+        self.sampler = BalancedDomainSampler(self.train_set, cfg.batch_size, seed=cfg.seed + 1000 * self.rank)
         self.model = ANRLNet(cfg.width, cfg.norm, cfg.gate, cfg.backend).to(self.device)
+        if cfg.sync_stats:
+            distributed.sync_batch_stats(self.model)
         self.gate_names = self.model.gate_parameter_names()
         gate = set(self.gate_names)
         named = dict(self.model.named_parameters())
@@ -90,8 +96,9 @@ class Trainer:
         terms = anrl_losses(out, every, self.dcc, cfg.lambda_idc, cfg.lambda_ics, with_dcc=False)
         self.opt_base.zero_grad(set_to_none=True)
         terms["total"].backward()
+        distributed.average_gradients(self.base_params)
         self.opt_base.step()
-        self.dcc.update(out["features"].detach(), every["domain"], every["label"])
+        self.dcc.update(*self.gathered(out["features"].detach(), every["domain"], every["label"]))
         logs = {"cls": terms["cls"].item(), "dep": terms["dep"].item()}
         # 2. meta-train / meta-test split and the (second-order) update of theta_F
         if self.use_meta:
@@ -112,11 +119,34 @@ class Trainer:
             self.opt_gate.zero_grad(set_to_none=True)
             for p, g in zip(self.gate_params, grads):
                 p.grad = g.detach()
+            distributed.average_gradients(self.gate_params)
             self.opt_gate.step()
             logs.update(trn=parts["trn"]["total"].item(), val=parts["val"]["total"].item(),
                         idc=parts["trn"]["idc"].item(), ics=parts["trn"]["ics"].item())
         self.iteration += 1
         return logs
+
+    def gathered(self, *tensors):
+        """Concatenate tensors across processes (centroids stay identical on every process)."""
+        if self.world_size == 1:
+            return tensors
+        out = []
+        for t in tensors:
+            parts = [torch.empty_like(t) for _ in range(self.world_size)]
+            torch.distributed.all_gather(parts, t.contiguous())
+            out.append(torch.cat(parts))
+        return tuple(out)
+
+    def replicas_in_sync(self) -> bool:
+        """Whether every process holds the same parameters (rank 0's)."""
+        if self.world_size == 1:
+            return True
+        flat = torch.cat([p.detach().flatten() for p in self.model.parameters()])
+        ref = flat.clone()
+        torch.distributed.broadcast(ref, 0)
+        diff = (flat - ref).abs().max().reshape(1)
+        torch.distributed.all_reduce(diff, op=torch.distributed.ReduceOp.MAX)
+        return bool(diff.item() == 0)
 
     # -- evaluation -----------------------------------------------------------
     @torch.no_grad()
@@ -137,11 +167,15 @@ class Trainer:
 
 
 def run(cfg: config.Config) -> dict:
-    os.makedirs(cfg.out, exist_ok=True)
-    config.dump(cfg, os.path.join(cfg.out, "config.yaml"))
     trainer = Trainer(cfg)
     if cfg.resume:
         trainer.load_state_dict(checkpoint.load(cfg.resume, map_location=trainer.device))
+        if trainer.rank != 0:  # the checkpoint holds rank 0's sampler; reseed the others
+            trainer.sampler.rng = np.random.default_rng([cfg.seed + 1000 * trainer.rank, trainer.iteration])
+    if trainer.rank != 0:
+        return _run_worker(trainer)
+    os.makedirs(cfg.out, exist_ok=True)
+    config.dump(cfg, os.path.join(cfg.out, "config.yaml"))
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(os.path.join(cfg.out, "tensorboard"))
@@ -174,11 +208,13 @@ def run(cfg: config.Config) -> dict:
                 writer.add_scalar(f"{proto}/auc", m["auc"], it)
                 writer.add_scalar(f"{proto}/hter", m["hter"], it)
     bar.close()
+    in_sync = trainer.replicas_in_sync()
     checkpoint.save_atomic(trainer.state_dict(), os.path.join(cfg.out, "checkpoint.pt"))
     report, (ts, tl) = trainer.evaluate()
     plot_roc({f"target {target}": (ts, tl)}, os.path.join(cfg.out, "roc.png"),
              title=f"{''.join(sources)} -> {target}, norm={cfg.norm}")
     result = {"task": f"{''.join(sources)}-{target}", "iterations": trainer.iteration,
+              "world_size": trainer.world_size, "replicas_in_sync": in_sync,
               "train_seconds": round(time.time() - t0, 1), "metrics": report, "config": asdict(cfg)}
     with open(os.path.join(cfg.out, "metrics.json"), "w") as fh:
         json.dump(result, fh, indent=2)
@@ -188,6 +224,14 @@ def run(cfg: config.Config) -> dict:
               f"(APCER {100 * m['apcer']:.2f}%, BPCER {100 * m['bpcer']:.2f}%, threshold {m['threshold']:.3f})")
     print(f"wrote {os.path.join(cfg.out, 'metrics.json')}, roc.png, log.csv, checkpoint.pt")
     return result
+
+
+def _run_worker(trainer: Trainer) -> dict:
+    """Processes other than rank 0: train in lock-step, write nothing."""
+    while trainer.iteration < trainer.cfg.iters:
+        trainer.step()
+    trainer.replicas_in_sync()
+    return {"iterations": trainer.iteration, "rank": trainer.rank}
 
 
 def main(argv=None):

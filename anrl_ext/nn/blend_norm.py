@@ -29,6 +29,8 @@ class BlendNorm2d(nn.Module):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.backend = affine, backend
+        # Set by anrl_ext.distributed.sync_batch_stats: gathers per-sample moments across processes.
+        self.gather_stats = None
         self.track_running_stats = track_running_stats and self.uses_bn
 
         def affine_pair(used: bool):
@@ -73,6 +75,8 @@ class BlendNorm2d(nn.Module):
         running = (self.running_mean, self.running_var) if self.track_running_stats else (None, None)
         params = self.alpha_params()
         if backend == "reference":
+            if self.gather_stats is not None and use_batch:
+                raise NotImplementedError("synchronised BN statistics need a fused backend (cpu, cuda, triton)")
             mean = x.float().mean((2, 3)) if x.dtype != torch.float64 else x.mean((2, 3))
             alpha = self.alpha_fn(mean, *params)
             y = adaptive_norm_reference(x, alpha, self.bn_weight, self.bn_bias, self.in_weight,
@@ -83,7 +87,8 @@ class BlendNorm2d(nn.Module):
                 alpha = alpha.reshape(1, -1).expand_as(mean)
         else:
             y, alpha = blend(x, backend, self.alpha_fn, params, self.bn_weight, self.bn_bias,
-                             self.in_weight, self.in_bias, *running, use_batch, momentum, self.eps)
+                             self.in_weight, self.in_bias, *running, use_batch, momentum, self.eps,
+                             self.gather_stats if self.uses_bn and use_batch else None)
         return (y, alpha) if return_alpha else y
 
     def extra_repr(self) -> str:

@@ -78,7 +78,8 @@ def update_running_stats(mean: Tensor, var: Tensor, count: int, running_mean: Op
             running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
 
 
-def make_blend_middle(alpha_fn, n_alpha_params, affine, running_mean, running_var, use_batch, eps):
+def make_blend_middle(alpha_fn, n_alpha_params, affine, running_mean, running_var, use_batch, eps,
+                      gather_stats=None):
     """middle(mean, var, *alpha_params, *affines) -> (scale, shift, alpha) for the fused op.
 
     `alpha_fn(mean, *alpha_params)` gives alpha (a float or a tensor); `affine`
@@ -90,7 +91,7 @@ def make_blend_middle(alpha_fn, n_alpha_params, affine, running_mean, running_va
         it = iter(params[n_alpha_params:])
         wb, bb, wi, bi = (next(it) if present else None for present in affine)
         if use_batch:
-            bn_mean, bn_var = batch_stats(mean, var)
+            bn_mean, bn_var = batch_stats(*(gather_stats(mean, var) if gather_stats else (mean, var)))
         else:
             bn_mean, bn_var = running_mean, running_var
         scale, shift = blend_coefficients(mean, var, alpha, wb, bb, wi, bi, bn_mean, bn_var, eps)
@@ -105,20 +106,25 @@ def make_blend_middle(alpha_fn, n_alpha_params, affine, running_mean, running_va
 
 
 def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_bias,
-          running_mean, running_var, training, momentum, eps):
+          running_mean, running_var, training, momentum, eps, gather_stats=None):
     """Fused blend with alpha = alpha_fn(per-sample mean, *alpha_params). Returns (y, alpha).
 
     `backend` is a concrete, non-reference backend name. Running statistics are
-    updated in place when training.
+    updated in place when training. `gather_stats(mean, var)`, when given, returns
+    the per-sample moments of the whole distributed batch (differentiably), so the
+    BN branch normalises with global statistics (see anrl_ext.distributed).
     """
     use_batch = training or running_mean is None or running_var is None
     affines = (bn_weight, bn_bias, in_weight, in_bias)
     middle = make_blend_middle(alpha_fn, len(alpha_params), [t is not None for t in affines],
-                               running_mean, running_var, use_batch, eps)
+                               running_mean, running_var, use_batch, eps, gather_stats)
     params = list(alpha_params) + [t for t in affines if t is not None]
     y, alpha, mean, var = fused(x, primitives_for(backend), middle, params)
     if training:
-        count = x.shape[0] * x.shape[2] * x.shape[3]
+        if gather_stats is not None:
+            with torch.no_grad():
+                mean, var = gather_stats(mean, var)
+        count = mean.shape[0] * x.shape[2] * x.shape[3]
         update_running_stats(mean, var, count, running_mean, running_var, momentum)
     return y, alpha
 

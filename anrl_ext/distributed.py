@@ -1,0 +1,61 @@
+"""Multi-process training helpers (torchrun / DDP-style data parallelism).
+
+Gradients are averaged across processes after every backward, as
+DistributedDataParallel does; the meta-gradient of the AFNM gates is
+averaged the same way. With `sync_batch_stats(model)`, every AFNM/BN-blend
+layer normalises its BN branch with statistics of the whole distributed
+batch: the per-sample moments (N, C) are all-gathered (differentiably, so
+gradients flow to every process's inputs) and merged, which costs two
+(N, C) messages per layer rather than a pass over the activations.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable, Tuple
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+
+def world() -> Tuple[int, int]:
+    """(rank, world size); (0, 1) when not distributed."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_from_env(device: torch.device) -> Tuple[int, int]:
+    """Join the process group torchrun describes in the environment (no-op for one process)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return world()
+
+
+def average_gradients(params: Iterable[nn.Parameter]) -> None:
+    _, size = world()
+    if size == 1:
+        return
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad.div_(size)
+
+
+def gather_moments(mean: Tensor, var: Tensor) -> Tuple[Tensor, Tensor]:
+    """Per-sample moments of every process, concatenated in rank order (differentiable)."""
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(mean.contiguous())), torch.cat(all_gather(var.contiguous()))
+
+
+def sync_batch_stats(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Make every BN/IN blend layer of `model` use global batch statistics (equal N per process)."""
+    from .nn import BlendNorm2d
+
+    for m in model.modules():
+        if isinstance(m, BlendNorm2d):
+            m.gather_stats = gather_moments if enabled else None
+    return model

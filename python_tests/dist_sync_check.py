@@ -1,0 +1,41 @@
+"""Run under torchrun (2 processes, gloo): AFNM with synchronised BN statistics on
+each process's half of a batch must equal single-process AFNM on the whole batch,
+in values, running statistics and gradients. Exits non-zero on a mismatch."""
+import sys
+
+import torch
+import torch.distributed as dist
+
+import anrl_ext
+from anrl_ext import distributed
+
+backend = sys.argv[1] if len(sys.argv) > 1 else "cpu"
+dist.init_process_group("gloo")
+rank, size = dist.get_rank(), dist.get_world_size()
+torch.manual_seed(0)
+full = anrl_ext.AFNM(6, reduction=2, backend=backend).double()
+for p in full.gate.parameters():
+    torch.nn.init.normal_(p, std=0.5)
+local = anrl_ext.AFNM(6, reduction=2, backend=backend).double()
+local.load_state_dict(full.state_dict())
+distributed.sync_batch_stats(local)
+x = torch.randn(4 * size, 6, 5, 7, dtype=torch.float64) * 2 + 1
+w = torch.randn_like(x)
+
+xf = x.clone().requires_grad_()
+(full(xf) * w).sum().backward()
+
+part = slice(4 * rank, 4 * rank + 4)
+xl = x[part].clone().requires_grad_()
+(local(xl) * w[part]).sum().backward()
+distributed.average_gradients(local.parameters())
+
+errors = {"x_grad": (xl.grad - xf.grad[part]).abs().max().item(),
+          "running_var": (local.running_var - full.running_var).abs().max().item()}
+for (n, p), q in zip(local.named_parameters(), full.parameters()):
+    # full-batch gradients are sums over all samples; averaged local ones are sums / size
+    errors[n] = (p.grad * size - q.grad).abs().max().item()
+bad = {k: v for k, v in errors.items() if not v < 1e-10}
+print(f"rank {rank}: max errors {max(errors.values()):.2e}", flush=True)
+dist.destroy_process_group()
+sys.exit(1 if bad else 0)

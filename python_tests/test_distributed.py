@@ -1,0 +1,34 @@
+"""Two CPU processes on gloo, launched with torchrun."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import FUSED_CPU_BACKENDS
+
+HERE = Path(__file__).parent
+
+
+def torchrun(args, tmp_path, timeout=900):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+           "--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0"] + args
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("backend", FUSED_CPU_BACKENDS)
+def test_sync_stats_equal_one_process_on_the_whole_batch(backend, tmp_path):
+    r = torchrun([str(HERE / "dist_sync_check.py"), backend], tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.stdout.count("max errors") == 2
+
+
+def test_torchrun_trainer_two_processes(tmp_path):
+    out = tmp_path / "ddp"
+    r = torchrun(["-m", "anrl_ext.train", "--preset", "smoke", "--sync-stats", "--out", str(out)], tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["world_size"] == 2 and m["replicas_in_sync"] is True
