@@ -24,7 +24,7 @@ def test_smoke_run_writes_everything(tmp_path):
         assert (out / name).is_file(), name
     assert any((out / "tensorboard").iterdir())
     m = json.loads((out / "metrics.json").read_text())
-    assert set(m["metrics"]) == {"paper", "source"}
+    assert set(m["metrics"]) == {"paper", "source", "source_heldout"}
     assert 0 <= m["metrics"]["paper"]["auc"] <= 1
     assert m["config"]["norm"] == "afnm" and result["iterations"] == 4
     rows = losses(out / "log.csv")
