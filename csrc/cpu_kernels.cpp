@@ -296,10 +296,9 @@ at::Tensor affine_cpu(const at::Tensor& x_in, const at::Tensor& center_in,
 
 std::tuple<at::Tensor, at::Tensor> reduce_cpu(const at::Tensor& dy_in, const at::Tensor& x_in,
                                               const at::Tensor& center_in) {
-  check_feature_map(x_in, "x");
-  check_same(dy_in, x_in, "grad", "x");
-  const at::Tensor x = as_kernel_layout(x_in);
-  const at::Tensor dy = same_layout(dy_in, x);
+  const auto checked = input_and_grad(x_in, dy_in);
+  const at::Tensor& x = checked.first;
+  const at::Tensor& dy = checked.second;
   const at::Tensor center = coefficient(center_in, x, "center");
   const int64_t N = x.size(0), C = x.size(1), M = x.size(2) * x.size(3);
   auto opts = x.options().dtype(acc_dtype(x.scalar_type()));
@@ -320,10 +319,9 @@ std::tuple<at::Tensor, at::Tensor> reduce_cpu(const at::Tensor& dy_in, const at:
 
 at::Tensor affine2_cpu(const at::Tensor& dy_in, const at::Tensor& x_in, const at::Tensor& center_in,
                        const at::Tensor& a_in, const at::Tensor& b_in, const at::Tensor& c_in) {
-  check_feature_map(x_in, "x");
-  check_same(dy_in, x_in, "grad", "x");
-  const at::Tensor x = as_kernel_layout(x_in);
-  const at::Tensor dy = same_layout(dy_in, x);
+  const auto checked = input_and_grad(x_in, dy_in);
+  const at::Tensor& x = checked.first;
+  const at::Tensor& dy = checked.second;
   const at::Tensor center = coefficient(center_in, x, "center");
   const at::Tensor a = coefficient(a_in, x, "a");
   const at::Tensor b = coefficient(b_in, x, "b");

@@ -2,6 +2,7 @@
 #pragma once
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
+#include <utility>
 
 namespace anrl_ext {
 
@@ -40,6 +41,15 @@ inline void check_same(const at::Tensor& a, const at::Tensor& b, const char* na,
                    b.scalar_type());
   TORCH_CHECK_VALUE(a.device() == b.device(), "anrl_ext: ", na, " and ", nb,
                     " must be on the same device, got ", a.device(), " and ", b.device());
+}
+
+// Checked (x, dy) pair in one kernel layout, for the backward primitives.
+inline std::pair<at::Tensor, at::Tensor> input_and_grad(const at::Tensor& x_in,
+                                                        const at::Tensor& dy_in) {
+  check_feature_map(x_in, "x");
+  check_same(dy_in, x_in, "grad", "x");
+  at::Tensor x = as_kernel_layout(x_in);
+  return {x, same_layout(dy_in, x)};
 }
 
 // Accumulation dtype: float64 for float64 inputs, float32 otherwise.
