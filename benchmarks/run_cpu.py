@@ -80,6 +80,20 @@ def main():
               f"{roofline * 1e3:6.1f} ms (fused at {f / roofline:4.2f}x of it) | saved for bwd: fused "
               f"{res['fused']['saved'] / 2**20:.1f} MB, ref {res['reference']['saved'] / 2**20:.1f} MB "
               f"(|X| = {xbytes / 2**20:.0f} MB)")
+    # Where the fused time goes: each primitive alone on the first shape.
+    from anrl_ext.ops import native
+
+    P = native.PRIMITIVES
+    x, _, _, _, dy = make_case(SHAPES[0])
+    x = x.detach()
+    m = torch.zeros(x.shape[:2])
+    parts = {"moments (1 read)": lambda: P.moments(x), "affine (1 read, 1 write)": lambda: P.affine(x, m, m, m),
+             "reduce (2 reads)": lambda: P.reduce(dy, x, m),
+             "affine2 (2 reads, 1 write)": lambda: P.affine2(dy, x, m, m, m, m)}
+    xbytes = x.numel() * x.element_size()
+    print(f"primitives at {'x'.join(map(str, SHAPES[0]))}: " + ", ".join(
+        f"{k} {timeit(f, args.repeats) * 1e3:.1f} ms" for k, f in parts.items())
+        + f"; a copy of |X| into a preallocated buffer takes {2 * xbytes / bw * 1e3:.1f} ms")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
