@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from . import checkpoint, config
 from .data.build import eval_dataset
-from .metrics import compute_metrics
+from .metrics import compute_metrics, plot_roc
 
 
 def main(argv=None):
@@ -21,7 +22,7 @@ def main(argv=None):
     ap.add_argument("--domains", default=None, help="domain letters to score, e.g. M or OCIM")
     ap.add_argument("--threshold", type=float, default=None, help="fixed threshold (default: the set's EER)")
     ap.add_argument("--device", default=None)
-    ap.add_argument("--out", default=None, help="write the metrics as JSON here")
+    ap.add_argument("--out", default=None, help="write the metrics as JSON here, and a ROC plot next to it (.png)")
     args = ap.parse_args(argv)
     state = checkpoint.load(args.checkpoint)
     cfg = config.Config(**state["config"])
@@ -34,16 +35,18 @@ def main(argv=None):
     trainer = Trainer(cfg)
     trainer.model.load_state_dict(state["model"])
     domains = list(args.domains) if args.domains else [cfg.domains()[1]]
-    results = {}
+    results, curves = {}, {}
     for d in domains:
         s, y, v = trainer.scores(eval_dataset(cfg, [d]))
         results[d] = compute_metrics(s, y, args.threshold, v)
+        curves[f"domain {d}"] = (s, y)
         m = results[d]
         print(f"domain {d}: AUC {100 * m['auc']:.2f}%  EER {100 * m['eer']:.2f}%  HTER {100 * m['hter']:.2f}% "
               f"(threshold {m['threshold']:.3f})")
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(results, fh, indent=2)
+        plot_roc(curves, os.path.splitext(args.out)[0] + ".png", title=f"{args.checkpoint}: frame-level ROC")
     return results
 
 

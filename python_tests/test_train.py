@@ -85,6 +85,7 @@ def test_train_and_evaluate_cli(tmp_path):
                        timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert set(json.loads((out / "eval.json").read_text())) == {"M", "O"}
+    assert (out / "eval.png").stat().st_size > 1000
     r = subprocess.run([sys.executable, "-m", "anrl_ext.train", "--help"], capture_output=True, text=True)
     assert "--first-order" in r.stdout and "--meta-lr" in r.stdout
 
