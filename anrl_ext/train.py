@@ -215,7 +215,7 @@ def run(cfg: config.Config) -> dict:
     checkpoint.save_atomic(trainer.state_dict(), os.path.join(cfg.out, "checkpoint.pt"))
     report, (ts, tl) = trainer.evaluate()
     plot_roc({f"target {target}": (ts, tl)}, os.path.join(cfg.out, "roc.png"),
-             title=f"{''.join(sources)} -> {target}, norm={cfg.norm}")
+             title=f"{''.join(sources)} -> {target}, norm={cfg.norm} (frame-level)")
     result = {"task": f"{''.join(sources)}-{target}", "iterations": trainer.iteration,
               "world_size": trainer.world_size, "replicas_in_sync": in_sync,
               "train_seconds": round(time.time() - t0, 1), "metrics": report, "config": asdict(cfg)}
