@@ -65,6 +65,15 @@ PRESETS = {
 }
 
 HELP = {
+    "iters": "training iterations (each: a normal step and a meta step)",
+    "img_size": "input size in pixels (paper: 256); the depth map is img_size / 8",
+    "lr": "Adam learning rate of theta_base (everything but the AFNM gates)",
+    "gamma": "momentum of the IDC/ICS centroids",
+    "device": "cpu or cuda",
+    "seed": "seed of weights, sampling, augmentation and the synthetic data",
+    "videos_per_class": "synthetic data: videos per class and domain (prepared data: unused)",
+    "frames_per_video": "frames sampled per video",
+    "ckpt_every": "write checkpoint.pt every N iterations (0: only at the end)",
     "data": "'synthetic' (built-in benchmark) or a folder written by python -m anrl_ext.prepare",
     "protocol": f"leave-one-out task, one of {sorted(PROTOCOLS)}",
     "sources": "source domain letters, e.g. OCI (with --target)",
@@ -87,6 +96,10 @@ HELP = {
 }
 
 
+CHOICES = {"norm": ["bn", "in", "half", "bin", "ibn", "afnm"], "gate": ["paper", "sigmoid", "sigmoid2"],
+           "backend": ["auto", "reference", "cpu", "cuda", "triton"]}
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m anrl_ext.train",
                                 description="Train ANRL on a leave-one-domain-out task and report HTER/AUC.")
@@ -98,7 +111,7 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=HELP.get(f.name))
         else:
             kind = {"int": int, "float": float}.get(str(f.type), str)
-            p.add_argument(flag, type=kind, default=None,
+            p.add_argument(flag, type=kind, default=None, choices=CHOICES.get(f.name),
                            help=f"{HELP.get(f.name, '')} (default: {f.default})".strip())
     return p
 
