@@ -29,9 +29,10 @@ def _acc(dtype):
 def _moments_kernel(x_ptr, mean_ptr, var_ptr, M, BLOCK: tl.constexpr, ACC: tl.constexpr):
     p = tl.program_id(0).to(tl.int64)
     base = x_ptr + p * M
-    mean = tl.zeros((), ACC)
-    m2 = tl.zeros((), ACC)
-    count = tl.zeros((), ACC)
+    zero = tl.sum(tl.zeros([BLOCK], dtype=ACC), axis=0)  # a scalar of the accumulator type
+    mean = zero
+    m2 = zero
+    count = zero
     for start in range(0, M, BLOCK):
         offs = start + tl.arange(0, BLOCK)
         mask = offs < M
@@ -53,8 +54,8 @@ def _moments_kernel(x_ptr, mean_ptr, var_ptr, M, BLOCK: tl.constexpr, ACC: tl.co
 def _reduce_kernel(dy_ptr, x_ptr, c_ptr, s0_ptr, s1_ptr, M, BLOCK: tl.constexpr, ACC: tl.constexpr):
     p = tl.program_id(0).to(tl.int64)
     center = tl.load(c_ptr + p)
-    a0 = tl.zeros((), ACC)
-    a1 = tl.zeros((), ACC)
+    a0 = tl.sum(tl.zeros([BLOCK], dtype=ACC), axis=0)
+    a1 = a0
     for start in range(0, M, BLOCK):
         offs = start + tl.arange(0, BLOCK)
         mask = offs < M
