@@ -103,3 +103,14 @@ def test_kernel_errors_are_clear():
     x = torch.randn(2, 3, 4, 4)
     with pytest.raises(ValueError, match=r"\(N, C\)"):
         P.affine(x, torch.zeros(2, 4), torch.zeros(2, 3), torch.zeros(2, 3))
+
+
+def test_large_outputs_take_the_huge_page_path():
+    # >= 32 MiB outputs are advised to use transparent huge pages before the first write.
+    x = torch.randn(8, 16, 256, 257)
+    assert x.numel() * 4 >= 32 * 2**20
+    m, s, t = (torch.randn(8, 16) for _ in range(3))
+    y = P.affine(x, m, s, t)
+    torch.testing.assert_close(y, ref.PRIMITIVES.affine(x, m, s, t))
+    out = P.affine2(x, x, m, s, t, m)
+    torch.testing.assert_close(out, ref.PRIMITIVES.affine2(x, x, m, s, t, m))
