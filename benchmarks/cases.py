@@ -69,3 +69,16 @@ def copy_bandwidth(nbytes=256 * 2**20, repeats=10, device="cpu"):
         dst.copy_(src)
         best = min(best, time.perf_counter() - t)
     return 2 * nbytes / best
+
+
+def write_csv(rows, path):
+    """Write a list of same-keyed dicts as CSV, creating the folder."""
+    import csv
+    from pathlib import Path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    print(f"wrote {path}")

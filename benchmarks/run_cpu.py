@@ -9,15 +9,13 @@ process, median of --repeats. Also reports the memory roofline: 8|X| bytes
 bytes each implementation saves for backward (saved_tensors_hooks).
 """
 import argparse
-import csv
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
-from cases import IMPLS, SHAPES, copy_bandwidth, make_case
+from cases import IMPLS, SHAPES, copy_bandwidth, make_case, write_csv
 
 
 def timeit(fn, repeats):
@@ -94,12 +92,7 @@ def main():
     print(f"primitives at {'x'.join(map(str, SHAPES[0]))}: " + ", ".join(
         f"{k} {timeit(f, args.repeats) * 1e3:.1f} ms" for k, f in parts.items())
         + f"; a copy of |X| into a preallocated buffer takes {2 * xbytes / bw * 1e3:.1f} ms")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    print(f"wrote {args.out}")
+    write_csv(rows, args.out)
 
 
 if __name__ == "__main__":

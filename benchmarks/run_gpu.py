@@ -8,14 +8,13 @@ median times; achieved bandwidth over the 8|X| roofline bytes against a
 measured device-to-device copy. Writes gpu_bench.csv and prints a table.
 """
 import argparse
-import csv
 import os
 import statistics
 from pathlib import Path
 
 import torch
 
-from cases import IMPLS, make_case
+from cases import IMPLS, make_case, write_csv
 
 SHAPES = [(32, 64, 128, 128), (32, 128, 64, 64), (32, 256, 32, 32), (64, 512, 14, 14)]
 
@@ -81,13 +80,7 @@ def main():
             for impl, (f, b, fb) in res.items():
                 line += f" | {impl} {fb * 1e3:7.3f} ms ({100 * 8 * xbytes / fb / bw:4.0f}% bw)"
             print(line)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    path = Path(args.out) / "gpu_bench.csv"
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    print(f"wrote {path}")
+    write_csv(rows, Path(args.out) / "gpu_bench.csv")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 benchmarks/gpu_check.sh on a lent machine, not in CI."""
 import pytest
 import torch
-import torch.nn.functional as F
 
 import anrl_ext
 from helpers import make_inputs, max_err, oracle
