@@ -47,7 +47,7 @@ class Trainer:
         if self.device.type == "cuda" and self.world_size > 1:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.train_set, self.source_val, self.target_set = build_datasets(cfg)
-        self.train_set._rng = np.random.default_rng(cfg.seed + 1000 * self.rank)
+        self.train_set.augment_rng = np.random.default_rng(cfg.seed + 1000 * self.rank)
         self.sampler = BalancedDomainSampler(self.train_set, cfg.batch_size, seed=cfg.seed + 1000 * self.rank)
         self.model = ANRLNet(cfg.width, cfg.norm, cfg.gate, cfg.backend).to(self.device)
         if cfg.sync_stats:
@@ -69,7 +69,7 @@ class Trainer:
     def state_dict(self):
         return {"model": self.model.state_dict(), "opt_base": self.opt_base.state_dict(),
                 "opt_gate": self.opt_gate.state_dict() if self.opt_gate else None, "dcc": self.dcc.state_dict(),
-                "sampler": self.sampler.state_dict(), "augment_rng": self.train_set._rng.bit_generator.state,
+                "sampler": self.sampler.state_dict(), "augment_rng": self.train_set.augment_rng.bit_generator.state,
                 "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                 "iteration": self.iteration, "config": asdict(self.cfg)}
 
@@ -80,7 +80,7 @@ class Trainer:
             self.opt_gate.load_state_dict(s["opt_gate"])
         self.dcc.load_state_dict(s["dcc"])
         self.sampler.load_state_dict(s["sampler"])
-        self.train_set._rng.bit_generator.state = s["augment_rng"]
+        self.train_set.augment_rng.bit_generator.state = s["augment_rng"]
         self.rng.bit_generator.state = s["rng"]
         torch.set_rng_state(s["torch_rng"])
         self.iteration = s["iteration"]

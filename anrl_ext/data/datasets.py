@@ -27,7 +27,7 @@ class SyntheticDomains(Dataset):
         for d in self.domains:
             self.records += synthetic.domain_records(d, self.spec)
         self._cache = {}
-        self._rng = np.random.default_rng(split_seed)
+        self.augment_rng = np.random.default_rng(split_seed)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -43,7 +43,7 @@ class SyntheticDomains(Dataset):
         r = self.records[i]
         rgb, depth = self._render(i)
         if self.train:
-            rgb, depth = augment(rgb, depth, self._rng)
+            rgb, depth = augment(rgb, depth, self.augment_rng)
         return {"image": rgb_hsv6(rgb), "depth": torch.from_numpy(depth)[None],
                 "label": r["label"], "domain": self.domains.index(r["domain"]), "video": r["video"]}
 

@@ -161,7 +161,7 @@ class ListDataset(Dataset):
             raise DataError(f"records from domains {missing} not in {self.domains}")
         self.img_size, self.depth_size = img_size, depth_size or max(1, img_size // 8)
         self.train = train
-        self._rng = np.random.default_rng(seed)
+        self.augment_rng = np.random.default_rng(seed)
 
     def __len__(self):
         return len(self.records)
@@ -182,6 +182,6 @@ class ListDataset(Dataset):
             depth = cv2.resize(d, (self.depth_size, self.depth_size), interpolation=cv2.INTER_AREA) / 255.0
             depth = depth.astype(np.float32)
         if self.train:
-            rgb, depth = augment(rgb, depth, self._rng)
+            rgb, depth = augment(rgb, depth, self.augment_rng)
         return {"image": rgb_hsv6(rgb), "depth": torch.from_numpy(depth)[None], "label": r["label"],
                 "domain": self.domains.index(r["domain"]), "video": r["video"]}
