@@ -71,7 +71,7 @@ def copy_bandwidth(nbytes=256 * 2**20, repeats=10, device="cpu"):
     return 2 * nbytes / best
 
 
-def write_csv(rows, path):
+def write_csv(rows, path, quiet=False):
     """Write a list of same-keyed dicts as CSV, creating the folder."""
     import csv
     from pathlib import Path
@@ -81,4 +81,5 @@ def write_csv(rows, path):
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    print(f"wrote {path}")
+    if not quiet:
+        print(f"wrote {path}")

@@ -1,26 +1,34 @@
 """GPU benchmark table: cuda, triton, eager reference and torch.compile(reference).
 
-    python benchmarks/run_gpu.py [--out DIR]
+    python benchmarks/run_gpu.py [--out DIR] [--repeats 30]
 
 Shapes (32,64,128,128), (32,128,64,64), (32,256,32,32), (64,512,14,14);
-float32 and bfloat16; forward, backward, forward+backward; CUDA-event
-median times; achieved bandwidth over the 8|X| roofline bytes against a
-measured device-to-device copy. Writes gpu_bench.csv and prints a table.
+float32 and bfloat16; forward, backward (forward+backward minus forward) and
+forward+backward; CUDA-event medians; achieved bandwidth of forward+backward
+over the 8|X| roofline bytes against a measured device-to-device copy. Then the
+whole AFNM layer (gate included) at the largest shape. Writes gpu_bench.csv
+after every case, so a time limit loses only the cases not yet run.
 """
 import argparse
 import os
 import statistics
+import sys
 from pathlib import Path
 
 import torch
 
-from cases import IMPLS, make_case, write_csv
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cases import make_case, write_csv  # noqa: E402
+
+from anrl_ext.ops.reference import adaptive_norm_reference  # noqa: E402
 
 SHAPES = [(32, 64, 128, 128), (32, 128, 64, 64), (32, 256, 32, 32), (64, 512, 14, 14)]
 
 
-def cuda_time(fn, repeats=20):
-    fn()
+def cuda_time(fn, repeats=30, warmup=3):
+    """Median seconds of fn() by CUDA events, after warm-up runs."""
+    for _ in range(warmup):
+        fn()
     torch.cuda.synchronize()
     times = []
     for _ in range(repeats):
@@ -34,16 +42,41 @@ def cuda_time(fn, repeats=20):
 
 
 def copy_bandwidth():
-    src = torch.empty(512 * 2**20 // 4, device="cuda")
+    """Device-to-device copy of 1 GiB: bytes read + written per second."""
+    src = torch.randn(2**28, device="cuda")
     dst = torch.empty_like(src)
-    t = cuda_time(lambda: dst.copy_(src))
+    t = cuda_time(lambda: dst.copy_(src), repeats=20)
     return 2 * src.numel() * 4 / t
+
+
+def reference(x, alpha, params, running):
+    return adaptive_norm_reference(x, alpha, *params, *running, True, 0.1, 1e-5)
+
+
+def op_impls(backends):
+    impls = {}
+    for b in backends:
+        impls[b] = lambda x, alpha, params, running, b=b: __import__("anrl_ext").adaptive_norm(
+            x, alpha, *params, *running, training=True, backend=b)
+    impls["reference"] = reference
+    # A fresh compile per case: dynamo's cache is keyed on the code object, and
+    # eight shape/dtype cases would otherwise hit its recompile limit.
+    torch._dynamo.reset()
+    impls["compiled_reference"] = torch.compile(reference, dynamic=False)
+    return impls
+
+
+def time_case(fn, x, inputs, call, dy, repeats):
+    with torch.no_grad():
+        fwd = cuda_time(call, repeats)
+    fb = cuda_time(lambda: torch.autograd.grad(call(), inputs, dy), repeats)
+    return fwd, fb
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results"))
-    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=30)
     args = ap.parse_args()
     import anrl_ext
 
@@ -51,36 +84,56 @@ def main():
     bw = copy_bandwidth()
     name = torch.cuda.get_device_name()
     print(f"# {name}, copy bandwidth {bw / 1e9:.0f} GB/s, torch {torch.__version__}, backends {backends}")
+    print(f"# forward+backward ms (fraction of copy bandwidth over 8|X| bytes); speed-up of the best fused")
     rows = []
+    csv_path = Path(args.out) / "gpu_bench.csv"
     for dtype in (torch.float32, torch.bfloat16):
         for shape in SHAPES:
-            case = make_case(shape, dtype, "cuda")
-            x, alpha, params, running, dy = case
+            x, alpha, params, running, dy = make_case(shape, dtype, "cuda")
             inputs = [x, alpha, *params]
             xbytes = x.numel() * x.element_size()
-            impls = {b: IMPLS["fused"](b) for b in backends}
-            impls["reference"] = IMPLS["reference"](None)
-            impls["compiled_reference"] = IMPLS["compiled_reference"](None)
             res = {}
-            for impl, fn in impls.items():
+            for impl, fn in op_impls(backends).items():
+                call = lambda fn=fn: fn(x, alpha, params, running)  # noqa: E731
                 try:
-                    with torch.no_grad():
-                        fwd = cuda_time(lambda: fn(x, alpha, params, running), args.repeats)
-                    fb = cuda_time(lambda: torch.autograd.grad(fn(x, alpha, params, running), inputs, dy),
-                                   args.repeats)
-                except Exception as exc:  # report, keep going
-                    print(f"  {impl} failed on {shape} {dtype}: {exc}")
+                    fwd, fb = time_case(fn, x, inputs, call, dy, args.repeats)
+                except Exception as exc:  # report and keep going
+                    print(f"  {impl} failed on {shape} {dtype}: {type(exc).__name__}: {exc}"[:400])
                     continue
-                res[impl] = (fwd, fb - fwd, fb)
+                res[impl] = fb
                 rows.append(dict(gpu=name, dtype=str(dtype).split(".")[-1], shape="x".join(map(str, shape)),
-                                 impl=impl, forward_ms=fwd * 1e3, backward_ms=(fb - fwd) * 1e3,
-                                 forward_backward_ms=fb * 1e3,
-                                 fb_bandwidth_fraction=(8 * xbytes / fb) / bw))
-            line = f"{str(dtype)[6:]:>8} {'x'.join(map(str, shape)):>16}"
-            for impl, (f, b, fb) in res.items():
-                line += f" | {impl} {fb * 1e3:7.3f} ms ({100 * 8 * xbytes / fb / bw:4.0f}% bw)"
-            print(line)
-    write_csv(rows, Path(args.out) / "gpu_bench.csv")
+                                 what="op", impl=impl, forward_ms=round(fwd * 1e3, 4),
+                                 backward_ms=round((fb - fwd) * 1e3, 4), forward_backward_ms=round(fb * 1e3, 4),
+                                 fb_bandwidth_fraction=round((8 * xbytes / fb) / bw, 4),
+                                 copy_gbps=round(bw / 1e9, 1)))
+            write_csv(rows, csv_path, quiet=True)
+            line = f"{str(dtype)[6:]:>8} {'x'.join(map(str, shape)):>15}"
+            for impl, fb in res.items():
+                line += f" | {impl} {fb * 1e3:6.3f} ({100 * 8 * xbytes / fb / bw:3.0f}%)"
+            fused = [res[b] for b in backends if b in res]
+            if fused and "reference" in res and "compiled_reference" in res:
+                line += f" | best fused {res['reference'] / min(fused):.1f}x eager, " \
+                        f"{res['compiled_reference'] / min(fused):.2f}x compiled"
+            print(line, flush=True)
+    layer_rows(rows, backends, name, args.repeats)
+    write_csv(rows, csv_path)
+
+
+def layer_rows(rows, backends, name, repeats):
+    """The whole AFNM layer (paper gate, running stats) at the largest shape, fwd+bwd."""
+    import anrl_ext
+
+    shape = SHAPES[0]
+    x = torch.randn(shape, device="cuda", requires_grad=True)
+    dy = torch.randn(shape, device="cuda")
+    for impl in [*backends, "reference"]:
+        layer = anrl_ext.AFNM(shape[1], backend=impl).cuda()
+        inputs = [x, *layer.parameters()]
+        t = cuda_time(lambda: torch.autograd.grad(layer(x), inputs, dy), repeats)
+        rows.append(dict(gpu=name, dtype="float32", shape="x".join(map(str, shape)), what="afnm_layer", impl=impl,
+                         forward_ms="", backward_ms="", forward_backward_ms=round(t * 1e3, 4),
+                         fb_bandwidth_fraction="", copy_gbps=""))
+        print(f"AFNM layer fwd+bwd {'x'.join(map(str, shape))} float32, {impl}: {t * 1e3:.3f} ms", flush=True)
 
 
 if __name__ == "__main__":

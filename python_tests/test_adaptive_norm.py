@@ -195,3 +195,29 @@ class TestBadInput:
             anrl_ext.adaptive_norm(torch.randn(2, 3, 4, 4), 0.5, backend="tpu")
         with pytest.raises(ValueError, match="cannot run tensors on cpu"):
             anrl_ext.adaptive_norm(torch.randn(2, 3, 4, 4), 0.5, backend="cuda")
+
+
+@pytest.mark.parametrize("shape", [(1, 5, 1, 9), (1, 5, 3, 9)])
+def test_channels_last_single_sample_gradients(shape):
+    """N = 1, channels_last gradient: torch's own instance_norm backward is
+    wrong there on the CPU, so the reference hands it an NCHW gradient."""
+    x0 = torch.randn(shape, dtype=torch.float64)
+    g0 = torch.randn_like(x0)
+    w0 = torch.rand(5, dtype=torch.float64)
+    grads = []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = x0.to(memory_format=fmt).requires_grad_()
+        w = w0.clone().requires_grad_()
+        y = anrl_ext.adaptive_norm(x, 0.0, None, None, w, None, backend="reference")
+        grads.append(torch.autograd.grad(y, [x, w], g0.to(memory_format=fmt)))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_constant_shift_backward(backend):
+    """alpha = 0 with no IN bias: the shift is a constant with no graph."""
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w: anrl_ext.adaptive_norm(x, 0.0, None, None, w, None,
+                                                                         backend=backend), (x, w))

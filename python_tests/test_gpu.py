@@ -71,3 +71,87 @@ def test_large_mean_small_std_cuda(backend):
     y = anrl_ext.adaptive_norm(x, 0.5, backend=backend)
     ref = oracle(x.cpu(), 0.5, [torch.ones(3), torch.zeros(3)] * 2)
     assert max_err(y.cpu(), ref) < 2e-2
+
+
+NAMESPACES = {"cuda": "anrl_ext", "triton": "anrl_ext_triton"}
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("op", ["moments", "affine", "reduce", "affine2"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_opcheck_cuda(backend, op, channels_last):
+    pytest.importorskip("expecttest")  # torch.library.opcheck needs it
+    n, c = 2, 3
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = (torch.randn(n, c, 4, 5, dtype=torch.float64, device="cuda") * 3 + 1).to(memory_format=fmt)
+    dy = torch.randn_like(x)
+    m, a, b, cc = (torch.randn(n, c, dtype=torch.float64, device="cuda") for _ in range(4))
+    args = {"moments": (x,), "affine": (x, m, a, b), "reduce": (dy, x, m), "affine2": (dy, x, m, a, b, cc)}[op]
+    args = tuple(t.requires_grad_() for t in args)
+    torch.library.opcheck(getattr(getattr(torch.ops, NAMESPACES[backend]), op).default, args)
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("gate", ["paper", "sigmoid2"])
+def test_afnm_module_matches_reference_backend(backend, gate):
+    torch.manual_seed(1)
+    ref = anrl_ext.AFNM(24, reduction=4, gate=gate, backend="reference").cuda()
+    fused = anrl_ext.AFNM(24, reduction=4, gate=gate, backend=backend).cuda()
+    fused.load_state_dict(ref.state_dict())
+    x = (torch.randn(6, 24, 19, 23, device="cuda") * 2 + 0.5).requires_grad_()
+    for _ in range(3):  # running stats follow
+        y_r, a_r = ref(x, return_alpha=True)
+        y_f, a_f = fused(x, return_alpha=True)
+    assert max_err(y_f, y_r) < 1e-4 and max_err(a_f, a_r) < 1e-5
+    torch.testing.assert_close(fused.running_mean, ref.running_mean)
+    torch.testing.assert_close(fused.running_var, ref.running_var)
+    g = torch.randn_like(y_r)
+    grads_r = torch.autograd.grad(y_r, [x, *ref.parameters()], g)
+    grads_f = torch.autograd.grad(y_f, [x, *fused.parameters()], g)
+    for gf, gr in zip(grads_f, grads_r):
+        assert max_err(gf, gr) < 1e-3 * max(1, gr.abs().max().item())
+    ref.eval(), fused.eval()
+    assert max_err(fused(x), ref(x)) < 1e-4
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_second_order_through_afnm_matches_reference(backend):
+    """The meta-update's shape of derivative: grad of a grad-dependent loss."""
+    torch.manual_seed(2)
+    results = []
+    for b in (backend, "reference"):
+        torch.manual_seed(2)
+        layer = anrl_ext.AFNM(8, reduction=2, backend=b).cuda().double()
+        x = torch.randn(4, 8, 9, 7, device="cuda", dtype=torch.float64) * 2 + 1
+        w = torch.randn(8, 8, 3, 3, device="cuda", dtype=torch.float64, requires_grad=True)
+        y = layer(torch.nn.functional.conv2d(x, w, padding=1))
+        (gw,) = torch.autograd.grad(y.square().mean(), w, create_graph=True)
+        outer = torch.autograd.grad(gw.square().sum(), [w, *layer.parameters()], allow_unused=True)
+        results.append([t for t in outer if t is not None])
+    for gf, gr in zip(*results):
+        torch.testing.assert_close(gf, gr, atol=1e-9, rtol=1e-7)
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_torch_compile_on_cuda(backend):
+    torch._dynamo.reset()
+    compiler = "inductor" if backend == "triton" else "aot_eager"
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), anrl_ext.AFNM(8, reduction=2, backend=backend),
+                                torch.nn.ReLU()).cuda()
+    x = torch.randn(4, 3, 12, 12, device="cuda")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    y_c = torch.compile(model, backend=compiler, fullgraph=True)(x)
+    grads_c = torch.autograd.grad(y_c.square().mean(), list(model.parameters()))
+    model.load_state_dict(state)
+    y_e = model(x)
+    grads_e = torch.autograd.grad(y_e.square().mean(), list(model.parameters()))
+    torch.testing.assert_close(y_c, y_e, atol=1e-5, rtol=1e-5)
+    for gc, ge in zip(grads_c, grads_e):
+        torch.testing.assert_close(gc, ge, atol=1e-5, rtol=1e-4)
+
+
+def test_auto_backend_on_cuda_is_a_gpu_backend():
+    from anrl_ext.ops.backends import resolve_backend
+
+    x = torch.randn(2, 3, 4, 4, device="cuda")
+    assert resolve_backend("auto", x.device) in GPU_BACKENDS

@@ -57,14 +57,14 @@ class _FusedBlend(torch.autograd.Function):
             return _differentiable_backward(ctx, x, params, prims, middle, gy, gextra)
         leaves, scale, shift, extra = ctx.graph
         s0, s1 = prims.reduce(gy, x, mean)
-        outs, grads = [scale, shift], [s1, s0]
-        if gextra is not None and extra.requires_grad:
-            outs.append(extra)
-            grads.append(gextra)
+        outs, grads = [scale, shift, extra], [s1, s0, gextra]
+        # A constant shift (alpha = 0, no IN bias) or an unused extra has no graph.
+        pairs = [(o, g) for o, g in zip(outs, grads) if g is not None and o.requires_grad]
+        outs, grads = [o for o, _ in pairs], [g for _, g in pairs]
         wanted = [0, 1] + [2 + i for i, need in enumerate(param_needs) if need]
         got = torch.autograd.grad(
             outs, [leaves[i] for i in wanted], grads, allow_unused=True, retain_graph=True
-        )
+        ) if outs else [None] * len(wanted)
         g = dict(zip(wanted, got))
         gmean = g[0] if g[0] is not None else torch.zeros_like(mean)
         gvar = g[1] if g[1] is not None else torch.zeros_like(mean)
