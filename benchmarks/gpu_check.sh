@@ -36,14 +36,14 @@ timeout 150 "$PY" -m pytest -q python_tests/test_gpu.py -p no:cacheprovider -o a
 tests_rc=${PIPESTATUS[0]}
 
 step "benchmark table"
-timeout 170 "$PY" benchmarks/run_gpu.py --out "$OUT"
+timeout 220 "$PY" benchmarks/run_gpu.py --out "$OUT"
 
 step "one training iteration at the paper's size, fused vs reference"
-timeout 80 "$PY" benchmarks/train_iteration.py --device cuda --img-size 256 --width 1.0 --batch-size 10 --iters 8
+timeout 60 "$PY" benchmarks/train_iteration.py --device cuda --img-size 256 --width 1.0 --batch-size 10 --iters 8
 
 step "short training run on the GPU (fused backend, second-order meta-learning)"
 rm -rf /tmp/anrl_gpu_run
-timeout 70 "$PY" -m anrl_ext.train --device cuda --iters 40 --videos-per-class 8 --frames-per-video 2 \
+timeout 55 "$PY" -m anrl_ext.train --device cuda --iters 40 --videos-per-class 8 --frames-per-video 2 \
     --out /tmp/anrl_gpu_run 2>&1 | grep -v "it/s]" | tail -8
 cp /tmp/anrl_gpu_run/metrics.json "$OUT/train_metrics.json" 2>/dev/null
 cp /tmp/anrl_gpu_run/log.csv "$OUT/train_log.csv" 2>/dev/null

@@ -53,11 +53,26 @@ def reference(x, alpha, params, running):
     return adaptive_norm_reference(x, alpha, *params, *running, True, 0.1, 1e-5)
 
 
+def fused(backend, middle_kernels=True):
+    import anrl_ext
+    from anrl_ext.ops import fast_blend
+
+    def fn(x, alpha, params, running):
+        fast_blend.ENABLED = middle_kernels
+        try:
+            return anrl_ext.adaptive_norm(x, alpha, *params, *running, training=True, backend=backend)
+        finally:
+            fast_blend.ENABLED = True
+    return fn
+
+
 def op_impls(backends):
     impls = {}
     for b in backends:
-        impls[b] = lambda x, alpha, params, running, b=b: __import__("anrl_ext").adaptive_norm(
-            x, alpha, *params, *running, training=True, backend=b)
+        impls[b] = fused(b)
+    # The same kernels with the (N, C) middle as a chain of small PyTorch ops.
+    for b in backends:
+        impls[f"{b}_chain"] = fused(b, middle_kernels=False)
     impls["reference"] = reference
     # A fresh compile per case: dynamo's cache is keyed on the code object, and
     # eight shape/dtype cases would otherwise hit its recompile limit.
@@ -110,30 +125,67 @@ def main():
             line = f"{str(dtype)[6:]:>8} {'x'.join(map(str, shape)):>15}"
             for impl, fb in res.items():
                 line += f" | {impl} {fb * 1e3:6.3f} ({100 * 8 * xbytes / fb / bw:3.0f}%)"
-            fused = [res[b] for b in backends if b in res]
-            if fused and "reference" in res and "compiled_reference" in res:
-                line += f" | best fused {res['reference'] / min(fused):.1f}x eager, " \
-                        f"{res['compiled_reference'] / min(fused):.2f}x compiled"
+            best = [res[b] for b in backends if b in res]
+            if best and "reference" in res and "compiled_reference" in res:
+                line += f" | best fused {res['reference'] / min(best):.1f}x eager, " \
+                        f"{res['compiled_reference'] / min(best):.2f}x compiled"
             print(line, flush=True)
-    layer_rows(rows, backends, name, args.repeats)
+    layer_rows(rows, backends, name, args.repeats, bw)
+    middle_rows(rows, backends, name)
     write_csv(rows, csv_path)
 
 
-def layer_rows(rows, backends, name, repeats):
+def layer_rows(rows, backends, name, repeats, bw):
     """The whole AFNM layer (paper gate, running stats) at the largest shape, fwd+bwd."""
     import anrl_ext
 
     shape = SHAPES[0]
     x = torch.randn(shape, device="cuda", requires_grad=True)
     dy = torch.randn(shape, device="cuda")
-    for impl in [*backends, "reference"]:
-        layer = anrl_ext.AFNM(shape[1], backend=impl).cuda()
+    from anrl_ext.ops import fast_blend
+
+    runs = [(b, b, True) for b in backends] + [(f"{b}_chain", b, False) for b in backends]
+    for impl, backend, middle_kernels in runs + [("reference", "reference", True)]:
+        layer = anrl_ext.AFNM(shape[1], backend=backend).cuda()
         inputs = [x, *layer.parameters()]
-        t = cuda_time(lambda: torch.autograd.grad(layer(x), inputs, dy), repeats)
+        fast_blend.ENABLED = middle_kernels
+        try:
+            t = cuda_time(lambda: torch.autograd.grad(layer(x), inputs, dy), repeats)
+        finally:
+            fast_blend.ENABLED = True
         rows.append(dict(gpu=name, dtype="float32", shape="x".join(map(str, shape)), what="afnm_layer", impl=impl,
                          forward_ms="", backward_ms="", forward_backward_ms=round(t * 1e3, 4),
-                         fb_bandwidth_fraction="", copy_gbps=""))
+                         fb_bandwidth_fraction=round((8 * x.numel() * 4 / t) / bw, 4), copy_gbps=round(bw / 1e9, 1)))
         print(f"AFNM layer fwd+bwd {'x'.join(map(str, shape))} float32, {impl}: {t * 1e3:.3f} ms", flush=True)
+
+
+def middle_rows(rows, backends, name, calls=200):
+    """The (N, C) middle kernels alone: per-call time of blend_forward + blend_backward,
+    200 calls back to back, next to a one-element add (the launch floor)."""
+    from anrl_ext.ops.backends import primitives_for
+
+    def per_call(fn):
+        return cuda_time(lambda: [fn() for _ in range(calls)], repeats=5, warmup=1) / calls
+
+    floor = per_call(lambda: torch.add(torch.ones(1, device="cuda"), 1))
+    print(f"launch floor (tensor creation + add): {floor * 1e6:.1f} us/call")
+    for n, c in ((32, 64), (64, 512)):
+        mean, var, s0, s1 = (torch.randn(n, c, device="cuda") for _ in range(4))
+        var = var.abs() + 0.1
+        alpha, w = torch.rand(n, c, device="cuda"), torch.randn(c, device="cuda")
+        rm, rv = torch.zeros(c, device="cuda"), torch.ones(c, device="cuda")
+        for b in backends:
+            P = primitives_for(b)
+            fwd = per_call(lambda: P.blend_forward(mean, var, alpha, 0.0, w, w, w, w, rm, rv, True, True, 0.1,
+                                                   1e-5, n * 196))
+            bwd = per_call(lambda: P.blend_backward(s0, s1, mean, var, alpha, 0.0, w, w, w, w, mean[0], var[0], True,
+                                                    1e-5, 196))
+            rows.append(dict(gpu=name, dtype="float32", shape=f"{n}x{c}", what="middle_kernels", impl=b,
+                             forward_ms=round(fwd * 1e3, 5), backward_ms=round(bwd * 1e3, 5),
+                             forward_backward_ms=round((fwd + bwd) * 1e3, 5), fb_bandwidth_fraction="",
+                             copy_gbps=""))
+            print(f"middle kernels ({n}, {c}) {b}: blend_forward {fwd * 1e6:.1f} us, "
+                  f"blend_backward {bwd * 1e6:.1f} us per call")
 
 
 if __name__ == "__main__":

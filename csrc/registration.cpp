@@ -9,6 +9,17 @@ TORCH_LIBRARY(anrl_ext, m) {
   m.def("affine(Tensor x, Tensor center, Tensor scale, Tensor shift) -> Tensor");
   m.def("reduce(Tensor dy, Tensor x, Tensor center) -> (Tensor, Tensor)");
   m.def("affine2(Tensor dy, Tensor x, Tensor center, Tensor a, Tensor b, Tensor c) -> Tensor");
+  // The (N, C) middle of the first-order fused path, one launch each way.
+  m.def(
+      "blend_forward(Tensor mean, Tensor var, Tensor? alpha, float alpha_value, Tensor? bn_weight, "
+      "Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, Tensor(a!)? running_mean, "
+      "Tensor(b!)? running_var, bool use_batch_stats, bool update_running, float momentum, float eps, "
+      "int count) -> (Tensor scale, Tensor shift, Tensor bn_mean, Tensor bn_var)");
+  m.def(
+      "blend_backward(Tensor s0, Tensor s1, Tensor mean, Tensor var, Tensor? alpha, float alpha_value, "
+      "Tensor? bn_weight, Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, Tensor bn_mean, "
+      "Tensor bn_var, bool use_batch_stats, float eps, int hw) -> (Tensor d_alpha, Tensor d_bn_weight, "
+      "Tensor d_bn_bias, Tensor d_in_weight, Tensor d_in_bias, Tensor a, Tensor b, Tensor c)");
 }
 
 TORCH_LIBRARY_IMPL(anrl_ext, CPU, m) {
@@ -16,4 +27,6 @@ TORCH_LIBRARY_IMPL(anrl_ext, CPU, m) {
   m.impl("affine", &anrl_ext::affine_cpu);
   m.impl("reduce", &anrl_ext::reduce_cpu);
   m.impl("affine2", &anrl_ext::affine2_cpu);
+  m.impl("blend_forward", &anrl_ext::blend_forward_cpu);
+  m.impl("blend_backward", &anrl_ext::blend_backward_cpu);
 }

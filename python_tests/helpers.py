@@ -28,3 +28,34 @@ def oracle(x, alpha, params, running=None, training=True, momentum=0.1, eps=1e-5
 
 def max_err(a, b):
     return (a.double() - b.double()).abs().max().item()
+
+
+def check_blend_middle(prims, device="cpu", n=5, c=7, dtype=torch.float64, tol=1e-12):
+    """prims.blend_forward / blend_backward against the reference for every alpha form,
+    with and without affine tensors, batch and running statistics."""
+    from anrl_ext.ops import reference as ref
+
+    R = ref.PRIMITIVES
+    g = torch.Generator().manual_seed(0)
+
+    def rnd(*shape, pos=False):
+        t = torch.rand(*shape, generator=g, dtype=torch.float64) + 0.1 if pos else \
+            torch.randn(*shape, generator=g, dtype=torch.float64)
+        return t.to(device, dtype)
+
+    mean, var, s0, s1 = rnd(n, c) * 3, rnd(n, c, pos=True), rnd(n, c), rnd(n, c)
+    for alpha in [None, rnd(n, c).sigmoid(), rnd(c).sigmoid(), rnd(()).sigmoid(), rnd(c, n).sigmoid().t()]:
+        for affine in ([None] * 4, [rnd(c) for _ in range(4)], [rnd(c), None, None, rnd(c)]):
+            for use_batch in (True, False):
+                run = [rnd(c), rnd(c, pos=True)]
+                ref_run = [t.clone() for t in run]
+                out = prims.blend_forward(mean, var, alpha, 0.4, *affine, *run, use_batch, True, 0.1, 1e-5, 99)
+                exp = R.blend_forward(mean, var, alpha, 0.4, *affine, *ref_run, use_batch, True, 0.1, 1e-5, 99)
+                for a, b in zip([*out, *run], [*exp, *ref_run]):
+                    torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+                got = prims.blend_backward(s0, s1, mean, var, alpha, 0.4, *affine, out[2], out[3], use_batch,
+                                           1e-5, 12)
+                exp = R.blend_backward(s0, s1, mean, var, alpha, 0.4, *affine, exp[2], exp[3], use_batch,
+                                       1e-5, 12)
+                for a, b in zip(got, exp):
+                    torch.testing.assert_close(a, b, atol=tol, rtol=tol)

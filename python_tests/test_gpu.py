@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import anrl_ext
-from helpers import make_inputs, max_err, oracle
+from helpers import check_blend_middle, make_inputs, max_err, oracle
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 GPU_BACKENDS = [b for b in ("cuda", "triton") if torch.cuda.is_available() and b in anrl_ext.available_backends("cuda")]
@@ -155,3 +155,12 @@ def test_auto_backend_on_cuda_is_a_gpu_backend():
 
     x = torch.randn(2, 3, 4, 4, device="cuda")
     assert resolve_backend("auto", x.device) in GPU_BACKENDS
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("n, c", [(5, 7), (1, 3), (2, 300)])
+def test_blend_middle_kernels_cuda(backend, n, c):
+    from anrl_ext.ops.backends import primitives_for
+
+    check_blend_middle(primitives_for(backend), "cuda", n, c)
+    check_blend_middle(primitives_for(backend), "cuda", n, c, torch.float32, tol=2e-5)

@@ -189,3 +189,33 @@ def test_torch_compile_first_order(backend, compiler):
     torch.testing.assert_close(y, y2, atol=1e-5, rtol=1e-5)
     for g1, p in zip(grads_c, model.parameters()):
         torch.testing.assert_close(g1, p.grad, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("gate", sorted(GATES))
+@pytest.mark.parametrize("training", [True, False])
+def test_middle_kernels_equal_the_composed_chain(backend, gate, training):
+    """The first-order path with the (N, C) middle in one kernel each way gives what
+    the chain of small differentiable ops gives: outputs, every gradient, running stats."""
+    from anrl_ext.ops import fast_blend
+
+    torch.manual_seed(3)
+    layers = [anrl_ext.AFNM(12, reduction=3, gate=gate, backend=backend).double() for _ in range(2)]
+    with torch.no_grad():
+        for p in layers[0].parameters():
+            p.normal_()
+    layers[1].load_state_dict(layers[0].state_dict())
+    x = (torch.randn(5, 12, 6, 7, dtype=torch.float64) * 2 + 1).requires_grad_()
+    results = []
+    for layer, enabled in zip(layers, (True, False)):
+        layer.train(training)
+        fast_blend.ENABLED = enabled
+        try:
+            y, alpha = layer(x, return_alpha=True)
+            loss = (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum() + alpha.square().sum()
+            grads = torch.autograd.grad(loss, [x, *layer.parameters()])
+        finally:
+            fast_blend.ENABLED = True
+        results.append([y, alpha, *grads, layer.running_mean, layer.running_var])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)

@@ -4,6 +4,7 @@ import torch
 
 from anrl_ext.ops import native
 from anrl_ext.ops import reference as ref
+from helpers import check_blend_middle
 
 pytestmark = pytest.mark.skipif(not native.is_built(), reason="anrl_ext._C not built")
 P = native.PRIMITIVES
@@ -114,3 +115,48 @@ def test_large_outputs_take_the_huge_page_path():
     torch.testing.assert_close(y, ref.PRIMITIVES.affine(x, m, s, t))
     out = P.affine2(x, x, m, s, t, m)
     torch.testing.assert_close(out, ref.PRIMITIVES.affine2(x, x, m, s, t, m))
+
+
+@pytest.mark.parametrize("n, c", [(5, 7), (1, 3), (2, 300)])
+def test_blend_middle_matches_reference(n, c):
+    check_blend_middle(P, "cpu", n, c)
+
+
+def test_blend_middle_float32():
+    check_blend_middle(P, "cpu", 4, 9, torch.float32, tol=2e-5)
+
+
+def test_blend_forward_updates_low_precision_running_buffers():
+    mean, var = torch.randn(3, 4), torch.rand(3, 4) + 0.5
+    rm, rv = torch.zeros(4, dtype=torch.bfloat16), torch.ones(4, dtype=torch.bfloat16)
+    P.blend_forward(mean, var, None, 0.5, None, None, None, None, rm, rv, True, True, 0.5, 1e-5, 30)
+    torch.testing.assert_close(rm.float(), 0.5 * mean.mean(0), atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("op", ["blend_forward", "blend_backward"])
+def test_blend_opcheck(op):
+    n, c = 3, 4
+    mean, var, s0, s1 = (torch.randn(n, c, dtype=torch.float64) for _ in range(4))
+    var = var.abs() + 0.1
+    alpha, w = torch.rand(n, c, dtype=torch.float64), torch.randn(c, dtype=torch.float64)
+    if op == "blend_forward":
+        args = (mean, var, alpha, 0.0, w, None, w, None, torch.zeros(c, dtype=torch.float64),
+                torch.ones(c, dtype=torch.float64), True, True, 0.1, 1e-5, 12)
+    else:
+        args = (s0, s1, mean, var, alpha, 0.0, w, None, w, None, mean[0], var[0], True, 1e-5, 4)
+    # Not differentiable themselves (their gradients are what fast_blend composes), so no autograd check.
+    torch.library.opcheck(getattr(torch.ops.anrl_ext, op).default, args,
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+
+
+def test_blend_middle_errors_are_clear():
+    mean = torch.randn(3, 4)
+    with pytest.raises(ValueError, match="var must have shape"):
+        P.blend_forward(mean, torch.rand(3, 5), None, 0.5, None, None, None, None, None, None, True, False,
+                        0.1, 1e-5, 12)
+    with pytest.raises(ValueError, match="alpha must be"):
+        P.blend_forward(mean, torch.rand(3, 4), torch.rand(2, 4), 0.5, None, None, None, None, None, None,
+                        True, False, 0.1, 1e-5, 12)
+    with pytest.raises(ValueError, match="needs running_mean"):
+        P.blend_forward(mean, torch.rand(3, 4), None, 0.5, None, None, None, None, None, None, False, False,
+                        0.1, 1e-5, 12)

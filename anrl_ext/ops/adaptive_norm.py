@@ -8,6 +8,8 @@ from torch import Tensor
 
 from .backends import primitives_for, resolve_backend
 from .coefficients import Alpha, batch_stats, blend_coefficients
+from . import fast_blend as _fast
+from .fast_blend import BlendSpec, alpha_input, fast_blend
 from .fused import fused
 from .reference import adaptive_norm_reference
 
@@ -116,10 +118,20 @@ def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_
     """
     use_batch = training or running_mean is None or running_var is None
     affines = (bn_weight, bn_bias, in_weight, in_bias)
-    middle = make_blend_middle(alpha_fn, len(alpha_params), [t is not None for t in affines],
-                               running_mean, running_var, use_batch, eps, gather_stats)
+    present = tuple(t is not None for t in affines)
     params = list(alpha_params) + [t for t in affines if t is not None]
-    y, alpha, mean, var = fused(x, primitives_for(backend), middle, params)
+    prims = primitives_for(backend)
+
+    def make_middle():
+        return make_blend_middle(alpha_fn, len(alpha_params), present, running_mean, running_var, use_batch,
+                                 eps, gather_stats)
+
+    if _fast.ENABLED and prims.blend_forward is not None and gather_stats is None \
+            and not torch.compiler.is_compiling():
+        spec = BlendSpec(prims, alpha_fn, len(alpha_params), present, running_mean, running_var, use_batch,
+                         training, momentum, eps, make_middle)
+        return fast_blend(x, spec, params)
+    y, alpha, mean, var = fused(x, prims, make_middle(), params)
     if training:
         if gather_stats is not None:
             with torch.no_grad():
@@ -161,7 +173,7 @@ def adaptive_norm(
         return adaptive_norm_reference(x, alpha, bn_weight, bn_bias, in_weight, in_bias,
                                        running_mean, running_var, training, momentum, eps)
     if isinstance(alpha, Tensor):
-        alpha_fn, alpha_params = (lambda mean, a: a), (alpha,)
+        alpha_fn, alpha_params = alpha_input, (alpha,)
     else:
         alpha_fn, alpha_params = (lambda mean: alpha), ()
     y, _ = blend(x, name, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_bias,

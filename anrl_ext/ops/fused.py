@@ -54,7 +54,9 @@ class _FusedBlend(torch.autograd.Function):
         if gy is None:
             gy = torch.zeros_like(x)
         if torch.is_grad_enabled():
-            return _differentiable_backward(ctx, x, params, prims, middle, gy, gextra)
+            needs = ctx.needs_input_grad
+            dx, dparams = differentiable_backward(x, prims, middle, params, needs[0], needs[3:], gy, gextra)
+            return (dx, None, None, *dparams)
         leaves, scale, shift, extra = ctx.graph
         s0, s1 = prims.reduce(gy, x, mean)
         outs, grads = [scale, shift, extra], [s1, s0, gextra]
@@ -77,19 +79,19 @@ class _FusedBlend(torch.autograd.Function):
         return (dx, None, None, *(g.get(2 + i) for i in range(len(params))))
 
 
-def _differentiable_backward(ctx, x, params, prims, middle, gy, gextra):
-    needs = ctx.needs_input_grad
+def differentiable_backward(x, prims, middle, params, needs_x, needs_params, gy, gextra):
+    """(dx, [d param]) by recomputing the forward through the composed primitives,
+    with a graph, so the gradients can be differentiated again."""
     with torch.enable_grad():
         y, extra, _, _ = composed(x, prims, middle, params)
-        inputs = [t for t, need in zip([x, *params], [needs[0], *needs[3:]]) if need]
+        inputs = [t for t, need in zip([x, *params], [needs_x, *needs_params]) if need]
         outs, grads = [y], [gy]
         if gextra is not None and extra.requires_grad:
             outs.append(extra)
             grads.append(gextra)
         got = iter(torch.autograd.grad(outs, inputs, grads, create_graph=True, allow_unused=True))
-    result = [next(got) if needs[0] else None, None, None]
-    result += [next(got) if need else None for need in needs[3:]]
-    return tuple(result)
+    dx = next(got) if needs_x else None
+    return dx, [next(got) if need else None for need in needs_params]
 
 
 def fused(x: Tensor, prims: Primitives, middle: Middle, params: Sequence[Tensor]):

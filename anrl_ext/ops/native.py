@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .primitives import Primitives, register_autograd, register_fakes
+from .primitives import Primitives, register_autograd, register_blend_fakes, register_fakes
 
 try:
     from .. import _C  # noqa: F401  (importing registers the operators)
@@ -45,8 +45,11 @@ if _C is not None:
         affine=_ops.affine.default,
         reduce=_ops.reduce.default,
         affine2=_ops.affine2.default,
+        blend_forward=_ops.blend_forward.default,
+        blend_backward=_ops.blend_backward.default,
     )
     register_fakes(lambda name: f"anrl_ext::{name}")
+    register_blend_fakes(lambda name: f"anrl_ext::{name}")
     register_autograd(lambda name: f"anrl_ext::{name}", PRIMITIVES)
 else:  # pragma: no cover
     PRIMITIVES = None

@@ -13,7 +13,7 @@ coefficients are (N, C) tensors in float32 (float64 for float64 inputs).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -27,6 +27,10 @@ class Primitives:
     affine: Callable
     reduce: Callable
     affine2: Callable
+    # The (N, C) middle of the first-order path in one kernel each way (see
+    # fast_blend.py); None where a backend has no such kernels.
+    blend_forward: Optional[Callable] = None
+    blend_backward: Optional[Callable] = None
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -55,6 +59,22 @@ def register_fakes(qualname: Callable[[str], str]) -> None:
     torch.library.register_fake(qualname("affine"))(lambda x, m, s, t: map_like(x))
     torch.library.register_fake(qualname("reduce"))(lambda dy, x, m: (stats_like(x), stats_like(x)))
     torch.library.register_fake(qualname("affine2"))(lambda dy, x, m, a, b, c: map_like(x))
+
+
+def register_blend_fakes(qualname: Callable[[str], str]) -> None:
+    """Fakes of the middle ops (blend_forward, blend_backward): (N, C) and (C,) outputs."""
+
+    def forward_fake(mean, var, *rest):
+        c = mean.shape[1]
+        return (torch.empty_like(mean), torch.empty_like(mean), mean.new_empty((c,)), mean.new_empty((c,)))
+
+    def backward_fake(s0, s1, mean, *rest):
+        c = mean.shape[1]
+        return (torch.empty_like(mean), *(mean.new_empty((c,)) for _ in range(4)),
+                *(torch.empty_like(mean) for _ in range(3)))
+
+    torch.library.register_fake(qualname("blend_forward"))(forward_fake)
+    torch.library.register_fake(qualname("blend_backward"))(backward_fake)
 
 
 def register_autograd(qualname: Callable[[str], str], prims: Primitives) -> None:

@@ -94,4 +94,64 @@ def _affine2(dy, x, m, a, b, c):
     return out.to(x.dtype)
 
 
-PRIMITIVES = Primitives("reference", _moments, _affine, _reduce, _affine2)
+
+
+# The (N, C) middle, as the blend_forward / blend_backward kernels compute it.
+# The backward differentiates `blend_coefficients` with autograd, an independent
+# check of the kernels' closed-form gradients.
+
+def _alpha_nc(alpha: Optional[Tensor], alpha_value: float, mean: Tensor) -> Tensor:
+    if alpha is None:
+        return mean.new_full(mean.shape, alpha_value)
+    a = alpha.to(mean.dtype)
+    return (a.reshape(1, -1) if a.dim() == 1 else a).expand_as(mean)
+
+
+def _affine_or(t: Optional[Tensor], value: float, like: Tensor) -> Tensor:
+    return t.to(like.dtype) if t is not None else like.new_full(like.shape[1:], value)
+
+
+def blend_forward_reference(mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias,
+                            running_mean, running_var, use_batch_stats, update_running, momentum, eps, count):
+    """(scale, shift, bn_mean, bn_var); updates the running buffers in place like the kernels."""
+    from .coefficients import batch_stats, blend_coefficients
+
+    if use_batch_stats:
+        mu, v = batch_stats(mean, var)
+        if update_running:
+            with torch.no_grad():
+                if running_mean is not None:
+                    running_mean.mul_(1 - momentum).add_(mu.to(running_mean.dtype), alpha=momentum)
+                if running_var is not None:
+                    unbiased = v * (count / (count - 1)) if count > 1 else v
+                    running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+    else:
+        mu, v = running_mean.to(mean.dtype), running_var.to(mean.dtype)
+    a = _alpha_nc(alpha, alpha_value, mean)
+    scale, shift = blend_coefficients(mean, var, a, bn_weight, bn_bias, in_weight, in_bias, mu, v, eps)
+    return scale.contiguous(), shift.contiguous(), mu.clone(), v.clone()
+
+
+def blend_backward_reference(s0, s1, mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias,
+                             bn_mean, bn_var, use_batch_stats, eps, hw):
+    """(d_alpha, d_bn_weight, d_bn_bias, d_in_weight, d_in_bias, a, b, c); dx = a dy + b (x - mean) + c.
+
+    Gradients of absent affine tensors are those of weight 1 / bias 0, as in the kernels.
+    """
+    from .coefficients import batch_stats, blend_coefficients
+
+    with torch.enable_grad():
+        m = mean.detach().requires_grad_()
+        v = var.detach().requires_grad_()
+        a = _alpha_nc(alpha, alpha_value, mean).detach().clone().requires_grad_()
+        w = [_affine_or(t, fill, mean).detach().requires_grad_()
+             for t, fill in ((bn_weight, 1.0), (bn_bias, 0.0), (in_weight, 1.0), (in_bias, 0.0))]
+        mu, vc = batch_stats(m, v) if use_batch_stats else (bn_mean.to(mean.dtype), bn_var.to(mean.dtype))
+        scale, shift = blend_coefficients(m, v, a, *w, mu, vc, eps)
+        gm, gv, ga, *gw = torch.autograd.grad([scale, shift], [m, v, a, *w], [s1, s0])
+    scale = scale.detach()
+    return (ga, *gw, scale, gv * (2.0 / hw), (gm - scale * s0) / hw)
+
+
+PRIMITIVES = Primitives("reference", _moments, _affine, _reduce, _affine2,
+                        blend_forward_reference, blend_backward_reference)

@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
+from . import triton_blend
 from .primitives import Primitives, acc_dtype, register_autograd
 
 BLOCK = 1024
@@ -163,5 +164,6 @@ def affine2(dy: torch.Tensor, x: torch.Tensor, center: torch.Tensor, a: torch.Te
     return out
 
 
-PRIMITIVES = Primitives("triton", moments, affine, reduce, affine2)
+PRIMITIVES = Primitives("triton", moments, affine, reduce, affine2, triton_blend.blend_forward,
+                        triton_blend.blend_backward)
 register_autograd(lambda name: f"{NS}::{name}", PRIMITIVES)

@@ -9,7 +9,7 @@ import torch
 import anrl_ext
 from anrl_ext.ops import reference as ref
 from anrl_ext.ops import triton_backend as tb
-from helpers import make_inputs, max_err, oracle
+from helpers import check_blend_middle, make_inputs, max_err, oracle
 
 P = tb.PRIMITIVES
 
@@ -96,3 +96,12 @@ def test_large_mean_small_std():
     params = [torch.ones(3), torch.zeros(3), torch.ones(3), torch.zeros(3)]
     y = anrl_ext.adaptive_norm(x, alpha, *params, backend="triton")
     assert max_err(y, oracle(x, alpha, params)) < 2e-2
+
+
+@pytest.mark.parametrize("n, c", [(5, 7), (1, 3), (2, 300)])
+def test_blend_middle_matches_reference(n, c):
+    check_blend_middle(P, "cpu", n, c)
+
+
+def test_blend_middle_float32():
+    check_blend_middle(P, "cpu", 4, 9, torch.float32, tol=2e-5)

@@ -8,6 +8,7 @@
 // Coefficients and statistics are (N, C) in the accumulation dtype.
 #pragma once
 #include <ATen/ATen.h>
+#include <optional>
 #include <tuple>
 
 namespace anrl_ext {
@@ -18,4 +19,21 @@ std::tuple<at::Tensor, at::Tensor> reduce_cpu(const at::Tensor& dy, const at::Te
                                               const at::Tensor& center);
 at::Tensor affine2_cpu(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& center,
                        const at::Tensor& a, const at::Tensor& b, const at::Tensor& c);
+
+// The (N, C) middle (blend.h): BN merge + running stats + blend coefficients,
+// and its closed-form first-order backward.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> blend_forward_cpu(
+    const at::Tensor& mean, const at::Tensor& var, const std::optional<at::Tensor>& alpha,
+    double alpha_value, const std::optional<at::Tensor>& bn_weight,
+    const std::optional<at::Tensor>& bn_bias, const std::optional<at::Tensor>& in_weight,
+    const std::optional<at::Tensor>& in_bias, const std::optional<at::Tensor>& running_mean,
+    const std::optional<at::Tensor>& running_var, bool use_batch_stats, bool update_running,
+    double momentum, double eps, int64_t count);
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+blend_backward_cpu(const at::Tensor& s0, const at::Tensor& s1, const at::Tensor& mean,
+                   const at::Tensor& var, const std::optional<at::Tensor>& alpha, double alpha_value,
+                   const std::optional<at::Tensor>& bn_weight, const std::optional<at::Tensor>& bn_bias,
+                   const std::optional<at::Tensor>& in_weight, const std::optional<at::Tensor>& in_bias,
+                   const at::Tensor& bn_mean, const at::Tensor& bn_var, bool use_batch_stats, double eps,
+                   int64_t hw);
 }  // namespace anrl_ext

@@ -1,0 +1,159 @@
+"""The first-order fused path: each (N, C) step in one kernel, each way.
+
+    forward : moments -> blend_forward (BN merge, running stats, coefficients) -> affine
+    backward: reduce  -> blend_backward (closed-form gradients, dx coefficients) -> affine2
+
+Four launches over the (N, C) statistics and X instead of a chain of several
+dozen small PyTorch ops, which on a GPU cost more host time than the kernels
+take. A gate (AFNM's MLP on the per-sample means) still runs in PyTorch on a
+detached copy of the means; in the backward its small graph is differentiated
+by autograd and its gradient with respect to the means is folded into the dx
+coefficients. When the backward must itself be differentiable
+(create_graph=True), it recomputes through the composed primitives
+(`fused.composed`), exactly as `fused._FusedBlend` does.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from .fused import differentiable_backward
+from .primitives import Primitives
+
+# Switch for benchmarks and debugging: False sends every call through the
+# composed chain of small ops (fused._FusedBlend) instead.
+ENABLED = True
+
+# The kernels are called below the Autograd dispatch key: this Function is their
+# autograd, so the per-op Python autograd wrappers (register_autograd) are skipped.
+_below_autograd = getattr(torch._C, "_AutoDispatchBelowAutograd", contextlib.nullcontext)
+
+
+def alpha_input(mean: Tensor, alpha: Tensor) -> Tensor:
+    """The alpha function of `adaptive_norm`: alpha is an input tensor, no gate."""
+    return alpha
+
+
+@dataclass(frozen=True)
+class BlendSpec:
+    """Everything about one fused blend call that is not a differentiable input."""
+
+    prims: Primitives
+    alpha_fn: Callable  # alpha = alpha_fn(per-sample mean, *alpha params): float or tensor
+    n_alpha: int  # leading inputs that are alpha params; the rest are the present affines
+    affine: Tuple[bool, bool, bool, bool]  # which of bn_weight, bn_bias, in_weight, in_bias
+    running_mean: Optional[Tensor]
+    running_var: Optional[Tensor]
+    use_batch: bool
+    update: bool
+    momentum: float
+    eps: float
+    make_middle: Callable  # () -> the composed middle, for create_graph recomputation
+
+
+def _slots(spec: BlendSpec, affines: Sequence[Tensor]):
+    it = iter(affines)
+    return [next(it) if present else None for present in spec.affine]
+
+
+def _sum_to(g: Tensor, like: Tensor) -> Tensor:
+    """Reduce an (N, C) gradient to the shape of a broadcast alpha: (N, C), (C,) or ()."""
+    if like.dim() == 1:
+        g = g.sum(0)
+    elif like.dim() == 0:
+        g = g.sum()
+    return g.to(like.dtype)
+
+
+class _FastBlend(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, spec: BlendSpec, *params: Tensor):
+        P = spec.prims
+        with _below_autograd():
+            mean, var = P.moments(x)
+        alpha_params, affines = params[: spec.n_alpha], params[spec.n_alpha:]
+        graph = None
+        if spec.alpha_fn is alpha_input:
+            alpha = alpha_params[0].detach()
+        else:
+            with torch.enable_grad():
+                s = mean.detach().requires_grad_()
+                leaves = [p.detach().requires_grad_(p.requires_grad) for p in alpha_params]
+                alpha = spec.alpha_fn(s, *leaves)
+            if isinstance(alpha, Tensor):
+                graph = (s, leaves, alpha)
+                alpha = alpha.detach()
+        alpha_t, alpha_value = (alpha, 0.0) if isinstance(alpha, Tensor) else (None, float(alpha))
+        w = _slots(spec, affines)
+        count = x.shape[0] * x.shape[2] * x.shape[3]
+        with _below_autograd():
+            scale, shift, bn_mean, bn_var = P.blend_forward(
+                mean, var, alpha_t, alpha_value, *w, spec.running_mean, spec.running_var, spec.use_batch,
+                spec.update, spec.momentum, spec.eps, count)
+            y = P.affine(x, mean, scale, shift)
+        ctx.save_for_backward(x, mean, var, bn_mean, bn_var, alpha_t, *params)
+        ctx.spec, ctx.graph, ctx.alpha_value = spec, graph, alpha_value
+        if alpha_t is None:
+            alpha_out = mean.new_full((), alpha_value).expand_as(mean)
+            ctx.mark_non_differentiable(alpha_out)
+        else:
+            alpha_out = alpha_t.to(mean.dtype).expand_as(mean)
+        return y, alpha_out
+
+    @staticmethod
+    def backward(ctx, gy: Optional[Tensor], galpha: Optional[Tensor]):
+        x, mean, var, bn_mean, bn_var, alpha_t, *params = ctx.saved_tensors
+        spec: BlendSpec = ctx.spec
+        P = spec.prims
+        needs_x, needs_params = ctx.needs_input_grad[0], ctx.needs_input_grad[2:]
+        if gy is None:
+            gy = torch.zeros_like(x)
+        if torch.is_grad_enabled():  # create_graph=True: differentiable recomputation
+            dx, dparams = differentiable_backward(x, P, spec.make_middle(), params, needs_x, needs_params,
+                                                  gy, galpha)
+            return (dx, None, *dparams)
+        hw = x.shape[2] * x.shape[3]
+        w = _slots(spec, params[spec.n_alpha:])
+        with _below_autograd():
+            s0, s1 = P.reduce(gy, x, mean)
+            d_alpha, *d_affine, a, b, c = P.blend_backward(
+                s0, s1, mean, var, alpha_t, ctx.alpha_value, *w, bn_mean, bn_var, spec.use_batch, spec.eps, hw)
+        if galpha is not None and alpha_t is not None:
+            d_alpha = d_alpha + galpha
+        grads = []
+        alpha_params = params[: spec.n_alpha]
+        if spec.alpha_fn is alpha_input:
+            grads.append(_sum_to(d_alpha, alpha_params[0]) if needs_params[0] else None)
+        elif ctx.graph is not None:
+            s, leaves, alpha = ctx.graph
+            wanted = [s] + [leaf for leaf, need in zip(leaves, needs_params) if need]
+            # retain_graph: the Function may be backpropagated through more than once.
+            got = list(torch.autograd.grad(alpha, wanted, _sum_to(d_alpha, alpha), allow_unused=True,
+                                           retain_graph=True))
+            if got[0] is not None:  # the gate reads the means: d mean_nc joins the dx shift
+                c = c + got[0].to(c.dtype) / hw
+            it = iter(got[1:])
+            grads += [next(it) if need else None for need in needs_params[: spec.n_alpha]]
+        else:
+            grads += [None] * spec.n_alpha
+        d_slots = iter(d_affine)
+        for present in spec.affine:
+            g = next(d_slots)
+            if present:
+                p = params[len(grads)]
+                grads.append(g.to(p.dtype) if ctx.needs_input_grad[2 + len(grads)] else None)
+        if needs_x:
+            with _below_autograd():
+                dx = P.affine2(gy, x, mean, a, b, c)
+        else:
+            dx = None
+        return (dx, None, *grads)
+
+
+def fast_blend(x: Tensor, spec: BlendSpec, params: Sequence[Tensor]) -> Tuple[Tensor, Tensor]:
+    """(y, alpha as (N, C)) of the blend, running statistics updated as `spec` says."""
+    return _FastBlend.apply(x, spec, *params)

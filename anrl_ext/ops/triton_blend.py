@@ -1,0 +1,185 @@
+"""Triton kernels of the (N, C) middle (backend="triton"): blend_forward and
+blend_backward, one program per block of channels, each looping over the N
+samples. The same math as csrc/include/anrl_ext/blend.h (CPU and CUDA) and
+`reference.blend_forward_reference` / `blend_backward_reference`.
+
+Eager-only helpers of the first-order path (fast_blend.py), launched directly:
+torch.compile traces the composed primitives instead.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+BLOCK_C = 128
+
+
+@triton.jit
+def _affine_vectors(c, mask, bw_ptr, bb_ptr, iw_ptr, ib_ptr, HAS_BW: tl.constexpr, HAS_BB: tl.constexpr,
+                    HAS_IW: tl.constexpr, HAS_IB: tl.constexpr, zero):
+    gb = tl.load(bw_ptr + c, mask=mask, other=1.0) if HAS_BW else zero + 1.0
+    bb = tl.load(bb_ptr + c, mask=mask, other=0.0) if HAS_BB else zero
+    gi = tl.load(iw_ptr + c, mask=mask, other=1.0) if HAS_IW else zero + 1.0
+    bi = tl.load(ib_ptr + c, mask=mask, other=0.0) if HAS_IB else zero
+    return gb, bb, gi, bi
+
+
+@triton.jit
+def _blend_forward_kernel(mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc, alpha_value, bw_ptr, bb_ptr, iw_ptr, ib_ptr,
+                          rm_ptr, rv_ptr, scale_ptr, shift_ptr, bnm_ptr, bnv_ptr, N, C, eps, momentum, unbias,
+                          HAS_ALPHA: tl.constexpr, HAS_BW: tl.constexpr, HAS_BB: tl.constexpr,
+                          HAS_IW: tl.constexpr, HAS_IB: tl.constexpr, HAS_RM: tl.constexpr, HAS_RV: tl.constexpr,
+                          USE_BATCH: tl.constexpr, UPDATE: tl.constexpr, BLOCK: tl.constexpr):
+    c = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = c < C
+    zero = tl.zeros([BLOCK], dtype=mean_ptr.dtype.element_ty)
+    if USE_BATCH:
+        s = zero
+        for n in range(N):
+            s += tl.load(mean_ptr + n * C + c, mask=mask, other=0.0)
+        mu = s / N
+        q = zero
+        for n in range(N):
+            d = tl.load(mean_ptr + n * C + c, mask=mask, other=0.0) - mu
+            q += tl.load(var_ptr + n * C + c, mask=mask, other=0.0) + d * d
+        v = q / N
+        if UPDATE:
+            if HAS_RM:
+                rm = tl.load(rm_ptr + c, mask=mask, other=0.0)
+                tl.store(rm_ptr + c, (1.0 - momentum) * rm + momentum * mu, mask=mask)
+            if HAS_RV:
+                rv = tl.load(rv_ptr + c, mask=mask, other=0.0)
+                tl.store(rv_ptr + c, (1.0 - momentum) * rv + momentum * v * unbias, mask=mask)
+    else:
+        mu = tl.load(rm_ptr + c, mask=mask, other=0.0)
+        v = tl.load(rv_ptr + c, mask=mask, other=1.0)
+    tl.store(bnm_ptr + c, mu, mask=mask)
+    tl.store(bnv_ptr + c, v, mask=mask)
+    rc = 1.0 / tl.sqrt(v + eps)
+    gb, bb, gi, bi = _affine_vectors(c, mask, bw_ptr, bb_ptr, iw_ptr, ib_ptr, HAS_BW, HAS_BB, HAS_IW, HAS_IB, zero)
+    for n in range(N):
+        a = tl.load(alpha_ptr + n * a_sn + c * a_sc, mask=mask, other=0.0) if HAS_ALPHA else zero + alpha_value
+        m = tl.load(mean_ptr + n * C + c, mask=mask, other=0.0)
+        rnc = 1.0 / tl.sqrt(tl.load(var_ptr + n * C + c, mask=mask, other=1.0) + eps)
+        tl.store(scale_ptr + n * C + c, a * gb * rc + (1.0 - a) * gi * rnc, mask=mask)
+        tl.store(shift_ptr + n * C + c, a * (bb + gb * rc * (m - mu)) + (1.0 - a) * bi, mask=mask)
+
+
+@triton.jit
+def _blend_backward_kernel(s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc, alpha_value,
+                           bw_ptr, bb_ptr, iw_ptr, ib_ptr, bnm_ptr, bnv_ptr,
+                           da_ptr, dgb_ptr, dbb_ptr, dgi_ptr, dbi_ptr, ca_ptr, cb_ptr, cc_ptr, N, C, eps, hw,
+                           HAS_ALPHA: tl.constexpr, HAS_BW: tl.constexpr, HAS_BB: tl.constexpr,
+                           HAS_IW: tl.constexpr, HAS_IB: tl.constexpr, USE_BATCH: tl.constexpr,
+                           BLOCK: tl.constexpr):
+    c = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = c < C
+    zero = tl.zeros([BLOCK], dtype=mean_ptr.dtype.element_ty)
+    mu = tl.load(bnm_ptr + c, mask=mask, other=0.0)
+    rc = 1.0 / tl.sqrt(tl.load(bnv_ptr + c, mask=mask, other=1.0) + eps)
+    gb, bb, gi, bi = _affine_vectors(c, mask, bw_ptr, bb_ptr, iw_ptr, ib_ptr, HAS_BW, HAS_BB, HAS_IW, HAS_IB, zero)
+    dgb = zero
+    dbb = zero
+    dgi = zero
+    dbi = zero
+    drc = zero
+    dmu = zero
+    for n in range(N):
+        i = n * C + c
+        a = tl.load(alpha_ptr + n * a_sn + c * a_sc, mask=mask, other=0.0) if HAS_ALPHA else zero + alpha_value
+        s0 = tl.load(s0_ptr + i, mask=mask, other=0.0)
+        s1 = tl.load(s1_ptr + i, mask=mask, other=0.0)
+        rnc = 1.0 / tl.sqrt(tl.load(var_ptr + i, mask=mask, other=1.0) + eps)
+        xc = tl.load(mean_ptr + i, mask=mask, other=0.0) - mu
+        t = s1 + s0 * xc
+        tl.store(da_ptr + i, s1 * (gb * rc - gi * rnc) + s0 * (bb + gb * rc * xc - bi), mask=mask)
+        dgb += a * rc * t
+        dbb += a * s0
+        dgi += (1.0 - a) * rnc * s1
+        dbi += (1.0 - a) * s0
+        drc += a * gb * t
+        dmu -= a * gb * rc * s0
+    tl.store(dgb_ptr + c, dgb, mask=mask)
+    tl.store(dbb_ptr + c, dbb, mask=mask)
+    tl.store(dgi_ptr + c, dgi, mask=mask)
+    tl.store(dbi_ptr + c, dbi, mask=mask)
+    if USE_BATCH:
+        dvc = drc * -0.5 * rc * rc * rc
+        dmu_n = dmu / N
+    else:
+        dvc = zero
+        dmu_n = zero
+    for n in range(N):  # recomputes the per-sample terms rather than re-reading its own stores
+        i = n * C + c
+        a = tl.load(alpha_ptr + n * a_sn + c * a_sc, mask=mask, other=0.0) if HAS_ALPHA else zero + alpha_value
+        s0 = tl.load(s0_ptr + i, mask=mask, other=0.0)
+        s1 = tl.load(s1_ptr + i, mask=mask, other=0.0)
+        rnc = 1.0 / tl.sqrt(tl.load(var_ptr + i, mask=mask, other=1.0) + eps)
+        xc = tl.load(mean_ptr + i, mask=mask, other=0.0) - mu
+        scale = a * gb * rc + (1.0 - a) * gi * rnc
+        dvar = (1.0 - a) * gi * s1 * -0.5 * rnc * rnc * rnc + dvc / N
+        dmean = a * gb * rc * s0 - scale * s0 + dmu_n + dvc * 2.0 * xc / N
+        tl.store(ca_ptr + i, scale, mask=mask)
+        tl.store(cb_ptr + i, dvar * 2.0 / hw, mask=mask)
+        tl.store(cc_ptr + i, dmean / hw, mask=mask)
+
+
+def _alpha_args(alpha, mean):
+    if alpha is None:
+        return mean, 0, 0, False
+    a = alpha.to(mean.dtype)
+    if a.dim() == 2:
+        return a, a.stride(0), a.stride(1), True
+    if a.dim() == 1:
+        return a, 0, a.stride(0), True
+    return a, 0, 0, True
+
+
+def _vector(t, mean):
+    return (t.to(mean.dtype).contiguous(), True) if t is not None else (mean, False)
+
+
+def blend_forward(mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, running_mean, running_var,
+                  use_batch_stats, update_running, momentum, eps, count):
+    """Triton blend_forward: same signature and results as torch.ops.anrl_ext.blend_forward."""
+    mean, var = mean.contiguous(), var.contiguous()
+    n, c = mean.shape
+    a, a_sn, a_sc, has_alpha = _alpha_args(alpha, mean)
+    (bw, hbw), (bb, hbb), (iw, hiw), (ib, hib) = (_vector(t, mean) for t in (bn_weight, bn_bias, in_weight, in_bias))
+    # The kernel updates float32/64 contiguous buffers; other buffers get a copy written back.
+    rm, hrm = _vector(running_mean, mean)
+    rv, hrv = _vector(running_var, mean)
+    if not use_batch_stats and not (hrm and hrv):
+        raise ValueError("anrl_ext: blend_forward without batch statistics needs running_mean and running_var")
+    scale, shift = torch.empty_like(mean), torch.empty_like(mean)
+    bn_mean, bn_var = mean.new_empty((c,)), mean.new_empty((c,))
+    if c:
+        _blend_forward_kernel[(triton.cdiv(c, BLOCK_C),)](
+            mean, var, a, a_sn, a_sc, float(alpha_value), bw, bb, iw, ib, rm, rv, scale, shift, bn_mean, bn_var,
+            n, c, float(eps), float(momentum), count / (count - 1) if count > 1 else 1.0,
+            HAS_ALPHA=has_alpha, HAS_BW=hbw, HAS_BB=hbb, HAS_IW=hiw, HAS_IB=hib, HAS_RM=hrm, HAS_RV=hrv,
+            USE_BATCH=bool(use_batch_stats), UPDATE=bool(update_running and use_batch_stats), BLOCK=BLOCK_C)
+    for buf, work in ((running_mean, rm), (running_var, rv)):
+        if buf is not None and work.data_ptr() != buf.data_ptr():
+            buf.copy_(work)
+    return scale, shift, bn_mean, bn_var
+
+
+def blend_backward(s0, s1, mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, bn_mean, bn_var,
+                   use_batch_stats, eps, hw):
+    """Triton blend_backward: same signature and results as torch.ops.anrl_ext.blend_backward."""
+    mean, var, s0, s1 = mean.contiguous(), var.contiguous(), s0.contiguous(), s1.contiguous()
+    n, c = mean.shape
+    a, a_sn, a_sc, has_alpha = _alpha_args(alpha, mean)
+    (bw, hbw), (bb, hbb), (iw, hiw), (ib, hib) = (_vector(t, mean) for t in (bn_weight, bn_bias, in_weight, in_bias))
+    d_alpha, ca, cb, cc = (torch.empty_like(mean) for _ in range(4))
+    dgb, dbb, dgi, dbi = (mean.new_empty((c,)) for _ in range(4))
+    if c:
+        _blend_backward_kernel[(triton.cdiv(c, BLOCK_C),)](
+            s0, s1, mean, var, a, a_sn, a_sc, float(alpha_value), bw, bb, iw, ib,
+            bn_mean.to(mean.dtype).contiguous(), bn_var.to(mean.dtype).contiguous(),
+            d_alpha, dgb, dbb, dgi, dbi, ca, cb, cc, n, c, float(eps), float(hw),
+            HAS_ALPHA=has_alpha, HAS_BW=hbw, HAS_BB=hbb, HAS_IW=hiw, HAS_IB=hib,
+            USE_BATCH=bool(use_batch_stats), BLOCK=BLOCK_C)
+    return d_alpha, dgb, dbb, dgi, dbi, ca, cb, cc
