@@ -1,6 +1,7 @@
 """Backend registry: which implementations run on which device."""
 from __future__ import annotations
 
+import functools
 import os
 from typing import List, Optional, Union
 
@@ -30,7 +31,14 @@ def triton_usable(device_type: str) -> bool:
 
 def available_backends(device: Union[str, torch.device] = "cpu") -> List[str]:
     """Backend names usable for tensors on `device` with this install."""
-    dev = torch.device(device).type
+    dev = device.type if isinstance(device, torch.device) else torch.device(device).type
+    return list(_usable(dev, os.environ.get("TRITON_INTERPRET") == "1"))
+
+
+@functools.lru_cache(maxsize=None)
+def _usable(dev: str, interpret: bool) -> tuple:
+    # Cached: resolve_backend runs on every call of the op, and none of this
+    # changes within a process (the interpreter flag is part of the key).
     names = ["reference"]
     if dev == "cpu" and native.is_built():
         names.append("cpu")
@@ -38,14 +46,14 @@ def available_backends(device: Union[str, torch.device] = "cpu") -> List[str]:
         names.append("cuda")
     if triton_usable(dev):
         names.append("triton")
-    return names
+    return tuple(names)
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
     """Turn 'auto' into a concrete backend; validate an explicit choice."""
     if backend not in BACKENDS + ("auto",):
         raise ValueError(f"unknown backend {backend!r}; choose one of {('auto',) + BACKENDS}")
-    usable = available_backends(device)
+    usable = _usable(device.type, os.environ.get("TRITON_INTERPRET") == "1")
     if backend == "auto":
         order = ("cpu", "reference") if device.type == "cpu" else CUDA_AUTO_ORDER
         return next(b for b in order if b in usable)

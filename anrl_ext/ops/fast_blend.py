@@ -66,13 +66,15 @@ def _sum_to(g: Tensor, like: Tensor) -> Tensor:
         g = g.sum(0)
     elif like.dim() == 0:
         g = g.sum()
-    return g.to(like.dtype)
+    return g if g.dtype == like.dtype else g.to(like.dtype)
 
 
 class _FastBlend(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, spec: BlendSpec, *params: Tensor):
-        P = spec.prims
+        P = spec.prims.direct or spec.prims
+        # Unused outputs (alpha, mostly) get None, not a zero tensor and an add.
+        ctx.set_materialize_grads(False)
         with _below_autograd():
             mean, var = P.moments(x)
         alpha_params, affines = params[: spec.n_alpha], params[spec.n_alpha:]
@@ -108,13 +110,13 @@ class _FastBlend(torch.autograd.Function):
     def backward(ctx, gy: Optional[Tensor], galpha: Optional[Tensor]):
         x, mean, var, bn_mean, bn_var, alpha_t, *params = ctx.saved_tensors
         spec: BlendSpec = ctx.spec
-        P = spec.prims
+        P = spec.prims.direct or spec.prims
         needs_x, needs_params = ctx.needs_input_grad[0], ctx.needs_input_grad[2:]
         if gy is None:
             gy = torch.zeros_like(x)
         if torch.is_grad_enabled():  # create_graph=True: differentiable recomputation
-            dx, dparams = differentiable_backward(x, P, spec.make_middle(), params, needs_x, needs_params,
-                                                  gy, galpha)
+            dx, dparams = differentiable_backward(x, spec.prims, spec.make_middle(), params, needs_x,
+                                                  needs_params, gy, galpha)
             return (dx, None, *dparams)
         hw = x.shape[2] * x.shape[3]
         w = _slots(spec, params[spec.n_alpha:])
@@ -145,7 +147,8 @@ class _FastBlend(torch.autograd.Function):
             g = next(d_slots)
             if present:
                 p = params[len(grads)]
-                grads.append(g.to(p.dtype) if ctx.needs_input_grad[2 + len(grads)] else None)
+                need = ctx.needs_input_grad[2 + len(grads)]
+                grads.append((g if g.dtype == p.dtype else g.to(p.dtype)) if need else None)
         if needs_x:
             with _below_autograd():
                 dx = P.affine2(gy, x, mean, a, b, c)

@@ -31,6 +31,9 @@ class Primitives:
     # fast_blend.py); None where a backend has no such kernels.
     blend_forward: Optional[Callable] = None
     blend_backward: Optional[Callable] = None
+    # The same four kernels callable without the dispatcher (no autograd, no
+    # tracing), for the eager first-order path; None: call the ops above.
+    direct: Optional["Primitives"] = None
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:

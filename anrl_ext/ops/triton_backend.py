@@ -109,8 +109,7 @@ def _coef(t: torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:
     return t.to(acc_dtype(x.dtype)).contiguous()
 
 
-@triton_op(f"{NS}::moments", mutates_args=())
-def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     _check(x)
     x = x.contiguous()
     n, c, h, w = x.shape
@@ -121,8 +120,7 @@ def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, var
 
 
-@triton_op(f"{NS}::reduce", mutates_args=())
-def reduce(dy: torch.Tensor, x: torch.Tensor, center: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _reduce(dy: torch.Tensor, x: torch.Tensor, center: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     _check(x)
     if dy.shape != x.shape or dy.dtype != x.dtype:
         raise ValueError(f"anrl_ext: grad and x must match, got {tuple(dy.shape)}/{dy.dtype} and "
@@ -137,8 +135,7 @@ def reduce(dy: torch.Tensor, x: torch.Tensor, center: torch.Tensor) -> tuple[tor
     return s0, s1
 
 
-@triton_op(f"{NS}::affine", mutates_args=())
-def affine(x: torch.Tensor, center: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+def _affine(x: torch.Tensor, center: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     _check(x)
     x = x.contiguous()
     m, s, t = (_coef(v, x, k) for v, k in ((center, "center"), (scale, "scale"), (shift, "shift")))
@@ -150,8 +147,7 @@ def affine(x: torch.Tensor, center: torch.Tensor, scale: torch.Tensor, shift: to
     return y
 
 
-@triton_op(f"{NS}::affine2", mutates_args=())
-def affine2(dy: torch.Tensor, x: torch.Tensor, center: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+def _affine2(dy: torch.Tensor, x: torch.Tensor, center: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
             c: torch.Tensor) -> torch.Tensor:
     _check(x)
     x, dy = x.contiguous(), dy.contiguous()
@@ -164,6 +160,16 @@ def affine2(dy: torch.Tensor, x: torch.Tensor, center: torch.Tensor, a: torch.Te
     return out
 
 
+# Registered ops (torch.compile, autograd of the composed path) ...
+moments = triton_op(f"{NS}::moments", mutates_args=())(_moments)
+reduce = triton_op(f"{NS}::reduce", mutates_args=())(_reduce)
+affine = triton_op(f"{NS}::affine", mutates_args=())(_affine)
+affine2 = triton_op(f"{NS}::affine2", mutates_args=())(_affine2)
+
+# ... and the plain functions for the eager first-order path, which is their
+# autograd itself: a dispatcher round trip costs more host time than a launch.
 PRIMITIVES = Primitives("triton", moments, affine, reduce, affine2, triton_blend.blend_forward,
-                        triton_blend.blend_backward)
+                        triton_blend.blend_backward,
+                        direct=Primitives("triton_direct", _moments, _affine, _reduce, _affine2,
+                                          triton_blend.blend_forward, triton_blend.blend_backward))
 register_autograd(lambda name: f"{NS}::{name}", PRIMITIVES)

@@ -4,15 +4,41 @@ samples. The same math as csrc/include/anrl_ext/blend.h (CPU and CUDA) and
 `reference.blend_forward_reference` / `blend_backward_reference`.
 
 Eager-only helpers of the first-order path (fast_blend.py), launched directly:
-torch.compile traces the composed primitives instead.
+torch.compile traces the composed primitives instead. Square roots are the
+IEEE-rounded `sqrt_rn` in float32 (Triton's plain `sqrt` is approximate there).
+Python floats reach a Triton kernel as float32, so each scalar travels as a
+float32 (hi, lo) pair that the kernel sums in the statistics dtype: float64
+statistics keep ~48 bits of alpha, eps and momentum instead of 24.
 """
 from __future__ import annotations
+
+import struct
 
 import torch
 import triton
 import triton.language as tl
 
 BLOCK_C = 128
+
+
+def _split(v: float):
+    """A float as float32 hi + lo, for a kernel argument that float64 math needs exactly."""
+    hi = struct.unpack("f", struct.pack("f", v))[0]
+    return hi, v - hi
+
+
+@triton.jit
+def _sqrt(x):
+    if x.dtype == tl.float32:
+        return tl.sqrt_rn(x)
+    else:
+        return tl.sqrt(x)
+
+
+@triton.jit
+def _joined(hi, lo, zero):
+    """hi + lo as a vector of zero's dtype (see _split)."""
+    return (zero + hi) + lo  # promotes the float32 scalars to zero's dtype
 
 
 @triton.jit
@@ -26,14 +52,19 @@ def _affine_vectors(c, mask, bw_ptr, bb_ptr, iw_ptr, ib_ptr, HAS_BW: tl.constexp
 
 
 @triton.jit
-def _blend_forward_kernel(mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc, alpha_value, bw_ptr, bb_ptr, iw_ptr, ib_ptr,
-                          rm_ptr, rv_ptr, scale_ptr, shift_ptr, bnm_ptr, bnv_ptr, N, C, eps, momentum, unbias,
+def _blend_forward_kernel(mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc, alpha_hi, alpha_lo, bw_ptr, bb_ptr, iw_ptr,
+                          ib_ptr, rm_ptr, rv_ptr, scale_ptr, shift_ptr, bnm_ptr, bnv_ptr, N, C, eps_hi, eps_lo,
+                          mom_hi, mom_lo, unb_hi, unb_lo,
                           HAS_ALPHA: tl.constexpr, HAS_BW: tl.constexpr, HAS_BB: tl.constexpr,
                           HAS_IW: tl.constexpr, HAS_IB: tl.constexpr, HAS_RM: tl.constexpr, HAS_RV: tl.constexpr,
                           USE_BATCH: tl.constexpr, UPDATE: tl.constexpr, BLOCK: tl.constexpr):
     c = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = c < C
     zero = tl.zeros([BLOCK], dtype=mean_ptr.dtype.element_ty)
+    alpha_value = _joined(alpha_hi, alpha_lo, zero)
+    eps = _joined(eps_hi, eps_lo, zero)
+    momentum = _joined(mom_hi, mom_lo, zero)
+    unbias = _joined(unb_hi, unb_lo, zero)
     if USE_BATCH:
         s = zero
         for n in range(N):
@@ -56,28 +87,31 @@ def _blend_forward_kernel(mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc, alpha_value,
         v = tl.load(rv_ptr + c, mask=mask, other=1.0)
     tl.store(bnm_ptr + c, mu, mask=mask)
     tl.store(bnv_ptr + c, v, mask=mask)
-    rc = 1.0 / tl.sqrt(v + eps)
+    rc = 1.0 / _sqrt(v + eps)
     gb, bb, gi, bi = _affine_vectors(c, mask, bw_ptr, bb_ptr, iw_ptr, ib_ptr, HAS_BW, HAS_BB, HAS_IW, HAS_IB, zero)
     for n in range(N):
         a = tl.load(alpha_ptr + n * a_sn + c * a_sc, mask=mask, other=0.0) if HAS_ALPHA else zero + alpha_value
         m = tl.load(mean_ptr + n * C + c, mask=mask, other=0.0)
-        rnc = 1.0 / tl.sqrt(tl.load(var_ptr + n * C + c, mask=mask, other=1.0) + eps)
+        rnc = 1.0 / _sqrt(tl.load(var_ptr + n * C + c, mask=mask, other=1.0) + eps)
         tl.store(scale_ptr + n * C + c, a * gb * rc + (1.0 - a) * gi * rnc, mask=mask)
         tl.store(shift_ptr + n * C + c, a * (bb + gb * rc * (m - mu)) + (1.0 - a) * bi, mask=mask)
 
 
 @triton.jit
-def _blend_backward_kernel(s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc, alpha_value,
+def _blend_backward_kernel(s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc, alpha_hi, alpha_lo,
                            bw_ptr, bb_ptr, iw_ptr, ib_ptr, bnm_ptr, bnv_ptr,
-                           da_ptr, dgb_ptr, dbb_ptr, dgi_ptr, dbi_ptr, ca_ptr, cb_ptr, cc_ptr, N, C, eps, hw,
+                           da_ptr, dgb_ptr, dbb_ptr, dgi_ptr, dbi_ptr, ca_ptr, cb_ptr, cc_ptr, N, C, eps_hi, eps_lo,
+                           hw,
                            HAS_ALPHA: tl.constexpr, HAS_BW: tl.constexpr, HAS_BB: tl.constexpr,
                            HAS_IW: tl.constexpr, HAS_IB: tl.constexpr, USE_BATCH: tl.constexpr,
                            BLOCK: tl.constexpr):
     c = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = c < C
     zero = tl.zeros([BLOCK], dtype=mean_ptr.dtype.element_ty)
+    alpha_value = _joined(alpha_hi, alpha_lo, zero)
+    eps = _joined(eps_hi, eps_lo, zero)
     mu = tl.load(bnm_ptr + c, mask=mask, other=0.0)
-    rc = 1.0 / tl.sqrt(tl.load(bnv_ptr + c, mask=mask, other=1.0) + eps)
+    rc = 1.0 / _sqrt(tl.load(bnv_ptr + c, mask=mask, other=1.0) + eps)
     gb, bb, gi, bi = _affine_vectors(c, mask, bw_ptr, bb_ptr, iw_ptr, ib_ptr, HAS_BW, HAS_BB, HAS_IW, HAS_IB, zero)
     dgb = zero
     dbb = zero
@@ -90,7 +124,7 @@ def _blend_backward_kernel(s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, a_sn, a
         a = tl.load(alpha_ptr + n * a_sn + c * a_sc, mask=mask, other=0.0) if HAS_ALPHA else zero + alpha_value
         s0 = tl.load(s0_ptr + i, mask=mask, other=0.0)
         s1 = tl.load(s1_ptr + i, mask=mask, other=0.0)
-        rnc = 1.0 / tl.sqrt(tl.load(var_ptr + i, mask=mask, other=1.0) + eps)
+        rnc = 1.0 / _sqrt(tl.load(var_ptr + i, mask=mask, other=1.0) + eps)
         xc = tl.load(mean_ptr + i, mask=mask, other=0.0) - mu
         t = s1 + s0 * xc
         tl.store(da_ptr + i, s1 * (gb * rc - gi * rnc) + s0 * (bb + gb * rc * xc - bi), mask=mask)
@@ -115,7 +149,7 @@ def _blend_backward_kernel(s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, a_sn, a
         a = tl.load(alpha_ptr + n * a_sn + c * a_sc, mask=mask, other=0.0) if HAS_ALPHA else zero + alpha_value
         s0 = tl.load(s0_ptr + i, mask=mask, other=0.0)
         s1 = tl.load(s1_ptr + i, mask=mask, other=0.0)
-        rnc = 1.0 / tl.sqrt(tl.load(var_ptr + i, mask=mask, other=1.0) + eps)
+        rnc = 1.0 / _sqrt(tl.load(var_ptr + i, mask=mask, other=1.0) + eps)
         xc = tl.load(mean_ptr + i, mask=mask, other=0.0) - mu
         scale = a * gb * rc + (1.0 - a) * gi * rnc
         dvar = (1.0 - a) * gi * s1 * -0.5 * rnc * rnc * rnc + dvc / N
@@ -156,8 +190,8 @@ def blend_forward(mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, 
     bn_mean, bn_var = mean.new_empty((c,)), mean.new_empty((c,))
     if c:
         _blend_forward_kernel[(triton.cdiv(c, BLOCK_C),)](
-            mean, var, a, a_sn, a_sc, float(alpha_value), bw, bb, iw, ib, rm, rv, scale, shift, bn_mean, bn_var,
-            n, c, float(eps), float(momentum), count / (count - 1) if count > 1 else 1.0,
+            mean, var, a, a_sn, a_sc, *_split(alpha_value), bw, bb, iw, ib, rm, rv, scale, shift, bn_mean, bn_var,
+            n, c, *_split(eps), *_split(momentum), *_split(count / (count - 1) if count > 1 else 1.0),
             HAS_ALPHA=has_alpha, HAS_BW=hbw, HAS_BB=hbb, HAS_IW=hiw, HAS_IB=hib, HAS_RM=hrm, HAS_RV=hrv,
             USE_BATCH=bool(use_batch_stats), UPDATE=bool(update_running and use_batch_stats), BLOCK=BLOCK_C)
     for buf, work in ((running_mean, rm), (running_var, rv)):
@@ -177,9 +211,9 @@ def blend_backward(s0, s1, mean, var, alpha, alpha_value, bn_weight, bn_bias, in
     dgb, dbb, dgi, dbi = (mean.new_empty((c,)) for _ in range(4))
     if c:
         _blend_backward_kernel[(triton.cdiv(c, BLOCK_C),)](
-            s0, s1, mean, var, a, a_sn, a_sc, float(alpha_value), bw, bb, iw, ib,
+            s0, s1, mean, var, a, a_sn, a_sc, *_split(alpha_value), bw, bb, iw, ib,
             bn_mean.to(mean.dtype).contiguous(), bn_var.to(mean.dtype).contiguous(),
-            d_alpha, dgb, dbb, dgi, dbi, ca, cb, cc, n, c, float(eps), float(hw),
+            d_alpha, dgb, dbb, dgi, dbi, ca, cb, cc, n, c, *_split(eps), int(hw),
             HAS_ALPHA=has_alpha, HAS_BW=hbw, HAS_BB=hbb, HAS_IW=hiw, HAS_IB=hib,
             USE_BATCH=bool(use_batch_stats), BLOCK=BLOCK_C)
     return d_alpha, dgb, dbb, dgi, dbi, ca, cb, cc
