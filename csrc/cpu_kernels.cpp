@@ -7,13 +7,11 @@
 #include <algorithm>
 #include <cstdint>
 #include <vector>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 #include "anrl_ext/checks.h"
 #include "anrl_ext/moments.h"
 #include "anrl_ext/ops.h"
+#include "anrl_ext/output_cache.h"
 
 namespace anrl_ext {
 namespace {
@@ -177,23 +175,6 @@ void reduce_nhwc(const scalar_t* dy, const scalar_t* x, const acc_t* center, acc
   });
 }
 
-// glibc serves blocks of 32 MiB and more with a fresh mmap on every call, so such
-// an output arrives as untouched pages and the first write to each 4 KiB page
-// faults: several times the cost of the write itself. Asking for transparent huge
-// pages on the 2 MiB-aligned interior before the first touch cuts the faults
-// 512-fold. Smaller blocks come from the reused heap, already faulted in, and are
-// left alone. Only a hint: without THP it is a no-op.
-void advise_huge_pages(const at::Tensor& t) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t(1) << 21;
-  const size_t bytes = t.numel() * t.element_size();
-  if (bytes < (size_t(32) << 20)) return;
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(t.const_data_ptr()) + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(t.const_data_ptr()) + bytes) & ~(kHuge - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-#endif
-}
-
 // Elementwise maps. `f(i, k)` computes element i with coefficient index k.
 template <typename F>
 void for_each_nchw(int64_t planes, int64_t M, F f) {
@@ -308,9 +289,8 @@ at::Tensor affine_cpu(const at::Tensor& x_in, const at::Tensor& center_in,
   const at::Tensor center = coefficient(center_in, x, "center");
   const at::Tensor scale = coefficient(scale_in, x, "scale");
   const at::Tensor shift = coefficient(shift_in, x, "shift");
-  at::Tensor y = at::empty_like(x, layout_of(x) == Layout::NCHW ? at::MemoryFormat::Contiguous
-                                                                : at::MemoryFormat::ChannelsLast);
-  advise_huge_pages(y);
+  at::Tensor y = empty_output_like(x, layout_of(x) == Layout::NCHW ? at::MemoryFormat::Contiguous
+                                                                   : at::MemoryFormat::ChannelsLast);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "affine_cpu",
                                   [&] { affine_impl<scalar_t>(x, center, scale, shift, y); });
   return y;
@@ -348,9 +328,8 @@ at::Tensor affine2_cpu(const at::Tensor& dy_in, const at::Tensor& x_in, const at
   const at::Tensor a = coefficient(a_in, x, "a");
   const at::Tensor b = coefficient(b_in, x, "b");
   const at::Tensor c = coefficient(c_in, x, "c");
-  at::Tensor out = at::empty_like(x, layout_of(x) == Layout::NCHW ? at::MemoryFormat::Contiguous
-                                                                  : at::MemoryFormat::ChannelsLast);
-  advise_huge_pages(out);
+  at::Tensor out = empty_output_like(x, layout_of(x) == Layout::NCHW ? at::MemoryFormat::Contiguous
+                                                                     : at::MemoryFormat::ChannelsLast);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "affine2_cpu",
                                   [&] { affine2_impl<scalar_t>(dy, x, center, a, b, c, out); });
   return out;

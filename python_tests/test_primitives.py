@@ -106,15 +106,47 @@ def test_kernel_errors_are_clear():
         P.affine(x, torch.zeros(2, 4), torch.zeros(2, 3), torch.zeros(2, 3))
 
 
-def test_large_outputs_take_the_huge_page_path():
-    # >= 32 MiB outputs are advised to use transparent huge pages before the first write.
-    x = torch.randn(8, 16, 256, 257)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_large_outputs_reuse_cached_blocks(channels_last):
+    """>= 32 MiB outputs come from the output cache: a released block is handed to
+    the next output of its size, and every element is written again."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(8, 16, 256, 257).to(memory_format=fmt)
     assert x.numel() * 4 >= 32 * 2**20
     m, s, t = (torch.randn(8, 16) for _ in range(3))
+    native.cpu_output_cache(1024)
     y = P.affine(x, m, s, t)
+    assert y.is_contiguous(memory_format=fmt)
+    ptr = y.data_ptr()
+    y.fill_(float("nan"))  # poison the block before it goes back to the cache
+    del y
+    assert native.cpu_output_cache()["held_mb"] >= 32
+    y = P.affine(x, m, s, t)
+    assert y.data_ptr() == ptr
     torch.testing.assert_close(y, ref.PRIMITIVES.affine(x, m, s, t))
+    y.fill_(float("nan"))
+    del y
     out = P.affine2(x, x, m, s, t, m)
+    assert out.data_ptr() == ptr and out.is_contiguous(memory_format=fmt)
     torch.testing.assert_close(out, ref.PRIMITIVES.affine2(x, x, m, s, t, m))
+
+
+def test_output_cache_limit():
+    x = torch.randn(8, 16, 256, 257)
+    m = torch.zeros(8, 16)
+    try:
+        native.cpu_output_cache(1024)
+        del_y = P.affine(x, m, m, m)
+        del del_y
+        assert native.cpu_output_cache()["held_mb"] > 0
+        assert native.cpu_output_cache(0) == {"held_mb": 0.0, "limit_mb": 0.0}  # frees what it holds
+        y = P.affine(x, m, m, m)
+        del y
+        assert native.cpu_output_cache()["held_mb"] == 0
+        with pytest.raises(ValueError, match="limit_mb"):
+            native.cpu_output_cache(-1)
+    finally:
+        native.cpu_output_cache(1024)
 
 
 @pytest.mark.parametrize("n, c", [(5, 7), (1, 3), (2, 300)])

@@ -1,7 +1,6 @@
 """Backend registry: which implementations run on which device."""
 from __future__ import annotations
 
-import functools
 import os
 from typing import List, Optional, Union
 
@@ -35,10 +34,20 @@ def available_backends(device: Union[str, torch.device] = "cpu") -> List[str]:
     return list(_usable(dev, os.environ.get("TRITON_INTERPRET") == "1"))
 
 
-@functools.lru_cache(maxsize=None)
+_USABLE: dict = {}
+
+
 def _usable(dev: str, interpret: bool) -> tuple:
     # Cached: resolve_backend runs on every call of the op, and none of this
-    # changes within a process (the interpreter flag is part of the key).
+    # changes within a process (the interpreter flag is part of the key). A plain
+    # dict rather than functools.lru_cache, which torch.compile warns about.
+    key = (dev, interpret)
+    if key not in _USABLE:
+        _USABLE[key] = _find_usable(dev)
+    return _USABLE[key]
+
+
+def _find_usable(dev: str) -> tuple:
     names = ["reference"]
     if dev == "cpu" and native.is_built():
         names.append("cpu")

@@ -5,6 +5,8 @@ picked by the tensor's device; this module adds fake kernels and autograd.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from .primitives import Primitives, register_autograd, register_blend_fakes, register_fakes
@@ -26,6 +28,22 @@ def is_built() -> bool:
 def with_cuda() -> bool:
     """Whether the compiled extension contains the CUDA kernels."""
     return _C is not None and bool(_C.with_cuda)
+
+
+def cpu_output_cache(limit_mb: Optional[float] = None) -> dict:
+    """The cache of large CPU output blocks (y, dX of 32 MiB and more).
+
+    Released outputs are kept for reuse up to a limit (env ANRL_EXT_CPU_CACHE_MB,
+    default 1024), because a fresh large block costs a page fault per page on
+    first write. Pass `limit_mb` to change the limit (0 disables the cache and
+    frees what it holds). Returns {"held_mb": ..., "limit_mb": ...}.
+    """
+    require_built()
+    if limit_mb is not None:
+        if limit_mb < 0:
+            raise ValueError(f"limit_mb must be >= 0, got {limit_mb}")
+        _C.set_output_cache_limit(int(limit_mb * 2**20))
+    return {"held_mb": _C.output_cache_bytes() / 2**20, "limit_mb": _C.output_cache_limit() / 2**20}
 
 
 def require_built() -> None:
