@@ -9,9 +9,12 @@
 // transparent huge pages, so even first-time faults are 512 times fewer.
 #include "anrl_ext/output_cache.h"
 
+#include <c10/core/MemoryFormat.h>
 #include <c10/util/Exception.h>
+#include <c10/util/strides.h>
 
 #include <cstdlib>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <string>
@@ -77,8 +80,10 @@ void* take_block(size_t bytes) {
   Cache& c = cache();
   {
     std::lock_guard<std::mutex> lock(c.mutex);
-    auto it = c.free_blocks.find(bytes);
-    if (it != c.free_blocks.end()) {
+    // Last released first: its pages are the likeliest to be cached and mapped.
+    const auto range = c.free_blocks.equal_range(bytes);
+    if (range.first != range.second) {
+      const auto it = std::prev(range.second);
       void* p = it->second;
       c.free_blocks.erase(it);
       c.held -= bytes;
@@ -86,21 +91,6 @@ void* take_block(size_t bytes) {
     }
   }
   return allocate_block(bytes);
-}
-
-std::vector<int64_t> strides_for(at::IntArrayRef sizes, at::MemoryFormat format) {
-  std::vector<int64_t> strides(sizes.size());
-  if (format == at::MemoryFormat::ChannelsLast && sizes.size() == 4) {
-    const int64_t C = sizes[1], H = sizes[2], W = sizes[3];
-    strides = {H * W * C, 1, W * C, C};
-    return strides;
-  }
-  int64_t s = 1;
-  for (int64_t d = int64_t(sizes.size()) - 1; d >= 0; --d) {
-    strides[d] = s;
-    s *= std::max<int64_t>(sizes[d], 1);
-  }
-  return strides;
 }
 
 }  // namespace
@@ -111,8 +101,10 @@ at::Tensor empty_output_like(const at::Tensor& x, at::MemoryFormat format) {
     return at::empty_like(x, format);
   const size_t rounded = (bytes + kHuge - 1) / kHuge * kHuge;
   void* p = take_block(rounded);
-  return at::from_blob(p, x.sizes(), strides_for(x.sizes(), format),
-                       [rounded](void* q) { release_block(q, rounded); }, x.options());
+  auto release = [rounded](void* q) { release_block(q, rounded); };
+  if (format == at::MemoryFormat::ChannelsLast && x.dim() == 4)
+    return at::from_blob(p, x.sizes(), c10::get_channels_last_strides_2d(x.sizes()), release, x.options());
+  return at::from_blob(p, x.sizes(), c10::contiguous_strides(x.sizes()), release, x.options());
 }
 
 size_t output_cache_bytes() {

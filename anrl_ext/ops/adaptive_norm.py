@@ -7,9 +7,9 @@ import torch
 from torch import Tensor
 
 from .backends import primitives_for, resolve_backend
-from .coefficients import Alpha, batch_stats, blend_coefficients
+from .coefficients import Alpha, batch_stats, blend_coefficients, update_running_buffers
 from . import fast_blend as _fast
-from .fast_blend import BlendSpec, alpha_input, fast_blend
+from .fast_blend import BlendSpec, affine_slots, alpha_input, fast_blend
 from .fused import fused
 from .reference import adaptive_norm_reference
 
@@ -68,16 +68,12 @@ def check_statistics_defined(x: Tensor, training: bool, uses_in: bool) -> None:
 
 def update_running_stats(mean: Tensor, var: Tensor, count: int, running_mean: Optional[Tensor],
                          running_var: Optional[Tensor], momentum: float) -> None:
-    """PyTorch BN semantics: EMA of the batch mean and the unbiased batch variance."""
+    """PyTorch BN semantics from per-sample moments: EMA of the batch mean and the
+    unbiased batch variance."""
     if running_mean is None and running_var is None:
         return
     with torch.no_grad():
-        mu_c, var_c = batch_stats(mean, var)
-        if running_mean is not None:
-            running_mean.mul_(1 - momentum).add_(mu_c.to(running_mean.dtype), alpha=momentum)
-        if running_var is not None:
-            unbiased = var_c * (count / (count - 1))
-            running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+        update_running_buffers(*batch_stats(mean, var), count, running_mean, running_var, momentum)
 
 
 def make_blend_middle(alpha_fn, n_alpha_params, affine, running_mean, running_var, use_batch, eps,
@@ -90,8 +86,7 @@ def make_blend_middle(alpha_fn, n_alpha_params, affine, running_mean, running_va
 
     def middle(mean, var, *params):
         alpha = alpha_fn(mean, *params[:n_alpha_params])
-        it = iter(params[n_alpha_params:])
-        wb, bb, wi, bi = (next(it) if present else None for present in affine)
+        wb, bb, wi, bi = affine_slots(affine, params[n_alpha_params:])
         if use_batch:
             bn_mean, bn_var = batch_stats(*(gather_stats(mean, var) if gather_stats else (mean, var)))
         else:

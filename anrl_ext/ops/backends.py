@@ -31,17 +31,17 @@ def triton_usable(device_type: str) -> bool:
 def available_backends(device: Union[str, torch.device] = "cpu") -> List[str]:
     """Backend names usable for tensors on `device` with this install."""
     dev = device.type if isinstance(device, torch.device) else torch.device(device).type
-    return list(_usable(dev, os.environ.get("TRITON_INTERPRET") == "1"))
+    return list(_usable(dev))
 
 
 _USABLE: dict = {}
 
 
-def _usable(dev: str, interpret: bool) -> tuple:
+def _usable(dev: str) -> tuple:
     # Cached: resolve_backend runs on every call of the op, and none of this
     # changes within a process (the interpreter flag is part of the key). A plain
     # dict rather than functools.lru_cache, which torch.compile warns about.
-    key = (dev, interpret)
+    key = (dev, os.environ.get("TRITON_INTERPRET") == "1")
     if key not in _USABLE:
         _USABLE[key] = _find_usable(dev)
     return _USABLE[key]
@@ -62,7 +62,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     """Turn 'auto' into a concrete backend; validate an explicit choice."""
     if backend not in BACKENDS + ("auto",):
         raise ValueError(f"unknown backend {backend!r}; choose one of {('auto',) + BACKENDS}")
-    usable = _usable(device.type, os.environ.get("TRITON_INTERPRET") == "1")
+    usable = _usable(device.type)
     if backend == "auto":
         order = ("cpu", "reference") if device.type == "cpu" else CUDA_AUTO_ORDER
         return next(b for b in order if b in usable)

@@ -55,9 +55,10 @@ class BlendSpec:
     make_middle: Callable  # () -> the composed middle, for create_graph recomputation
 
 
-def _slots(spec: BlendSpec, affines: Sequence[Tensor]):
+def affine_slots(present: Sequence[bool], affines: Sequence[Tensor]) -> list:
+    """The four affine slots (bn_weight, bn_bias, in_weight, in_bias), None where absent."""
     it = iter(affines)
-    return [next(it) if present else None for present in spec.affine]
+    return [next(it) if p else None for p in present]
 
 
 def _sum_to(g: Tensor, like: Tensor) -> Tensor:
@@ -90,7 +91,7 @@ class _FastBlend(torch.autograd.Function):
                 graph = (s, leaves, alpha)
                 alpha = alpha.detach()
         alpha_t, alpha_value = (alpha, 0.0) if isinstance(alpha, Tensor) else (None, float(alpha))
-        w = _slots(spec, affines)
+        w = affine_slots(spec.affine, affines)
         count = x.shape[0] * x.shape[2] * x.shape[3]
         with _below_autograd():
             scale, shift, bn_mean, bn_var = P.blend_forward(
@@ -119,7 +120,7 @@ class _FastBlend(torch.autograd.Function):
                                                   needs_params, gy, galpha)
             return (dx, None, *dparams)
         hw = x.shape[2] * x.shape[3]
-        w = _slots(spec, params[spec.n_alpha:])
+        w = affine_slots(spec.affine, params[spec.n_alpha:])
         with _below_autograd():
             s0, s1 = P.reduce(gy, x, mean)
             d_alpha, *d_affine, a, b, c = P.blend_backward(

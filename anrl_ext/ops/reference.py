@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .coefficients import Alpha
+from .coefficients import Alpha, batch_stats, blend_coefficients, update_running_buffers
 from .primitives import Primitives, acc_dtype
 
 
@@ -114,17 +114,10 @@ def _affine_or(t: Optional[Tensor], value: float, like: Tensor) -> Tensor:
 def blend_forward_reference(mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias,
                             running_mean, running_var, use_batch_stats, update_running, momentum, eps, count):
     """(scale, shift, bn_mean, bn_var); updates the running buffers in place like the kernels."""
-    from .coefficients import batch_stats, blend_coefficients
-
     if use_batch_stats:
         mu, v = batch_stats(mean, var)
         if update_running:
-            with torch.no_grad():
-                if running_mean is not None:
-                    running_mean.mul_(1 - momentum).add_(mu.to(running_mean.dtype), alpha=momentum)
-                if running_var is not None:
-                    unbiased = v * (count / (count - 1)) if count > 1 else v
-                    running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+            update_running_buffers(mu, v, count, running_mean, running_var, momentum)
     else:
         mu, v = running_mean.to(mean.dtype), running_var.to(mean.dtype)
     a = _alpha_nc(alpha, alpha_value, mean)
@@ -138,8 +131,6 @@ def blend_backward_reference(s0, s1, mean, var, alpha, alpha_value, bn_weight, b
 
     Gradients of absent affine tensors are those of weight 1 / bias 0, as in the kernels.
     """
-    from .coefficients import batch_stats, blend_coefficients
-
     with torch.enable_grad():
         m = mean.detach().requires_grad_()
         v = var.detach().requires_grad_()

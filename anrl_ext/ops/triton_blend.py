@@ -52,6 +52,25 @@ def _affine_vectors(c, mask, bw_ptr, bb_ptr, iw_ptr, ib_ptr, HAS_BW: tl.constexp
 
 
 @triton.jit
+def _alpha_at(alpha_ptr, n, c, a_sn, a_sc, mask, alpha_value, HAS_ALPHA: tl.constexpr, zero):
+    """alpha[n, c] read through its (broadcast) strides, or the scalar alpha."""
+    if HAS_ALPHA:
+        return tl.load(alpha_ptr + n * a_sn + c * a_sc, mask=mask, other=0.0)
+    else:
+        return zero + alpha_value
+
+
+@triton.jit
+def _sample_terms(s0_ptr, s1_ptr, mean_ptr, var_ptr, i, mask, mu, eps):
+    """Per-sample backward inputs at (n, c) = i: s0, s1, r_nc and mu_nc - mu_c."""
+    s0 = tl.load(s0_ptr + i, mask=mask, other=0.0)
+    s1 = tl.load(s1_ptr + i, mask=mask, other=0.0)
+    rnc = 1.0 / _sqrt(tl.load(var_ptr + i, mask=mask, other=1.0) + eps)
+    xc = tl.load(mean_ptr + i, mask=mask, other=0.0) - mu
+    return s0, s1, rnc, xc
+
+
+@triton.jit
 def _blend_forward_kernel(mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc, alpha_hi, alpha_lo, bw_ptr, bb_ptr, iw_ptr,
                           ib_ptr, rm_ptr, rv_ptr, scale_ptr, shift_ptr, bnm_ptr, bnv_ptr, N, C, eps_hi, eps_lo,
                           mom_hi, mom_lo, unb_hi, unb_lo,
@@ -90,7 +109,7 @@ def _blend_forward_kernel(mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc, alpha_hi, al
     rc = 1.0 / _sqrt(v + eps)
     gb, bb, gi, bi = _affine_vectors(c, mask, bw_ptr, bb_ptr, iw_ptr, ib_ptr, HAS_BW, HAS_BB, HAS_IW, HAS_IB, zero)
     for n in range(N):
-        a = tl.load(alpha_ptr + n * a_sn + c * a_sc, mask=mask, other=0.0) if HAS_ALPHA else zero + alpha_value
+        a = _alpha_at(alpha_ptr, n, c, a_sn, a_sc, mask, alpha_value, HAS_ALPHA, zero)
         m = tl.load(mean_ptr + n * C + c, mask=mask, other=0.0)
         rnc = 1.0 / _sqrt(tl.load(var_ptr + n * C + c, mask=mask, other=1.0) + eps)
         tl.store(scale_ptr + n * C + c, a * gb * rc + (1.0 - a) * gi * rnc, mask=mask)
@@ -121,11 +140,8 @@ def _blend_backward_kernel(s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, a_sn, a
     dmu = zero
     for n in range(N):
         i = n * C + c
-        a = tl.load(alpha_ptr + n * a_sn + c * a_sc, mask=mask, other=0.0) if HAS_ALPHA else zero + alpha_value
-        s0 = tl.load(s0_ptr + i, mask=mask, other=0.0)
-        s1 = tl.load(s1_ptr + i, mask=mask, other=0.0)
-        rnc = 1.0 / _sqrt(tl.load(var_ptr + i, mask=mask, other=1.0) + eps)
-        xc = tl.load(mean_ptr + i, mask=mask, other=0.0) - mu
+        a = _alpha_at(alpha_ptr, n, c, a_sn, a_sc, mask, alpha_value, HAS_ALPHA, zero)
+        s0, s1, rnc, xc = _sample_terms(s0_ptr, s1_ptr, mean_ptr, var_ptr, i, mask, mu, eps)
         t = s1 + s0 * xc
         tl.store(da_ptr + i, s1 * (gb * rc - gi * rnc) + s0 * (bb + gb * rc * xc - bi), mask=mask)
         dgb += a * rc * t
@@ -146,11 +162,8 @@ def _blend_backward_kernel(s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, a_sn, a
         dmu_n = zero
     for n in range(N):  # recomputes the per-sample terms rather than re-reading its own stores
         i = n * C + c
-        a = tl.load(alpha_ptr + n * a_sn + c * a_sc, mask=mask, other=0.0) if HAS_ALPHA else zero + alpha_value
-        s0 = tl.load(s0_ptr + i, mask=mask, other=0.0)
-        s1 = tl.load(s1_ptr + i, mask=mask, other=0.0)
-        rnc = 1.0 / _sqrt(tl.load(var_ptr + i, mask=mask, other=1.0) + eps)
-        xc = tl.load(mean_ptr + i, mask=mask, other=0.0) - mu
+        a = _alpha_at(alpha_ptr, n, c, a_sn, a_sc, mask, alpha_value, HAS_ALPHA, zero)
+        s0, s1, rnc, xc = _sample_terms(s0_ptr, s1_ptr, mean_ptr, var_ptr, i, mask, mu, eps)
         scale = a * gb * rc + (1.0 - a) * gi * rnc
         dvar = (1.0 - a) * gi * s1 * -0.5 * rnc * rnc * rnc + dvc / N
         dmean = a * gb * rc * s0 - scale * s0 + dmu_n + dvc * 2.0 * xc / N

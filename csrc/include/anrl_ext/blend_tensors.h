@@ -4,10 +4,9 @@
 #pragma once
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
-#include <c10/util/Optional.h>
 
+#include <optional>
 #include <tuple>
-#include <vector>
 
 #include "anrl_ext/blend.h"
 
