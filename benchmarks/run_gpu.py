@@ -6,7 +6,8 @@ Shapes (32,64,128,128), (32,128,64,64), (32,256,32,32), (64,512,14,14);
 float32 and bfloat16; forward, backward (forward+backward minus forward) and
 forward+backward; CUDA-event medians; achieved bandwidth of forward+backward
 over the 8|X| roofline bytes against a measured device-to-device copy. Then the
-whole AFNM layer (gate included) at the largest shape. Writes gpu_bench.csv
+whole AFNM layer (gate included; gate inside the middle kernels, in PyTorch, and
+the chain of small ops) at the largest shape. Writes gpu_bench.csv
 after every case, so a time limit loses only the cases not yet run.
 """
 import argparse
@@ -144,15 +145,17 @@ def layer_rows(rows, backends, name, repeats, bw):
     dy = torch.randn(shape, device="cuda")
     from anrl_ext.ops import fast_blend
 
-    runs = [(b, b, True) for b in backends] + [(f"{b}_chain", b, False) for b in backends]
-    for impl, backend, middle_kernels in runs + [("reference", "reference", True)]:
+    # (impl, backend, middle kernels, gate inside them)
+    runs = [(b, b, True, True) for b in backends] + [(f"{b}_gate_torch", b, True, False) for b in backends] \
+        + [(f"{b}_chain", b, False, False) for b in backends]
+    for impl, backend, middle_kernels, gate_in_kernel in runs + [("reference", "reference", True, True)]:
         layer = anrl_ext.AFNM(shape[1], backend=backend).cuda()
         inputs = [x, *layer.parameters()]
-        fast_blend.ENABLED = middle_kernels
+        fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL = middle_kernels, gate_in_kernel
         try:
             t = cuda_time(lambda: torch.autograd.grad(layer(x), inputs, dy), repeats)
         finally:
-            fast_blend.ENABLED = True
+            fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL = True, True
         rows.append(dict(gpu=name, dtype="float32", shape="x".join(map(str, shape)), what="afnm_layer", impl=impl,
                          forward_ms="", backward_ms="", forward_backward_ms=round(t * 1e3, 4),
                          fb_bandwidth_fraction=round((8 * x.numel() * 4 / t) / bw, 4), copy_gbps=round(bw / 1e9, 1)))
@@ -186,6 +189,21 @@ def middle_rows(rows, backends, name, calls=200):
                              copy_gbps=""))
             print(f"middle kernels ({n}, {c}) {b}: blend_forward {fwd * 1e6:.1f} us, "
                   f"blend_backward {bwd * 1e6:.1f} us per call")
+            # The gated middle: the paper gate (D = C / 16) inside the same launch.
+            d = max(c // 16, 1)
+            gate = (torch.randn(d, c, device="cuda"), None, torch.randn(c, d, device="cuda"), None,
+                    torch.randn(c, d, device="cuda"))
+            out = P.gate_blend_forward(mean, var, *gate, w, w, w, w, rm, rv, True, True, 0.1, 1e-5, n * 196)
+            gfwd = per_call(lambda: P.gate_blend_forward(mean, var, *gate, w, w, w, w, rm, rv, True, True, 0.1,
+                                                         1e-5, n * 196))
+            gbwd = per_call(lambda: P.gate_blend_backward(s0, s1, mean, var, out[0], out[1], None, *gate, w, w, w, w,
+                                                          out[4], out[5], True, 1e-5, 196))
+            rows.append(dict(gpu=name, dtype="float32", shape=f"{n}x{c}", what="gated_middle_kernels", impl=b,
+                             forward_ms=round(gfwd * 1e3, 5), backward_ms=round(gbwd * 1e3, 5),
+                             forward_backward_ms=round((gfwd + gbwd) * 1e3, 5), fb_bandwidth_fraction="",
+                             copy_gbps=""))
+            print(f"gated middle kernels ({n}, {c}, D={d}) {b}: gate_blend_forward {gfwd * 1e6:.1f} us, "
+                  f"gate_blend_backward {gbwd * 1e6:.1f} us per call")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,20 @@ TORCH_LIBRARY(anrl_ext, m) {
       "Tensor? bn_weight, Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, Tensor bn_mean, "
       "Tensor bn_var, bool use_batch_stats, float eps, int hw) -> (Tensor d_alpha, Tensor d_bn_weight, "
       "Tensor d_bn_bias, Tensor d_in_weight, Tensor d_in_bias, Tensor a, Tensor b, Tensor c)");
+  // The same middle with the AFNM gate MLP computed inside (alpha from the means).
+  m.def(
+      "gate_blend_forward(Tensor mean, Tensor var, Tensor? gate_w1, Tensor? gate_b1, Tensor gate_wb, "
+      "Tensor? gate_bb, Tensor? gate_wi, Tensor? bn_weight, Tensor? bn_bias, Tensor? in_weight, "
+      "Tensor? in_bias, Tensor(a!)? running_mean, Tensor(b!)? running_var, bool use_batch_stats, "
+      "bool update_running, float momentum, float eps, int count) -> (Tensor alpha, Tensor hidden, "
+      "Tensor scale, Tensor shift, Tensor bn_mean, Tensor bn_var)");
+  m.def(
+      "gate_blend_backward(Tensor s0, Tensor s1, Tensor mean, Tensor var, Tensor alpha, Tensor hidden, "
+      "Tensor? alpha_grad, Tensor? gate_w1, Tensor? gate_b1, Tensor gate_wb, Tensor? gate_bb, "
+      "Tensor? gate_wi, Tensor? bn_weight, Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, "
+      "Tensor bn_mean, Tensor bn_var, bool use_batch_stats, float eps, int hw) -> (Tensor d_w1, "
+      "Tensor d_b1, Tensor d_wb, Tensor d_bb, Tensor d_wi, Tensor d_bn_weight, Tensor d_bn_bias, "
+      "Tensor d_in_weight, Tensor d_in_bias, Tensor a, Tensor b, Tensor c)");
 }
 
 TORCH_LIBRARY_IMPL(anrl_ext, CPU, m) {
@@ -29,4 +43,6 @@ TORCH_LIBRARY_IMPL(anrl_ext, CPU, m) {
   m.impl("affine2", &anrl_ext::affine2_cpu);
   m.impl("blend_forward", &anrl_ext::blend_forward_cpu);
   m.impl("blend_backward", &anrl_ext::blend_backward_cpu);
+  m.impl("gate_blend_forward", &anrl_ext::gate_blend_forward_cpu);
+  m.impl("gate_blend_backward", &anrl_ext::gate_blend_backward_cpu);
 }

@@ -59,3 +59,49 @@ def check_blend_middle(prims, device="cpu", n=5, c=7, dtype=torch.float64, tol=1
                                        1e-5, 12)
                 for a, b in zip(got, exp):
                     torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+
+
+GATE_LAYOUTS = ("paper", "sigmoid", "sigmoid2")
+
+
+def gate_weights(layout, c, d, rnd):
+    """(w1, b1, wb, bb, wi) of one of the gates in anrl_ext.nn.gates, random."""
+    if layout == "paper":
+        return rnd(d, c), None, rnd(c, d), None, rnd(c, d)
+    if layout == "sigmoid":
+        return None, None, rnd(c, c) * 0.5, rnd(c), None
+    return rnd(d, c), rnd(d), rnd(c, d), rnd(c), None
+
+
+def check_gate_middle(prims, device="cpu", n=5, c=7, d=3, dtype=torch.float64, tol=1e-12):
+    """prims.gate_blend_forward / gate_blend_backward against the reference for every
+    gate layout, with and without affine tensors and an outside alpha gradient,
+    batch and running statistics."""
+    from anrl_ext.ops import reference as ref
+
+    R = ref.PRIMITIVES
+    g = torch.Generator().manual_seed(1)
+
+    def rnd(*shape, pos=False):
+        t = torch.rand(*shape, generator=g, dtype=torch.float64) + 0.1 if pos else \
+            torch.randn(*shape, generator=g, dtype=torch.float64)
+        return t.to(device, dtype)
+
+    mean, var, s0, s1 = rnd(n, c), rnd(n, c, pos=True), rnd(n, c), rnd(n, c)
+    for layout in GATE_LAYOUTS:
+        gate = gate_weights(layout, c, d, rnd)
+        for affine, alpha_grad in (([None] * 4, None), ([rnd(c) for _ in range(4)], rnd(n, c)),
+                                   ([rnd(c), None, None, rnd(c)], None)):
+            for use_batch in (True, False):
+                run = [rnd(c), rnd(c, pos=True)]
+                ref_run = [t.clone() for t in run]
+                out = prims.gate_blend_forward(mean, var, *gate, *affine, *run, use_batch, True, 0.1, 1e-5, 99)
+                exp = R.gate_blend_forward(mean, var, *gate, *affine, *ref_run, use_batch, True, 0.1, 1e-5, 99)
+                for a, b in zip([*out, *run], [*exp, *ref_run]):
+                    torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+                got = prims.gate_blend_backward(s0, s1, mean, var, out[0], out[1], alpha_grad, *gate, *affine,
+                                                out[4], out[5], use_batch, 1e-5, 12)
+                want = R.gate_blend_backward(s0, s1, mean, var, exp[0], exp[1], alpha_grad, *gate, *affine,
+                                             exp[4], exp[5], use_batch, 1e-5, 12)
+                for a, b in zip(got, want):
+                    torch.testing.assert_close(a, b, atol=tol, rtol=tol)

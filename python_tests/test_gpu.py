@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import anrl_ext
-from helpers import check_blend_middle, make_inputs, max_err, oracle
+from helpers import check_blend_middle, check_gate_middle, make_inputs, max_err, oracle
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 GPU_BACKENDS = [b for b in ("cuda", "triton") if torch.cuda.is_available() and b in anrl_ext.available_backends("cuda")]
@@ -164,3 +164,13 @@ def test_blend_middle_kernels_cuda(backend, n, c):
 
     check_blend_middle(primitives_for(backend), "cuda", n, c)
     check_blend_middle(primitives_for(backend), "cuda", n, c, torch.float32, tol=2e-5)
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("n, c, d", [(5, 7, 3), (1, 3, 1), (3, 70, 35), (32, 512, 32)])
+def test_gate_middle_kernels_cuda(backend, n, c, d):
+    """The gated middle (gate MLP inside one block / one program) against the float64 reference."""
+    from anrl_ext.ops.backends import primitives_for
+
+    check_gate_middle(primitives_for(backend), "cuda", n, c, d)
+    check_gate_middle(primitives_for(backend), "cuda", n, c, d, torch.float32, tol=1e-4)

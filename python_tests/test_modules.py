@@ -195,27 +195,81 @@ def test_torch_compile_first_order(backend, compiler):
 @pytest.mark.parametrize("gate", sorted(GATES))
 @pytest.mark.parametrize("training", [True, False])
 def test_middle_kernels_equal_the_composed_chain(backend, gate, training):
-    """The first-order path with the (N, C) middle in one kernel each way gives what
-    the chain of small differentiable ops gives: outputs, every gradient, running stats."""
+    """The first-order path with the (N, C) middle in one kernel each way, with the gate
+    inside that kernel or in PyTorch, gives what the chain of small differentiable ops
+    gives: outputs, every gradient, running stats."""
     from anrl_ext.ops import fast_blend
 
     torch.manual_seed(3)
-    layers = [anrl_ext.AFNM(12, reduction=3, gate=gate, backend=backend).double() for _ in range(2)]
+    modes = [(True, True), (True, False), (False, True)]  # (ENABLED, GATE_IN_KERNEL)
+    layers = [anrl_ext.AFNM(12, reduction=3, gate=gate, backend=backend).double() for _ in modes]
     with torch.no_grad():
         for p in layers[0].parameters():
             p.normal_()
-    layers[1].load_state_dict(layers[0].state_dict())
+    for layer in layers[1:]:
+        layer.load_state_dict(layers[0].state_dict())
     x = (torch.randn(5, 12, 6, 7, dtype=torch.float64) * 2 + 1).requires_grad_()
     results = []
-    for layer, enabled in zip(layers, (True, False)):
+    for layer, (enabled, in_kernel) in zip(layers, modes):
         layer.train(training)
-        fast_blend.ENABLED = enabled
+        fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL = enabled, in_kernel
         try:
             y, alpha = layer(x, return_alpha=True)
             loss = (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum() + alpha.square().sum()
             grads = torch.autograd.grad(loss, [x, *layer.parameters()])
         finally:
-            fast_blend.ENABLED = True
+            fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL = True, True
         results.append([y, alpha, *grads, layer.running_mean, layer.running_var])
-    for a, b in zip(*results):
-        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("gate", sorted(GATES))
+def test_gate_runs_inside_the_middle_kernel(backend, gate, monkeypatch):
+    """AFNM's gate goes to gate_blend_forward / _backward (one call each), not to PyTorch,
+    on the first-order path; a gate with weights of another dtype falls back to PyTorch."""
+    import dataclasses
+    import importlib
+
+    from anrl_ext.ops import backends
+
+    adaptive_norm = importlib.import_module("anrl_ext.ops.adaptive_norm")  # the module, not the function
+
+    calls = []
+
+    def spy(name, fn):
+        def wrapped(*args):
+            calls.append(name)
+            return fn(*args)
+        return wrapped
+
+    def spied_primitives(name):
+        p = backends.primitives_for(name)
+        direct = p.direct and dataclasses.replace(
+            p.direct, gate_blend_forward=spy("forward", p.direct.gate_blend_forward),
+            gate_blend_backward=spy("backward", p.direct.gate_blend_backward))
+        return dataclasses.replace(p, gate_blend_forward=spy("forward", p.gate_blend_forward),
+                                   gate_blend_backward=spy("backward", p.gate_blend_backward), direct=direct)
+
+    monkeypatch.setattr(adaptive_norm, "primitives_for", spied_primitives)
+    layer = anrl_ext.AFNM(8, reduction=2, gate=gate, backend=backend)
+    x = torch.randn(3, 8, 5, 5, requires_grad=True)
+    layer(x).sum().backward()
+    assert calls == ["forward", "backward"]
+    assert all(p.grad is not None for p in layer.gate.parameters())
+    calls.clear()
+    from anrl_ext.ops import fast_blend
+
+    limit = fast_blend.CPU_GATE_MAX_WORK
+    monkeypatch.setattr(fast_blend, "CPU_GATE_MAX_WORK", 0)  # a gate too large for the CPU loops
+    layer(x).sum().backward()
+    assert calls == []
+    monkeypatch.setattr(fast_blend, "CPU_GATE_MAX_WORK", limit)
+    layer(x).sum().backward()
+    assert calls == ["forward", "backward"]
+    calls.clear()
+    layer.gate.double()  # float64 gate weights, float32 statistics: the gate runs in PyTorch
+    layer(x).sum().backward()
+    assert calls == []

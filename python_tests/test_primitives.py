@@ -4,7 +4,7 @@ import torch
 
 from anrl_ext.ops import native
 from anrl_ext.ops import reference as ref
-from helpers import check_blend_middle
+from helpers import check_blend_middle, check_gate_middle
 
 pytestmark = pytest.mark.skipif(not native.is_built(), reason="anrl_ext._C not built")
 P = native.PRIMITIVES
@@ -193,3 +193,60 @@ def test_blend_middle_errors_are_clear():
     with pytest.raises(ValueError, match="needs running_mean"):
         P.blend_forward(mean, torch.rand(3, 4), None, 0.5, None, None, None, None, None, None, False, False,
                         0.1, 1e-5, 12)
+
+
+@pytest.mark.parametrize("n, c, d", [(5, 7, 3), (1, 3, 1), (2, 40, 5)])
+def test_gate_middle_matches_reference(n, c, d):
+    check_gate_middle(P, "cpu", n, c, d)
+
+
+def test_gate_middle_float32():
+    check_gate_middle(P, "cpu", 4, 9, 2, torch.float32, tol=3e-5)
+
+
+def test_gate_middle_is_deterministic():
+    g = torch.Generator().manual_seed(0)
+    n, c, d = 16, 96, 6
+    mean, var, s0, s1 = (torch.randn(n, c, generator=g) for _ in range(4))
+    var = var.abs() + 0.1
+    gate = (torch.randn(d, c, generator=g), None, torch.randn(c, d, generator=g), None, torch.randn(c, d, generator=g))
+    runs = []
+    for _ in range(2):
+        out = P.gate_blend_forward(mean, var, *gate, None, None, None, None, None, None, True, False, 0.1, 1e-5, 99)
+        back = P.gate_blend_backward(s0, s1, mean, var, out[0], out[1], None, *gate, None, None, None, None,
+                                     out[4], out[5], True, 1e-5, 12)
+        runs.append([*out, *back])
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("op", ["gate_blend_forward", "gate_blend_backward"])
+def test_gate_opcheck(op):
+    n, c, d = 3, 4, 2
+    f64 = dict(dtype=torch.float64)
+    mean, var, s0, s1 = (torch.randn(n, c, **f64) for _ in range(4))
+    var = var.abs() + 0.1
+    gate = (torch.randn(d, c, **f64), torch.randn(d, **f64), torch.randn(c, d, **f64), None, torch.randn(c, d, **f64))
+    w = torch.randn(c, **f64)
+    if op == "gate_blend_forward":
+        args = (mean, var, *gate, w, None, w, None, torch.zeros(c, **f64), torch.ones(c, **f64), True, True, 0.1,
+                1e-5, 12)
+    else:
+        alpha, hidden = torch.rand(n, c, **f64), torch.rand(n, d, **f64)
+        args = (s0, s1, mean, var, alpha, hidden, torch.randn(n, c, **f64), *gate, w, None, w, None, mean[0],
+                var[0], True, 1e-5, 4)
+    torch.library.opcheck(getattr(torch.ops.anrl_ext, op).default, args,
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+
+
+def test_gate_middle_errors_are_clear():
+    mean, var = torch.randn(3, 4), torch.rand(3, 4) + 0.1
+    rest = (None, None, None, None, None, None, True, False, 0.1, 1e-5, 12)
+    with pytest.raises(ValueError, match="gate_w1 must be"):
+        P.gate_blend_forward(mean, var, torch.randn(2, 5), None, torch.randn(4, 2), None, None, *rest)
+    with pytest.raises(ValueError, match="gate_wb must have shape"):
+        P.gate_blend_forward(mean, var, torch.randn(2, 4), None, torch.randn(4, 3), None, None, *rest)
+    with pytest.raises(ValueError, match="gate_b1 given without gate_w1"):
+        P.gate_blend_forward(mean, var, None, torch.randn(2), torch.randn(4, 4), None, None, *rest)
+    with pytest.raises(ValueError, match="gate_wi must have shape"):
+        P.gate_blend_forward(mean, var, None, None, torch.randn(4, 4), None, torch.randn(4, 2), *rest)

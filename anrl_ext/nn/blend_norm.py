@@ -23,6 +23,8 @@ class BlendNorm2d(nn.Module):
 
     uses_bn = True
     uses_in = True
+    # A gate's KERNEL_SLOTS when the fused middle kernels can compute alpha_fn.
+    kernel_gate_slots: Optional[Tuple[str, ...]] = None
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
                  affine: bool = True, track_running_stats: bool = True, backend: str = "auto"):
@@ -88,7 +90,8 @@ class BlendNorm2d(nn.Module):
         else:
             y, alpha = blend(x, backend, self.alpha_fn, params, self.bn_weight, self.bn_bias,
                              self.in_weight, self.in_bias, *running, use_batch, momentum, self.eps,
-                             self.gather_stats if self.uses_bn and use_batch else None)
+                             self.gather_stats if self.uses_bn and use_batch else None,
+                             self.kernel_gate_slots)
         return (y, alpha) if return_alpha else y
 
     def extra_repr(self) -> str:
@@ -116,6 +119,7 @@ class AFNM(BlendNorm2d):
         self.gate_kind, self.reduction = gate, reduction
         self.gate = make_gate(gate, num_features, reduction)
         self.alpha_fn = self.gate.alpha  # static, pure in its weights
+        self.kernel_gate_slots = getattr(self.gate, "KERNEL_SLOTS", None)
 
     def alpha_params(self) -> Tuple[Tensor, ...]:
         return tuple(self.gate.parameters())

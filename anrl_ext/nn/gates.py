@@ -2,7 +2,10 @@
 
 Each gate is a module whose `alpha(s, *weights)` is a pure function of its
 weights, so the fused op can differentiate it on detached copies and
-meta-learning can call it with fast weights.
+meta-learning can call it with fast weights. `KERNEL_SLOTS` names, for each
+weight in `parameters()` order, its slot in the fused middle kernel's gate
+(w1, b1, wb, bb, wi: see `anrl_ext.ops.reference.gate_alpha_reference`), so
+the native backends compute alpha and its gradients inside that kernel.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ class PaperGate(nn.Module):
 
     W_B and W_I start equal, so alpha = 0.5 at initialisation.
     """
+
+    KERNEL_SLOTS = ("w1", "wb", "wi")
 
     def __init__(self, num_features: int, reduction: int = 16):
         super().__init__()
@@ -48,6 +53,8 @@ class PaperGate(nn.Module):
 class SigmoidGate(nn.Module):
     """Official TFace ANRL code: alpha = sigmoid(Linear(S)). Zero-initialised: alpha = 0.5."""
 
+    KERNEL_SLOTS = ("wb", "bb")
+
     def __init__(self, num_features: int, reduction: int = 16):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(num_features, num_features))
@@ -60,6 +67,8 @@ class SigmoidGate(nn.Module):
 
 class Sigmoid2Gate(nn.Module):
     """Two-layer variant: alpha = sigmoid(W2 relu(W1 S + b1) + b2); W2 = 0 so alpha = 0.5 at init."""
+
+    KERNEL_SLOTS = ("w1", "b1", "wb", "bb")
 
     def __init__(self, num_features: int, reduction: int = 16):
         super().__init__()

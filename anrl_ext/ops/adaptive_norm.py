@@ -103,13 +103,15 @@ def make_blend_middle(alpha_fn, n_alpha_params, affine, running_mean, running_va
 
 
 def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_bias,
-          running_mean, running_var, training, momentum, eps, gather_stats=None):
+          running_mean, running_var, training, momentum, eps, gather_stats=None, gate_slots=None):
     """Fused blend with alpha = alpha_fn(per-sample mean, *alpha_params). Returns (y, alpha).
 
     `backend` is a concrete, non-reference backend name. Running statistics are
     updated in place when training. `gather_stats(mean, var)`, when given, returns
     the per-sample moments of the whole distributed batch (differentiably), so the
     BN branch normalises with global statistics (see anrl_ext.distributed).
+    `gate_slots` (a gate's KERNEL_SLOTS, nn/gates.py) lets the middle kernels
+    compute alpha_fn themselves on the first-order path.
     """
     use_batch = training or running_mean is None or running_var is None
     affines = (bn_weight, bn_bias, in_weight, in_bias)
@@ -123,8 +125,10 @@ def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_
 
     if _fast.ENABLED and prims.blend_forward is not None and gather_stats is None \
             and not torch.compiler.is_compiling():
+        if not _fast.gate_in_kernel(prims, gate_slots, alpha_params, x):
+            gate_slots = None
         spec = BlendSpec(prims, alpha_fn, len(alpha_params), present, running_mean, running_var, use_batch,
-                         training, momentum, eps, make_middle)
+                         training, momentum, eps, make_middle, gate_slots)
         return fast_blend(x, spec, params)
     y, alpha, mean, var = fused(x, prims, make_middle(), params)
     if training:

@@ -5,10 +5,14 @@
 
 Four launches over the (N, C) statistics and X instead of a chain of several
 dozen small PyTorch ops, which on a GPU cost more host time than the kernels
-take. A gate (AFNM's MLP on the per-sample means) still runs in PyTorch on a
-detached copy of the means; in the backward its small graph is differentiated
-by autograd and its gradient with respect to the means is folded into the dx
-coefficients. When the backward must itself be differentiable
+take. AFNM's gate (an MLP on the per-sample means) runs inside the middle
+kernels when the gate declares its kernel layout (`BlendSpec.gate_slots`,
+see nn/gates.py) and the backend has them (gate_blend_forward / _backward).
+Any other alpha function runs in PyTorch on a detached copy of the means; in
+the backward its small graph is differentiated by autograd and its gradient
+with respect to the means is folded into the dx coefficients. Either way the
+gate's gradient with respect to the means ends up in the dx shift. When the
+backward must itself be differentiable
 (create_graph=True), it recomputes through the composed primitives
 (`fused.composed`), exactly as `fused._FusedBlend` does.
 """
@@ -24,9 +28,14 @@ from torch import Tensor
 from .fused import differentiable_backward
 from .primitives import Primitives
 
-# Switch for benchmarks and debugging: False sends every call through the
-# composed chain of small ops (fused._FusedBlend) instead.
+# Switches for benchmarks and debugging. ENABLED = False sends every call
+# through the composed chain of small ops (fused._FusedBlend) instead;
+# GATE_IN_KERNEL = False runs a kernel-layout gate in PyTorch like any other.
 ENABLED = True
+GATE_IN_KERNEL = True
+
+# The gate slots of the gated middle kernels, in their argument order.
+GATE_SLOTS = ("w1", "b1", "wb", "bb", "wi")
 
 # The kernels are called below the Autograd dispatch key: this Function is their
 # autograd, so the per-op Python autograd wrappers (register_autograd) are skipped.
@@ -53,6 +62,9 @@ class BlendSpec:
     momentum: float
     eps: float
     make_middle: Callable  # () -> the composed middle, for create_graph recomputation
+    # Slot (of GATE_SLOTS) of each alpha param when the gated middle kernels compute
+    # alpha; None: alpha_fn runs in PyTorch.
+    gate_slots: Optional[Tuple[str, ...]] = None
 
 
 def affine_slots(present: Sequence[bool], affines: Sequence[Tensor]) -> list:
@@ -70,6 +82,40 @@ def _sum_to(g: Tensor, like: Tensor) -> Tensor:
     return g if g.dtype == like.dtype else g.to(like.dtype)
 
 
+# On the CPU the gate's loops in the middle kernel beat PyTorch's BLAS calls and
+# their autograd only while the gate is small: measured with
+# benchmarks/gate_cpu.py (2-core x86, 2026-11-28), the AFNM layer is 1.10-1.25x
+# faster with the gate inside up to 1e5 multiply-adds, 0.66-0.97x from 4e5 up.
+# GPUs always take the kernel: there the gate's ~25 small launches cost more
+# host time than the whole single-block kernel.
+CPU_GATE_MAX_WORK = 2 ** 18
+
+
+def gate_work(n: int, gate_slots: Sequence[str], alpha_params: Sequence[Tensor]) -> int:
+    """Multiply-adds of one gate forward: hidden layer plus heads."""
+    named = dict(zip(gate_slots, alpha_params))
+    c, k = named["wb"].shape
+    heads = 2 if "wi" in named else 1
+    return n * (c * k * heads + (named["w1"].numel() if "w1" in named else 0))
+
+
+def gate_in_kernel(prims: Primitives, gate_slots, alpha_params: Sequence[Tensor], x: Tensor) -> bool:
+    """Whether the gated middle kernels should compute this gate: they compute it
+    exactly as its alpha_fn would (weights in the statistics dtype), and, on the
+    CPU, faster (see CPU_GATE_MAX_WORK)."""
+    stats_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    if not (GATE_IN_KERNEL and gate_slots is not None and prims.gate_blend_forward is not None
+            and len(gate_slots) == len(alpha_params) and all(p.dtype == stats_dtype for p in alpha_params)):
+        return False
+    return x.device.type != "cpu" or gate_work(x.shape[0], gate_slots, alpha_params) <= CPU_GATE_MAX_WORK
+
+
+def _gate_arguments(spec: BlendSpec, alpha_params: Sequence[Tensor]) -> list:
+    """The five gate slots of the kernels, None where this gate has no such weight."""
+    named = dict(zip(spec.gate_slots, alpha_params))
+    return [named.get(slot) for slot in GATE_SLOTS]
+
+
 class _FastBlend(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, spec: BlendSpec, *params: Tensor):
@@ -79,6 +125,17 @@ class _FastBlend(torch.autograd.Function):
         with _below_autograd():
             mean, var = P.moments(x)
         alpha_params, affines = params[: spec.n_alpha], params[spec.n_alpha:]
+        w = affine_slots(spec.affine, affines)
+        count = x.shape[0] * x.shape[2] * x.shape[3]
+        ctx.spec = spec
+        if spec.gate_slots is not None:  # the gate MLP inside the middle kernel
+            with _below_autograd():
+                alpha, hidden, scale, shift, bn_mean, bn_var = P.gate_blend_forward(
+                    mean, var, *_gate_arguments(spec, alpha_params), *w, spec.running_mean, spec.running_var,
+                    spec.use_batch, spec.update, spec.momentum, spec.eps, count)
+                y = P.affine(x, mean, scale, shift)
+            ctx.save_for_backward(x, mean, var, bn_mean, bn_var, alpha, hidden, *params)
+            return y, alpha
         graph = None
         if spec.alpha_fn is alpha_input:
             alpha = alpha_params[0].detach()
@@ -91,15 +148,13 @@ class _FastBlend(torch.autograd.Function):
                 graph = (s, leaves, alpha)
                 alpha = alpha.detach()
         alpha_t, alpha_value = (alpha, 0.0) if isinstance(alpha, Tensor) else (None, float(alpha))
-        w = affine_slots(spec.affine, affines)
-        count = x.shape[0] * x.shape[2] * x.shape[3]
         with _below_autograd():
             scale, shift, bn_mean, bn_var = P.blend_forward(
                 mean, var, alpha_t, alpha_value, *w, spec.running_mean, spec.running_var, spec.use_batch,
                 spec.update, spec.momentum, spec.eps, count)
             y = P.affine(x, mean, scale, shift)
-        ctx.save_for_backward(x, mean, var, bn_mean, bn_var, alpha_t, *params)
-        ctx.spec, ctx.graph, ctx.alpha_value = spec, graph, alpha_value
+        ctx.save_for_backward(x, mean, var, bn_mean, bn_var, alpha_t, None, *params)
+        ctx.graph, ctx.alpha_value = graph, alpha_value
         if alpha_t is None:
             alpha_out = mean.new_full((), alpha_value).expand_as(mean)
             ctx.mark_non_differentiable(alpha_out)
@@ -109,7 +164,7 @@ class _FastBlend(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gy: Optional[Tensor], galpha: Optional[Tensor]):
-        x, mean, var, bn_mean, bn_var, alpha_t, *params = ctx.saved_tensors
+        x, mean, var, bn_mean, bn_var, alpha_t, hidden, *params = ctx.saved_tensors
         spec: BlendSpec = ctx.spec
         P = spec.prims.direct or spec.prims
         needs_x, needs_params = ctx.needs_input_grad[0], ctx.needs_input_grad[2:]
@@ -121,15 +176,26 @@ class _FastBlend(torch.autograd.Function):
             return (dx, None, *dparams)
         hw = x.shape[2] * x.shape[3]
         w = affine_slots(spec.affine, params[spec.n_alpha:])
+        alpha_params = params[: spec.n_alpha]
         with _below_autograd():
             s0, s1 = P.reduce(gy, x, mean)
-            d_alpha, *d_affine, a, b, c = P.blend_backward(
-                s0, s1, mean, var, alpha_t, ctx.alpha_value, *w, bn_mean, bn_var, spec.use_batch, spec.eps, hw)
-        if galpha is not None and alpha_t is not None:
-            d_alpha = d_alpha + galpha
+            if spec.gate_slots is not None:  # gate gradients and d mean come from the kernel
+                *d_gate, d0, d1, d2, d3, a, b, c = P.gate_blend_backward(
+                    s0, s1, mean, var, alpha_t, hidden, galpha, *_gate_arguments(spec, alpha_params), *w,
+                    bn_mean, bn_var, spec.use_batch, spec.eps, hw)
+                d_affine = (d0, d1, d2, d3)
+            else:
+                d_alpha, *d_affine, a, b, c = P.blend_backward(
+                    s0, s1, mean, var, alpha_t, ctx.alpha_value, *w, bn_mean, bn_var, spec.use_batch, spec.eps,
+                    hw)
+                if galpha is not None and alpha_t is not None:
+                    d_alpha = d_alpha + galpha
         grads = []
-        alpha_params = params[: spec.n_alpha]
-        if spec.alpha_fn is alpha_input:
+        if spec.gate_slots is not None:
+            by_slot = dict(zip(GATE_SLOTS, d_gate))
+            grads += [by_slot[slot].to(p.dtype) if need else None
+                      for slot, p, need in zip(spec.gate_slots, alpha_params, needs_params)]
+        elif spec.alpha_fn is alpha_input:
             grads.append(_sum_to(d_alpha, alpha_params[0]) if needs_params[0] else None)
         elif ctx.graph is not None:
             s, leaves, alpha = ctx.graph

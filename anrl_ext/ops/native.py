@@ -65,6 +65,8 @@ if _C is not None:
         affine2=_ops.affine2.default,
         blend_forward=_ops.blend_forward.default,
         blend_backward=_ops.blend_backward.default,
+        gate_blend_forward=_ops.gate_blend_forward.default,
+        gate_blend_backward=_ops.gate_blend_backward.default,
     )
     register_fakes(lambda name: f"anrl_ext::{name}")
     register_blend_fakes(lambda name: f"anrl_ext::{name}")

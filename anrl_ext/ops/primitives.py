@@ -31,6 +31,9 @@ class Primitives:
     # fast_blend.py); None where a backend has no such kernels.
     blend_forward: Optional[Callable] = None
     blend_backward: Optional[Callable] = None
+    # The same middle with the AFNM gate MLP inside (alpha from the means).
+    gate_blend_forward: Optional[Callable] = None
+    gate_blend_backward: Optional[Callable] = None
     # The same four kernels callable without the dispatcher (no autograd, no
     # tracing), for the eager first-order path; None: call the ops above.
     direct: Optional["Primitives"] = None
@@ -65,7 +68,8 @@ def register_fakes(qualname: Callable[[str], str]) -> None:
 
 
 def register_blend_fakes(qualname: Callable[[str], str]) -> None:
-    """Fakes of the middle ops (blend_forward, blend_backward): (N, C) and (C,) outputs."""
+    """Fakes of the middle ops (blend_forward, blend_backward and their gated
+    versions): (N, C), (N, D) and (C,) outputs."""
 
     def forward_fake(mean, var, *rest):
         c = mean.shape[1]
@@ -76,8 +80,18 @@ def register_blend_fakes(qualname: Callable[[str], str]) -> None:
         return (torch.empty_like(mean), *(mean.new_empty((c,)) for _ in range(4)),
                 *(torch.empty_like(mean) for _ in range(3)))
 
+    def gate_forward_fake(mean, var, w1, *rest):
+        d = w1.shape[0] if w1 is not None else 0
+        return (torch.empty_like(mean), mean.new_empty((mean.shape[0], d)), *forward_fake(mean, var))
+
+    def gate_backward_fake(s0, s1, mean, var, alpha, hidden, alpha_grad, *gate_and_rest):
+        grads = [mean.new_empty(t.shape) if t is not None else mean.new_empty((0,)) for t in gate_and_rest[:5]]
+        return (*grads, *backward_fake(s0, s1, mean)[1:])
+
     torch.library.register_fake(qualname("blend_forward"))(forward_fake)
     torch.library.register_fake(qualname("blend_backward"))(backward_fake)
+    torch.library.register_fake(qualname("gate_blend_forward"))(gate_forward_fake)
+    torch.library.register_fake(qualname("gate_blend_backward"))(gate_backward_fake)
 
 
 def register_autograd(qualname: Callable[[str], str], prims: Primitives) -> None:

@@ -144,5 +144,67 @@ def blend_backward_reference(s0, s1, mean, var, alpha, alpha_value, bn_weight, b
     return (ga, *gw, scale, gv * (2.0 / hw), (gm - scale * s0) / hw)
 
 
+# The gated middle: the AFNM gate computed from the means, then the middle above.
+
+GATE_SLOTS = ("w1", "b1", "wb", "bb", "wi")
+
+
+def gate_alpha_reference(s: Tensor, w1: Optional[Tensor], b1: Optional[Tensor], wb: Tensor,
+                         bb: Optional[Tensor], wi: Optional[Tensor]):
+    """(alpha, hidden) of the kernels' gate layout (csrc/include/anrl_ext/gate.h).
+
+    hidden z = relu(S W1^T + b1), or S itself without W1; u_b = z Wb^T + bb,
+    u_i = z Wi^T; alpha = sig(u_b) / (sig(u_b) + sig(u_i)) with Wi, else sig(u_b).
+    hidden is (N, 0) without W1.
+    """
+    z = F.relu(F.linear(s, w1, b1)) if w1 is not None else s
+    b = torch.sigmoid(F.linear(z, wb, bb))
+    alpha = b / (b + torch.sigmoid(F.linear(z, wi))) if wi is not None else b
+    return alpha, (z if w1 is not None else s.new_empty((s.shape[0], 0)))
+
+
+def _gate_weights(weights, mean):
+    return [w.to(mean.dtype) if w is not None else None for w in weights]
+
+
+def gate_blend_forward_reference(mean, var, w1, b1, wb, bb, wi, bn_weight, bn_bias, in_weight, in_bias,
+                                 running_mean, running_var, use_batch_stats, update_running, momentum, eps, count):
+    """(alpha, hidden, scale, shift, bn_mean, bn_var) as the gate_blend_forward kernels give them."""
+    alpha, hidden = gate_alpha_reference(mean, *_gate_weights((w1, b1, wb, bb, wi), mean))
+    rest = blend_forward_reference(mean, var, alpha, 0.0, bn_weight, bn_bias, in_weight, in_bias, running_mean,
+                                   running_var, use_batch_stats, update_running, momentum, eps, count)
+    return (alpha.contiguous(), hidden.contiguous(), *rest)
+
+
+def gate_blend_backward_reference(s0, s1, mean, var, alpha, hidden, alpha_grad, w1, b1, wb, bb, wi, bn_weight,
+                                  bn_bias, in_weight, in_bias, bn_mean, bn_var, use_batch_stats, eps, hw):
+    """(d_w1, d_b1, d_wb, d_bb, d_wi, d_bn_weight, d_bn_bias, d_in_weight, d_in_bias, a, b, c) by autograd.
+
+    Absent gate weights get empty gradients; the gate's dependence on the means
+    is part of c, as in the kernels.
+    """
+    with torch.enable_grad():
+        m = mean.detach().requires_grad_()
+        v = var.detach().requires_grad_()
+        gw = [t.detach().requires_grad_() if t is not None else None
+              for t in _gate_weights((w1, b1, wb, bb, wi), mean)]
+        w = [_affine_or(t, fill, mean).detach().requires_grad_()
+             for t, fill in ((bn_weight, 1.0), (bn_bias, 0.0), (in_weight, 1.0), (in_bias, 0.0))]
+        a, _ = gate_alpha_reference(m, *gw)
+        mu, vc = batch_stats(m, v) if use_batch_stats else (bn_mean.to(mean.dtype), bn_var.to(mean.dtype))
+        scale, shift = blend_coefficients(m, v, a, *w, mu, vc, eps)
+        outputs, grads = [scale, shift], [s1, s0]
+        if alpha_grad is not None:
+            outputs.append(a)
+            grads.append(alpha_grad.to(mean.dtype))
+        present = [t for t in gw if t is not None]
+        gm, gv, *rest = torch.autograd.grad(outputs, [m, v, *present, *w], grads)
+    it = iter(rest[: len(present)])
+    d_gate = [next(it) if t is not None else mean.new_empty((0,)) for t in gw]
+    scale = scale.detach()
+    return (*d_gate, *rest[len(present):], scale, gv * (2.0 / hw), (gm - scale * s0) / hw)
+
+
 PRIMITIVES = Primitives("reference", _moments, _affine, _reduce, _affine2,
-                        blend_forward_reference, blend_backward_reference)
+                        blend_forward_reference, blend_backward_reference,
+                        gate_blend_forward_reference, gate_blend_backward_reference)

@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
-from . import triton_blend
+from . import triton_blend, triton_gate
 from .primitives import Primitives, acc_dtype, register_autograd
 
 BLOCK = 1024
@@ -168,8 +168,8 @@ affine2 = triton_op(f"{NS}::affine2", mutates_args=())(_affine2)
 
 # ... and the plain functions for the eager first-order path, which is their
 # autograd itself: a dispatcher round trip costs more host time than a launch.
-PRIMITIVES = Primitives("triton", moments, affine, reduce, affine2, triton_blend.blend_forward,
-                        triton_blend.blend_backward,
-                        direct=Primitives("triton_direct", _moments, _affine, _reduce, _affine2,
-                                          triton_blend.blend_forward, triton_blend.blend_backward))
+_MIDDLE = (triton_blend.blend_forward, triton_blend.blend_backward, triton_gate.gate_blend_forward,
+           triton_gate.gate_blend_backward)
+PRIMITIVES = Primitives("triton", moments, affine, reduce, affine2, *_MIDDLE,
+                        direct=Primitives("triton_direct", _moments, _affine, _reduce, _affine2, *_MIDDLE))
 register_autograd(lambda name: f"{NS}::{name}", PRIMITIVES)

@@ -71,19 +71,12 @@ def _sample_terms(s0_ptr, s1_ptr, mean_ptr, var_ptr, i, mask, mu, eps):
 
 
 @triton.jit
-def _blend_forward_kernel(mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc, alpha_hi, alpha_lo, bw_ptr, bb_ptr, iw_ptr,
-                          ib_ptr, rm_ptr, rv_ptr, scale_ptr, shift_ptr, bnm_ptr, bnv_ptr, N, C, eps_hi, eps_lo,
-                          mom_hi, mom_lo, unb_hi, unb_lo,
-                          HAS_ALPHA: tl.constexpr, HAS_BW: tl.constexpr, HAS_BB: tl.constexpr,
-                          HAS_IW: tl.constexpr, HAS_IB: tl.constexpr, HAS_RM: tl.constexpr, HAS_RV: tl.constexpr,
-                          USE_BATCH: tl.constexpr, UPDATE: tl.constexpr, BLOCK: tl.constexpr):
-    c = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = c < C
-    zero = tl.zeros([BLOCK], dtype=mean_ptr.dtype.element_ty)
-    alpha_value = _joined(alpha_hi, alpha_lo, zero)
-    eps = _joined(eps_hi, eps_lo, zero)
-    momentum = _joined(mom_hi, mom_lo, zero)
-    unbias = _joined(unb_hi, unb_lo, zero)
+def _blend_forward_tile(c, mask, zero, mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc, alpha_value, bw_ptr, bb_ptr,
+                        iw_ptr, ib_ptr, rm_ptr, rv_ptr, scale_ptr, shift_ptr, bnm_ptr, bnv_ptr, N, C, eps, momentum,
+                        unbias, HAS_ALPHA: tl.constexpr, HAS_BW: tl.constexpr, HAS_BB: tl.constexpr,
+                        HAS_IW: tl.constexpr, HAS_IB: tl.constexpr, HAS_RM: tl.constexpr, HAS_RV: tl.constexpr,
+                        USE_BATCH: tl.constexpr, UPDATE: tl.constexpr):
+    """blend_forward of the channels c: BN merge, running stats, scale and shift."""
     if USE_BATCH:
         s = zero
         for n in range(N):
@@ -117,18 +110,26 @@ def _blend_forward_kernel(mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc, alpha_hi, al
 
 
 @triton.jit
-def _blend_backward_kernel(s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc, alpha_hi, alpha_lo,
-                           bw_ptr, bb_ptr, iw_ptr, ib_ptr, bnm_ptr, bnv_ptr,
-                           da_ptr, dgb_ptr, dbb_ptr, dgi_ptr, dbi_ptr, ca_ptr, cb_ptr, cc_ptr, N, C, eps_hi, eps_lo,
-                           hw,
-                           HAS_ALPHA: tl.constexpr, HAS_BW: tl.constexpr, HAS_BB: tl.constexpr,
-                           HAS_IW: tl.constexpr, HAS_IB: tl.constexpr, USE_BATCH: tl.constexpr,
-                           BLOCK: tl.constexpr):
+def _blend_forward_kernel(mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc, alpha_hi, alpha_lo, bw_ptr, bb_ptr, iw_ptr,
+                          ib_ptr, rm_ptr, rv_ptr, scale_ptr, shift_ptr, bnm_ptr, bnv_ptr, N, C, eps_hi, eps_lo,
+                          mom_hi, mom_lo, unb_hi, unb_lo,
+                          HAS_ALPHA: tl.constexpr, HAS_BW: tl.constexpr, HAS_BB: tl.constexpr,
+                          HAS_IW: tl.constexpr, HAS_IB: tl.constexpr, HAS_RM: tl.constexpr, HAS_RV: tl.constexpr,
+                          USE_BATCH: tl.constexpr, UPDATE: tl.constexpr, BLOCK: tl.constexpr):
     c = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = c < C
     zero = tl.zeros([BLOCK], dtype=mean_ptr.dtype.element_ty)
-    alpha_value = _joined(alpha_hi, alpha_lo, zero)
-    eps = _joined(eps_hi, eps_lo, zero)
+    _blend_forward_tile(c, c < C, zero, mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc, _joined(alpha_hi, alpha_lo, zero),
+                        bw_ptr, bb_ptr, iw_ptr, ib_ptr, rm_ptr, rv_ptr, scale_ptr, shift_ptr, bnm_ptr, bnv_ptr, N, C,
+                        _joined(eps_hi, eps_lo, zero), _joined(mom_hi, mom_lo, zero), _joined(unb_hi, unb_lo, zero),
+                        HAS_ALPHA, HAS_BW, HAS_BB, HAS_IW, HAS_IB, HAS_RM, HAS_RV, USE_BATCH, UPDATE)
+
+
+@triton.jit
+def _blend_backward_tile(c, mask, zero, s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc, alpha_value,
+                         bw_ptr, bb_ptr, iw_ptr, ib_ptr, bnm_ptr, bnv_ptr, da_ptr, dgb_ptr, dbb_ptr, dgi_ptr, dbi_ptr,
+                         ca_ptr, cb_ptr, cc_ptr, N, C, eps, hw, HAS_ALPHA: tl.constexpr, HAS_BW: tl.constexpr,
+                         HAS_BB: tl.constexpr, HAS_IW: tl.constexpr, HAS_IB: tl.constexpr, USE_BATCH: tl.constexpr):
+    """blend_backward of the channels c: closed-form gradients and the dx coefficients."""
     mu = tl.load(bnm_ptr + c, mask=mask, other=0.0)
     rc = 1.0 / _sqrt(tl.load(bnv_ptr + c, mask=mask, other=1.0) + eps)
     gb, bb, gi, bi = _affine_vectors(c, mask, bw_ptr, bb_ptr, iw_ptr, ib_ptr, HAS_BW, HAS_BB, HAS_IW, HAS_IB, zero)
@@ -170,6 +171,22 @@ def _blend_backward_kernel(s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, a_sn, a
         tl.store(ca_ptr + i, scale, mask=mask)
         tl.store(cb_ptr + i, dvar * 2.0 / hw, mask=mask)
         tl.store(cc_ptr + i, dmean / hw, mask=mask)
+
+
+@triton.jit
+def _blend_backward_kernel(s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc, alpha_hi, alpha_lo,
+                           bw_ptr, bb_ptr, iw_ptr, ib_ptr, bnm_ptr, bnv_ptr,
+                           da_ptr, dgb_ptr, dbb_ptr, dgi_ptr, dbi_ptr, ca_ptr, cb_ptr, cc_ptr, N, C, eps_hi, eps_lo,
+                           hw,
+                           HAS_ALPHA: tl.constexpr, HAS_BW: tl.constexpr, HAS_BB: tl.constexpr,
+                           HAS_IW: tl.constexpr, HAS_IB: tl.constexpr, USE_BATCH: tl.constexpr,
+                           BLOCK: tl.constexpr):
+    c = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    zero = tl.zeros([BLOCK], dtype=mean_ptr.dtype.element_ty)
+    _blend_backward_tile(c, c < C, zero, s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc,
+                         _joined(alpha_hi, alpha_lo, zero), bw_ptr, bb_ptr, iw_ptr, ib_ptr, bnm_ptr, bnv_ptr, da_ptr,
+                         dgb_ptr, dbb_ptr, dgi_ptr, dbi_ptr, ca_ptr, cb_ptr, cc_ptr, N, C, _joined(eps_hi, eps_lo, zero),
+                         hw, HAS_ALPHA, HAS_BW, HAS_BB, HAS_IW, HAS_IB, USE_BATCH)
 
 
 def _alpha_args(alpha, mean):

@@ -9,7 +9,7 @@ import torch
 import anrl_ext
 from anrl_ext.ops import reference as ref
 from anrl_ext.ops import triton_backend as tb
-from helpers import check_blend_middle, make_inputs, max_err, oracle
+from helpers import check_blend_middle, check_gate_middle, make_inputs, max_err, oracle
 
 P = tb.PRIMITIVES
 
@@ -90,6 +90,27 @@ def test_afnm_module_float32_and_bfloat16():
     assert max_err(y, oracle(xb, 0.5, [torch.ones(8), torch.zeros(8)] * 2)) < 5e-2
 
 
+@pytest.mark.parametrize("gate", ["paper", "sigmoid", "sigmoid2"])
+def test_afnm_gate_in_kernel_matches_reference_module(gate):
+    """The gated middle kernels (gate MLP inside) through the AFNM module, float64:
+    output, alpha and every gradient against the reference backend."""
+    torch.manual_seed(2)
+    m = anrl_ext.AFNM(10, reduction=3, gate=gate, backend="triton").double()
+    for p in m.gate.parameters():
+        torch.nn.init.normal_(p, std=0.4)
+    r = anrl_ext.AFNM(10, reduction=3, gate=gate, backend="reference").double()
+    r.load_state_dict(m.state_dict())
+    x = torch.randn(5, 10, 6, 7, dtype=torch.float64) * 2 + 1
+    outs = []
+    for layer in (m, r):
+        xs = x.clone().requires_grad_()
+        y, alpha = layer(xs, return_alpha=True)
+        loss = (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum() + alpha.square().sum()
+        outs.append([y, alpha, *torch.autograd.grad(loss, [xs, *layer.parameters()]), layer.running_var])
+    for a, b in zip(*outs):
+        assert max_err(a, b) < 1e-10
+
+
 def test_large_mean_small_std():
     x = (torch.randn(4, 3, 32, 32, dtype=torch.float64) * 0.1 + 1e4).float()
     alpha = torch.rand(4, 3)
@@ -105,3 +126,13 @@ def test_blend_middle_matches_reference(n, c):
 
 def test_blend_middle_float32():
     check_blend_middle(P, "cpu", 4, 9, torch.float32, tol=2e-5)
+
+
+# Shapes past one tile: C > BLOCK_C (64) and D > BLOCK_K (32).
+@pytest.mark.parametrize("n, c, d", [(5, 7, 3), (1, 3, 1), (3, 70, 35)])
+def test_gate_middle_matches_reference(n, c, d):
+    check_gate_middle(P, "cpu", n, c, d)
+
+
+def test_gate_middle_float32():
+    check_gate_middle(P, "cpu", 4, 9, 2, torch.float32, tol=3e-5)

@@ -36,4 +36,26 @@ blend_backward_cpu(const at::Tensor& s0, const at::Tensor& s1, const at::Tensor&
                    const std::optional<at::Tensor>& in_weight, const std::optional<at::Tensor>& in_bias,
                    const at::Tensor& bn_mean, const at::Tensor& bn_var, bool use_batch_stats, double eps,
                    int64_t hw);
+
+// The gated middle (gate.h): the AFNM gate MLP, then the middle above, in one
+// call; and its closed-form first-order backward. Absent gate tensors come
+// back as empty gradients.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> gate_blend_forward_cpu(
+    const at::Tensor& mean, const at::Tensor& var, const std::optional<at::Tensor>& gate_w1,
+    const std::optional<at::Tensor>& gate_b1, const at::Tensor& gate_wb, const std::optional<at::Tensor>& gate_bb,
+    const std::optional<at::Tensor>& gate_wi, const std::optional<at::Tensor>& bn_weight,
+    const std::optional<at::Tensor>& bn_bias, const std::optional<at::Tensor>& in_weight,
+    const std::optional<at::Tensor>& in_bias, const std::optional<at::Tensor>& running_mean,
+    const std::optional<at::Tensor>& running_var, bool use_batch_stats, bool update_running, double momentum,
+    double eps, int64_t count);
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+           at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+gate_blend_backward_cpu(const at::Tensor& s0, const at::Tensor& s1, const at::Tensor& mean, const at::Tensor& var,
+                        const at::Tensor& alpha, const at::Tensor& hidden, const std::optional<at::Tensor>& alpha_grad,
+                        const std::optional<at::Tensor>& gate_w1, const std::optional<at::Tensor>& gate_b1,
+                        const at::Tensor& gate_wb, const std::optional<at::Tensor>& gate_bb,
+                        const std::optional<at::Tensor>& gate_wi, const std::optional<at::Tensor>& bn_weight,
+                        const std::optional<at::Tensor>& bn_bias, const std::optional<at::Tensor>& in_weight,
+                        const std::optional<at::Tensor>& in_bias, const at::Tensor& bn_mean,
+                        const at::Tensor& bn_var, bool use_batch_stats, double eps, int64_t hw);
 }  // namespace anrl_ext
