@@ -1,12 +1,13 @@
 """Triton kernels of the four primitives (backend="triton").
 
-One program per (n, c) plane for the reductions (chunked Chan merge of
-block moments, never E[x^2] - E[x]^2), a 2-D grid (plane, block) for the
+One program per (n, c) plane for the reductions (a Welford state per lane,
+Chan-merged across lanes at the end; never E[x^2] - E[x]^2), a 2-D grid (plane, block) for the
 elementwise maps. Registered with `torch.library.triton_op` so torch.compile
 can trace them; autograd composes from the same kernels as on every backend.
 On CPU tensors they run under TRITON_INTERPRET=1 (set before importing
-triton), which is how CI checks them. channels_last inputs are made NCHW
-contiguous first (an extra copy: the native CUDA backend has no such copy).
+triton), which is how CI checks them. channels_last inputs are read in place
+by NHWC variants of the kernels (tiles along C); other strided inputs are
+made NCHW contiguous first.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
 from . import triton_blend, triton_gate
-from .primitives import Primitives, acc_dtype, register_autograd
+from .primitives import Primitives, acc_dtype, output_memory_format, register_autograd
 
 BLOCK = 1024
 NS = "anrl_ext_triton"
@@ -26,46 +27,47 @@ def _acc(dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
+# The loops keep per-lane partial results (a Welford state, or sums) and reduce
+# across lanes once at the end: a block-wide reduction inside the loop would
+# serialise every chunk on a barrier.
 @triton.jit
 def _moments_kernel(x_ptr, mean_ptr, var_ptr, M, BLOCK: tl.constexpr, ACC: tl.constexpr):
     p = tl.program_id(0).to(tl.int64)
     base = x_ptr + p * M
-    zero = tl.sum(tl.zeros([BLOCK], dtype=ACC), axis=0)  # a scalar of the accumulator type
-    mean = zero
-    m2 = zero
-    count = zero
+    count = tl.zeros([BLOCK], dtype=ACC)
+    mean = tl.zeros([BLOCK], dtype=ACC)
+    m2 = tl.zeros([BLOCK], dtype=ACC)
     for start in range(0, M, BLOCK):
         offs = start + tl.arange(0, BLOCK)
         mask = offs < M
         x = tl.load(base + offs, mask=mask, other=0.0).to(ACC)
-        nb = tl.minimum(M - start, BLOCK).to(ACC)
-        bmean = tl.sum(x, 0) / nb
-        d = tl.where(mask, x - bmean, 0.0)
-        bm2 = tl.sum(d * d, 0)
-        n = count + nb
-        delta = bmean - mean
-        mean = mean + delta * (nb / n)
-        m2 = m2 + bm2 + delta * delta * count * (nb / n)
-        count = n
-    tl.store(mean_ptr + p, mean)
-    tl.store(var_ptr + p, m2 / M)
+        count += mask.to(ACC)
+        delta = tl.where(mask, x - mean, 0.0)
+        mean += delta / tl.maximum(count, 1.0)
+        m2 += delta * tl.where(mask, x - mean, 0.0)
+    # Merge the lanes: the count-weighted mean of lane means, then M2 plus the
+    # spread of the lane means around it (exact, and stable: no E[x^2] - E[x]^2).
+    mean_all = tl.sum(count * mean, 0) / M
+    d = mean - mean_all
+    tl.store(mean_ptr + p, mean_all)
+    tl.store(var_ptr + p, (tl.sum(m2, 0) + tl.sum(count * d * d, 0)) / M)
 
 
 @triton.jit
 def _reduce_kernel(dy_ptr, x_ptr, c_ptr, s0_ptr, s1_ptr, M, BLOCK: tl.constexpr, ACC: tl.constexpr):
     p = tl.program_id(0).to(tl.int64)
     center = tl.load(c_ptr + p)
-    a0 = tl.sum(tl.zeros([BLOCK], dtype=ACC), axis=0)
-    a1 = a0
+    a0 = tl.zeros([BLOCK], dtype=ACC)
+    a1 = tl.zeros([BLOCK], dtype=ACC)
     for start in range(0, M, BLOCK):
         offs = start + tl.arange(0, BLOCK)
         mask = offs < M
         g = tl.load(dy_ptr + p * M + offs, mask=mask, other=0.0).to(ACC)
         x = tl.load(x_ptr + p * M + offs, mask=mask, other=0.0).to(ACC)
-        a0 += tl.sum(g, 0)
-        a1 += tl.sum(g * tl.where(mask, x - center, 0.0), 0)
-    tl.store(s0_ptr + p, a0)
-    tl.store(s1_ptr + p, a1)
+        a0 += g
+        a1 += g * tl.where(mask, x - center, 0.0)
+    tl.store(s0_ptr + p, tl.sum(a0, 0))
+    tl.store(s1_ptr + p, tl.sum(a1, 0))
 
 
 @triton.jit
@@ -96,6 +98,84 @@ def _affine2_kernel(dy_ptr, x_ptr, m_ptr, a_ptr, b_ptr, c_ptr, out_ptr, M, BLOCK
     tl.store(out_ptr + p * M + offs, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+# channels_last (NHWC in memory): one program per (sample, block of channels)
+# walks H*W in tiles of [BLOCK_HW, BLOCK_C], loads contiguous along C; the maps
+# are flat over memory order, channel = index % C.
+BLOCK_HW, BLOCK_CL = 32, 32
+
+
+@triton.jit
+def _moments_nhwc_kernel(x_ptr, mean_ptr, var_ptr, C, HW, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+                         ACC: tl.constexpr):
+    n = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = c < C
+    base = x_ptr + n * HW * C
+    count = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
+    mean = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
+    m2 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
+    for start in range(0, HW, BLOCK_HW):
+        hw = start + tl.arange(0, BLOCK_HW)
+        mask = (hw < HW)[:, None] & cmask[None, :]
+        x = tl.load(base + hw[:, None].to(tl.int64) * C + c[None, :], mask=mask, other=0.0).to(ACC)
+        count += mask.to(ACC)
+        delta = tl.where(mask, x - mean, 0.0)
+        mean += delta / tl.maximum(count, 1.0)
+        m2 += delta * tl.where(mask, x - mean, 0.0)
+    mean_all = tl.sum(count * mean, 0) / HW  # the same lane merge as _moments_kernel
+    d = mean - mean_all[None, :]
+    tl.store(mean_ptr + n * C + c, mean_all, mask=cmask)
+    tl.store(var_ptr + n * C + c, (tl.sum(m2, 0) + tl.sum(count * d * d, 0)) / HW, mask=cmask)
+
+
+@triton.jit
+def _reduce_nhwc_kernel(dy_ptr, x_ptr, c_ptr, s0_ptr, s1_ptr, C, HW, BLOCK_HW: tl.constexpr,
+                        BLOCK_C: tl.constexpr, ACC: tl.constexpr):
+    n = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = c < C
+    center = tl.load(c_ptr + n * C + c, mask=cmask, other=0.0)
+    a0 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
+    a1 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
+    for start in range(0, HW, BLOCK_HW):
+        hw = start + tl.arange(0, BLOCK_HW)
+        mask = (hw < HW)[:, None] & cmask[None, :]
+        offs = n * HW * C + hw[:, None].to(tl.int64) * C + c[None, :]
+        g = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(ACC)
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
+        a0 += g
+        a1 += g * tl.where(mask, x - center[None, :], 0.0)
+    tl.store(s0_ptr + n * C + c, tl.sum(a0, 0), mask=cmask)
+    tl.store(s1_ptr + n * C + c, tl.sum(a1, 0), mask=cmask)
+
+
+@triton.jit
+def _affine_nhwc_kernel(x_ptr, m_ptr, s_ptr, t_ptr, y_ptr, C, HWC, total, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < total
+    p = (offs // HWC) * C + offs % C  # (n, c) of each element
+    m = tl.load(m_ptr + p, mask=mask, other=0.0)
+    s = tl.load(s_ptr + p, mask=mask, other=0.0)
+    t = tl.load(t_ptr + p, mask=mask, other=0.0)
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(m.dtype)
+    tl.store(y_ptr + offs, ((x - m) * s + t).to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _affine2_nhwc_kernel(dy_ptr, x_ptr, m_ptr, a_ptr, b_ptr, c_ptr, out_ptr, C, HWC, total, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < total
+    p = (offs // HWC) * C + offs % C
+    m = tl.load(m_ptr + p, mask=mask, other=0.0)
+    a = tl.load(a_ptr + p, mask=mask, other=0.0)
+    b = tl.load(b_ptr + p, mask=mask, other=0.0)
+    c = tl.load(c_ptr + p, mask=mask, other=0.0)
+    g = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(m.dtype)
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(m.dtype)
+    out = a * g + (x - m) * b + c
+    tl.store(out_ptr + offs, out.to(out_ptr.dtype.element_ty), mask=mask)
+
+
 def _check(x: torch.Tensor, name: str = "x") -> None:
     if x.dim() != 4:
         raise ValueError(f"anrl_ext: {name} must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
@@ -109,13 +189,29 @@ def _coef(t: torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:
     return t.to(acc_dtype(x.dtype)).contiguous()
 
 
+def _dense(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """x in a layout the kernels read without gaps: channels_last stays as it is
+    (no copy), anything else becomes NCHW contiguous. Returns (x, channels_last)."""
+    if output_memory_format(x) == torch.channels_last:
+        return x, True
+    return x.contiguous(), False
+
+
+def _like(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """t in the layout of its partner tensor (dy follows x)."""
+    return t.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
 def _moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     _check(x)
-    x = x.contiguous()
+    x, nhwc = _dense(x)
     n, c, h, w = x.shape
     mean = x.new_empty((n, c), dtype=acc_dtype(x.dtype))
     var = torch.empty_like(mean)
-    if n * c:
+    if n * c and nhwc:
+        wrap_triton(_moments_nhwc_kernel)[(n, triton.cdiv(c, BLOCK_CL))](
+            x, mean, var, c, h * w, BLOCK_HW=BLOCK_HW, BLOCK_C=BLOCK_CL, ACC=_acc(x.dtype))
+    elif n * c:
         wrap_triton(_moments_kernel)[(n * c,)](x, mean, var, h * w, BLOCK=BLOCK, ACC=_acc(x.dtype))
     return mean, var
 
@@ -125,23 +221,30 @@ def _reduce(dy: torch.Tensor, x: torch.Tensor, center: torch.Tensor) -> tuple[to
     if dy.shape != x.shape or dy.dtype != x.dtype:
         raise ValueError(f"anrl_ext: grad and x must match, got {tuple(dy.shape)}/{dy.dtype} and "
                          f"{tuple(x.shape)}/{x.dtype}")
-    x, dy = x.contiguous(), dy.contiguous()
+    x, nhwc = _dense(x)
+    dy = _like(dy, nhwc)
     center = _coef(center, x, "center")
     n, c, h, w = x.shape
     s0 = x.new_empty((n, c), dtype=acc_dtype(x.dtype))
     s1 = torch.empty_like(s0)
-    if n * c:
+    if n * c and nhwc:
+        wrap_triton(_reduce_nhwc_kernel)[(n, triton.cdiv(c, BLOCK_CL))](
+            dy, x, center, s0, s1, c, h * w, BLOCK_HW=BLOCK_HW, BLOCK_C=BLOCK_CL, ACC=_acc(x.dtype))
+    elif n * c:
         wrap_triton(_reduce_kernel)[(n * c,)](dy, x, center, s0, s1, h * w, BLOCK=BLOCK, ACC=_acc(x.dtype))
     return s0, s1
 
 
 def _affine(x: torch.Tensor, center: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     _check(x)
-    x = x.contiguous()
+    x, nhwc = _dense(x)
     m, s, t = (_coef(v, x, k) for v, k in ((center, "center"), (scale, "scale"), (shift, "shift")))
     n, c, h, w = x.shape
-    y = torch.empty_like(x)
-    if x.numel():
+    y = torch.empty_like(x)  # keeps x's layout
+    if x.numel() and nhwc:
+        wrap_triton(_affine_nhwc_kernel)[(triton.cdiv(x.numel(), BLOCK),)](
+            x, m, s, t, y, c, h * w * c, x.numel(), BLOCK=BLOCK)
+    elif x.numel():
         grid = (n * c, triton.cdiv(h * w, BLOCK))
         wrap_triton(_affine_kernel)[grid](x, m, s, t, y, h * w, BLOCK=BLOCK)
     return y
@@ -150,11 +253,15 @@ def _affine(x: torch.Tensor, center: torch.Tensor, scale: torch.Tensor, shift: t
 def _affine2(dy: torch.Tensor, x: torch.Tensor, center: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
             c: torch.Tensor) -> torch.Tensor:
     _check(x)
-    x, dy = x.contiguous(), dy.contiguous()
+    x, nhwc = _dense(x)
+    dy = _like(dy, nhwc)
     m, pa, pb, pc = (_coef(v, x, k) for v, k in ((center, "center"), (a, "a"), (b, "b"), (c, "c")))
     n, ch, h, w = x.shape
     out = torch.empty_like(x)
-    if x.numel():
+    if x.numel() and nhwc:
+        wrap_triton(_affine2_nhwc_kernel)[(triton.cdiv(x.numel(), BLOCK),)](
+            dy, x, m, pa, pb, pc, out, ch, h * w * ch, x.numel(), BLOCK=BLOCK)
+    elif x.numel():
         grid = (n * ch, triton.cdiv(h * w, BLOCK))
         wrap_triton(_affine2_kernel)[grid](dy, x, m, pa, pb, pc, out, h * w, BLOCK=BLOCK)
     return out

@@ -18,7 +18,8 @@ def test_triton_is_available_under_interpreter():
     assert "triton" in anrl_ext.available_backends("cpu")
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 7, 7), (1, 17, 33, 40), (3, 2, 1, 5)])
+# (2, 37, 9, 5): more channels than one channels_last tile (32), H*W not a multiple of it.
+@pytest.mark.parametrize("shape", [(2, 3, 7, 7), (1, 17, 33, 40), (3, 2, 1, 5), (2, 37, 9, 5)])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_primitives(shape, dtype, channels_last):
@@ -43,6 +44,21 @@ def test_primitives(shape, dtype, channels_last):
     torch.testing.assert_close(s1.double(), r1, atol=sum_tol, rtol=1e-5)
     torch.testing.assert_close(P.affine2(dy, x, m, a, b, cc).double(),
                                ref.PRIMITIVES.affine2(dy64, x64, m, a, b, cc), atol=tol * 20, rtol=tol)
+    if channels_last and not x.is_contiguous():  # read in place, written in x's layout
+        assert P.affine(x, m, a, b).is_contiguous(memory_format=torch.channels_last)
+        assert P.affine2(dy, x, m, a, b, cc).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_primitives_mixed_layouts():
+    """x channels_last with an NCHW gradient (and the other way round): dy follows x."""
+    x = torch.randn(2, 40, 6, 7, dtype=torch.float64) * 2 + 1
+    dy = torch.randn_like(x)
+    m, a, b, c = (torch.randn(2, 40, dtype=torch.float64) for _ in range(4))
+    for xs, dys in ((x.to(memory_format=torch.channels_last), dy), (x, dy.to(memory_format=torch.channels_last))):
+        for got, want in zip(P.reduce(dys, xs, m), ref.PRIMITIVES.reduce(dy, x, m)):
+            torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
+        torch.testing.assert_close(P.affine2(dys, xs, m, a, b, c), ref.PRIMITIVES.affine2(dy, x, m, a, b, c),
+                                   atol=1e-12, rtol=1e-12)
 
 
 @pytest.mark.parametrize("shape", [(4, 3, 7, 7), (2, 5, 13, 11)])
