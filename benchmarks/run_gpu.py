@@ -162,6 +162,13 @@ def layer_rows(rows, backends, name, repeats, bw):
         print(f"AFNM layer fwd+bwd {'x'.join(map(str, shape))} float32, {impl}: {t * 1e3:.3f} ms", flush=True)
 
 
+def middle_row(gpu, shape, what, impl, fwd, bwd):
+    """A CSV row of per-call middle-kernel times (seconds in, ms out)."""
+    return dict(gpu=gpu, dtype="float32", shape=shape, what=what, impl=impl, forward_ms=round(fwd * 1e3, 5),
+                backward_ms=round(bwd * 1e3, 5), forward_backward_ms=round((fwd + bwd) * 1e3, 5),
+                fb_bandwidth_fraction="", copy_gbps="")
+
+
 def middle_rows(rows, backends, name, calls=200):
     """The (N, C) middle kernels alone: per-call time of blend_forward + blend_backward,
     200 calls back to back, next to a one-element add (the launch floor)."""
@@ -183,10 +190,7 @@ def middle_rows(rows, backends, name, calls=200):
                                                    1e-5, n * 196))
             bwd = per_call(lambda: P.blend_backward(s0, s1, mean, var, alpha, 0.0, w, w, w, w, mean[0], var[0], True,
                                                     1e-5, 196))
-            rows.append(dict(gpu=name, dtype="float32", shape=f"{n}x{c}", what="middle_kernels", impl=b,
-                             forward_ms=round(fwd * 1e3, 5), backward_ms=round(bwd * 1e3, 5),
-                             forward_backward_ms=round((fwd + bwd) * 1e3, 5), fb_bandwidth_fraction="",
-                             copy_gbps=""))
+            rows.append(middle_row(name, f"{n}x{c}", "middle_kernels", b, fwd, bwd))
             print(f"middle kernels ({n}, {c}) {b}: blend_forward {fwd * 1e6:.1f} us, "
                   f"blend_backward {bwd * 1e6:.1f} us per call")
             # The gated middle: the paper gate (D = C / 16) inside the same launch.
@@ -198,10 +202,7 @@ def middle_rows(rows, backends, name, calls=200):
                                                          1e-5, n * 196))
             gbwd = per_call(lambda: P.gate_blend_backward(s0, s1, mean, var, out[0], out[1], None, *gate, w, w, w, w,
                                                           out[4], out[5], True, 1e-5, 196))
-            rows.append(dict(gpu=name, dtype="float32", shape=f"{n}x{c}", what="gated_middle_kernels", impl=b,
-                             forward_ms=round(gfwd * 1e3, 5), backward_ms=round(gbwd * 1e3, 5),
-                             forward_backward_ms=round((gfwd + gbwd) * 1e3, 5), fb_bandwidth_fraction="",
-                             copy_gbps=""))
+            rows.append(middle_row(name, f"{n}x{c}", "gated_middle_kernels", b, gfwd, gbwd))
             print(f"gated middle kernels ({n}, {c}, D={d}) {b}: gate_blend_forward {gfwd * 1e6:.1f} us, "
                   f"gate_blend_backward {gbwd * 1e6:.1f} us per call")
 

@@ -30,19 +30,25 @@ def max_err(a, b):
     return (a.double() - b.double()).abs().max().item()
 
 
-def check_blend_middle(prims, device="cpu", n=5, c=7, dtype=torch.float64, tol=1e-12):
-    """prims.blend_forward / blend_backward against the reference for every alpha form,
-    with and without affine tensors, batch and running statistics."""
-    from anrl_ext.ops import reference as ref
-
-    R = ref.PRIMITIVES
-    g = torch.Generator().manual_seed(0)
+def random_maker(device, dtype, seed):
+    """rnd(*shape, pos=False): seeded normal (or uniform in [0.1, 1.1)) tensors, drawn in float64."""
+    g = torch.Generator().manual_seed(seed)
 
     def rnd(*shape, pos=False):
         t = torch.rand(*shape, generator=g, dtype=torch.float64) + 0.1 if pos else \
             torch.randn(*shape, generator=g, dtype=torch.float64)
         return t.to(device, dtype)
 
+    return rnd
+
+
+def check_blend_middle(prims, device="cpu", n=5, c=7, dtype=torch.float64, tol=1e-12):
+    """prims.blend_forward / blend_backward against the reference for every alpha form,
+    with and without affine tensors, batch and running statistics."""
+    from anrl_ext.ops import reference as ref
+
+    R = ref.PRIMITIVES
+    rnd = random_maker(device, dtype, seed=0)
     mean, var, s0, s1 = rnd(n, c) * 3, rnd(n, c, pos=True), rnd(n, c), rnd(n, c)
     for alpha in [None, rnd(n, c).sigmoid(), rnd(c).sigmoid(), rnd(()).sigmoid(), rnd(c, n).sigmoid().t()]:
         for affine in ([None] * 4, [rnd(c) for _ in range(4)], [rnd(c), None, None, rnd(c)]):
@@ -80,13 +86,7 @@ def check_gate_middle(prims, device="cpu", n=5, c=7, d=3, dtype=torch.float64, t
     from anrl_ext.ops import reference as ref
 
     R = ref.PRIMITIVES
-    g = torch.Generator().manual_seed(1)
-
-    def rnd(*shape, pos=False):
-        t = torch.rand(*shape, generator=g, dtype=torch.float64) + 0.1 if pos else \
-            torch.randn(*shape, generator=g, dtype=torch.float64)
-        return t.to(device, dtype)
-
+    rnd = random_maker(device, dtype, seed=1)
     mean, var, s0, s1 = rnd(n, c), rnd(n, c, pos=True), rnd(n, c), rnd(n, c)
     for layout in GATE_LAYOUTS:
         gate = gate_weights(layout, c, d, rnd)

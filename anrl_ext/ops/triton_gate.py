@@ -50,6 +50,16 @@ def _heads(n, c, cmask, zero, in_ptr, wb_ptr, bb_ptr, wi_ptr, K, HAS_BB: tl.cons
 
 
 @triton.jit
+def _sum_outer(a_ptr, sa, ia, amask, b_ptr, sb, ib, bmask, N, acc):
+    """acc + sum_n a[n * sa + ia] (outer) b[n * sb + ib]: a tile of A^T B over the samples."""
+    for n in range(N):
+        a = tl.load(a_ptr + n * sa + ia, mask=amask, other=0.0)
+        b = tl.load(b_ptr + n * sb + ib, mask=bmask, other=0.0)
+        acc += a[:, None] * b[None, :]
+    return acc
+
+
+@triton.jit
 def _gate_forward_kernel(mean_ptr, var_ptr, w1_ptr, b1_ptr, wb_ptr, bb_ptr, wi_ptr, z_ptr, in_ptr, alpha_ptr,
                          bw_ptr, bbn_ptr, iw_ptr, ib_ptr, rm_ptr, rv_ptr, scale_ptr, shift_ptr, bnm_ptr, bnv_ptr,
                          N, C, D, K, eps_hi, eps_lo, mom_hi, mom_lo, unb_hi, unb_lo,
@@ -138,16 +148,12 @@ def _gate_backward_kernel(s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, z_ptr, i
         for k0 in range(0, K, BLOCK_K):
             k = k0 + tl.arange(0, BLOCK_K)
             kmask = k < K
-            ab = tl.zeros([BLOCK_C, BLOCK_K], dtype=mean_ptr.dtype.element_ty)
-            ai = tl.zeros([BLOCK_C, BLOCK_K], dtype=mean_ptr.dtype.element_ty)
-            for n in range(N):
-                zin = tl.load(in_ptr + n * K + k, mask=kmask, other=0.0)
-                ab += tl.load(gb_ptr + n * C + c, mask=cmask, other=0.0)[:, None] * zin[None, :]
-                if HAS_WI:
-                    ai += tl.load(gi_ptr + n * C + c, mask=cmask, other=0.0)[:, None] * zin[None, :]
+            tile = tl.zeros([BLOCK_C, BLOCK_K], dtype=mean_ptr.dtype.element_ty)
             wmask = cmask[:, None] & kmask[None, :]
+            ab = _sum_outer(gb_ptr, C, c, cmask, in_ptr, K, k, kmask, N, tile)
             tl.store(dwb_ptr + c[:, None] * K + k[None, :], ab, mask=wmask)
             if HAS_WI:
+                ai = _sum_outer(gi_ptr, C, c, cmask, in_ptr, K, k, kmask, N, tile)
                 tl.store(dwi_ptr + c[:, None] * K + k[None, :], ai, mask=wmask)
         if HAS_BB:
             acc_bb = zero
@@ -186,10 +192,8 @@ def _gate_backward_kernel(s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, z_ptr, i
             for j0 in range(0, D, BLOCK_K):
                 j = j0 + tl.arange(0, BLOCK_K)
                 jmask = j < D
-                acc2 = tl.zeros([BLOCK_K, BLOCK_C], dtype=mean_ptr.dtype.element_ty)
-                for n in range(N):
-                    dz = tl.load(dz_ptr + n * D + j, mask=jmask, other=0.0)
-                    acc2 += dz[:, None] * tl.load(mean_ptr + n * C + c, mask=cmask, other=0.0)[None, :]
+                acc2 = _sum_outer(dz_ptr, D, j, jmask, mean_ptr, C, c, cmask, N,
+                                  tl.zeros([BLOCK_K, BLOCK_C], dtype=mean_ptr.dtype.element_ty))
                 tl.store(dw1_ptr + j[:, None] * C + c[None, :], acc2, mask=jmask[:, None] & cmask[None, :])
             for n in range(N):
                 ds = zero
