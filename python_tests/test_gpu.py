@@ -172,5 +172,6 @@ def test_gate_middle_kernels_cuda(backend, n, c, d):
     """The gated middle (gate MLP inside one block / one program) against the float64 reference."""
     from anrl_ext.ops.backends import primitives_for
 
-    check_gate_middle(primitives_for(backend), "cuda", n, c, d)
-    check_gate_middle(primitives_for(backend), "cuda", n, c, d, torch.float32, tol=1e-4)
+    every = backend == "cuda"  # Triton compiles a kernel per flag set: a subset keeps the check short
+    check_gate_middle(primitives_for(backend), "cuda", n, c, d, every_affine=every)
+    check_gate_middle(primitives_for(backend), "cuda", n, c, d, torch.float32, tol=1e-4, every_affine=every)

@@ -13,6 +13,26 @@ BACKENDS = FUSED_CPU_BACKENDS
 
 
 @pytest.mark.parametrize("gate", sorted(GATES))
+def test_gate_weights_are_its_parameters_in_order(gate):
+    """weights() (what the layer passes to alpha_fn) is parameters() in order, and follows
+    functional_call's replacements, as meta-learning's fast weights need."""
+    m = anrl_ext.AFNM(8, reduction=2, gate=gate)
+    assert all(a is b for a, b in zip(m.gate.weights(), m.gate.parameters(), strict=True))
+
+    class Weights(nn.Module):
+        def __init__(self, gate):
+            super().__init__()
+            self.gate = gate
+
+        def forward(self):
+            return self.gate.weights()
+
+    fast = {f"gate.{n}": p.detach() + 1 for n, p in m.gate.named_parameters()}
+    got = torch.func.functional_call(Weights(m.gate), fast, ())
+    assert all(a is b for a, b in zip(got, fast.values(), strict=True))
+
+
+@pytest.mark.parametrize("gate", sorted(GATES))
 def test_alpha_is_half_at_init(gate):
     m = anrl_ext.AFNM(32, gate=gate)
     y, alpha = m(torch.randn(4, 32, 5, 5) * 3 + 1, return_alpha=True)

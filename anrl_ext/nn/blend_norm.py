@@ -122,7 +122,7 @@ class AFNM(BlendNorm2d):
         self.kernel_gate_slots = getattr(self.gate, "KERNEL_SLOTS", None)
 
     def alpha_params(self) -> Tuple[Tensor, ...]:
-        return tuple(self.gate.parameters())
+        return self.gate.weights()
 
     def gate_parameters(self) -> Iterator[nn.Parameter]:
         """theta_F of the paper: the parameters meta-learning updates."""

@@ -42,6 +42,10 @@ class PaperGate(nn.Module):
         with torch.no_grad():
             self.fc_in.copy_(self.fc_bn)
 
+    def weights(self) -> tuple:
+        """The arguments of `alpha` after s: parameters() in order, without the generator's cost."""
+        return self.fc, self.fc_bn, self.fc_in
+
     @staticmethod
     def alpha(s: Tensor, fc: Tensor, fc_bn: Tensor, fc_in: Tensor) -> Tensor:
         z = F.relu(F.linear(s.to(fc.dtype), fc))
@@ -60,6 +64,9 @@ class SigmoidGate(nn.Module):
         self.weight = nn.Parameter(torch.zeros(num_features, num_features))
         self.bias = nn.Parameter(torch.zeros(num_features))
 
+    def weights(self) -> tuple:
+        return self.weight, self.bias
+
     @staticmethod
     def alpha(s: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
         return torch.sigmoid(F.linear(s.to(weight.dtype), weight, bias))
@@ -77,6 +84,9 @@ class Sigmoid2Gate(nn.Module):
         self.fc2 = nn.Linear(d, num_features)
         nn.init.zeros_(self.fc2.weight)
         nn.init.zeros_(self.fc2.bias)
+
+    def weights(self) -> tuple:
+        return self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias
 
     @staticmethod
     def alpha(s: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:

@@ -112,8 +112,10 @@ def gate_in_kernel(prims: Primitives, gate_slots, alpha_params: Sequence[Tensor]
 
 def _gate_arguments(spec: BlendSpec, alpha_params: Sequence[Tensor]) -> list:
     """The five gate slots of the kernels, None where this gate has no such weight."""
-    named = dict(zip(spec.gate_slots, alpha_params))
-    return [named.get(slot) for slot in GATE_SLOTS]
+    slots = [None] * len(GATE_SLOTS)
+    for slot, p in zip(spec.gate_slots, alpha_params):
+        slots[GATE_SLOTS.index(slot)] = p
+    return slots
 
 
 class _FastBlend(torch.autograd.Function):
@@ -191,10 +193,9 @@ class _FastBlend(torch.autograd.Function):
                 if galpha is not None and alpha_t is not None:
                     d_alpha = d_alpha + galpha
         grads = []
-        if spec.gate_slots is not None:
-            by_slot = dict(zip(GATE_SLOTS, d_gate))
-            grads += [by_slot[slot].to(p.dtype) if need else None
-                      for slot, p, need in zip(spec.gate_slots, alpha_params, needs_params)]
+        if spec.gate_slots is not None:  # the kernel computes in the gate weights' own dtype
+            grads += [d_gate[GATE_SLOTS.index(slot)] if need else None
+                      for slot, need in zip(spec.gate_slots, needs_params)]
         elif spec.alpha_fn is alpha_input:
             grads.append(_sum_to(d_alpha, alpha_params[0]) if needs_params[0] else None)
         elif ctx.graph is not None:

@@ -184,9 +184,9 @@ def _blend_backward_kernel(s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, a_sn, a
     c = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     zero = tl.zeros([BLOCK], dtype=mean_ptr.dtype.element_ty)
     _blend_backward_tile(c, c < C, zero, s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc,
-                         _joined(alpha_hi, alpha_lo, zero), bw_ptr, bb_ptr, iw_ptr, ib_ptr, bnm_ptr, bnv_ptr, da_ptr,
-                         dgb_ptr, dbb_ptr, dgi_ptr, dbi_ptr, ca_ptr, cb_ptr, cc_ptr, N, C, _joined(eps_hi, eps_lo, zero),
-                         hw, HAS_ALPHA, HAS_BW, HAS_BB, HAS_IW, HAS_IB, USE_BATCH)
+                         _joined(alpha_hi, alpha_lo, zero), bw_ptr, bb_ptr, iw_ptr, ib_ptr, bnm_ptr, bnv_ptr,
+                         da_ptr, dgb_ptr, dbb_ptr, dgi_ptr, dbi_ptr, ca_ptr, cb_ptr, cc_ptr, N, C,
+                         _joined(eps_hi, eps_lo, zero), hw, HAS_ALPHA, HAS_BW, HAS_BB, HAS_IW, HAS_IB, USE_BATCH)
 
 
 def _alpha_args(alpha, mean):

@@ -59,7 +59,8 @@ def _sum_outer(a_ptr, sa, ia, amask, b_ptr, sb, ib, bmask, N, acc):
     return acc
 
 
-@triton.jit
+# One compiled variant per flag set, not per size: sizes are not specialised on.
+@triton.jit(do_not_specialize=["N", "C", "D", "K"])
 def _gate_forward_kernel(mean_ptr, var_ptr, w1_ptr, b1_ptr, wb_ptr, bb_ptr, wi_ptr, z_ptr, in_ptr, alpha_ptr,
                          bw_ptr, bbn_ptr, iw_ptr, ib_ptr, rm_ptr, rv_ptr, scale_ptr, shift_ptr, bnm_ptr, bnv_ptr,
                          N, C, D, K, eps_hi, eps_lo, mom_hi, mom_lo, unb_hi, unb_lo,
@@ -104,7 +105,7 @@ def _gate_forward_kernel(mean_ptr, var_ptr, w1_ptr, b1_ptr, wb_ptr, bb_ptr, wi_p
                             unbias, True, HAS_BW, HAS_BBN, HAS_IW, HAS_IB, HAS_RM, HAS_RV, USE_BATCH, UPDATE)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "C", "D", "K", "hw"])
 def _gate_backward_kernel(s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, z_ptr, in_ptr, ga_ptr, w1_ptr, wb_ptr,
                           bb_ptr, wi_ptr, bw_ptr, bbn_ptr, iw_ptr, ib_ptr, bnm_ptr, bnv_ptr, da_ptr, gb_ptr, gi_ptr,
                           dz_ptr, dw1_ptr, db1_ptr, dwb_ptr, dbb_ptr, dwi_ptr, dgb_ptr, dbbn_ptr, dgi_ptr, dbi_ptr,

@@ -122,7 +122,9 @@ struct GateBackwardSetup {
     g_b = at::empty_like(mean);
     g_i = gate.wi.defined() ? at::empty_like(mean) : at::empty({0}, mean.options());
     dz = at::empty({N, D}, mean.options());
-    auto grad_like = [&](const at::Tensor& w) { return w.defined() ? at::empty_like(w) : at::empty({0}, mean.options()); };
+    auto grad_like = [&](const at::Tensor& w) {
+      return w.defined() ? at::empty_like(w) : at::empty({0}, mean.options());
+    };
     d_w1 = grad_like(gate.w1);
     d_b1 = grad_like(gate.b1);
     d_wb = at::empty({C, K}, mean.options());
