@@ -1,0 +1,56 @@
+"""Host time of one AFNM layer forward+backward at a tiny shape, on the CPU.
+
+    python benchmarks/host_time.py [--calls 2000]
+
+At 2 x 8 x 4 x 4 the kernels take a few microseconds, so the time per call is
+the Python, dispatcher and autograd overhead of the layer: the same code a GPU
+run pays in host time before its launches (on a GPU the launches add their own
+cost). Side by side in one process, one thread: the gate inside the middle
+kernels, the gate in PyTorch, and the chain of small ops. Best of 5 rounds.
+"""
+import argparse
+import time
+
+import torch
+
+import anrl_ext
+from anrl_ext.ops import fast_blend
+
+MODES = {"gate in kernel": (True, True), "gate in PyTorch": (True, False), "chain of small ops": (False, False)}
+
+
+def per_call(fn, calls):
+    for _ in range(100):
+        fn()
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calls", type=int, default=2000)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    x = torch.randn(2, 8, 4, 4, requires_grad=True)
+    dy = torch.randn_like(x)
+    print(f"# torch {torch.__version__}, 1 thread, AFNM(8, reduction=2), input {tuple(x.shape)}")
+    for gate in ("paper", "sigmoid", "sigmoid2"):
+        layer = anrl_ext.AFNM(8, reduction=2, gate=gate, backend="cpu")
+        inputs = [x, *layer.parameters()]
+        times = {}
+        for mode, (enabled, in_kernel) in MODES.items():
+            fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL = enabled, in_kernel
+            try:
+                times[mode] = per_call(lambda: torch.autograd.grad(layer(x), inputs, dy), args.calls)
+            finally:
+                fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL = True, True
+        print(f"{gate:>8}: " + " | ".join(f"{m} {t * 1e6:6.1f} us" for m, t in times.items()))
+
+
+if __name__ == "__main__":
+    main()
