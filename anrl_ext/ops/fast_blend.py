@@ -182,10 +182,10 @@ class _FastBlend(torch.autograd.Function):
         with _below_autograd():
             s0, s1 = P.reduce(gy, x, mean)
             if spec.gate_slots is not None:  # gate gradients and d mean come from the kernel
-                *d_gate, d0, d1, d2, d3, a, b, c = P.gate_blend_backward(
+                out = P.gate_blend_backward(
                     s0, s1, mean, var, alpha_t, hidden, galpha, *_gate_arguments(spec, alpha_params), *w,
                     bn_mean, bn_var, spec.use_batch, spec.eps, hw)
-                d_affine = (d0, d1, d2, d3)
+                d_gate, d_affine, (a, b, c) = out[:5], out[5:9], out[9:]
             else:
                 d_alpha, *d_affine, a, b, c = P.blend_backward(
                     s0, s1, mean, var, alpha_t, ctx.alpha_value, *w, bn_mean, bn_var, spec.use_batch, spec.eps,

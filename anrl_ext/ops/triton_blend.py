@@ -204,6 +204,26 @@ def _vector(t, mean):
     return (t.to(mean.dtype).contiguous(), True) if t is not None else (mean, False)
 
 
+def running_buffers(running_mean, running_var, mean, use_batch_stats, op):
+    """((buffer, present), (buffer, present)) as the kernels update them: float32/64 and
+    contiguous, else a working copy that `write_back` copies into the buffer afterwards."""
+    rm, rv = _vector(running_mean, mean), _vector(running_var, mean)
+    if not use_batch_stats and not (rm[1] and rv[1]):
+        raise ValueError(f"anrl_ext: {op} without batch statistics needs running_mean and running_var")
+    return rm, rv
+
+
+def write_back(running_mean, running_var, rm, rv):
+    for buf, work in ((running_mean, rm), (running_var, rv)):
+        if buf is not None and work.data_ptr() != buf.data_ptr():
+            buf.copy_(work)
+
+
+def unbias(count):
+    """count / (count - 1): running_var holds the unbiased variance (PyTorch BN semantics)."""
+    return count / (count - 1) if count > 1 else 1.0
+
+
 def blend_forward(mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, running_mean, running_var,
                   use_batch_stats, update_running, momentum, eps, count):
     """Triton blend_forward: same signature and results as torch.ops.anrl_ext.blend_forward."""
@@ -211,22 +231,16 @@ def blend_forward(mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, 
     n, c = mean.shape
     a, a_sn, a_sc, has_alpha = _alpha_args(alpha, mean)
     (bw, hbw), (bb, hbb), (iw, hiw), (ib, hib) = (_vector(t, mean) for t in (bn_weight, bn_bias, in_weight, in_bias))
-    # The kernel updates float32/64 contiguous buffers; other buffers get a copy written back.
-    rm, hrm = _vector(running_mean, mean)
-    rv, hrv = _vector(running_var, mean)
-    if not use_batch_stats and not (hrm and hrv):
-        raise ValueError("anrl_ext: blend_forward without batch statistics needs running_mean and running_var")
+    (rm, hrm), (rv, hrv) = running_buffers(running_mean, running_var, mean, use_batch_stats, "blend_forward")
     scale, shift = torch.empty_like(mean), torch.empty_like(mean)
     bn_mean, bn_var = mean.new_empty((c,)), mean.new_empty((c,))
     if c:
         _blend_forward_kernel[(triton.cdiv(c, BLOCK_C),)](
             mean, var, a, a_sn, a_sc, *_split(alpha_value), bw, bb, iw, ib, rm, rv, scale, shift, bn_mean, bn_var,
-            n, c, *_split(eps), *_split(momentum), *_split(count / (count - 1) if count > 1 else 1.0),
+            n, c, *_split(eps), *_split(momentum), *_split(unbias(count)),
             HAS_ALPHA=has_alpha, HAS_BW=hbw, HAS_BB=hbb, HAS_IW=hiw, HAS_IB=hib, HAS_RM=hrm, HAS_RV=hrv,
             USE_BATCH=bool(use_batch_stats), UPDATE=bool(update_running and use_batch_stats), BLOCK=BLOCK_C)
-    for buf, work in ((running_mean, rm), (running_var, rv)):
-        if buf is not None and work.data_ptr() != buf.data_ptr():
-            buf.copy_(work)
+    write_back(running_mean, running_var, rm, rv)
     return scale, shift, bn_mean, bn_var
 
 

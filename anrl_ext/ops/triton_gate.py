@@ -20,7 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_blend import _blend_backward_tile, _blend_forward_tile, _joined, _split, _vector
+from .triton_blend import (_blend_backward_tile, _blend_forward_tile, _joined, _split, _vector, running_buffers,
+                           unbias, write_back)
 
 BLOCK_C = 64  # channels per tile
 BLOCK_K = 32  # reduction width per tile
@@ -238,10 +239,7 @@ def gate_blend_forward(mean, var, w1, b1, wb, bb, wi, bn_weight, bn_bias, in_wei
     ((w1_, hw1), (b1_, hb1), (wb_, _), (bb_, hbb), (wi_, hwi)), d, k = _gate_tensors(mean, w1, b1, wb, bb, wi)
     (bw, hbw), (bbn, hbbn), (iw, hiw), (ib, hib) = (_vector(t, mean) for t in (bn_weight, bn_bias, in_weight,
                                                                                in_bias))
-    rm, hrm = _vector(running_mean, mean)
-    rv, hrv = _vector(running_var, mean)
-    if not use_batch_stats and not (hrm and hrv):
-        raise ValueError("anrl_ext: gate_blend_forward without batch statistics needs running_mean and running_var")
+    (rm, hrm), (rv, hrv) = running_buffers(running_mean, running_var, mean, use_batch_stats, "gate_blend_forward")
     alpha, hidden = torch.empty_like(mean), mean.new_empty((n, d))
     scale, shift = torch.empty_like(mean), torch.empty_like(mean)
     bn_mean, bn_var = mean.new_empty((c,)), mean.new_empty((c,))
@@ -249,13 +247,11 @@ def gate_blend_forward(mean, var, w1, b1, wb, bb, wi, bn_weight, bn_bias, in_wei
         _gate_forward_kernel[(1,)](
             mean, var, w1_, b1_, wb_, bb_, wi_, hidden if d else mean, hidden if d else mean, alpha,
             bw, bbn, iw, ib, rm, rv, scale, shift, bn_mean, bn_var, n, c, d, k, *_split(eps), *_split(momentum),
-            *_split(count / (count - 1) if count > 1 else 1.0),
+            *_split(unbias(count)),
             HAS_W1=hw1, HAS_B1=hb1, HAS_BB=hbb, HAS_WI=hwi, HAS_BW=hbw, HAS_BBN=hbbn, HAS_IW=hiw, HAS_IB=hib,
             HAS_RM=hrm, HAS_RV=hrv, USE_BATCH=bool(use_batch_stats), UPDATE=bool(update_running and use_batch_stats),
             BLOCK_C=BLOCK_C, BLOCK_K=BLOCK_K, num_warps=NUM_WARPS)
-    for buf, work in ((running_mean, rm), (running_var, rv)):
-        if buf is not None and work.data_ptr() != buf.data_ptr():
-            buf.copy_(work)
+    write_back(running_mean, running_var, rm, rv)
     return alpha, hidden, scale, shift, bn_mean, bn_var
 
 

@@ -34,6 +34,15 @@ inline at::Tensor channel_vector(const OptTensor& t, const at::Tensor& mean, con
   return t->to(mean.scalar_type()).contiguous();
 }
 
+// The per-sample means every middle op starts from: (N, C), float32 or float64,
+// contiguous.
+inline at::Tensor stats_tensor(const at::Tensor& mean) {
+  TORCH_CHECK_VALUE(mean.dim() == 2, "anrl_ext: mean must be (N, C), got ", mean.sizes());
+  TORCH_CHECK_TYPE(mean.scalar_type() == at::kFloat || mean.scalar_type() == at::kDouble,
+                   "anrl_ext: statistics must be float32 or float64, got ", mean.scalar_type());
+  return mean.contiguous();
+}
+
 // Everything blend_forward / blend_backward read, converted once.
 struct BlendTensors {
   at::Tensor mean, var, alpha, bn_weight, bn_bias, in_weight, in_bias;
@@ -42,10 +51,7 @@ struct BlendTensors {
   BlendTensors(const at::Tensor& mean_in, const at::Tensor& var_in, const OptTensor& alpha_in,
                const OptTensor& bn_w, const OptTensor& bn_b, const OptTensor& in_w,
                const OptTensor& in_b) {
-    TORCH_CHECK_VALUE(mean_in.dim() == 2, "anrl_ext: mean must be (N, C), got ", mean_in.sizes());
-    TORCH_CHECK_TYPE(mean_in.scalar_type() == at::kFloat || mean_in.scalar_type() == at::kDouble,
-                     "anrl_ext: statistics must be float32 or float64, got ", mean_in.scalar_type());
-    mean = mean_in.contiguous();
+    mean = stats_tensor(mean_in);
     check_stats(var_in, mean, "var");
     var = var_in.contiguous();
     if (alpha_in.has_value() && alpha_in->defined()) {

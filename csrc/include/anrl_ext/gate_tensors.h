@@ -68,19 +68,12 @@ struct GateForwardSetup {
                    const at::Tensor& wb, const OptTensor& bb, const OptTensor& wi, const OptTensor& bn_w,
                    const OptTensor& bn_b, const OptTensor& in_w, const OptTensor& in_b, const OptTensor& rm,
                    const OptTensor& rv, bool use_batch_stats)
-      : mean(checked_stats(mean_in)),
+      : mean(stats_tensor(mean_in)),
         alpha(at::empty_like(mean)),
         hidden(),
         gate(mean, w1, b1, wb, bb, wi),
         blend(mean, var, alpha, bn_w, bn_b, in_w, in_b, rm, rv, use_batch_stats) {
     hidden = at::empty({mean.size(0), gate.D}, mean.options());
-  }
-
-  static at::Tensor checked_stats(const at::Tensor& m) {
-    TORCH_CHECK_VALUE(m.dim() == 2, "anrl_ext: mean must be (N, C), got ", m.sizes());
-    TORCH_CHECK_TYPE(m.scalar_type() == at::kFloat || m.scalar_type() == at::kDouble,
-                     "anrl_ext: statistics must be float32 or float64, got ", m.scalar_type());
-    return m.contiguous();
   }
 
   template <typename T>
@@ -106,7 +99,7 @@ struct GateBackwardSetup {
                     const OptTensor& w1, const OptTensor& b1, const at::Tensor& wb, const OptTensor& bb,
                     const OptTensor& wi, const OptTensor& bn_w, const OptTensor& bn_b, const OptTensor& in_w,
                     const OptTensor& in_b, const at::Tensor& bn_mean, const at::Tensor& bn_var, int64_t hw)
-      : mean(GateForwardSetup::checked_stats(mean_in)),
+      : mean(stats_tensor(mean_in)),
         gate(mean, w1, b1, wb, bb, wi),
         blend(s0, s1, mean, var, checked_alpha(alpha_in, mean), bn_w, bn_b, in_w, in_b, bn_mean, bn_var, hw) {
     alpha = blend.t.alpha;
@@ -115,8 +108,8 @@ struct GateBackwardSetup {
                       hidden_in.sizes());
     hidden = hidden_in.to(mean.scalar_type()).contiguous();
     if (alpha_grad_in.has_value() && alpha_grad_in->defined()) {
-      check_stats(alpha_grad_in->to(mean.scalar_type()), mean, "alpha_grad");
       alpha_grad = alpha_grad_in->to(mean.scalar_type()).contiguous();
+      check_stats(alpha_grad, mean, "alpha_grad");
     }
     const int64_t N = mean.size(0), C = mean.size(1), D = gate.D, K = D > 0 ? D : C;
     g_b = at::empty_like(mean);
