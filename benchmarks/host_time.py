@@ -1,12 +1,18 @@
 """Host time of one AFNM layer forward+backward at a tiny shape, on the CPU.
 
     python benchmarks/host_time.py [--calls 2000]
+    python benchmarks/host_time.py --launches   # the Triton primitives' launch paths
 
 At 2 x 8 x 4 x 4 the kernels take a few microseconds, so the time per call is
 the Python, dispatcher and autograd overhead of the layer: the same code a GPU
 run pays in host time before its launches (on a GPU the launches add their own
 cost). Side by side in one process, one thread: the gate inside the middle
 kernels, the gate in PyTorch, and the chain of small ops. Best of 5 rounds.
+
+--launches times the host work of one Triton primitive call with the launch
+itself stubbed out (no GPU here): the direct path's bare kernel, the registered
+op (triton_op), and wrap_triton called outside triton_op, which dispatches the
+launch as a higher-order op (the direct path before 2026-11-28, fourth session).
 """
 import argparse
 import time
@@ -31,11 +37,34 @@ def per_call(fn, calls):
     return best
 
 
+def launch_paths(calls):
+    """Host time per Triton primitive call, the kernel launch replaced by a no-op."""
+    from torch.library import wrap_triton
+    from triton.runtime.jit import JITFunction
+
+    from anrl_ext.ops import triton_backend
+
+    JITFunction.run = lambda self, *args, grid, warmup, **kwargs: None  # this process only
+    hop = triton_backend._primitive_functions(wrap_triton)  # the launches as higher-order ops
+    x, m = torch.randn(32, 64, 8, 8), torch.zeros(32, 64)
+    args = {"moments": (x,), "reduce": (x, x, m), "affine": (x, m, m, m), "affine2": (x, x, m, m, m, m)}
+    paths = {"direct (bare kernel)": triton_backend.PRIMITIVES.direct, "registered op": triton_backend.PRIMITIVES,
+             "wrap_triton outside triton_op": dict(zip(("moments", "reduce", "affine", "affine2"), hop))}
+    print(f"# torch {torch.__version__}, 1 thread, input {tuple(x.shape)}, Triton launch stubbed out")
+    for name, a in args.items():
+        times = {path: per_call(lambda: (fns[name] if isinstance(fns, dict) else getattr(fns, name))(*a), calls)
+                 for path, fns in paths.items()}
+        print(f"{name:>8}: " + " | ".join(f"{p} {t * 1e6:6.1f} us" for p, t in times.items()))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=2000)
+    ap.add_argument("--launches", action="store_true", help="time the Triton primitives' launch paths instead")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.launches:
+        return launch_paths(args.calls)
     x = torch.randn(2, 8, 4, 4, requires_grad=True)
     dy = torch.randn_like(x)
     print(f"# torch {torch.__version__}, 1 thread, AFNM(8, reduction=2), input {tuple(x.shape)}")

@@ -7,8 +7,11 @@ float32 and bfloat16; forward, backward (forward+backward minus forward) and
 forward+backward; CUDA-event medians; achieved bandwidth of forward+backward
 over the 8|X| roofline bytes against a measured device-to-device copy. Then the
 whole AFNM layer (gate included; gate inside the middle kernels, in PyTorch, and
-the chain of small ops) at the largest shape. Writes gpu_bench.csv
-after every case, so a time limit loses only the cases not yet run.
+the chain of small ops) at the largest shape; the op with the backward on the
+calling thread (autograd multithreading off); per-call times of the (N, C)
+middle kernels and of the four primitives at a tiny, launch-bound shape (the
+direct path next to the registered ops). Writes gpu_bench.csv after every case,
+so a time limit loses only the cases not yet run.
 """
 import argparse
 import os
@@ -132,8 +135,51 @@ def main():
                         f"{res['compiled_reference'] / min(best):.2f}x compiled"
             print(line, flush=True)
     layer_rows(rows, backends, name, args.repeats, bw)
+    thread_rows(rows, backends, name, args.repeats, bw)
     middle_rows(rows, backends, name)
+    primitive_rows(rows, backends, name)
     write_csv(rows, csv_path)
+
+
+def thread_rows(rows, backends, name, repeats, bw):
+    """The op at the largest shape with autograd's device threads off: the backward
+    runs on the calling thread. Tells whether the backward's host time depends on
+    the thread it runs on."""
+    shape = SHAPES[0]
+    x, alpha, params, running, dy = make_case(shape, torch.float32, "cuda")
+    inputs = [x, alpha, *params]
+    for b in backends:
+        fn = fused(b)
+        with torch.autograd.set_multithreading_enabled(False):
+            fb = cuda_time(lambda: torch.autograd.grad(fn(x, alpha, params, running), inputs, dy), repeats)
+        rows.append(dict(gpu=name, dtype="float32", shape="x".join(map(str, shape)), what="op_backward_same_thread",
+                         impl=b, forward_ms="", backward_ms="", forward_backward_ms=round(fb * 1e3, 4),
+                         fb_bandwidth_fraction=round((8 * x.numel() * 4 / fb) / bw, 4), copy_gbps=round(bw / 1e9, 1)))
+        print(f"op fwd+bwd {'x'.join(map(str, shape))} float32, {b}, backward on the calling thread: "
+              f"{fb * 1e3:.3f} ms", flush=True)
+
+
+def primitive_rows(rows, backends, name, calls=200):
+    """Per-call time of the four primitives at 2x8x4x4 (launch-bound): forward =
+    moments + affine, backward = reduce + affine2; the direct path (fast_blend's)
+    and the registered ops (dispatcher)."""
+    from anrl_ext.ops.backends import primitives_for
+
+    x = torch.randn(2, 8, 4, 4, device="cuda")
+    m = torch.zeros(2, 8, device="cuda")
+    for b in backends:
+        ops = primitives_for(b)
+        for impl, P in ((b, ops.direct or ops), (f"{b}_op", ops)):
+            fwd = per_call(lambda: (P.moments(x), P.affine(x, m, m, m)), calls)
+            bwd = per_call(lambda: (P.reduce(x, x, m), P.affine2(x, x, m, m, m, m)), calls)
+            rows.append(middle_row(name, "2x8x4x4", "primitive_kernels", impl, fwd, bwd))
+            print(f"primitives 2x8x4x4 {impl}: moments+affine {fwd * 1e6:.1f} us, "
+                  f"reduce+affine2 {bwd * 1e6:.1f} us per call", flush=True)
+
+
+def per_call(fn, calls=200):
+    """Seconds per fn() over `calls` back-to-back calls (launch-bound work)."""
+    return cuda_time(lambda: [fn() for _ in range(calls)], repeats=5, warmup=1) / calls
 
 
 def layer_rows(rows, backends, name, repeats, bw):
@@ -174,10 +220,7 @@ def middle_rows(rows, backends, name, calls=200):
     200 calls back to back, next to a one-element add (the launch floor)."""
     from anrl_ext.ops.backends import primitives_for
 
-    def per_call(fn):
-        return cuda_time(lambda: [fn() for _ in range(calls)], repeats=5, warmup=1) / calls
-
-    floor = per_call(lambda: torch.add(torch.ones(1, device="cuda"), 1))
+    floor = per_call(lambda: torch.add(torch.ones(1, device="cuda"), 1), calls)
     print(f"launch floor (tensor creation + add): {floor * 1e6:.1f} us/call")
     for n, c in ((32, 64), (64, 512)):
         mean, var, s0, s1 = (torch.randn(n, c, device="cuda") for _ in range(4))

@@ -183,10 +183,24 @@ def _check(x: torch.Tensor, name: str = "x") -> None:
         raise TypeError(f"anrl_ext: {name} must be a floating-point tensor, got {x.dtype}")
 
 
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)  # triton.cdiv is a ConstexprFunction: ~7 us per host call
+
+
+def _plane_block(m: int) -> int:
+    """Lanes per program along one (n, c) plane of m elements: m rounded up to a
+    power of two, from 128 to BLOCK. A 14x14 plane in 1024 lanes would leave 80 %
+    of them masked off."""
+    return min(BLOCK, max(128, 1 << (m - 1).bit_length()))
+
+
 def _coef(t: torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:
-    if tuple(t.shape) != tuple(x.shape[:2]):
+    # Host time matters here (the GPU path is launch-bound): convert only what needs it.
+    if t.shape != x.shape[:2]:
         raise ValueError(f"anrl_ext: {name} must have shape (N, C) = {tuple(x.shape[:2])}, got {tuple(t.shape)}")
-    return t.to(acc_dtype(x.dtype)).contiguous()
+    if t.dtype != acc_dtype(x.dtype):
+        t = t.to(acc_dtype(x.dtype))
+    return t if t.is_contiguous() else t.contiguous()
 
 
 def _dense(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
@@ -202,81 +216,92 @@ def _like(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return t.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
-def _moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    _check(x)
-    x, nhwc = _dense(x)
-    n, c, h, w = x.shape
-    mean = x.new_empty((n, c), dtype=acc_dtype(x.dtype))
-    var = torch.empty_like(mean)
-    if n * c and nhwc:
-        wrap_triton(_moments_nhwc_kernel)[(n, triton.cdiv(c, BLOCK_CL))](
-            x, mean, var, c, h * w, BLOCK_HW=BLOCK_HW, BLOCK_C=BLOCK_CL, ACC=_acc(x.dtype))
-    elif n * c:
-        wrap_triton(_moments_kernel)[(n * c,)](x, mean, var, h * w, BLOCK=BLOCK, ACC=_acc(x.dtype))
-    return mean, var
+def _primitive_functions(launch):
+    """moments, reduce, affine and affine2 launching their kernels through `launch`.
 
+    The registered ops use wrap_triton, so torch.compile can trace their launches
+    (inside triton_op an eager call still gets the bare kernel). The eager direct
+    path passes the bare kernel itself: wrap_triton outside triton_op dispatches
+    every launch as a higher-order op, ~170 us of host time per launch on a 2-core
+    x86 host (`python benchmarks/host_time.py --launches`), more than the launch.
+    """
 
-def _reduce(dy: torch.Tensor, x: torch.Tensor, center: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    _check(x)
-    if dy.shape != x.shape or dy.dtype != x.dtype:
-        raise ValueError(f"anrl_ext: grad and x must match, got {tuple(dy.shape)}/{dy.dtype} and "
-                         f"{tuple(x.shape)}/{x.dtype}")
-    x, nhwc = _dense(x)
-    dy = _like(dy, nhwc)
-    center = _coef(center, x, "center")
-    n, c, h, w = x.shape
-    s0 = x.new_empty((n, c), dtype=acc_dtype(x.dtype))
-    s1 = torch.empty_like(s0)
-    if n * c and nhwc:
-        wrap_triton(_reduce_nhwc_kernel)[(n, triton.cdiv(c, BLOCK_CL))](
-            dy, x, center, s0, s1, c, h * w, BLOCK_HW=BLOCK_HW, BLOCK_C=BLOCK_CL, ACC=_acc(x.dtype))
-    elif n * c:
-        wrap_triton(_reduce_kernel)[(n * c,)](dy, x, center, s0, s1, h * w, BLOCK=BLOCK, ACC=_acc(x.dtype))
-    return s0, s1
+    def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _check(x)
+        x, nhwc = _dense(x)
+        n, c, h, w = x.shape
+        mean = x.new_empty((n, c), dtype=acc_dtype(x.dtype))
+        var = torch.empty_like(mean)
+        if n * c and nhwc:
+            launch(_moments_nhwc_kernel)[(n, _cdiv(c, BLOCK_CL))](
+                x, mean, var, c, h * w, BLOCK_HW=BLOCK_HW, BLOCK_C=BLOCK_CL, ACC=_acc(x.dtype))
+        elif n * c:
+            launch(_moments_kernel)[(n * c,)](x, mean, var, h * w, BLOCK=_plane_block(h * w), ACC=_acc(x.dtype))
+        return mean, var
 
+    def reduce(dy: torch.Tensor, x: torch.Tensor, center: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _check(x)
+        if dy.shape != x.shape or dy.dtype != x.dtype:
+            raise ValueError(f"anrl_ext: grad and x must match, got {tuple(dy.shape)}/{dy.dtype} and "
+                             f"{tuple(x.shape)}/{x.dtype}")
+        x, nhwc = _dense(x)
+        dy = _like(dy, nhwc)
+        center = _coef(center, x, "center")
+        n, c, h, w = x.shape
+        s0 = x.new_empty((n, c), dtype=acc_dtype(x.dtype))
+        s1 = torch.empty_like(s0)
+        if n * c and nhwc:
+            launch(_reduce_nhwc_kernel)[(n, _cdiv(c, BLOCK_CL))](
+                dy, x, center, s0, s1, c, h * w, BLOCK_HW=BLOCK_HW, BLOCK_C=BLOCK_CL, ACC=_acc(x.dtype))
+        elif n * c:
+            launch(_reduce_kernel)[(n * c,)](dy, x, center, s0, s1, h * w, BLOCK=_plane_block(h * w),
+                                             ACC=_acc(x.dtype))
+        return s0, s1
 
-def _affine(x: torch.Tensor, center: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    _check(x)
-    x, nhwc = _dense(x)
-    m, s, t = (_coef(v, x, k) for v, k in ((center, "center"), (scale, "scale"), (shift, "shift")))
-    n, c, h, w = x.shape
-    y = torch.empty_like(x)  # keeps x's layout
-    if x.numel() and nhwc:
-        wrap_triton(_affine_nhwc_kernel)[(triton.cdiv(x.numel(), BLOCK),)](
-            x, m, s, t, y, c, h * w * c, x.numel(), BLOCK=BLOCK)
-    elif x.numel():
-        grid = (n * c, triton.cdiv(h * w, BLOCK))
-        wrap_triton(_affine_kernel)[grid](x, m, s, t, y, h * w, BLOCK=BLOCK)
-    return y
+    def affine(x: torch.Tensor, center: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        _check(x)
+        x, nhwc = _dense(x)
+        m, s, t = (_coef(v, x, k) for v, k in ((center, "center"), (scale, "scale"), (shift, "shift")))
+        n, c, h, w = x.shape
+        y = torch.empty_like(x)  # keeps x's layout
+        if x.numel() and nhwc:
+            launch(_affine_nhwc_kernel)[(_cdiv(x.numel(), BLOCK),)](
+                x, m, s, t, y, c, h * w * c, x.numel(), BLOCK=BLOCK)
+        elif x.numel():
+            block = _plane_block(h * w)
+            launch(_affine_kernel)[(n * c, _cdiv(h * w, block))](x, m, s, t, y, h * w, BLOCK=block)
+        return y
 
+    def affine2(dy: torch.Tensor, x: torch.Tensor, center: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                c: torch.Tensor) -> torch.Tensor:
+        _check(x)
+        x, nhwc = _dense(x)
+        dy = _like(dy, nhwc)
+        m, pa, pb, pc = (_coef(v, x, k) for v, k in ((center, "center"), (a, "a"), (b, "b"), (c, "c")))
+        n, ch, h, w = x.shape
+        out = torch.empty_like(x)
+        if x.numel() and nhwc:
+            launch(_affine2_nhwc_kernel)[(_cdiv(x.numel(), BLOCK),)](
+                dy, x, m, pa, pb, pc, out, ch, h * w * ch, x.numel(), BLOCK=BLOCK)
+        elif x.numel():
+            block = _plane_block(h * w)
+            launch(_affine2_kernel)[(n * ch, _cdiv(h * w, block))](dy, x, m, pa, pb, pc, out, h * w, BLOCK=block)
+        return out
 
-def _affine2(dy: torch.Tensor, x: torch.Tensor, center: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
-            c: torch.Tensor) -> torch.Tensor:
-    _check(x)
-    x, nhwc = _dense(x)
-    dy = _like(dy, nhwc)
-    m, pa, pb, pc = (_coef(v, x, k) for v, k in ((center, "center"), (a, "a"), (b, "b"), (c, "c")))
-    n, ch, h, w = x.shape
-    out = torch.empty_like(x)
-    if x.numel() and nhwc:
-        wrap_triton(_affine2_nhwc_kernel)[(triton.cdiv(x.numel(), BLOCK),)](
-            dy, x, m, pa, pb, pc, out, ch, h * w * ch, x.numel(), BLOCK=BLOCK)
-    elif x.numel():
-        grid = (n * ch, triton.cdiv(h * w, BLOCK))
-        wrap_triton(_affine2_kernel)[grid](dy, x, m, pa, pb, pc, out, h * w, BLOCK=BLOCK)
-    return out
+    return moments, reduce, affine, affine2
 
 
 # Registered ops (torch.compile, autograd of the composed path) ...
-moments = triton_op(f"{NS}::moments", mutates_args=())(_moments)
-reduce = triton_op(f"{NS}::reduce", mutates_args=())(_reduce)
-affine = triton_op(f"{NS}::affine", mutates_args=())(_affine)
-affine2 = triton_op(f"{NS}::affine2", mutates_args=())(_affine2)
+moments, reduce, affine, affine2 = (triton_op(f"{NS}::{fn.__name__}", mutates_args=())(fn)
+                                   for fn in _primitive_functions(wrap_triton))
 
-# ... and the plain functions for the eager first-order path, which is their
-# autograd itself: a dispatcher round trip costs more host time than a launch.
+# ... and the plain functions with bare launches for the eager first-order path,
+# which is their autograd itself: a dispatcher round trip costs more host time
+# than a launch.
+_direct_moments, _direct_reduce, _direct_affine, _direct_affine2 = _primitive_functions(lambda kernel: kernel)
 _MIDDLE = (triton_blend.blend_forward, triton_blend.blend_backward, triton_gate.gate_blend_forward,
            triton_gate.gate_blend_backward)
 PRIMITIVES = Primitives("triton", moments, affine, reduce, affine2, *_MIDDLE,
-                        direct=Primitives("triton_direct", _moments, _affine, _reduce, _affine2, *_MIDDLE))
+                        direct=Primitives("triton_direct", _direct_moments, _direct_affine, _direct_reduce,
+                                          _direct_affine2, *_MIDDLE))
 register_autograd(lambda name: f"{NS}::{name}", PRIMITIVES)

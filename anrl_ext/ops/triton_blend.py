@@ -189,10 +189,18 @@ def _blend_backward_kernel(s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, a_sn, a
                          _joined(eps_hi, eps_lo, zero), hw, HAS_ALPHA, HAS_BW, HAS_BB, HAS_IW, HAS_IB, USE_BATCH)
 
 
+def stats(t, mean):
+    """t in mean's dtype, contiguous; no call where it already is (host time counts:
+    the GPU path is launch-bound)."""
+    if t.dtype != mean.dtype:
+        t = t.to(mean.dtype)
+    return t if t.is_contiguous() else t.contiguous()
+
+
 def _alpha_args(alpha, mean):
     if alpha is None:
         return mean, 0, 0, False
-    a = alpha.to(mean.dtype)
+    a = alpha if alpha.dtype == mean.dtype else alpha.to(mean.dtype)
     if a.dim() == 2:
         return a, a.stride(0), a.stride(1), True
     if a.dim() == 1:
@@ -201,7 +209,7 @@ def _alpha_args(alpha, mean):
 
 
 def _vector(t, mean):
-    return (t.to(mean.dtype).contiguous(), True) if t is not None else (mean, False)
+    return (stats(t, mean), True) if t is not None else (mean, False)
 
 
 def running_buffers(running_mean, running_var, mean, use_batch_stats, op):
@@ -235,7 +243,7 @@ def blend_forward(mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, 
     scale, shift = torch.empty_like(mean), torch.empty_like(mean)
     bn_mean, bn_var = mean.new_empty((c,)), mean.new_empty((c,))
     if c:
-        _blend_forward_kernel[(triton.cdiv(c, BLOCK_C),)](
+        _blend_forward_kernel[(-(-c // BLOCK_C),)](
             mean, var, a, a_sn, a_sc, *_split(alpha_value), bw, bb, iw, ib, rm, rv, scale, shift, bn_mean, bn_var,
             n, c, *_split(eps), *_split(momentum), *_split(unbias(count)),
             HAS_ALPHA=has_alpha, HAS_BW=hbw, HAS_BB=hbb, HAS_IW=hiw, HAS_IB=hib, HAS_RM=hrm, HAS_RV=hrv,
@@ -254,9 +262,9 @@ def blend_backward(s0, s1, mean, var, alpha, alpha_value, bn_weight, bn_bias, in
     d_alpha, ca, cb, cc = (torch.empty_like(mean) for _ in range(4))
     dgb, dbb, dgi, dbi = (mean.new_empty((c,)) for _ in range(4))
     if c:
-        _blend_backward_kernel[(triton.cdiv(c, BLOCK_C),)](
+        _blend_backward_kernel[(-(-c // BLOCK_C),)](
             s0, s1, mean, var, a, a_sn, a_sc, *_split(alpha_value), bw, bb, iw, ib,
-            bn_mean.to(mean.dtype).contiguous(), bn_var.to(mean.dtype).contiguous(),
+            stats(bn_mean, mean), stats(bn_var, mean),
             d_alpha, dgb, dbb, dgi, dbi, ca, cb, cc, n, c, *_split(eps), int(hw),
             HAS_ALPHA=has_alpha, HAS_BW=hbw, HAS_BB=hbb, HAS_IW=hiw, HAS_IB=hib,
             USE_BATCH=bool(use_batch_stats), BLOCK=BLOCK_C)

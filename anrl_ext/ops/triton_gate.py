@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_blend import (_blend_backward_tile, _blend_forward_tile, _joined, _split, _vector, running_buffers,
+from .triton_blend import (_blend_backward_tile, _blend_forward_tile, _joined, _split, _vector, running_buffers, stats,
                            unbias, write_back)
 
 BLOCK_C = 64  # channels per tile
@@ -259,7 +259,7 @@ def gate_blend_backward(s0, s1, mean, var, alpha, hidden, alpha_grad, w1, b1, wb
                         in_weight, in_bias, bn_mean, bn_var, use_batch_stats, eps, hw):
     """Triton gate_blend_backward: same signature and results as torch.ops.anrl_ext.gate_blend_backward."""
     mean, var, s0, s1 = mean.contiguous(), var.contiguous(), s0.contiguous(), s1.contiguous()
-    alpha, hidden = alpha.to(mean.dtype).contiguous(), hidden.to(mean.dtype).contiguous()
+    alpha, hidden = stats(alpha, mean), stats(hidden, mean)
     n, c = mean.shape
     ((w1_, hw1), (b1_, hb1), (wb_, _), (bb_, hbb), (wi_, hwi)), d, k = _gate_tensors(mean, w1, b1, wb, bb, wi)
     ga, hga = _vector(alpha_grad, mean)
@@ -277,7 +277,7 @@ def gate_blend_backward(s0, s1, mean, var, alpha, hidden, alpha_grad, w1, b1, wb
     if mean.numel():
         _gate_backward_kernel[(1,)](
             s0, s1, mean, var, alpha, hidden if d else mean, hidden if d else mean, ga, w1_, wb_, bb_, wi_,
-            bw, bbn, iw, ib, bn_mean.to(mean.dtype).contiguous(), bn_var.to(mean.dtype).contiguous(), d_alpha,
+            bw, bbn, iw, ib, stats(bn_mean, mean), stats(bn_var, mean), d_alpha,
             g_b, g_i, dz if d else mean, d_w1 if hw1 else mean, d_b1 if hb1 else mean, d_wb,
             d_bb if hbb else mean, d_wi if hwi else mean, dgb, dbbn, dgi, dbi, ca, cb, cc, n, c, d, k,
             *_split(eps), int(hw),
