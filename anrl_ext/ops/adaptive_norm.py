@@ -30,12 +30,12 @@ def check_input(x: Tensor, num_features: Optional[int] = None) -> None:
 
 def check_tensors_on(x: Tensor, named: Sequence[Tuple[str, Optional[Tensor]]]) -> None:
     """Every named tensor must be on x's device and have C entries where it is a vector."""
-    c = x.shape[1]
+    c, device = x.shape[1], x.device
     for name, t in named:
         if t is None:
             continue
-        if t.device != x.device:
-            raise ValueError(f"{name} is on {t.device} but the input is on {x.device}")
+        if t.device != device:
+            raise ValueError(f"{name} is on {t.device} but the input is on {device}")
         if t.dim() == 1 and t.numel() != c:
             raise ValueError(f"{name} has {t.numel()} entries, expected C = {c}")
 

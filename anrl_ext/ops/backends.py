@@ -41,7 +41,8 @@ def _usable(dev: str) -> tuple:
     # Cached: resolve_backend runs on every call of the op, and none of this
     # changes within a process (the interpreter flag is part of the key). A plain
     # dict rather than functools.lru_cache, which torch.compile warns about.
-    key = (dev, os.environ.get("TRITON_INTERPRET") == "1")
+    # (os.environ costs ~2 us a lookup; the flag only matters for CPU tensors.)
+    key = (dev, dev == "cpu" and os.environ.get("TRITON_INTERPRET") == "1")
     if key not in _USABLE:
         _USABLE[key] = _find_usable(dev)
     return _USABLE[key]
