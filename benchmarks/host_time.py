@@ -7,7 +7,10 @@ At 2 x 8 x 4 x 4 the kernels take a few microseconds, so the time per call is
 the Python, dispatcher and autograd overhead of the layer: the same code a GPU
 run pays in host time before its launches (on a GPU the launches add their own
 cost). Side by side in one process, one thread: the gate inside the middle
-kernels, the gate in PyTorch, and the chain of small ops. Best of 5 rounds.
+kernels, the gate in PyTorch, and the chain of small ops; then the op
+`adaptive_norm` with an (N, C) alpha: one operator call each way
+(blend_apply_forward / _backward), moments / middle / map called
+separately, and the chain. Best of 5 rounds.
 
 --launches times the host work of one Triton primitive call with the launch
 itself stubbed out (no GPU here): the direct path's bare kernel, the registered
@@ -25,11 +28,11 @@ from anrl_ext.ops import fast_blend
 MODES = {"gate in kernel": (True, True), "gate in PyTorch": (True, False), "chain of small ops": (False, False)}
 
 
-def per_call(fn, calls):
+def per_call(fn, calls, rounds=5):
     for _ in range(100):
         fn()
     best = float("inf")
-    for _ in range(5):
+    for _ in range(rounds):
         start = time.perf_counter()
         for _ in range(calls):
             fn()
@@ -79,6 +82,31 @@ def main():
             finally:
                 fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL = True, True
         print(f"{gate:>8}: " + " | ".join(f"{m} {t * 1e6:6.1f} us" for m, t in times.items()))
+    op_calls(x, dy, args.calls)
+
+
+def op_calls(x, dy, calls):
+    """adaptive_norm with an (N, C) alpha: one operator call each way (blend_apply_*),
+    moments / middle / map called separately, and the chain of small ops."""
+    n, c = x.shape[:2]
+    alpha = torch.rand(n, c, requires_grad=True)
+    params = [torch.randn(c, requires_grad=True) for _ in range(4)]
+    running = (torch.zeros(c), torch.ones(c))
+    inputs = [x, alpha, *params]
+    modes = {"one call each way": (True, True), "separate calls": (True, False), "chain of small ops": (False, True)}
+    def step():
+        y = anrl_ext.adaptive_norm(x, alpha, *params, *running, training=True, backend="cpu")
+        return torch.autograd.grad(y, inputs, dy)
+
+    times = dict.fromkeys(modes, float("inf"))
+    for _ in range(5):  # rounds interleaved across the modes, so drift of the machine hits all alike
+        for mode, (enabled, whole) in modes.items():
+            fast_blend.ENABLED, fast_blend.WHOLE_PASS = enabled, whole
+            try:
+                times[mode] = min(times[mode], per_call(step, calls // 5, rounds=1))
+            finally:
+                fast_blend.ENABLED, fast_blend.WHOLE_PASS = True, True
+    print(f"{'op':>8}: " + " | ".join(f"{m} {t * 1e6:6.1f} us" for m, t in times.items()))
 
 
 if __name__ == "__main__":

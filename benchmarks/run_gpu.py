@@ -5,7 +5,10 @@
 Shapes (32,64,128,128), (32,128,64,64), (32,256,32,32), (64,512,14,14);
 float32 and bfloat16; forward, backward (forward+backward minus forward) and
 forward+backward; CUDA-event medians; achieved bandwidth of forward+backward
-over the 8|X| roofline bytes against a measured device-to-device copy. Then the
+over the 8|X| roofline bytes against a measured device-to-device copy
+(`*_separate`: moments, the (N, C) middle and the map called separately, as
+before blend_apply_forward / _backward: six operator calls from Python for
+cuda instead of two, six launches for triton instead of four). Then the
 whole AFNM layer (gate included; gate inside the middle kernels, in PyTorch, and
 the chain of small ops) at the largest shape; the op with the backward on the
 calling thread (autograd multithreading off); per-call times of the (N, C)
@@ -57,16 +60,16 @@ def reference(x, alpha, params, running):
     return adaptive_norm_reference(x, alpha, *params, *running, True, 0.1, 1e-5)
 
 
-def fused(backend, middle_kernels=True):
+def fused(backend, middle_kernels=True, whole_pass=True):
     import anrl_ext
     from anrl_ext.ops import fast_blend
 
     def fn(x, alpha, params, running):
-        fast_blend.ENABLED = middle_kernels
+        fast_blend.ENABLED, fast_blend.WHOLE_PASS = middle_kernels, whole_pass
         try:
             return anrl_ext.adaptive_norm(x, alpha, *params, *running, training=True, backend=backend)
         finally:
-            fast_blend.ENABLED = True
+            fast_blend.ENABLED, fast_blend.WHOLE_PASS = True, True
     return fn
 
 
@@ -74,6 +77,10 @@ def op_impls(backends):
     impls = {}
     for b in backends:
         impls[b] = fused(b)
+    # moments, the middle and the map called separately (cuda: six operator calls
+    # from Python, not two; triton: six launches, not four).
+    for b in backends:
+        impls[f"{b}_separate"] = fused(b, whole_pass=False)
     # The same kernels with the (N, C) middle as a chain of small PyTorch ops.
     for b in backends:
         impls[f"{b}_chain"] = fused(b, middle_kernels=False)

@@ -20,6 +20,18 @@ TORCH_LIBRARY(anrl_ext, m) {
       "Tensor? bn_weight, Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, Tensor bn_mean, "
       "Tensor bn_var, bool use_batch_stats, float eps, int hw) -> (Tensor d_alpha, Tensor d_bn_weight, "
       "Tensor d_bn_bias, Tensor d_in_weight, Tensor d_in_bias, Tensor a, Tensor b, Tensor c)");
+  // The whole first-order forward (moments, blend_forward, affine) and backward
+  // (reduce, blend_backward, affine2) as one call each (blend_apply.cpp).
+  m.def(
+      "blend_apply_forward(Tensor x, Tensor? alpha, float alpha_value, Tensor? bn_weight, Tensor? bn_bias, "
+      "Tensor? in_weight, Tensor? in_bias, Tensor(a!)? running_mean, Tensor(b!)? running_var, "
+      "bool use_batch_stats, bool update_running, float momentum, float eps) -> (Tensor y, Tensor mean, "
+      "Tensor var, Tensor bn_mean, Tensor bn_var)");
+  m.def(
+      "blend_apply_backward(Tensor dy, Tensor x, Tensor mean, Tensor var, Tensor? alpha, float alpha_value, "
+      "Tensor? bn_weight, Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, Tensor bn_mean, "
+      "Tensor bn_var, bool use_batch_stats, float eps) -> (Tensor dx, Tensor d_alpha, Tensor d_bn_weight, "
+      "Tensor d_bn_bias, Tensor d_in_weight, Tensor d_in_bias)");
   // The same middle with the AFNM gate MLP computed inside (alpha from the means).
   m.def(
       "gate_blend_forward(Tensor mean, Tensor var, Tensor? gate_w1, Tensor? gate_b1, Tensor gate_wb, "

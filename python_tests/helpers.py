@@ -67,6 +67,48 @@ def check_blend_middle(prims, device="cpu", n=5, c=7, dtype=torch.float64, tol=1
                     torch.testing.assert_close(a, b, atol=tol, rtol=tol)
 
 
+def check_blend_apply(prims, shape, device="cpu", dtype=torch.float64, tol=1e-12, every_form=True,
+                      channels_last=False):
+    """prims.blend_apply_forward / _backward (the whole first-order forward and backward,
+    one call each) against the reference primitives and middle in float64: y, the
+    moments, dx, every gradient, the BN statistics and the running buffers."""
+    from anrl_ext.ops import reference as ref
+
+    R = ref.PRIMITIVES
+    n, c, h, w = shape
+    rnd = random_maker(device, torch.float64, seed=1)
+    x, dy = (rnd(*shape) * 2 + 0.5).to(dtype), rnd(*shape).to(dtype)
+    if channels_last:
+        x, dy = x.contiguous(memory_format=torch.channels_last), dy.contiguous(memory_format=torch.channels_last)
+    x64, dy64 = x.double(), dy.double()
+    mean, var = R.moments(x64)
+    s0, s1 = R.reduce(dy64, x64, mean)
+    stats_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    alphas = [None, rnd(n, c).sigmoid(), rnd(c).sigmoid(), rnd(()).sigmoid(), rnd(c, n).sigmoid().t()]
+    affines = ([None] * 4, [rnd(c) for _ in range(4)], [rnd(c), None, None, rnd(c)])
+    cases = [(a, f, b) for a in alphas for f in affines for b in (True, False)] if every_form else \
+        [(alphas[1], affines[1], True), (None, affines[2], False)]
+    for alpha, affine, use_batch in cases:
+        run = [rnd(c), rnd(c, pos=True)]
+        ref_run = [t.clone() for t in run]
+        run = [t.to(stats_dtype) for t in run]
+        low = lambda t: t.to(stats_dtype) if t is not None else None  # noqa: E731
+        y, got_mean, got_var, bn_mean, bn_var = prims.blend_apply_forward(
+            x, low(alpha), 0.4, *map(low, affine), *run, use_batch, True, 0.1, 1e-5)
+        scale, shift, ref_mean, ref_var = R.blend_forward(mean, var, alpha, 0.4, *affine, *ref_run, use_batch, True,
+                                                          0.1, 1e-5, n * h * w)
+        torch.testing.assert_close(y.double(), R.affine(x64, mean, scale, shift), atol=tol * 10, rtol=tol)
+        for got, want in zip((got_mean, got_var, bn_mean, bn_var, *run), (mean, var, ref_mean, ref_var, *ref_run)):
+            torch.testing.assert_close(got.double(), want, atol=tol * 10, rtol=tol)
+        dx, *grads = prims.blend_apply_backward(dy, x, got_mean, got_var, low(alpha), 0.4, *map(low, affine),
+                                                bn_mean, bn_var, use_batch, 1e-5)
+        d_alpha, *d_affine, a, b, cc = R.blend_backward(s0, s1, mean, var, alpha, 0.4, *affine, ref_mean, ref_var,
+                                                        use_batch, 1e-5, h * w)
+        torch.testing.assert_close(dx.double(), R.affine2(dy64, x64, mean, a, b, cc), atol=tol * 10, rtol=tol)
+        for got, want in zip(grads, (d_alpha, *d_affine)):
+            torch.testing.assert_close(got.double(), want, atol=tol * h * w, rtol=tol)
+
+
 GATE_LAYOUTS = ("paper", "sigmoid", "sigmoid2")
 
 

@@ -221,3 +221,68 @@ def test_constant_shift_backward(backend):
     w = torch.rand(3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, w: anrl_ext.adaptive_norm(x, 0.0, None, None, w, None,
                                                                          backend=backend), (x, w))
+
+
+def _op_grads(x, alpha, params, running, backend):
+    xs = x.clone().requires_grad_()
+    a = alpha.clone().requires_grad_() if isinstance(alpha, torch.Tensor) else alpha
+    ps = [p.clone().requires_grad_() for p in params]
+    r = [t.clone() for t in running]
+    y = anrl_ext.adaptive_norm(xs, a, *ps, *r, training=True, backend=backend)
+    wrt = [xs, *ps] + ([a] if isinstance(a, torch.Tensor) else [])
+    return [y, *torch.autograd.grad((y * y.detach().cos()).sum(), wrt), *r]
+
+
+@pytest.mark.parametrize("alpha_kind", ["nc", "c", "0.3"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_whole_pass_calls_equal_separate_calls(alpha_kind, channels_last, monkeypatch):
+    """One operator call each way (blend_apply_forward / _backward) against moments,
+    the middle and the map called separately: every output, gradient, running buffer."""
+    from anrl_ext.ops import fast_blend
+
+    x, alpha, params = make_inputs((3, 4, 5, 6), torch.float64, alpha_kind, channels_last)
+    running = (torch.randn(4, dtype=torch.float64), torch.rand(4, dtype=torch.float64) + 0.5)
+    whole = _op_grads(x, alpha, params, running, "cpu")
+    monkeypatch.setattr(fast_blend, "WHOLE_PASS", False)
+    separate = _op_grads(x, alpha, params, running, "cpu")
+    for a, b in zip(whole, separate):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+
+
+def test_op_is_one_call_each_way(monkeypatch):
+    """adaptive_norm with an input or float alpha: blend_apply_forward and _backward, nothing else;
+    the switch is read at the forward, so a backward after it changed still matches it."""
+    import dataclasses
+    import importlib
+
+    from anrl_ext.ops import backends, fast_blend
+
+    adaptive_norm = importlib.import_module("anrl_ext.ops.adaptive_norm")  # the module, not the function
+    calls = []
+
+    def spy(name, fn):
+        def wrapped(*args):
+            calls.append(name)
+            return fn(*args)
+        return wrapped
+
+    names = ("moments", "affine", "reduce", "affine2", "blend_forward", "blend_backward", "blend_apply_forward",
+             "blend_apply_backward")
+    P = backends.primitives_for("cpu")
+    spied = dataclasses.replace(P, **{name: spy(name, getattr(P, name)) for name in names})
+    monkeypatch.setattr(adaptive_norm, "primitives_for", lambda name: spied)
+    x, alpha, params = make_inputs((2, 3, 4, 5), torch.float64, "nc")
+    for alpha_arg in (alpha, 0.3):
+        calls.clear()
+        xs = x.clone().requires_grad_()
+        torch.autograd.grad(anrl_ext.adaptive_norm(xs, alpha_arg, *params, backend="cpu").sum(), xs)
+        assert calls == ["blend_apply_forward", "blend_apply_backward"]
+    calls.clear()
+    xs = x.clone().requires_grad_()
+    y = anrl_ext.adaptive_norm(xs, alpha, *params, backend="cpu")
+    monkeypatch.setattr(fast_blend, "WHOLE_PASS", False)
+    torch.autograd.grad(y.sum(), xs)
+    assert calls == ["blend_apply_forward", "blend_apply_backward"]
+    calls.clear()
+    torch.autograd.grad(anrl_ext.adaptive_norm(xs, alpha, *params, backend="cpu").sum(), xs)
+    assert calls == ["moments", "blend_forward", "affine", "reduce", "blend_backward", "affine2"]

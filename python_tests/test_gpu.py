@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import anrl_ext
-from helpers import check_blend_middle, check_gate_middle, make_inputs, max_err, oracle
+from helpers import check_blend_apply, check_blend_middle, check_gate_middle, make_inputs, max_err, oracle
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 GPU_BACKENDS = [b for b in ("cuda", "triton") if torch.cuda.is_available() and b in anrl_ext.available_backends("cuda")]
@@ -164,6 +164,28 @@ def test_blend_middle_kernels_cuda(backend, n, c):
 
     check_blend_middle(primitives_for(backend), "cuda", n, c)
     check_blend_middle(primitives_for(backend), "cuda", n, c, torch.float32, tol=2e-5)
+
+
+@pytest.mark.skipif("triton" not in GPU_BACKENDS, reason="needs a CUDA GPU with triton")
+@pytest.mark.parametrize("shape, dtype, tol", [((3, 5, 7, 9), torch.float64, 1e-12),
+                                               ((37, 2, 3, 3), torch.float32, 2e-5),
+                                               ((1, 3, 40, 40), torch.bfloat16, 1e-2)])
+def test_blend_apply_fold_cuda(shape, dtype, tol):
+    """Triton's middle folded into the maps (four launches per forward + backward)
+    against the reference middle and maps; a subset of forms keeps the compiles few."""
+    from anrl_ext.ops.backends import primitives_for
+
+    check_blend_apply(primitives_for("triton"), shape, "cuda", dtype, tol, every_form=False)
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_blend_apply_cuda(backend, channels_last):
+    """The whole first-order forward and backward in one call each, on the GPU."""
+    from anrl_ext.ops.backends import primitives_for
+
+    check_blend_apply(primitives_for(backend), (3, 5, 7, 9), "cuda", channels_last=channels_last,
+                      every_form=False)
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)

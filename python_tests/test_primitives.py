@@ -4,7 +4,7 @@ import torch
 
 from anrl_ext.ops import native
 from anrl_ext.ops import reference as ref
-from helpers import check_blend_middle, check_gate_middle
+from helpers import check_blend_apply, check_blend_middle, check_gate_middle
 
 pytestmark = pytest.mark.skipif(not native.is_built(), reason="anrl_ext._C not built")
 P = native.PRIMITIVES
@@ -193,6 +193,45 @@ def test_blend_middle_errors_are_clear():
     with pytest.raises(ValueError, match="needs running_mean"):
         P.blend_forward(mean, torch.rand(3, 4), None, 0.5, None, None, None, None, None, None, False, False,
                         0.1, 1e-5, 12)
+
+
+@pytest.mark.parametrize("shape, channels_last", [((3, 5, 7, 9), False), ((2, 4, 3, 5), True), ((1, 3, 40, 40), False)])
+def test_blend_apply_matches_reference(shape, channels_last):
+    """The whole first-order forward and backward, one operator call each."""
+    check_blend_apply(P, shape, channels_last=channels_last, every_form=shape == (3, 5, 7, 9))
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 2e-5), (torch.bfloat16, 1e-2)])
+def test_blend_apply_low_precision(dtype, tol):
+    check_blend_apply(P, (4, 3, 5, 6), dtype=dtype, tol=tol, every_form=False)
+
+
+@pytest.mark.parametrize("op", ["blend_apply_forward", "blend_apply_backward"])
+def test_blend_apply_opcheck(op):
+    f64 = dict(dtype=torch.float64)
+    x, dy = torch.randn(3, 4, 5, 6, **f64), torch.randn(3, 4, 5, 6, **f64)
+    alpha, w = torch.rand(3, 4, **f64), torch.randn(4, **f64)
+    if op == "blend_apply_forward":
+        args = (x, alpha, 0.0, w, None, w, None, torch.zeros(4, **f64), torch.ones(4, **f64), True, True, 0.1, 1e-5)
+    else:
+        mean, var = P.moments(x)
+        args = (dy, x, mean, var, alpha, 0.0, w, None, w, None, mean[0], var[0], True, 1e-5)
+    torch.library.opcheck(getattr(torch.ops.anrl_ext, op).default, args,
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+
+
+def test_blend_apply_errors_are_clear():
+    with pytest.raises(ValueError, match="4-D"):
+        P.blend_apply_forward(torch.randn(3, 4), None, 0.5, None, None, None, None, None, None, True, False, 0.1,
+                              1e-5)
+    with pytest.raises(ValueError, match="needs running_mean"):
+        P.blend_apply_forward(torch.randn(2, 3, 4, 4), None, 0.5, None, None, None, None, None, None, False, False,
+                              0.1, 1e-5)
+    x = torch.randn(2, 3, 4, 4)
+    mean, var = P.moments(x)
+    with pytest.raises(ValueError, match="same shape"):
+        P.blend_apply_backward(torch.randn(2, 3, 4, 5), x, mean, var, None, 0.5, None, None, None, None, mean[0],
+                               var[0], True, 1e-5)
 
 
 @pytest.mark.parametrize("n, c, d", [(5, 7, 3), (1, 3, 1), (2, 40, 5)])

@@ -64,6 +64,6 @@ def test_wrap_triton_outside_triton_op_is_caught(launches):
 
 @pytest.mark.parametrize("m, block", [(1, 128), (196, 256), (256, 256), (257, 512), (1024, 1024), (16384, 1024)])
 def test_plane_block(m, block):
-    from anrl_ext.ops import triton_backend
+    from anrl_ext.ops import triton_blend
 
-    assert triton_backend._plane_block(m) == block
+    assert triton_blend.plane_block(m) == block

@@ -9,7 +9,7 @@ from torch import Tensor
 from .backends import primitives_for, resolve_backend
 from .coefficients import Alpha, batch_stats, blend_coefficients, update_running_buffers
 from . import fast_blend as _fast
-from .fast_blend import BlendSpec, affine_slots, alpha_input, fast_blend
+from .fast_blend import BlendSpec, ConstantAlpha, affine_slots, alpha_input, fast_blend
 from .fused import fused
 from .reference import adaptive_norm_reference
 
@@ -174,7 +174,7 @@ def adaptive_norm(
     if isinstance(alpha, Tensor):
         alpha_fn, alpha_params = alpha_input, (alpha,)
     else:
-        alpha_fn, alpha_params = (lambda mean: alpha), ()
+        alpha_fn, alpha_params = ConstantAlpha(alpha), ()
     y, _ = blend(x, name, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_bias,
                  running_mean, running_var, training, momentum, eps)
     return y

@@ -5,7 +5,10 @@
 
 Four launches over the (N, C) statistics and X instead of a chain of several
 dozen small PyTorch ops, which on a GPU cost more host time than the kernels
-take. AFNM's gate (an MLP on the per-sample means) runs inside the middle
+take. When alpha does not depend on the means (an input tensor or a float),
+each direction is one call of the backend's blend_apply_forward / _backward
+(one C++ operator call for cpu / cuda, two launches for Triton with the
+middle folded into the map). AFNM's gate (an MLP on the per-sample means) runs inside the middle
 kernels when the gate declares its kernel layout (`BlendSpec.gate_slots`,
 see nn/gates.py) and the backend has them (gate_blend_forward / _backward).
 Any other alpha function runs in PyTorch on a detached copy of the means; in
@@ -30,9 +33,12 @@ from .primitives import Primitives
 
 # Switches for benchmarks and debugging. ENABLED = False sends every call
 # through the composed chain of small ops (fused._FusedBlend) instead;
-# GATE_IN_KERNEL = False runs a kernel-layout gate in PyTorch like any other.
+# GATE_IN_KERNEL = False runs a kernel-layout gate in PyTorch like any other;
+# WHOLE_PASS = False calls moments, the middle and the map separately where
+# a backend has them as one call each way (blend_apply_forward / _backward).
 ENABLED = True
 GATE_IN_KERNEL = True
+WHOLE_PASS = True
 
 # The gate slots of the gated middle kernels, in their argument order.
 GATE_SLOTS = ("w1", "b1", "wb", "bb", "wi")
@@ -45,6 +51,18 @@ _below_autograd = getattr(torch._C, "_AutoDispatchBelowAutograd", contextlib.nul
 def alpha_input(mean: Tensor, alpha: Tensor) -> Tensor:
     """The alpha function of `adaptive_norm`: alpha is an input tensor, no gate."""
     return alpha
+
+
+class ConstantAlpha:
+    """The alpha function of a float alpha: the same value whatever the means."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: float):
+        self.value = float(value)
+
+    def __call__(self, mean: Tensor) -> float:
+        return self.value
 
 
 @dataclass(slots=True)  # not frozen: a frozen __init__ costs ~3 us more, on every call's launch path
@@ -110,6 +128,11 @@ def gate_in_kernel(prims: Primitives, gate_slots, alpha_params: Sequence[Tensor]
     return x.device.type != "cpu" or gate_work(x.shape[0], gate_slots, alpha_params) <= CPU_GATE_MAX_WORK
 
 
+def _whole_pass(prims: Primitives) -> bool:
+    """Whether the forward and the backward are one call each (blend_apply_*)."""
+    return WHOLE_PASS and prims.blend_apply_forward is not None
+
+
 def _gate_arguments(spec: BlendSpec, alpha_params: Sequence[Tensor]) -> list:
     """The five gate slots of the kernels, None where this gate has no such weight."""
     slots = [None] * len(GATE_SLOTS)
@@ -118,18 +141,37 @@ def _gate_arguments(spec: BlendSpec, alpha_params: Sequence[Tensor]) -> list:
     return slots
 
 
+def _alpha_before_moments(spec: BlendSpec, alpha_params: Sequence[Tensor]):
+    """(alpha tensor or None, alpha value) when alpha does not depend on the means
+    (an input tensor or a float), else None."""
+    if spec.alpha_fn is alpha_input:
+        return alpha_params[0].detach(), 0.0
+    if isinstance(spec.alpha_fn, ConstantAlpha):
+        return None, spec.alpha_fn.value
+    return None
+
+
 class _FastBlend(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, spec: BlendSpec, *params: Tensor):
         P = spec.prims.direct or spec.prims
         # Unused outputs (alpha, mostly) get None, not a zero tensor and an add.
         ctx.set_materialize_grads(False)
-        with _below_autograd():
-            mean, var = P.moments(x)
         alpha_params, affines = params[: spec.n_alpha], params[spec.n_alpha:]
         w = affine_slots(spec.affine, affines)
-        count = x.shape[0] * x.shape[2] * x.shape[3]
         ctx.spec = spec
+        ctx.whole_pass = _whole_pass(P)  # decided here: the switch may change before the backward runs
+        known = _alpha_before_moments(spec, alpha_params) if spec.gate_slots is None else None
+        if known is not None and ctx.whole_pass:  # the whole forward in one call
+            alpha_t, alpha_value = known
+            with _below_autograd():
+                y, mean, var, bn_mean, bn_var = P.blend_apply_forward(
+                    x, alpha_t, alpha_value, *w, spec.running_mean, spec.running_var, spec.use_batch, spec.update,
+                    spec.momentum, spec.eps)
+            return _FastBlend._finish(ctx, y, x, mean, var, bn_mean, bn_var, alpha_t, alpha_value, None, params)
+        with _below_autograd():
+            mean, var = P.moments(x)
+        count = x.shape[0] * x.shape[2] * x.shape[3]
         if spec.gate_slots is not None:  # the gate MLP inside the middle kernel
             with _below_autograd():
                 alpha, hidden, scale, shift, bn_mean, bn_var = P.gate_blend_forward(
@@ -155,6 +197,11 @@ class _FastBlend(torch.autograd.Function):
                 mean, var, alpha_t, alpha_value, *w, spec.running_mean, spec.running_var, spec.use_batch,
                 spec.update, spec.momentum, spec.eps, count)
             y = P.affine(x, mean, scale, shift)
+        return _FastBlend._finish(ctx, y, x, mean, var, bn_mean, bn_var, alpha_t, alpha_value, graph, params)
+
+    @staticmethod
+    def _finish(ctx, y, x, mean, var, bn_mean, bn_var, alpha_t, alpha_value, graph, params):
+        """Save for backward; (y, alpha as (N, C))."""
         ctx.save_for_backward(x, mean, var, bn_mean, bn_var, alpha_t, None, *params)
         ctx.graph, ctx.alpha_value = graph, alpha_value
         if alpha_t is None:
@@ -179,19 +226,25 @@ class _FastBlend(torch.autograd.Function):
         hw = x.shape[2] * x.shape[3]
         w = affine_slots(spec.affine, params[spec.n_alpha:])
         alpha_params = params[: spec.n_alpha]
+        dx = None
         with _below_autograd():
-            s0, s1 = P.reduce(gy, x, mean)
-            if spec.gate_slots is not None:  # gate gradients and d mean come from the kernel
+            if spec.gate_slots is None and needs_x and ctx.graph is None and ctx.whole_pass:
+                # The whole backward in one call: no gate graph adds to the dx shift afterwards.
+                dx, d_alpha, *d_affine = P.blend_apply_backward(
+                    gy, x, mean, var, alpha_t, ctx.alpha_value, *w, bn_mean, bn_var, spec.use_batch, spec.eps)
+            elif spec.gate_slots is not None:  # gate gradients and d mean come from the kernel
+                s0, s1 = P.reduce(gy, x, mean)
                 out = P.gate_blend_backward(
                     s0, s1, mean, var, alpha_t, hidden, galpha, *_gate_arguments(spec, alpha_params), *w,
                     bn_mean, bn_var, spec.use_batch, spec.eps, hw)
                 d_gate, d_affine, (a, b, c) = out[:5], out[5:9], out[9:]
             else:
+                s0, s1 = P.reduce(gy, x, mean)
                 d_alpha, *d_affine, a, b, c = P.blend_backward(
                     s0, s1, mean, var, alpha_t, ctx.alpha_value, *w, bn_mean, bn_var, spec.use_batch, spec.eps,
                     hw)
-                if galpha is not None and alpha_t is not None:
-                    d_alpha = d_alpha + galpha
+            if spec.gate_slots is None and galpha is not None and alpha_t is not None:
+                d_alpha = d_alpha + galpha
         grads = []
         if spec.gate_slots is not None:  # the kernel computes in the gate weights' own dtype
             grads += [d_gate[GATE_SLOTS.index(slot)] if need else None
@@ -217,11 +270,9 @@ class _FastBlend(torch.autograd.Function):
                 p = params[len(grads)]
                 need = ctx.needs_input_grad[2 + len(grads)]
                 grads.append((g if g.dtype == p.dtype else g.to(p.dtype)) if need else None)
-        if needs_x:
+        if dx is None and needs_x:
             with _below_autograd():
                 dx = P.affine2(gy, x, mean, a, b, c)
-        else:
-            dx = None
         return (dx, None, *grads)
 
 

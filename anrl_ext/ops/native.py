@@ -67,9 +67,11 @@ if _C is not None:
         blend_backward=_ops.blend_backward.default,
         gate_blend_forward=_ops.gate_blend_forward.default,
         gate_blend_backward=_ops.gate_blend_backward.default,
+        blend_apply_forward=_ops.blend_apply_forward.default,
+        blend_apply_backward=_ops.blend_apply_backward.default,
     )
     register_fakes(lambda name: f"anrl_ext::{name}")
-    register_blend_fakes(lambda name: f"anrl_ext::{name}")
+    register_blend_fakes(lambda name: f"anrl_ext::{name}", with_apply=True)
     register_autograd(lambda name: f"anrl_ext::{name}", PRIMITIVES)
 else:  # pragma: no cover
     PRIMITIVES = None

@@ -37,6 +37,12 @@ class Primitives:
     # The same four kernels callable without the dispatcher (no autograd, no
     # tracing), for the eager first-order path; None: call the ops above.
     direct: Optional["Primitives"] = None
+    # The whole first-order forward (moments, blend_forward, affine) and backward
+    # (reduce, blend_backward, affine2) in one call each (native: one operator
+    # call; Triton: two launches, the middle folded into the map). None where a
+    # backend has no such calls.
+    blend_apply_forward: Optional[Callable] = None
+    blend_apply_backward: Optional[Callable] = None
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -67,9 +73,10 @@ def register_fakes(qualname: Callable[[str], str]) -> None:
     torch.library.register_fake(qualname("affine2"))(lambda dy, x, m, a, b, c: map_like(x))
 
 
-def register_blend_fakes(qualname: Callable[[str], str]) -> None:
+def register_blend_fakes(qualname: Callable[[str], str], with_apply: bool = False) -> None:
     """Fakes of the middle ops (blend_forward, blend_backward and their gated
-    versions): (N, C), (N, D) and (C,) outputs."""
+    versions): (N, C), (N, D) and (C,) outputs; with_apply: also of
+    blend_apply_forward / _backward."""
 
     def forward_fake(mean, var, *rest):
         c = mean.shape[1]
@@ -88,6 +95,17 @@ def register_blend_fakes(qualname: Callable[[str], str]) -> None:
         grads = [mean.new_empty(t.shape) if t is not None else mean.new_empty((0,)) for t in gate_and_rest[:5]]
         return (*grads, *backward_fake(s0, s1, mean)[1:])
 
+    def apply_forward_fake(x, *rest):
+        n, c = x.shape[:2]
+        stats = [x.new_empty((n, c), dtype=acc_dtype(x.dtype)) for _ in range(2)]
+        return (torch.empty_like(x, memory_format=output_memory_format(x)), *stats, *forward_fake(*stats)[2:])
+
+    def apply_backward_fake(dy, x, mean, *rest):
+        return (torch.empty_like(x, memory_format=output_memory_format(x)), *backward_fake(mean, mean, mean)[:5])
+
+    if with_apply:
+        torch.library.register_fake(qualname("blend_apply_forward"))(apply_forward_fake)
+        torch.library.register_fake(qualname("blend_apply_backward"))(apply_backward_fake)
     torch.library.register_fake(qualname("blend_forward"))(forward_fake)
     torch.library.register_fake(qualname("blend_backward"))(backward_fake)
     torch.library.register_fake(qualname("gate_blend_forward"))(gate_forward_fake)

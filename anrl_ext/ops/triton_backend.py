@@ -16,10 +16,10 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
-from . import triton_blend, triton_gate
+from . import triton_blend, triton_blend_apply, triton_gate
+from .triton_blend import BLOCK, cdiv, plane_block
 from .primitives import Primitives, acc_dtype, output_memory_format, register_autograd
 
-BLOCK = 1024
 NS = "anrl_ext_triton"
 
 
@@ -183,17 +183,6 @@ def _check(x: torch.Tensor, name: str = "x") -> None:
         raise TypeError(f"anrl_ext: {name} must be a floating-point tensor, got {x.dtype}")
 
 
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)  # triton.cdiv is a ConstexprFunction: ~7 us per host call
-
-
-def _plane_block(m: int) -> int:
-    """Lanes per program along one (n, c) plane of m elements: m rounded up to a
-    power of two, from 128 to BLOCK. A 14x14 plane in 1024 lanes would leave 80 %
-    of them masked off."""
-    return min(BLOCK, max(128, 1 << (m - 1).bit_length()))
-
-
 def _coef(t: torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:
     # Host time matters here (the GPU path is launch-bound): convert only what needs it.
     if t.shape != x.shape[:2]:
@@ -233,10 +222,10 @@ def _primitive_functions(launch):
         mean = x.new_empty((n, c), dtype=acc_dtype(x.dtype))
         var = torch.empty_like(mean)
         if n * c and nhwc:
-            launch(_moments_nhwc_kernel)[(n, _cdiv(c, BLOCK_CL))](
+            launch(_moments_nhwc_kernel)[(n, cdiv(c, BLOCK_CL))](
                 x, mean, var, c, h * w, BLOCK_HW=BLOCK_HW, BLOCK_C=BLOCK_CL, ACC=_acc(x.dtype))
         elif n * c:
-            launch(_moments_kernel)[(n * c,)](x, mean, var, h * w, BLOCK=_plane_block(h * w), ACC=_acc(x.dtype))
+            launch(_moments_kernel)[(n * c,)](x, mean, var, h * w, BLOCK=plane_block(h * w), ACC=_acc(x.dtype))
         return mean, var
 
     def reduce(dy: torch.Tensor, x: torch.Tensor, center: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -251,10 +240,10 @@ def _primitive_functions(launch):
         s0 = x.new_empty((n, c), dtype=acc_dtype(x.dtype))
         s1 = torch.empty_like(s0)
         if n * c and nhwc:
-            launch(_reduce_nhwc_kernel)[(n, _cdiv(c, BLOCK_CL))](
+            launch(_reduce_nhwc_kernel)[(n, cdiv(c, BLOCK_CL))](
                 dy, x, center, s0, s1, c, h * w, BLOCK_HW=BLOCK_HW, BLOCK_C=BLOCK_CL, ACC=_acc(x.dtype))
         elif n * c:
-            launch(_reduce_kernel)[(n * c,)](dy, x, center, s0, s1, h * w, BLOCK=_plane_block(h * w),
+            launch(_reduce_kernel)[(n * c,)](dy, x, center, s0, s1, h * w, BLOCK=plane_block(h * w),
                                              ACC=_acc(x.dtype))
         return s0, s1
 
@@ -265,11 +254,11 @@ def _primitive_functions(launch):
         n, c, h, w = x.shape
         y = torch.empty_like(x)  # keeps x's layout
         if x.numel() and nhwc:
-            launch(_affine_nhwc_kernel)[(_cdiv(x.numel(), BLOCK),)](
+            launch(_affine_nhwc_kernel)[(cdiv(x.numel(), BLOCK),)](
                 x, m, s, t, y, c, h * w * c, x.numel(), BLOCK=BLOCK)
         elif x.numel():
-            block = _plane_block(h * w)
-            launch(_affine_kernel)[(n * c, _cdiv(h * w, block))](x, m, s, t, y, h * w, BLOCK=block)
+            block = plane_block(h * w)
+            launch(_affine_kernel)[(n * c, cdiv(h * w, block))](x, m, s, t, y, h * w, BLOCK=block)
         return y
 
     def affine2(dy: torch.Tensor, x: torch.Tensor, center: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
@@ -281,11 +270,11 @@ def _primitive_functions(launch):
         n, ch, h, w = x.shape
         out = torch.empty_like(x)
         if x.numel() and nhwc:
-            launch(_affine2_nhwc_kernel)[(_cdiv(x.numel(), BLOCK),)](
+            launch(_affine2_nhwc_kernel)[(cdiv(x.numel(), BLOCK),)](
                 dy, x, m, pa, pb, pc, out, ch, h * w * ch, x.numel(), BLOCK=BLOCK)
         elif x.numel():
-            block = _plane_block(h * w)
-            launch(_affine2_kernel)[(n * ch, _cdiv(h * w, block))](dy, x, m, pa, pb, pc, out, h * w, BLOCK=block)
+            block = plane_block(h * w)
+            launch(_affine2_kernel)[(n * ch, cdiv(h * w, block))](dy, x, m, pa, pb, pc, out, h * w, BLOCK=block)
         return out
 
     return moments, reduce, affine, affine2
@@ -299,9 +288,39 @@ moments, reduce, affine, affine2 = (triton_op(f"{NS}::{fn.__name__}", mutates_ar
 # which is their autograd itself: a dispatcher round trip costs more host time
 # than a launch.
 _direct_moments, _direct_reduce, _direct_affine, _direct_affine2 = _primitive_functions(lambda kernel: kernel)
+
+
+def _blend_apply_forward(x, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, running_mean, running_var,
+                         use_batch_stats, update_running, momentum, eps):
+    """moments, then the middle folded into affine: two launches (torch.ops.anrl_ext.blend_apply_forward).
+    Inputs the fold does not take (channels_last, empty) get the middle and affine apart."""
+    mean, var = _direct_moments(x)
+    middle = (alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, running_mean, running_var,
+              use_batch_stats, update_running, momentum, eps)
+    if triton_blend_apply.fits(x):
+        y, bn_mean, bn_var = triton_blend_apply.fold_forward(x, mean, var, *middle)
+    else:
+        count = x.shape[0] * x.shape[2] * x.shape[3]
+        scale, shift, bn_mean, bn_var = triton_blend.blend_forward(mean, var, *middle, count)
+        y = _direct_affine(x, mean, scale, shift)
+    return y, mean, var, bn_mean, bn_var
+
+
+def _blend_apply_backward(dy, x, mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, bn_mean,
+                          bn_var, use_batch_stats, eps):
+    """reduce, then the middle folded into affine2: two launches (torch.ops.anrl_ext.blend_apply_backward)."""
+    s0, s1 = _direct_reduce(dy, x, mean)
+    middle = (alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, bn_mean, bn_var, use_batch_stats, eps)
+    if triton_blend_apply.fits(x):
+        return triton_blend_apply.fold_backward(dy, x, s0, s1, mean, var, *middle)
+    d_alpha, *d_affine, a, b, c = triton_blend.blend_backward(s0, s1, mean, var, *middle, x.shape[2] * x.shape[3])
+    return (_direct_affine2(dy, x, mean, a, b, c), d_alpha, *d_affine)
+
+
 _MIDDLE = (triton_blend.blend_forward, triton_blend.blend_backward, triton_gate.gate_blend_forward,
            triton_gate.gate_blend_backward)
-PRIMITIVES = Primitives("triton", moments, affine, reduce, affine2, *_MIDDLE,
+_APPLY = dict(blend_apply_forward=_blend_apply_forward, blend_apply_backward=_blend_apply_backward)
+PRIMITIVES = Primitives("triton", moments, affine, reduce, affine2, *_MIDDLE, **_APPLY,
                         direct=Primitives("triton_direct", _direct_moments, _direct_affine, _direct_reduce,
-                                          _direct_affine2, *_MIDDLE))
+                                          _direct_affine2, *_MIDDLE, **_APPLY))
 register_autograd(lambda name: f"{NS}::{name}", PRIMITIVES)

@@ -9,7 +9,7 @@ import torch
 import anrl_ext
 from anrl_ext.ops import reference as ref
 from anrl_ext.ops import triton_backend as tb
-from helpers import check_blend_middle, check_gate_middle, make_inputs, max_err, oracle
+from helpers import check_blend_apply, check_blend_middle, check_gate_middle, make_inputs, max_err, oracle
 
 P = tb.PRIMITIVES
 
@@ -152,3 +152,73 @@ def test_gate_middle_matches_reference(n, c, d):
 
 def test_gate_middle_float32():
     check_gate_middle(P, "cpu", 4, 9, 2, torch.float32, tol=3e-5)
+
+
+# (37, 2, 3, 3): more samples than one vector load of the batch (32);
+# (1, 3, 40, 40): a plane over two blocks, so programs of block 1 must not write;
+# channels_last: the middle and the maps apart (the fold takes NCHW only).
+@pytest.mark.parametrize("shape, channels_last", [((3, 5, 7, 9), False), ((37, 2, 3, 3), False),
+                                                  ((1, 3, 40, 40), False), ((2, 4, 3, 5), True)])
+def test_blend_apply_matches_reference(shape, channels_last):
+    check_blend_apply(P, shape, channels_last=channels_last, every_form=shape == (3, 5, 7, 9))
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 2e-5), (torch.bfloat16, 1e-2)])
+def test_blend_apply_low_precision(dtype, tol):
+    check_blend_apply(P, (4, 3, 5, 6), dtype=dtype, tol=tol, every_form=False)
+
+
+def _op_run(x, alpha, params, running):
+    xs = x.clone().requires_grad_()
+    a = alpha.clone().requires_grad_() if isinstance(alpha, torch.Tensor) else alpha
+    ps = [p.clone().requires_grad_() for p in params]
+    r = [t.clone() for t in running]
+    y = anrl_ext.adaptive_norm(xs, a, *ps, *r, training=True, backend="triton")
+    wrt = [xs, *ps] + ([a] if isinstance(a, torch.Tensor) else [])
+    return [y, *torch.autograd.grad((y * y.detach().cos()).sum(), wrt), *r]
+
+
+@pytest.mark.parametrize("alpha_kind", ["nc", "c", "0.3"])
+def test_four_launches_equal_six(alpha_kind, monkeypatch):
+    """The op with the middle folded into the maps (four launches) against the same op
+    with them apart (six): every output, gradient and running buffer."""
+    from anrl_ext.ops import fast_blend
+
+    x, alpha, params = make_inputs((3, 4, 5, 6), torch.float64, alpha_kind)
+    running = (torch.randn(4, dtype=torch.float64), torch.rand(4, dtype=torch.float64) + 0.5)
+    four = _op_run(x, alpha, params, running)
+    monkeypatch.setattr(fast_blend, "WHOLE_PASS", False)
+    six = _op_run(x, alpha, params, running)
+    for a, b in zip(four, six):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+
+
+@pytest.fixture
+def launched(monkeypatch):
+    """Names of the Triton kernels launched (interpreted)."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    names = []
+    run = InterpretedFunction.run
+
+    def record(self, *args, **kwargs):
+        names.append(self.fn.__name__)
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(InterpretedFunction, "run", record)
+    return names
+
+
+def test_op_launches_four_kernels_for_nchw(launched):
+    x, alpha, params = make_inputs((2, 3, 4, 5), torch.float64, "nc")
+    for alpha_arg in (alpha, 0.3):
+        launched.clear()
+        xs = x.clone().requires_grad_()
+        y = anrl_ext.adaptive_norm(xs, alpha_arg, *params, backend="triton")
+        torch.autograd.grad(y.sum(), xs)
+        assert launched == ["_moments_kernel", "_blend_affine_kernel", "_reduce_kernel", "_blend_affine2_kernel"]
+    launched.clear()  # channels_last: the middle and the maps apart
+    xs = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    torch.autograd.grad(anrl_ext.adaptive_norm(xs, alpha, *params, backend="triton").sum(), xs)
+    assert launched == ["_moments_nhwc_kernel", "_blend_forward_kernel", "_affine_nhwc_kernel",
+                        "_reduce_nhwc_kernel", "_blend_backward_kernel", "_affine2_nhwc_kernel"]

@@ -1,0 +1,216 @@
+"""Triton kernels that fold the (N, C) middle into the elementwise maps (backend="triton").
+
+    fold_forward : blend_forward + affine    -> (y, bn_mean, bn_var)
+    fold_backward: blend_backward + affine2  -> (dx, d_alpha, d_bn_weight, d_bn_bias,
+                                                 d_in_weight, d_in_bias)
+
+On a GPU the Triton path is bound by host time per launch (benchmarks/results/
+GPU_NOTES.md), so the first-order path launches four kernels per forward +
+backward instead of six: moments, fold_forward, reduce, fold_backward (the
+backend's blend_apply_forward / _backward, triton_backend.py). Every program
+(one block of one (n, c) plane) recomputes its channel's batch statistics
+(forward) or its channel's sums over the batch (backward) from the (N, C)
+statistics: a few vector loads from cache instead of a launch. Programs of
+block 0 store the per-(n, c) outputs, the program of sample 0 / block 0 the
+per-channel ones and the running statistics. NCHW only (`fits`):
+channels_last inputs take the six-launch path.
+
+Same math, order of operations and statistics dtype as `triton_blend`
+(`_blend_forward_tile`, `_blend_backward_tile`), except that the sums over the
+batch are tree reductions. Reference: `blend_forward_reference` then `affine`,
+`blend_backward_reference` then `affine2` (anrl_ext/ops/reference.py).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .triton_blend import (_affine_vectors, _alpha_args, _alpha_at, _joined, _sample_terms, _split, _sqrt, _vector,
+                           cdiv, plane_block, running_buffers, stats, unbias, write_back)
+
+# Samples per vector load when a program walks its channel over the batch.
+MAX_BLOCK_N = 32
+
+
+def _block_n(n: int) -> int:
+    return min(MAX_BLOCK_N, 1 << max(n - 1, 0).bit_length())
+
+
+@triton.jit
+def _channel_batch_stats(mean_ptr, var_ptr, c, N, C, zero_n, BLOCK_N: tl.constexpr):
+    """Mean and biased variance of channel c over the batch, from the per-sample moments."""
+    s = zero_n
+    for start in range(0, N, BLOCK_N):
+        ns = start + tl.arange(0, BLOCK_N)
+        s += tl.load(mean_ptr + ns * C + c, mask=ns < N, other=0.0)
+    mu = tl.sum(s, 0) / N
+    q = zero_n
+    for start in range(0, N, BLOCK_N):
+        ns = start + tl.arange(0, BLOCK_N)
+        mask = ns < N
+        d = tl.where(mask, tl.load(mean_ptr + ns * C + c, mask=mask, other=0.0) - mu, 0.0)
+        q += tl.load(var_ptr + ns * C + c, mask=mask, other=0.0) + d * d
+    return mu, tl.sum(q, 0) / N
+
+
+@triton.jit
+def _blend_affine_kernel(x_ptr, y_ptr, mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc, alpha_hi, alpha_lo, bw_ptr, bb_ptr,
+                         iw_ptr, ib_ptr, rm_ptr, rv_ptr, bnm_ptr, bnv_ptr, N, C, M, eps_hi, eps_lo, mom_hi, mom_lo,
+                         unb_hi, unb_lo,
+                         HAS_ALPHA: tl.constexpr, HAS_BW: tl.constexpr, HAS_BB: tl.constexpr, HAS_IW: tl.constexpr,
+                         HAS_IB: tl.constexpr, HAS_RM: tl.constexpr, HAS_RV: tl.constexpr, USE_BATCH: tl.constexpr,
+                         UPDATE: tl.constexpr, BLOCK: tl.constexpr, BLOCK_N: tl.constexpr):
+    p = tl.program_id(0)
+    j = tl.program_id(1)
+    n = p // C
+    c = p % C
+    zero_n = tl.zeros([BLOCK_N], dtype=mean_ptr.dtype.element_ty)
+    zero = tl.sum(zero_n, 0)  # a scalar in the statistics dtype
+    eps = _joined(eps_hi, eps_lo, zero)
+    first = (n == 0) & (j == 0)  # the one program that writes the channel's outputs
+    if USE_BATCH:
+        mu, v = _channel_batch_stats(mean_ptr, var_ptr, c, N, C, zero_n, BLOCK_N)
+        if UPDATE:
+            momentum = _joined(mom_hi, mom_lo, zero)
+            if HAS_RM:
+                rm = tl.load(rm_ptr + c)
+                tl.store(rm_ptr + c, (1.0 - momentum) * rm + momentum * mu, mask=first)
+            if HAS_RV:
+                rv = tl.load(rv_ptr + c)
+                tl.store(rv_ptr + c, (1.0 - momentum) * rv + momentum * v * _joined(unb_hi, unb_lo, zero),
+                         mask=first)
+    else:
+        mu = tl.load(rm_ptr + c)
+        v = tl.load(rv_ptr + c)
+    tl.store(bnm_ptr + c, mu, mask=first)
+    tl.store(bnv_ptr + c, v, mask=first)
+    rc = 1.0 / _sqrt(v + eps)
+    on = c < C
+    gb, bb, gi, bi = _affine_vectors(c, on, bw_ptr, bb_ptr, iw_ptr, ib_ptr, HAS_BW, HAS_BB, HAS_IW, HAS_IB, zero)
+    a = _alpha_at(alpha_ptr, n, c, a_sn, a_sc, on, _joined(alpha_hi, alpha_lo, zero), HAS_ALPHA, zero)
+    m = tl.load(mean_ptr + p)
+    rnc = 1.0 / _sqrt(tl.load(var_ptr + p) + eps)
+    scale = a * gb * rc + (1.0 - a) * gi * rnc
+    shift = a * (bb + gb * rc * (m - mu)) + (1.0 - a) * bi
+    offs = j * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    base = p.to(tl.int64) * M
+    x = tl.load(x_ptr + base + offs, mask=mask, other=0.0).to(m.dtype)
+    tl.store(y_ptr + base + offs, ((x - m) * scale + shift).to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _blend_affine2_kernel(dy_ptr, x_ptr, dx_ptr, s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc, alpha_hi,
+                          alpha_lo, bw_ptr, bb_ptr, iw_ptr, ib_ptr, bnm_ptr, bnv_ptr, da_ptr, dgb_ptr, dbb_ptr,
+                          dgi_ptr, dbi_ptr, N, C, M, eps_hi, eps_lo,
+                          HAS_ALPHA: tl.constexpr, HAS_BW: tl.constexpr, HAS_BB: tl.constexpr,
+                          HAS_IW: tl.constexpr, HAS_IB: tl.constexpr, USE_BATCH: tl.constexpr, BLOCK: tl.constexpr,
+                          BLOCK_N: tl.constexpr):
+    p = tl.program_id(0)
+    j = tl.program_id(1)
+    n = p // C
+    c = p % C
+    zero_n = tl.zeros([BLOCK_N], dtype=mean_ptr.dtype.element_ty)
+    zero = tl.sum(zero_n, 0)
+    eps = _joined(eps_hi, eps_lo, zero)
+    alpha_value = _joined(alpha_hi, alpha_lo, zero)
+    on = c < C
+    mu = tl.load(bnm_ptr + c)
+    rc = 1.0 / _sqrt(tl.load(bnv_ptr + c) + eps)
+    gb, bb, gi, bi = _affine_vectors(c, on, bw_ptr, bb_ptr, iw_ptr, ib_ptr, HAS_BW, HAS_BB, HAS_IW, HAS_IB, zero)
+    # The channel's sums over the batch (masked samples add zero: every term carries s0 or s1).
+    dgb = zero_n
+    dbb = zero_n
+    dgi = zero_n
+    dbi = zero_n
+    drc = zero_n
+    dmu = zero_n
+    for start in range(0, N, BLOCK_N):
+        ns = start + tl.arange(0, BLOCK_N)
+        nmask = ns < N
+        a_n = _alpha_at(alpha_ptr, ns, c, a_sn, a_sc, nmask, alpha_value + zero_n, HAS_ALPHA, zero_n)
+        s0_n, s1_n, rnc_n, xc_n = _sample_terms(s0_ptr, s1_ptr, mean_ptr, var_ptr, ns * C + c, nmask, mu, eps)
+        t = s1_n + s0_n * xc_n
+        dgb += a_n * rc * t
+        dbb += a_n * s0_n
+        dgi += (1.0 - a_n) * rnc_n * s1_n
+        dbi += (1.0 - a_n) * s0_n
+        drc += a_n * gb * t
+        dmu -= a_n * gb * rc * s0_n
+    first = (n == 0) & (j == 0)
+    tl.store(dgb_ptr + c, tl.sum(dgb, 0), mask=first)
+    tl.store(dbb_ptr + c, tl.sum(dbb, 0), mask=first)
+    tl.store(dgi_ptr + c, tl.sum(dgi, 0), mask=first)
+    tl.store(dbi_ptr + c, tl.sum(dbi, 0), mask=first)
+    if USE_BATCH:
+        dvc = tl.sum(drc, 0) * -0.5 * rc * rc * rc
+        dmu_n = tl.sum(dmu, 0) / N
+    else:
+        dvc = zero
+        dmu_n = zero
+    # This program's (n, c): d alpha, then the dx coefficients.
+    a = _alpha_at(alpha_ptr, n, c, a_sn, a_sc, on, alpha_value, HAS_ALPHA, zero)
+    s0, s1, rnc, xc = _sample_terms(s0_ptr, s1_ptr, mean_ptr, var_ptr, p, on, mu, eps)
+    tl.store(da_ptr + p, s1 * (gb * rc - gi * rnc) + s0 * (bb + gb * rc * xc - bi), mask=j == 0)
+    scale = a * gb * rc + (1.0 - a) * gi * rnc
+    dvar = (1.0 - a) * gi * s1 * -0.5 * rnc * rnc * rnc + dvc / N
+    dmean = a * gb * rc * s0 - scale * s0 + dmu_n + dvc * 2.0 * xc / N
+    cb = dvar * 2.0 / M
+    cc = dmean / M
+    m = tl.load(mean_ptr + p)
+    offs = j * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    base = p.to(tl.int64) * M
+    g = tl.load(dy_ptr + base + offs, mask=mask, other=0.0).to(m.dtype)
+    x = tl.load(x_ptr + base + offs, mask=mask, other=0.0).to(m.dtype)
+    tl.store(dx_ptr + base + offs, (scale * g + (x - m) * cb + cc).to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+def fits(x: torch.Tensor) -> bool:
+    """Whether the fused kernels take x: NCHW contiguous and not empty."""
+    return x.numel() > 0 and x.is_contiguous()
+
+
+def fold_forward(x, mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, running_mean,
+                 running_var, use_batch_stats, update_running, momentum, eps):
+    """blend_forward then affine in one launch: (y, bn_mean, bn_var), running buffers updated
+    in place. x must satisfy `fits`; the other arguments are blend_forward's."""
+    n, c, h, w = x.shape
+    count = n * h * w
+    mean, var = stats(mean, mean), stats(var, mean)
+    a, a_sn, a_sc, has_alpha = _alpha_args(alpha, mean)
+    (bw, hbw), (bb, hbb), (iw, hiw), (ib, hib) = (_vector(t, mean) for t in (bn_weight, bn_bias, in_weight, in_bias))
+    (rm, hrm), (rv, hrv) = running_buffers(running_mean, running_var, mean, use_batch_stats, "blend_apply_forward")
+    y = torch.empty_like(x)
+    bn_mean, bn_var = mean.new_empty((c,)), mean.new_empty((c,))
+    block = plane_block(h * w)
+    _blend_affine_kernel[(n * c, cdiv(h * w, block))](
+        x, y, mean, var, a, a_sn, a_sc, *_split(alpha_value), bw, bb, iw, ib, rm, rv, bn_mean, bn_var, n, c, h * w,
+        *_split(eps), *_split(momentum), *_split(unbias(count)),
+        HAS_ALPHA=has_alpha, HAS_BW=hbw, HAS_BB=hbb, HAS_IW=hiw, HAS_IB=hib, HAS_RM=hrm, HAS_RV=hrv,
+        USE_BATCH=bool(use_batch_stats), UPDATE=bool(update_running and use_batch_stats), BLOCK=block,
+        BLOCK_N=_block_n(n))
+    write_back(running_mean, running_var, rm, rv)
+    return y, bn_mean, bn_var
+
+
+def fold_backward(dy, x, s0, s1, mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, bn_mean,
+                  bn_var, use_batch_stats, eps):
+    """blend_backward then affine2 in one launch: (dx, d_alpha, d_bn_weight, d_bn_bias,
+    d_in_weight, d_in_bias). x must satisfy `fits`; dy is read as NCHW."""
+    n, c, h, w = x.shape
+    dy = dy if dy.is_contiguous() else dy.contiguous()
+    mean, var, s0, s1 = (stats(t, mean) for t in (mean, var, s0, s1))
+    a, a_sn, a_sc, has_alpha = _alpha_args(alpha, mean)
+    (bw, hbw), (bb, hbb), (iw, hiw), (ib, hib) = (_vector(t, mean) for t in (bn_weight, bn_bias, in_weight, in_bias))
+    dx = torch.empty_like(x)
+    d_alpha = torch.empty_like(mean)
+    dgb, dbb, dgi, dbi = (mean.new_empty((c,)) for _ in range(4))
+    block = plane_block(h * w)
+    _blend_affine2_kernel[(n * c, cdiv(h * w, block))](
+        dy, x, dx, s0, s1, mean, var, a, a_sn, a_sc, *_split(alpha_value), bw, bb, iw, ib,
+        stats(bn_mean, mean), stats(bn_var, mean), d_alpha, dgb, dbb, dgi, dbi, n, c, h * w, *_split(eps),
+        HAS_ALPHA=has_alpha, HAS_BW=hbw, HAS_BB=hbb, HAS_IW=hiw, HAS_IB=hib, USE_BATCH=bool(use_batch_stats),
+        BLOCK=block, BLOCK_N=_block_n(n))
+    return dx, d_alpha, dgb, dbb, dgi, dbi

@@ -1,0 +1,83 @@
+// The first-order path's forward and backward as one operator call each:
+//
+//   blend_apply_forward : moments -> blend_forward  -> affine   (y, mean, var, bn_mean, bn_var)
+//   blend_apply_backward: reduce  -> blend_backward -> affine2  (dx, d_alpha, d_bn_weight, ...)
+//
+// The three operators are called through the dispatcher from C++, so the
+// device's own kernels run (CPU or CUDA) and nothing here is device code. On a
+// GPU each operator call from Python costs more host time than a launch from
+// C++ (benchmarks/results/GPU_NOTES.md), and the first-order path is bound by
+// host time: two calls per forward + backward instead of six. Registered as
+// CompositeExplicitAutograd; fast_blend calls them below autograd, as their
+// autograd is its own.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/library.h>
+
+#include "anrl_ext/ops.h"
+
+namespace anrl_ext {
+namespace {
+
+using at::Tensor;
+using OptTensor = std::optional<at::Tensor>;
+
+template <typename Signature>
+c10::TypedOperatorHandle<Signature> typed_op(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
+}
+
+using MomentsSig = std::tuple<Tensor, Tensor>(const Tensor&);
+using AffineSig = Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&);
+using ReduceSig = std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&);
+using Affine2Sig = Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                          const Tensor&);
+using BlendForwardSig = std::tuple<Tensor, Tensor, Tensor, Tensor>(
+    const Tensor&, const Tensor&, const OptTensor&, double, const OptTensor&, const OptTensor&,
+    const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&, bool, bool, double, double,
+    int64_t);
+using BlendBackwardSig = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
+    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OptTensor&, double, const OptTensor&,
+    const OptTensor&, const OptTensor&, const OptTensor&, const Tensor&, const Tensor&, bool, double,
+    int64_t);
+
+}  // namespace
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> blend_apply_forward(
+    const Tensor& x, const OptTensor& alpha, double alpha_value, const OptTensor& bn_weight,
+    const OptTensor& bn_bias, const OptTensor& in_weight, const OptTensor& in_bias,
+    const OptTensor& running_mean, const OptTensor& running_var, bool use_batch_stats, bool update_running,
+    double momentum, double eps) {
+  static const auto moments = typed_op<MomentsSig>("anrl_ext::moments");
+  static const auto blend_forward = typed_op<BlendForwardSig>("anrl_ext::blend_forward");
+  static const auto affine = typed_op<AffineSig>("anrl_ext::affine");
+  auto [mean, var] = moments.call(x);  // checks x (4-D, floating point)
+  const int64_t count = x.size(0) * x.size(2) * x.size(3);
+  auto [scale, shift, bn_mean, bn_var] =
+      blend_forward.call(mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, running_mean,
+                         running_var, use_batch_stats, update_running, momentum, eps, count);
+  Tensor y = affine.call(x, mean, scale, shift);
+  return {y, mean, var, bn_mean, bn_var};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> blend_apply_backward(
+    const Tensor& dy, const Tensor& x, const Tensor& mean, const Tensor& var, const OptTensor& alpha,
+    double alpha_value, const OptTensor& bn_weight, const OptTensor& bn_bias, const OptTensor& in_weight,
+    const OptTensor& in_bias, const Tensor& bn_mean, const Tensor& bn_var, bool use_batch_stats, double eps) {
+  static const auto reduce = typed_op<ReduceSig>("anrl_ext::reduce");
+  static const auto blend_backward = typed_op<BlendBackwardSig>("anrl_ext::blend_backward");
+  static const auto affine2 = typed_op<Affine2Sig>("anrl_ext::affine2");
+  TORCH_CHECK_VALUE(x.dim() == 4, "anrl_ext: x must be 4-D (N, C, H, W), got shape ", x.sizes());
+  auto [s0, s1] = reduce.call(dy, x, mean);
+  auto [d_alpha, d_bn_weight, d_bn_bias, d_in_weight, d_in_bias, a, b, c] =
+      blend_backward.call(s0, s1, mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, bn_mean,
+                          bn_var, use_batch_stats, eps, x.size(2) * x.size(3));
+  Tensor dx = affine2.call(dy, x, mean, a, b, c);
+  return {dx, d_alpha, d_bn_weight, d_bn_bias, d_in_weight, d_in_bias};
+}
+
+}  // namespace anrl_ext
+
+TORCH_LIBRARY_IMPL(anrl_ext, CompositeExplicitAutograd, m) {
+  m.impl("blend_apply_forward", &anrl_ext::blend_apply_forward);
+  m.impl("blend_apply_backward", &anrl_ext::blend_apply_backward);
+}
