@@ -30,6 +30,21 @@ def max_err(a, b):
     return (a.double() - b.double()).abs().max().item()
 
 
+def spied(prims, names, calls):
+    """prims (and its direct set) with each named function appending its name to
+    `calls` when called."""
+    import dataclasses
+
+    def spy(name, fn):
+        def wrapped(*args):
+            calls.append(name)
+            return fn(*args)
+        return wrapped
+
+    direct = prims.direct and spied(prims.direct, names, calls)
+    return dataclasses.replace(prims, **{name: spy(name, getattr(prims, name)) for name in names}, direct=direct)
+
+
 def random_maker(device, dtype, seed):
     """rnd(*shape, pos=False): seeded normal (or uniform in [0.1, 1.1)) tensors, drawn in float64."""
     g = torch.Generator().manual_seed(seed)

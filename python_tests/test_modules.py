@@ -5,7 +5,7 @@ from torch import nn
 
 import anrl_ext
 from anrl_ext.nn import GATES
-from helpers import max_err
+from helpers import max_err, spied
 
 from conftest import FUSED_CPU_BACKENDS
 
@@ -250,7 +250,6 @@ def test_middle_kernels_equal_the_composed_chain(backend, gate, training):
 def test_gate_runs_inside_the_middle_kernel(backend, gate, monkeypatch):
     """AFNM's gate goes to gate_blend_forward / _backward (one call each), not to PyTorch,
     on the first-order path; a gate with weights of another dtype falls back to PyTorch."""
-    import dataclasses
     import importlib
 
     from anrl_ext.ops import backends
@@ -259,25 +258,14 @@ def test_gate_runs_inside_the_middle_kernel(backend, gate, monkeypatch):
 
     calls = []
 
-    def spy(name, fn):
-        def wrapped(*args):
-            calls.append(name)
-            return fn(*args)
-        return wrapped
-
     def spied_primitives(name):
-        p = backends.primitives_for(name)
-        direct = p.direct and dataclasses.replace(
-            p.direct, gate_blend_forward=spy("forward", p.direct.gate_blend_forward),
-            gate_blend_backward=spy("backward", p.direct.gate_blend_backward))
-        return dataclasses.replace(p, gate_blend_forward=spy("forward", p.gate_blend_forward),
-                                   gate_blend_backward=spy("backward", p.gate_blend_backward), direct=direct)
+        return spied(backends.primitives_for(name), ("gate_blend_forward", "gate_blend_backward"), calls)
 
     monkeypatch.setattr(adaptive_norm, "primitives_for", spied_primitives)
     layer = anrl_ext.AFNM(8, reduction=2, gate=gate, backend=backend)
     x = torch.randn(3, 8, 5, 5, requires_grad=True)
     layer(x).sum().backward()
-    assert calls == ["forward", "backward"]
+    assert calls == ["gate_blend_forward", "gate_blend_backward"]
     assert all(p.grad is not None for p in layer.gate.parameters())
     calls.clear()
     from anrl_ext.ops import fast_blend
@@ -288,7 +276,7 @@ def test_gate_runs_inside_the_middle_kernel(backend, gate, monkeypatch):
     assert calls == []
     monkeypatch.setattr(fast_blend, "CPU_GATE_MAX_WORK", limit)
     layer(x).sum().backward()
-    assert calls == ["forward", "backward"]
+    assert calls == ["gate_blend_forward", "gate_blend_backward"]
     calls.clear()
     layer.gate.double()  # float64 gate weights, float32 statistics: the gate runs in PyTorch
     layer(x).sum().backward()

@@ -83,6 +83,38 @@ def _sample_terms(s0_ptr, s1_ptr, mean_ptr, var_ptr, i, mask, mu, eps):
 
 
 @triton.jit
+def _sample_sums(a, s0, s1, rnc, xc, gb, rc):
+    """One sample's terms of its channel's backward sums: d bn_weight, d bn_bias,
+    d in_weight, d in_bias, d rc and d mu."""
+    t = s1 + s0 * xc
+    return a * rc * t, a * s0, (1.0 - a) * rnc * s1, (1.0 - a) * s0, a * gb * t, -(a * gb * rc * s0)
+
+
+@triton.jit
+def _batch_coupling(drc, dmu, rc, N, zero, USE_BATCH: tl.constexpr):
+    """(d var_c, d mu_c / N): how the batch statistics tie the samples together (none
+    with running statistics)."""
+    if USE_BATCH:
+        return drc * -0.5 * rc * rc * rc, dmu / N
+    else:
+        return zero, zero
+
+
+@triton.jit
+def _d_alpha(s0, s1, rnc, xc, gb, bb, gi, bi, rc):
+    return s1 * (gb * rc - gi * rnc) + s0 * (bb + gb * rc * xc - bi)
+
+
+@triton.jit
+def _dx_coefficients(a, s0, s1, rnc, xc, gb, gi, rc, dvc, dmu_n, N, hw):
+    """(a, b, c) of dx = a dy + b (x - mean_nc) + c for one sample."""
+    scale = a * gb * rc + (1.0 - a) * gi * rnc
+    dvar = (1.0 - a) * gi * s1 * -0.5 * rnc * rnc * rnc + dvc / N
+    dmean = a * gb * rc * s0 - scale * s0 + dmu_n + dvc * 2.0 * xc / N
+    return scale, dvar * 2.0 / hw, dmean / hw
+
+
+@triton.jit
 def _blend_forward_tile(c, mask, zero, mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc, alpha_value, bw_ptr, bb_ptr,
                         iw_ptr, ib_ptr, rm_ptr, rv_ptr, scale_ptr, shift_ptr, bnm_ptr, bnv_ptr, N, C, eps, momentum,
                         unbias, HAS_ALPHA: tl.constexpr, HAS_BW: tl.constexpr, HAS_BB: tl.constexpr,
@@ -155,34 +187,27 @@ def _blend_backward_tile(c, mask, zero, s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha
         i = n * C + c
         a = _alpha_at(alpha_ptr, n, c, a_sn, a_sc, mask, alpha_value, HAS_ALPHA, zero)
         s0, s1, rnc, xc = _sample_terms(s0_ptr, s1_ptr, mean_ptr, var_ptr, i, mask, mu, eps)
-        t = s1 + s0 * xc
-        tl.store(da_ptr + i, s1 * (gb * rc - gi * rnc) + s0 * (bb + gb * rc * xc - bi), mask=mask)
-        dgb += a * rc * t
-        dbb += a * s0
-        dgi += (1.0 - a) * rnc * s1
-        dbi += (1.0 - a) * s0
-        drc += a * gb * t
-        dmu -= a * gb * rc * s0
+        tl.store(da_ptr + i, _d_alpha(s0, s1, rnc, xc, gb, bb, gi, bi, rc), mask=mask)
+        t_gb, t_bb, t_gi, t_bi, t_rc, t_mu = _sample_sums(a, s0, s1, rnc, xc, gb, rc)
+        dgb += t_gb
+        dbb += t_bb
+        dgi += t_gi
+        dbi += t_bi
+        drc += t_rc
+        dmu += t_mu
     tl.store(dgb_ptr + c, dgb, mask=mask)
     tl.store(dbb_ptr + c, dbb, mask=mask)
     tl.store(dgi_ptr + c, dgi, mask=mask)
     tl.store(dbi_ptr + c, dbi, mask=mask)
-    if USE_BATCH:
-        dvc = drc * -0.5 * rc * rc * rc
-        dmu_n = dmu / N
-    else:
-        dvc = zero
-        dmu_n = zero
+    dvc, dmu_n = _batch_coupling(drc, dmu, rc, N, zero, USE_BATCH)
     for n in range(N):  # recomputes the per-sample terms rather than re-reading its own stores
         i = n * C + c
         a = _alpha_at(alpha_ptr, n, c, a_sn, a_sc, mask, alpha_value, HAS_ALPHA, zero)
         s0, s1, rnc, xc = _sample_terms(s0_ptr, s1_ptr, mean_ptr, var_ptr, i, mask, mu, eps)
-        scale = a * gb * rc + (1.0 - a) * gi * rnc
-        dvar = (1.0 - a) * gi * s1 * -0.5 * rnc * rnc * rnc + dvc / N
-        dmean = a * gb * rc * s0 - scale * s0 + dmu_n + dvc * 2.0 * xc / N
-        tl.store(ca_ptr + i, scale, mask=mask)
-        tl.store(cb_ptr + i, dvar * 2.0 / hw, mask=mask)
-        tl.store(cc_ptr + i, dmean / hw, mask=mask)
+        ca, cb, cc = _dx_coefficients(a, s0, s1, rnc, xc, gb, gi, rc, dvc, dmu_n, N, hw)
+        tl.store(ca_ptr + i, ca, mask=mask)
+        tl.store(cb_ptr + i, cb, mask=mask)
+        tl.store(cc_ptr + i, cc, mask=mask)
 
 
 @triton.jit

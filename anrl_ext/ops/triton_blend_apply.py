@@ -26,8 +26,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_blend import (_affine_vectors, _alpha_args, _alpha_at, _joined, _sample_terms, _split, _sqrt, _vector,
-                           cdiv, plane_block, running_buffers, stats, unbias, write_back)
+from .triton_blend import (_affine_vectors, _alpha_args, _alpha_at, _batch_coupling, _d_alpha, _dx_coefficients,
+                           _joined, _sample_sums, _sample_terms, _split, _sqrt, _vector, cdiv, plane_block,
+                           running_buffers, stats, unbias, write_back)
 
 # Samples per vector load when a program walks its channel over the batch.
 MAX_BLOCK_N = 32
@@ -131,33 +132,24 @@ def _blend_affine2_kernel(dy_ptr, x_ptr, dx_ptr, s0_ptr, s1_ptr, mean_ptr, var_p
         nmask = ns < N
         a_n = _alpha_at(alpha_ptr, ns, c, a_sn, a_sc, nmask, alpha_value + zero_n, HAS_ALPHA, zero_n)
         s0_n, s1_n, rnc_n, xc_n = _sample_terms(s0_ptr, s1_ptr, mean_ptr, var_ptr, ns * C + c, nmask, mu, eps)
-        t = s1_n + s0_n * xc_n
-        dgb += a_n * rc * t
-        dbb += a_n * s0_n
-        dgi += (1.0 - a_n) * rnc_n * s1_n
-        dbi += (1.0 - a_n) * s0_n
-        drc += a_n * gb * t
-        dmu -= a_n * gb * rc * s0_n
+        t_gb, t_bb, t_gi, t_bi, t_rc, t_mu = _sample_sums(a_n, s0_n, s1_n, rnc_n, xc_n, gb, rc)
+        dgb += t_gb
+        dbb += t_bb
+        dgi += t_gi
+        dbi += t_bi
+        drc += t_rc
+        dmu += t_mu
     first = (n == 0) & (j == 0)
     tl.store(dgb_ptr + c, tl.sum(dgb, 0), mask=first)
     tl.store(dbb_ptr + c, tl.sum(dbb, 0), mask=first)
     tl.store(dgi_ptr + c, tl.sum(dgi, 0), mask=first)
     tl.store(dbi_ptr + c, tl.sum(dbi, 0), mask=first)
-    if USE_BATCH:
-        dvc = tl.sum(drc, 0) * -0.5 * rc * rc * rc
-        dmu_n = tl.sum(dmu, 0) / N
-    else:
-        dvc = zero
-        dmu_n = zero
+    dvc, dmu_n = _batch_coupling(tl.sum(drc, 0), tl.sum(dmu, 0), rc, N, zero, USE_BATCH)
     # This program's (n, c): d alpha, then the dx coefficients.
     a = _alpha_at(alpha_ptr, n, c, a_sn, a_sc, on, alpha_value, HAS_ALPHA, zero)
     s0, s1, rnc, xc = _sample_terms(s0_ptr, s1_ptr, mean_ptr, var_ptr, p, on, mu, eps)
-    tl.store(da_ptr + p, s1 * (gb * rc - gi * rnc) + s0 * (bb + gb * rc * xc - bi), mask=j == 0)
-    scale = a * gb * rc + (1.0 - a) * gi * rnc
-    dvar = (1.0 - a) * gi * s1 * -0.5 * rnc * rnc * rnc + dvc / N
-    dmean = a * gb * rc * s0 - scale * s0 + dmu_n + dvc * 2.0 * xc / N
-    cb = dvar * 2.0 / M
-    cc = dmean / M
+    tl.store(da_ptr + p, _d_alpha(s0, s1, rnc, xc, gb, bb, gi, bi, rc), mask=j == 0)
+    scale, cb, cc = _dx_coefficients(a, s0, s1, rnc, xc, gb, gi, rc, dvc, dmu_n, N, M)
     m = tl.load(mean_ptr + p)
     offs = j * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
