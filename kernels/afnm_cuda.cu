@@ -3,6 +3,8 @@
 // Reductions (moments, reduce) split each (n, c) plane over several blocks
 // when N*C is small, write one partial per block, and merge the partials in
 // a fixed order in a second launch: no float atomics, bitwise-reproducible.
+// With one split (N*C large) the block writes the result itself and there is
+// no second launch: the same bits as a merge of one partial.
 // Elementwise maps use 16-byte vector loads when the plane (NCHW) or the row
 // (channels_last) length allows it. Everything runs on the current stream.
 #include <ATen/Dispatch.h>
@@ -72,11 +74,38 @@ __device__ void block_sum2(acc_t& a, acc_t& b) {
   }
 }
 
+// One block's result for plane p, split s of `splits`: the final (mean, var)
+// when there is one split, else a partial for the merge launch.
+template <typename acc_t>
+__device__ void store_moments(Moments<acc_t> m, acc_t* part, acc_t* mean, acc_t* var, int64_t p, int64_t s,
+                              int64_t splits) {
+  if (splits == 1) {
+    mean[p] = m.mean;
+    var[p] = m.m2 / m.count;  // = merge_moments_kernel of this one partial
+    return;
+  }
+  acc_t* o = part + 3 * (p * splits + s);
+  o[0] = m.mean; o[1] = m.m2; o[2] = m.count;
+}
+
+template <typename acc_t>
+__device__ void store_sums(acc_t a0, acc_t a1, acc_t* part, acc_t* s0, acc_t* s1, int64_t p, int64_t s,
+                           int64_t splits) {
+  if (splits == 1) {
+    s0[p] = a0;
+    s1[p] = a1;
+    return;
+  }
+  acc_t* o = part + 2 * (p * splits + s);
+  o[0] = a0; o[1] = a1;
+}
+
 // ---- NCHW reductions: grid (planes, splits) -------------------------------
 
 template <typename scalar_t, typename acc_t, int VEC>
 __global__ void moments_nchw_kernel(const scalar_t* __restrict__ x, acc_t* __restrict__ part,
-                                    int64_t M, int64_t seg) {
+                                    acc_t* __restrict__ mean, acc_t* __restrict__ var, int64_t M,
+                                    int64_t seg) {
   const int64_t p = blockIdx.x, s = blockIdx.y;
   const int64_t begin = s * seg, end = min(M, begin + seg);
   const scalar_t* xp = x + p * M;
@@ -91,16 +120,13 @@ __global__ void moments_nchw_kernel(const scalar_t* __restrict__ x, acc_t* __res
     }
   }
   m = block_merge(m);
-  if (threadIdx.x == 0) {
-    acc_t* o = part + 3 * (p * gridDim.y + s);
-    o[0] = m.mean; o[1] = m.m2; o[2] = m.count;
-  }
+  if (threadIdx.x == 0) store_moments(m, part, mean, var, p, s, gridDim.y);
 }
 
 template <typename scalar_t, typename acc_t, int VEC>
 __global__ void reduce_nchw_kernel(const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x,
                                    const acc_t* __restrict__ center, acc_t* __restrict__ part,
-                                   int64_t M, int64_t seg) {
+                                   acc_t* __restrict__ s0, acc_t* __restrict__ s1, int64_t M, int64_t seg) {
   const int64_t p = blockIdx.x, s = blockIdx.y;
   const int64_t begin = s * seg, end = min(M, begin + seg);
   const scalar_t* g = dy + p * M;
@@ -126,10 +152,7 @@ __global__ void reduce_nchw_kernel(const scalar_t* __restrict__ dy, const scalar
     }
   }
   block_sum2(a0, a1);
-  if (threadIdx.x == 0) {
-    acc_t* o = part + 2 * (p * gridDim.y + s);
-    o[0] = a0; o[1] = a1;
-  }
+  if (threadIdx.x == 0) store_sums(a0, a1, part, s0, s1, p, s, gridDim.y);
 }
 
 // ---- channels_last reductions: grid (N, ceil(C/32), splits), block (32, 8)
@@ -138,7 +161,8 @@ constexpr int kRowsPerBlock = 8;
 
 template <typename scalar_t, typename acc_t>
 __global__ void moments_nhwc_kernel(const scalar_t* __restrict__ x, acc_t* __restrict__ part,
-                                    int64_t C, int64_t M, int64_t seg) {
+                                    acc_t* __restrict__ mean, acc_t* __restrict__ var, int64_t C, int64_t M,
+                                    int64_t seg) {
   const int64_t n = blockIdx.x, c = blockIdx.y * kWarp + threadIdx.x, s = blockIdx.z;
   const int64_t begin = s * seg, end = min(M, begin + seg);
   Moments<acc_t> m{0, 0, 0};
@@ -154,15 +178,15 @@ __global__ void moments_nhwc_kernel(const scalar_t* __restrict__ x, acc_t* __res
     for (int k = 1; k < kRowsPerBlock; ++k)
       m = chan_merge(m, Moments<acc_t>{sm[0][k][threadIdx.x], sm[1][k][threadIdx.x],
                                        sm[2][k][threadIdx.x]});
-    acc_t* o = part + 3 * ((n * C + c) * gridDim.z + s);
-    o[0] = m.mean; o[1] = m.m2; o[2] = m.count;
+    store_moments(m, part, mean, var, n * C + c, s, gridDim.z);
   }
 }
 
 template <typename scalar_t, typename acc_t>
 __global__ void reduce_nhwc_kernel(const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x,
                                    const acc_t* __restrict__ center, acc_t* __restrict__ part,
-                                   int64_t C, int64_t M, int64_t seg) {
+                                   acc_t* __restrict__ s0, acc_t* __restrict__ s1, int64_t C, int64_t M,
+                                   int64_t seg) {
   const int64_t n = blockIdx.x, c = blockIdx.y * kWarp + threadIdx.x, s = blockIdx.z;
   const int64_t begin = s * seg, end = min(M, begin + seg);
   acc_t a0 = 0, a1 = 0;
@@ -184,8 +208,7 @@ __global__ void reduce_nhwc_kernel(const scalar_t* __restrict__ dy, const scalar
       a0 += sm[0][k][threadIdx.x];
       a1 += sm[1][k][threadIdx.x];
     }
-    acc_t* o = part + 2 * ((n * C + c) * gridDim.z + s);
-    o[0] = a0; o[1] = a1;
+    store_sums(a0, a1, part, s0, s1, n * C + c, s, gridDim.z);
   }
 }
 
@@ -327,26 +350,30 @@ std::tuple<at::Tensor, at::Tensor> moments_cuda(const at::Tensor& x_in) {
   auto stream = c10::cuda::getCurrentCUDAStream();
   const int64_t splits = num_splits(N * C, M);
   const int64_t seg = (M + splits - 1) / splits;
-  at::Tensor part = at::empty({N * C, splits, 3}, opts);
+  // Partials only when a plane is split; one split writes mean / var directly.
+  at::Tensor part = splits > 1 ? at::empty({N * C, splits, 3}, opts) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "moments_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    acc_t* pp = splits > 1 ? part.mutable_data_ptr<acc_t>() : nullptr;
+    acc_t* mp = mean.mutable_data_ptr<acc_t>();
+    acc_t* vp = var.mutable_data_ptr<acc_t>();
     if (layout_of(x) == Layout::NCHW) {
       const int vec = vec_width<scalar_t>(M, {xp});
       const int v = seg % vec == 0 ? vec : 1;
       dim3 grid(N * C, splits);
       ANRL_VEC_SWITCH(v, (moments_nchw_kernel<scalar_t, acc_t, V>
-                          <<<grid, kThreads, 0, stream>>>(xp, part.mutable_data_ptr<acc_t>(), M, seg)));
+                          <<<grid, kThreads, 0, stream>>>(xp, pp, mp, vp, M, seg)));
     } else {
       dim3 grid(N, (C + kWarp - 1) / kWarp, splits), block(kWarp, kRowsPerBlock);
-      moments_nhwc_kernel<scalar_t, acc_t>
-          <<<grid, block, 0, stream>>>(xp, part.mutable_data_ptr<acc_t>(), C, M, seg);
+      moments_nhwc_kernel<scalar_t, acc_t><<<grid, block, 0, stream>>>(xp, pp, mp, vp, C, M, seg);
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    merge_moments_kernel<acc_t><<<(N * C + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
-        part.const_data_ptr<acc_t>(), mean.mutable_data_ptr<acc_t>(), var.mutable_data_ptr<acc_t>(),
-        N * C, splits);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    if (splits > 1) {
+      merge_moments_kernel<acc_t><<<(N * C + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
+          pp, mp, vp, N * C, splits);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
   });
   return {mean, var};
 }
@@ -365,28 +392,31 @@ std::tuple<at::Tensor, at::Tensor> reduce_cuda(const at::Tensor& dy_in, const at
   auto stream = c10::cuda::getCurrentCUDAStream();
   const int64_t splits = num_splits(N * C, M);
   const int64_t seg = (M + splits - 1) / splits;
-  at::Tensor part = at::empty({N * C, splits, 2}, opts);
+  at::Tensor part = splits > 1 ? at::empty({N * C, splits, 2}, opts) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "reduce_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* gp = dy.const_data_ptr<scalar_t>();
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     const acc_t* cp = center.const_data_ptr<acc_t>();
+    acc_t* pp = splits > 1 ? part.mutable_data_ptr<acc_t>() : nullptr;
+    acc_t* s0p = s0.mutable_data_ptr<acc_t>();
+    acc_t* s1p = s1.mutable_data_ptr<acc_t>();
     if (layout_of(x) == Layout::NCHW) {
       const int vec = vec_width<scalar_t>(M, {gp, xp});
       const int v = seg % vec == 0 ? vec : 1;
       dim3 grid(N * C, splits);
       ANRL_VEC_SWITCH(v, (reduce_nchw_kernel<scalar_t, acc_t, V><<<grid, kThreads, 0, stream>>>(
-                              gp, xp, cp, part.mutable_data_ptr<acc_t>(), M, seg)));
+                              gp, xp, cp, pp, s0p, s1p, M, seg)));
     } else {
       dim3 grid(N, (C + kWarp - 1) / kWarp, splits), block(kWarp, kRowsPerBlock);
-      reduce_nhwc_kernel<scalar_t, acc_t>
-          <<<grid, block, 0, stream>>>(gp, xp, cp, part.mutable_data_ptr<acc_t>(), C, M, seg);
+      reduce_nhwc_kernel<scalar_t, acc_t><<<grid, block, 0, stream>>>(gp, xp, cp, pp, s0p, s1p, C, M, seg);
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    merge_sums_kernel<acc_t><<<(N * C + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
-        part.const_data_ptr<acc_t>(), s0.mutable_data_ptr<acc_t>(), s1.mutable_data_ptr<acc_t>(),
-        N * C, splits);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    if (splits > 1) {
+      merge_sums_kernel<acc_t><<<(N * C + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
+          pp, s0p, s1p, N * C, splits);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
   });
   return {s0, s1};
 }

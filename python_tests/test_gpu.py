@@ -66,6 +66,31 @@ def test_deterministic_bits(backend):
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("shape", [(2, 3, 128, 130), (64, 40, 8, 8)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_reductions_split_and_whole_planes_cuda(backend, shape, channels_last):
+    """moments / reduce against float64 where the CUDA kernels split each plane over
+    blocks and merge (few large planes) and where one block writes the result (many planes)."""
+    from anrl_ext.ops import reference as ref
+    from anrl_ext.ops.backends import primitives_for
+
+    P = primitives_for(backend)
+    x = torch.randn(shape, device="cuda") * 3 + 1
+    dy = torch.randn(shape, device="cuda")
+    if channels_last:
+        x, dy = x.contiguous(memory_format=torch.channels_last), dy.contiguous(memory_format=torch.channels_last)
+    mean, var = P.moments(x)
+    rmean, rvar = ref.PRIMITIVES.moments(x.double())
+    torch.testing.assert_close(mean.double(), rmean, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(var.double(), rvar, atol=1e-5, rtol=1e-5)
+    s0, s1 = P.reduce(dy, x, mean)
+    r0, r1 = ref.PRIMITIVES.reduce(dy.double(), x.double(), mean.double())
+    tol = 1e-6 * shape[2] * shape[3]
+    torch.testing.assert_close(s0.double(), r0, atol=tol, rtol=1e-5)
+    torch.testing.assert_close(s1.double(), r1, atol=tol, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
 def test_large_mean_small_std_cuda(backend):
     x = (torch.randn(4, 3, 64, 64, dtype=torch.float64) * 0.1 + 1e4).float().cuda()
     y = anrl_ext.adaptive_norm(x, 0.5, backend=backend)
