@@ -128,11 +128,6 @@ def gate_in_kernel(prims: Primitives, gate_slots, alpha_params: Sequence[Tensor]
     return x.device.type != "cpu" or gate_work(x.shape[0], gate_slots, alpha_params) <= CPU_GATE_MAX_WORK
 
 
-def _whole_pass(prims: Primitives) -> bool:
-    """Whether the forward and the backward are one call each (blend_apply_*)."""
-    return WHOLE_PASS and prims.blend_apply_forward is not None
-
-
 def _gate_arguments(spec: BlendSpec, alpha_params: Sequence[Tensor]) -> list:
     """The five gate slots of the kernels, None where this gate has no such weight."""
     slots = [None] * len(GATE_SLOTS)
@@ -160,7 +155,8 @@ class _FastBlend(torch.autograd.Function):
         alpha_params, affines = params[: spec.n_alpha], params[spec.n_alpha:]
         w = affine_slots(spec.affine, affines)
         ctx.spec = spec
-        ctx.whole_pass = _whole_pass(P)  # decided here: the switch may change before the backward runs
+        # One call each way (blend_apply_*)? Decided here: the switch may change before the backward.
+        ctx.whole_pass = WHOLE_PASS and P.blend_apply_forward is not None
         known = _alpha_before_moments(spec, alpha_params) if spec.gate_slots is None else None
         if known is not None and ctx.whole_pass:  # the whole forward in one call
             alpha_t, alpha_value = known

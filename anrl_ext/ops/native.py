@@ -71,7 +71,7 @@ if _C is not None:
         blend_apply_backward=_ops.blend_apply_backward.default,
     )
     register_fakes(lambda name: f"anrl_ext::{name}")
-    register_blend_fakes(lambda name: f"anrl_ext::{name}", with_apply=True)
+    register_blend_fakes(lambda name: f"anrl_ext::{name}")
     register_autograd(lambda name: f"anrl_ext::{name}", PRIMITIVES)
 else:  # pragma: no cover
     PRIMITIVES = None

@@ -73,10 +73,9 @@ def register_fakes(qualname: Callable[[str], str]) -> None:
     torch.library.register_fake(qualname("affine2"))(lambda dy, x, m, a, b, c: map_like(x))
 
 
-def register_blend_fakes(qualname: Callable[[str], str], with_apply: bool = False) -> None:
-    """Fakes of the middle ops (blend_forward, blend_backward and their gated
-    versions): (N, C), (N, D) and (C,) outputs; with_apply: also of
-    blend_apply_forward / _backward."""
+def register_blend_fakes(qualname: Callable[[str], str]) -> None:
+    """Fakes of the middle ops (blend_forward, blend_backward, their gated versions,
+    and blend_apply_forward / _backward): (N, C), (N, D), (C,) and map-like outputs."""
 
     def forward_fake(mean, var, *rest):
         c = mean.shape[1]
@@ -103,9 +102,8 @@ def register_blend_fakes(qualname: Callable[[str], str], with_apply: bool = Fals
     def apply_backward_fake(dy, x, mean, *rest):
         return (torch.empty_like(x, memory_format=output_memory_format(x)), *backward_fake(mean, mean, mean)[:5])
 
-    if with_apply:
-        torch.library.register_fake(qualname("blend_apply_forward"))(apply_forward_fake)
-        torch.library.register_fake(qualname("blend_apply_backward"))(apply_backward_fake)
+    torch.library.register_fake(qualname("blend_apply_forward"))(apply_forward_fake)
+    torch.library.register_fake(qualname("blend_apply_backward"))(apply_backward_fake)
     torch.library.register_fake(qualname("blend_forward"))(forward_fake)
     torch.library.register_fake(qualname("blend_backward"))(backward_fake)
     torch.library.register_fake(qualname("gate_blend_forward"))(gate_forward_fake)

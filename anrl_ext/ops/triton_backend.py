@@ -17,7 +17,7 @@ import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
 from . import triton_blend, triton_blend_apply, triton_gate
-from .triton_blend import BLOCK, cdiv, plane_block
+from .triton_blend import BLOCK, as_dtype, cdiv, plane_block
 from .primitives import Primitives, acc_dtype, output_memory_format, register_autograd
 
 NS = "anrl_ext_triton"
@@ -184,12 +184,9 @@ def _check(x: torch.Tensor, name: str = "x") -> None:
 
 
 def _coef(t: torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:
-    # Host time matters here (the GPU path is launch-bound): convert only what needs it.
     if t.shape != x.shape[:2]:
         raise ValueError(f"anrl_ext: {name} must have shape (N, C) = {tuple(x.shape[:2])}, got {tuple(t.shape)}")
-    if t.dtype != acc_dtype(x.dtype):
-        t = t.to(acc_dtype(x.dtype))
-    return t if t.is_contiguous() else t.contiguous()
+    return as_dtype(t, acc_dtype(x.dtype))
 
 
 def _dense(x: torch.Tensor) -> tuple[torch.Tensor, bool]:

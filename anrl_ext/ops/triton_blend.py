@@ -83,11 +83,12 @@ def _sample_terms(s0_ptr, s1_ptr, mean_ptr, var_ptr, i, mask, mu, eps):
 
 
 @triton.jit
-def _sample_sums(a, s0, s1, rnc, xc, gb, rc):
-    """One sample's terms of its channel's backward sums: d bn_weight, d bn_bias,
-    d in_weight, d in_bias, d rc and d mu."""
+def _add_sample(dgb, dbb, dgi, dbi, drc, dmu, a, s0, s1, rnc, xc, gb, rc):
+    """The channel's backward sums (d bn_weight, d bn_bias, d in_weight, d in_bias,
+    d rc, d mu) with one more sample (or vector of samples) added."""
     t = s1 + s0 * xc
-    return a * rc * t, a * s0, (1.0 - a) * rnc * s1, (1.0 - a) * s0, a * gb * t, -(a * gb * rc * s0)
+    return (dgb + a * rc * t, dbb + a * s0, dgi + (1.0 - a) * rnc * s1, dbi + (1.0 - a) * s0, drc + a * gb * t,
+            dmu - a * gb * rc * s0)
 
 
 @triton.jit
@@ -188,13 +189,7 @@ def _blend_backward_tile(c, mask, zero, s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha
         a = _alpha_at(alpha_ptr, n, c, a_sn, a_sc, mask, alpha_value, HAS_ALPHA, zero)
         s0, s1, rnc, xc = _sample_terms(s0_ptr, s1_ptr, mean_ptr, var_ptr, i, mask, mu, eps)
         tl.store(da_ptr + i, _d_alpha(s0, s1, rnc, xc, gb, bb, gi, bi, rc), mask=mask)
-        t_gb, t_bb, t_gi, t_bi, t_rc, t_mu = _sample_sums(a, s0, s1, rnc, xc, gb, rc)
-        dgb += t_gb
-        dbb += t_bb
-        dgi += t_gi
-        dbi += t_bi
-        drc += t_rc
-        dmu += t_mu
+        dgb, dbb, dgi, dbi, drc, dmu = _add_sample(dgb, dbb, dgi, dbi, drc, dmu, a, s0, s1, rnc, xc, gb, rc)
     tl.store(dgb_ptr + c, dgb, mask=mask)
     tl.store(dbb_ptr + c, dbb, mask=mask)
     tl.store(dgi_ptr + c, dgi, mask=mask)
@@ -226,12 +221,17 @@ def _blend_backward_kernel(s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, a_sn, a
                          _joined(eps_hi, eps_lo, zero), hw, HAS_ALPHA, HAS_BW, HAS_BB, HAS_IW, HAS_IB, USE_BATCH)
 
 
-def stats(t, mean):
-    """t in mean's dtype, contiguous; no call where it already is (host time counts:
-    the GPU path is launch-bound)."""
-    if t.dtype != mean.dtype:
-        t = t.to(mean.dtype)
+def as_dtype(t, dtype):
+    """t in `dtype`, contiguous; no call where it already is (host time counts: the
+    GPU path is launch-bound)."""
+    if t.dtype != dtype:
+        t = t.to(dtype)
     return t if t.is_contiguous() else t.contiguous()
+
+
+def stats(t, mean):
+    """t as a statistic next to `mean`: mean's dtype, contiguous."""
+    return as_dtype(t, mean.dtype)
 
 
 def _alpha_args(alpha, mean):

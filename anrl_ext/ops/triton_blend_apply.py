@@ -26,8 +26,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_blend import (_affine_vectors, _alpha_args, _alpha_at, _batch_coupling, _d_alpha, _dx_coefficients,
-                           _joined, _sample_sums, _sample_terms, _split, _sqrt, _vector, cdiv, plane_block,
+from .triton_blend import (_add_sample, _affine_vectors, _alpha_args, _alpha_at, _batch_coupling, _d_alpha,
+                           _dx_coefficients, _joined, _sample_terms, _split, _sqrt, _vector, cdiv, plane_block,
                            running_buffers, stats, unbias, write_back)
 
 # Samples per vector load when a program walks its channel over the batch.
@@ -132,13 +132,8 @@ def _blend_affine2_kernel(dy_ptr, x_ptr, dx_ptr, s0_ptr, s1_ptr, mean_ptr, var_p
         nmask = ns < N
         a_n = _alpha_at(alpha_ptr, ns, c, a_sn, a_sc, nmask, alpha_value + zero_n, HAS_ALPHA, zero_n)
         s0_n, s1_n, rnc_n, xc_n = _sample_terms(s0_ptr, s1_ptr, mean_ptr, var_ptr, ns * C + c, nmask, mu, eps)
-        t_gb, t_bb, t_gi, t_bi, t_rc, t_mu = _sample_sums(a_n, s0_n, s1_n, rnc_n, xc_n, gb, rc)
-        dgb += t_gb
-        dbb += t_bb
-        dgi += t_gi
-        dbi += t_bi
-        drc += t_rc
-        dmu += t_mu
+        dgb, dbb, dgi, dbi, drc, dmu = _add_sample(dgb, dbb, dgi, dbi, drc, dmu, a_n, s0_n, s1_n, rnc_n, xc_n, gb,
+                                                   rc)
     first = (n == 0) & (j == 0)
     tl.store(dgb_ptr + c, tl.sum(dgb, 0), mask=first)
     tl.store(dbb_ptr + c, tl.sum(dbb, 0), mask=first)
