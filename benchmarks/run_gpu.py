@@ -1,6 +1,7 @@
 """GPU benchmark table: cuda, triton, eager reference and torch.compile(reference).
 
     python benchmarks/run_gpu.py [--out DIR] [--repeats 30]
+    python benchmarks/run_gpu.py --device cpu --backends cpu --smoke   # every section, tiny, on the CPU
 
 Shapes (32,64,128,128), (32,128,64,64), (32,256,32,32), (64,512,14,14);
 float32 and bfloat16; forward, backward (forward+backward minus forward) and
@@ -13,13 +14,16 @@ whole AFNM layer (gate included; gate inside the middle kernels, in PyTorch, and
 the chain of small ops) at the largest shape; the op with the backward on the
 calling thread (autograd multithreading off); per-call times of the (N, C)
 middle kernels and of the four primitives at a tiny, launch-bound shape (the
-direct path next to the registered ops). Writes gpu_bench.csv after every case,
+direct path next to the registered ops); each primitive alone at the largest
+shape (`primitive_bandwidth`: forward_ms is the time per call,
+fb_bandwidth_fraction its own bytes over that time against the copy). Writes gpu_bench.csv after every case,
 so a time limit loses only the cases not yet run.
 """
 import argparse
 import os
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -30,12 +34,24 @@ from cases import make_case, write_csv  # noqa: E402
 from anrl_ext.ops.reference import adaptive_norm_reference  # noqa: E402
 
 SHAPES = [(32, 64, 128, 128), (32, 128, 64, 64), (32, 256, 32, 32), (64, 512, 14, 14)]
+DTYPES = (torch.float32, torch.bfloat16)
+DEVICE = "cuda"  # --device cpu (with --smoke) runs every section on the CPU: a check of this script, not a table
+MIDDLE_SIZES = ((32, 64), (64, 512))
+COPY_ELEMENTS = 2**28  # 1 GiB of float32
+SMOKE = False  # --smoke: one call where a timing loops over many
 
 
 def cuda_time(fn, repeats=30, warmup=3):
-    """Median seconds of fn() by CUDA events, after warm-up runs."""
+    """Median seconds of fn(): CUDA events on the GPU (the CPU clock with --device cpu)."""
     for _ in range(warmup):
         fn()
+    if DEVICE != "cuda":
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
     torch.cuda.synchronize()
     times = []
     for _ in range(repeats):
@@ -50,7 +66,7 @@ def cuda_time(fn, repeats=30, warmup=3):
 
 def copy_bandwidth():
     """Device-to-device copy of 1 GiB: bytes read + written per second."""
-    src = torch.randn(2**28, device="cuda")
+    src = torch.randn(COPY_ELEMENTS, device=DEVICE)
     dst = torch.empty_like(src)
     t = cuda_time(lambda: dst.copy_(src), repeats=20)
     return 2 * src.numel() * 4 / t
@@ -73,7 +89,7 @@ def fused(backend, middle_kernels=True, whole_pass=True):
     return fn
 
 
-def op_impls(backends):
+def op_impls(backends, compile_reference=True):
     impls = {}
     for b in backends:
         impls[b] = fused(b)
@@ -85,10 +101,11 @@ def op_impls(backends):
     for b in backends:
         impls[f"{b}_chain"] = fused(b, middle_kernels=False)
     impls["reference"] = reference
-    # A fresh compile per case: dynamo's cache is keyed on the code object, and
-    # eight shape/dtype cases would otherwise hit its recompile limit.
-    torch._dynamo.reset()
-    impls["compiled_reference"] = torch.compile(reference, dynamic=False)
+    if compile_reference:
+        # A fresh compile per case: dynamo's cache is keyed on the code object, and
+        # eight shape/dtype cases would otherwise hit its recompile limit.
+        torch._dynamo.reset()
+        impls["compiled_reference"] = torch.compile(reference, dynamic=False)
     return impls
 
 
@@ -99,27 +116,37 @@ def time_case(fn, x, inputs, call, dy, repeats):
     return fwd, fb
 
 
-def main():
+def main(argv=None):
+    global SHAPES, DTYPES, DEVICE, MIDDLE_SIZES, COPY_ELEMENTS, SMOKE
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results"))
     ap.add_argument("--repeats", type=int, default=30)
-    args = ap.parse_args()
+    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    ap.add_argument("--backends", nargs="+", help="default: cuda and triton, those available on the device")
+    ap.add_argument("--smoke", action="store_true",
+                    help="one tiny shape, float32, no torch.compile, 2 repeats: checks that every section runs")
+    args = ap.parse_args(argv)
     import anrl_ext
 
-    backends = [b for b in ("cuda", "triton") if b in anrl_ext.available_backends("cuda")]
+    DEVICE = args.device
+    SMOKE = args.smoke
+    if args.smoke:
+        SHAPES, DTYPES, MIDDLE_SIZES, COPY_ELEMENTS, args.repeats = [(2, 32, 5, 7)], (torch.float32,), \
+            ((2, 32),), 2**16, 2
+    backends = args.backends or [b for b in ("cuda", "triton") if b in anrl_ext.available_backends(DEVICE)]
     bw = copy_bandwidth()
-    name = torch.cuda.get_device_name()
+    name = torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu"
     print(f"# {name}, copy bandwidth {bw / 1e9:.0f} GB/s, torch {torch.__version__}, backends {backends}")
     print(f"# forward+backward ms (fraction of copy bandwidth over 8|X| bytes); speed-up of the best fused")
     rows = []
     csv_path = Path(args.out) / "gpu_bench.csv"
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in DTYPES:
         for shape in SHAPES:
-            x, alpha, params, running, dy = make_case(shape, dtype, "cuda")
+            x, alpha, params, running, dy = make_case(shape, dtype, DEVICE)
             inputs = [x, alpha, *params]
             xbytes = x.numel() * x.element_size()
             res = {}
-            for impl, fn in op_impls(backends).items():
+            for impl, fn in op_impls(backends, compile_reference=not args.smoke).items():
                 call = lambda fn=fn: fn(x, alpha, params, running)  # noqa: E731
                 try:
                     fwd, fb = time_case(fn, x, inputs, call, dy, args.repeats)
@@ -141,10 +168,16 @@ def main():
                 line += f" | best fused {res['reference'] / min(best):.1f}x eager, " \
                         f"{res['compiled_reference'] / min(best):.2f}x compiled"
             print(line, flush=True)
-    layer_rows(rows, backends, name, args.repeats, bw)
-    thread_rows(rows, backends, name, args.repeats, bw)
-    middle_rows(rows, backends, name)
-    primitive_rows(rows, backends, name)
+    # Each section writes the CSV when it is done: a failure or the time limit in
+    # a later one keeps the rows of those before it.
+    for section in (layer_rows, thread_rows, middle_rows, primitive_rows, bandwidth_rows):
+        try:
+            section(rows, backends, name, args.repeats, bw)
+        except Exception as exc:  # report and keep going
+            print(f"  {section.__name__} failed: {type(exc).__name__}: {exc}"[:400], flush=True)
+            if args.smoke:
+                raise
+        write_csv(rows, csv_path, quiet=True)
     write_csv(rows, csv_path)
 
 
@@ -153,7 +186,7 @@ def thread_rows(rows, backends, name, repeats, bw):
     runs on the calling thread. Tells whether the backward's host time depends on
     the thread it runs on."""
     shape = SHAPES[0]
-    x, alpha, params, running, dy = make_case(shape, torch.float32, "cuda")
+    x, alpha, params, running, dy = make_case(shape, torch.float32, DEVICE)
     inputs = [x, alpha, *params]
     for b in backends:
         fn = fused(b)
@@ -166,14 +199,14 @@ def thread_rows(rows, backends, name, repeats, bw):
               f"{fb * 1e3:.3f} ms", flush=True)
 
 
-def primitive_rows(rows, backends, name, calls=200):
+def primitive_rows(rows, backends, name, repeats, bw, calls=200):
     """Per-call time of the four primitives at 2x8x4x4 (launch-bound): forward =
     moments + affine, backward = reduce + affine2; the direct path (fast_blend's)
     and the registered ops (dispatcher)."""
     from anrl_ext.ops.backends import primitives_for
 
-    x = torch.randn(2, 8, 4, 4, device="cuda")
-    m = torch.zeros(2, 8, device="cuda")
+    x = torch.randn(2, 8, 4, 4, device=DEVICE)
+    m = torch.zeros(2, 8, device=DEVICE)
     for b in backends:
         ops = primitives_for(b)
         for impl, P in ((b, ops.direct or ops), (f"{b}_op", ops)):
@@ -184,9 +217,40 @@ def primitive_rows(rows, backends, name, calls=200):
                   f"reduce+affine2 {bwd * 1e6:.1f} us per call", flush=True)
 
 
+def bandwidth_rows(rows, backends, name, repeats, bw, calls=20):
+    """Each primitive alone at the largest shape, float32 and bfloat16, calls back to
+    back (GPU-bound): which kernel falls short of the copy bandwidth. Bytes moved:
+    moments |X|, reduce 2|X| (dY, X), affine 2|X|, affine2 3|X|."""
+    from anrl_ext.ops.backends import primitives_for
+
+    shape = SHAPES[0]
+    for dtype in DTYPES:
+        x = torch.randn(shape, device=DEVICE, dtype=dtype)
+        dy = torch.randn_like(x)
+        m = torch.rand(shape[:2], device=DEVICE)
+        xbytes = x.numel() * x.element_size()
+        for b in backends:
+            ops = primitives_for(b)
+            P = ops.direct or ops
+            kernels = {"moments": (lambda: P.moments(x), 1), "reduce": (lambda: P.reduce(dy, x, m), 2),
+                       "affine": (lambda: P.affine(x, m, m, m), 2),
+                       "affine2": (lambda: P.affine2(dy, x, m, m, m, m), 3)}
+            line = f"primitives alone {'x'.join(map(str, shape))} {str(dtype)[6:]} {b}:"
+            for kernel, (fn, passes) in kernels.items():
+                t = per_call(fn, calls)
+                frac = passes * xbytes / t / bw
+                rows.append(dict(gpu=name, dtype=str(dtype).split(".")[-1], shape="x".join(map(str, shape)),
+                                 what="primitive_bandwidth", impl=f"{b}:{kernel}", forward_ms=round(t * 1e3, 4),
+                                 backward_ms="", forward_backward_ms="", fb_bandwidth_fraction=round(frac, 4),
+                                 copy_gbps=round(bw / 1e9, 1)))
+                line += f" {kernel} {t * 1e6:.0f} us ({100 * frac:.0f}%)"
+            print(line, flush=True)
+
+
 def per_call(fn, calls=200):
     """Seconds per fn() over `calls` back-to-back calls (launch-bound work)."""
-    return cuda_time(lambda: [fn() for _ in range(calls)], repeats=5, warmup=1) / calls
+    calls = 1 if SMOKE else calls
+    return cuda_time(lambda: [fn() for _ in range(calls)], repeats=1 if SMOKE else 5, warmup=1) / calls
 
 
 def layer_rows(rows, backends, name, repeats, bw):
@@ -194,15 +258,15 @@ def layer_rows(rows, backends, name, repeats, bw):
     import anrl_ext
 
     shape = SHAPES[0]
-    x = torch.randn(shape, device="cuda", requires_grad=True)
-    dy = torch.randn(shape, device="cuda")
+    x = torch.randn(shape, device=DEVICE, requires_grad=True)
+    dy = torch.randn(shape, device=DEVICE)
     from anrl_ext.ops import fast_blend
 
     # (impl, backend, middle kernels, gate inside them)
     runs = [(b, b, True, True) for b in backends] + [(f"{b}_gate_torch", b, True, False) for b in backends] \
         + [(f"{b}_chain", b, False, False) for b in backends]
     for impl, backend, middle_kernels, gate_in_kernel in runs + [("reference", "reference", True, True)]:
-        layer = anrl_ext.AFNM(shape[1], backend=backend).cuda()
+        layer = anrl_ext.AFNM(shape[1], backend=backend).to(DEVICE)
         inputs = [x, *layer.parameters()]
         fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL = middle_kernels, gate_in_kernel
         try:
@@ -222,18 +286,18 @@ def middle_row(gpu, shape, what, impl, fwd, bwd):
                 fb_bandwidth_fraction="", copy_gbps="")
 
 
-def middle_rows(rows, backends, name, calls=200):
+def middle_rows(rows, backends, name, repeats, bw, calls=200):
     """The (N, C) middle kernels alone: per-call time of blend_forward + blend_backward,
     200 calls back to back, next to a one-element add (the launch floor)."""
     from anrl_ext.ops.backends import primitives_for
 
-    floor = per_call(lambda: torch.add(torch.ones(1, device="cuda"), 1), calls)
+    floor = per_call(lambda: torch.add(torch.ones(1, device=DEVICE), 1), calls)
     print(f"launch floor (tensor creation + add): {floor * 1e6:.1f} us/call")
-    for n, c in ((32, 64), (64, 512)):
-        mean, var, s0, s1 = (torch.randn(n, c, device="cuda") for _ in range(4))
+    for n, c in MIDDLE_SIZES:
+        mean, var, s0, s1 = (torch.randn(n, c, device=DEVICE) for _ in range(4))
         var = var.abs() + 0.1
-        alpha, w = torch.rand(n, c, device="cuda"), torch.randn(c, device="cuda")
-        rm, rv = torch.zeros(c, device="cuda"), torch.ones(c, device="cuda")
+        alpha, w = torch.rand(n, c, device=DEVICE), torch.randn(c, device=DEVICE)
+        rm, rv = torch.zeros(c, device=DEVICE), torch.ones(c, device=DEVICE)
         for b in backends:
             P = primitives_for(b)
             fwd = per_call(lambda: P.blend_forward(mean, var, alpha, 0.0, w, w, w, w, rm, rv, True, True, 0.1,
@@ -245,8 +309,8 @@ def middle_rows(rows, backends, name, calls=200):
                   f"blend_backward {bwd * 1e6:.1f} us per call")
             # The gated middle: the paper gate (D = C / 16) inside the same launch.
             d = max(c // 16, 1)
-            gate = (torch.randn(d, c, device="cuda"), None, torch.randn(c, d, device="cuda"), None,
-                    torch.randn(c, d, device="cuda"))
+            gate = (torch.randn(d, c, device=DEVICE), None, torch.randn(c, d, device=DEVICE), None,
+                    torch.randn(c, d, device=DEVICE))
             out = P.gate_blend_forward(mean, var, *gate, w, w, w, w, rm, rv, True, True, 0.1, 1e-5, n * 196)
             gfwd = per_call(lambda: P.gate_blend_forward(mean, var, *gate, w, w, w, w, rm, rv, True, True, 0.1,
                                                          1e-5, n * 196))

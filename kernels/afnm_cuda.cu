@@ -110,7 +110,22 @@ __global__ void moments_nchw_kernel(const scalar_t* __restrict__ x, acc_t* __res
   const int64_t begin = s * seg, end = min(M, begin + seg);
   const scalar_t* xp = x + p * M;
   Moments<acc_t> m{0, 0, 0};
-  for (int64_t i = begin + int64_t(threadIdx.x) * VEC; i < end; i += int64_t(kThreads) * VEC) {
+  constexpr int64_t kStep = int64_t(kThreads) * VEC;
+  int64_t i = begin + int64_t(threadIdx.x) * VEC;
+  if (VEC > 1) {
+    // Two packs per iteration, both loads issued before either is used: one
+    // 16-byte load in flight per thread leaves an SM short of the bytes in
+    // flight that HBM latency needs (moments has no second input, unlike reduce).
+    for (; i + kStep + VEC <= end; i += 2 * kStep) {
+      const Pack<scalar_t, VEC> a = *reinterpret_cast<const Pack<scalar_t, VEC>*>(xp + i);
+      const Pack<scalar_t, VEC> b = *reinterpret_cast<const Pack<scalar_t, VEC>*>(xp + i + kStep);
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) m = welford_add(m, static_cast<acc_t>(a.v[k]));
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) m = welford_add(m, static_cast<acc_t>(b.v[k]));
+    }
+  }
+  for (; i < end; i += kStep) {  // the rest, one pack (or a ragged tail) at a time
     if (VEC > 1 && i + VEC <= end) {
       Pack<scalar_t, VEC> v = *reinterpret_cast<const Pack<scalar_t, VEC>*>(xp + i);
 #pragma unroll
@@ -253,21 +268,34 @@ struct CoefIndex {
   }
 };
 
+// f(k, j) for element k of the pack that starts at element i, j its coefficient
+// index. VEC divides the plane (NCHW) or row (NHWC) length, so one pack lies in
+// one plane (every element has i's index) or covers consecutive channels of one
+// row (index + k): one integer division per pack, not two per element, and in
+// NCHW one load of each coefficient per pack.
+template <int VEC, typename F>
+__device__ __forceinline__ void for_pack(const CoefIndex& idx, int64_t i, F&& f) {
+  const int64_t j = idx(i);
+  if (idx.nhwc) {
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) f(k, j + k);
+  } else {
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) f(k, j);
+  }
+}
+
 template <typename scalar_t, typename acc_t, int VEC>
 __global__ void affine_kernel(const scalar_t* __restrict__ x, const acc_t* __restrict__ m,
                               const acc_t* __restrict__ s, const acc_t* __restrict__ t,
                               scalar_t* __restrict__ y, int64_t numel, CoefIndex idx) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x * VEC;
   for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC; i < numel; i += stride) {
-    // VEC divides the plane (NCHW) or row (NHWC) length, so a pack never straddles coefficients
-    // in NCHW; in NHWC each lane reads its own channel's coefficient.
     Pack<scalar_t, VEC> xv = *reinterpret_cast<const Pack<scalar_t, VEC>*>(x + i);
     Pack<scalar_t, VEC> yv;
-#pragma unroll
-    for (int k = 0; k < VEC; ++k) {
-      const int64_t j = idx(i + k);
+    for_pack<VEC>(idx, i, [&](int k, int64_t j) {
       yv.v[k] = static_cast<scalar_t>(centered_affine(static_cast<acc_t>(xv.v[k]), m[j], s[j], t[j]));
-    }
+    });
     *reinterpret_cast<Pack<scalar_t, VEC>*>(y + i) = yv;
   }
 }
@@ -282,13 +310,11 @@ __global__ void affine2_kernel(const scalar_t* __restrict__ dy, const scalar_t* 
     Pack<scalar_t, VEC> gv = *reinterpret_cast<const Pack<scalar_t, VEC>*>(dy + i);
     Pack<scalar_t, VEC> xv = *reinterpret_cast<const Pack<scalar_t, VEC>*>(x + i);
     Pack<scalar_t, VEC> ov;
-#pragma unroll
-    for (int k = 0; k < VEC; ++k) {
-      const int64_t j = idx(i + k);
+    for_pack<VEC>(idx, i, [&](int k, int64_t j) {
       ov.v[k] = static_cast<scalar_t>(centered_affine2(static_cast<acc_t>(gv.v[k]),
                                                        static_cast<acc_t>(xv.v[k]), m[j], a[j],
                                                        b[j], c[j]));
-    }
+    });
     *reinterpret_cast<Pack<scalar_t, VEC>*>(out + i) = ov;
   }
 }
