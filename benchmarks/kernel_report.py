@@ -1,0 +1,149 @@
+"""What the GPU compilers made of the kernels, read without a GPU: registers,
+spills, vector loads, integer-division calls, instruction counts.
+
+    python benchmarks/kernel_report.py                       # CUDA (kernels/afnm_cuda.cu) and Triton, sm_90
+    python benchmarks/kernel_report.py --cuda-kernel "affine_kernel<float, float, 4>" --listing
+
+CUDA: compiles a .cu file with nvcc as setup.py does (CUDA_HOME, default
+/usr/local/cuda) and reads the object with cuobjdump (the copy Triton ships).
+Triton: compiles the plane kernels for the target with the specialisation a
+launch at 32x64x128x128 gets (16-byte aligned pointers, sizes divisible by
+16) and reads the PTX and ptxas's report. Static facts, not speed: a kernel
+with a per-element division call or a scalar load where a 16-byte one fits
+is slower than it needs to be on any GPU, which the lent-GPU benchmark
+(run_gpu.py) then measures.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tool(name):
+    """A CUDA binary utility from Triton's bundled toolkit (cuobjdump, ptxas)."""
+    import triton
+
+    path = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name
+    if not path.exists():
+        raise FileNotFoundError(f"{name} not found at {path}")
+    return str(path)
+
+
+def compile_cuda(source, arch, out):
+    """nvcc -c source for sm_<arch>, with setup.py's flags."""
+    from torch.utils import cpp_extension
+
+    cuda_home = os.environ.get("CUDA_HOME", "/usr/local/cuda")
+    nvcc = os.path.join(cuda_home, "bin", "nvcc")
+    if not os.path.exists(nvcc):
+        raise FileNotFoundError(f"nvcc not found at {nvcc}; set CUDA_HOME")
+    includes = [ROOT / "csrc" / "include", *cpp_extension.include_paths(), os.path.join(cuda_home, "include")]
+    cmd = [nvcc, "-c", str(source), "-o", str(out), "-DANRL_EXT_WITH_CUDA", *[f"-I{p}" for p in includes],
+           *cpp_extension.COMMON_NVCC_FLAGS, "-O3", "-std=c++20", "--use_fast_math", "-Xcompiler", "-fPIC",
+           f"-gencode=arch=compute_{arch},code=sm_{arch}"]
+    subprocess.run(cmd, check=True)
+
+
+def cuda_kernels(obj):
+    """{demangled name: dict(regs, local, shared, instructions, ldg128, ldg, calls, sass)}."""
+    usage = subprocess.run([tool("cuobjdump"), "-res-usage", str(obj)], capture_output=True, text=True,
+                           check=True).stdout
+    sass = subprocess.run([tool("cuobjdump"), "-sass", str(obj)], capture_output=True, text=True, check=True).stdout
+    found = {}
+    for mangled, regs, stack, shared, local in re.findall(
+            r"Function (\S+):\s*\n\s*REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", usage):
+        found[mangled] = dict(regs=int(regs), stack=int(stack), shared=int(shared), local=int(local))
+    parts = re.split(r"\n\s*Function : (\S+)\n", sass)
+    for mangled, body in zip(parts[1::2], parts[2::2]):
+        lines = [ln.split(";")[0].strip() for ln in body.splitlines() if re.search(r"/\*[0-9a-f]{4}\*/", ln)]
+        ops = Counter(re.sub(r"^/\*[0-9a-f]{4}\*/\s*(@!?U?P\w+\s+)?", "", ln).split(" ")[0] for ln in lines)
+        found.setdefault(mangled, {}).update(
+            instructions=len(lines), sass=lines,
+            ldg128=sum(n for op, n in ops.items() if op.startswith("LDG.E.128")),
+            ldg=sum(n for op, n in ops.items() if op.startswith("LDG")),
+            stg128=sum(n for op, n in ops.items() if op.startswith("STG.E.128")),
+            calls=sum(n for op, n in ops.items() if op.startswith("CALL")))
+    names = subprocess.run(["c++filt"], input="\n".join(found), capture_output=True, text=True).stdout.splitlines()
+    return {short_name(d): v for d, v in zip(names, found.values())}
+
+
+def short_name(demangled):
+    """affine_kernel<float, float, 4> from the full demangled signature."""
+    m = re.search(r"(\w+_kernel<[^()]*?>)\(", demangled) or re.search(r"(\w+_kernel)\(", demangled)
+    return m.group(1).replace("c10::", "") if m else demangled
+
+
+def triton_kernels(arch):
+    """The NCHW plane kernels compiled as a launch at 32x64x128x128 float32 / bfloat16 would."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+
+    sys.path.insert(0, str(ROOT / "python_tests"))
+    import test_triton_gpu_compile as spec
+
+    from anrl_ext.ops.triton_blend import plane_block
+
+    kernels = spec.kernels()
+    report = {}
+    for name in ("triton_backend._moments_kernel", "triton_backend._reduce_kernel", "triton_backend._affine_kernel",
+                 "triton_backend._affine2_kernel", "triton_blend_apply._blend_affine_kernel",
+                 "triton_blend_apply._blend_affine2_kernel"):
+        kernel = kernels[name]
+        for dtype in ("fp32", "bf16"):
+            src = spec.source(kernel, dtype, "fp32", True)
+            if "BLOCK" in kernel.arg_names:
+                src.constants[(kernel.arg_names.index("BLOCK"),)] = plane_block(128 * 128)
+            # What the launcher passes: 16-byte aligned pointers, sizes divisible by 16.
+            src.attrs = {(i,): [["tt.divisibility", 16]] for i, p in enumerate(kernel.params)
+                         if not p.is_constexpr and (p.name.endswith("_ptr") or src.signature[p.name] == "i32")}
+            compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32))
+            ptx = compiled.asm["ptx"]
+            with tempfile.TemporaryDirectory() as d:
+                Path(d, "k.ptx").write_text(ptx)
+                info = subprocess.run([tool("ptxas"), "-v", f"--gpu-name=sm_{arch}a", f"{d}/k.ptx", "-o",
+                                       f"{d}/k.cubin"], capture_output=True, text=True).stderr
+            regs = re.search(r"Used (\d+) registers", info)
+            spill = re.search(r"(\d+) bytes spill stores", info)
+            report[f"{name.split('.')[-1]} {dtype}"] = dict(
+                regs=int(regs.group(1)) if regs else -1, spill=int(spill.group(1)) if spill else -1,
+                loads=dict(Counter(re.findall(r"ld\.global(?:\.\w+)*", ptx))),
+                int_div=len(re.findall(r"\b(?:div|rem)\.[su](?:32|64)\b", ptx)))
+    return report
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", type=int, default=90)
+    ap.add_argument("--source", default=str(ROOT / "kernels" / "afnm_cuda.cu"))
+    ap.add_argument("--cuda-kernel", default="<float, float", help="substring of the kernels to list")
+    ap.add_argument("--listing", action="store_true", help="print the SASS of the matching CUDA kernels")
+    ap.add_argument("--no-triton", action="store_true")
+    args = ap.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as d:
+        obj = Path(d) / "k.o"
+        compile_cuda(args.source, args.arch, obj)
+        kernels = cuda_kernels(obj)
+    print(f"# CUDA {Path(args.source).name}, sm_{args.arch}: kernels matching {args.cuda_kernel!r}")
+    print(f"{'kernel':48} regs local  instr  LDG  LDG.128  STG.128  calls")
+    for name, k in sorted(kernels.items()):
+        if args.cuda_kernel in name:
+            print(f"{name:48} {k['regs']:4} {k['local']:5} {k['instructions']:6} {k['ldg']:4} {k['ldg128']:8} "
+                  f"{k['stg128']:8} {k['calls']:6}")
+            if args.listing:
+                print("\n".join(k["sass"]))
+    if not args.no_triton:
+        print(f"\n# Triton, sm_{args.arch}, as launched at 32x64x128x128")
+        print(f"{'kernel':40} regs spill int_div  global loads")
+        for name, k in triton_kernels(args.arch).items():
+            print(f"{name:40} {k['regs']:4} {k['spill']:5} {k['int_div']:7}  {k['loads']}")
+
+
+if __name__ == "__main__":
+    main()

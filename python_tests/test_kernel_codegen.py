@@ -1,0 +1,61 @@
+"""What the GPU compilers make of the kernels for sm_90, checked without a GPU
+(benchmarks/kernel_report.py): no register spills, 16-byte loads on the
+float32 fast paths, no integer division in the Triton plane kernels.
+
+Speed is the lent-GPU benchmark's job; these catch the code-generation
+regressions that cost speed on any GPU and that no CPU test would see.
+"""
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+import kernel_report  # noqa: E402
+
+pytest.importorskip("triton")
+pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1",
+                                reason="the interpreter replaces the compiler")
+NVCC = os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin", "nvcc")
+
+
+@pytest.fixture(scope="module")
+def cuda_kernels(tmp_path_factory):
+    if not os.path.exists(NVCC) or shutil.which("c++filt") is None:
+        pytest.skip("needs nvcc (CUDA_HOME) and c++filt")
+    obj = tmp_path_factory.mktemp("sm90") / "afnm_cuda.o"
+    kernel_report.compile_cuda(kernel_report.ROOT / "kernels" / "afnm_cuda.cu", 90, obj)
+    return kernel_report.cuda_kernels(obj)
+
+
+def test_no_cuda_kernel_spills(cuda_kernels):
+    assert len(cuda_kernels) > 40, sorted(cuda_kernels)
+    spilled = {name: k["local"] for name, k in cuda_kernels.items() if k["local"] or k["stack"]}
+    assert not spilled
+
+
+@pytest.mark.parametrize("kernel", ["moments_nchw_kernel", "reduce_nchw_kernel", "affine_kernel", "affine2_kernel"])
+def test_cuda_float_paths_load_16_bytes(cuda_kernels, kernel):
+    k = cuda_kernels[f"{kernel}<float, float, 4>"]
+    assert k["ldg128"] >= 1, k["ldg128"]
+    if kernel.startswith("affine"):
+        assert k["stg128"] >= 1
+
+
+def test_cuda_moments_keeps_two_loads_in_flight(cuda_kernels):
+    """The main loop issues both 16-byte loads before it uses either."""
+    sass = cuda_kernels["moments_nchw_kernel<float, float, 4>"]["sass"]
+    loads = [i for i, line in enumerate(sass) if "LDG.E.128" in line]
+    assert any(b == a + 1 for a, b in zip(loads, loads[1:])), loads
+
+
+def test_triton_plane_kernels_vectorise_without_spills():
+    report = kernel_report.triton_kernels(90)
+    assert len(report) == 12
+    for name, k in report.items():
+        assert k["spill"] == 0, (name, k)
+        assert any(op.startswith("ld.global.v4") for op in k["loads"]), (name, k)
+        if "_blend_" not in name:  # the fold divides once per program for its channel, not per element
+            assert k["int_div"] == 0, (name, k)
