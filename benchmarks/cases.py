@@ -57,6 +57,21 @@ def step(fn, case, mode):
     raise ValueError(mode)
 
 
+def median_time(fn, repeats, warmup=2):
+    """Median seconds of fn() by the CPU clock, after warm-up calls."""
+    import statistics
+    import time
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 def copy_bandwidth(nbytes=256 * 2**20, repeats=10, device="cpu"):
     """Measured copy bandwidth (bytes read + written per second), best of `repeats`."""
     import time

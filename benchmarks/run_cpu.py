@@ -10,23 +10,10 @@ bytes each implementation saves for backward (saved_tensors_hooks).
 """
 import argparse
 import platform
-import statistics
-import time
 
 import torch
 
-from cases import IMPLS, SHAPES, copy_bandwidth, make_case, write_csv
-
-
-def timeit(fn, repeats):
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from cases import IMPLS, SHAPES, copy_bandwidth, make_case, median_time, write_csv
 
 
 def saved_bytes(fn, case):
@@ -61,8 +48,8 @@ def main():
         for impl in ("fused", "reference", "compiled_reference"):
             fn = IMPLS[impl]("cpu")
             with torch.no_grad():
-                fwd = timeit(lambda: fn(x, alpha, params, running), args.repeats)
-            fb = timeit(lambda: torch.autograd.grad(fn(x, alpha, params, running), inputs, dy), args.repeats)
+                fwd = median_time(lambda: fn(x, alpha, params, running), args.repeats)
+            fb = median_time(lambda: torch.autograd.grad(fn(x, alpha, params, running), inputs, dy), args.repeats)
             res[impl] = dict(forward=fwd, forward_backward=fb, backward=fb - fwd,
                              saved=saved_bytes(fn, case))
         roofline = 8 * xbytes / bw
@@ -90,7 +77,7 @@ def main():
              "affine2 (2 reads, 1 write)": lambda: P.affine2(dy, x, m, m, m, m)}
     xbytes = x.numel() * x.element_size()
     print(f"primitives at {'x'.join(map(str, SHAPES[0]))}: " + ", ".join(
-        f"{k} {timeit(f, args.repeats) * 1e3:.1f} ms" for k, f in parts.items())
+        f"{k} {median_time(f, args.repeats) * 1e3:.1f} ms" for k, f in parts.items())
         + f"; a copy of |X| into a preallocated buffer takes {2 * xbytes / bw * 1e3:.1f} ms")
     write_csv(rows, args.out)
 

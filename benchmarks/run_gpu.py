@@ -23,13 +23,12 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cases import make_case, write_csv  # noqa: E402
+from cases import make_case, median_time, write_csv  # noqa: E402
 
 from anrl_ext.ops.reference import adaptive_norm_reference  # noqa: E402
 
@@ -43,15 +42,10 @@ SMOKE = False  # --smoke: one call where a timing loops over many
 
 def cuda_time(fn, repeats=30, warmup=3):
     """Median seconds of fn(): CUDA events on the GPU (the CPU clock with --device cpu)."""
+    if DEVICE != "cuda":
+        return median_time(fn, repeats, warmup)
     for _ in range(warmup):
         fn()
-    if DEVICE != "cuda":
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return statistics.median(times)
     torch.cuda.synchronize()
     times = []
     for _ in range(repeats):
@@ -137,7 +131,7 @@ def main(argv=None):
     bw = copy_bandwidth()
     name = torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu"
     print(f"# {name}, copy bandwidth {bw / 1e9:.0f} GB/s, torch {torch.__version__}, backends {backends}")
-    print(f"# forward+backward ms (fraction of copy bandwidth over 8|X| bytes); speed-up of the best fused")
+    print("# forward+backward ms (fraction of copy bandwidth over 8|X| bytes); speed-up of the best fused")
     rows = []
     csv_path = Path(args.out) / "gpu_bench.csv"
     for dtype in DTYPES:
