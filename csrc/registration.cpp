@@ -9,7 +9,9 @@ TORCH_LIBRARY(anrl_ext, m) {
   m.def("affine(Tensor x, Tensor center, Tensor scale, Tensor shift) -> Tensor");
   m.def("reduce(Tensor dy, Tensor x, Tensor center) -> (Tensor, Tensor)");
   m.def("affine2(Tensor dy, Tensor x, Tensor center, Tensor a, Tensor b, Tensor c) -> Tensor");
-  // The (N, C) middle of the first-order fused path, one launch each way.
+  // The (N, C) middle of the first-order fused path, one launch each way. alpha,
+  // the affine weights and the running statistics are read (and the buffers
+  // updated) in their own dtype; each weight's gradient is in its weight's dtype.
   m.def(
       "blend_forward(Tensor mean, Tensor var, Tensor? alpha, float alpha_value, Tensor? bn_weight, "
       "Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, Tensor(a!)? running_mean, "

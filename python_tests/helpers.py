@@ -164,3 +164,60 @@ def check_gate_middle(prims, device="cpu", n=5, c=7, d=3, dtype=torch.float64, t
                                              exp[4], exp[5], use_batch, 1e-5, 12)
                 for a, b in zip(got, want):
                     torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+
+
+def check_params_in_own_dtype(prims, device="cpu", n=4, c=5, shape_hw=(3, 4), bf16_truncates=False,
+                              dtypes=(torch.bfloat16, torch.float16, torch.float64)):
+    """alpha, the affine weights and the running buffers in bfloat16 / float16 /
+    float64 next to float32 statistics: the middle (and the one-call op, the gated
+    middle) read and update them in their own dtype, with the very results of the
+    same call on float32 copies (bit for bit: one rounding each way), and return
+    each weight's gradient in its weight's dtype. bf16_truncates: Triton's
+    interpreter rounds float32 -> bfloat16 toward zero (the GPU to nearest even),
+    so bfloat16 outputs may then differ by one unit in the last place."""
+    rnd = random_maker(device, torch.float32, seed=2)
+    mean, var, s0, s1 = rnd(n, c), rnd(n, c, pos=True), rnd(n, c), rnd(n, c)
+    x, dy = rnd(n, c, *shape_hw), rnd(n, c, *shape_hw)
+    for dtype in dtypes:
+        alpha, weights = rnd(n, c).sigmoid().to(dtype), [rnd(c).to(dtype) for _ in range(4)]
+        run = [rnd(c).to(dtype), rnd(c, pos=True).to(dtype)]
+        as32 = lambda ts: [t.float() for t in ts]  # noqa: E731
+        run32 = as32(run)
+
+        def same(got, want, what):
+            assert got.dtype == want.dtype, (dtype, what, got.dtype, want.dtype)
+            if bf16_truncates and got.dtype == torch.bfloat16:
+                ulp = want.float().abs() * 2.0**-7
+                assert bool(((got.float() - want.float()).abs() <= ulp).all()), (what, max_err(got, want))
+            else:
+                assert torch.equal(got, want), (dtype, what, max_err(got, want))
+
+        out = prims.blend_forward(mean, var, alpha, 0.0, *weights, *run, True, True, 0.1, 1e-5, 99)
+        exp = prims.blend_forward(mean, var, alpha.float(), 0.0, *as32(weights), *run32, True, True, 0.1, 1e-5, 99)
+        for i, (a, b) in enumerate(zip([*out, *run], [*exp, *(t.to(dtype) for t in run32)])):
+            same(a, b, f"blend_forward output {i}")
+        got = prims.blend_backward(s0, s1, mean, var, alpha, 0.0, *weights, out[2], out[3], True, 1e-5, 12)
+        want = prims.blend_backward(s0, s1, mean, var, alpha.float(), 0.0, *as32(weights), out[2], out[3], True,
+                                    1e-5, 12)
+        for i, (a, b) in enumerate(zip(got, want)):
+            same(a, b.to(dtype) if 1 <= i <= 4 else b, f"blend_backward output {i}")
+        if prims.blend_apply_forward is not None:
+            run, run32 = [rnd(c).to(dtype), rnd(c, pos=True).to(dtype)], None
+            run32 = as32(run)
+            y, m, v, bm, bv = prims.blend_apply_forward(x, alpha, 0.0, *weights, *run, True, True, 0.1, 1e-5)
+            ey, *_ = prims.blend_apply_forward(x, alpha.float(), 0.0, *as32(weights), *run32, True, True, 0.1, 1e-5)
+            same(y, ey, "blend_apply_forward y")
+            for a, b in zip(run, run32):
+                same(a, b.to(dtype), "blend_apply_forward running buffer")
+            got = prims.blend_apply_backward(dy, x, m, v, alpha, 0.0, *weights, bm, bv, True, 1e-5)
+            want = prims.blend_apply_backward(dy, x, m, v, alpha.float(), 0.0, *as32(weights), bm, bv, True, 1e-5)
+            for i, (a, b) in enumerate(zip(got, want)):
+                same(a, b.to(dtype) if i >= 2 else b, f"blend_apply_backward output {i}")
+        gate = gate_weights("paper", c, 2, rnd)
+        out = prims.gate_blend_forward(mean, var, *gate, *weights, None, None, True, False, 0.1, 1e-5, 99)
+        got = prims.gate_blend_backward(s0, s1, mean, var, out[0], out[1], None, *gate, *weights, out[4], out[5],
+                                        True, 1e-5, 12)
+        want = prims.gate_blend_backward(s0, s1, mean, var, out[0], out[1], None, *gate, *as32(weights), out[4],
+                                         out[5], True, 1e-5, 12)
+        for i, (a, b) in enumerate(zip(got, want)):
+            same(a, b.to(dtype) if 5 <= i <= 8 else b, f"gate_blend_backward output {i}")

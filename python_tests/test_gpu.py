@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import anrl_ext
-from helpers import check_blend_apply, check_blend_middle, check_gate_middle, make_inputs, max_err, oracle
+from helpers import (check_blend_apply, check_blend_middle, check_gate_middle, check_params_in_own_dtype, make_inputs,
+                     max_err, oracle)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 GPU_BACKENDS = [b for b in ("cuda", "triton") if torch.cuda.is_available() and b in anrl_ext.available_backends("cuda")]
@@ -189,6 +190,16 @@ def test_blend_middle_kernels_cuda(backend, n, c):
 
     check_blend_middle(primitives_for(backend), "cuda", n, c)
     check_blend_middle(primitives_for(backend), "cuda", n, c, torch.float32, tol=2e-5)
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_middle_parameters_in_their_own_dtype_cuda(backend):
+    """bfloat16 / float16 / float64 weights and buffers next to float32 statistics: read
+    and written in place, bit for bit the float32 results rounded once."""
+    from anrl_ext.ops.backends import primitives_for
+
+    check_params_in_own_dtype(primitives_for(backend), "cuda")
+    check_params_in_own_dtype(primitives_for(backend), "cuda", n=37, c=3, dtypes=(torch.bfloat16,))
 
 
 @pytest.mark.skipif("triton" not in GPU_BACKENDS, reason="needs a CUDA GPU with triton")

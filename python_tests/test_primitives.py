@@ -2,9 +2,10 @@
 import pytest
 import torch
 
+import anrl_ext
 from anrl_ext.ops import native
 from anrl_ext.ops import reference as ref
-from helpers import check_blend_apply, check_blend_middle, check_gate_middle
+from helpers import check_blend_apply, check_blend_middle, check_gate_middle, check_params_in_own_dtype
 
 pytestmark = pytest.mark.skipif(not native.is_built(), reason="anrl_ext._C not built")
 P = native.PRIMITIVES
@@ -164,6 +165,32 @@ def test_blend_forward_updates_low_precision_running_buffers():
     rm, rv = torch.zeros(4, dtype=torch.bfloat16), torch.ones(4, dtype=torch.bfloat16)
     P.blend_forward(mean, var, None, 0.5, None, None, None, None, rm, rv, True, True, 0.5, 1e-5, 30)
     torch.testing.assert_close(rm.float(), 0.5 * mean.mean(0), atol=1e-2, rtol=1e-2)
+
+
+def test_middle_reads_and_writes_parameters_in_their_own_dtype():
+    check_params_in_own_dtype(P)
+
+
+def test_all_bfloat16_op_converts_no_parameter():
+    """A bfloat16 model (x, alpha, weights, running buffers in bfloat16): forward +
+    backward of the op on the cpu backend makes two dtype conversions in all, the
+    (N, C) alpha output and its gradient (float32 statistics). The weights and
+    running buffers are read and written in their own dtype, inside the kernels
+    too (the profiler sees the operators called from C++; on a GPU each
+    conversion is a launch)."""
+    bf16 = dict(dtype=torch.bfloat16)
+    x = torch.randn(2, 3, 4, 5, **bf16, requires_grad=True)
+    alpha = torch.rand(2, 3, **bf16, requires_grad=True)
+    params = [torch.randn(3, **bf16, requires_grad=True) for _ in range(4)]
+    running = (torch.zeros(3, **bf16), torch.ones(3, **bf16))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        y = anrl_ext.adaptive_norm(x, alpha, *params, *running, training=True, backend="cpu")
+        grads = torch.autograd.grad(y, [x, alpha, *params], torch.randn_like(y))
+    names = [e.name for e in prof.events()]
+    assert "anrl_ext::blend_apply_forward" in names  # the profiler sees the op's own calls
+    assert names.count("aten::_to_copy") == 2 and names.count("aten::copy_") == 2, names
+    assert [g.dtype for g in grads] == [torch.bfloat16] * 6
+    assert running[0].abs().sum() > 0  # updated in place
 
 
 @pytest.mark.parametrize("op", ["blend_forward", "blend_backward"])

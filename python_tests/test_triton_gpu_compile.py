@@ -15,8 +15,16 @@ triton = pytest.importorskip("triton")
 pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1",
                                 reason="the interpreter replaces the compiler")
 
-# Pointers to tensors in the input's dtype; every other pointer is a statistic.
+# Pointers to tensors in the input's dtype; every other pointer is a statistic,
+# except the middle's parameters (alpha, affine weights, running buffers and the
+# weights' gradients), read and written in the caller's dtype: compiled below
+# with bfloat16 parameters too.
 INPUT_POINTERS = {"x_ptr", "dy_ptr", "y_ptr", "out_ptr", "dx_ptr"}
+PARAM_POINTERS = {"alpha_ptr", "bw_ptr", "bb_ptr", "iw_ptr", "ib_ptr", "rm_ptr", "rv_ptr", "dgb_ptr", "dbb_ptr",
+                  "dgi_ptr", "dbi_ptr"}
+# In the gate kernels bb_ptr is the gate's bias and alpha_ptr the gate's output
+# (statistics); the BN bias and its gradient are bbn_ptr / dbbn_ptr.
+GATE_PARAM_POINTERS = PARAM_POINTERS - {"alpha_ptr", "bb_ptr", "dbb_ptr"} | {"bbn_ptr", "dbbn_ptr"}
 TILES = {"BLOCK": 128, "BLOCK_N": 32, "BLOCK_HW": 32, "BLOCK_C": 32, "BLOCK_K": 16}
 DTYPES = [("fp32", "fp32"), ("bf16", "fp32"), ("fp64", "fp64")]
 
@@ -34,7 +42,7 @@ def kernels():
     return found
 
 
-def source(kernel, input_type, stats_type, flags):
+def source(kernel, input_type, stats_type, flags, param_type=None):
     import triton.language as tl
     from triton.compiler import ASTSource
 
@@ -49,7 +57,10 @@ def source(kernel, input_type, stats_type, flags):
             else:
                 constexprs[p.name] = flags
         elif p.name.endswith("_ptr"):
-            signature[p.name] = "*" + (input_type if p.name in INPUT_POINTERS else stats_type)
+            params = GATE_PARAM_POINTERS if kernel.__name__.startswith("_gate") else PARAM_POINTERS
+            kind = input_type if p.name in INPUT_POINTERS else param_type if param_type and p.name in params \
+                else stats_type
+            signature[p.name] = "*" + kind
         elif p.name.endswith(("_hi", "_lo")):
             signature[p.name] = "fp32"
         else:
@@ -74,3 +85,8 @@ def test_kernel_compiles_for_sm90(name):
             compiled = triton.compile(source(kernel, input_type, stats_type, flags),
                                       target=GPUTarget("cuda", 90, 32))
             assert compiled.asm["cubin"], (name, input_type, flags)
+    if any(p.name in PARAM_POINTERS | GATE_PARAM_POINTERS for p in kernel.params):  # a bfloat16 model's weights
+        for flags in (True, False):
+            compiled = triton.compile(source(kernel, "bf16", "fp32", flags, param_type="bf16"),
+                                      target=GPUTarget("cuda", 90, 32))
+            assert compiled.asm["cubin"], (name, "bf16 parameters", flags)

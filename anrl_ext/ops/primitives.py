@@ -57,6 +57,13 @@ def output_memory_format(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last
 
 
+def weight_grads(weights, mean: torch.Tensor) -> list:
+    """Empty (C,) gradients of the middle's affine weights, each in its weight's dtype
+    (the statistics dtype for an absent weight), as every backend returns them."""
+    c = mean.shape[1]
+    return [mean.new_empty((c,), dtype=mean.dtype if w is None else w.dtype) for w in weights]
+
+
 def register_fakes(qualname: Callable[[str], str]) -> None:
     """Shape/dtype-only implementations, used by torch.compile and opcheck."""
 
@@ -81,9 +88,8 @@ def register_blend_fakes(qualname: Callable[[str], str]) -> None:
         c = mean.shape[1]
         return (torch.empty_like(mean), torch.empty_like(mean), mean.new_empty((c,)), mean.new_empty((c,)))
 
-    def backward_fake(s0, s1, mean, *rest):
-        c = mean.shape[1]
-        return (torch.empty_like(mean), *(mean.new_empty((c,)) for _ in range(4)),
+    def backward_fake(s0, s1, mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, *rest):
+        return (torch.empty_like(mean), *weight_grads((bn_weight, bn_bias, in_weight, in_bias), mean),
                 *(torch.empty_like(mean) for _ in range(3)))
 
     def gate_forward_fake(mean, var, w1, *rest):
@@ -92,15 +98,16 @@ def register_blend_fakes(qualname: Callable[[str], str]) -> None:
 
     def gate_backward_fake(s0, s1, mean, var, alpha, hidden, alpha_grad, *gate_and_rest):
         grads = [mean.new_empty(t.shape) if t is not None else mean.new_empty((0,)) for t in gate_and_rest[:5]]
-        return (*grads, *backward_fake(s0, s1, mean)[1:])
+        return (*grads, *backward_fake(s0, s1, mean, var, alpha, 0.0, *gate_and_rest[5:9])[1:])
 
     def apply_forward_fake(x, *rest):
         n, c = x.shape[:2]
         stats = [x.new_empty((n, c), dtype=acc_dtype(x.dtype)) for _ in range(2)]
         return (torch.empty_like(x, memory_format=output_memory_format(x)), *stats, *forward_fake(*stats)[2:])
 
-    def apply_backward_fake(dy, x, mean, *rest):
-        return (torch.empty_like(x, memory_format=output_memory_format(x)), *backward_fake(mean, mean, mean)[:5])
+    def apply_backward_fake(dy, x, mean, var, alpha, alpha_value, *weights_and_rest):
+        return (torch.empty_like(x, memory_format=output_memory_format(x)),
+                *backward_fake(mean, mean, mean, var, alpha, alpha_value, *weights_and_rest)[:5])
 
     torch.library.register_fake(qualname("blend_apply_forward"))(apply_forward_fake)
     torch.library.register_fake(qualname("blend_apply_backward"))(apply_backward_fake)

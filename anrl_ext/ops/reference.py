@@ -141,7 +141,13 @@ def blend_backward_reference(s0, s1, mean, var, alpha, alpha_value, bn_weight, b
         scale, shift = blend_coefficients(m, v, a, *w, mu, vc, eps)
         gm, gv, ga, *gw = torch.autograd.grad([scale, shift], [m, v, a, *w], [s1, s0])
     scale = scale.detach()
+    gw = _in_weight_dtypes(gw, (bn_weight, bn_bias, in_weight, in_bias))
     return (ga, *gw, scale, gv * (2.0 / hw), (gm - scale * s0) / hw)
+
+
+def _in_weight_dtypes(grads, weights):
+    """Each weight's gradient in its weight's dtype, as the kernels return them."""
+    return [g.to(w.dtype) if w is not None else g for g, w in zip(grads, weights)]
 
 
 # The gated middle: the AFNM gate computed from the means, then the middle above.
@@ -202,7 +208,8 @@ def gate_blend_backward_reference(s0, s1, mean, var, alpha, hidden, alpha_grad, 
     it = iter(rest[: len(present)])
     d_gate = [next(it) if t is not None else mean.new_empty((0,)) for t in gw]
     scale = scale.detach()
-    return (*d_gate, *rest[len(present):], scale, gv * (2.0 / hw), (gm - scale * s0) / hw)
+    d_affine = _in_weight_dtypes(rest[len(present):], (bn_weight, bn_bias, in_weight, in_bias))
+    return (*d_gate, *d_affine, scale, gv * (2.0 / hw), (gm - scale * s0) / hw)
 
 
 PRIMITIVES = Primitives("reference", _moments, _affine, _reduce, _affine2,

@@ -18,6 +18,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .primitives import weight_grads
+
 BLOCK_C = 128
 BLOCK = 1024  # most lanes per program of the plane kernels (triton_backend, triton_blend_apply)
 
@@ -56,10 +58,11 @@ def _joined(hi, lo, zero):
 @triton.jit
 def _affine_vectors(c, mask, bw_ptr, bb_ptr, iw_ptr, ib_ptr, HAS_BW: tl.constexpr, HAS_BB: tl.constexpr,
                     HAS_IW: tl.constexpr, HAS_IB: tl.constexpr, zero):
-    gb = tl.load(bw_ptr + c, mask=mask, other=1.0) if HAS_BW else zero + 1.0
-    bb = tl.load(bb_ptr + c, mask=mask, other=0.0) if HAS_BB else zero
-    gi = tl.load(iw_ptr + c, mask=mask, other=1.0) if HAS_IW else zero + 1.0
-    bi = tl.load(ib_ptr + c, mask=mask, other=0.0) if HAS_IB else zero
+    # The weights come in their own dtype (a bfloat16 model's): computed in zero's.
+    gb = tl.load(bw_ptr + c, mask=mask, other=1.0).to(zero.dtype) if HAS_BW else zero + 1.0
+    bb = tl.load(bb_ptr + c, mask=mask, other=0.0).to(zero.dtype) if HAS_BB else zero
+    gi = tl.load(iw_ptr + c, mask=mask, other=1.0).to(zero.dtype) if HAS_IW else zero + 1.0
+    bi = tl.load(ib_ptr + c, mask=mask, other=0.0).to(zero.dtype) if HAS_IB else zero
     return gb, bb, gi, bi
 
 
@@ -67,7 +70,7 @@ def _affine_vectors(c, mask, bw_ptr, bb_ptr, iw_ptr, ib_ptr, HAS_BW: tl.constexp
 def _alpha_at(alpha_ptr, n, c, a_sn, a_sc, mask, alpha_value, HAS_ALPHA: tl.constexpr, zero):
     """alpha[n, c] read through its (broadcast) strides, or the scalar alpha."""
     if HAS_ALPHA:
-        return tl.load(alpha_ptr + n * a_sn + c * a_sc, mask=mask, other=0.0)
+        return tl.load(alpha_ptr + n * a_sn + c * a_sc, mask=mask, other=0.0).to(zero.dtype)
     else:
         return zero + alpha_value
 
@@ -89,6 +92,15 @@ def _add_sample(dgb, dbb, dgi, dbi, drc, dmu, a, s0, s1, rnc, xc, gb, rc):
     t = s1 + s0 * xc
     return (dgb + a * rc * t, dbb + a * s0, dgi + (1.0 - a) * rnc * s1, dbi + (1.0 - a) * s0, drc + a * gb * t,
             dmu - a * gb * rc * s0)
+
+
+@triton.jit
+def _store_weight_grads(c, mask, dgb_ptr, dbb_ptr, dgi_ptr, dbi_ptr, dgb, dbb, dgi, dbi):
+    """The affine weights' gradients, each in its weight's dtype."""
+    tl.store(dgb_ptr + c, dgb.to(dgb_ptr.dtype.element_ty), mask=mask)
+    tl.store(dbb_ptr + c, dbb.to(dbb_ptr.dtype.element_ty), mask=mask)
+    tl.store(dgi_ptr + c, dgi.to(dgi_ptr.dtype.element_ty), mask=mask)
+    tl.store(dbi_ptr + c, dbi.to(dbi_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -133,15 +145,16 @@ def _blend_forward_tile(c, mask, zero, mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc,
             q += tl.load(var_ptr + n * C + c, mask=mask, other=0.0) + d * d
         v = q / N
         if UPDATE:
-            if HAS_RM:
-                rm = tl.load(rm_ptr + c, mask=mask, other=0.0)
-                tl.store(rm_ptr + c, (1.0 - momentum) * rm + momentum * mu, mask=mask)
+            if HAS_RM:  # the buffers in their own dtype
+                rm = tl.load(rm_ptr + c, mask=mask, other=0.0).to(zero.dtype)
+                tl.store(rm_ptr + c, ((1.0 - momentum) * rm + momentum * mu).to(rm_ptr.dtype.element_ty), mask=mask)
             if HAS_RV:
-                rv = tl.load(rv_ptr + c, mask=mask, other=0.0)
-                tl.store(rv_ptr + c, (1.0 - momentum) * rv + momentum * v * unbias, mask=mask)
+                rv = tl.load(rv_ptr + c, mask=mask, other=0.0).to(zero.dtype)
+                tl.store(rv_ptr + c, ((1.0 - momentum) * rv + momentum * v * unbias).to(rv_ptr.dtype.element_ty),
+                         mask=mask)
     else:
-        mu = tl.load(rm_ptr + c, mask=mask, other=0.0)
-        v = tl.load(rv_ptr + c, mask=mask, other=1.0)
+        mu = tl.load(rm_ptr + c, mask=mask, other=0.0).to(zero.dtype)
+        v = tl.load(rv_ptr + c, mask=mask, other=1.0).to(zero.dtype)
     tl.store(bnm_ptr + c, mu, mask=mask)
     tl.store(bnv_ptr + c, v, mask=mask)
     rc = 1.0 / _sqrt(v + eps)
@@ -190,10 +203,7 @@ def _blend_backward_tile(c, mask, zero, s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha
         s0, s1, rnc, xc = _sample_terms(s0_ptr, s1_ptr, mean_ptr, var_ptr, i, mask, mu, eps)
         tl.store(da_ptr + i, _d_alpha(s0, s1, rnc, xc, gb, bb, gi, bi, rc), mask=mask)
         dgb, dbb, dgi, dbi, drc, dmu = _add_sample(dgb, dbb, dgi, dbi, drc, dmu, a, s0, s1, rnc, xc, gb, rc)
-    tl.store(dgb_ptr + c, dgb, mask=mask)
-    tl.store(dbb_ptr + c, dbb, mask=mask)
-    tl.store(dgi_ptr + c, dgi, mask=mask)
-    tl.store(dbi_ptr + c, dbi, mask=mask)
+    _store_weight_grads(c, mask, dgb_ptr, dbb_ptr, dgi_ptr, dbi_ptr, dgb, dbb, dgi, dbi)
     dvc, dmu_n = _batch_coupling(drc, dmu, rc, N, zero, USE_BATCH)
     for n in range(N):  # recomputes the per-sample terms rather than re-reading its own stores
         i = n * C + c
@@ -235,9 +245,10 @@ def stats(t, mean):
 
 
 def _alpha_args(alpha, mean):
+    """(alpha, stride n, stride c, present): read in its own dtype, through its strides."""
     if alpha is None:
         return mean, 0, 0, False
-    a = alpha if alpha.dtype == mean.dtype else alpha.to(mean.dtype)
+    a = alpha
     if a.dim() == 2:
         return a, a.stride(0), a.stride(1), True
     if a.dim() == 1:
@@ -249,10 +260,18 @@ def _vector(t, mean):
     return (stats(t, mean), True) if t is not None else (mean, False)
 
 
+def params(tensors, mean):
+    """[(t, present)] of the affine weights or running buffers as the kernels read them:
+    their own dtype (no conversion launch for a bfloat16 model), contiguous."""
+    return [(t if t.is_contiguous() else t.contiguous(), True) if t is not None else (mean, False)
+            for t in tensors]
+
+
 def running_buffers(running_mean, running_var, mean, use_batch_stats, op):
-    """((buffer, present), (buffer, present)) as the kernels update them: float32/64 and
-    contiguous, else a working copy that `write_back` copies into the buffer afterwards."""
-    rm, rv = _vector(running_mean, mean), _vector(running_var, mean)
+    """((buffer, present), (buffer, present)) as the kernels update them: in their own
+    dtype and contiguous, else a working copy that `write_back` copies into the buffer
+    afterwards."""
+    rm, rv = params((running_mean, running_var), mean)
     if not use_batch_stats and not (rm[1] and rv[1]):
         raise ValueError(f"anrl_ext: {op} without batch statistics needs running_mean and running_var")
     return rm, rv
@@ -275,7 +294,7 @@ def blend_forward(mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, 
     mean, var = mean.contiguous(), var.contiguous()
     n, c = mean.shape
     a, a_sn, a_sc, has_alpha = _alpha_args(alpha, mean)
-    (bw, hbw), (bb, hbb), (iw, hiw), (ib, hib) = (_vector(t, mean) for t in (bn_weight, bn_bias, in_weight, in_bias))
+    (bw, hbw), (bb, hbb), (iw, hiw), (ib, hib) = params((bn_weight, bn_bias, in_weight, in_bias), mean)
     (rm, hrm), (rv, hrv) = running_buffers(running_mean, running_var, mean, use_batch_stats, "blend_forward")
     scale, shift = torch.empty_like(mean), torch.empty_like(mean)
     bn_mean, bn_var = mean.new_empty((c,)), mean.new_empty((c,))
@@ -295,9 +314,10 @@ def blend_backward(s0, s1, mean, var, alpha, alpha_value, bn_weight, bn_bias, in
     mean, var, s0, s1 = mean.contiguous(), var.contiguous(), s0.contiguous(), s1.contiguous()
     n, c = mean.shape
     a, a_sn, a_sc, has_alpha = _alpha_args(alpha, mean)
-    (bw, hbw), (bb, hbb), (iw, hiw), (ib, hib) = (_vector(t, mean) for t in (bn_weight, bn_bias, in_weight, in_bias))
+    weights = (bn_weight, bn_bias, in_weight, in_bias)
+    (bw, hbw), (bb, hbb), (iw, hiw), (ib, hib) = params(weights, mean)
     d_alpha, ca, cb, cc = (torch.empty_like(mean) for _ in range(4))
-    dgb, dbb, dgi, dbi = (mean.new_empty((c,)) for _ in range(4))
+    dgb, dbb, dgi, dbi = weight_grads(weights, mean)
     if c:
         _blend_backward_kernel[(cdiv(c, BLOCK_C),)](
             s0, s1, mean, var, a, a_sn, a_sc, *_split(alpha_value), bw, bb, iw, ib,

@@ -26,9 +26,10 @@ import torch
 import triton
 import triton.language as tl
 
+from .primitives import weight_grads
 from .triton_blend import (_add_sample, _affine_vectors, _alpha_args, _alpha_at, _batch_coupling, _d_alpha,
-                           _dx_coefficients, _joined, _sample_terms, _split, _sqrt, _vector, cdiv, plane_block,
-                           running_buffers, stats, unbias, write_back)
+                           _dx_coefficients, _joined, _sample_terms, _split, _sqrt, _store_weight_grads, cdiv, params,
+                           plane_block, running_buffers, stats, unbias, write_back)
 
 # Samples per vector load when a program walks its channel over the batch.
 MAX_BLOCK_N = 32
@@ -74,16 +75,16 @@ def _blend_affine_kernel(x_ptr, y_ptr, mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc,
         mu, v = _channel_batch_stats(mean_ptr, var_ptr, c, N, C, zero_n, BLOCK_N)
         if UPDATE:
             momentum = _joined(mom_hi, mom_lo, zero)
-            if HAS_RM:
-                rm = tl.load(rm_ptr + c)
-                tl.store(rm_ptr + c, (1.0 - momentum) * rm + momentum * mu, mask=first)
+            if HAS_RM:  # the buffers in their own dtype
+                rm = tl.load(rm_ptr + c).to(zero.dtype)
+                tl.store(rm_ptr + c, ((1.0 - momentum) * rm + momentum * mu).to(rm_ptr.dtype.element_ty), mask=first)
             if HAS_RV:
-                rv = tl.load(rv_ptr + c)
-                tl.store(rv_ptr + c, (1.0 - momentum) * rv + momentum * v * _joined(unb_hi, unb_lo, zero),
-                         mask=first)
+                rv = tl.load(rv_ptr + c).to(zero.dtype)
+                tl.store(rv_ptr + c, ((1.0 - momentum) * rv + momentum * v * _joined(unb_hi, unb_lo, zero)).to(
+                    rv_ptr.dtype.element_ty), mask=first)
     else:
-        mu = tl.load(rm_ptr + c)
-        v = tl.load(rv_ptr + c)
+        mu = tl.load(rm_ptr + c).to(zero.dtype)
+        v = tl.load(rv_ptr + c).to(zero.dtype)
     tl.store(bnm_ptr + c, mu, mask=first)
     tl.store(bnv_ptr + c, v, mask=first)
     rc = 1.0 / _sqrt(v + eps)
@@ -135,10 +136,8 @@ def _blend_affine2_kernel(dy_ptr, x_ptr, dx_ptr, s0_ptr, s1_ptr, mean_ptr, var_p
         dgb, dbb, dgi, dbi, drc, dmu = _add_sample(dgb, dbb, dgi, dbi, drc, dmu, a_n, s0_n, s1_n, rnc_n, xc_n, gb,
                                                    rc)
     first = (n == 0) & (j == 0)
-    tl.store(dgb_ptr + c, tl.sum(dgb, 0), mask=first)
-    tl.store(dbb_ptr + c, tl.sum(dbb, 0), mask=first)
-    tl.store(dgi_ptr + c, tl.sum(dgi, 0), mask=first)
-    tl.store(dbi_ptr + c, tl.sum(dbi, 0), mask=first)
+    _store_weight_grads(c, first, dgb_ptr, dbb_ptr, dgi_ptr, dbi_ptr, tl.sum(dgb, 0), tl.sum(dbb, 0),
+                        tl.sum(dgi, 0), tl.sum(dbi, 0))
     dvc, dmu_n = _batch_coupling(tl.sum(drc, 0), tl.sum(dmu, 0), rc, N, zero, USE_BATCH)
     # This program's (n, c): d alpha, then the dx coefficients.
     a = _alpha_at(alpha_ptr, n, c, a_sn, a_sc, on, alpha_value, HAS_ALPHA, zero)
@@ -167,7 +166,7 @@ def fold_forward(x, mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight
     count = n * h * w
     mean, var = stats(mean, mean), stats(var, mean)
     a, a_sn, a_sc, has_alpha = _alpha_args(alpha, mean)
-    (bw, hbw), (bb, hbb), (iw, hiw), (ib, hib) = (_vector(t, mean) for t in (bn_weight, bn_bias, in_weight, in_bias))
+    (bw, hbw), (bb, hbb), (iw, hiw), (ib, hib) = params((bn_weight, bn_bias, in_weight, in_bias), mean)
     (rm, hrm), (rv, hrv) = running_buffers(running_mean, running_var, mean, use_batch_stats, "blend_apply_forward")
     y = torch.empty_like(x)
     bn_mean, bn_var = mean.new_empty((c,)), mean.new_empty((c,))
@@ -190,10 +189,11 @@ def fold_backward(dy, x, s0, s1, mean, var, alpha, alpha_value, bn_weight, bn_bi
     dy = dy if dy.is_contiguous() else dy.contiguous()
     mean, var, s0, s1 = (stats(t, mean) for t in (mean, var, s0, s1))
     a, a_sn, a_sc, has_alpha = _alpha_args(alpha, mean)
-    (bw, hbw), (bb, hbb), (iw, hiw), (ib, hib) = (_vector(t, mean) for t in (bn_weight, bn_bias, in_weight, in_bias))
+    weights = (bn_weight, bn_bias, in_weight, in_bias)
+    (bw, hbw), (bb, hbb), (iw, hiw), (ib, hib) = params(weights, mean)
     dx = torch.empty_like(x)
     d_alpha = torch.empty_like(mean)
-    dgb, dbb, dgi, dbi = (mean.new_empty((c,)) for _ in range(4))
+    dgb, dbb, dgi, dbi = weight_grads(weights, mean)
     block = plane_block(h * w)
     _blend_affine2_kernel[(n * c, cdiv(h * w, block))](
         dy, x, dx, s0, s1, mean, var, a, a_sn, a_sc, *_split(alpha_value), bw, bb, iw, ib,

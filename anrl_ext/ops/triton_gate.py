@@ -20,8 +20,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_blend import (_blend_backward_tile, _blend_forward_tile, _joined, _split, _vector, running_buffers, stats,
-                           unbias, write_back)
+from .primitives import weight_grads
+from .triton_blend import (_blend_backward_tile, _blend_forward_tile, _joined, _split, _vector, params,
+                           running_buffers, stats, unbias, write_back)
 
 BLOCK_C = 64  # channels per tile
 BLOCK_K = 32  # reduction width per tile
@@ -237,8 +238,7 @@ def gate_blend_forward(mean, var, w1, b1, wb, bb, wi, bn_weight, bn_bias, in_wei
     mean, var = mean.contiguous(), var.contiguous()
     n, c = mean.shape
     ((w1_, hw1), (b1_, hb1), (wb_, _), (bb_, hbb), (wi_, hwi)), d, k = _gate_tensors(mean, w1, b1, wb, bb, wi)
-    (bw, hbw), (bbn, hbbn), (iw, hiw), (ib, hib) = (_vector(t, mean) for t in (bn_weight, bn_bias, in_weight,
-                                                                               in_bias))
+    (bw, hbw), (bbn, hbbn), (iw, hiw), (ib, hib) = params((bn_weight, bn_bias, in_weight, in_bias), mean)
     (rm, hrm), (rv, hrv) = running_buffers(running_mean, running_var, mean, use_batch_stats, "gate_blend_forward")
     alpha, hidden = torch.empty_like(mean), mean.new_empty((n, d))
     scale, shift = torch.empty_like(mean), torch.empty_like(mean)
@@ -263,8 +263,8 @@ def gate_blend_backward(s0, s1, mean, var, alpha, hidden, alpha_grad, w1, b1, wb
     n, c = mean.shape
     ((w1_, hw1), (b1_, hb1), (wb_, _), (bb_, hbb), (wi_, hwi)), d, k = _gate_tensors(mean, w1, b1, wb, bb, wi)
     ga, hga = _vector(alpha_grad, mean)
-    (bw, hbw), (bbn, hbbn), (iw, hiw), (ib, hib) = (_vector(t, mean) for t in (bn_weight, bn_bias, in_weight,
-                                                                               in_bias))
+    weights = (bn_weight, bn_bias, in_weight, in_bias)
+    (bw, hbw), (bbn, hbbn), (iw, hiw), (ib, hib) = params(weights, mean)
     d_alpha, g_b, g_i, ca, cb, cc = (torch.empty_like(mean) for _ in range(6))
     dz = mean.new_empty((n, d))
     empty = mean.new_empty((0,))
@@ -273,7 +273,7 @@ def gate_blend_backward(s0, s1, mean, var, alpha, hidden, alpha_grad, w1, b1, wb
                                                                                         bb_ if hbb else None,
                                                                                         wi_ if hwi else None))
     d_wb = mean.new_empty((c, k))
-    dgb, dbbn, dgi, dbi = (mean.new_empty((c,)) for _ in range(4))
+    dgb, dbbn, dgi, dbi = weight_grads(weights, mean)
     if mean.numel():
         _gate_backward_kernel[(1,)](
             s0, s1, mean, var, alpha, hidden if d else mean, hidden if d else mean, ga, w1_, wb_, bb_, wi_,

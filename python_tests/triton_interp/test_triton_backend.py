@@ -9,7 +9,8 @@ import torch
 import anrl_ext
 from anrl_ext.ops import reference as ref
 from anrl_ext.ops import triton_backend as tb
-from helpers import check_blend_apply, check_blend_middle, check_gate_middle, make_inputs, max_err, oracle
+from helpers import (check_blend_apply, check_blend_middle, check_gate_middle, check_params_in_own_dtype, make_inputs,
+                     max_err, oracle)
 
 P = tb.PRIMITIVES
 
@@ -142,6 +143,12 @@ def test_blend_middle_matches_reference(n, c):
 
 def test_blend_middle_float32():
     check_blend_middle(P, "cpu", 4, 9, torch.float32, tol=2e-5)
+
+
+def test_middle_reads_and_writes_parameters_in_their_own_dtype():
+    # n = 37: the fold's batch loop over more than one vector load (32)
+    check_params_in_own_dtype(P, bf16_truncates=True)
+    check_params_in_own_dtype(P.direct, n=37, c=3, bf16_truncates=True, dtypes=(torch.bfloat16,))
 
 
 # Shapes past one tile: C > BLOCK_C (64) and D > BLOCK_K (32).

@@ -15,6 +15,9 @@
 // s1 = sum dy (x - mu_nc) per (n, c) and returns the parameter gradients and
 // (A, B, C) with dx = A dy + B (x - mu_nc) + C.
 #pragma once
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
 #include <cmath>
 #include <cstdint>
 
@@ -39,8 +42,39 @@ ANRL_HD T rsqrt_of(T v) {
 #endif
 }
 
-// Inputs common to forward and backward. Pointers to (C,) vectors may be null
-// (a missing affine weight is 1, a missing bias 0); alpha may be null, in which
+// The element types of the caller's parameters (alpha, the affine weights, the
+// running statistics and the weights' gradients).
+enum class ParamType : int8_t { kFloat, kDouble, kHalf, kBFloat16 };
+
+// A parameter vector in its own dtype, read and written as T (the statistics
+// type): a bfloat16 model's weights and buffers need no conversion launch
+// before the kernel and none after it. The switch is uniform across a warp.
+template <typename T>
+struct ParamRef {
+  void* p = nullptr;  // null: absent
+  ParamType type = ParamType::kFloat;
+
+  ANRL_HD explicit operator bool() const { return p != nullptr; }
+  ANRL_HD T operator[](int64_t i) const {
+    switch (type) {
+      case ParamType::kFloat: return T(static_cast<const float*>(p)[i]);
+      case ParamType::kDouble: return T(static_cast<const double*>(p)[i]);
+      case ParamType::kHalf: return T(static_cast<float>(static_cast<const c10::Half*>(p)[i]));
+      default: return T(static_cast<float>(static_cast<const c10::BFloat16*>(p)[i]));
+    }
+  }
+  ANRL_HD void set(int64_t i, T v) const {
+    switch (type) {
+      case ParamType::kFloat: static_cast<float*>(p)[i] = static_cast<float>(v); break;
+      case ParamType::kDouble: static_cast<double*>(p)[i] = static_cast<double>(v); break;
+      case ParamType::kHalf: static_cast<c10::Half*>(p)[i] = c10::Half(static_cast<float>(v)); break;
+      default: static_cast<c10::BFloat16*>(p)[i] = c10::BFloat16(static_cast<float>(v)); break;
+    }
+  }
+};
+
+// Inputs common to forward and backward. The (C,) vectors may be absent (a
+// missing affine weight is 1, a missing bias 0); alpha may be absent, in which
 // case alpha_value is used. alpha is read as alpha[n * alpha_sn + c * alpha_sc],
 // so (N, C), (C,) and scalar alphas need no copy.
 template <typename T>
@@ -48,13 +82,13 @@ struct BlendInputs {
   int64_t N, C;
   const T* mean;  // (N, C) contiguous
   const T* var;   // (N, C) contiguous, biased
-  const T* alpha;
+  ParamRef<T> alpha;
   int64_t alpha_sn, alpha_sc;
   T alpha_value;
-  const T* bn_weight;
-  const T* bn_bias;
-  const T* in_weight;
-  const T* in_bias;
+  ParamRef<T> bn_weight;
+  ParamRef<T> bn_bias;
+  ParamRef<T> in_weight;
+  ParamRef<T> in_bias;
   T eps;
   bool use_batch_stats;  // BN from the batch (training) or from bn_mean/bn_var (eval)
 
@@ -73,8 +107,8 @@ struct BlendForwardOutputs {
   T* shift;  // (N, C)
   T* bn_mean;  // (C,): the BN statistics used, for the backward
   T* bn_var;   // (C,), biased
-  T* running_mean;  // (C,) or null; read in eval, updated when `update`
-  T* running_var;
+  ParamRef<T> running_mean;  // (C,) or absent; read in eval, updated when `update`
+  ParamRef<T> running_var;
   bool update;
   T momentum;
   T unbias;  // count / (count - 1): running_var holds the unbiased variance
@@ -100,9 +134,9 @@ ANRL_HD void blend_forward_channel(const BlendInputs<T>& in, const BlendForwardO
     var = q / T(N);
     if (out.update) {
       if (out.running_mean)
-        out.running_mean[c] = (T(1) - out.momentum) * out.running_mean[c] + out.momentum * mu;
+        out.running_mean.set(c, (T(1) - out.momentum) * out.running_mean[c] + out.momentum * mu);
       if (out.running_var)
-        out.running_var[c] = (T(1) - out.momentum) * out.running_var[c] + out.momentum * var * out.unbias;
+        out.running_var.set(c, (T(1) - out.momentum) * out.running_var[c] + out.momentum * var * out.unbias);
     }
   } else {
     mu = out.running_mean[c];
@@ -130,10 +164,10 @@ struct BlendBackwardArgs {
   const T* bn_var;
   int64_t hw;  // H * W
   T* d_alpha;  // (N, C)
-  T* d_bn_weight;  // (C,) each
-  T* d_bn_bias;
-  T* d_in_weight;
-  T* d_in_bias;
+  ParamRef<T> d_bn_weight;  // (C,) each, in the dtype of its weight
+  ParamRef<T> d_bn_bias;
+  ParamRef<T> d_in_weight;
+  ParamRef<T> d_in_bias;
   T* coef_a;  // (N, C): dx = A dy + B (x - mu_nc) + C
   T* coef_b;
   T* coef_c;
@@ -167,10 +201,10 @@ ANRL_HD void blend_backward_channel(const BlendInputs<T>& in, const BlendBackwar
     g.coef_b[i] = (T(1) - a) * gi * s1 * T(-0.5) * rnc * rnc * rnc;
     g.coef_c[i] = a * gb * rc * s0 - scale * s0;
   }
-  g.d_bn_weight[c] = dgb;
-  g.d_bn_bias[c] = dbb;
-  g.d_in_weight[c] = dgi;
-  g.d_in_bias[c] = dbi;
+  g.d_bn_weight.set(c, dgb);
+  g.d_bn_bias.set(c, dbb);
+  g.d_in_weight.set(c, dgi);
+  g.d_in_bias.set(c, dbi);
   // mu_c = mean_n mu_nc and var_c = mean_n (var_nc + (mu_nc - mu_c)^2) pass
   // their gradients back to every sample (the mu_c term of var_c sums to 0).
   const T dvc = in.use_batch_stats ? drc * T(-0.5) * rc * rc * rc : T(0);

@@ -24,14 +24,42 @@ inline void check_stats(const at::Tensor& t, const at::Tensor& mean, const char*
                     " but mean is on ", mean.device());
 }
 
-// A (C,) vector in the statistics dtype, contiguous; undefined when absent.
+// The ParamType of a parameter tensor; a clear error for any other dtype.
+inline ParamType param_type(const at::Tensor& t, const char* name) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return ParamType::kFloat;
+    case at::kDouble: return ParamType::kDouble;
+    case at::kHalf: return ParamType::kHalf;
+    case at::kBFloat16: return ParamType::kBFloat16;
+    default:
+      TORCH_CHECK_TYPE(false, "anrl_ext: ", name, " must be float32, float64, float16 or bfloat16, got ",
+                       t.scalar_type());
+  }
+  return ParamType::kFloat;  // not reached
+}
+
+// A parameter as the kernels read it: its own dtype (no conversion launch);
+// absent when undefined.
+template <typename T>
+ParamRef<T> param_ref(const at::Tensor& t) {
+  if (!t.defined()) return ParamRef<T>{};
+  return ParamRef<T>{const_cast<void*>(t.const_data_ptr()), param_type(t, "parameter")};
+}
+
+// A (C,) parameter vector in its own dtype, contiguous; undefined when absent.
 inline at::Tensor channel_vector(const OptTensor& t, const at::Tensor& mean, const char* name) {
   if (!t.has_value() || !t->defined()) return at::Tensor();
   TORCH_CHECK_VALUE(t->dim() == 1 && t->numel() == mean.size(1), "anrl_ext: ", name,
                     " must have C = ", mean.size(1), " entries, got shape ", t->sizes());
   TORCH_CHECK_VALUE(t->device() == mean.device(), "anrl_ext: ", name, " is on ", t->device(),
                     " but mean is on ", mean.device());
-  return t->to(mean.scalar_type()).contiguous();
+  param_type(*t, name);
+  return t->contiguous();
+}
+
+// A (C,) statistic of the forward (bn_mean, bn_var) in the statistics dtype.
+inline at::Tensor stats_vector(const at::Tensor& t, const at::Tensor& mean, const char* name) {
+  return channel_vector(t, mean, name).to(mean.scalar_type());
 }
 
 // The per-sample means every middle op starts from: (N, C), float32 or float64,
@@ -62,7 +90,8 @@ struct BlendTensors {
       const bool ok = (a.dim() == 2 && a.size(0) == n && a.size(1) == c) ||
                       (a.dim() == 1 && a.size(0) == c) || a.dim() == 0;
       TORCH_CHECK_VALUE(ok, "anrl_ext: alpha must be (N, C), (C,) or a scalar, got ", a.sizes());
-      alpha = a.to(mean.scalar_type());
+      param_type(a, "alpha");
+      alpha = a;  // read in its own dtype
       // Strided reads: (C,) and scalar alphas are broadcast with stride 0.
       if (alpha.dim() == 2) {
         alpha_sn = alpha.stride(0);
@@ -79,16 +108,15 @@ struct BlendTensors {
 
   template <typename T>
   BlendInputs<T> inputs(double alpha_value, double eps, bool use_batch_stats) const {
-    auto ptr = [](const at::Tensor& t) -> const T* { return t.defined() ? t.const_data_ptr<T>() : nullptr; };
     return BlendInputs<T>{mean.size(0), mean.size(1), mean.const_data_ptr<T>(), var.const_data_ptr<T>(),
-                          ptr(alpha), alpha_sn, alpha_sc, T(alpha_value),
-                          ptr(bn_weight), ptr(bn_bias), ptr(in_weight), ptr(in_bias), T(eps),
-                          use_batch_stats};
+                          param_ref<T>(alpha), alpha_sn, alpha_sc, T(alpha_value),
+                          param_ref<T>(bn_weight), param_ref<T>(bn_bias), param_ref<T>(in_weight),
+                          param_ref<T>(in_bias), T(eps), use_batch_stats};
   }
 };
 
-// A running-statistics buffer as the kernel updates it: the buffer itself when
-// it is contiguous in the statistics dtype, else a converted copy that
+// A running-statistics buffer as the kernel updates it, in its own dtype: the
+// buffer itself when it is contiguous, else a contiguous copy that
 // `write_back` copies into the buffer afterwards.
 struct RunningBuffer {
   OptTensor target;
@@ -100,11 +128,12 @@ struct RunningBuffer {
                       " must have C = ", mean.size(1), " entries, got shape ", buf->sizes());
     TORCH_CHECK_VALUE(buf->device() == mean.device(), "anrl_ext: ", name, " is on ", buf->device(),
                       " but mean is on ", mean.device());
+    param_type(*buf, name);
     target = buf;
-    work = buf->to(mean.scalar_type()).contiguous();
+    work = buf->contiguous();
   }
   template <typename T>
-  T* ptr() const { return work.defined() ? work.mutable_data_ptr<T>() : nullptr; }
+  ParamRef<T> ref() const { return param_ref<T>(work); }
   void write_back() const {
     if (work.defined() && !work.is_same(*target)) target->copy_(work);
   }
@@ -135,7 +164,7 @@ struct BlendForwardSetup {
   BlendForwardOutputs<T> outputs(bool update, double momentum, int64_t count) const {
     return BlendForwardOutputs<T>{scale.mutable_data_ptr<T>(), shift.mutable_data_ptr<T>(),
                                   bn_mean.mutable_data_ptr<T>(), bn_var.mutable_data_ptr<T>(),
-                                  running_mean.ptr<T>(), running_var.ptr<T>(), update, T(momentum),
+                                  running_mean.ref<T>(), running_var.ref<T>(), update, T(momentum),
                                   count > 1 ? T(double(count) / double(count - 1)) : T(1)};
   }
   std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> result() const {
@@ -163,25 +192,29 @@ struct BlendBackwardSetup {
     TORCH_CHECK_VALUE(hw > 0, "anrl_ext: hw must be positive, got ", hw);
     s0 = s0_in.contiguous();
     s1 = s1_in.contiguous();
-    bn_mean = channel_vector(bn_mean_in, t.mean, "bn_mean");
-    bn_var = channel_vector(bn_var_in, t.mean, "bn_var");
+    bn_mean = stats_vector(bn_mean_in, t.mean, "bn_mean");
+    bn_var = stats_vector(bn_var_in, t.mean, "bn_var");
     d_alpha = at::empty_like(t.mean);
     coef_a = at::empty_like(t.mean);
     coef_b = at::empty_like(t.mean);
     coef_c = at::empty_like(t.mean);
-    const auto c = t.mean.size(1);
-    d_bn_weight = at::empty({c}, t.mean.options());
-    d_bn_bias = at::empty({c}, t.mean.options());
-    d_in_weight = at::empty({c}, t.mean.options());
-    d_in_bias = at::empty({c}, t.mean.options());
+    // Each weight's gradient in the weight's dtype (the statistics dtype when absent).
+    auto grad_for = [&](const at::Tensor& w) {
+      return at::empty({t.mean.size(1)}, w.defined() ? w.options() : t.mean.options());
+    };
+    d_bn_weight = grad_for(t.bn_weight);
+    d_bn_bias = grad_for(t.bn_bias);
+    d_in_weight = grad_for(t.in_weight);
+    d_in_bias = grad_for(t.in_bias);
   }
 
   template <typename T>
   BlendBackwardArgs<T> args(int64_t hw) const {
     auto p = [](const at::Tensor& x) { return x.mutable_data_ptr<T>(); };
     return BlendBackwardArgs<T>{s0.const_data_ptr<T>(), s1.const_data_ptr<T>(), bn_mean.const_data_ptr<T>(),
-                                bn_var.const_data_ptr<T>(), hw, p(d_alpha), p(d_bn_weight), p(d_bn_bias),
-                                p(d_in_weight), p(d_in_bias), p(coef_a), p(coef_b), p(coef_c)};
+                                bn_var.const_data_ptr<T>(), hw, p(d_alpha), param_ref<T>(d_bn_weight),
+                                param_ref<T>(d_bn_bias), param_ref<T>(d_in_weight), param_ref<T>(d_in_bias),
+                                p(coef_a), p(coef_b), p(coef_c)};
   }
   BlendBackwardResult result() const {
     return {d_alpha, d_bn_weight, d_bn_bias, d_in_weight, d_in_bias, coef_a, coef_b, coef_c};
