@@ -13,6 +13,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
+#include "anrl_ext/checks.h"
 #include "anrl_ext/ops.h"
 
 namespace anrl_ext {
@@ -43,14 +44,17 @@ using BlendBackwardSig = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tens
 }  // namespace
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> blend_apply_forward(
-    const Tensor& x, const OptTensor& alpha, double alpha_value, const OptTensor& bn_weight,
+    const Tensor& x_in, const OptTensor& alpha, double alpha_value, const OptTensor& bn_weight,
     const OptTensor& bn_bias, const OptTensor& in_weight, const OptTensor& in_bias,
     const OptTensor& running_mean, const OptTensor& running_var, bool use_batch_stats, bool update_running,
     double momentum, double eps) {
   static const auto moments = typed_op<MomentsSig>("anrl_ext::moments");
   static const auto blend_forward = typed_op<BlendForwardSig>("anrl_ext::blend_forward");
   static const auto affine = typed_op<AffineSig>("anrl_ext::affine");
-  auto [mean, var] = moments.call(x);  // checks x (4-D, floating point)
+  check_feature_map(x_in, "x");
+  // A strided x is copied into a kernel layout once here, not by each of the two passes.
+  const Tensor x = as_kernel_layout(x_in);
+  auto [mean, var] = moments.call(x);
   const int64_t count = x.size(0) * x.size(2) * x.size(3);
   auto [scale, shift, bn_mean, bn_var] =
       blend_forward.call(mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, running_mean,
@@ -60,13 +64,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> blend_apply_forward(
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> blend_apply_backward(
-    const Tensor& dy, const Tensor& x, const Tensor& mean, const Tensor& var, const OptTensor& alpha,
+    const Tensor& dy_in, const Tensor& x_in, const Tensor& mean, const Tensor& var, const OptTensor& alpha,
     double alpha_value, const OptTensor& bn_weight, const OptTensor& bn_bias, const OptTensor& in_weight,
     const OptTensor& in_bias, const Tensor& bn_mean, const Tensor& bn_var, bool use_batch_stats, double eps) {
   static const auto reduce = typed_op<ReduceSig>("anrl_ext::reduce");
   static const auto blend_backward = typed_op<BlendBackwardSig>("anrl_ext::blend_backward");
   static const auto affine2 = typed_op<Affine2Sig>("anrl_ext::affine2");
-  TORCH_CHECK_VALUE(x.dim() == 4, "anrl_ext: x must be 4-D (N, C, H, W), got shape ", x.sizes());
+  // dy in x's kernel layout once (an expanded gradient, as from y.sum(), is
+  // otherwise copied by each of the two passes).
+  const auto [x, dy] = input_and_grad(x_in, dy_in);
   auto [s0, s1] = reduce.call(dy, x, mean);
   auto [d_alpha, d_bn_weight, d_bn_bias, d_in_weight, d_in_bias, a, b, c] =
       blend_backward.call(s0, s1, mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, bn_mean,

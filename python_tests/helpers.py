@@ -221,3 +221,20 @@ def check_params_in_own_dtype(prims, device="cpu", n=4, c=5, shape_hw=(3, 4), bf
                                          out[5], True, 1e-5, 12)
         for i, (a, b) in enumerate(zip(got, want)):
             same(a, b.to(dtype) if 5 <= i <= 8 else b, f"gate_blend_backward output {i}")
+
+
+def copies_in_op(backend, x=None):
+    """Tensor copies into a dense layout (aten::clone, as `.contiguous()` makes them;
+    the torch profiler sees C++ callers too) in one forward + backward of
+    adaptive_norm whose output gradient is expanded (y.sum()). Triton's interpreter
+    moves its arguments with plain copy_ calls, which this leaves out."""
+    import anrl_ext
+
+    x = torch.randn(2, 3, 4, 5) if x is None else x
+    x = x.detach().requires_grad_()
+    alpha = torch.rand(2, 3, requires_grad=True)
+    params = [torch.randn(3, requires_grad=True) for _ in range(4)]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        y = anrl_ext.adaptive_norm(x, alpha, *params, training=True, backend=backend)
+        torch.autograd.grad(y.sum(), [x, alpha, *params])
+    return [e.name for e in prof.events()].count("aten::clone")

@@ -5,7 +5,7 @@ import torch
 import anrl_ext
 from anrl_ext.ops import native
 from anrl_ext.ops import reference as ref
-from helpers import check_blend_apply, check_blend_middle, check_gate_middle, check_params_in_own_dtype
+from helpers import check_blend_apply, check_blend_middle, check_gate_middle, check_params_in_own_dtype, copies_in_op
 
 pytestmark = pytest.mark.skipif(not native.is_built(), reason="anrl_ext._C not built")
 P = native.PRIMITIVES
@@ -191,6 +191,15 @@ def test_all_bfloat16_op_converts_no_parameter():
     assert names.count("aten::_to_copy") == 2 and names.count("aten::copy_") == 2, names
     assert [g.dtype for g in grads] == [torch.bfloat16] * 6
     assert running[0].abs().sum() > 0  # updated in place
+
+
+def test_op_copies_an_expanded_gradient_once():
+    """The gradient of y.sum() is a stride-0 view: the backward brings it into x's
+    layout once for both passes (reduce, affine2), and a strided x is copied once
+    for both passes of each direction (it was: once per pass)."""
+    assert copies_in_op("cpu") == 1
+    # strided x: once per direction (the backward reads the saved input), dy once
+    assert copies_in_op("cpu", torch.randn(2, 3, 5, 8)[..., ::2]) == 3
 
 
 @pytest.mark.parametrize("op", ["blend_forward", "blend_backward"])

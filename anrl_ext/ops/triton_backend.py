@@ -291,6 +291,8 @@ def _blend_apply_forward(x, alpha, alpha_value, bn_weight, bn_bias, in_weight, i
                          use_batch_stats, update_running, momentum, eps):
     """moments, then the middle folded into affine: two launches (torch.ops.anrl_ext.blend_apply_forward).
     Inputs the fold does not take (channels_last, empty) get the middle and affine apart."""
+    _check(x)
+    x, _ = _dense(x)  # a strided x is copied once, not by each pass
     mean, var = _direct_moments(x)
     middle = (alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, running_mean, running_var,
               use_batch_stats, update_running, momentum, eps)
@@ -306,6 +308,9 @@ def _blend_apply_forward(x, alpha, alpha_value, bn_weight, bn_bias, in_weight, i
 def _blend_apply_backward(dy, x, mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, bn_mean,
                           bn_var, use_batch_stats, eps):
     """reduce, then the middle folded into affine2: two launches (torch.ops.anrl_ext.blend_apply_backward)."""
+    _check(x)
+    x, nhwc = _dense(x)
+    dy = _like(dy, nhwc)  # once, not in each pass (an expanded gradient would be copied twice)
     s0, s1 = _direct_reduce(dy, x, mean)
     middle = (alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, bn_mean, bn_var, use_batch_stats, eps)
     if triton_blend_apply.fits(x):

@@ -9,8 +9,8 @@ import torch
 import anrl_ext
 from anrl_ext.ops import reference as ref
 from anrl_ext.ops import triton_backend as tb
-from helpers import (check_blend_apply, check_blend_middle, check_gate_middle, check_params_in_own_dtype, make_inputs,
-                     max_err, oracle)
+from helpers import (check_blend_apply, check_blend_middle, check_gate_middle, check_params_in_own_dtype, copies_in_op,
+                     make_inputs, max_err, oracle)
 
 P = tb.PRIMITIVES
 
@@ -143,6 +143,12 @@ def test_blend_middle_matches_reference(n, c):
 
 def test_blend_middle_float32():
     check_blend_middle(P, "cpu", 4, 9, torch.float32, tol=2e-5)
+
+
+def test_op_copies_an_expanded_gradient_once():
+    assert copies_in_op("triton") == 1
+    # strided x: once per direction (the backward reads the saved input), dy once
+    assert copies_in_op("triton", torch.randn(2, 3, 5, 8)[..., ::2]) == 3
 
 
 def test_middle_reads_and_writes_parameters_in_their_own_dtype():
