@@ -32,7 +32,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -c "import anrl_ext; print('backends on cuda:', anrl_ext.available_backends('cuda'))" || exit 1
 
 step "GPU tests"
-timeout 200 "$PY" -m pytest -q python_tests/test_gpu.py -p no:cacheprovider -o addopts="" \
+timeout 260 "$PY" -m pytest -q python_tests/test_gpu.py -p no:cacheprovider -o addopts="" \
     --junitxml="$OUT/gpu_tests.xml" -rfE 2>&1 | tail -40
 tests_rc=${PIPESTATUS[0]}
 
