@@ -202,7 +202,7 @@ def check_params_in_own_dtype(prims, device="cpu", n=4, c=5, shape_hw=(3, 4), bf
         for i, (a, b) in enumerate(zip(got, want)):
             same(a, b.to(dtype) if 1 <= i <= 4 else b, f"blend_backward output {i}")
         if prims.blend_apply_forward is not None:
-            run, run32 = [rnd(c).to(dtype), rnd(c, pos=True).to(dtype)], None
+            run = [rnd(c).to(dtype), rnd(c, pos=True).to(dtype)]
             run32 = as32(run)
             y, m, v, bm, bv = prims.blend_apply_forward(x, alpha, 0.0, *weights, *run, True, True, 0.1, 1e-5)
             ey, *_ = prims.blend_apply_forward(x, alpha.float(), 0.0, *as32(weights), *run32, True, True, 0.1, 1e-5)

@@ -128,6 +128,20 @@ def _dx_coefficients(a, s0, s1, rnc, xc, gb, gi, rc, dvc, dmu_n, N, hw):
 
 
 @triton.jit
+def _update_running(rm_ptr, rv_ptr, c, mask, store_mask, mu, v, momentum, unbias, zero, HAS_RM: tl.constexpr,
+                    HAS_RV: tl.constexpr):
+    """The running buffers of channels c moved toward the batch's (mu, v * unbias),
+    read and written in their own dtype; store_mask picks the programs that write."""
+    if HAS_RM:
+        rm = tl.load(rm_ptr + c, mask=mask, other=0.0).to(zero.dtype)
+        tl.store(rm_ptr + c, ((1.0 - momentum) * rm + momentum * mu).to(rm_ptr.dtype.element_ty), mask=store_mask)
+    if HAS_RV:
+        rv = tl.load(rv_ptr + c, mask=mask, other=0.0).to(zero.dtype)
+        tl.store(rv_ptr + c, ((1.0 - momentum) * rv + momentum * v * unbias).to(rv_ptr.dtype.element_ty),
+                 mask=store_mask)
+
+
+@triton.jit
 def _blend_forward_tile(c, mask, zero, mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc, alpha_value, bw_ptr, bb_ptr,
                         iw_ptr, ib_ptr, rm_ptr, rv_ptr, scale_ptr, shift_ptr, bnm_ptr, bnv_ptr, N, C, eps, momentum,
                         unbias, HAS_ALPHA: tl.constexpr, HAS_BW: tl.constexpr, HAS_BB: tl.constexpr,
@@ -145,13 +159,7 @@ def _blend_forward_tile(c, mask, zero, mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc,
             q += tl.load(var_ptr + n * C + c, mask=mask, other=0.0) + d * d
         v = q / N
         if UPDATE:
-            if HAS_RM:  # the buffers in their own dtype
-                rm = tl.load(rm_ptr + c, mask=mask, other=0.0).to(zero.dtype)
-                tl.store(rm_ptr + c, ((1.0 - momentum) * rm + momentum * mu).to(rm_ptr.dtype.element_ty), mask=mask)
-            if HAS_RV:
-                rv = tl.load(rv_ptr + c, mask=mask, other=0.0).to(zero.dtype)
-                tl.store(rv_ptr + c, ((1.0 - momentum) * rv + momentum * v * unbias).to(rv_ptr.dtype.element_ty),
-                         mask=mask)
+            _update_running(rm_ptr, rv_ptr, c, mask, mask, mu, v, momentum, unbias, zero, HAS_RM, HAS_RV)
     else:
         mu = tl.load(rm_ptr + c, mask=mask, other=0.0).to(zero.dtype)
         v = tl.load(rv_ptr + c, mask=mask, other=1.0).to(zero.dtype)

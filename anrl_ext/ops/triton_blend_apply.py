@@ -28,8 +28,8 @@ import triton.language as tl
 
 from .primitives import weight_grads
 from .triton_blend import (_add_sample, _affine_vectors, _alpha_args, _alpha_at, _batch_coupling, _d_alpha,
-                           _dx_coefficients, _joined, _sample_terms, _split, _sqrt, _store_weight_grads, cdiv, params,
-                           plane_block, running_buffers, stats, unbias, write_back)
+                           _dx_coefficients, _joined, _sample_terms, _split, _sqrt, _store_weight_grads, _update_running,
+                           cdiv, params, plane_block, running_buffers, stats, unbias, write_back)
 
 # Samples per vector load when a program walks its channel over the batch.
 MAX_BLOCK_N = 32
@@ -74,14 +74,8 @@ def _blend_affine_kernel(x_ptr, y_ptr, mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc,
     if USE_BATCH:
         mu, v = _channel_batch_stats(mean_ptr, var_ptr, c, N, C, zero_n, BLOCK_N)
         if UPDATE:
-            momentum = _joined(mom_hi, mom_lo, zero)
-            if HAS_RM:  # the buffers in their own dtype
-                rm = tl.load(rm_ptr + c).to(zero.dtype)
-                tl.store(rm_ptr + c, ((1.0 - momentum) * rm + momentum * mu).to(rm_ptr.dtype.element_ty), mask=first)
-            if HAS_RV:
-                rv = tl.load(rv_ptr + c).to(zero.dtype)
-                tl.store(rv_ptr + c, ((1.0 - momentum) * rv + momentum * v * _joined(unb_hi, unb_lo, zero)).to(
-                    rv_ptr.dtype.element_ty), mask=first)
+            _update_running(rm_ptr, rv_ptr, c, c < C, first, mu, v, _joined(mom_hi, mom_lo, zero),
+                            _joined(unb_hi, unb_lo, zero), zero, HAS_RM, HAS_RV)
     else:
         mu = tl.load(rm_ptr + c).to(zero.dtype)
         v = tl.load(rv_ptr + c).to(zero.dtype)
