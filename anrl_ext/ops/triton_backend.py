@@ -15,6 +15,7 @@ import torch
 import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
+from triton.runtime.jit import JITFunction
 
 from . import triton_blend, triton_blend_apply, triton_gate
 from .triton_blend import BLOCK, as_dtype, cdiv, plane_block
@@ -277,9 +278,19 @@ def _primitive_functions(launch):
     return moments, reduce, affine, affine2
 
 
+def _traceable(kernel):
+    """wrap_triton(kernel) for a compiled kernel; the interpreter's kernel itself.
+
+    Under TRITON_INTERPRET=1 `triton.jit` gives an InterpretedFunction, which
+    needs no tracing; torch 2.14's wrap_triton passes it through, torch 2.11's
+    (the lent GPU image's, scripts/gpu_image_rehearsal.sh) raises on it.
+    """
+    return wrap_triton(kernel) if isinstance(kernel, JITFunction) else kernel
+
+
 # Registered ops (torch.compile, autograd of the composed path) ...
 moments, reduce, affine, affine2 = (triton_op(f"{NS}::{fn.__name__}", mutates_args=())(fn)
-                                   for fn in _primitive_functions(wrap_triton))
+                                   for fn in _primitive_functions(_traceable))
 
 # ... and the plain functions with bare launches for the eager first-order path,
 # which is their autograd itself: a dispatcher round trip costs more host time
