@@ -3,8 +3,8 @@
 The interpreter (TRITON_INTERPRET=1, triton_interp/) checks what the kernels
 compute, but not that Triton's GPU compiler accepts them: a construct the
 interpreter runs can still fail to lower. This compiles each kernel ahead of
-time for an H100 / H200 target with Triton's own ptxas, no GPU needed: float32
-and bfloat16 inputs with float32 statistics, float64 with float64, and the
+time for an H100 / H200 target with Triton's own ptxas, no GPU needed: float32,
+bfloat16 and float16 inputs with float32 statistics, float64 with float64, and the
 flag constexprs (HAS_*, USE_BATCH, UPDATE) all on and all off.
 """
 import os
@@ -26,7 +26,7 @@ PARAM_POINTERS = {"alpha_ptr", "bw_ptr", "bb_ptr", "iw_ptr", "ib_ptr", "rm_ptr",
 # (statistics); the BN bias and its gradient are bbn_ptr / dbbn_ptr.
 GATE_PARAM_POINTERS = PARAM_POINTERS - {"alpha_ptr", "bb_ptr", "dbb_ptr"} | {"bbn_ptr", "dbbn_ptr"}
 TILES = {"BLOCK": 128, "BLOCK_N": 32, "BLOCK_HW": 32, "BLOCK_C": 32, "BLOCK_K": 16}
-DTYPES = [("fp32", "fp32"), ("bf16", "fp32"), ("fp64", "fp64")]
+DTYPES = [("fp32", "fp32"), ("bf16", "fp32"), ("fp16", "fp32"), ("fp64", "fp64")]
 
 
 def kernels():
