@@ -25,13 +25,33 @@ def world() -> Tuple[int, int]:
     return 0, 1
 
 
+# Whether init_from_env created the process group (and so shutdown() may destroy it);
+# a group the caller set up before is theirs to destroy.
+_owns_group = False
+
+
 def init_from_env(device: torch.device) -> Tuple[int, int]:
     """Join the process group torchrun describes in the environment (no-op for one process)."""
+    global _owns_group
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        _owns_group = True
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     return world()
+
+
+def shutdown() -> None:
+    """Destroy the process group `init_from_env` created, if any.
+
+    A process that exits with a live gloo group can abort at interpreter teardown
+    ("terminate called without an active exception", SIGABRT; pytorch/pytorch#190489):
+    gloo's worker threads still hold work whose destruction needs the interpreter.
+    """
+    global _owns_group
+    if _owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+    _owns_group = False
 
 
 def average_gradients(params: Iterable[nn.Parameter]) -> None:

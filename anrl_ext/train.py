@@ -170,7 +170,17 @@ class Trainer:
 
 
 def run(cfg: config.Config) -> dict:
-    trainer = Trainer(cfg)
+    """Train, evaluate on the held-out domain and write the outputs under `cfg.out`.
+
+    Under torchrun every process calls this; only rank 0 writes. The process group
+    joined here is destroyed on the way out, error or not."""
+    try:
+        return _run(Trainer(cfg), cfg)
+    finally:
+        distributed.shutdown()
+
+
+def _run(trainer: Trainer, cfg: config.Config) -> dict:
     if cfg.resume:
         trainer.load_state_dict(checkpoint.load(cfg.resume, map_location=trainer.device))
         if trainer.rank != 0:  # the checkpoint holds rank 0's sampler; reseed the others
