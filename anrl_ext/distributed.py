@@ -64,11 +64,53 @@ def average_gradients(params: Iterable[nn.Parameter]) -> None:
             p.grad.div_(size)
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes. Its adjoint is itself, so it differentiates any number of times."""
+
+    @staticmethod
+    def forward(ctx, t: Tensor) -> Tensor:
+        out = t.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return _AllReduceSum.apply(grad)
+
+
+class _AllGather(torch.autograd.Function):
+    """Concatenate every process's tensor along dim 0, in rank order.
+
+    The backward sums the output gradient over processes (every process's loss
+    depends on every process's input) and keeps this process's rows. It is built
+    from `_AllReduceSum` and `narrow`, so create_graph=True (the second-order
+    meta step) records it for a double backward. Written here rather than taken
+    from torch.distributed.nn.functional, whose all_gather is deprecated, with
+    public c10d calls only (gloo has no reduce-scatter; these are (N, C) tensors,
+    so an all-reduce costs nothing that matters).
+    """
+
+    @staticmethod
+    def forward(ctx, t: Tensor) -> Tensor:
+        t = t.contiguous()
+        parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, t)
+        ctx.rows, ctx.start = t.shape[0], dist.get_rank() * t.shape[0]
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return _AllReduceSum.apply(grad).narrow(0, ctx.start, ctx.rows)
+
+
+def all_gather_cat(t: Tensor) -> Tensor:
+    """`t` of every process (equal shapes), concatenated along dim 0 in rank order; differentiable."""
+    return _AllGather.apply(t)
+
+
 def gather_moments(mean: Tensor, var: Tensor) -> Tuple[Tensor, Tensor]:
     """Per-sample moments of every process, concatenated in rank order (differentiable)."""
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(mean.contiguous())), torch.cat(all_gather(var.contiguous()))
+    return all_gather_cat(mean), all_gather_cat(var)
 
 
 def sync_batch_stats(model: nn.Module, enabled: bool = True) -> nn.Module:

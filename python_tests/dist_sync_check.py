@@ -1,6 +1,6 @@
 """Run under torchrun (2 processes, gloo): AFNM with synchronised BN statistics on
 each process's half of a batch must equal single-process AFNM on the whole batch,
-in values, running statistics and gradients. Exits non-zero on a mismatch."""
+in values, running statistics, gradients and second-order gradients. Exits non-zero on a mismatch."""
 import sys
 
 import torch
@@ -35,7 +35,23 @@ errors = {"x_grad": (xl.grad - xf.grad[part]).abs().max().item(),
 for (n, p), q in zip(local.named_parameters(), full.parameters()):
     # full-batch gradients are sums over all samples; averaged local ones are sums / size
     errors[n] = (p.grad * size - q.grad).abs().max().item()
+
+# second order, as in the meta step: differentiate the input gradient again
+for m in (full, local):
+    m.zero_grad()
+u = torch.randn_like(x)
+xf2 = x.clone().requires_grad_()
+(gf,) = torch.autograd.grad((full(xf2) * w).sum(), xf2, create_graph=True)
+(gf * u).sum().backward()
+xl2 = x[part].clone().requires_grad_()
+(gl,) = torch.autograd.grad((local(xl2) * w[part]).sum(), xl2, create_graph=True)
+(gl * u[part]).sum().backward()
+distributed.average_gradients(local.parameters())
+errors["x_grad_first"] = (gl - gf[part]).abs().max().item()
+errors["x_grad_second"] = (xl2.grad - xf2.grad[part]).abs().max().item()
+for (n, p), q in zip(local.named_parameters(), full.parameters()):
+    errors[n + "_second"] = (p.grad * size - q.grad).abs().max().item()
 bad = {k: v for k, v in errors.items() if not v < 1e-10}
-print(f"rank {rank}: max errors {max(errors.values()):.2e}", flush=True)
+print(f"rank {rank}: max errors {max(errors.values()):.2e}" + (f", over 1e-10: {bad}" if bad else ""), flush=True)
 dist.destroy_process_group()
 sys.exit(1 if bad else 0)
