@@ -34,6 +34,13 @@ def init_from_env(device: torch.device) -> Tuple[int, int]:
     """Join the process group torchrun describes in the environment (no-op for one process)."""
     global _owns_group
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        # torch._dynamo, imported after a process group exists (torch.optim imports it
+        # with the first optimizer), takes references to that group that
+        # destroy_process_group() cannot drop: the gloo threads then live until
+        # interpreter teardown, and one still releasing its last work there aborts
+        # the process (see shutdown). Imported first, it holds none (torch 2.11, 2.14).
+        import torch._dynamo  # noqa: F401
+
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         _owns_group = True
         if device.type == "cuda":
@@ -46,7 +53,8 @@ def shutdown() -> None:
 
     A process that exits with a live gloo group can abort at interpreter teardown
     ("terminate called without an active exception", SIGABRT; pytorch/pytorch#190489):
-    gloo's worker threads still hold work whose destruction needs the interpreter.
+    a gloo worker thread releasing a finished collective decrefs its Python tensors,
+    which needs the interpreter. Destroying the group joins those threads first.
     """
     global _owns_group
     if _owns_group and dist.is_initialized():
