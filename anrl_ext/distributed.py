@@ -94,8 +94,8 @@ class _AllGather(torch.autograd.Function):
     from `_AllReduceSum` and `narrow`, so create_graph=True (the second-order
     meta step) records it for a double backward. Written here rather than taken
     from torch.distributed.nn.functional, whose all_gather is deprecated, with
-    public c10d calls only (gloo has no reduce-scatter; these are (N, C) tensors,
-    so an all-reduce costs nothing that matters).
+    public c10d calls only. An all-reduce of the whole gathered gradient, not a
+    reduce-scatter: every backend has it, and these are (N, C) tensors.
     """
 
     @staticmethod

@@ -32,9 +32,15 @@ distributed.average_gradients(local.parameters())
 
 errors = {"x_grad": (xl.grad - xf.grad[part]).abs().max().item(),
           "running_var": (local.running_var - full.running_var).abs().max().item()}
-for (n, p), q in zip(local.named_parameters(), full.parameters()):
+
+
+def parameter_errors(suffix=""):
     # full-batch gradients are sums over all samples; averaged local ones are sums / size
-    errors[n] = (p.grad * size - q.grad).abs().max().item()
+    return {n + suffix: (p.grad * size - q.grad).abs().max().item()
+            for (n, p), q in zip(local.named_parameters(), full.parameters())}
+
+
+errors.update(parameter_errors())
 
 # second order, as in the meta step: differentiate the input gradient again
 for m in (full, local):
@@ -49,8 +55,7 @@ xl2 = x[part].clone().requires_grad_()
 distributed.average_gradients(local.parameters())
 errors["x_grad_first"] = (gl - gf[part]).abs().max().item()
 errors["x_grad_second"] = (xl2.grad - xf2.grad[part]).abs().max().item()
-for (n, p), q in zip(local.named_parameters(), full.parameters()):
-    errors[n + "_second"] = (p.grad * size - q.grad).abs().max().item()
+errors.update(parameter_errors("_second"))
 bad = {k: v for k, v in errors.items() if not v < 1e-10}
 print(f"rank {rank}: max errors {max(errors.values()):.2e}" + (f", over 1e-10: {bad}" if bad else ""), flush=True)
 dist.destroy_process_group()
