@@ -5,8 +5,9 @@ DistributedDataParallel does; the meta-gradient of the AFNM gates is
 averaged the same way. With `sync_batch_stats(model)`, every AFNM/BN-blend
 layer normalises its BN branch with statistics of the whole distributed
 batch: the per-sample moments (N, C) are all-gathered (differentiably, so
-gradients flow to every process's inputs) and merged, which costs two
-(N, C) messages per layer rather than a pass over the activations.
+gradients flow to every process's inputs) and merged, which costs one
+(N, 2C) message per layer and forward rather than a pass over the
+activations.
 """
 from __future__ import annotations
 
@@ -117,8 +118,13 @@ def all_gather_cat(t: Tensor) -> Tensor:
 
 
 def gather_moments(mean: Tensor, var: Tensor) -> Tuple[Tensor, Tensor]:
-    """Per-sample moments of every process, concatenated in rank order (differentiable)."""
-    return all_gather_cat(mean), all_gather_cat(var)
+    """Per-sample moments of every process, concatenated in rank order (differentiable).
+
+    One collective: mean and var travel side by side as one (N, 2C) message.
+    """
+    both = all_gather_cat(torch.cat([mean, var], dim=1))
+    c = mean.shape[1]
+    return both[:, :c], both[:, c:]
 
 
 def sync_batch_stats(model: nn.Module, enabled: bool = True) -> nn.Module:

@@ -130,12 +130,8 @@ class Trainer:
         """Concatenate tensors across processes (centroids stay identical on every process)."""
         if self.world_size == 1:
             return tensors
-        out = []
-        for t in tensors:
-            parts = [torch.empty_like(t) for _ in range(self.world_size)]
-            torch.distributed.all_gather(parts, t.contiguous())
-            out.append(torch.cat(parts))
-        return tuple(out)
+        with torch.no_grad():
+            return tuple(distributed.all_gather_cat(t) for t in tensors)
 
     def replicas_in_sync(self) -> bool:
         """Whether every process holds the same parameters (rank 0's)."""

@@ -1,6 +1,7 @@
 """Run under torchrun (2 processes, gloo): AFNM with synchronised BN statistics on
 each process's half of a batch must equal single-process AFNM on the whole batch,
-in values, running statistics, gradients and second-order gradients. Exits non-zero on a mismatch."""
+in values, running statistics, gradients and second-order gradients, with one collective
+each way. Exits non-zero on a mismatch."""
 import sys
 
 import torch
@@ -26,8 +27,27 @@ xf = x.clone().requires_grad_()
 (full(xf) * w).sum().backward()
 
 part = slice(4 * rank, 4 * rank + 4)
+calls = []
+
+
+def counted(name):
+    real = getattr(dist, name)
+
+    def call(*args, **kwargs):
+        calls.append(name)
+        return real(*args, **kwargs)
+
+    return call
+
+
+# Count the layer's own collectives: one all-gather of the moments forward (the
+# running statistics reuse it), one all-reduce of their gradient backward.
+dist.all_gather, dist.all_reduce = counted("all_gather"), counted("all_reduce")
 xl = x[part].clone().requires_grad_()
-(local(xl) * w[part]).sum().backward()
+out = local(xl)
+forward_calls, calls[:] = list(calls), []
+(out * w[part]).sum().backward()
+backward_calls = list(calls)
 distributed.average_gradients(local.parameters())
 
 errors = {"x_grad": (xl.grad - xf.grad[part]).abs().max().item(),
@@ -57,6 +77,9 @@ errors["x_grad_first"] = (gl - gf[part]).abs().max().item()
 errors["x_grad_second"] = (xl2.grad - xf2.grad[part]).abs().max().item()
 errors.update(parameter_errors("_second"))
 bad = {k: v for k, v in errors.items() if not v < 1e-10}
-print(f"rank {rank}: max errors {max(errors.values()):.2e}" + (f", over 1e-10: {bad}" if bad else ""), flush=True)
+if forward_calls != ["all_gather"] or backward_calls != ["all_reduce"]:
+    bad["collectives"] = f"forward {forward_calls}, backward {backward_calls}"
+print(f"rank {rank}: max errors {max(errors.values()):.2e}, collectives forward {forward_calls} "
+      f"backward {backward_calls}" + (f", wrong: {bad}" if bad else ""), flush=True)
 dist.destroy_process_group()
 sys.exit(1 if bad else 0)

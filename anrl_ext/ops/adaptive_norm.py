@@ -102,6 +102,18 @@ def make_blend_middle(alpha_fn, n_alpha_params, affine, running_mean, running_va
     return middle
 
 
+def _recording(gather_stats, gathered):
+    """gather_stats that also appends its first result, detached, to `gathered`."""
+
+    def gather(mean, var):
+        out = gather_stats(mean, var)
+        if not gathered:
+            gathered.append(tuple(t.detach() for t in out))
+        return out
+
+    return gather
+
+
 def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_bias,
           running_mean, running_var, training, momentum, eps, gather_stats=None, gate_slots=None):
     """Fused blend with alpha = alpha_fn(per-sample mean, *alpha_params). Returns (y, alpha).
@@ -119,6 +131,10 @@ def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_
     params = list(alpha_params) + [t for t in affines if t is not None]
     prims = primitives_for(backend)
 
+    gathered = []  # the forward's global moments, kept for the running statistics
+    if gather_stats is not None:
+        gather_stats = _recording(gather_stats, gathered)
+
     def make_middle():
         return make_blend_middle(alpha_fn, len(alpha_params), present, running_mean, running_var, use_batch,
                                  eps, gather_stats)
@@ -133,8 +149,8 @@ def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_
     y, alpha, mean, var = fused(x, prims, make_middle(), params)
     if training:
         if gather_stats is not None:
-            with torch.no_grad():
-                mean, var = gather_stats(mean, var)
+            # The middle gathered them already; gathering again would cost a collective.
+            mean, var = gathered[0]
         count = mean.shape[0] * x.shape[2] * x.shape[3]
         update_running_stats(mean, var, count, running_mean, running_var, momentum)
     return y, alpha
