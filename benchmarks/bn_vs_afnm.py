@@ -1,10 +1,14 @@
 """First research check: --norm bn vs --norm afnm (meta-learning + IDC + ICS) on the
-synthetic leave-one-out task, several seeds, mean and spread of HTER and AUC.
+synthetic leave-one-out task, several seeds, paired by seed.
 
-    python benchmarks/bn_vs_afnm.py [--protocol OCI-M] [--seeds 0 1 2] [--iters 300] [--jobs 2]
+    python benchmarks/bn_vs_afnm.py [--protocol OCI-M] [--seeds 0 1 2 3 4] [--iters 300] [--jobs 2]
 
 Runs `python -m anrl_ext.train` once per (norm, seed), --jobs at a time with the
-cores split between them, and writes benchmarks/results/bn_vs_afnm.md.
+cores split between them; a run whose metrics.json already holds the same
+settings is reused (`--fresh` reruns everything), so an interrupted comparison
+resumes. Writes benchmarks/results/bn_vs_afnm.md (mean ± sample std per norm,
+and the per-seed differences afnm - bn with a 95 % t interval and a Wilcoxon
+signed-rank p-value) and a paired per-seed plot.
 """
 import argparse
 import json
@@ -15,44 +19,140 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from scipy import stats
+from tqdm import tqdm
+
+NORMS = ("bn", "afnm")
+LABELS = {"bn": "bn (plain training)", "afnm": "afnm (meta-learning, IDC, ICS)"}
+# (column title, protocol in metrics.json, key)
+METRICS = (("HTER % (paper)", "paper", "hter"), ("AUC %", "paper", "auc"),
+           ("HTER % (source threshold)", "source", "hter"))
+
+
+def settings(norm, seed, args):
+    """The config entries a reusable run must match."""
+    return {"protocol": args.protocol, "norm": norm, "seed": seed, "iters": args.iters, "meta": norm != "bn"}
+
 
 def run_one(norm, seed, args, threads):
+    """metrics.json of `python -m anrl_ext.train` for (norm, seed), reused when present and matching."""
     out = Path(args.runs) / f"{norm}_seed{seed}"
+    done = out / "metrics.json"
+    want = settings(norm, seed, args)
+    if done.exists() and not args.fresh:
+        result = json.loads(done.read_text())
+        if {k: result.get("config", {}).get(k) for k in want} == want:
+            return norm, seed, result
     cmd = [sys.executable, "-m", "anrl_ext.train", "--protocol", args.protocol, "--norm", norm, "--seed", str(seed),
            "--iters", str(args.iters), "--out", str(out)]
     if norm == "bn":
         cmd.append("--no-meta")
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
-    return norm, seed, json.loads((out / "metrics.json").read_text())
+    r = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {r.returncode}):\n{r.stderr[-2000:]}")
+    return norm, seed, json.loads(done.read_text())
 
 
-def main():
+def paired(bn, afnm):
+    """Summary of per-seed values (in %) of both norms, paired by position (seed)."""
+    diff = [a - b for a, b in zip(afnm, bn)]
+    n = len(diff)
+    mean = statistics.mean(diff)
+    if n > 1:
+        sd = statistics.stdev(diff)
+        half = stats.t.ppf(0.975, n - 1) * sd / n ** 0.5
+        p = stats.wilcoxon(diff).pvalue if any(diff) else 1.0
+    else:
+        half, p = float("nan"), float("nan")
+    return {"bn": bn, "afnm": afnm, "diff": diff, "mean_diff": mean, "ci95": (mean - half, mean + half),
+            "wilcoxon_p": p, "afnm_higher": sum(d > 0 for d in diff), "ties": sum(d == 0 for d in diff)}
+
+
+def summarise(results, seeds):
+    """{column title: paired summary} from [(norm, seed, metrics.json)], in seed order."""
+    by = {(n, s): r["metrics"] for n, s, r in results}
+    return {title: paired(*[[100 * by[(norm, s)][proto][key] for s in seeds] for norm in NORMS])
+            for title, proto, key in METRICS}
+
+
+def _mean_sd(v):
+    return f"{statistics.mean(v):.2f} ± {statistics.stdev(v) if len(v) > 1 else 0.0:.2f}"
+
+
+def render(summary, args, seeds, command):
+    lines = [f"`{command}`", "",
+             f"Protocol {args.protocol}, {args.iters} iterations, seeds {seeds}; mean ± sample std over seeds.", "",
+             "| norm | " + " | ".join(t for t, _, _ in METRICS) + " | per-seed AUC % |",
+             "|---|" + "---|" * (len(METRICS) + 1)]
+    for norm in NORMS:
+        cells = [_mean_sd(summary[t][norm]) for t, _, _ in METRICS]
+        lines.append(f"| {LABELS[norm]} | " + " | ".join(cells) + " | "
+                     + ", ".join(f"{a:.1f}" for a in summary["AUC %"][norm]) + " |")
+    lines += ["", "Paired by seed, afnm - bn (HTER: lower is better, AUC: higher is better):", "",
+              "| metric | mean difference | 95 % t interval | seeds where afnm is higher | Wilcoxon signed-rank p |",
+              "|---|---|---|---|---|"]
+    for t, _, _ in METRICS:
+        s = summary[t]
+        lo, hi = s["ci95"]
+        lines.append(f"| {t} | {s['mean_diff']:+.2f} | [{lo:+.2f}, {hi:+.2f}] | "
+                     f"{s['afnm_higher']} of {len(s['diff'])}" + (f" ({s['ties']} tied)" if s["ties"] else "")
+                     + f" | {s['wilcoxon_p']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary, seeds, path, title):
+    """Per-seed values of both norms, a line joining each seed's pair."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.6))
+    for ax, (t, _, _) in zip(axes, METRICS):
+        s = summary[t]
+        for seed, b, a in zip(seeds, s["bn"], s["afnm"]):
+            ax.plot([0, 1], [b, a], color="0.6", lw=1, zorder=1)
+            ax.annotate(str(seed), (1.04, a), fontsize=7, va="center", color="0.4")
+        ax.scatter([0] * len(seeds), s["bn"], color="tab:blue", zorder=2)
+        ax.scatter([1] * len(seeds), s["afnm"], color="tab:orange", zorder=2)
+        for x, norm in enumerate(NORMS):
+            ax.hlines(statistics.mean(s[norm]), x - 0.15, x + 0.15, color="k", lw=2, zorder=3)
+        ax.set_xticks([0, 1], ["bn", "afnm"])
+        ax.set_xlim(-0.4, 1.4)
+        ax.set_title(t, fontsize=10)
+    fig.suptitle(title + " (dots: seeds, bars: means)", fontsize=10)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--protocol", default="OCI-M")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--iters", type=int, default=300)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--runs", default="runs/bn_vs_afnm")
     ap.add_argument("--out", default="benchmarks/results/bn_vs_afnm.md")
-    args = ap.parse_args()
+    ap.add_argument("--plot", default="docs/bn_vs_afnm.png")
+    ap.add_argument("--fresh", action="store_true", help="rerun every (norm, seed), even when its results exist")
+    args = ap.parse_args(argv)
+    seeds = list(dict.fromkeys(args.seeds))
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    todo = [(n, s) for s in seeds for n in NORMS]
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda a: run_one(*a, args, threads),
-                                [(n, s) for n in ("bn", "afnm") for s in args.seeds]))
-    lines = [f"Protocol {args.protocol}, {args.iters} iterations, seeds {args.seeds}; mean ± std over seeds.", "",
-             "| norm | HTER % (paper) | AUC % | HTER % (source threshold) | per-seed AUC % |", "|---|---|---|---|---|"]
-    for norm in ("bn", "afnm"):
-        ms = [m["metrics"] for n, _, m in results if n == norm]
-        f = lambda key, proto: [100 * m[proto][key] for m in ms]  # noqa: E731
-        fmt = lambda v: f"{statistics.mean(v):.2f} ± {statistics.pstdev(v):.2f}"  # noqa: E731
-        label = "bn (plain training)" if norm == "bn" else "afnm (meta-learning, IDC, ICS)"
-        lines.append(f"| {label} | {fmt(f('hter', 'paper'))} | {fmt(f('auc', 'paper'))} | "
-                     f"{fmt(f('hter', 'source'))} | {', '.join(f'{a:.1f}' for a in f('auc', 'paper'))} |")
-    text = "\n".join(lines) + "\n"
+        results = list(tqdm(pool.map(lambda a: run_one(*a, args, threads), todo), total=len(todo),
+                            desc="bn vs afnm runs", unit="run"))
+    summary = summarise(results, seeds)
+    command = "python benchmarks/bn_vs_afnm.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = render(summary, args, seeds, command.strip())
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
+    plot(summary, seeds, args.plot, f"{args.protocol}, {args.iters} iterations")
+    print(f"wrote {args.out} and {args.plot}")
 
 
 if __name__ == "__main__":
