@@ -88,7 +88,8 @@ HELP = {
     "gate": "AFNM gate: paper, sigmoid, sigmoid2",
     "backend": "AFNM op backend: auto, reference, cpu, cuda, triton",
     "first_order": "first-order meta-gradient (no create_graph)",
-    "sync_stats": "with torchrun: all-reduce AFNM's BN statistics across processes",
+    "sync_stats": "with torchrun: AFNM's BN branch uses statistics of the whole distributed batch "
+                  "(one all-gather of the per-sample moments per layer)",
     "meta": "meta-learn the AFNM gates (Algorithm 1); --no-meta trains plainly",
     "out": "output directory (logs, checkpoints, metrics.json, roc.png)",
     "resume": "checkpoint to resume from",
