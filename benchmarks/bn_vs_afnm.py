@@ -6,9 +6,9 @@ synthetic leave-one-out task, several seeds, paired by seed.
 Runs `python -m anrl_ext.train` once per (norm, seed), --jobs at a time with the
 cores split between them; a run whose metrics.json already holds the same
 settings is reused (`--fresh` reruns everything), so an interrupted comparison
-resumes. Writes benchmarks/results/bn_vs_afnm.md (mean ± sample std per norm,
+resumes. Writes benchmarks/results/bn_vs_afnm_<protocol>.md (mean ± sample std per norm,
 and the per-seed differences afnm - bn with a 95 % t interval and a Wilcoxon
-signed-rank p-value) and a paired per-seed plot.
+signed-rank p-value) and a paired per-seed plot, docs/bn_vs_afnm_<protocol>.png.
 """
 import argparse
 import json
@@ -134,11 +134,13 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--iters", type=int, default=300)
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--runs", default="runs/bn_vs_afnm")
-    ap.add_argument("--out", default="benchmarks/results/bn_vs_afnm.md")
-    ap.add_argument("--plot", default="docs/bn_vs_afnm.png")
+    ap.add_argument("--runs", default="runs/bn_vs_afnm/{protocol}")
+    ap.add_argument("--out", default="benchmarks/results/bn_vs_afnm_{protocol}.md")
+    ap.add_argument("--plot", default="docs/bn_vs_afnm_{protocol}.png")
     ap.add_argument("--fresh", action="store_true", help="rerun every (norm, seed), even when its results exist")
     args = ap.parse_args(argv)
+    for name in ("runs", "out", "plot"):  # one folder and one report per protocol
+        setattr(args, name, getattr(args, name).format(protocol=args.protocol))
     seeds = list(dict.fromkeys(args.seeds))
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     todo = [(n, s) for s in seeds for n in NORMS]
