@@ -24,9 +24,9 @@ from tqdm import tqdm
 
 NORMS = ("bn", "afnm")
 LABELS = {"bn": "bn (plain training)", "afnm": "afnm (meta-learning, IDC, ICS)"}
-# (column title, protocol in metrics.json, key)
-METRICS = (("HTER % (paper)", "paper", "hter"), ("AUC %", "paper", "auc"),
-           ("HTER % (source threshold)", "source", "hter"))
+# (column title, protocol in metrics.json, key, whether higher is better)
+METRICS = (("HTER % (paper)", "paper", "hter", False), ("AUC %", "paper", "auc", True),
+           ("HTER % (source threshold)", "source", "hter", False))
 
 
 def settings(norm, seed, args):
@@ -54,7 +54,7 @@ def run_one(norm, seed, args, threads):
     return norm, seed, json.loads(done.read_text())
 
 
-def paired(bn, afnm):
+def paired(bn, afnm, higher_is_better=True):
     """Summary of per-seed values (in %) of both norms, paired by position (seed)."""
     diff = [a - b for a, b in zip(afnm, bn)]
     n = len(diff)
@@ -66,14 +66,15 @@ def paired(bn, afnm):
     else:
         half, p = float("nan"), float("nan")
     return {"bn": bn, "afnm": afnm, "diff": diff, "mean_diff": mean, "ci95": (mean - half, mean + half),
-            "wilcoxon_p": p, "afnm_higher": sum(d > 0 for d in diff), "ties": sum(d == 0 for d in diff)}
+            "wilcoxon_p": p, "afnm_better": sum((d > 0) if higher_is_better else (d < 0) for d in diff),
+            "ties": sum(d == 0 for d in diff)}
 
 
 def summarise(results, seeds):
     """{column title: paired summary} from [(norm, seed, metrics.json)], in seed order."""
     by = {(n, s): r["metrics"] for n, s, r in results}
-    return {title: paired(*[[100 * by[(norm, s)][proto][key] for s in seeds] for norm in NORMS])
-            for title, proto, key in METRICS}
+    return {title: paired(*[[100 * by[(norm, s)][proto][key] for s in seeds] for norm in NORMS], higher)
+            for title, proto, key, higher in METRICS}
 
 
 def _mean_sd(v):
@@ -83,20 +84,20 @@ def _mean_sd(v):
 def render(summary, args, seeds, command):
     lines = [f"`{command}`", "",
              f"Protocol {args.protocol}, {args.iters} iterations, seeds {seeds}; mean ± sample std over seeds.", "",
-             "| norm | " + " | ".join(t for t, _, _ in METRICS) + " | per-seed AUC % |",
+             "| norm | " + " | ".join(t for t, *_ in METRICS) + " | per-seed AUC % |",
              "|---|" + "---|" * (len(METRICS) + 1)]
     for norm in NORMS:
-        cells = [_mean_sd(summary[t][norm]) for t, _, _ in METRICS]
+        cells = [_mean_sd(summary[t][norm]) for t, *_ in METRICS]
         lines.append(f"| {LABELS[norm]} | " + " | ".join(cells) + " | "
                      + ", ".join(f"{a:.1f}" for a in summary["AUC %"][norm]) + " |")
     lines += ["", "Paired by seed, afnm - bn (HTER: lower is better, AUC: higher is better):", "",
-              "| metric | mean difference | 95 % t interval | seeds where afnm is higher | Wilcoxon signed-rank p |",
+              "| metric | mean difference | 95 % t interval | seeds where afnm is better | Wilcoxon signed-rank p |",
               "|---|---|---|---|---|"]
-    for t, _, _ in METRICS:
+    for t, *_ in METRICS:
         s = summary[t]
         lo, hi = s["ci95"]
         lines.append(f"| {t} | {s['mean_diff']:+.2f} | [{lo:+.2f}, {hi:+.2f}] | "
-                     f"{s['afnm_higher']} of {len(s['diff'])}" + (f" ({s['ties']} tied)" if s["ties"] else "")
+                     f"{s['afnm_better']} of {len(s['diff'])}" + (f" ({s['ties']} tied)" if s["ties"] else "")
                      + f" | {s['wilcoxon_p']:.3f} |")
     return "\n".join(lines) + "\n"
 
@@ -109,7 +110,7 @@ def plot(summary, seeds, path, title):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.6))
-    for ax, (t, _, _) in zip(axes, METRICS):
+    for ax, (t, *_) in zip(axes, METRICS):
         s = summary[t]
         for seed, b, a in zip(seeds, s["bn"], s["afnm"]):
             ax.plot([0, 1], [b, a], color="0.6", lw=1, zorder=1)

@@ -21,7 +21,8 @@ def test_paired_statistics_by_seed():
     afnm = [71.0, 54.0, 78.0, 49.0, 66.0]
     s = bn_vs_afnm.paired(bn, afnm)
     diff = [11.0, -1.0, 8.0, 9.0, 14.0]
-    assert s["diff"] == diff and s["afnm_higher"] == 4 and s["ties"] == 0
+    assert s["diff"] == diff and s["afnm_better"] == 4 and s["ties"] == 0
+    assert bn_vs_afnm.paired(bn, afnm, higher_is_better=False)["afnm_better"] == 1  # e.g. HTER
     assert s["mean_diff"] == pytest.approx(8.2)
     # the 95 % interval is the one-sample t interval of the differences
     lo, hi = stats.t.interval(0.95, 4, loc=8.2, scale=statistics.stdev(diff) / 5 ** 0.5)
@@ -40,7 +41,8 @@ def test_summary_pairs_runs_by_seed_and_renders(tmp_path):
     assert summary["HTER % (paper)"]["diff"] == pytest.approx([-15.0, -10.0])
     args = SimpleNamespace(protocol="OCI-M", iters=10)
     text = bn_vs_afnm.render(summary, args, seeds, "python benchmarks/bn_vs_afnm.py --iters 10")
-    assert "| AUC % | +20.00 |" in text and "2 of 2" in text
+    assert "| AUC % | +20.00 |" in text and "| HTER % (paper) | -12.50 |" in text
+    assert text.count("2 of 2") == 3  # afnm better on both seeds: higher AUC, lower HTER
     bn_vs_afnm.plot(summary, seeds, tmp_path / "pairs.png", "test")
     assert (tmp_path / "pairs.png").stat().st_size > 1000
 
