@@ -1,14 +1,16 @@
 """First research check: --norm bn vs --norm afnm (meta-learning + IDC + ICS) on the
 synthetic leave-one-out task, several seeds, paired by seed.
 
-    python benchmarks/bn_vs_afnm.py [--protocol OCI-M] [--seeds 0 1 2 3 4] [--iters 300] [--jobs 2]
+    python benchmarks/bn_vs_afnm.py [--protocol OCI-M [ICM-O ...]] [--seeds 0 1 2 3 4] [--iters 300] [--jobs 2]
 
 Runs `python -m anrl_ext.train` once per (norm, seed), --jobs at a time with the
 cores split between them; a run whose metrics.json already holds the same
 settings is reused (`--fresh` reruns everything), so an interrupted comparison
 resumes. Writes benchmarks/results/bn_vs_afnm_<protocol>.md (mean ± sample std per norm,
 and the per-seed differences afnm - bn with a 95 % t interval and a Wilcoxon
-signed-rank p-value) and a paired per-seed plot, docs/bn_vs_afnm_<protocol>.png.
+signed-rank p-value) and a paired per-seed plot, docs/bn_vs_afnm_<protocol>.png;
+with several protocols also one table over all of them (bn_vs_afnm.md) and a
+plot of every protocol's per-seed AUC (docs/bn_vs_afnm.png).
 """
 import argparse
 import json
@@ -102,26 +104,30 @@ def render(summary, args, seeds, command):
     return "\n".join(lines) + "\n"
 
 
-def plot(summary, seeds, path, title):
-    """Per-seed values of both norms, a line joining each seed's pair."""
+def _paired_panel(ax, s, seeds, title):
+    """Per-seed values of both norms in one panel, a line joining each seed's pair."""
+    for seed, b, a in zip(seeds, s["bn"], s["afnm"]):
+        ax.plot([0, 1], [b, a], color="0.6", lw=1, zorder=1)
+        ax.annotate(str(seed), (1.04, a), fontsize=7, va="center", color="0.4")
+    ax.scatter([0] * len(seeds), s["bn"], color="tab:blue", zorder=2)
+    ax.scatter([1] * len(seeds), s["afnm"], color="tab:orange", zorder=2)
+    for x, norm in enumerate(NORMS):
+        ax.hlines(statistics.mean(s[norm]), x - 0.15, x + 0.15, color="k", lw=2, zorder=3)
+    ax.set_xticks([0, 1], ["bn", "afnm"])
+    ax.set_xlim(-0.4, 1.4)
+    ax.set_title(title, fontsize=10)
+
+
+def _save_panels(panels, seeds, path, title):
+    """One paired panel per (summary, panel title), side by side."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.6))
-    for ax, (t, *_) in zip(axes, METRICS):
-        s = summary[t]
-        for seed, b, a in zip(seeds, s["bn"], s["afnm"]):
-            ax.plot([0, 1], [b, a], color="0.6", lw=1, zorder=1)
-            ax.annotate(str(seed), (1.04, a), fontsize=7, va="center", color="0.4")
-        ax.scatter([0] * len(seeds), s["bn"], color="tab:blue", zorder=2)
-        ax.scatter([1] * len(seeds), s["afnm"], color="tab:orange", zorder=2)
-        for x, norm in enumerate(NORMS):
-            ax.hlines(statistics.mean(s[norm]), x - 0.15, x + 0.15, color="k", lw=2, zorder=3)
-        ax.set_xticks([0, 1], ["bn", "afnm"])
-        ax.set_xlim(-0.4, 1.4)
-        ax.set_title(t, fontsize=10)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), squeeze=False)
+    for ax, (s, panel_title) in zip(axes[0], panels):
+        _paired_panel(ax, s, seeds, panel_title)
     fig.suptitle(title + " (dots: seeds, bars: means)", fontsize=10)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -129,33 +135,81 @@ def plot(summary, seeds, path, title):
     plt.close(fig)
 
 
+def plot(summary, seeds, path, title):
+    """Every metric of one protocol."""
+    _save_panels([(summary[t], t) for t, *_ in METRICS], seeds, path, title)
+
+
+def plot_overview(summaries, seeds, path, title):
+    """Video-level AUC of every protocol."""
+    _save_panels([(s["AUC %"], f"{protocol}: AUC %") for protocol, s in summaries.items()], seeds, path, title)
+
+
+def render_overview(summaries, args, seeds, command):
+    """One row per protocol: both norms' mean AUC and HTER, and the paired difference."""
+    lines = [f"`{command}`", "",
+             f"{args.iters} iterations, seeds {seeds}; per protocol: mean over seeds, and the paired "
+             "difference afnm - bn with its 95 % t interval and Wilcoxon signed-rank p.", "",
+             "| protocol | AUC % bn / afnm | AUC difference | p | HTER % (paper) bn / afnm | HTER difference | p "
+             "| seeds where afnm has the higher AUC |", "|---|---|---|---|---|---|---|---|"]
+    for protocol, summary in summaries.items():
+        cells = []
+        for t in ("AUC %", "HTER % (paper)"):
+            s = summary[t]
+            lo, hi = s["ci95"]
+            cells += [f"{statistics.mean(s['bn']):.1f} / {statistics.mean(s['afnm']):.1f}",
+                      f"{s['mean_diff']:+.1f} [{lo:+.1f}, {hi:+.1f}]", f"{s['wilcoxon_p']:.3f}"]
+        auc = summary["AUC %"]
+        lines.append(f"| {protocol} | " + " | ".join(cells) + f" | {auc['afnm_better']} of {len(auc['diff'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def compare(protocol, args, seeds, command):
+    """Run (or reuse) both norms on every seed of one protocol; write its report and plot."""
+    a = argparse.Namespace(**vars(args))
+    a.protocol = protocol
+    for name in ("runs", "out", "plot"):  # one folder and one report per protocol
+        setattr(a, name, getattr(args, name).format(protocol=protocol))
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    todo = [(n, s) for s in seeds for n in NORMS]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(tqdm(pool.map(lambda job: run_one(*job, a, threads), todo), total=len(todo),
+                            desc=f"{protocol}: bn vs afnm runs", unit="run"))
+    summary = summarise(results, seeds)
+    text = render(summary, a, seeds, command)
+    print(text)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(text)
+    plot(summary, seeds, a.plot, f"{protocol}, {args.iters} iterations")
+    print(f"wrote {a.out} and {a.plot}")
+    return summary
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--protocol", default="OCI-M")
+    ap.add_argument("--protocol", nargs="+", default=["OCI-M"], help="one or more leave-one-out protocols")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--iters", type=int, default=300)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--runs", default="runs/bn_vs_afnm/{protocol}")
     ap.add_argument("--out", default="benchmarks/results/bn_vs_afnm_{protocol}.md")
     ap.add_argument("--plot", default="docs/bn_vs_afnm_{protocol}.png")
+    ap.add_argument("--overview", default="benchmarks/results/bn_vs_afnm.md",
+                    help="with several protocols: one table over all of them")
+    ap.add_argument("--overview-plot", default="docs/bn_vs_afnm.png",
+                    help="with several protocols: every protocol's per-seed AUC")
     ap.add_argument("--fresh", action="store_true", help="rerun every (norm, seed), even when its results exist")
     args = ap.parse_args(argv)
-    for name in ("runs", "out", "plot"):  # one folder and one report per protocol
-        setattr(args, name, getattr(args, name).format(protocol=args.protocol))
     seeds = list(dict.fromkeys(args.seeds))
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    todo = [(n, s) for s in seeds for n in NORMS]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(tqdm(pool.map(lambda a: run_one(*a, args, threads), todo), total=len(todo),
-                            desc="bn vs afnm runs", unit="run"))
-    summary = summarise(results, seeds)
-    command = "python benchmarks/bn_vs_afnm.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = render(summary, args, seeds, command.strip())
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
-    plot(summary, seeds, args.plot, f"{args.protocol}, {args.iters} iterations")
-    print(f"wrote {args.out} and {args.plot}")
+    command = ("python benchmarks/bn_vs_afnm.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    summaries = {p: compare(p, args, seeds, command) for p in dict.fromkeys(args.protocol)}
+    if len(summaries) > 1:
+        text = render_overview(summaries, args, seeds, command)
+        print(text)
+        Path(args.overview).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.overview).write_text(text)
+        plot_overview(summaries, seeds, args.overview_plot, f"bn vs afnm, {args.iters} iterations")
+        print(f"wrote {args.overview} and {args.overview_plot}")
 
 
 if __name__ == "__main__":
