@@ -176,13 +176,18 @@ def compare(protocol, args, seeds, command):
         results = list(tqdm(pool.map(lambda job: run_one(*job, a, threads), todo), total=len(todo),
                             desc=f"{protocol}: bn vs afnm runs", unit="run"))
     summary = summarise(results, seeds)
-    text = render(summary, a, seeds, command)
-    print(text)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(text)
-    plot(summary, seeds, a.plot, f"{protocol}, {args.iters} iterations")
-    print(f"wrote {a.out} and {a.plot}")
+    write_report(render(summary, a, seeds, command), a.out,
+                 lambda: plot(summary, seeds, a.plot, f"{protocol}, {args.iters} iterations"), a.plot)
     return summary
+
+
+def write_report(text, path, draw, figure):
+    """Print the markdown report, write it to `path`, then draw its figure."""
+    print(text)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
+    draw()
+    print(f"wrote {path} and {figure}")
 
 
 def main(argv=None):
@@ -204,12 +209,9 @@ def main(argv=None):
     command = ("python benchmarks/bn_vs_afnm.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     summaries = {p: compare(p, args, seeds, command) for p in dict.fromkeys(args.protocol)}
     if len(summaries) > 1:
-        text = render_overview(summaries, args, seeds, command)
-        print(text)
-        Path(args.overview).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.overview).write_text(text)
-        plot_overview(summaries, seeds, args.overview_plot, f"bn vs afnm, {args.iters} iterations")
-        print(f"wrote {args.overview} and {args.overview_plot}")
+        write_report(render_overview(summaries, args, seeds, command), args.overview,
+                     lambda: plot_overview(summaries, seeds, args.overview_plot, f"bn vs afnm, {args.iters} iterations"),
+                     args.overview_plot)
 
 
 if __name__ == "__main__":
