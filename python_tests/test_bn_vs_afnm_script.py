@@ -45,13 +45,16 @@ def test_summary_pairs_runs_by_seed_and_renders(tmp_path):
     assert text.count("2 of 2") == 3  # afnm better on both seeds: higher AUC, lower HTER
     bn_vs_afnm.plot(summary, seeds, tmp_path / "pairs.png", "test")
     assert (tmp_path / "pairs.png").stat().st_size > 1000
-    # the table over protocols: one row each, means and paired differences
-    flipped = bn_vs_afnm.summarise([(n, s, r) for n, s, r in results], seeds[::-1])
-    overview = bn_vs_afnm.render_overview({"OCI-M": summary, "ICM-O": flipped}, args, seeds, "cmd")
+    # the table over protocols: one row each, in order, means and paired differences
+    worse = bn_vs_afnm.summarise([("afnm", 1, metrics(0.5, 0.3, 0.3)), ("bn", 3, metrics(0.9, 0.1, 0.1)),
+                                  ("bn", 1, metrics(0.7, 0.2, 0.2)), ("afnm", 3, metrics(0.8, 0.2, 0.2))], seeds)
+    overview = bn_vs_afnm.render_overview({"OCI-M": summary, "ICM-O": worse}, args, seeds, "cmd")
     rows = [line for line in overview.splitlines() if line.startswith("| OCI-M") or line.startswith("| ICM-O")]
+    assert len(rows) == 2
     assert rows[0].startswith("| OCI-M | 55.0 / 75.0 | +20.0 [") and rows[0].endswith("| 2 of 2 |")
-    assert len(rows) == 2 and rows[1].startswith("| ICM-O | 55.0 / 75.0 |")
-    bn_vs_afnm.plot_overview({"OCI-M": summary, "ICM-O": flipped}, seeds, tmp_path / "all.png", "test")
+    assert rows[1].startswith("| ICM-O | 80.0 / 65.0 | -15.0 [") and rows[1].endswith("| 0 of 2 |")
+    assert "| 15.0 / 25.0 | +10.0 [" in rows[1]  # HTER: bn mean, afnm mean, difference
+    bn_vs_afnm.plot_overview({"OCI-M": summary, "ICM-O": worse}, seeds, tmp_path / "all.png", "test")
     assert (tmp_path / "all.png").stat().st_size > 1000
 
 
