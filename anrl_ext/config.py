@@ -80,7 +80,7 @@ HELP = {
     "target": "held-out target domain letter (with --sources)",
     "batch_size": "samples per source domain per iteration (half live, half spoof)",
     "width": "channel multiplier of the network (1.0 = paper)",
-    "meta_lr": "beta2: Adam step of the meta-update of the AFNM gates",
+    "meta_lr": "beta2: Adam step of the meta-update of the AFNM gates (with --no-meta: of their plain step)",
     "inner_lr": "beta1: inner (meta-train) step size of the gates",
     "lambda_idc": "lambda1, weight of the IDC loss",
     "lambda_ics": "lambda2, weight of the ICS loss",
@@ -90,7 +90,7 @@ HELP = {
     "first_order": "first-order meta-gradient (no create_graph)",
     "sync_stats": "with torchrun: AFNM's BN branch uses statistics of the whole distributed batch "
                   "(one all-gather of the per-sample moments per layer)",
-    "meta": "meta-learn the AFNM gates (Algorithm 1); --no-meta trains plainly",
+    "meta": "meta-learn the AFNM gates (Algorithm 1); --no-meta trains them plainly, with the ordinary loss",
     "out": "output directory (logs, checkpoints, metrics.json, roc.png)",
     "resume": "checkpoint to resume from",
     "eval_every": "evaluate every N iterations (0: only at the end)",

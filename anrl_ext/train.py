@@ -92,12 +92,18 @@ class Trainer:
         batches = [to_device(b, self.device) for b in self.sampler.sample()]
         every = cat_batches(batches)
         # 1. normal step on theta_base with L_cls + L_dep over all source domains
+        # (without meta-learning the gates are plain parameters and take this step too)
+        plain = [(self.opt_base, self.base_params)]
+        if self.opt_gate and not self.use_meta:
+            plain.append((self.opt_gate, self.gate_params))
         out = self.model(every["image"])
         terms = anrl_losses(out, every, self.dcc, cfg.lambda_idc, cfg.lambda_ics, with_dcc=False)
-        self.opt_base.zero_grad(set_to_none=True)
+        for opt, _ in plain:
+            opt.zero_grad(set_to_none=True)
         terms["total"].backward()
-        distributed.average_gradients(self.base_params)
-        self.opt_base.step()
+        for opt, params in plain:
+            distributed.average_gradients(params)
+            opt.step()
         self.dcc.update(*self.gathered(out["features"].detach(), every["domain"], every["label"]))
         logs = {"cls": terms["cls"].item(), "dep": terms["dep"].item()}
         # 2. meta-train / meta-test split and the (second-order) update of theta_F

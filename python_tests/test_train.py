@@ -31,6 +31,19 @@ def test_smoke_run_writes_everything(tmp_path):
     assert len(rows) == 4 and all(r[2] != "" for r in rows)  # meta losses logged
 
 
+def test_no_meta_trains_gates_with_the_ordinary_loss():
+    cfg = config.load(["--preset", "smoke", "--no-meta", "--iters", "2"])
+    trainer = train.Trainer(cfg)
+    before = [p.detach().clone() for p in trainer.gate_params]
+    base_before = [p.detach().clone() for p in trainer.base_params]
+    logs = [trainer.step() for _ in range(2)]
+    assert not trainer.use_meta and "trn" not in logs[-1]  # no meta step, no IDC/ICS
+    # (a gate whose one hidden unit is dead at this tiny width gets no gradient, so not all of them move)
+    moved = sum(not torch.equal(a, p) for a, p in zip(before, trainer.gate_params))
+    assert moved >= len(before) // 2, f"{moved} of {len(before)} gate parameters trained"
+    assert any(not torch.equal(a, p) for a, p in zip(base_before, trainer.base_params))
+
+
 def test_resume_reproduces_loss_curve(tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     train.run(config.load(["--preset", "smoke", "--iters", "4", "--ckpt-every", "2", "--out", str(full)]))
