@@ -24,40 +24,70 @@ from pathlib import Path
 from scipy import stats
 from tqdm import tqdm
 
+from anrl_ext.config import Config
+
 NORMS = ("bn", "afnm")
 LABELS = {"bn": "bn (plain training)", "afnm": "afnm (meta-learning, IDC, ICS)"}
+# Every arm a comparison can run: the trainer settings it differs in from the defaults.
+# (IDC and ICS enter only the meta step, so the plain arms train without them.)
+ARMS = {"bn": {"norm": "bn", "meta": False},
+        "afnm_plain": {"norm": "afnm", "meta": False},
+        "afnm_meta": {"norm": "afnm", "meta": True, "lambda_idc": 0.0, "lambda_ics": 0.0},
+        "afnm": {"norm": "afnm", "meta": True}}
 # (column title, protocol in metrics.json, key, whether higher is better)
 METRICS = (("HTER % (paper)", "paper", "hter", False), ("AUC %", "paper", "auc", True),
            ("HTER % (source threshold)", "source", "hter", False))
 
 
-def settings(norm, seed, args):
-    """The config entries a reusable run must match."""
-    return {"protocol": args.protocol, "norm": norm, "seed": seed, "iters": args.iters, "meta": norm != "bn"}
+def settings(arm, seed, args):
+    """The config entries a reusable run of `arm` must match."""
+    return {"protocol": args.protocol, "seed": seed, "iters": args.iters, "lambda_idc": Config.lambda_idc,
+            "lambda_ics": Config.lambda_ics, **ARMS[arm]}
 
 
-def run_one(norm, seed, args, threads):
-    """metrics.json of `python -m anrl_ext.train` for (norm, seed), reused when present and matching."""
-    out = Path(args.runs) / f"{norm}_seed{seed}"
+def run_one(arm, seed, args, threads):
+    """metrics.json of `python -m anrl_ext.train` for (arm, seed), reused when present and matching."""
+    out = Path(args.runs) / f"{arm}_seed{seed}"
     done = out / "metrics.json"
-    want = settings(norm, seed, args)
+    want = settings(arm, seed, args)
     if done.exists() and not args.fresh:
         result = json.loads(done.read_text())
         if {k: result.get("config", {}).get(k) for k in want} == want:
-            return norm, seed, result
-    cmd = [sys.executable, "-m", "anrl_ext.train", "--protocol", args.protocol, "--norm", norm, "--seed", str(seed),
-           "--iters", str(args.iters), "--out", str(out)]
-    if norm == "bn":
+            return arm, seed, result
+    cmd = [sys.executable, "-m", "anrl_ext.train", "--protocol", args.protocol, "--norm", want["norm"],
+           "--seed", str(seed), "--iters", str(args.iters), "--lambda-idc", str(want["lambda_idc"]),
+           "--lambda-ics", str(want["lambda_ics"]), "--out", str(out)]
+    if not want["meta"]:
         cmd.append("--no-meta")
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     r = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed (exit {r.returncode}):\n{r.stderr[-2000:]}")
-    return norm, seed, json.loads(done.read_text())
+    return arm, seed, json.loads(done.read_text())
+
+
+def run_all(arms, seeds, args, desc):
+    """run_one for every (arm, seed), args.jobs at a time with the cores split between them."""
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    todo = [(a, s) for s in seeds for a in arms]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        return list(tqdm(pool.map(lambda job: run_one(*job, args, threads), todo), total=len(todo),
+                         desc=desc, unit="run"))
+
+
+def for_protocol(args, protocol):
+    """A copy of args for one protocol, its {protocol} placeholders filled in."""
+    a = argparse.Namespace(**vars(args))
+    a.protocol = protocol
+    for name in ("runs", "out", "plot"):
+        if getattr(a, name, None):
+            setattr(a, name, getattr(args, name).format(protocol=protocol))
+    return a
 
 
 def paired(bn, afnm, higher_is_better=True):
-    """Summary of per-seed values (in %) of both norms, paired by position (seed)."""
+    """Summary of per-seed values (in %) of two arms, paired by position (seed): the differences afnm - bn,
+    and in "better" the number of seeds where the second arm (afnm) is better."""
     diff = [a - b for a, b in zip(afnm, bn)]
     n = len(diff)
     mean = statistics.mean(diff)
@@ -68,15 +98,38 @@ def paired(bn, afnm, higher_is_better=True):
     else:
         half, p = float("nan"), float("nan")
     return {"bn": bn, "afnm": afnm, "diff": diff, "mean_diff": mean, "ci95": (mean - half, mean + half),
-            "wilcoxon_p": p, "afnm_better": sum((d > 0) if higher_is_better else (d < 0) for d in diff),
+            "wilcoxon_p": p, "better": sum((d > 0) if higher_is_better else (d < 0) for d in diff),
             "ties": sum(d == 0 for d in diff)}
+
+
+def values(results, arms, seeds):
+    """{column title: {arm: per-seed values in %}} from [(arm, seed, metrics.json)], in seed order."""
+    by = {(a, s): r["metrics"] for a, s, r in results}
+    return {title: {a: [100 * by[(a, s)][proto][key] for s in seeds] for a in arms} for title, proto, key, _ in METRICS}
 
 
 def summarise(results, seeds):
     """{column title: paired summary} from [(norm, seed, metrics.json)], in seed order."""
-    by = {(n, s): r["metrics"] for n, s, r in results}
-    return {title: paired(*[[100 * by[(norm, s)][proto][key] for s in seeds] for norm in NORMS], higher)
-            for title, proto, key, higher in METRICS}
+    v = values(results, NORMS, seeds)
+    return {title: paired(*[v[title][n] for n in NORMS], higher) for title, _, _, higher in METRICS}
+
+
+def interval(s, digits=2):
+    """The difference's 95 % interval as text; one seed has none."""
+    if len(s["diff"]) < 2:
+        return "n/a (one seed)"
+    lo, hi = s["ci95"]
+    return f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
+def p_value(s):
+    return f"{s['wilcoxon_p']:.3f}" if len(s["diff"]) > 1 else "n/a"
+
+
+def effect_cells(s):
+    """Table cells of one paired summary: mean difference, interval, seeds where the second arm is better, p."""
+    return [f"{s['mean_diff']:+.2f}", interval(s),
+            f"{s['better']} of {len(s['diff'])}" + (f" ({s['ties']} tied)" if s["ties"] else ""), p_value(s)]
 
 
 def _mean_sd(v):
@@ -96,30 +149,31 @@ def render(summary, args, seeds, command):
               "| metric | mean difference | 95 % t interval | seeds where afnm is better | Wilcoxon signed-rank p |",
               "|---|---|---|---|---|"]
     for t, *_ in METRICS:
-        s = summary[t]
-        lo, hi = s["ci95"]
-        lines.append(f"| {t} | {s['mean_diff']:+.2f} | [{lo:+.2f}, {hi:+.2f}] | "
-                     f"{s['afnm_better']} of {len(s['diff'])}" + (f" ({s['ties']} tied)" if s["ties"] else "")
-                     + f" | {s['wilcoxon_p']:.3f} |")
+        lines.append(f"| {t} | " + " | ".join(effect_cells(summary[t])) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _paired_panel(ax, s, seeds, title):
-    """Per-seed values of both norms in one panel, a line joining each seed's pair."""
-    for seed, b, a in zip(seeds, s["bn"], s["afnm"]):
-        ax.plot([0, 1], [b, a], color="0.6", lw=1, zorder=1)
-        ax.annotate(str(seed), (1.04, a), fontsize=7, va="center", color="0.4")
-    ax.scatter([0] * len(seeds), s["bn"], color="tab:blue", zorder=2)
-    ax.scatter([1] * len(seeds), s["afnm"], color="tab:orange", zorder=2)
-    for x, norm in enumerate(NORMS):
-        ax.hlines(statistics.mean(s[norm]), x - 0.15, x + 0.15, color="k", lw=2, zorder=3)
-    ax.set_xticks([0, 1], ["bn", "afnm"])
-    ax.set_xlim(-0.4, 1.4)
+def seed_lines(ax, columns, names, seeds, title):
+    """Per-seed values of several arms side by side, a line joining each seed's values, a bar at each mean."""
+    xs = range(len(columns))
+    for i, seed in enumerate(seeds):
+        ax.plot(xs, [c[i] for c in columns], color="0.6", lw=1, zorder=1)
+        ax.annotate(str(seed), (len(columns) - 1 + 0.04 * len(columns), columns[-1][i]), fontsize=7,
+                    va="center", color="0.4")
+    for x, c in zip(xs, columns):
+        ax.scatter([x] * len(c), c, color=f"C{x}", zorder=2)
+        ax.hlines(statistics.mean(c), x - 0.15, x + 0.15, color="k", lw=2, zorder=3)
+    ax.set_xticks(list(xs), names)
+    ax.set_xlim(-0.4, len(columns) - 0.6)
     ax.set_title(title, fontsize=10)
 
 
-def _save_panels(panels, seeds, path, title):
-    """One paired panel per (summary, panel title), side by side."""
+def _paired_panel(ax, s, seeds, title):
+    seed_lines(ax, [s[n] for n in NORMS], list(NORMS), seeds, title)
+
+
+def _save_panels(panels, seeds, path, title, draw=_paired_panel):
+    """One panel per (data, panel title), side by side, each drawn by draw(ax, data, seeds, panel title)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,7 +181,7 @@ def _save_panels(panels, seeds, path, title):
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), squeeze=False)
     for ax, (s, panel_title) in zip(axes[0], panels):
-        _paired_panel(ax, s, seeds, panel_title)
+        draw(ax, s, seeds, panel_title)
     fig.suptitle(title + " (dots: seeds, bars: means)", fontsize=10)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -156,25 +210,17 @@ def render_overview(summaries, args, seeds, command):
         cells = []
         for t in ("AUC %", "HTER % (paper)"):
             s = summary[t]
-            lo, hi = s["ci95"]
             cells += [f"{statistics.mean(s['bn']):.1f} / {statistics.mean(s['afnm']):.1f}",
-                      f"{s['mean_diff']:+.1f} [{lo:+.1f}, {hi:+.1f}]", f"{s['wilcoxon_p']:.3f}"]
+                      f"{s['mean_diff']:+.1f} {interval(s, 1)}", p_value(s)]
         auc = summary["AUC %"]
-        lines.append(f"| {protocol} | " + " | ".join(cells) + f" | {auc['afnm_better']} of {len(auc['diff'])} |")
+        lines.append(f"| {protocol} | " + " | ".join(cells) + f" | {auc['better']} of {len(auc['diff'])} |")
     return "\n".join(lines) + "\n"
 
 
 def compare(protocol, args, seeds, command):
     """Run (or reuse) both norms on every seed of one protocol; write its report and plot."""
-    a = argparse.Namespace(**vars(args))
-    a.protocol = protocol
-    for name in ("runs", "out", "plot"):  # one folder and one report per protocol
-        setattr(a, name, getattr(args, name).format(protocol=protocol))
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    todo = [(n, s) for s in seeds for n in NORMS]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(tqdm(pool.map(lambda job: run_one(*job, a, threads), todo), total=len(todo),
-                            desc=f"{protocol}: bn vs afnm runs", unit="run"))
+    a = for_protocol(args, protocol)  # one folder and one report per protocol
+    results = run_all(NORMS, seeds, a, f"{protocol}: bn vs afnm runs")
     summary = summarise(results, seeds)
     write_report(render(summary, a, seeds, command), a.out,
                  lambda: plot(summary, seeds, a.plot, f"{protocol}, {args.iters} iterations"), a.plot)
