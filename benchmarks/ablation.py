@@ -77,18 +77,10 @@ def plot(per_protocol, seeds, path, title):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--protocol", nargs="+", default=["OCI-M"], help="one or more leave-one-out protocols")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--iters", type=int, default=300)
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--runs", default="runs/bn_vs_afnm/{protocol}", help="run folders (shared with bn_vs_afnm.py)")
-    ap.add_argument("--out", default="benchmarks/results/ablation.md")
-    ap.add_argument("--plot", default="docs/ablation.png")
-    ap.add_argument("--fresh", action="store_true", help="rerun every (arm, seed), even when its results exist")
-    args = ap.parse_args(argv)
-    seeds = list(dict.fromkeys(args.seeds))
-    command = ("python benchmarks/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    ap.add_argument("--out", default="benchmarks/results/ablation.md", help="the report")
+    ap.add_argument("--plot", default="docs/ablation.png", help="every arm's per-seed AUC")
+    args, seeds, command = bn_vs_afnm.run_arguments(ap, "ablation.py", argv)
     per_protocol = {}
     for protocol in dict.fromkeys(args.protocol):
         a = bn_vs_afnm.for_protocol(args, protocol)

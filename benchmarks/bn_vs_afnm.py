@@ -236,23 +236,28 @@ def write_report(text, path, draw, figure):
     print(f"wrote {path} and {figure}")
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_arguments(ap, script, argv):
+    """Add the options every comparison script shares; return (args, unique seeds, the command line)."""
     ap.add_argument("--protocol", nargs="+", default=["OCI-M"], help="one or more leave-one-out protocols")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--iters", type=int, default=300)
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--runs", default="runs/bn_vs_afnm/{protocol}")
-    ap.add_argument("--out", default="benchmarks/results/bn_vs_afnm_{protocol}.md")
-    ap.add_argument("--plot", default="docs/bn_vs_afnm_{protocol}.png")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="one run per arm and seed")
+    ap.add_argument("--iters", type=int, default=300, help="training iterations of every run")
+    ap.add_argument("--jobs", type=int, default=2, help="runs at a time (the cores are split between them)")
+    ap.add_argument("--runs", default="runs/bn_vs_afnm/{protocol}", help="run folders (one per protocol)")
+    ap.add_argument("--fresh", action="store_true", help="rerun every (arm, seed), even when its results exist")
+    args = ap.parse_args(argv)
+    command = (f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    return args, list(dict.fromkeys(args.seeds)), command
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    ap.add_argument("--out", default="benchmarks/results/bn_vs_afnm_{protocol}.md", help="report of each protocol")
+    ap.add_argument("--plot", default="docs/bn_vs_afnm_{protocol}.png", help="figure of each protocol")
     ap.add_argument("--overview", default="benchmarks/results/bn_vs_afnm.md",
                     help="with several protocols: one table over all of them")
     ap.add_argument("--overview-plot", default="docs/bn_vs_afnm.png",
                     help="with several protocols: every protocol's per-seed AUC")
-    ap.add_argument("--fresh", action="store_true", help="rerun every (norm, seed), even when its results exist")
-    args = ap.parse_args(argv)
-    seeds = list(dict.fromkeys(args.seeds))
-    command = ("python benchmarks/bn_vs_afnm.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    args, seeds, command = run_arguments(ap, "bn_vs_afnm.py", argv)
     summaries = {p: compare(p, args, seeds, command) for p in dict.fromkeys(args.protocol)}
     if len(summaries) > 1:
         write_report(render_overview(summaries, args, seeds, command), args.overview,
