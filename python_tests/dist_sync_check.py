@@ -1,7 +1,9 @@
 """Run under torchrun (2 processes, gloo): AFNM with synchronised BN statistics on
 each process's half of a batch must equal single-process AFNM on the whole batch,
 in values, running statistics, gradients and second-order gradients, with one collective
-each way. Exits non-zero on a mismatch."""
+each way; on the first-order fused path (gate in the middle kernel, gate in PyTorch)
+and on the chain of small ops. Exits non-zero on a mismatch."""
+import importlib
 import sys
 
 import torch
@@ -9,30 +11,19 @@ import torch.distributed as dist
 
 import anrl_ext
 from anrl_ext import distributed
+from anrl_ext.nn import make_norm
+from anrl_ext.ops import fast_blend
+
+adaptive_norm = importlib.import_module("anrl_ext.ops.adaptive_norm")  # the module, not the function
 
 backend = sys.argv[1] if len(sys.argv) > 1 else "cpu"
 dist.init_process_group("gloo")
 rank, size = dist.get_rank(), dist.get_world_size()
-torch.manual_seed(0)
-full = anrl_ext.AFNM(6, reduction=2, backend=backend).double()
-for p in full.gate.parameters():
-    torch.nn.init.normal_(p, std=0.5)
-local = anrl_ext.AFNM(6, reduction=2, backend=backend).double()
-local.load_state_dict(full.state_dict())
-distributed.sync_batch_stats(local)
-x = torch.randn(4 * size, 6, 5, 7, dtype=torch.float64) * 2 + 1
-w = torch.randn_like(x)
-
-xf = x.clone().requires_grad_()
-(full(xf) * w).sum().backward()
-
 part = slice(4 * rank, 4 * rank + 4)
 calls = []
 
 
-def counted(name):
-    real = getattr(dist, name)
-
+def counted(name, real):
     def call(*args, **kwargs):
         calls.append(name)
         return real(*args, **kwargs)
@@ -41,45 +32,93 @@ def counted(name):
 
 
 # Count the layer's own collectives: one all-gather of the moments forward (the
-# running statistics reuse it), one all-reduce of their gradient backward.
-dist.all_gather, dist.all_reduce = counted("all_gather"), counted("all_reduce")
-xl = x[part].clone().requires_grad_()
-out = local(xl)
-forward_calls, calls[:] = list(calls), []
-(out * w[part]).sum().backward()
-backward_calls = list(calls)
-distributed.average_gradients(local.parameters())
-
-errors = {"x_grad": (xl.grad - xf.grad[part]).abs().max().item(),
-          "running_var": (local.running_var - full.running_var).abs().max().item()}
+# running statistics reuse it), one all-reduce of their gradient backward; and
+# whether the forward took the fused first-order path.
+real = {name: getattr(dist, name) for name in ("all_gather", "all_reduce")}
+real_fast = adaptive_norm.fast_blend
 
 
-def parameter_errors(suffix=""):
-    # full-batch gradients are sums over all samples; averaged local ones are sums / size
-    return {n + suffix: (p.grad * size - q.grad).abs().max().item()
-            for (n, p), q in zip(local.named_parameters(), full.parameters())}
+def make(kind):
+    if kind == "afnm":
+        return anrl_ext.AFNM(6, reduction=2, backend=backend).double()
+    return make_norm(kind, 6, backend=backend).double()
 
 
-errors.update(parameter_errors())
+def check(kind, path):
+    """Max errors against one process, and what was wrong, for the norm `kind` with the switches of `path` set."""
+    fast_blend.ENABLED = path != "chain of small ops"
+    fast_blend.GATE_IN_KERNEL = path == "gate in kernel"
+    torch.manual_seed(0)
+    full = make(kind)
+    with torch.no_grad():  # away from the initial values (weights 1, biases 0, alpha 0.5)
+        for p in full.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    local = make(kind)
+    local.load_state_dict(full.state_dict())
+    distributed.sync_batch_stats(local)
+    x = torch.randn(4 * size, 6, 5, 7, dtype=torch.float64) * 2 + 1
+    w = torch.randn_like(x)
 
-# second order, as in the meta step: differentiate the input gradient again
-for m in (full, local):
-    m.zero_grad()
-u = torch.randn_like(x)
-xf2 = x.clone().requires_grad_()
-(gf,) = torch.autograd.grad((full(xf2) * w).sum(), xf2, create_graph=True)
-(gf * u).sum().backward()
-xl2 = x[part].clone().requires_grad_()
-(gl,) = torch.autograd.grad((local(xl2) * w[part]).sum(), xl2, create_graph=True)
-(gl * u[part]).sum().backward()
-distributed.average_gradients(local.parameters())
-errors["x_grad_first"] = (gl - gf[part]).abs().max().item()
-errors["x_grad_second"] = (xl2.grad - xf2.grad[part]).abs().max().item()
-errors.update(parameter_errors("_second"))
-bad = {k: v for k, v in errors.items() if not v < 1e-10}
-if forward_calls != ["all_gather"] or backward_calls != ["all_reduce"]:
-    bad["collectives"] = f"forward {forward_calls}, backward {backward_calls}"
-print(f"rank {rank}: max errors {max(errors.values()):.2e}, collectives forward {forward_calls} "
-      f"backward {backward_calls}" + (f", wrong: {bad}" if bad else ""), flush=True)
+    xf = x.clone().requires_grad_()
+    (full(xf) * w).sum().backward()
+
+    dist.all_gather, dist.all_reduce = (counted(n, f) for n, f in real.items())
+    adaptive_norm.fast_blend = counted("fused first-order path", real_fast)
+    calls.clear()
+    xl = x[part].clone().requires_grad_()
+    out = local(xl)
+    forward_calls = list(calls)
+    calls.clear()
+    (out * w[part]).sum().backward()
+    backward_calls = list(calls)
+    dist.all_gather, dist.all_reduce = real["all_gather"], real["all_reduce"]
+    adaptive_norm.fast_blend = real_fast
+    distributed.average_gradients(local.parameters())
+
+    errors = {"x_grad": (xl.grad - xf.grad[part]).abs().max().item(),
+              "running_mean": (local.running_mean - full.running_mean).abs().max().item(),
+              "running_var": (local.running_var - full.running_var).abs().max().item()}
+
+    def gradient_error(p, q):
+        # full-batch gradients are sums over all samples; averaged local ones are sums / size
+        if p.grad is None or q.grad is None:  # (a bias has no second-order gradient)
+            return 0.0 if p.grad is None and q.grad is None else float("inf")
+        return (p.grad * size - q.grad).abs().max().item()
+
+    def parameter_errors(suffix=""):
+        return {n + suffix: gradient_error(p, q) for (n, p), q in zip(local.named_parameters(), full.parameters())}
+
+    errors.update(parameter_errors())
+
+    # second order, as in the meta step: differentiate the input gradient again
+    for m in (full, local):
+        m.zero_grad()
+    u = torch.randn_like(x)
+    xf2 = x.clone().requires_grad_()
+    yf = full(xf2)
+    (gf,) = torch.autograd.grad((yf * w).sum(), xf2, create_graph=True)
+    (gf * u).sum().backward()
+    xl2 = x[part].clone().requires_grad_()
+    yl = local(xl2)
+    (gl,) = torch.autograd.grad((yl * w[part]).sum(), xl2, create_graph=True)
+    (gl * u[part]).sum().backward()
+    distributed.average_gradients(local.parameters())
+    errors["y"] = (yl - yf[part]).abs().max().item()
+    errors["x_grad_first"] = (gl - gf[part]).abs().max().item()
+    errors["x_grad_second"] = (xl2.grad - xf2.grad[part]).abs().max().item()
+    errors.update(parameter_errors("_second"))
+    bad = {k: v for k, v in errors.items() if not v < 1e-10}
+    fused = ["fused first-order path"] if fast_blend.ENABLED else []
+    if forward_calls != fused + ["all_gather"] or backward_calls != ["all_reduce"]:
+        bad["calls"] = f"forward {forward_calls}, backward {backward_calls}"
+    print(f"rank {rank}, {kind}, {path}: max errors {max(errors.values()):.2e}, forward {forward_calls}, "
+          f"backward {backward_calls}" + (f", wrong: {bad}" if bad else ""), flush=True)
+    return bad
+
+
+# AFNM's gate on each path; a learned (C,) alpha (bin) and constant ones (half, bn) on the fused path
+cases = [("afnm", path) for path in ("gate in kernel", "gate in PyTorch", "chain of small ops")]
+cases += [(kind, "fused") for kind in ("bin", "half", "bn")]
+failed = [check(kind, path) for kind, path in cases]
 dist.destroy_process_group()
-sys.exit(1 if bad else 0)
+sys.exit(1 if any(failed) else 0)

@@ -139,12 +139,11 @@ def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_
         return make_blend_middle(alpha_fn, len(alpha_params), present, running_mean, running_var, use_batch,
                                  eps, gather_stats)
 
-    if _fast.ENABLED and prims.blend_forward is not None and gather_stats is None \
-            and not torch.compiler.is_compiling():
+    if _fast.ENABLED and prims.blend_forward is not None and not torch.compiler.is_compiling():
         if not _fast.gate_in_kernel(prims, gate_slots, alpha_params, x):
             gate_slots = None
         spec = BlendSpec(prims, alpha_fn, len(alpha_params), present, running_mean, running_var, use_batch,
-                         training, momentum, eps, make_middle, gate_slots)
+                         training, momentum, eps, make_middle, gate_slots, gather_stats)
         return fast_blend(x, spec, params)
     y, alpha, mean, var = fused(x, prims, make_middle(), params)
     if training:

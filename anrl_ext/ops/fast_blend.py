@@ -14,9 +14,11 @@ see nn/gates.py) and the backend has them (gate_blend_forward / _backward).
 Any other alpha function runs in PyTorch on a detached copy of the means; in
 the backward its small graph is differentiated by autograd and its gradient
 with respect to the means is folded into the dx coefficients. Either way the
-gate's gradient with respect to the means ends up in the dx shift. When the
-backward must itself be differentiable
-(create_graph=True), it recomputes through the composed primitives
+gate's gradient with respect to the means ends up in the dx shift. With
+synchronised BN statistics (`BlendSpec.gather_stats`) the middle kernels get
+the whole distributed batch's BN statistics as fixed inputs, and the gradient
+through them is added to the dx coefficients (`_global_bn_stats`). When the
+backward must itself be differentiable (create_graph=True), it recomputes through the composed primitives
 (`fused.composed`), exactly as `fused._FusedBlend` does.
 """
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Callable, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from .coefficients import batch_stats, expand_alpha, update_running_buffers
 from .fused import differentiable_backward
 from .primitives import Primitives
 
@@ -83,6 +86,9 @@ class BlendSpec:
     # Slot (of GATE_SLOTS) of each alpha param when the gated middle kernels compute
     # alpha; None: alpha_fn runs in PyTorch.
     gate_slots: Optional[Tuple[str, ...]] = None
+    # gather_stats(mean, var) -> every process's moments (anrl_ext.distributed), when the
+    # BN branch uses statistics of the whole distributed batch (see _global_bn_stats).
+    gather_stats: Optional[Callable] = None
 
 
 def affine_slots(present: Sequence[bool], affines: Sequence[Tensor]) -> list:
@@ -146,6 +152,45 @@ def _alpha_before_moments(spec: BlendSpec, alpha_params: Sequence[Tensor]):
     return None
 
 
+# Synchronised BN statistics (--sync-stats). The middle kernels merge the local
+# per-sample moments; here the merge of every process's moments is done outside
+# them and handed to the kernels as fixed BN statistics (their running-statistics
+# mode), so the middle is still one kernel each way. The gradient through those
+# statistics, which the kernels then leave out, is added to the dx coefficients:
+# closed form down to (bn_mean, bn_var), then autograd through the merge and the
+# all-gather (whose backward is the layer's one all-reduce).
+
+def _global_bn_stats(spec: BlendSpec, mean: Tensor, var: Tensor, hw: int):
+    """(bn_mean, bn_var, graph) of the whole distributed batch; updates the running statistics."""
+    with torch.enable_grad():
+        m, v = mean.detach().requires_grad_(), var.detach().requires_grad_()
+        all_mean, all_var = spec.gather_stats(m, v)
+        bn_mean, bn_var = batch_stats(all_mean, all_var)
+    if spec.update:
+        update_running_buffers(bn_mean.detach(), bn_var.detach(), all_mean.shape[0] * hw, spec.running_mean,
+                               spec.running_var, spec.momentum)
+    return bn_mean.detach(), bn_var.detach(), (m, v, bn_mean, bn_var)
+
+
+def _global_stats_terms(graph, s0: Tensor, s1: Tensor, mean: Tensor, alpha, bn_weight: Optional[Tensor],
+                        bn_var: Tensor, eps: float, hw: int) -> Tuple[Tensor, Tensor]:
+    """What the gradient through the global BN statistics adds to the dx coefficients (b, c).
+
+    With g = bn_weight * rsqrt(bn_var + eps): shift_nc holds alpha g (mean_nc - bn_mean)
+    and scale_nc holds alpha g, so dL/d bn_mean = -g sum_n alpha s0 and
+    dL/d bn_var = -g r^2 / 2 sum_n alpha (s1 + s0 (mean_nc - bn_mean)).
+    """
+    m, v, bn_mean, bn_var_graph = graph
+    alpha = expand_alpha(alpha, mean)
+    r = torch.rsqrt(bn_var.to(mean.dtype) + eps)
+    g = r * bn_weight.to(r.dtype) if bn_weight is not None else r
+    t0 = (alpha * s0).sum(0)
+    t1 = (alpha * (s1 + s0 * (mean - bn_mean.detach()))).sum(0)
+    d_mean, d_var = torch.autograd.grad([bn_mean, bn_var_graph], [m, v], [-g * t0, -0.5 * g * r * r * t1],
+                                        retain_graph=True)
+    return d_var * (2.0 / hw), d_mean / hw
+
+
 class _FastBlend(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, spec: BlendSpec, *params: Tensor):
@@ -156,7 +201,9 @@ class _FastBlend(torch.autograd.Function):
         w = affine_slots(spec.affine, affines)
         ctx.spec = spec
         # One call each way (blend_apply_*)? Decided here: the switch may change before the backward.
-        ctx.whole_pass = WHOLE_PASS and P.blend_apply_forward is not None
+        # Not with global statistics: they need the moments before the middle.
+        ctx.whole_pass = WHOLE_PASS and P.blend_apply_forward is not None and spec.gather_stats is None
+        ctx.sync = None
         known = _alpha_before_moments(spec, alpha_params) if spec.gate_slots is None else None
         if known is not None and ctx.whole_pass:  # the whole forward in one call
             alpha_t, alpha_value = known
@@ -167,12 +214,17 @@ class _FastBlend(torch.autograd.Function):
             return _FastBlend._finish(ctx, y, x, mean, var, bn_mean, bn_var, alpha_t, alpha_value, None, params)
         with _below_autograd():
             mean, var = P.moments(x)
-        count = x.shape[0] * x.shape[2] * x.shape[3]
+        hw = x.shape[2] * x.shape[3]
+        # (BN statistics or running buffers, use_batch, update) as the middle kernels take them
+        stats = (spec.running_mean, spec.running_var, spec.use_batch, spec.update)
+        if spec.gather_stats is not None and spec.use_batch:
+            bn_mean, bn_var, ctx.sync = _global_bn_stats(spec, mean, var, hw)
+            stats = (bn_mean, bn_var, False, False)
+        count = x.shape[0] * hw
         if spec.gate_slots is not None:  # the gate MLP inside the middle kernel
             with _below_autograd():
                 alpha, hidden, scale, shift, bn_mean, bn_var = P.gate_blend_forward(
-                    mean, var, *_gate_arguments(spec, alpha_params), *w, spec.running_mean, spec.running_var,
-                    spec.use_batch, spec.update, spec.momentum, spec.eps, count)
+                    mean, var, *_gate_arguments(spec, alpha_params), *w, *stats, spec.momentum, spec.eps, count)
                 y = P.affine(x, mean, scale, shift)
             ctx.save_for_backward(x, mean, var, bn_mean, bn_var, alpha, hidden, *params)
             return y, alpha
@@ -190,8 +242,7 @@ class _FastBlend(torch.autograd.Function):
         alpha_t, alpha_value = (alpha, 0.0) if isinstance(alpha, Tensor) else (None, float(alpha))
         with _below_autograd():
             scale, shift, bn_mean, bn_var = P.blend_forward(
-                mean, var, alpha_t, alpha_value, *w, spec.running_mean, spec.running_var, spec.use_batch,
-                spec.update, spec.momentum, spec.eps, count)
+                mean, var, alpha_t, alpha_value, *w, *stats, spec.momentum, spec.eps, count)
             y = P.affine(x, mean, scale, shift)
         return _FastBlend._finish(ctx, y, x, mean, var, bn_mean, bn_var, alpha_t, alpha_value, graph, params)
 
@@ -222,25 +273,29 @@ class _FastBlend(torch.autograd.Function):
         hw = x.shape[2] * x.shape[3]
         w = affine_slots(spec.affine, params[spec.n_alpha:])
         alpha_params = params[: spec.n_alpha]
+        use_batch = spec.use_batch and ctx.sync is None  # global statistics went in as fixed ones
         dx = None
         with _below_autograd():
             if spec.gate_slots is None and needs_x and ctx.graph is None and ctx.whole_pass:
                 # The whole backward in one call: no gate graph adds to the dx shift afterwards.
                 dx, d_alpha, *d_affine = P.blend_apply_backward(
-                    gy, x, mean, var, alpha_t, ctx.alpha_value, *w, bn_mean, bn_var, spec.use_batch, spec.eps)
+                    gy, x, mean, var, alpha_t, ctx.alpha_value, *w, bn_mean, bn_var, use_batch, spec.eps)
             elif spec.gate_slots is not None:  # gate gradients and d mean come from the kernel
                 s0, s1 = P.reduce(gy, x, mean)
                 out = P.gate_blend_backward(
                     s0, s1, mean, var, alpha_t, hidden, galpha, *_gate_arguments(spec, alpha_params), *w,
-                    bn_mean, bn_var, spec.use_batch, spec.eps, hw)
+                    bn_mean, bn_var, use_batch, spec.eps, hw)
                 d_gate, d_affine, (a, b, c) = out[:5], out[5:9], out[9:]
             else:
                 s0, s1 = P.reduce(gy, x, mean)
                 d_alpha, *d_affine, a, b, c = P.blend_backward(
-                    s0, s1, mean, var, alpha_t, ctx.alpha_value, *w, bn_mean, bn_var, spec.use_batch, spec.eps,
-                    hw)
+                    s0, s1, mean, var, alpha_t, ctx.alpha_value, *w, bn_mean, bn_var, use_batch, spec.eps, hw)
             if spec.gate_slots is None and galpha is not None and alpha_t is not None:
                 d_alpha = d_alpha + galpha
+        if ctx.sync is not None and needs_x:
+            db, dc = _global_stats_terms(ctx.sync, s0, s1, mean, alpha_t if alpha_t is not None else ctx.alpha_value,
+                                         w[0], bn_var, spec.eps, hw)
+            b, c = b + db.to(b.dtype), c + dc.to(c.dtype)
         grads = []
         if spec.gate_slots is not None:  # the kernel computes in the gate weights' own dtype
             grads += [d_gate[GATE_SLOTS.index(slot)] if need else None
