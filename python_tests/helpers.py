@@ -238,3 +238,54 @@ def copies_in_op(backend, x=None):
         y = anrl_ext.adaptive_norm(x, alpha, *params, training=True, backend=backend)
         torch.autograd.grad(y.sum(), [x, alpha, *params])
     return [e.name for e in prof.events()].count("aten::clone")
+
+
+def check_sync_of_one_process(backend, kind="afnm", dtype=torch.float64, channels_last=False, tol=1e-12,
+                              device="cpu"):
+    """A layer whose synchronised statistics come from a world of one (the gather returns its input)
+    must equal the plain layer: output, running statistics, input and parameter gradients. This
+    checks the fused path's global-statistics terms (fast_blend._global_stats_terms) in one process."""
+    import importlib
+
+    import anrl_ext
+    from anrl_ext.nn import make_norm
+
+    adaptive_norm = importlib.import_module("anrl_ext.ops.adaptive_norm")  # the module, not the function
+    gathered = []
+
+    def gather_of_one(mean, var):
+        gathered.append(mean.shape)
+        return mean * 1, var * 1  # a differentiable identity, as a one-process all-gather is
+
+    torch.manual_seed(0)
+    make = (lambda: anrl_ext.AFNM(6, reduction=2, backend=backend)) if kind == "afnm" \
+        else (lambda: make_norm(kind, 6, backend=backend))
+    plain = make().to(device, dtype)
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    synced = make().to(device, dtype)
+    synced.load_state_dict(plain.state_dict())
+    synced.gather_stats = gather_of_one
+    x = (torch.randn(3, 6, 5, 7, dtype=torch.float64) * 2 + 1).to(device, dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    w = torch.randn(x.shape, dtype=torch.float64).to(dtype)
+    calls = []
+    real = adaptive_norm.fast_blend
+    outs = []
+    for m in (plain, synced):
+        xi = x.clone().requires_grad_()
+        adaptive_norm.fast_blend = lambda *a: calls.append(1) or real(*a)
+        try:
+            y = m(xi)
+        finally:
+            adaptive_norm.fast_blend = real
+        (y.double() * w.double()).sum().backward()
+        outs.append((y, xi.grad, [p.grad for p in m.parameters()], m.running_mean, m.running_var))
+    assert len(calls) == 2 and len(gathered) == 1, (calls, gathered)  # both fused, one gathered
+    (y0, g0, p0, rm0, rv0), (y1, g1, p1, rm1, rv1) = outs
+    for name, a, b in [("y", y0, y1), ("x grad", g0, g1), ("running_mean", rm0, rm1),
+                       ("running_var", rv0, rv1)] + [(f"param {i} grad", a, b) for i, (a, b) in enumerate(zip(p0, p1))]:
+        err = max_err(a, b)
+        assert err <= tol * max(1.0, a.double().abs().max().item()), f"{kind} {dtype}: {name} differs by {err}"

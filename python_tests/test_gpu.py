@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import anrl_ext
-from helpers import (check_blend_apply, check_blend_middle, check_gate_middle, check_params_in_own_dtype, make_inputs,
-                     max_err, oracle)
+from helpers import (check_blend_apply, check_blend_middle, check_gate_middle, check_params_in_own_dtype,
+                     check_sync_of_one_process, make_inputs, max_err, oracle)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 GPU_BACKENDS = [b for b in ("cuda", "triton") if torch.cuda.is_available() and b in anrl_ext.available_backends("cuda")]
@@ -245,3 +245,12 @@ def test_gate_middle_kernels_cuda(backend, n, c, d):
     every = backend == "cuda"  # Triton compiles a kernel per flag set: a subset keeps the check short
     check_gate_middle(primitives_for(backend), "cuda", n, c, d, every_affine=every)
     check_gate_middle(primitives_for(backend), "cuda", n, c, d, torch.float32, tol=1e-4, every_affine=every)
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("kind, dtype, channels_last, tol", [
+    ("afnm", torch.float64, False, 1e-12), ("afnm", torch.float32, True, 1e-5), ("afnm", torch.bfloat16, False, 1e-2),
+    ("bin", torch.float32, False, 1e-5)])
+def test_synchronised_statistics_of_one_process_cuda(backend, kind, dtype, channels_last, tol):
+    """--sync-stats' global-statistics terms on the fused path, in a world of one."""
+    check_sync_of_one_process(backend, kind, dtype, channels_last, tol, device="cuda")

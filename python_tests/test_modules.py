@@ -5,7 +5,7 @@ from torch import nn
 
 import anrl_ext
 from anrl_ext.nn import GATES
-from helpers import max_err, spied
+from helpers import check_sync_of_one_process, max_err, spied
 
 from conftest import FUSED_CPU_BACKENDS
 
@@ -281,3 +281,11 @@ def test_gate_runs_inside_the_middle_kernel(backend, gate, monkeypatch):
     layer.gate.double()  # float64 gate weights, float32 statistics: the gate runs in PyTorch
     layer(x).sum().backward()
     assert calls == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind, dtype, channels_last, tol", [
+    ("afnm", torch.float64, False, 1e-12), ("afnm", torch.float32, True, 1e-5), ("afnm", torch.bfloat16, False, 1e-2),
+    ("bin", torch.float64, False, 1e-12), ("half", torch.float64, True, 1e-12), ("bn", torch.float32, False, 1e-5)])
+def test_synchronised_statistics_of_one_process_equal_the_plain_layer(backend, kind, dtype, channels_last, tol):
+    check_sync_of_one_process(backend, kind, dtype, channels_last, tol)

@@ -9,7 +9,7 @@ import torch
 import anrl_ext
 from anrl_ext.ops import reference as ref
 from anrl_ext.ops import triton_backend as tb
-from helpers import (check_blend_apply, check_blend_middle, check_gate_middle, check_params_in_own_dtype, copies_in_op,
+from helpers import (check_blend_apply, check_sync_of_one_process, check_blend_middle, check_gate_middle, check_params_in_own_dtype, copies_in_op,
                      make_inputs, max_err, oracle)
 
 P = tb.PRIMITIVES
@@ -92,6 +92,12 @@ def test_gradcheck_and_gradgradcheck():
     inputs = (x.requires_grad_(), alpha.requires_grad_())
     assert torch.autograd.gradcheck(f, inputs)
     assert torch.autograd.gradgradcheck(f, inputs)
+
+
+@pytest.mark.parametrize("kind, dtype, tol", [("afnm", torch.float64, 1e-12), ("afnm", torch.bfloat16, 1e-2),
+                                              ("bin", torch.float32, 1e-5)])
+def test_synchronised_statistics_of_one_process_equal_the_plain_layer(kind, dtype, tol):
+    check_sync_of_one_process("triton", kind, dtype, tol=tol)
 
 
 def test_afnm_module_float32_and_bfloat16():
