@@ -10,7 +10,8 @@ cost). Side by side in one process, one thread: the gate inside the middle
 kernels, the gate in PyTorch, and the chain of small ops; then the op
 `adaptive_norm` with an (N, C) alpha: one operator call each way
 (blend_apply_forward / _backward), moments / middle / map called
-separately, and the chain. Best of 5 rounds.
+separately, and the chain; then an AFNM layer with synchronised BN statistics
+(a world of one): fused, and the chain. Best of 5 rounds.
 
 --launches times the host work of one Triton primitive call with the launch
 itself stubbed out (no GPU here): the direct path's bare kernel, the registered
@@ -83,6 +84,7 @@ def main():
                 fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL = True, True
         print(f"{gate:>8}: " + " | ".join(f"{m} {t * 1e6:6.1f} us" for m, t in times.items()))
     op_calls(x, dy, args.calls)
+    sync_calls(x, dy, args.calls)
 
 
 def op_calls(x, dy, calls):
@@ -98,15 +100,47 @@ def op_calls(x, dy, calls):
         y = anrl_ext.adaptive_norm(x, alpha, *params, *running, training=True, backend="cpu")
         return torch.autograd.grad(y, inputs, dy)
 
+    def switches(enabled, whole):
+        fast_blend.ENABLED, fast_blend.WHOLE_PASS = enabled, whole
+
+    print(f"{'op':>8}: " + interleaved(modes, switches, step, calls))
+
+
+def interleaved(modes, switches, step, calls):
+    """Best time per call of `step` under each mode's switches, rounds interleaved across the
+    modes so that drift of the machine hits all alike; the switches are reset after each."""
     times = dict.fromkeys(modes, float("inf"))
-    for _ in range(5):  # rounds interleaved across the modes, so drift of the machine hits all alike
-        for mode, (enabled, whole) in modes.items():
-            fast_blend.ENABLED, fast_blend.WHOLE_PASS = enabled, whole
+    for _ in range(5):
+        for mode, flags in modes.items():
+            switches(*flags)
             try:
                 times[mode] = min(times[mode], per_call(step, calls // 5, rounds=1))
             finally:
-                fast_blend.ENABLED, fast_blend.WHOLE_PASS = True, True
-    print(f"{'op':>8}: " + " | ".join(f"{m} {t * 1e6:6.1f} us" for m, t in times.items()))
+                fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL, fast_blend.WHOLE_PASS = True, True, True
+    return " | ".join(f"{m} {t * 1e6:6.1f} us" for m, t in times.items())
+
+
+def sync_calls(x, dy, calls):
+    """An AFNM layer with synchronised BN statistics (--sync-stats) from a world of one (the
+    gather returns its input, so no collective is timed): the fused path against the chain of
+    small ops it took before 2026-12-01, and the same layer unsynchronised."""
+    synced = anrl_ext.AFNM(8, reduction=2, backend="cpu")
+    synced.gather_stats = lambda mean, var: (mean * 1, var * 1)
+    plain = anrl_ext.AFNM(8, reduction=2, backend="cpu")
+    layer = {"synced": synced, "plain": plain}
+    modes = {"fused, synced": (True, "synced"), "chain of small ops, synced": (False, "synced"),
+             "fused, not synced": (True, "plain")}
+    current = {}
+
+    def switches(enabled, which):
+        fast_blend.ENABLED = enabled
+        current["layer"] = layer[which]
+
+    def step():
+        m = current["layer"]
+        return torch.autograd.grad(m(x), [x, *m.parameters()], dy)
+
+    print(f"{'sync':>8}: " + interleaved(modes, switches, step, calls))
 
 
 if __name__ == "__main__":
