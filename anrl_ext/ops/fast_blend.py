@@ -18,8 +18,9 @@ gate's gradient with respect to the means ends up in the dx shift. With
 synchronised BN statistics (`BlendSpec.gather_stats`) the middle kernels get
 the whole distributed batch's BN statistics as fixed inputs, and the gradient
 through them is added to the dx coefficients (`_global_bn_stats`). When the
-backward must itself be differentiable (create_graph=True), it recomputes through the composed primitives
-(`fused.composed`), exactly as `fused._FusedBlend` does.
+backward must itself be differentiable (create_graph=True), it recomputes
+through the composed primitives (`fused.composed`), exactly as
+`fused._FusedBlend` does.
 """
 from __future__ import annotations
 
