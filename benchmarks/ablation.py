@@ -12,7 +12,8 @@ Runs go to the same folders as benchmarks/bn_vs_afnm.py (runs/bn_vs_afnm/<protoc
 bn and afnm runs of that comparison are reused, and so is any finished run with the same
 settings (`--fresh` reruns). Writes benchmarks/results/ablation.md: per protocol, every arm's
 mean ± sample std, and each step's paired difference (arm - the arm before) with its 95 % t
-interval, Wilcoxon signed-rank p and the seeds where the step helped; and docs/ablation.png,
+interval, Wilcoxon signed-rank p and the seeds where the step helped, and the two training
+parts together (afnm - afnm_plain); and docs/ablation.png,
 every arm's per-seed AUC on each protocol.
 """
 import argparse
@@ -23,14 +24,15 @@ import bn_vs_afnm
 from bn_vs_afnm import METRICS, paired
 
 STEPS = ("bn", "afnm_plain", "afnm_meta", "afnm")
+# The paired comparisons: each step, then the two training parts together (full method vs the plain layer)
+PAIRS = tuple(zip(STEPS, STEPS[1:])) + (("afnm_plain", "afnm"),)
 LABELS = {"bn": "bn (plain training)", "afnm_plain": "afnm, gates trained plainly",
           "afnm_meta": "+ meta-learning of the gates", "afnm": "+ IDC and ICS (full method)"}
 
 
 def step_effects(v):
-    """{column title: [paired summary of arm - the arm before, for each arm after the first]}."""
-    return {title: [paired(v[title][a], v[title][b], higher) for a, b in zip(STEPS, STEPS[1:])]
-            for title, _, _, higher in METRICS}
+    """{column title: [paired summary of b - a for each (a, b) of PAIRS]}."""
+    return {title: [paired(v[title][a], v[title][b], higher) for a, b in PAIRS] for title, _, _, higher in METRICS}
 
 
 def render_protocol(protocol, v, effects):
@@ -41,7 +43,7 @@ def render_protocol(protocol, v, effects):
         lines.append(f"| {LABELS[arm]} | " + " | ".join(bn_vs_afnm._mean_sd(v[t][arm]) for t, *_ in METRICS) + " |")
     lines += ["", "| step | metric | mean difference | 95 % t interval | seeds where the step helped | "
               "Wilcoxon signed-rank p |", "|---|---|---|---|---|---|"]
-    for i, (a, b) in enumerate(zip(STEPS, STEPS[1:])):
+    for i, (a, b) in enumerate(PAIRS):
         for t, *_ in METRICS:
             lines.append(f"| {a} → {b} | {t} | " + " | ".join(bn_vs_afnm.effect_cells(effects[t][i])) + " |")
     return "\n".join(lines) + "\n"
@@ -51,10 +53,11 @@ def render(per_protocol, args, seeds, command):
     """The whole report: one row per (protocol, step) for AUC, then a section per protocol."""
     lines = [f"`{command}`", "",
              f"{args.iters} iterations, seeds {seeds}. Each step adds one part to the arm before it; its effect is "
-             "the per-seed difference (arm - arm before), with its 95 % t interval and Wilcoxon signed-rank p.", "",
+             "the per-seed difference (arm - arm before), with its 95 % t interval and Wilcoxon signed-rank p; "
+             "the last comparison takes meta-learning and IDC/ICS together (afnm - afnm_plain).", "",
              "| protocol | " + " | ".join(f"AUC % {a}" for a in STEPS) + " | "
-             + " | ".join(f"→ {b}: AUC difference [95 %], p" for b in STEPS[1:]) + " |",
-             "|---|" + "---|" * (2 * len(STEPS) - 1)]
+             + " | ".join(f"{a} → {b}: AUC difference [95 %], p" for a, b in PAIRS) + " |",
+             "|---|" + "---|" * (len(STEPS) + len(PAIRS))]
     for protocol, (v, effects) in per_protocol.items():
         auc = v["AUC %"]
         cells = [f"{statistics.mean(auc[a]):.1f}" for a in STEPS]

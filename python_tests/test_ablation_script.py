@@ -60,14 +60,15 @@ def test_step_effects_compare_each_arm_with_the_one_before(tmp_path):
     effects = ablation.step_effects(v)
     steps = effects["AUC %"]
     assert [s["diff"] for s in steps] == [pytest.approx([10, 2, 10]), pytest.approx([10, -1, 10]),
-                                          pytest.approx([2, 4, 0])]
-    assert [s["better"] for s in steps] == [3, 2, 2] and steps[2]["ties"] == 1
+                                          pytest.approx([2, 4, 0]), pytest.approx([12, 3, 10])]
+    assert [s["better"] for s in steps] == [3, 2, 2, 3] and steps[2]["ties"] == 1
     # HTER falls where AUC rises: the same seeds count as helped
-    assert [s["better"] for s in effects["HTER % (paper)"]] == [3, 2, 2]
+    assert [s["better"] for s in effects["HTER % (paper)"]] == [3, 2, 2, 3]
     text = ablation.render({"OCI-M": (v, effects)}, SimpleNamespace(iters=10), seeds, "cmd")
     row = next(line for line in text.splitlines() if line.startswith("| OCI-M |"))
     assert row.startswith("| OCI-M | 55.0 | 62.3 | 68.7 | 70.7 | +7.3 [")
     assert "| afnm_meta → afnm | AUC % | +2.00 | [" in text and "| 2 of 3 (1 tied) |" in text
+    assert "| afnm_plain → afnm | AUC % | +8.33 | [" in text and row.endswith(", p = 0.250 |")  # exact p, 3 seeds
     ablation.plot({"OCI-M": (v, effects), "ICM-O": (v, effects)}, seeds, tmp_path / "abl.png", "test")
     assert (tmp_path / "abl.png").stat().st_size > 1000
 
