@@ -174,20 +174,20 @@ def _global_bn_stats(spec: BlendSpec, mean: Tensor, var: Tensor, hw: int):
 
 
 def _global_stats_terms(graph, s0: Tensor, s1: Tensor, mean: Tensor, alpha, bn_weight: Optional[Tensor],
-                        bn_var: Tensor, eps: float, hw: int) -> Tuple[Tensor, Tensor]:
+                        eps: float, hw: int) -> Tuple[Tensor, Tensor]:
     """What the gradient through the global BN statistics adds to the dx coefficients (b, c).
 
     With g = bn_weight * rsqrt(bn_var + eps): shift_nc holds alpha g (mean_nc - bn_mean)
     and scale_nc holds alpha g, so dL/d bn_mean = -g sum_n alpha s0 and
     dL/d bn_var = -g r^2 / 2 sum_n alpha (s1 + s0 (mean_nc - bn_mean)).
     """
-    m, v, bn_mean, bn_var_graph = graph
+    m, v, bn_mean, bn_var = graph
     alpha = expand_alpha(alpha, mean)
-    r = torch.rsqrt(bn_var.to(mean.dtype) + eps)
+    r = torch.rsqrt(bn_var.detach() + eps)
     g = r * bn_weight.to(r.dtype) if bn_weight is not None else r
     t0 = (alpha * s0).sum(0)
     t1 = (alpha * (s1 + s0 * (mean - bn_mean.detach()))).sum(0)
-    d_mean, d_var = torch.autograd.grad([bn_mean, bn_var_graph], [m, v], [-g * t0, -0.5 * g * r * r * t1],
+    d_mean, d_var = torch.autograd.grad([bn_mean, bn_var], [m, v], [-g * t0, -0.5 * g * r * r * t1],
                                         retain_graph=True)
     return d_var * (2.0 / hw), d_mean / hw
 
@@ -295,7 +295,7 @@ class _FastBlend(torch.autograd.Function):
                 d_alpha = d_alpha + galpha
         if ctx.sync is not None and needs_x:
             db, dc = _global_stats_terms(ctx.sync, s0, s1, mean, alpha_t if alpha_t is not None else ctx.alpha_value,
-                                         w[0], bn_var, spec.eps, hw)
+                                         w[0], spec.eps, hw)
             b, c = b + db.to(b.dtype), c + dc.to(c.dtype)
         grads = []
         if spec.gate_slots is not None:  # the kernel computes in the gate weights' own dtype
