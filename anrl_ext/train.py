@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import checkpoint, config, distributed
+from . import checkpoint, config, distributed, provenance
 from .data import BalancedDomainSampler, collate
 from .data.build import build_datasets
 from .losses import DualCalibration, anrl_losses
@@ -230,7 +230,8 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
              title=f"{''.join(sources)} -> {target}, norm={cfg.norm} (frame-level)")
     result = {"task": f"{''.join(sources)}-{target}", "iterations": trainer.iteration,
               "world_size": trainer.world_size, "replicas_in_sync": in_sync,
-              "train_seconds": round(time.time() - t0, 1), "metrics": report, "config": asdict(cfg)}
+              "train_seconds": round(time.time() - t0, 1), "metrics": report, "config": asdict(cfg),
+              "code": provenance.code_version()}
     with open(os.path.join(cfg.out, "metrics.json"), "w") as fh:
         json.dump(result, fh, indent=2)
     writer.close()

@@ -84,12 +84,14 @@ def main(argv=None):
     ap.add_argument("--out", default="benchmarks/results/ablation.md", help="the report")
     ap.add_argument("--plot", default="docs/ablation.png", help="every arm's per-seed AUC")
     args, seeds, command = bn_vs_afnm.run_arguments(ap, "ablation.py", argv)
-    per_protocol = {}
+    per_protocol, every_run = {}, []
     for protocol in dict.fromkeys(args.protocol):
         a = bn_vs_afnm.for_protocol(args, protocol)
-        v = bn_vs_afnm.values(bn_vs_afnm.run_all(STEPS, seeds, a, f"{protocol}: ablation runs"), STEPS, seeds)
+        results = bn_vs_afnm.run_all(STEPS, seeds, a, f"{protocol}: ablation runs")
+        v = bn_vs_afnm.values(results, STEPS, seeds)
         per_protocol[protocol] = (v, step_effects(v))
-    bn_vs_afnm.write_report(render(per_protocol, args, seeds, command), args.out,
+        every_run += results
+    bn_vs_afnm.write_report(render(per_protocol, args, seeds, command) + bn_vs_afnm.code_note(every_run), args.out,
                             lambda: plot(per_protocol, seeds, args.plot, f"ablation, {args.iters} iterations"),
                             args.plot)
 

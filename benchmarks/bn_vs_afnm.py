@@ -5,26 +5,22 @@ synthetic leave-one-out task, several seeds, paired by seed.
 
 Runs `python -m anrl_ext.train` once per (norm, seed), --jobs at a time with the
 cores split between them; a run whose metrics.json already holds the same
-settings is reused (`--fresh` reruns everything), so an interrupted comparison
-resumes. Writes benchmarks/results/bn_vs_afnm_<protocol>.md (mean ± sample std per norm,
+settings (every trainer setting, defaults included) is reused (`--fresh` reruns
+everything, `--same-commit` every run the current commit did not make), so an
+interrupted comparison resumes; each report ends with the commits its runs come from. Writes benchmarks/results/bn_vs_afnm_<protocol>.md (mean ± sample std per norm,
 and the per-seed differences afnm - bn with a 95 % t interval and a Wilcoxon
 signed-rank p-value) and a paired per-seed plot, docs/bn_vs_afnm_<protocol>.png;
 with several protocols also one table over all of them (bn_vs_afnm.md) and a
 plot of every protocol's per-seed AUC (docs/bn_vs_afnm.png).
 """
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from scipy import stats
-from tqdm import tqdm
 
-from anrl_ext.config import Config
+import training_runs
 
 NORMS = ("bn", "afnm")
 LABELS = {"bn": "bn (plain training)", "afnm": "afnm (meta-learning, IDC, ICS)"}
@@ -40,39 +36,20 @@ METRICS = (("HTER % (paper)", "paper", "hter", False), ("AUC %", "paper", "auc",
 
 
 def settings(arm, seed, args):
-    """The config entries a reusable run of `arm` must match."""
-    return {"protocol": args.protocol, "seed": seed, "iters": args.iters, "lambda_idc": Config.lambda_idc,
-            "lambda_ics": Config.lambda_ics, **ARMS[arm]}
+    """The trainer settings of `arm`'s run with this seed (the rest are the defaults)."""
+    return {"protocol": args.protocol, "seed": seed, "iters": args.iters, **ARMS[arm]}
 
 
 def run_one(arm, seed, args, threads):
-    """metrics.json of `python -m anrl_ext.train` for (arm, seed), reused when present and matching."""
+    """(arm, seed, metrics.json) of the trainer's run for (arm, seed), reused when present and matching."""
     out = Path(args.runs) / f"{arm}_seed{seed}"
-    done = out / "metrics.json"
-    want = settings(arm, seed, args)
-    if done.exists() and not args.fresh:
-        result = json.loads(done.read_text())
-        if {k: result.get("config", {}).get(k) for k in want} == want:
-            return arm, seed, result
-    cmd = [sys.executable, "-m", "anrl_ext.train", "--protocol", args.protocol, "--norm", want["norm"],
-           "--seed", str(seed), "--iters", str(args.iters), "--lambda-idc", str(want["lambda_idc"]),
-           "--lambda-ics", str(want["lambda_ics"]), "--out", str(out)]
-    if not want["meta"]:
-        cmd.append("--no-meta")
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    r = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed (exit {r.returncode}):\n{r.stderr[-2000:]}")
-    return arm, seed, json.loads(done.read_text())
+    return arm, seed, training_runs.run_one(out, settings(arm, seed, args), args, threads)
 
 
 def run_all(arms, seeds, args, desc):
     """run_one for every (arm, seed), args.jobs at a time with the cores split between them."""
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
     todo = [(a, s) for s in seeds for a in arms]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        return list(tqdm(pool.map(lambda job: run_one(*job, args, threads), todo), total=len(todo),
-                         desc=desc, unit="run"))
+    return training_runs.run_jobs(todo, lambda job, threads: run_one(*job, args, threads), args.jobs, desc)
 
 
 def for_protocol(args, protocol):
@@ -222,9 +199,14 @@ def compare(protocol, args, seeds, command):
     a = for_protocol(args, protocol)  # one folder and one report per protocol
     results = run_all(NORMS, seeds, a, f"{protocol}: bn vs afnm runs")
     summary = summarise(results, seeds)
-    write_report(render(summary, a, seeds, command), a.out,
+    write_report(render(summary, a, seeds, command) + code_note(results), a.out,
                  lambda: plot(summary, seeds, a.plot, f"{protocol}, {args.iters} iterations"), a.plot)
-    return summary
+    return summary, results
+
+
+def code_note(results):
+    """The report's last paragraph: which code made the runs of [(arm, seed, metrics.json)]."""
+    return "\n" + training_runs.code_line([r for *_, r in results]) + "\n"
 
 
 def write_report(text, path, draw, figure):
@@ -244,7 +226,10 @@ def run_arguments(ap, script, argv):
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time (the cores are split between them)")
     ap.add_argument("--runs", default="runs/bn_vs_afnm/{protocol}", help="run folders (one per protocol)")
     ap.add_argument("--fresh", action="store_true", help="rerun every (arm, seed), even when its results exist")
+    ap.add_argument("--same-commit", action="store_true",
+                    help="reuse only runs made by the current commit (needs a checkout with no uncommitted changes)")
     args = ap.parse_args(argv)
+    training_runs.check_same_commit(args)
     command = (f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     return args, list(dict.fromkeys(args.seeds)), command
 
@@ -258,9 +243,11 @@ def main(argv=None):
     ap.add_argument("--overview-plot", default="docs/bn_vs_afnm.png",
                     help="with several protocols: every protocol's per-seed AUC")
     args, seeds, command = run_arguments(ap, "bn_vs_afnm.py", argv)
-    summaries = {p: compare(p, args, seeds, command) for p in dict.fromkeys(args.protocol)}
+    compared = {p: compare(p, args, seeds, command) for p in dict.fromkeys(args.protocol)}
+    summaries = {p: summary for p, (summary, _) in compared.items()}
     if len(summaries) > 1:
-        write_report(render_overview(summaries, args, seeds, command), args.overview,
+        every_run = [r for _, results in compared.values() for r in results]
+        write_report(render_overview(summaries, args, seeds, command) + code_note(every_run), args.overview,
                      lambda: plot_overview(summaries, seeds, args.overview_plot, f"bn vs afnm, {args.iters} iterations"),
                      args.overview_plot)
 

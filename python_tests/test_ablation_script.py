@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 import ablation  # noqa: E402
 import bn_vs_afnm  # noqa: E402
+import training_runs  # noqa: E402
 
 
 def metrics(auc, hter, source_hter):
@@ -23,7 +24,7 @@ def launched_command(arm, monkeypatch, tmp_path):
         seen.append(cmd)
         return SimpleNamespace(returncode=1, stderr="stopped by the test")
 
-    monkeypatch.setattr(bn_vs_afnm.subprocess, "run", fake_run)
+    monkeypatch.setattr(training_runs.subprocess, "run", fake_run)
     args = SimpleNamespace(protocol="OCM-I", iters=5, runs=str(tmp_path), fresh=False)
     with pytest.raises(RuntimeError, match="stopped by the test"):
         bn_vs_afnm.run_one(arm, 0, args, 1)
@@ -32,11 +33,11 @@ def launched_command(arm, monkeypatch, tmp_path):
 
 def test_each_arm_trains_with_its_own_flags(monkeypatch, tmp_path):
     plain = launched_command("afnm_plain", monkeypatch, tmp_path)
-    assert "--norm afnm" in plain and plain.endswith("--no-meta")
+    assert "--norm afnm --no-meta" in plain
     meta = launched_command("afnm_meta", monkeypatch, tmp_path)
     assert "--norm afnm" in meta and "--lambda-idc 0.0 --lambda-ics 0.0" in meta and "--no-meta" not in meta
     full = launched_command("afnm", monkeypatch, tmp_path)
-    assert "--lambda-idc 0.1 --lambda-ics 0.01" in full and "--no-meta" not in full
+    assert "--norm afnm --meta" in full and "--lambda" not in full  # the full method: the default lambdas
     assert "--norm bn" in launched_command("bn", monkeypatch, tmp_path)
 
 
@@ -46,7 +47,7 @@ def test_full_run_is_not_reused_for_the_arm_without_idc_ics(monkeypatch, tmp_pat
     (tmp_path / "afnm_meta_seed0").mkdir()
     full = dict(metrics(0.9, 0.1, 0.1), config=bn_vs_afnm.settings("afnm", 0, args))
     (tmp_path / "afnm_meta_seed0" / "metrics.json").write_text(json.dumps(full))
-    monkeypatch.setattr(bn_vs_afnm.subprocess, "run", lambda cmd, **kw: SimpleNamespace(returncode=2, stderr="x"))
+    monkeypatch.setattr(training_runs.subprocess, "run", lambda cmd, **kw: SimpleNamespace(returncode=2, stderr="x"))
     with pytest.raises(RuntimeError, match="lambda-idc 0.0"):
         bn_vs_afnm.run_one("afnm_meta", 0, args, 1)
 

@@ -10,6 +10,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 import bn_vs_afnm  # noqa: E402
+import training_runs  # noqa: E402
 
 
 def metrics(auc, hter, source_hter):
@@ -70,7 +71,7 @@ def test_finished_runs_are_reused_and_mismatched_ones_rerun(tmp_path, monkeypatc
         launched.append(cmd)
         return SimpleNamespace(returncode=3, stderr="training failed here")
 
-    monkeypatch.setattr(bn_vs_afnm.subprocess, "run", failing_run)
+    monkeypatch.setattr(training_runs.subprocess, "run", failing_run)
     assert bn_vs_afnm.run_one("afnm", 2, args, 1)[2] == stored and launched == []
     # other settings (here more iterations) start the run again; its failure names the command
     args.iters = 20

@@ -8,7 +8,8 @@ import sys
 import pytest
 import torch
 
-from anrl_ext import checkpoint, config, train
+import anrl_ext
+from anrl_ext import checkpoint, config, provenance, train
 from anrl_ext.data import synthetic
 
 
@@ -27,6 +28,7 @@ def test_smoke_run_writes_everything(tmp_path):
     assert set(m["metrics"]) == {"paper", "source", "source_heldout"}
     assert 0 <= m["metrics"]["paper"]["auc"] <= 1
     assert m["config"]["norm"] == "afnm" and result["iterations"] == 4
+    assert m["code"] == provenance.code_version() and m["code"]["version"] == anrl_ext.__version__
     rows = losses(out / "log.csv")
     assert len(rows) == 4 and all(r[2] != "" for r in rows)  # meta losses logged
 

@@ -1,0 +1,114 @@
+"""Run `python -m anrl_ext.train` once per setting, or reuse a finished run that trained with the same settings.
+
+Shared by the comparison scripts (bn_vs_afnm.py, ablation.py, domain_gap.py). A run is reused when its
+metrics.json holds the same value for every trainer setting (the defaults filled in), not only for the
+ones a script sets: a changed default reruns it. metrics.json also records which code made the run
+(anrl_ext.provenance), so a report can say which commits its numbers come from, and `--same-commit`
+reruns everything the current commit did not make.
+"""
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from tqdm import tqdm
+
+from anrl_ext import provenance
+from anrl_ext.config import Config
+
+# Where a run writes and how often it saves a checkpoint: not what it learns.
+IGNORED = ("out", "resume", "ckpt_every")
+
+
+def full_settings(overrides):
+    """Every trainer setting of a run with these overrides of the defaults, less IGNORED."""
+    known = {f.name for f in fields(Config)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"not trainer settings: {sorted(unknown)}")
+    merged = {**asdict(Config()), **overrides}
+    return {k: v for k, v in merged.items() if k not in IGNORED}
+
+
+def stored_settings(result):
+    """The settings a finished run trained with. A setting it predates counts as its default: options are
+    added with the default keeping the old behaviour. Settings that no longer exist are dropped."""
+    known = {f.name for f in fields(Config)}
+    return full_settings({k: v for k, v in result.get("config", {}).items() if k in known})
+
+
+def command(overrides, out):
+    """The trainer's command line for these settings."""
+    cmd = [sys.executable, "-m", "anrl_ext.train"]
+    for key, value in overrides.items():
+        flag = key.replace("_", "-")
+        if isinstance(value, bool):
+            cmd.append(f"--{flag}" if value else f"--no-{flag}")
+        elif value is not None:
+            cmd += [f"--{flag}", str(value)]
+    return cmd + ["--out", str(out)]
+
+
+def made_by_current_code(result, current):
+    """Whether a finished run was made by the current commit with no uncommitted changes."""
+    code = result.get("code") or {}
+    return bool(current.get("commit")) and not current.get("dirty") and \
+        code.get("commit") == current["commit"] and code.get("dirty") is False
+
+
+def reusable(result, overrides, same_commit=False, current=None):
+    """Whether a finished run (its metrics.json) can stand for a run with these settings."""
+    if stored_settings(result) != full_settings(overrides):
+        return False
+    return not same_commit or made_by_current_code(result, current or provenance.code_version())
+
+
+def run_one(out, overrides, args, threads):
+    """metrics.json of a run with these settings in folder `out`: the finished one there when reusable,
+    else a new run (args.fresh: always a new run; args.same_commit: reuse only the current commit's)."""
+    done = Path(out) / "metrics.json"
+    if done.exists() and not args.fresh:
+        if reusable(json.loads(done.read_text()), overrides, getattr(args, "same_commit", False)):
+            return json.loads(done.read_text())
+    cmd = command(overrides, out)
+    r = subprocess.run(cmd, env=thread_env(threads), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {r.returncode}):\n{r.stderr[-2000:]}")
+    return json.loads(done.read_text())
+
+
+def thread_env(threads):
+    """The environment of a subprocess that may use `threads` cores."""
+    return dict(os.environ, OMP_NUM_THREADS=str(threads))
+
+
+def run_jobs(todo, work, jobs, desc):
+    """[work(job, threads) for job in todo], `jobs` at a time with the cores split between them."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ThreadPoolExecutor(jobs) as pool:  # threads suffice: each job waits on a subprocess
+        return list(tqdm(pool.map(lambda job: work(job, threads), todo), total=len(todo), desc=desc, unit="run"))
+
+
+def check_same_commit(args):
+    """--same-commit needs a commit to compare with: a git checkout with no uncommitted changes."""
+    if getattr(args, "same_commit", False):
+        current = provenance.code_version()
+        if not current.get("commit") or current.get("dirty"):
+            raise SystemExit("--same-commit needs a git checkout of anrl_ext with no uncommitted changes "
+                             f"(found commit {current.get('commit')}, uncommitted changes: {current.get('dirty')})")
+
+
+def code_line(results):
+    """One line for a report: which code made these runs (metrics.json of each), how many runs each."""
+    def label(result):
+        code = result.get("code") or {}
+        if not code.get("commit"):
+            return "code not recorded (runs made before metrics.json recorded it, or outside a git checkout)"
+        return f"commit {code['commit'][:10]}" + (" with uncommitted changes" if code.get("dirty") else "")
+
+    counts = Counter(label(r) for r in results)
+    return "Runs made by: " + "; ".join(f"{name} ({n} run{'s' * (n != 1)})" for name, n in counts.most_common()) + "."
