@@ -131,11 +131,7 @@ def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_
     params = list(alpha_params) + [t for t in affines if t is not None]
     prims = primitives_for(backend)
 
-    gathered = []  # the forward's global moments, kept for the running statistics
-    if gather_stats is not None:
-        gather_stats = _recording(gather_stats, gathered)
-
-    def make_middle():
+    def make_middle():  # reads gather_stats when called: the composed path below wraps it first
         return make_blend_middle(alpha_fn, len(alpha_params), present, running_mean, running_var, use_batch,
                                  eps, gather_stats)
 
@@ -145,6 +141,9 @@ def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_
         spec = BlendSpec(prims, alpha_fn, len(alpha_params), present, running_mean, running_var, use_batch,
                          training, momentum, eps, make_middle, gate_slots, gather_stats)
         return fast_blend(x, spec, params)
+    gathered = []  # the forward's global moments, kept for the running statistics
+    if gather_stats is not None:
+        gather_stats = _recording(gather_stats, gathered)
     y, alpha, mean, var = fused(x, prims, make_middle(), params)
     if training:
         if gather_stats is not None:
