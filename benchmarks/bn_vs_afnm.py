@@ -15,7 +15,6 @@ plot of every protocol's per-seed AUC (docs/bn_vs_afnm.png).
 """
 import argparse
 import statistics
-import sys
 from pathlib import Path
 
 from scipy import stats
@@ -221,17 +220,7 @@ def write_report(text, path, draw, figure):
 def run_arguments(ap, script, argv):
     """Add the options every comparison script shares; return (args, unique seeds, the command line)."""
     ap.add_argument("--protocol", nargs="+", default=["OCI-M"], help="one or more leave-one-out protocols")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="one run per arm and seed")
-    ap.add_argument("--iters", type=int, default=300, help="training iterations of every run")
-    ap.add_argument("--jobs", type=int, default=2, help="runs at a time (the cores are split between them)")
-    ap.add_argument("--runs", default="runs/bn_vs_afnm/{protocol}", help="run folders (one per protocol)")
-    ap.add_argument("--fresh", action="store_true", help="rerun every (arm, seed), even when its results exist")
-    ap.add_argument("--same-commit", action="store_true",
-                    help="reuse only runs made by the current commit (needs a checkout with no uncommitted changes)")
-    args = ap.parse_args(argv)
-    training_runs.check_same_commit(args)
-    command = (f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
-    return args, list(dict.fromkeys(args.seeds)), command
+    return training_runs.parse_run_arguments(ap, script, argv, "runs/bn_vs_afnm/{protocol}", "arm")
 
 
 def main(argv=None):

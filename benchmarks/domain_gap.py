@@ -125,24 +125,14 @@ def plot(per_domain, seeds, path, title):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="one run per domain and seed")
-    ap.add_argument("--iters", type=int, default=300, help="training iterations of every run")
-    ap.add_argument("--jobs", type=int, default=2, help="runs at a time (the cores are split between them)")
-    ap.add_argument("--runs", default="runs/domain_gap", help="run folders")
     ap.add_argument("--out", default="benchmarks/results/domain_gap.md", help="the report (and .json next to it)")
     ap.add_argument("--plot", default="docs/domain_gap.png", help="the AUC matrix and the gaps")
-    ap.add_argument("--fresh", action="store_true", help="rerun every (domain, seed), even when its results exist")
-    ap.add_argument("--same-commit", action="store_true",
-                    help="reuse only runs made by the current commit (needs a checkout with no uncommitted changes)")
-    args = ap.parse_args(argv)
-    training_runs.check_same_commit(args)
-    seeds = list(dict.fromkeys(args.seeds))
-    command = "python benchmarks/domain_gap.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    args, seeds, command = training_runs.parse_run_arguments(ap, "domain_gap.py", argv, "runs/domain_gap", "domain")
     todo = [(d, s) for s in seeds for d in DOMAINS]
     rows = training_runs.run_jobs(todo, lambda job, threads: run_one(*job, args, threads), args.jobs,
                                   "domain-gap runs")
     per_domain, overall = summarise(rows, seeds)
-    text = render(per_domain, overall, args, seeds, command.strip()) + "\n" + \
+    text = render(per_domain, overall, args, seeds, command) + "\n" + \
         training_runs.code_line([r for *_, r in rows]) + "\n"
     bn_vs_afnm.write_report(text, args.out, lambda: plot(per_domain, seeds, args.plot,
                                                           f"domain gap, {args.iters} iterations"), args.plot)

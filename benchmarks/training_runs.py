@@ -93,6 +93,22 @@ def run_jobs(todo, work, jobs, desc):
         return list(tqdm(pool.map(lambda job: work(job, threads), todo), total=len(todo), desc=desc, unit="run"))
 
 
+def parse_run_arguments(ap, script, argv, runs, unit):
+    """Add the options of every script that trains runs (`runs`: default folder, `unit`: what one run is
+    per seed, e.g. "arm"), parse argv; return (args, unique seeds in order, the command line)."""
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help=f"one run per {unit} and seed")
+    ap.add_argument("--iters", type=int, default=300, help="training iterations of every run")
+    ap.add_argument("--jobs", type=int, default=2, help="runs at a time (the cores are split between them)")
+    ap.add_argument("--runs", default=runs, help="run folders")
+    ap.add_argument("--fresh", action="store_true", help=f"rerun every ({unit}, seed), even when its results exist")
+    ap.add_argument("--same-commit", action="store_true",
+                    help="reuse only runs made by the current commit (needs a checkout with no uncommitted changes)")
+    args = ap.parse_args(argv)
+    check_same_commit(args)
+    command = (f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    return args, list(dict.fromkeys(args.seeds)), command
+
+
 def check_same_commit(args):
     """--same-commit needs a commit to compare with: a git checkout with no uncommitted changes."""
     if getattr(args, "same_commit", False):

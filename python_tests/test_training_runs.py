@@ -105,3 +105,13 @@ def test_code_version_names_this_checkouts_commit():
         assert isinstance(code["dirty"], bool)
     else:
         assert code["commit"] is None and code["dirty"] is None
+
+
+def test_shared_options_give_unique_seeds_in_order_and_the_command_line():
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    args, seeds, cmd = training_runs.parse_run_arguments(ap, "x.py", ["--seeds", "2", "2", "1", "--iters", "7"],
+                                                         "runs/x", "arm")
+    assert seeds == [2, 1] and args.iters == 7 and args.runs == "runs/x" and not args.fresh
+    assert cmd == "python benchmarks/x.py --seeds 2 2 1 --iters 7"
