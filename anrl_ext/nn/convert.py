@@ -1,10 +1,11 @@
-"""Swap nn.BatchNorm2d layers for AFNM, keeping what BN learned."""
+"""Model-wide conversions: nn.BatchNorm2d layers to AFNM, and every blend layer to one backend."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .blend_norm import AFNM
+from ..ops.backends import BACKENDS
+from .blend_norm import AFNM, BlendNorm2d
 
 
 def convert_batchnorm(module: nn.Module, **afnm_kwargs) -> nn.Module:
@@ -33,4 +34,21 @@ def convert_batchnorm(module: nn.Module, **afnm_kwargs) -> nn.Module:
         return new
     for name, child in module.named_children():
         setattr(module, name, convert_batchnorm(child, **afnm_kwargs))
+    return module
+
+
+def set_backend(module: nn.Module, backend: str) -> nn.Module:
+    """Run every anrl_ext normalization layer in `module` on `backend`; return `module`.
+
+    E.g. `set_backend(model, "reference")` before `torch.export` gives a graph of
+    plain aten ops (batch_norm, instance_norm, ...) for tools that know no custom
+    ops, such as ONNX exporters; with a fused backend the graph calls the
+    package's operators (`torch.ops.anrl_ext.*`), and whoever loads it must
+    `import anrl_ext` first. Parameters and buffers are left as they are.
+    """
+    if backend != "auto" and backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {['auto', *BACKENDS]}")
+    for m in module.modules():
+        if isinstance(m, BlendNorm2d):
+            m.backend = backend
     return module

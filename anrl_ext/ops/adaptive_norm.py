@@ -72,8 +72,7 @@ def update_running_stats(mean: Tensor, var: Tensor, count: int, running_mean: Op
     unbiased batch variance."""
     if running_mean is None and running_var is None:
         return
-    with torch.no_grad():
-        update_running_buffers(*batch_stats(mean, var), count, running_mean, running_var, momentum)
+    update_running_buffers(*batch_stats(mean.detach(), var.detach()), count, running_mean, running_var, momentum)
 
 
 def make_blend_middle(alpha_fn, n_alpha_params, affine, running_mean, running_var, use_batch, eps,

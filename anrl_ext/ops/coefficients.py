@@ -31,13 +31,16 @@ def batch_stats(mean: Tensor, var: Tensor) -> Tuple[Tensor, Tensor]:
 def update_running_buffers(mu_c: Tensor, var_c: Tensor, count: int, running_mean: Optional[Tensor],
                    running_var: Optional[Tensor], momentum: float) -> None:
     """nn.BatchNorm2d's update: EMA of the batch mean and the unbiased batch variance
-    (count values per channel), in place."""
-    with torch.no_grad():
-        if running_mean is not None:
-            running_mean.mul_(1 - momentum).add_(mu_c.to(running_mean.dtype), alpha=momentum)
-        if running_var is not None:
-            unbiased = var_c * (count / (count - 1)) if count > 1 else var_c
-            running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+    (count values per channel), in place.
+
+    Detached inputs rather than a no_grad block: torch.export records a grad-mode
+    switch as a higher-order op that its saved programs cannot load again."""
+    mu_c, var_c = mu_c.detach(), var_c.detach()
+    if running_mean is not None:
+        running_mean.mul_(1 - momentum).add_(mu_c.to(running_mean.dtype), alpha=momentum)
+    if running_var is not None:
+        unbiased = var_c * (count / (count - 1)) if count > 1 else var_c
+        running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
 
 
 def expand_alpha(alpha: Alpha, mean: Tensor) -> Union[float, Tensor]:
