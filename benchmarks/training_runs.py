@@ -72,8 +72,9 @@ def run_one(out, overrides, args, threads):
     else a new run (args.fresh: always a new run; args.same_commit: reuse only the current commit's)."""
     done = Path(out) / "metrics.json"
     if done.exists() and not args.fresh:
-        if reusable(json.loads(done.read_text()), overrides, getattr(args, "same_commit", False)):
-            return json.loads(done.read_text())
+        finished = json.loads(done.read_text())
+        if reusable(finished, overrides, getattr(args, "same_commit", False)):
+            return finished
     cmd = command(overrides, out)
     r = subprocess.run(cmd, env=thread_env(threads), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if r.returncode != 0:

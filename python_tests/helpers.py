@@ -289,3 +289,41 @@ def check_sync_of_one_process(backend, kind="afnm", dtype=torch.float64, channel
                        ("running_var", rv0, rv1)] + [(f"param {i} grad", a, b) for i, (a, b) in enumerate(zip(p0, p1))]:
         err = max_err(a, b)
         assert err <= tol * max(1.0, a.double().abs().max().item()), f"{kind} {dtype}: {name} differs by {err}"
+
+
+def exported_ops(program):
+    """Names of the operators an ExportedProgram's graph calls."""
+    return {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+
+
+def check_export(backend, kind, training, path, device="cpu", tol=1e-5):
+    """torch.export of conv -> `kind` layer -> relu on `backend`, with dynamic batch and spatial sizes, saved
+    to `path` and loaded: the loaded program gives the module's outputs on the traced shape and another,
+    and (training) the same running statistics. The graph must call the package's operators."""
+    import copy
+
+    from torch import nn
+    from torch.export import Dim
+
+    import anrl_ext
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), anrl_ext.make_norm(kind, 8, backend=backend),
+                          nn.ReLU()).to(device)
+    with torch.no_grad():  # running statistics away from their initial values, so eval mode reads them
+        for _ in range(3):
+            model(torch.randn(4, 3, 7, 9, device=device) * 2 + 1)
+    model.train(training)
+    x = torch.randn(3, 3, 7, 9, device=device)
+    program = torch.export.export(copy.deepcopy(model), (x,),
+                                  dynamic_shapes=({0: Dim("n", min=2), 2: Dim("h"), 3: Dim("w")},))
+    assert any(op.startswith("anrl_ext.") for op in exported_ops(program))  # the package's kernels, no fallback
+    torch.export.save(program, path)
+    loaded = torch.export.load(path).module()
+    for shape in [(3, 3, 7, 9), (5, 3, 6, 11)]:  # the traced shape and another one
+        x = torch.randn(shape, device=device)
+        torch.testing.assert_close(loaded(x), model(x), rtol=tol, atol=tol)
+    buffers = dict(loaded.named_buffers())
+    for name, want in model.named_buffers():  # training: running statistics updated alike
+        if name.endswith(("running_mean", "running_var")):
+            torch.testing.assert_close(buffers[name], want, rtol=tol, atol=tol / 10)

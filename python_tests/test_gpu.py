@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import anrl_ext
-from helpers import (check_blend_apply, check_blend_middle, check_gate_middle, check_params_in_own_dtype,
-                     check_sync_of_one_process, make_inputs, max_err, oracle)
+from helpers import (check_blend_apply, check_blend_middle, check_export, check_gate_middle,
+                     check_params_in_own_dtype, check_sync_of_one_process, make_inputs, max_err, oracle)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 GPU_BACKENDS = [b for b in ("cuda", "triton") if torch.cuda.is_available() and b in anrl_ext.available_backends("cuda")]
@@ -186,6 +186,13 @@ def test_torch_compile_on_cuda(backend):
     torch.testing.assert_close(y_c, y_e, atol=1e-5, rtol=1e-5)
     for gc, ge in zip(grads_c, grads_e):
         torch.testing.assert_close(gc, ge, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("training", [False, True])
+def test_torch_export_on_cuda(backend, training, tmp_path):
+    """Export, save, load, other shapes, running statistics: as on the cpu backend (test_export.py)."""
+    check_export(backend, "afnm", training, tmp_path / "model.pt2", device="cuda")
 
 
 def test_auto_backend_on_cuda_is_a_gpu_backend():
