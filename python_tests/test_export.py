@@ -1,5 +1,6 @@
 """torch.export of models with anrl_ext layers: the exported program equals the module, saves, loads,
-takes other shapes; set_backend("reference") gives a graph of aten ops only."""
+takes other shapes; set_backend("reference") gives a graph of aten ops only, and an ONNX model that
+ONNX Runtime runs to the module's outputs."""
 import copy
 
 import pytest
@@ -32,6 +33,29 @@ def test_reference_backend_exports_plain_aten_ops(kind):
     ops = exported_ops(program)
     assert ops and all(op.startswith("aten.") for op in ops), ops
     torch.testing.assert_close(program.module()(x), anrl_ext.set_backend(model, "cpu")(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_onnx_export_with_the_reference_backend_runs_in_onnxruntime(kind):
+    import onnxruntime
+    from torch.export import Dim
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), anrl_ext.make_norm(kind, 8), nn.ReLU())
+    model(torch.randn(4, 3, 7, 9) * 2 + 1)  # running statistics off their initial values
+    model.eval()
+    program = torch.onnx.export(anrl_ext.set_backend(model, "reference"), (torch.randn(2, 3, 7, 9),), dynamo=True,
+                                input_names=["x"], output_names=["y"],
+                                dynamic_shapes=({0: Dim("n", min=2), 2: Dim("h"), 3: Dim("w")},))
+    nodes = program.model_proto.graph.node
+    assert {n.domain for n in nodes} <= {"", "ai.onnx"} and "Conv" in {n.op_type for n in nodes}  # standard ops
+    session = onnxruntime.InferenceSession(program.model_proto.SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    anrl_ext.set_backend(model, "auto")  # compare with the fused layer
+    for shape in [(2, 3, 7, 9), (5, 3, 6, 11)]:
+        x = torch.randn(shape)
+        (y,) = session.run(None, {"x": x.numpy()})
+        torch.testing.assert_close(torch.from_numpy(y), model(x).detach(), rtol=1e-5, atol=1e-5)
 
 
 def test_set_backend_reaches_every_layer_and_names_a_bad_backend():
