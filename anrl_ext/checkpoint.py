@@ -7,14 +7,15 @@ import tempfile
 import torch
 
 
-def save_atomic(obj, path: str) -> None:
-    """torch.save to a temporary file in the same directory, fsync, then rename over `path`."""
+def write_atomic(path: str, write, suffix: str = ".tmp") -> None:
+    """write(binary file) into a temporary file in `path`'s directory, fsync, then rename over `path`:
+    readers see the old file or the whole new one, never a part."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)  # atomic on POSIX
@@ -22,6 +23,11 @@ def save_atomic(obj, path: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def save_atomic(obj, path: str) -> None:
+    """torch.save to a temporary file in the same directory, fsync, then rename over `path`."""
+    write_atomic(path, lambda fh: torch.save(obj, fh), suffix=".pt")
 
 
 def load(path: str, map_location="cpu"):

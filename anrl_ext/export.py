@@ -1,0 +1,156 @@
+"""`python -m anrl_ext.export --checkpoint FILE --out model.onnx|model.pt2`: a trained model for deployment.
+
+The exported model takes a batch of the trainer's inputs, (N, 6, S, S) float32: RGB and HSV
+(OpenCV's HSV_FULL) of an S x S face crop, each channel scaled to [-1, 1]
+(`anrl_ext.data.transforms.rgb_hsv6`), S the checkpoint's --img-size; the batch size is free.
+It returns (score, depth): the probability that each face is live (label 1), and the estimated
+depth map (N, 1, S/8, S/8).
+
+* `.onnx`: standard ONNX operators (the layers run on the reference backend for the export), for
+  ONNX Runtime and the like; needs the onnx and onnxscript packages.
+* `.pt2`: `torch.export` with the fused kernels; load with `import anrl_ext` then
+  `torch.export.load(path).module()`.
+
+Both carry the settings a deployment needs as metadata (ONNX metadata_props; the pt2 archive's
+extra file `anrl_ext.json`): the input size and layout, the source-protocol threshold from the run's
+metrics.json when there is one (chosen on held-out source subjects, no target data), and the code
+that made the model. After writing, the file is loaded again and its outputs are compared with the
+PyTorch model's on a random batch.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+
+import torch
+from torch import nn
+
+from . import checkpoint, config, provenance
+from .model import ANRLNet
+from .nn import set_backend
+
+FORMATS = (".onnx", ".pt2")
+PT2_METADATA = "anrl_ext.json"
+
+
+class LiveScorer(nn.Module):
+    """ANRLNet for deployment: (N, 6, S, S) -> (probability of live (N,), depth map (N, 1, S/8, S/8))."""
+
+    def __init__(self, net: ANRLNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        out = self.net(x)
+        return torch.softmax(out["logits"].float(), 1)[:, 1], out["depth"]
+
+
+def load_scorer(path: str) -> tuple[LiveScorer, config.Config, dict]:
+    """The checkpoint's model in eval mode on the CPU, its config, and the metadata to ship with it."""
+    state = checkpoint.load(path)
+    if "model" not in state or "config" not in state:
+        raise ValueError(f"{path} is not a checkpoint written by anrl_ext.train (no 'model' or 'config' entry)")
+    cfg = config.Config(**state["config"])
+    net = ANRLNet(cfg.width, cfg.norm, cfg.gate, "auto")
+    net.load_state_dict(state["model"])
+    meta = {"input": "float32 (N, 6, S, S): RGB and HSV (OpenCV HSV_FULL) of the face crop, each channel "
+                     "scaled to [-1, 1] (anrl_ext.data.transforms.rgb_hsv6)",
+            "img_size": cfg.img_size, "outputs": "score: probability of live (label 1), (N,); depth: (N, 1, S/8, S/8)",
+            "trained_on": "".join(cfg.domains()[0]), "norm": cfg.norm, "code": provenance.code_version()}
+    metrics = os.path.join(os.path.dirname(os.path.abspath(path)), "metrics.json")
+    if os.path.isfile(metrics):
+        with open(metrics) as fh:
+            source = json.load(fh).get("metrics", {}).get("source", {})
+        if "threshold" in source:
+            meta["threshold_source"] = source["threshold"]
+            meta["threshold_note"] = ("score >= threshold_source: live; the EER threshold of held-out source "
+                                      "subjects (the 'source' protocol of metrics.json)")
+    return LiveScorer(net).eval(), cfg, meta
+
+
+def _batch_dim():
+    return torch.export.Dim("batch", min=1, max=4096)
+
+
+def to_onnx(scorer: LiveScorer, example: torch.Tensor, meta: dict, out: str) -> None:
+    try:
+        import onnx  # noqa: F401  (the exporter's own dependencies: named here for a clear error)
+        import onnxscript  # noqa: F401
+    except ImportError as e:
+        raise SystemExit(f"ONNX export needs the onnx and onnxscript packages ({e}); "
+                         "pip install onnx onnxscript, or export to .pt2") from None
+    set_backend(scorer, "reference")  # standard operators only: no anrl_ext custom ops in the graph
+    try:
+        program = torch.onnx.export(scorer, (example,), dynamo=True, verbose=False, input_names=["x"],
+                                    output_names=["score", "depth"], dynamic_shapes=({0: _batch_dim()},))
+    finally:
+        set_backend(scorer, "auto")
+    proto = program.model_proto
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
+    checkpoint.write_atomic(out, lambda fh: fh.write(proto.SerializeToString()), suffix=".onnx")
+
+
+def to_pt2(scorer: LiveScorer, example: torch.Tensor, meta: dict, out: str) -> None:
+    program = torch.export.export(scorer, (example,), dynamic_shapes=({0: _batch_dim()},))
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer, extra_files={PT2_METADATA: json.dumps(meta)})
+    checkpoint.write_atomic(out, lambda fh: fh.write(buffer.getvalue()), suffix=".pt2")
+
+
+def run_exported(path: str, x: torch.Tensor):
+    """(score, depth) of an exported model file on x: ONNX Runtime for .onnx, torch.export.load for .pt2."""
+    if path.endswith(".onnx"):
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        return tuple(torch.from_numpy(t) for t in session.run(None, {"x": x.numpy()}))
+    return torch.export.load(path).module()(x)
+
+
+def read_metadata(path: str) -> dict:
+    """The metadata an exported file carries (values as written: JSON for non-strings)."""
+    if path.endswith(".onnx"):
+        import onnx
+
+        return {p.key: p.value for p in onnx.load(path).metadata_props}
+    extra = {PT2_METADATA: ""}
+    torch.export.load(path, extra_files=extra)
+    return json.loads(extra[PT2_METADATA])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m anrl_ext.export", description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by anrl_ext.train")
+    ap.add_argument("--out", required=True, help=f"output file, its format by the extension: {', '.join(FORMATS)}")
+    ap.add_argument("--no-check", action="store_true", help="skip running the written file against PyTorch")
+    args = ap.parse_args(argv)
+    ext = os.path.splitext(args.out)[1].lower()
+    if ext not in FORMATS:
+        raise SystemExit(f"--out {args.out}: unknown format {ext or '(no extension)'!r}; use one of {FORMATS}")
+    try:
+        scorer, cfg, meta = load_scorer(args.checkpoint)
+    except FileNotFoundError as e:
+        raise SystemExit(str(e)) from None
+    example = torch.zeros(2, 6, cfg.img_size, cfg.img_size)
+    (to_onnx if ext == ".onnx" else to_pt2)(scorer, example, meta, args.out)
+    print(f"wrote {args.out}: input (N, 6, {cfg.img_size}, {cfg.img_size}), outputs score (N,) and depth; "
+          + (f"source-protocol threshold {meta['threshold_source']:.4f}" if "threshold_source" in meta
+             else "no metrics.json next to the checkpoint, so no threshold"))
+    if not args.no_check:
+        x = torch.randn(3, 6, cfg.img_size, cfg.img_size, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            want = scorer(x)
+            got = run_exported(args.out, x)
+        err = max(float((g - w).abs().max()) for g, w in zip(got, want))
+        if err > 1e-4:
+            raise SystemExit(f"{args.out}: the exported model differs from the checkpoint's by {err:.2e}")
+        print(f"checked: on a random batch of 3 the exported model matches PyTorch to {err:.1e}")
+    return args.out
+
+
+if __name__ == "__main__":
+    main()

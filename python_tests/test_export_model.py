@@ -1,0 +1,65 @@
+"""python -m anrl_ext.export: a trained checkpoint to ONNX and to torch.export's .pt2, scores and metadata."""
+import json
+
+import pytest
+import torch
+
+from anrl_ext import checkpoint, config, export, train
+from anrl_ext.data.build import eval_dataset
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    train.run(config.load(["--preset", "smoke", "--out", str(out)]))
+    return out
+
+
+def evaluation_scores(ckpt):
+    """Scores of the target domain as the trainer's evaluation computes them, and the images."""
+    state = checkpoint.load(ckpt)
+    cfg = config.Config(**state["config"])
+    trainer = train.Trainer(cfg)
+    trainer.model.load_state_dict(state["model"])
+    data = eval_dataset(cfg, [cfg.domains()[1]])
+    scores, _, _ = trainer.scores(data)
+    return torch.from_numpy(scores), torch.stack([data[i]["image"] for i in range(len(data))])
+
+
+@pytest.mark.parametrize("ext", [".onnx", ".pt2"])
+def test_exported_model_reproduces_the_evaluation_scores_and_carries_its_metadata(trained, ext, tmp_path):
+    ckpt = str(trained / "checkpoint.pt")
+    path = export.main(["--checkpoint", ckpt, "--out", str(tmp_path / f"model{ext}")])
+    want, images = evaluation_scores(ckpt)
+    with torch.no_grad():
+        for batch in (images, images[:1]):  # the whole target set and a single face
+            score, depth = export.run_exported(path, batch)
+            torch.testing.assert_close(score, want[:len(batch)], rtol=1e-5, atol=1e-5)
+            assert depth.shape == (len(batch), 1, images.shape[2] // 8, images.shape[3] // 8)
+    meta = export.read_metadata(path)
+    source = json.loads((trained / "metrics.json").read_text())["metrics"]["source"]
+    threshold = meta["threshold_source"]
+    assert (json.loads(threshold) if isinstance(threshold, str) else threshold) == source["threshold"]
+    img_size = meta["img_size"]
+    assert int(img_size) == images.shape[2] and "rgb_hsv6" in meta["input"]
+
+
+def test_onnx_graph_has_standard_operators_only(trained, tmp_path):
+    import onnx
+
+    path = export.main(["--checkpoint", str(trained / "checkpoint.pt"), "--out", str(tmp_path / "m.onnx"),
+                        "--no-check"])
+    nodes = onnx.load(path).graph.node
+    assert {n.domain for n in nodes} <= {"", "ai.onnx"}
+    assert {"Conv", "Sigmoid", "Softmax"} <= {n.op_type for n in nodes}  # the gate and the score are in it
+
+
+def test_bad_requests_name_what_is_wrong(trained, tmp_path):
+    with pytest.raises(SystemExit, match=r"unknown format '\.txt'"):
+        export.main(["--checkpoint", str(trained / "checkpoint.pt"), "--out", str(tmp_path / "m.txt")])
+    with pytest.raises(SystemExit, match="checkpoint not found"):
+        export.main(["--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "m.onnx")])
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a checkpoint written by anrl_ext.train"):
+        export.main(["--checkpoint", str(tmp_path / "other.pt"), "--out", str(tmp_path / "m.onnx")])
+    assert not list(tmp_path.glob("m.*"))  # nothing written by a failed request
