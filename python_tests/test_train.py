@@ -69,6 +69,9 @@ def test_interrupted_checkpoint_write_keeps_last_good(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert checkpoint.load(path) == {"step": 1}
     assert os.listdir(tmp_path) == ["ck.pt"]  # no temporary left behind
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask  # a plain open()'s permissions, not mkstemp's 0600
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         checkpoint.load(str(tmp_path / "missing.pt"))
 
