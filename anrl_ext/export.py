@@ -101,25 +101,33 @@ def to_pt2(scorer: LiveScorer, example: torch.Tensor, meta: dict, out: str) -> N
     checkpoint.write_atomic(out, lambda fh: fh.write(buffer.getvalue()), suffix=".pt2")
 
 
-def run_exported(path: str, x: torch.Tensor):
-    """(score, depth) of an exported model file on x: ONNX Runtime for .onnx, torch.export.load for .pt2."""
+def load_exported(path: str):
+    """(run, metadata) of an exported model file: run(x) -> (score, depth) as tensors, with ONNX Runtime for
+    .onnx and torch.export.load for .pt2; metadata as written (ONNX: every value a string)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"model file not found: {path}")
     if path.endswith(".onnx"):
         import onnxruntime
 
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-        return tuple(torch.from_numpy(t) for t in session.run(None, {"x": x.numpy()}))
-    return torch.export.load(path).module()(x)
+
+        def run(x):
+            return tuple(torch.from_numpy(t) for t in session.run(None, {"x": x.numpy()}))
+
+        return run, dict(session.get_modelmeta().custom_metadata_map)
+    extra = {PT2_METADATA: ""}
+    module = torch.export.load(path, extra_files=extra).module()
+    return module, json.loads(extra[PT2_METADATA])
+
+
+def run_exported(path: str, x: torch.Tensor):
+    """(score, depth) of an exported model file on x."""
+    return load_exported(path)[0](x)
 
 
 def read_metadata(path: str) -> dict:
-    """The metadata an exported file carries (values as written: JSON for non-strings)."""
-    if path.endswith(".onnx"):
-        import onnx
-
-        return {p.key: p.value for p in onnx.load(path).metadata_props}
-    extra = {PT2_METADATA: ""}
-    torch.export.load(path, extra_files=extra)
-    return json.loads(extra[PT2_METADATA])
+    """The metadata an exported file carries (ONNX: JSON text for non-strings)."""
+    return load_exported(path)[1]
 
 
 def main(argv=None):

@@ -1,0 +1,87 @@
+"""python -m anrl_ext.predict: the training pipeline's preprocessing, the model formats, thresholds, errors."""
+import csv
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from anrl_ext import config, export, predict, train
+from anrl_ext.data.lists import ListDataset
+from anrl_ext.data.synthetic import render
+from anrl_ext.prepare import crop
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A smoke checkpoint, its ONNX export, and a folder of face crops (synthetic live and spoof faces)."""
+    root = tmp_path_factory.mktemp("predict")
+    train.run(config.load(["--preset", "smoke", "--out", str(root / "run")]))
+    export.main(["--checkpoint", str(root / "run" / "checkpoint.pt"), "--out", str(root / "m.onnx"), "--no-check"])
+    faces = root / "faces"
+    faces.mkdir()
+    for i in range(5):
+        rgb, _, _ = render("M", i % 2 == 0, i, 0, size=72)
+        cv2.imwrite(str(faces / f"face{i}.png"), rgb[..., ::-1])
+    return root
+
+
+def test_crops_are_scored_as_the_training_data_pipeline_scores_them(trained):
+    ckpt = str(trained / "run" / "checkpoint.pt")
+    rows = predict.predict(ckpt, [str(trained / "faces")], crop_mode="none", show_progress=False)
+    assert [r["image"] for r in rows] == sorted(str(p) for p in (trained / "faces").glob("*.png"))
+    assert all(r["face"] == "whole image" for r in rows)
+    # the same files through the list dataset the trainer reads prepared data with, then the model
+    records = [{"path": r["image"], "label": 1, "video": "v", "domain": "M", "depth": None, "where": ""} for r in rows]
+    scorer, cfg, _ = export.load_scorer(ckpt)
+    images = ListDataset(records, ["M"], cfg.img_size, train=False)
+    with torch.no_grad():
+        want = scorer(torch.stack([images[i]["image"] for i in range(len(images))]))[0]
+    np.testing.assert_allclose([r["score"] for r in rows], want.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_exported_model_gives_the_checkpoints_scores_and_carries_the_threshold(trained):
+    faces = [str(trained / "faces")]
+    from_ckpt = predict.predict(str(trained / "run" / "checkpoint.pt"), faces, "none", show_progress=False)
+    from_onnx = predict.predict(str(trained / "m.onnx"), faces, "none", show_progress=False)
+    np.testing.assert_allclose([r["score"] for r in from_onnx], [r["score"] for r in from_ckpt], atol=1e-5)
+    threshold = export.load_scorer(str(trained / "run" / "checkpoint.pt"))[2]["threshold_source"]
+    assert [r["decision"] for r in from_onnx] == ["live" if r["score"] >= threshold else "spoof" for r in from_onnx]
+    assert {r["decision"] for r in predict.predict(str(trained / "m.onnx"), faces, "none", threshold=0.0,
+                                                   show_progress=False)} == {"live"}
+    assert {r["decision"] for r in predict.predict(str(trained / "m.onnx"), faces, "none", threshold=1.01,
+                                                   show_progress=False)} == {"spoof"}
+
+
+def test_face_input_crops_as_prepare_does():
+    rng = np.random.default_rng(0)
+    bgr = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    x, how = predict.face_input(bgr, 32, lambda img: (30, 20, 50, 60))
+    want = cv2.resize(crop(bgr, (30, 20, 50, 60), predict.PREPARE_SIZE), (32, 32), interpolation=cv2.INTER_AREA)
+    assert how == "x y w h = 30 20 50 60"
+    torch.testing.assert_close(x[:3], torch.from_numpy(want[..., ::-1].astype(np.float32).transpose(2, 0, 1)) / 127.5 - 1)
+    x, how = predict.face_input(bgr, 32, lambda img: None)  # no face: the centre square
+    want = cv2.resize(crop(bgr, (20, 0, 120, 120), predict.PREPARE_SIZE), (32, 32), interpolation=cv2.INTER_AREA)
+    assert how.startswith("centre crop")
+    torch.testing.assert_close(x[:3], torch.from_numpy(want[..., ::-1].astype(np.float32).transpose(2, 0, 1)) / 127.5 - 1)
+
+
+def test_cli_writes_csv_and_bad_input_is_named(trained, tmp_path, capsys):
+    out = tmp_path / "scores.csv"
+    predict.main(["--model", str(trained / "m.onnx"), "--crop", "none", str(trained / "faces" / "face0.png"),
+                  str(trained / "faces" / "face1.png"), "--out", str(out)])
+    with open(out) as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["image"] for r in rows] == [str(trained / "faces" / f"face{i}.png") for i in (0, 1)]
+    assert set(rows[0]) == {"image", "face", "score", "decision"} and 0 <= float(rows[0]["score"]) <= 1
+    assert "face0.png" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no such image or folder: .*nope.png"):
+        predict.main(["--model", str(trained / "m.onnx"), str(tmp_path / "nope.png")])
+    with pytest.raises(SystemExit, match="model file not found"):
+        predict.main(["--model", str(tmp_path / "missing.onnx"), str(out)])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        predict.predict(str(trained / "m.onnx"), [str(tmp_path / "empty")])
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="unreadable image: .*broken.png"):
+        predict.predict(str(trained / "m.onnx"), [str(tmp_path / "broken.png")], show_progress=False)
