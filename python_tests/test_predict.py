@@ -79,6 +79,9 @@ def test_cli_writes_csv_and_bad_input_is_named(trained, tmp_path, capsys):
         predict.main(["--model", str(trained / "m.onnx"), str(tmp_path / "nope.png")])
     with pytest.raises(SystemExit, match="model file not found"):
         predict.main(["--model", str(tmp_path / "missing.onnx"), str(out)])
+    cv2.imwrite(str(tmp_path / "wall.png"), np.full((90, 120, 3), 128, np.uint8))  # OpenCV's detector: no face
+    (row,) = predict.predict(str(trained / "m.onnx"), [str(tmp_path / "wall.png")], show_progress=False)
+    assert row["face"] == "centre crop (no face found)" and 0 <= row["score"] <= 1
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images"):
         predict.predict(str(trained / "m.onnx"), [str(tmp_path / "empty")])
