@@ -101,15 +101,19 @@ def to_pt2(scorer: LiveScorer, example: torch.Tensor, meta: dict, out: str) -> N
     checkpoint.write_atomic(out, lambda fh: fh.write(buffer.getvalue()), suffix=".pt2")
 
 
-def load_exported(path: str):
+def load_exported(path: str, threads: int | None = None):
     """(run, metadata) of an exported model file: run(x) -> (score, depth) as tensors, with ONNX Runtime for
-    .onnx and torch.export.load for .pt2; metadata as written (ONNX: every value a string)."""
+    .onnx (on `threads` threads, default: its own choice) and torch.export.load for .pt2 (torch's
+    threads); metadata as written (ONNX: every value a string)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file not found: {path}")
     if path.endswith(".onnx"):
         import onnxruntime
 
-        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
         def run(x):
             return tuple(torch.from_numpy(t) for t in session.run(None, {"x": x.numpy()}))
