@@ -62,8 +62,12 @@ def load_scorer(path: str) -> tuple[LiveScorer, config.Config, dict]:
     metrics = os.path.join(os.path.dirname(os.path.abspath(path)), "metrics.json")
     if os.path.isfile(metrics):
         with open(metrics) as fh:
-            source = json.load(fh).get("metrics", {}).get("source", {})
-        if "threshold" in source:
+            run = json.load(fh)
+        source = run.get("metrics", {}).get("source", {})
+        # Only the metrics of this very model: not those of another run in the folder, nor, for a
+        # checkpoint written mid-training, those of the finished run.
+        same = run.get("iterations") == state.get("iteration") and run.get("config") == state["config"]
+        if "threshold" in source and same:
             meta["threshold_source"] = source["threshold"]
             meta["threshold_note"] = ("score >= threshold_source: live; the EER threshold of held-out source "
                                       "subjects (the 'source' protocol of metrics.json)")

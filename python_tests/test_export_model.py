@@ -54,6 +54,16 @@ def test_onnx_graph_has_standard_operators_only(trained, tmp_path):
     assert {"Conv", "Sigmoid", "Softmax"} <= {n.op_type for n in nodes}  # the gate and the score are in it
 
 
+def test_threshold_is_taken_only_from_the_metrics_of_this_model(trained, tmp_path):
+    state = checkpoint.load(str(trained / "checkpoint.pt"))
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert export.load_scorer(str(trained / "checkpoint.pt"))[2]["threshold_source"] == \
+        metrics["metrics"]["source"]["threshold"]
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    checkpoint.save_atomic({**state, "iteration": state["iteration"] - 2}, str(tmp_path / "mid.pt"))
+    assert "threshold_source" not in export.load_scorer(str(tmp_path / "mid.pt"))[2]  # written mid-training
+
+
 def test_bad_requests_name_what_is_wrong(trained, tmp_path):
     with pytest.raises(SystemExit, match=r"unknown format '\.txt'"):
         export.main(["--checkpoint", str(trained / "checkpoint.pt"), "--out", str(tmp_path / "m.txt")])
