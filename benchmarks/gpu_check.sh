@@ -32,9 +32,14 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -c "import anrl_ext; print('backends on cuda:', anrl_ext.available_backends('cuda'))" || exit 1
 
 step "GPU tests"
-timeout 260 "$PY" -m pytest -q python_tests/test_gpu.py -p no:cacheprovider -o addopts="" \
-    --junitxml="$OUT/gpu_tests.xml" -rfE 2>&1 | tail -40
-tests_rc=${PIPESTATUS[0]}
+# One line per test into gpu_tests.log as it runs (stdout is unbuffered), so a run cut short by the
+# time limit still says which tests passed; the junit report is only written at the end.
+timeout 280 "$PY" -m pytest -v python_tests/test_gpu.py -p no:cacheprovider -o addopts="" \
+    --junitxml="$OUT/gpu_tests.xml" -rfE --durations=10 > "$OUT/gpu_tests.log" 2>&1
+tests_rc=$?
+[ "$tests_rc" = 124 ] && echo "GPU TESTS CUT SHORT by the time limit: see gpu_tests.log"
+grep -cE " PASSED" "$OUT/gpu_tests.log" | sed 's/^/tests passed so far: /'
+sed -n '/short test summary\|slowest/,$p' "$OUT/gpu_tests.log" | tail -60
 
 step "benchmark table"
 timeout 220 "$PY" benchmarks/run_gpu.py --out "$OUT"
