@@ -20,6 +20,7 @@ PyTorch model's on a random batch.
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import json
 import os
@@ -85,16 +86,13 @@ def to_onnx(scorer: LiveScorer, example: torch.Tensor, meta: dict, out: str) -> 
     except ImportError as e:
         raise SystemExit(f"ONNX export needs the onnx and onnxscript packages ({e}); "
                          "pip install onnx onnxscript, or export to .pt2") from None
-    set_backend(scorer, "reference")  # standard operators only: no anrl_ext custom ops in the graph
-    try:
-        program = torch.onnx.export(scorer, (example,), dynamo=True, verbose=False, input_names=["x"],
-                                    output_names=["score", "depth"], dynamic_shapes=({0: _batch_dim()},))
-    finally:
-        set_backend(scorer, "auto")
+    reference = set_backend(copy.deepcopy(scorer), "reference")  # standard operators only, no custom ops
+    program = torch.onnx.export(reference, (example,), dynamo=True, verbose=False, input_names=["x"],
+                                output_names=["score", "depth"], dynamic_shapes=({0: _batch_dim()},))
     proto = program.model_proto
-    for key, value in meta.items():
+    for key, value in meta.items():  # ONNX metadata values are strings: every value as JSON text
         entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
+        entry.key, entry.value = key, json.dumps(value)
     checkpoint.write_atomic(out, lambda fh: fh.write(proto.SerializeToString()), suffix=".onnx")
 
 
@@ -108,7 +106,7 @@ def to_pt2(scorer: LiveScorer, example: torch.Tensor, meta: dict, out: str) -> N
 def load_exported(path: str, threads: int | None = None):
     """(run, metadata) of an exported model file: run(x) -> (score, depth) as tensors, with ONNX Runtime for
     .onnx (on `threads` threads, default: its own choice) and torch.export.load for .pt2 (torch's
-    threads); metadata as written (ONNX: every value a string)."""
+    threads); metadata as written, the same dict for both formats."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file not found: {path}")
     if path.endswith(".onnx"):
@@ -122,7 +120,7 @@ def load_exported(path: str, threads: int | None = None):
         def run(x):
             return tuple(torch.from_numpy(t) for t in session.run(None, {"x": x.numpy()}))
 
-        return run, dict(session.get_modelmeta().custom_metadata_map)
+        return run, {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
     extra = {PT2_METADATA: ""}
     module = torch.export.load(path, extra_files=extra).module()
     return module, json.loads(extra[PT2_METADATA])
@@ -134,7 +132,7 @@ def run_exported(path: str, x: torch.Tensor):
 
 
 def read_metadata(path: str) -> dict:
-    """The metadata an exported file carries (ONNX: JSON text for non-strings)."""
+    """The metadata an exported file carries."""
     return load_exported(path)[1]
 
 
@@ -155,7 +153,7 @@ def main(argv=None):
     (to_onnx if ext == ".onnx" else to_pt2)(scorer, example, meta, args.out)
     print(f"wrote {args.out}: input (N, 6, {cfg.img_size}, {cfg.img_size}), outputs score (N,) and depth; "
           + (f"source-protocol threshold {meta['threshold_source']:.4f}" if "threshold_source" in meta
-             else "no metrics.json next to the checkpoint, so no threshold"))
+             else "no threshold (no metrics.json of this checkpoint next to it)"))
     if not args.no_check:
         x = torch.randn(3, 6, cfg.img_size, cfg.img_size, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():

@@ -39,8 +39,7 @@ def load_model(path: str):
     """(run(x) -> scores (N,), input size, threshold or None) of an exported file or a checkpoint."""
     if path.endswith((".onnx", ".pt2")):
         run, meta = load_exported(path)
-        threshold = meta.get("threshold_source")
-        return (lambda x: run(x)[0]), int(meta["img_size"]), None if threshold is None else float(threshold)
+        return (lambda x: run(x)[0]), meta["img_size"], meta.get("threshold_source")
     scorer, cfg, meta = load_scorer(path)
     return (lambda x: scorer(x)[0]), cfg.img_size, meta.get("threshold_source")
 

@@ -11,6 +11,7 @@ the rounds' time per call. Writes the table to benchmarks/results/deploy_speed.m
 import argparse
 import copy
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -74,7 +75,7 @@ def main(argv=None):
                 rows.append(f"| {n} | {name} | {1e3 * m:.2f} ms | {fused / m:.2f}x |")
     code = provenance.code_version()
     text = "\n".join([
-        f"`python benchmarks/deploy_speed.py {' '.join(argv) if argv else ''}`".replace(" `", "`"), "",
+        "`" + " ".join(["python benchmarks/deploy_speed.py", *(sys.argv[1:] if argv is None else argv)]) + "`", "",
         f"Model: {args.checkpoint or 'the default model, initial weights'} ({cfg.img_size} px, width {cfg.width}, "
         f"norm {cfg.norm}); {args.threads} threads; median of {args.rounds} interleaved rounds; torch "
         f"{torch.__version__}; commit {str(code['commit'])[:10]}.", "",

@@ -14,7 +14,6 @@ values as .json next to it, and docs/domain_gap.png (the mean AUC matrix, and ev
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -37,10 +36,7 @@ def cross_domain(out, domains, threads):
             and set(domains) <= set(json.loads(scores.read_text()))):
         cmd = [sys.executable, "-m", "anrl_ext.evaluate", "--checkpoint", str(Path(out) / "checkpoint.pt"),
                "--domains", "".join(domains), "--out", str(scores)]
-        r = subprocess.run(cmd, env=training_runs.thread_env(threads), stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)
-        if r.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed (exit {r.returncode}):\n{r.stderr[-2000:]}")
+        training_runs.run_command(cmd, threads)
     every = json.loads(scores.read_text())
     return {d: every[d]["auc"] for d in domains}
 

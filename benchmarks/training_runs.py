@@ -75,11 +75,15 @@ def run_one(out, overrides, args, threads):
         finished = json.loads(done.read_text())
         if reusable(finished, overrides, getattr(args, "same_commit", False)):
             return finished
-    cmd = command(overrides, out)
+    run_command(command(overrides, out), threads)
+    return json.loads(done.read_text())
+
+
+def run_command(cmd, threads):
+    """Run cmd on `threads` cores, its output discarded; a failure raises with the command and its stderr."""
     r = subprocess.run(cmd, env=thread_env(threads), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed (exit {r.returncode}):\n{r.stderr[-2000:]}")
-    return json.loads(done.read_text())
 
 
 def thread_env(threads):

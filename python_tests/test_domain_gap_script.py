@@ -27,7 +27,7 @@ def test_cross_domain_scores_are_kept_until_the_run_changes(tmp_path, monkeypatc
         out.write_text(json.dumps({d: {"auc": 0.5 + 0.1 * i} for i, d in enumerate(domains)}))
         return SimpleNamespace(returncode=0, stderr="")
 
-    monkeypatch.setattr(domain_gap.subprocess, "run", evaluate)
+    monkeypatch.setattr(domain_gap.training_runs.subprocess, "run", evaluate)
     assert domain_gap.cross_domain(tmp_path, ["C", "M"], 1) == {"C": 0.5, "M": pytest.approx(0.6)}
     assert domain_gap.cross_domain(tmp_path, ["C", "M"], 1) == {"C": 0.5, "M": pytest.approx(0.6)}
     assert len(calls) == 1 and "--checkpoint" in calls[0]
@@ -35,7 +35,7 @@ def test_cross_domain_scores_are_kept_until_the_run_changes(tmp_path, monkeypatc
     os.utime(tmp_path / "metrics.json", (later, later))  # the run was redone: score it again
     domain_gap.cross_domain(tmp_path, ["C", "M"], 1)
     assert len(calls) == 2
-    monkeypatch.setattr(domain_gap.subprocess, "run", lambda cmd, **kw: SimpleNamespace(returncode=4, stderr="bad"))
+    monkeypatch.setattr(domain_gap.training_runs.subprocess, "run", lambda cmd, **kw: SimpleNamespace(returncode=4, stderr="bad"))
     with pytest.raises(RuntimeError, match="(?s)--domains OI.*exit 4.*bad"):
         domain_gap.cross_domain(tmp_path, ["O", "I"], 1)  # domains not in the kept file
 

@@ -36,12 +36,11 @@ def test_exported_model_reproduces_the_evaluation_scores_and_carries_its_metadat
             score, depth = export.run_exported(path, batch)
             torch.testing.assert_close(score, want[:len(batch)], rtol=1e-5, atol=1e-5)
             assert depth.shape == (len(batch), 1, images.shape[2] // 8, images.shape[3] // 8)
-    meta = export.read_metadata(path)
+    meta = export.read_metadata(path)  # the same dict, with its types, from both formats
+    assert meta == export.load_scorer(ckpt)[2]
     source = json.loads((trained / "metrics.json").read_text())["metrics"]["source"]
-    threshold = meta["threshold_source"]
-    assert (json.loads(threshold) if isinstance(threshold, str) else threshold) == source["threshold"]
-    img_size = meta["img_size"]
-    assert int(img_size) == images.shape[2] and "rgb_hsv6" in meta["input"]
+    assert meta["threshold_source"] == source["threshold"] and meta["img_size"] == images.shape[2]
+    assert "rgb_hsv6" in meta["input"]
 
 
 def test_onnx_graph_has_standard_operators_only(trained, tmp_path):
