@@ -11,6 +11,7 @@ activations.
 """
 from __future__ import annotations
 
+import gc
 import os
 from typing import Iterable, Tuple
 
@@ -59,6 +60,7 @@ def shutdown() -> None:
     """
     global _owns_group
     if _owns_group and dist.is_initialized():
+        gc.collect()  # autograd graphs in reference cycles can hold collectives, and through them the group
         dist.destroy_process_group()
     _owns_group = False
 
