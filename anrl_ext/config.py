@@ -30,6 +30,8 @@ class Config:
     gate: str = "paper"
     backend: str = "auto"
     device: str = "cpu"
+    amp: bool = False  # bfloat16 autocast of the forward passes
+    channels_last: bool = False  # network and inputs in channels_last memory format
     seed: int = 0
     first_order: bool = False
     sync_stats: bool = False  # torchrun: AFNM BN statistics over all processes
@@ -70,6 +72,10 @@ HELP = {
     "lr": "Adam learning rate of theta_base (everything but the AFNM gates)",
     "gamma": "momentum of the IDC/ICS centroids",
     "device": "cpu or cuda",
+    "amp": "bfloat16 autocast of every forward pass (convolutions and linear layers in bfloat16; AFNM statistics, "
+           "losses, weights and optimiser state stay float32); for GPUs with bfloat16 tensor cores",
+    "channels_last": "keep the network's weights and inputs in channels_last (NHWC) memory format "
+                     "(AFNM has channels_last kernels on every backend)",
     "seed": "seed of weights, sampling, augmentation and the synthetic data",
     "videos_per_class": "synthetic data: videos per class and domain (prepared data: unused)",
     "frames_per_video": "frames sampled per video",

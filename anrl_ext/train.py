@@ -36,6 +36,11 @@ def to_device(batch, device):
     return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
+def float_outputs(out):
+    """The network's outputs in float32 (bfloat16 under --amp): losses and scores are computed in float32."""
+    return {k: v.float() for k, v in out.items()}
+
+
 class Trainer:
     def __init__(self, cfg: config.Config):
         self.cfg = cfg
@@ -49,7 +54,9 @@ class Trainer:
         self.train_set, self.source_val, self.target_set = build_datasets(cfg)
         self.train_set.augment_rng = np.random.default_rng(cfg.seed + 1000 * self.rank)
         self.sampler = BalancedDomainSampler(self.train_set, cfg.batch_size, seed=cfg.seed + 1000 * self.rank)
-        self.model = ANRLNet(cfg.width, cfg.norm, cfg.gate, cfg.backend).to(self.device)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.model = ANRLNet(cfg.width, cfg.norm, cfg.gate, cfg.backend).to(self.device,
+                                                                          memory_format=self.memory_format)
         if cfg.sync_stats:
             distributed.sync_batch_stats(self.model)
         self.gate_names = self.model.gate_parameter_names()
@@ -85,6 +92,14 @@ class Trainer:
         torch.set_rng_state(s["torch_rng"])
         self.iteration = s["iteration"]
 
+    def forward(self, images, params=None):
+        """The network on `images` (with `params` overriding its own, as fast weights), in the
+        model's memory format, under bfloat16 autocast with --amp; outputs in float32 either way."""
+        images = images.contiguous(memory_format=self.memory_format)  # no copy when already so
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp):
+            out = call_with(self.model, params or {}, images)
+        return float_outputs(out)
+
     # -- one iteration of Algorithm 1 ----------------------------------------
     def step(self):
         cfg = self.cfg
@@ -96,7 +111,7 @@ class Trainer:
         plain = [(self.opt_base, self.base_params)]
         if self.opt_gate and not self.use_meta:
             plain.append((self.opt_gate, self.gate_params))
-        out = self.model(every["image"])
+        out = self.forward(every["image"])
         terms = anrl_losses(out, every, self.dcc, cfg.lambda_idc, cfg.lambda_ics, with_dcc=False)
         for opt, _ in plain:
             opt.zero_grad(set_to_none=True)
@@ -114,7 +129,7 @@ class Trainer:
 
             def loss_on(batch, key):
                 def fn(params):
-                    t = anrl_losses(call_with(self.model, params, batch["image"]), batch, self.dcc,
+                    t = anrl_losses(self.forward(batch["image"], params), batch, self.dcc,
                                     cfg.lambda_idc, cfg.lambda_ics)
                     parts[key] = t
                     return t["total"]
@@ -157,7 +172,7 @@ class Trainer:
         s, y, v = [], [], []
         for i in range(0, len(dataset), batch):
             b = to_device(collate([dataset[j] for j in range(i, min(len(dataset), i + batch))]), self.device)
-            s.append(torch.softmax(self.model(b["image"])["logits"].float(), 1)[:, 1].cpu())
+            s.append(torch.softmax(self.forward(b["image"])["logits"], 1)[:, 1].cpu())
             y.append(b["label"].cpu())
             v += b["video"]
         return torch.cat(s).numpy(), torch.cat(y).numpy(), v

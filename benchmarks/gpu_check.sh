@@ -49,6 +49,10 @@ if [ "${GPU_CHECK_TRAIN:-1}" = "0" ]; then step "done (training steps skipped): 
 step "one training iteration at the paper's size, fused vs reference"
 timeout 60 "$PY" benchmarks/train_iteration.py --device cuda --img-size 256 --width 1.0 --batch-size 10 --iters 8
 
+step "one training iteration, fused backend: NCHW / channels_last x float32 / --amp (bf16)"
+timeout 75 "$PY" benchmarks/train_iteration.py --device cuda --img-size 256 --width 1.0 --batch-size 10 --iters 5 \
+    --formats
+
 step "short training run on the GPU (fused backend, second-order meta-learning)"
 rm -rf /tmp/anrl_gpu_run
 timeout 55 "$PY" -m anrl_ext.train --device cuda --iters 40 --videos-per-class 8 --frames-per-video 2 \

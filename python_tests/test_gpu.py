@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import anrl_ext
-from helpers import (check_blend_apply, check_blend_middle, check_export, check_gate_middle,
+from helpers import (check_amp_and_channels_last, check_blend_apply, check_blend_middle, check_export, check_gate_middle,
                      check_params_in_own_dtype, check_sync_of_one_process, make_inputs, max_err, oracle)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -261,3 +261,9 @@ def test_gate_middle_kernels_cuda(backend, n, c, d):
 def test_synchronised_statistics_of_one_process_cuda(backend, kind, dtype, channels_last, tol):
     """--sync-stats' global-statistics terms on the fused path, in a world of one."""
     check_sync_of_one_process(backend, kind, dtype, channels_last, tol, device="cuda")
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_trainer_amp_and_channels_last_cuda(backend):
+    """The trainer's --amp (bfloat16 autocast) and --channels-last on the GPU backends."""
+    check_amp_and_channels_last(backend, device="cuda")

@@ -11,6 +11,7 @@ import torch
 import anrl_ext
 from anrl_ext import checkpoint, config, provenance, train
 from anrl_ext.data import synthetic
+from helpers import check_amp_and_channels_last
 
 
 def losses(path):
@@ -44,6 +45,11 @@ def test_no_meta_trains_gates_with_the_ordinary_loss():
     moved = sum(not torch.equal(a, p) for a, p in zip(before, trainer.gate_params))
     assert moved >= len(before) // 2, f"{moved} of {len(before)} gate parameters trained"
     assert any(not torch.equal(a, p) for a, p in zip(base_before, trainer.base_params))
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_amp_and_channels_last(backend):
+    check_amp_and_channels_last(backend)
 
 
 def test_resume_reproduces_loss_curve(tmp_path):

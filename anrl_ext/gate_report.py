@@ -1,0 +1,180 @@
+"""`python -m anrl_ext.gate_report --checkpoint FILE`: where a trained network leans to BN or to IN.
+
+For every blend layer (AFNM, and the BN / IN / half / BIN / IBN baselines),
+the blend weight alpha (1 = BatchNorm, 0 = InstanceNorm) averaged over the
+frames of each domain, live and spoof apart, in eval mode: which layers
+normalise each sample by its own statistics and which by the batch's, and
+whether AFNM's choice moves with the domain (the point of a per-sample gate).
+Writes a JSON table (`gates.json`: per layer, domain and class the mean alpha,
+its spread over frames and the per-channel means) and a plot (`gates.png`),
+and prints the table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from contextlib import contextmanager
+from typing import Dict, List
+
+import torch
+
+from . import checkpoint, config
+from .data import collate
+from .data.build import eval_dataset
+from .data.synthetic import DOMAINS
+from .nn import BlendNorm2d
+
+CLASSES = {1: "live", 0: "spoof"}
+
+
+@contextmanager
+def recording_alpha(model: torch.nn.Module):
+    """Within the block, every forward of a blend layer appends its alpha (N, C), float32 on the CPU,
+    to `records[layer name]`; the layers' outputs are unchanged."""
+    records: Dict[str, List[torch.Tensor]] = {}
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, BlendNorm2d)]
+
+    def recorder(name, module):
+        method = type(module).forward
+
+        def forward(x, return_alpha=False):
+            y, alpha = method(module, x, return_alpha=True)
+            records.setdefault(name, []).append(alpha.detach().float().cpu())
+            return (y, alpha) if return_alpha else y
+        return forward
+
+    for name, m in layers:
+        m.forward = recorder(name, m)  # an instance attribute shadows the class's forward
+    try:
+        yield records
+    finally:
+        for _, m in layers:
+            del m.forward
+
+
+def layer_table(model: torch.nn.Module) -> List[dict]:
+    """Name, kind and channel count of every blend layer, in forward order of definition."""
+    return [dict(name=name, kind=type(m).__name__, channels=m.num_features)
+            for name, m in model.named_modules() if isinstance(m, BlendNorm2d)]
+
+
+def summarise(alpha: torch.Tensor) -> dict:
+    """mean alpha, its standard deviation over frames (of the per-frame channel mean), per-channel means."""
+    per_frame = alpha.mean(1)
+    return dict(frames=int(alpha.shape[0]), mean=float(alpha.mean()),
+                frame_std=float(per_frame.std(unbiased=False)), channel_means=alpha.mean(0).tolist())
+
+
+def gate_statistics(trainer, datasets: Dict[str, object], batch: int = 64, progress=None) -> dict:
+    """alpha of every blend layer of `trainer.model` over the frames of each dataset in
+    `datasets` (domain letter -> dataset; eval mode, the trainer's precision and memory format):
+    {"layers": [...], "domains": {d: {"live": {layer: summary}, "spoof": {...}}}}."""
+    model = trainer.model
+    layers = layer_table(model)
+    if not layers:
+        raise ValueError("the network has no blend layers (AFNM, BN, IN, half, BIN, IBN) to inspect")
+    model.eval()
+    result = {"layers": layers, "domains": {}}
+    for d, dataset in datasets.items():
+        per_layer: Dict[str, torch.Tensor] = {}
+        labels = []
+        with torch.no_grad(), recording_alpha(model) as records:
+            for i in range(0, len(dataset), batch):
+                items = collate([dataset[j] for j in range(i, min(len(dataset), i + batch))])
+                trainer.forward(items["image"].to(trainer.device))
+                labels.append(items["label"])
+                if progress:
+                    progress(len(labels[-1]))
+        for name, chunks in records.items():
+            per_layer[name] = torch.cat(chunks)
+        y = torch.cat(labels)
+        result["domains"][d] = {cls: {name: summarise(a[y == label]) for name, a in per_layer.items()}
+                                for label, cls in CLASSES.items() if bool((y == label).any())}
+    return result
+
+
+def plot(stats: dict, path: str, target: str = None, title: str = "") -> None:
+    """Mean alpha per layer: a colour per domain, live solid, spoof dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [layer["name"] for layer in stats["layers"]]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(names) + 2), 4.2))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (d, by_class) in enumerate(stats["domains"].items()):
+        for cls, style in (("live", "-"), ("spoof", "--")):
+            if cls in by_class:
+                label = f"{d}{' (target)' if d == target else ''} {cls}"
+                ax.plot(range(len(names)), [by_class[cls][n]["mean"] for n in names], style, marker="o", ms=3,
+                        color=colours[k % len(colours)], label=label)
+    ax.axhline(0.5, color="0.6", lw=0.8)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([n.replace("extractor.", "").replace(".1", "") for n in names], rotation=45, ha="right",
+                       fontsize=7)
+    ax.set_ylabel("mean alpha (1 = BN, 0 = IN)")
+    ax.set_title(title or "blend weight per layer", fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def format_table(stats: dict) -> str:
+    """One row per layer, one column per domain and class: mean alpha."""
+    cols = [(d, cls) for d, by_class in stats["domains"].items() for cls in by_class]
+    width = max(len(layer["name"]) for layer in stats["layers"])
+    lines = [f"{'layer':{width}}  C    " + "  ".join(f"{d + ' ' + cls:>9}" for d, cls in cols)]
+    for layer in stats["layers"]:
+        n = layer["name"]
+        lines.append(f"{n:{width}}  {layer['channels']:<4} "
+                     + "  ".join(f"{stats['domains'][d][cls][n]['mean']:9.3f}" for d, cls in cols))
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m anrl_ext.gate_report", description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by anrl_ext.train")
+    ap.add_argument("--domains", default=None, help="domain letters, e.g. OCIM (default: the run's sources "
+                                                    "and target)")
+    ap.add_argument("--data", default=None, help="dataset (default: the checkpoint's)")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--out", default=None, help="JSON path; the plot goes next to it as .png "
+                                                "(default: gates.json beside the checkpoint)")
+    args = ap.parse_args(argv)
+    state = checkpoint.load(args.checkpoint)
+    cfg = config.Config(**state["config"])
+    if args.data:
+        cfg.data = args.data
+    if args.device:
+        cfg.device = args.device
+    sources, target = cfg.domains()
+    domains = list(args.domains) if args.domains else [*sources, target]
+    if cfg.data == "synthetic" and not set(domains) <= set(DOMAINS):
+        raise SystemExit(f"--domains {args.domains!r}: the synthetic benchmark has domains {''.join(DOMAINS)}")
+    from tqdm import tqdm
+
+    from .train import Trainer
+
+    trainer = Trainer(cfg)
+    trainer.model.load_state_dict(state["model"])
+    datasets = {d: eval_dataset(cfg, [d]) for d in domains}
+    with tqdm(total=sum(map(len, datasets.values())), desc="alpha per domain", unit="frame", disable=None) as bar:
+        stats = gate_statistics(trainer, datasets, progress=bar.update)
+    stats.update(checkpoint=os.path.abspath(args.checkpoint), iteration=state.get("iteration"), target=target)
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "gates.json")
+    with open(out, "w") as fh:
+        json.dump(stats, fh, indent=1)
+    png = os.path.splitext(out)[0] + ".png"
+    plot(stats, png, target, title=f"{''.join(sources)} -> {target}, norm={cfg.norm}, "
+                                    f"iteration {state.get('iteration')} (eval mode)")
+    print(format_table(stats))
+    print(f"wrote {out} and {png}")
+    return stats
+
+
+if __name__ == "__main__":
+    main()

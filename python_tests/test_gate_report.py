@@ -1,0 +1,108 @@
+"""python -m anrl_ext.gate_report: alpha per blend layer, domain and class, from a checkpoint."""
+import json
+
+import pytest
+import torch
+
+from anrl_ext import checkpoint, config, gate_report, train
+from anrl_ext.data import collate
+from anrl_ext.data.build import eval_dataset
+from anrl_ext.nn import BlendNorm2d
+
+
+def saved_trainer(tmp_path, extra=(), perturb_gates=False):
+    """A smoke-size Trainer written as a checkpoint; perturb_gates gives the AFNM gates random
+    weights, so that alpha differs from 0.5 and from frame to frame."""
+    trainer = train.Trainer(config.load(["--preset", "smoke", *extra]))
+    if perturb_gates:
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for p in trainer.gate_params:
+                p.copy_(torch.randn(p.shape, generator=gen) * 2.0)
+    path = tmp_path / "checkpoint.pt"
+    checkpoint.save_atomic(trainer.state_dict(), str(path))
+    return trainer, path
+
+
+def report(path, tmp_path, *extra):
+    return gate_report.main(["--checkpoint", str(path), "--out", str(tmp_path / "gates.json"), *extra])
+
+
+@pytest.mark.parametrize("norm, expected", [("ibn", lambda c: [0.0] * (c // 2) + [1.0] * (c - c // 2)),
+                                            ("bn", lambda c: [1.0] * c), ("in", lambda c: [0.0] * c),
+                                            ("half", lambda c: [0.5] * c)])
+def test_fixed_blends_report_their_alpha(tmp_path, norm, expected):
+    _, path = saved_trainer(tmp_path, ["--norm", norm])
+    stats = report(path, tmp_path, "--domains", "OM")
+    assert set(stats["domains"]) == {"O", "M"}
+    kind = {"half": "INBNHalf"}.get(norm, norm.upper())
+    assert len(stats["layers"]) == 10 and {layer["kind"] for layer in stats["layers"]} == {kind}
+    for layer in stats["layers"]:
+        want = expected(layer["channels"])
+        for by_class in stats["domains"].values():
+            assert set(by_class) == {"live", "spoof"}
+            got = by_class["live"][layer["name"]]
+            assert got["channel_means"] == pytest.approx(want, abs=1e-6)
+            assert got["mean"] == pytest.approx(sum(want) / len(want), abs=1e-6) and got["frame_std"] < 1e-6
+
+
+def test_afnm_starts_at_one_half(tmp_path):
+    _, path = saved_trainer(tmp_path)
+    stats = report(path, tmp_path)
+    assert set(stats["domains"]) == set("OCIM") and stats["target"] == "M"
+    means = [s["mean"] for by_class in stats["domains"].values() for layers in by_class.values()
+             for s in layers.values()]
+    assert len(means) == 4 * 2 * 10 and means == pytest.approx([0.5] * len(means), abs=1e-6)
+
+
+def test_afnm_alpha_matches_the_layers_own_output(tmp_path, capsys):
+    """The recorded means equal alpha that the layers return for their inputs (taken by a hook,
+    independently of the recorder), per class, for the first and the last layer."""
+    trainer, path = saved_trainer(tmp_path, perturb_gates=True)
+    stats = report(path, tmp_path, "--domains", "CM")
+    model = trainer.model.eval()
+    names = ["extractor.stem.1", "extractor.blocks.2.2.1"]
+    layers = dict(model.named_modules())
+    inputs = {}
+    hooks = [layers[n].register_forward_pre_hook(lambda m, a, n=n: inputs.__setitem__(n, a[0])) for n in names]
+    data = collate([eval_dataset(trainer.cfg, ["M"])[i] for i in range(len(eval_dataset(trainer.cfg, ["M"])))])
+    with torch.no_grad():
+        model(data["image"])
+        for h in hooks:
+            h.remove()
+        for n in names:
+            _, alpha = layers[n](inputs[n], return_alpha=True)
+            for label, cls in ((1, "live"), (0, "spoof")):
+                a = alpha[data["label"] == label]
+                got = stats["domains"]["M"][cls][n]
+                assert got["frames"] == len(a)
+                torch.testing.assert_close(torch.tensor(got["channel_means"]), a.mean(0), atol=1e-5, rtol=0)
+                assert got["mean"] == pytest.approx(a.mean().item(), abs=1e-5)
+    spread = [s["frame_std"] for s in stats["domains"]["M"]["live"].values()]
+    assert max(spread) > 1e-3  # random gates: alpha moves from frame to frame
+    out = capsys.readouterr().out
+    assert all(layer["name"] in out for layer in stats["layers"]) and "M live" in out
+    assert json.loads((tmp_path / "gates.json").read_text())["layers"] == stats["layers"]
+    assert (tmp_path / "gates.png").stat().st_size > 10_000
+
+
+def test_recorder_leaves_the_model_as_it_was():
+    trainer = train.Trainer(config.load(["--preset", "smoke"]))
+    x = torch.randn(2, 6, 32, 32)
+    model = trainer.model.eval()
+    with torch.no_grad():
+        before = model(x)["logits"]
+        with gate_report.recording_alpha(model) as records:
+            during = model(x)["logits"]
+        after = model(x)["logits"]
+    assert torch.equal(before, during) and torch.equal(before, after)
+    assert len(records) == 10 and all(r[0].shape[0] == 2 for r in records.values())
+    assert not any("forward" in vars(m) for m in model.modules() if isinstance(m, BlendNorm2d))
+
+
+def test_bad_arguments_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing.pt"):
+        gate_report.main(["--checkpoint", str(tmp_path / "nothing.pt")])
+    _, path = saved_trainer(tmp_path)
+    with pytest.raises(SystemExit, match="synthetic benchmark has domains OCIM"):
+        report(path, tmp_path, "--domains", "MX")
