@@ -27,6 +27,7 @@ LABELS = {"bn": "bn (plain training)", "afnm": "afnm (meta-learning, IDC, ICS)"}
 # (IDC and ICS enter only the meta step, so the plain arms train without them.)
 ARMS = {"bn": {"norm": "bn", "meta": False},
         "afnm_plain": {"norm": "afnm", "meta": False},
+        "half": {"norm": "half", "meta": False},
         "afnm_meta": {"norm": "afnm", "meta": True, "lambda_idc": 0.0, "lambda_ics": 0.0},
         "afnm": {"norm": "afnm", "meta": True}}
 # (column title, protocol in metrics.json, key, whether higher is better)
