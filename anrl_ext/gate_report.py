@@ -94,30 +94,60 @@ def gate_statistics(trainer, datasets: Dict[str, object], batch: int = 64, progr
     return result
 
 
+def short_name(layer: str) -> str:
+    """'extractor.blocks.0.1.1' -> 'blocks.0.1': the conv block that the norm layer belongs to."""
+    name = layer.removeprefix("extractor.")
+    return name.removesuffix(".1") if name.count(".") else name
+
+
+def channel_alpha(stats: dict, layer: str, domains=None) -> List[float]:
+    """A layer's per-channel mean alpha over the given domains (default all), every (domain, class) weighing the same."""
+    groups = [by_class[layer]["channel_means"] for d, classes in stats["domains"].items()
+              if domains is None or d in domains for by_class in classes.values()]
+    return [sum(c) / len(c) for c in zip(*groups)]
+
+
 def plot(stats: dict, path: str, target: str = None, title: str = "") -> None:
-    """Mean alpha per layer: a colour per domain, live solid, spoof dashed."""
+    """Left: mean alpha per layer, a colour per domain, live solid, spoof dashed, the band spanning the
+    channels' mean alphas. Right: how much alpha moves with the domain (the largest difference of a
+    channel's mean alpha between two domains) and from frame to frame (spread over frames)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = [layer["name"] for layer in stats["layers"]]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(names) + 2), 4.2))
+    xs = range(len(names))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(max(10.0, 1.1 * len(names) + 3), 4.2),
+                                  gridspec_kw={"width_ratios": [3, 2]})
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    per_channel = [channel_alpha(stats, n) for n in names]
+    ax.fill_between(xs, [min(c) for c in per_channel], [max(c) for c in per_channel], color="0.85",
+                    label="channels' range")
     for k, (d, by_class) in enumerate(stats["domains"].items()):
         for cls, style in (("live", "-"), ("spoof", "--")):
             if cls in by_class:
                 label = f"{d}{' (target)' if d == target else ''} {cls}"
-                ax.plot(range(len(names)), [by_class[cls][n]["mean"] for n in names], style, marker="o", ms=3,
+                ax.plot(xs, [by_class[cls][n]["mean"] for n in names], style, marker="o", ms=3,
                         color=colours[k % len(colours)], label=label)
     ax.axhline(0.5, color="0.6", lw=0.8)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xticks(range(len(names)))
-    ax.set_xticklabels([n.replace("extractor.", "").replace(".1", "") for n in names], rotation=45, ha="right",
-                       fontsize=7)
     ax.set_ylabel("mean alpha (1 = BN, 0 = IN)")
     ax.set_title(title or "blend weight per layer", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
+    domains = list(stats["domains"])
+    gap = [max(max(c) - min(c) for c in zip(*[channel_alpha(stats, n, [d]) for d in domains])) for n in names]
+    spread = [sum(g[n]["frame_std"] for by_class in stats["domains"].values() for g in by_class.values())
+              / sum(len(by_class) for by_class in stats["domains"].values()) for n in names]
+    ax2.bar([x - 0.2 for x in xs], [max(v, 1e-7) for v in gap], 0.4, label="largest domain difference of a channel")
+    ax2.bar([x + 0.2 for x in xs], [max(v, 1e-7) for v in spread], 0.4, label="spread over frames (std)")
+    ax2.set_yscale("log")
+    ax2.set_ylim(1e-7, 1)
+    ax2.set_title("how much alpha adapts", fontsize=9)
+    ax2.legend(fontsize=7)
+    for a in (ax, ax2):
+        a.set_xticks(list(xs))
+        a.set_xticklabels([short_name(n) for n in names], rotation=45, ha="right", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
