@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 
-from . import checkpoint, config
 from .data.build import eval_dataset
 from .metrics import compute_metrics, plot_roc
 
@@ -24,16 +23,10 @@ def main(argv=None):
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", default=None, help="write the metrics as JSON here, and a ROC plot next to it (.png)")
     args = ap.parse_args(argv)
-    state = checkpoint.load(args.checkpoint)
-    cfg = config.Config(**state["config"])
-    if args.data:
-        cfg.data = args.data
-    if args.device:
-        cfg.device = args.device
-    from .train import Trainer
+    from .train import trainer_from_checkpoint
 
-    trainer = Trainer(cfg)
-    trainer.model.load_state_dict(state["model"])
+    trainer, _ = trainer_from_checkpoint(args.checkpoint, args.data, args.device)
+    cfg = trainer.cfg
     domains = list(args.domains) if args.domains else [cfg.domains()[1]]
     results, curves = {}, {}
     for d in domains:

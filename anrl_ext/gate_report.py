@@ -19,7 +19,6 @@ from typing import Dict, List
 
 import torch
 
-from . import checkpoint, config
 from .data import collate
 from .data.build import eval_dataset
 from .data.synthetic import DOMAINS
@@ -175,22 +174,16 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="JSON path; the plot goes next to it as .png "
                                                 "(default: gates.json beside the checkpoint)")
     args = ap.parse_args(argv)
-    state = checkpoint.load(args.checkpoint)
-    cfg = config.Config(**state["config"])
-    if args.data:
-        cfg.data = args.data
-    if args.device:
-        cfg.device = args.device
+    from tqdm import tqdm
+
+    from .train import trainer_from_checkpoint
+
+    trainer, state = trainer_from_checkpoint(args.checkpoint, args.data, args.device)
+    cfg = trainer.cfg
     sources, target = cfg.domains()
     domains = list(args.domains) if args.domains else [*sources, target]
     if cfg.data == "synthetic" and not set(domains) <= set(DOMAINS):
         raise SystemExit(f"--domains {args.domains!r}: the synthetic benchmark has domains {''.join(DOMAINS)}")
-    from tqdm import tqdm
-
-    from .train import Trainer
-
-    trainer = Trainer(cfg)
-    trainer.model.load_state_dict(state["model"])
     datasets = {d: eval_dataset(cfg, [d]) for d in domains}
     with tqdm(total=sum(map(len, datasets.values())), desc="alpha per domain", unit="frame", disable=None) as bar:
         stats = gate_statistics(trainer, datasets, progress=bar.update)

@@ -186,6 +186,20 @@ class Trainer:
         return report, (ts, tl)
 
 
+def trainer_from_checkpoint(path: str, data: str = None, device: str = None):
+    """(Trainer with a checkpoint's config and network weights, the checkpoint); `data` and
+    `device` replace the config's when given."""
+    state = checkpoint.load(path)
+    cfg = config.Config(**state["config"])
+    if data:
+        cfg.data = data
+    if device:
+        cfg.device = device
+    trainer = Trainer(cfg)
+    trainer.model.load_state_dict(state["model"])
+    return trainer, state
+
+
 def run(cfg: config.Config) -> dict:
     """Train, evaluate on the held-out domain and write the outputs under `cfg.out`.
 

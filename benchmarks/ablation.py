@@ -72,11 +72,8 @@ def render(per_protocol, args, seeds, command):
 
 def plot(per_protocol, seeds, path, title):
     """Every arm's per-seed AUC, one panel per protocol."""
-    def draw(ax, auc, seeds, panel_title):
-        bn_vs_afnm.seed_lines(ax, [auc[a] for a in STEPS], ["bn", "plain", "meta", "full"], seeds, panel_title)
-
-    bn_vs_afnm._save_panels([(v["AUC %"], f"{protocol}: AUC %") for protocol, (v, _) in per_protocol.items()],
-                            seeds, path, title, draw)
+    bn_vs_afnm.plot_arm_aucs({protocol: v["AUC %"] for protocol, (v, _) in per_protocol.items()}, STEPS,
+                             ["bn", "plain", "meta", "full"], seeds, path, title)
 
 
 def main(argv=None):
@@ -84,13 +81,9 @@ def main(argv=None):
     ap.add_argument("--out", default="benchmarks/results/ablation.md", help="the report")
     ap.add_argument("--plot", default="docs/ablation.png", help="every arm's per-seed AUC")
     args, seeds, command = bn_vs_afnm.run_arguments(ap, "ablation.py", argv)
-    per_protocol, every_run = {}, []
-    for protocol in dict.fromkeys(args.protocol):
-        a = bn_vs_afnm.for_protocol(args, protocol)
-        results = bn_vs_afnm.run_all(STEPS, seeds, a, f"{protocol}: ablation runs")
-        v = bn_vs_afnm.values(results, STEPS, seeds)
-        per_protocol[protocol] = (v, step_effects(v))
-        every_run += results
+    runs = bn_vs_afnm.run_protocols(args, STEPS, seeds, "ablation runs")
+    per_protocol = {protocol: (v, step_effects(v)) for protocol, (v, _, _) in runs.items()}
+    every_run = [r for _, results, _ in runs.values() for r in results]
     bn_vs_afnm.write_report(render(per_protocol, args, seeds, command) + bn_vs_afnm.code_note(every_run), args.out,
                             lambda: plot(per_protocol, seeds, args.plot, f"ablation, {args.iters} iterations"),
                             args.plot)

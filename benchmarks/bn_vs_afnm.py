@@ -52,6 +52,17 @@ def run_all(arms, seeds, args, desc):
     return training_runs.run_jobs(todo, lambda job, threads: run_one(*job, args, threads), args.jobs, desc)
 
 
+def run_protocols(args, arms, seeds, what):
+    """{protocol: (per-seed values of `arms`, the runs' results, the protocol's args)} for every protocol
+    of args, each arm and seed run or reused."""
+    out = {}
+    for protocol in dict.fromkeys(args.protocol):
+        a = for_protocol(args, protocol)
+        results = run_all(arms, seeds, a, f"{protocol}: {what}")
+        out[protocol] = (values(results, arms, seeds), results, a)
+    return out
+
+
 def for_protocol(args, protocol):
     """A copy of args for one protocol, its {protocol} placeholders filled in."""
     a = argparse.Namespace(**vars(args))
@@ -164,6 +175,14 @@ def _save_panels(panels, seeds, path, title, draw=_paired_panel):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_arm_aucs(aucs, arms, names, seeds, path, title):
+    """Every arm's per-seed AUC, one panel per protocol; aucs: {protocol: {arm: per-seed AUC}}."""
+    def draw(ax, auc, seeds, panel_title):
+        seed_lines(ax, [auc[a] for a in arms], names, seeds, panel_title)
+
+    _save_panels([(auc, f"{protocol}: AUC %") for protocol, auc in aucs.items()], seeds, path, title, draw)
 
 
 def plot(summary, seeds, path, title):

@@ -93,11 +93,9 @@ def render(per_protocol, args, seeds, command):
 
 
 def plot(per_protocol, seeds, path, title):
-    def draw(ax, auc, seeds, panel_title):
-        bn_vs_afnm.seed_lines(ax, [auc[a] for a in ARMS], list(ARMS), seeds, panel_title)
-
-    bn_vs_afnm._save_panels([(v["AUC %"], f"{protocol}: AUC %") for protocol, (v, _, _) in per_protocol.items()],
-                            seeds, path, title, draw)
+    """Both arms' per-seed AUC, one panel per protocol."""
+    bn_vs_afnm.plot_arm_aucs({protocol: v["AUC %"] for protocol, (v, _, _) in per_protocol.items()}, ARMS,
+                             list(ARMS), seeds, path, title)
 
 
 def main(argv=None):
@@ -105,14 +103,11 @@ def main(argv=None):
     ap.add_argument("--out", default="benchmarks/results/gate_study.md", help="the report")
     ap.add_argument("--plot", default="docs/gate_study.png", help="per-seed AUC of both arms")
     args, seeds, command = bn_vs_afnm.run_arguments(ap, "gate_study.py", argv)
-    per_protocol, every_run = {}, []
-    for protocol in dict.fromkeys(args.protocol):
-        a = bn_vs_afnm.for_protocol(args, protocol)
-        results = bn_vs_afnm.run_all(ARMS, seeds, a, f"{protocol}: half vs afnm_plain runs")
-        v = bn_vs_afnm.values(results, ARMS, seeds)
-        moves = [gate_movement(Path(a.runs) / f"afnm_plain_seed{s}") for s in seeds]
-        per_protocol[protocol] = (v, paired(v["AUC %"]["half"], v["AUC %"]["afnm_plain"]), moves)
-        every_run += results
+    runs = bn_vs_afnm.run_protocols(args, ARMS, seeds, "half vs afnm_plain runs")
+    per_protocol = {protocol: (v, paired(v["AUC %"]["half"], v["AUC %"]["afnm_plain"]),
+                               [gate_movement(Path(a.runs) / f"afnm_plain_seed{s}") for s in seeds])
+                    for protocol, (v, _, a) in runs.items()}
+    every_run = [r for _, results, _ in runs.values() for r in results]
     bn_vs_afnm.write_report(render(per_protocol, args, seeds, command) + bn_vs_afnm.code_note(every_run), args.out,
                             lambda: plot(per_protocol, seeds, args.plot, f"half vs afnm_plain, {args.iters} iterations"),
                             args.plot)
