@@ -106,6 +106,18 @@ def channel_alpha(stats: dict, layer: str, domains=None) -> List[float]:
     return [sum(c) / len(c) for c in zip(*groups)]
 
 
+def domain_gap(stats: dict, layer: str) -> float:
+    """The largest difference of one channel's mean alpha between two domains of the report."""
+    per_domain = [channel_alpha(stats, layer, [d]) for d in stats["domains"]]
+    return max(max(c) - min(c) for c in zip(*per_domain))
+
+
+def frame_spread(stats: dict, layer: str) -> float:
+    """A layer's spread of alpha over frames (frame_std), averaged over the (domain, class) groups."""
+    groups = [by_class[layer]["frame_std"] for classes in stats["domains"].values() for by_class in classes.values()]
+    return sum(groups) / len(groups)
+
+
 def plot(stats: dict, path: str, target: str = None, title: str = "") -> None:
     """Left: mean alpha per layer, a colour per domain, live solid, spoof dashed, the band spanning the
     channels' mean alphas. Right: how much alpha moves with the domain (the largest difference of a
@@ -134,10 +146,8 @@ def plot(stats: dict, path: str, target: str = None, title: str = "") -> None:
     ax.set_ylabel("mean alpha (1 = BN, 0 = IN)")
     ax.set_title(title or "blend weight per layer", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
-    domains = list(stats["domains"])
-    gap = [max(max(c) - min(c) for c in zip(*[channel_alpha(stats, n, [d]) for d in domains])) for n in names]
-    spread = [sum(g[n]["frame_std"] for by_class in stats["domains"].values() for g in by_class.values())
-              / sum(len(by_class) for by_class in stats["domains"].values()) for n in names]
+    gap = [domain_gap(stats, n) for n in names]
+    spread = [frame_spread(stats, n) for n in names]
     ax2.bar([x - 0.2 for x in xs], [max(v, 1e-7) for v in gap], 0.4, label="largest domain difference of a channel")
     ax2.bar([x + 0.2 for x in xs], [max(v, 1e-7) for v in spread], 0.4, label="spread over frames (std)")
     ax2.set_yscale("log")

@@ -41,20 +41,14 @@ def gate_movement(run_dir):
 
 def movement(stats):
     """Summary of a gate report: every (domain, class) weighs the same."""
-    groups = [by_class for by_domain in stats["domains"].values() for by_class in by_domain.values()]
-    dev, frame_sd, domain_gap, still = [], [], [], 0
-    for layer in stats["layers"]:
-        name = layer["name"]
-        per_group = [g[name]["channel_means"] for g in groups]
-        channels = [statistics.mean(c) for c in zip(*per_group)]
-        dev += [abs(a - 0.5) for a in channels]
-        frame_sd.append(statistics.mean(g[name]["frame_std"] for g in groups))
-        per_domain = [[statistics.mean(c) for c in zip(*[g[name]["channel_means"] for g in by_domain.values()])]
-                      for by_domain in stats["domains"].values()]
-        domain_gap.append(max(max(c) - min(c) for c in zip(*per_domain)))
-        still += all(abs(a - 0.5) < 1e-6 for a in channels)
-    return {"mean_dev": statistics.mean(dev), "max_dev": max(dev), "frame_sd": statistics.mean(frame_sd),
-            "domain_gap": max(domain_gap), "still_layers": still, "layers": len(stats["layers"])}
+    names = [layer["name"] for layer in stats["layers"]]
+    channels = {n: gate_report.channel_alpha(stats, n) for n in names}
+    dev = [abs(a - 0.5) for n in names for a in channels[n]]
+    return {"mean_dev": statistics.mean(dev), "max_dev": max(dev),
+            "frame_sd": statistics.mean(gate_report.frame_spread(stats, n) for n in names),
+            "domain_gap": max(gate_report.domain_gap(stats, n) for n in names),
+            "still_layers": sum(all(abs(a - 0.5) < 1e-6 for a in channels[n]) for n in names),
+            "layers": len(names)}
 
 
 def render(per_protocol, args, seeds, command):
