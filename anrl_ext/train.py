@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import asdict
 
 import numpy as np
@@ -54,6 +55,10 @@ class Trainer:
         self.train_set, self.source_val, self.target_set = build_datasets(cfg)
         self.train_set.augment_rng = np.random.default_rng(cfg.seed + 1000 * self.rank)
         self.sampler = BalancedDomainSampler(self.train_set, cfg.batch_size, seed=cfg.seed + 1000 * self.rank)
+        if cfg.amp and self.device.type == "cpu":
+            warnings.warn("--amp on the CPU: bfloat16 autocast is fast only on CPUs with bfloat16 instructions "
+                          "(AVX512-BF16, AMX); elsewhere an iteration is many times slower than in float32 "
+                          "(README, 'One training iteration')", stacklevel=2)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model = ANRLNet(cfg.width, cfg.norm, cfg.gate, cfg.backend).to(self.device,
                                                                           memory_format=self.memory_format)

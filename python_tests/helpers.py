@@ -1,5 +1,8 @@
 """Shared helpers for the tests: random inputs and the float64 oracle."""
+import contextlib
+
 import numpy as np
+import pytest
 import torch
 
 from anrl_ext.ops.reference import adaptive_norm_reference
@@ -355,7 +358,11 @@ def check_amp_and_channels_last(backend, device="cpu"):
     common = ["--backend", backend, "--device", device]
     base, seen, _ = trainer_steps(common)
     assert seen == {(torch.float32, False)}
-    amp, seen, trainer = trainer_steps(common + ["--amp"])
+    def warns_of_amp():  # bfloat16 on a CPU is slow unless it has bfloat16 instructions: the trainer says so
+        return pytest.warns(UserWarning, match="--amp on the CPU") if device == "cpu" else contextlib.nullcontext()
+
+    with warns_of_amp():
+        amp, seen, trainer = trainer_steps(common + ["--amp"])
     assert seen == {(torch.bfloat16, False)}
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
     # The first step's losses come from the same initial weights and batch (observed: 2e-3 apart).
@@ -365,8 +372,9 @@ def check_amp_and_channels_last(backend, device="cpu"):
     scores, _, _ = trainer.scores(trainer.target_set)
     assert scores.dtype == np.float32 and np.isfinite(scores).all()
     for extra in (["--channels-last"], ["--channels-last", "--amp"]):
-        logs, seen, trainer = trainer_steps(common + extra)
         amp_on = "--amp" in extra
+        with warns_of_amp() if amp_on else contextlib.nullcontext():
+            logs, seen, trainer = trainer_steps(common + extra)
         assert seen == {(torch.bfloat16 if amp_on else torch.float32, True)}
         conv = trainer.model.extractor.stem[0].weight
         assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
