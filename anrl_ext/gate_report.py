@@ -5,9 +5,12 @@ the blend weight alpha (1 = BatchNorm, 0 = InstanceNorm) averaged over the
 frames of each domain, live and spoof apart, in eval mode: which layers
 normalise each sample by its own statistics and which by the batch's, and
 whether AFNM's choice moves with the domain (the point of a per-sample gate).
-Writes a JSON table (`gates.json`: per layer, domain and class the mean alpha,
-its spread over frames and the per-channel means) and a plot (`gates.png`),
-and prints the table.
+For gates with a hidden layer (AFNM's paper and sigmoid2 gates) it also
+counts the hidden units that are positive on at least one frame: a gate
+whose units are all 0 passes no gradient to its weights and stays where it
+is. Writes a JSON table (`gates.json`: per layer, domain and class the mean
+alpha, its spread over frames and the per-channel means; per layer the live
+hidden units) and a plot (`gates.png`), and prints the table.
 """
 from __future__ import annotations
 
@@ -30,16 +33,22 @@ CLASSES = {1: "live", 0: "spoof"}
 @contextmanager
 def recording_alpha(model: torch.nn.Module):
     """Within the block, every forward of a blend layer appends its alpha (N, C), float32 on the CPU,
-    to `records[layer name]`; the layers' outputs are unchanged."""
-    records: Dict[str, List[torch.Tensor]] = {}
+    to `records["alpha"][layer name]`, and for a gate with a hidden layer (AFNM's paper and sigmoid2
+    gates) which hidden units are positive (N, d) to `records["hidden"][layer name]`; the layers'
+    outputs are unchanged."""
+    records: Dict[str, Dict[str, List[torch.Tensor]]] = {"alpha": {}, "hidden": {}}
     layers = [(name, m) for name, m in model.named_modules() if isinstance(m, BlendNorm2d)]
 
     def recorder(name, module):
         method = type(module).forward
+        hidden = getattr(getattr(module, "gate", None), "hidden", None)
 
         def forward(x, return_alpha=False):
             y, alpha = method(module, x, return_alpha=True)
-            records.setdefault(name, []).append(alpha.detach().float().cpu())
+            records["alpha"].setdefault(name, []).append(alpha.detach().float().cpu())
+            if hidden is not None:  # the gate's input S is the per-sample channel mean (eq. 1)
+                z = hidden(x.detach().float().mean((2, 3)))
+                records["hidden"].setdefault(name, []).append((z > 0).cpu())
             return (y, alpha) if return_alpha else y
         return forward
 
@@ -75,6 +84,7 @@ def gate_statistics(trainer, datasets: Dict[str, object], batch: int = 64, progr
         raise ValueError("the network has no blend layers (AFNM, BN, IN, half, BIN, IBN) to inspect")
     model.eval()
     result = {"layers": layers, "domains": {}}
+    live: Dict[str, torch.Tensor] = {}
     for d, dataset in datasets.items():
         per_layer: Dict[str, torch.Tensor] = {}
         labels = []
@@ -85,11 +95,17 @@ def gate_statistics(trainer, datasets: Dict[str, object], batch: int = 64, progr
                 labels.append(items["label"])
                 if progress:
                     progress(len(labels[-1]))
-        for name, chunks in records.items():
+        for name, chunks in records["alpha"].items():
             per_layer[name] = torch.cat(chunks)
         y = torch.cat(labels)
         result["domains"][d] = {cls: {name: summarise(a[y == label]) for name, a in per_layer.items()}
                                 for label, cls in CLASSES.items() if bool((y == label).any())}
+        for name, chunks in records["hidden"].items():  # units positive on at least one frame of d
+            live.setdefault(name, torch.zeros(chunks[0].shape[1], dtype=torch.bool))
+            live[name] |= torch.cat(chunks).any(0)
+    for layer in layers:
+        if layer["name"] in live:
+            layer.update(hidden_units=len(live[layer["name"]]), live_hidden_units=int(live[layer["name"]].sum()))
     return result
 
 
@@ -166,10 +182,11 @@ def format_table(stats: dict) -> str:
     """One row per layer, one column per domain and class: mean alpha."""
     cols = [(d, cls) for d, by_class in stats["domains"].items() for cls in by_class]
     width = max(len(layer["name"]) for layer in stats["layers"])
-    lines = [f"{'layer':{width}}  C    " + "  ".join(f"{d + ' ' + cls:>9}" for d, cls in cols)]
+    lines = [f"{'layer':{width}}  C    live/hidden " + "  ".join(f"{d + ' ' + cls:>9}" for d, cls in cols)]
     for layer in stats["layers"]:
         n = layer["name"]
-        lines.append(f"{n:{width}}  {layer['channels']:<4} "
+        units = f"{layer['live_hidden_units']}/{layer['hidden_units']}" if "hidden_units" in layer else "-"
+        lines.append(f"{n:{width}}  {layer['channels']:<4} {units:>11} "
                      + "  ".join(f"{stats['domains'][d][cls][n]['mean']:9.3f}" for d, cls in cols))
     return "\n".join(lines)
 

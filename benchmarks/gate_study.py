@@ -10,8 +10,9 @@ Runs go to the folders of bn_vs_afnm.py / ablation.py (runs/bn_vs_afnm/<protocol
 afnm_plain runs with the same settings are reused. For every afnm_plain run the gate report
 (python -m anrl_ext.gate_report, all four domains; cached as gates.json in the run folder) says
 how far its alphas moved: the mean and largest |alpha - 0.5| of a channel, the spread of a layer's
-alpha over frames, the largest difference of a channel's mean alpha between two domains, and the
-layers whose alpha never left 0.5 (a gate whose hidden units are all dead gets no gradient).
+alpha over frames, the largest difference of a channel's mean alpha between two domains, the
+layers whose alpha never left 0.5, and the gates' hidden units that are positive on some frame
+(a gate whose hidden units are all 0 gets no gradient).
 Writes benchmarks/results/gate_study.md and docs/gate_study.png.
 """
 import argparse
@@ -48,7 +49,9 @@ def movement(stats):
             "frame_sd": statistics.mean(gate_report.frame_spread(stats, n) for n in names),
             "domain_gap": max(gate_report.domain_gap(stats, n) for n in names),
             "still_layers": sum(all(abs(a - 0.5) < 1e-6 for a in channels[n]) for n in names),
-            "layers": len(names)}
+            "layers": len(names),
+            "live_units": sum(layer.get("live_hidden_units", 0) for layer in stats["layers"]),
+            "hidden_units": sum(layer.get("hidden_units", 0) for layer in stats["layers"])}
 
 
 def render(per_protocol, args, seeds, command):
@@ -58,8 +61,8 @@ def render(per_protocol, args, seeds, command):
              "afnm_plain runs: median over seeds (range).", "",
              "| protocol | AUC % half | AUC % afnm_plain | difference [95 %], p | seeds where afnm_plain is better "
              "| mean \\|alpha - 0.5\\| | largest \\|alpha - 0.5\\| | alpha spread over frames "
-             "| largest domain difference | layers still at 0.5 |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| largest domain difference | layers still at 0.5 | live hidden units of the gates |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for protocol, (v, effect, moves) in per_protocol.items():
         auc = v["AUC %"]
 
@@ -71,7 +74,8 @@ def render(per_protocol, args, seeds, command):
                      f"| {effect['mean_diff']:+.1f} {bn_vs_afnm.interval(effect, 1)}, p = {bn_vs_afnm.p_value(effect)} "
                      f"| {effect['better']} of {len(effect['diff'])} | {med('mean_dev')} | {med('max_dev', '{:.3f}')} "
                      f"| {med('frame_sd', '{:.5f}')} | {med('domain_gap')} "
-                     f"| {med('still_layers', '{:.0f}')} of {moves[0]['layers']} |")
+                     f"| {med('still_layers', '{:.0f}')} of {moves[0]['layers']} "
+                     f"| {med('live_units', '{:.0f}')} of {moves[0]['hidden_units']} |")
     pooled = paired([a for v, _, _ in per_protocol.values() for a in v["AUC %"]["half"]],
                     [a for v, _, _ in per_protocol.values() for a in v["AUC %"]["afnm_plain"]])
     lines += ["", f"All protocols pooled ({len(pooled['diff'])} pairs): AUC difference afnm_plain - half "

@@ -96,7 +96,9 @@ def test_recorder_leaves_the_model_as_it_was():
             during = model(x)["logits"]
         after = model(x)["logits"]
     assert torch.equal(before, during) and torch.equal(before, after)
-    assert len(records) == 10 and all(r[0].shape[0] == 2 for r in records.values())
+    assert len(records["alpha"]) == 10 and all(r[0].shape == (2, m.num_features) for r, m in zip(
+        records["alpha"].values(), (m for m in model.modules() if isinstance(m, BlendNorm2d))))
+    assert set(records["hidden"]) == set(records["alpha"])  # the paper gate has a hidden layer
     assert not any("forward" in vars(m) for m in model.modules() if isinstance(m, BlendNorm2d))
 
 
@@ -106,3 +108,33 @@ def test_bad_arguments_are_named(tmp_path):
     _, path = saved_trainer(tmp_path)
     with pytest.raises(SystemExit, match="synthetic benchmark has domains OCIM"):
         report(path, tmp_path, "--domains", "MX")
+
+
+def test_live_hidden_units_are_counted(tmp_path):
+    """A gate whose hidden units are all 0 on every frame is reported dead; the count matches
+    relu(S W^T) > 0 computed here from each layer's input."""
+    trainer, path = saved_trainer(tmp_path, perturb_gates=True)
+    stem = trainer.model.extractor.stem[1]
+    with torch.no_grad():  # a dead gate: Z = relu(S 0^T) = 0 for every frame
+        stem.gate.fc.zero_()
+    checkpoint.save_atomic(trainer.state_dict(), str(path))
+    stats = report(path, tmp_path, "--domains", "OI")
+    layers = {layer["name"]: layer for layer in stats["layers"]}
+    model = trainer.model.eval()
+    inputs = {}
+    hooks = [m.register_forward_pre_hook(lambda m, a, n=n: inputs.setdefault(n, []).append(a[0]))
+             for n, m in model.named_modules() if isinstance(m, BlendNorm2d)]
+    with torch.no_grad():
+        for d in "OI":
+            ds = eval_dataset(trainer.cfg, [d])
+            model(collate([ds[i] for i in range(len(ds))])["image"])
+    for h in hooks:
+        h.remove()
+    modules = dict(model.named_modules())
+    for n, xs in inputs.items():
+        s = torch.cat(xs).mean((2, 3))
+        live = (torch.relu(s @ modules[n].gate.fc.T) > 0).any(0)
+        assert layers[n]["hidden_units"] == len(live) and layers[n]["live_hidden_units"] == int(live.sum()), n
+    assert layers["extractor.stem.1"]["live_hidden_units"] == 0  # dead, and so alpha stays 0.5 exactly
+    assert stats["domains"]["O"]["live"]["extractor.stem.1"]["channel_means"] == pytest.approx([0.5] * stem.num_features)
+    assert sum(layer["live_hidden_units"] for layer in stats["layers"]) > 0

@@ -17,7 +17,8 @@ def test_half_arm_trains_the_fixed_blend_plainly(monkeypatch, tmp_path):
 
 def report(channel_means, frame_std=0.0):
     """A gate report with layers 'a' (2 channels) and 'b' (1 channel): channel_means[domain][class][layer]."""
-    return {"layers": [{"name": "a", "kind": "AFNM", "channels": 2}, {"name": "b", "kind": "AFNM", "channels": 1}],
+    return {"layers": [{"name": "a", "kind": "AFNM", "channels": 2, "hidden_units": 3, "live_hidden_units": 2},
+                       {"name": "b", "kind": "AFNM", "channels": 1, "hidden_units": 1, "live_hidden_units": 0}],
             "domains": {d: {cls: {layer: {"channel_means": means, "frame_std": frame_std, "mean": 0, "frames": 1}
                                   for layer, means in layers.items()} for cls, layers in by_class.items()}
                         for d, by_class in channel_means.items()}}
@@ -33,7 +34,7 @@ def test_movement_of_the_gates():
     assert m["max_dev"] == pytest.approx(0.1) and m["frame_sd"] == pytest.approx(0.01)
     # per domain: O a = [0.5, 0.5], M a = [0.7, 0.3] -> largest gap 0.2; b never moved
     assert m["domain_gap"] == pytest.approx(0.2)
-    assert m["still_layers"] == 1 and m["layers"] == 2
+    assert m["still_layers"] == 1 and m["layers"] == 2 and (m["live_units"], m["hidden_units"]) == (2, 4)
 
 
 def test_report_pairs_the_arms_by_seed(tmp_path):
@@ -44,11 +45,11 @@ def test_report_pairs_the_arms_by_seed(tmp_path):
     effect = bn_vs_afnm.paired(v["AUC %"]["half"], v["AUC %"]["afnm_plain"])
     assert effect["diff"] == pytest.approx([2, -1, 5]) and effect["better"] == 2
     moves = [{"mean_dev": 0.01 * k, "max_dev": 0.1, "frame_sd": 1e-4, "domain_gap": 2e-3, "still_layers": k,
-              "layers": 10} for k in (1, 2, 3)]
+              "layers": 10, "live_units": 10 + k, "hidden_units": 22} for k in (1, 2, 3)]
     text = gate_study.render({"OCI-M": (v, effect, moves)}, SimpleNamespace(iters=10), seeds, "cmd")
     row = next(line for line in text.splitlines() if line.startswith("| OCI-M |"))
     assert row.startswith("| OCI-M | 80.0 | 82.0 | +2.0 [") and "| 2 of 3 |" in row
-    assert "| 0.0200 (0.0100-0.0300) |" in row and row.endswith("| 2 (1-3) of 10 |")
+    assert "| 0.0200 (0.0100-0.0300) |" in row and row.endswith("| 2 (1-3) of 10 | 12 (11-13) of 22 |")
     assert "All protocols pooled (3 pairs): AUC difference afnm_plain - half +2.00" in text
     gate_study.plot({"OCI-M": (v, effect, moves)}, seeds, tmp_path / "g.png", "test")
     assert (tmp_path / "g.png").stat().st_size > 1000
@@ -59,6 +60,6 @@ def test_gate_movement_of_a_run_is_cached(tmp_path):
 
     saved_trainer(tmp_path)  # a fresh AFNM network: every alpha is 0.5
     m = gate_study.gate_movement(tmp_path)
-    assert m["mean_dev"] < 1e-6 and m["still_layers"] == m["layers"] == 10
+    assert m["mean_dev"] < 1e-6 and m["still_layers"] == m["layers"] == 10 and m["hidden_units"] == 10  # smoke width: one unit a gate
     stamp = (tmp_path / "gates.json").stat().st_mtime_ns
     assert gate_study.gate_movement(tmp_path) == m and (tmp_path / "gates.json").stat().st_mtime_ns == stamp

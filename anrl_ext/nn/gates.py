@@ -46,6 +46,11 @@ class PaperGate(nn.Module):
         """The arguments of `alpha` after s: parameters() in order, without the generator's cost."""
         return self.fc, self.fc_bn, self.fc_in
 
+    def hidden(self, s: Tensor) -> Tensor:
+        """Z (eq. 2), the hidden layer for per-sample means s: a unit that is 0 for every sample
+        passes no gradient to any of the gate's weights."""
+        return F.relu(F.linear(s.to(self.fc.dtype), self.fc))
+
     @staticmethod
     def alpha(s: Tensor, fc: Tensor, fc_bn: Tensor, fc_in: Tensor) -> Tensor:
         z = F.relu(F.linear(s.to(fc.dtype), fc))
@@ -87,6 +92,10 @@ class Sigmoid2Gate(nn.Module):
 
     def weights(self) -> tuple:
         return self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias
+
+    def hidden(self, s: Tensor) -> Tensor:
+        """relu(W1 S + b1), the hidden layer for per-sample means s."""
+        return F.relu(self.fc1(s.to(self.fc1.weight.dtype)))
 
     @staticmethod
     def alpha(s: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
