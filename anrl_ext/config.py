@@ -28,6 +28,7 @@ class Config:
     gamma: float = 0.9
     norm: str = "afnm"
     gate: str = "paper"
+    reduction: int = 16  # AFNM gate: hidden units d = max(1, C // reduction)
     backend: str = "auto"
     device: str = "cpu"
     amp: bool = False  # bfloat16 autocast of the forward passes
@@ -92,6 +93,9 @@ HELP = {
     "lambda_ics": "lambda2, weight of the ICS loss",
     "norm": "normalization of the extractor: bn, in, half, bin, ibn, afnm",
     "gate": "AFNM gate: paper, sigmoid, sigmoid2",
+    "reduction": "AFNM gate: channels per hidden unit, d = max(1, C // reduction) (paper: 16); at small widths "
+                 "a gate has few units, and one whose units are all 0 on every sample never trains "
+                 "(python -m anrl_ext.gate_report shows the live units)",
     "backend": "AFNM op backend: auto, reference, cpu, cuda, triton",
     "first_order": "first-order meta-gradient (no create_graph)",
     "sync_stats": "with torchrun: AFNM's BN branch uses statistics of the whole distributed batch "

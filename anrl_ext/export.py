@@ -54,7 +54,7 @@ def load_scorer(path: str) -> tuple[LiveScorer, config.Config, dict]:
     if "model" not in state or "config" not in state:
         raise ValueError(f"{path} is not a checkpoint written by anrl_ext.train (no 'model' or 'config' entry)")
     cfg = config.Config(**state["config"])
-    net = ANRLNet(cfg.width, cfg.norm, cfg.gate, "auto")
+    net = ANRLNet(cfg.width, cfg.norm, cfg.gate, "auto", cfg.reduction)
     net.load_state_dict(state["model"])
     meta = {"input": "float32 (N, 6, S, S): RGB and HSV (OpenCV HSV_FULL) of the face crop, each channel "
                      "scaled to [-1, 1] (anrl_ext.data.transforms.rgb_hsv6)",

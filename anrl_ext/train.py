@@ -60,7 +60,7 @@ class Trainer:
                           "(AVX512-BF16, AMX); elsewhere an iteration is many times slower than in float32 "
                           "(README, 'One training iteration')", stacklevel=2)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        self.model = ANRLNet(cfg.width, cfg.norm, cfg.gate, cfg.backend).to(self.device,
+        self.model = ANRLNet(cfg.width, cfg.norm, cfg.gate, cfg.backend, cfg.reduction).to(self.device,
                                                                           memory_format=self.memory_format)
         if cfg.sync_stats:
             distributed.sync_batch_stats(self.model)

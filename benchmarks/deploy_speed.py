@@ -56,7 +56,7 @@ def main(argv=None):
     else:
         cfg = config.Config()
         torch.manual_seed(0)
-        scorer = export.LiveScorer(ANRLNet(cfg.width, cfg.norm, cfg.gate)).eval()
+        scorer = export.LiveScorer(ANRLNet(cfg.width, cfg.norm, cfg.gate, reduction=cfg.reduction)).eval()
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         runs = variants(scorer, cfg.img_size, Path(tmp), args.threads)
         rows = []

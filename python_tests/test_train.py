@@ -47,6 +47,19 @@ def test_no_meta_trains_gates_with_the_ordinary_loss():
     assert any(not torch.equal(a, p) for a, p in zip(base_before, trainer.base_params))
 
 
+def test_gate_reduction_sets_the_hidden_units(tmp_path):
+    cfg = config.load(["--preset", "smoke", "--reduction", "4", "--iters", "1", "--out", str(tmp_path)])
+    trainer = train.Trainer(cfg)
+    gates = [m for m in trainer.model.modules() if isinstance(m, anrl_ext.AFNM)]
+    assert [g.gate.fc.shape[0] for g in gates] == [max(1, g.num_features // 4) for g in gates]
+    assert max(g.gate.fc.shape[0] for g in gates) > 1  # the default (16) gives one unit at this width
+    train.run(cfg)  # trains, and evaluate / gate_report rebuild the same network from the checkpoint
+    again, _ = train.trainer_from_checkpoint(str(tmp_path / "checkpoint.pt"))
+    assert again.cfg.reduction == 4
+    with pytest.raises(ValueError, match="reduction must be >= 1"):
+        train.Trainer(config.load(["--preset", "smoke", "--reduction", "0"]))
+
+
 @pytest.mark.parametrize("backend", ["cpu", "reference"])
 def test_amp_and_channels_last(backend):
     check_amp_and_channels_last(backend)
