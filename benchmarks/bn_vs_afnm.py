@@ -167,7 +167,7 @@ def _save_panels(panels, seeds, path, title, draw=_paired_panel):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(5.5, 4 * len(panels)), 3.6), squeeze=False)
     for ax, (s, panel_title) in zip(axes[0], panels):
         draw(ax, s, seeds, panel_title)
     fig.suptitle(title + " (dots: seeds, bars: means)", fontsize=10)
