@@ -380,9 +380,12 @@ def check_amp_and_channels_last(backend, device="cpu"):
         assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
         if amp_on:  # bfloat16 roundings differ with the layout: compare the first step, as above
             assert all(abs(logs[0][k] - base[0][k]) < 2e-2 for k in ("cls", "dep")), (logs[0], base[0])
-        else:  # float32: the same run up to the convolutions' summation order. The first forward's
-            # losses agree to rounding (observed 1e-7); the meta losses, differences of centroid distances
-            # after an update, amplify it (observed up to 3e-4, depending on the thread count).
-            assert all(abs(logs[0][k] - base[0][k]) < 1e-5 for k in ("cls", "dep")), (logs[0], base[0])
+        else:  # float32: the same run up to summation order (observed: every loss within 2e-7, on one
+            # thread and on two). Adam's first step turns gradient noise into steps of the full lr, so a
+            # gradient error shows here: torch's channels_last batch_norm on the CPU put the meta losses
+            # 3e-4 apart on one thread until the reference ran BN in NCHW (reference._batch_norm).
+            # On a GPU, cuDNN picks its convolution algorithms per layout and runs them in TF32 by
+            # default (torch.backends.cudnn.allow_tf32), 10-bit mantissas: a looser bound, not yet run.
+            tol = 2e-5 if device == "cpu" else 1e-2
             for a, b in zip(logs, base):
-                assert set(a) == set(b) and all(abs(a[k] - b[k]) < 5e-3 for k in a), (a, b)
+                assert set(a) == set(b) and all(abs(a[k] - b[k]) < tol for k in a), (a, b)
