@@ -19,11 +19,13 @@ def run(x, alpha, params, backend, running=None, training=True):
                                   backend=backend)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", BACKENDS + ["reference"])
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("alpha_kind", ["nc", "c", "0.3"])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_forward_backward_float32_vs_float64(backend, shape, alpha_kind, channels_last):
+    """float32 against float64 to float32's rounding: observed up to 2e-6 (values) and
+    3e-6 (gradients, relative to their largest), bounds 10-20x that."""
     x, alpha, params = make_inputs(shape, torch.float32, alpha_kind, channels_last)
     p32 = [p.float().requires_grad_() for p in params]
     a32 = alpha.float().requires_grad_() if isinstance(alpha, torch.Tensor) else alpha
@@ -34,14 +36,14 @@ def test_forward_backward_float32_vs_float64(backend, shape, alpha_kind, channel
     p64 = [p.detach().double().requires_grad_() for p in p32]
     a64 = alpha.double().requires_grad_() if isinstance(alpha, torch.Tensor) else alpha
     y64 = oracle(x64, a64, p64)
-    assert max_err(y, y64) < 1e-4
+    assert max_err(y, y64) < 2e-5
     g = torch.randn_like(y64)
     ins32 = [x] + ([a32] if isinstance(alpha, torch.Tensor) else []) + p32
     ins64 = [x64] + ([a64] if isinstance(alpha, torch.Tensor) else []) + p64
     grads = torch.autograd.grad(y, ins32, g.float())
     grads64 = torch.autograd.grad(y64, ins64, g)
     for name, a, b in zip(["x", "alpha", "params"], grads, grads64):
-        assert max_err(a, b) < 2e-3 * max(1.0, b.abs().max().item()), name
+        assert max_err(a, b) < 5e-5 * max(1.0, b.abs().max().item()), name
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
