@@ -1,4 +1,5 @@
 """nn modules: AFNM, the Table 4 baselines, convert_batchnorm, torch.compile."""
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -289,3 +290,23 @@ def test_gate_runs_inside_the_middle_kernel(backend, gate, monkeypatch):
     ("bin", torch.float64, False, 1e-12), ("half", torch.float64, True, 1e-12), ("bn", torch.float32, False, 1e-5)])
 def test_synchronised_statistics_of_one_process_equal_the_plain_layer(backend, kind, dtype, channels_last, tol):
     check_sync_of_one_process(backend, kind, dtype, channels_last, tol)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(num_features=0), "num_features must be a positive int, got 0"),
+    (dict(num_features=4.0), "num_features must be a positive int"),
+    (dict(num_features=4, eps=0.0), "eps must be > 0"),
+    (dict(num_features=4, momentum=1.5), r"momentum must be in \[0, 1\]"),
+    (dict(num_features=4, backend="gpu"), "unknown backend 'gpu'"),
+    (dict(num_features=4, gate="mlp"), "unknown gate 'mlp'"),
+    (dict(num_features=4, reduction=0), "reduction must be >= 1"),
+])
+def test_bad_constructor_arguments_raise_at_construction(kwargs, match):
+    """A bad setting fails where it is written, not at the first forward."""
+    with pytest.raises(ValueError, match=match):
+        anrl_ext.AFNM(**kwargs)
+
+
+def test_constructor_accepts_integer_likes():
+    assert anrl_ext.AFNM(np.int64(8)).num_features == 8
+    assert anrl_ext.AFNM(8, momentum=None).momentum is None

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..ops.adaptive_norm import blend, check_input, check_statistics_defined
-from ..ops.backends import resolve_backend
+from ..ops.backends import check_backend_name, resolve_backend
 from ..ops.reference import adaptive_norm_reference
 from .gates import make_gate
 
@@ -29,8 +29,15 @@ class BlendNorm2d(nn.Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
                  affine: bool = True, track_running_stats: bool = True, backend: str = "auto"):
         super().__init__()
+        if isinstance(num_features, bool) or not hasattr(num_features, "__index__") or num_features < 1:
+            raise ValueError(f"num_features must be a positive int, got {num_features!r}")
+        num_features = int(num_features)
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps!r}")
+        if momentum is not None and not 0 <= momentum <= 1:
+            raise ValueError(f"momentum must be in [0, 1] or None (cumulative average), got {momentum!r}")
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.backend = affine, backend
+        self.affine, self.backend = affine, check_backend_name(backend)
         # Set by anrl_ext.distributed.sync_batch_stats: gathers per-sample moments across processes.
         self.gather_stats = None
         self.track_running_stats = track_running_stats and self.uses_bn

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..ops.backends import BACKENDS
+from ..ops.backends import check_backend_name
 from .blend_norm import AFNM, BlendNorm2d
 
 
@@ -46,8 +46,7 @@ def set_backend(module: nn.Module, backend: str) -> nn.Module:
     package's operators (`torch.ops.anrl_ext.*`), and whoever loads it must
     `import anrl_ext` first. Parameters and buffers are left as they are.
     """
-    if backend != "auto" and backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {['auto', *BACKENDS]}")
+    check_backend_name(backend)
     for m in module.modules():
         if isinstance(m, BlendNorm2d):
             m.backend = backend

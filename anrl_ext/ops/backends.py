@@ -59,10 +59,16 @@ def _find_usable(dev: str) -> tuple:
     return tuple(names)
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """Turn 'auto' into a concrete backend; validate an explicit choice."""
+def check_backend_name(backend: str) -> str:
+    """`backend` if it names a backend (or 'auto'), else a ValueError listing them."""
     if backend not in BACKENDS + ("auto",):
         raise ValueError(f"unknown backend {backend!r}; choose one of {('auto',) + BACKENDS}")
+    return backend
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """Turn 'auto' into a concrete backend; validate an explicit choice."""
+    check_backend_name(backend)
     usable = _usable(device.type)
     if backend == "auto":
         order = ("cpu", "reference") if device.type == "cpu" else CUDA_AUTO_ORDER
