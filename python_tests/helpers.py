@@ -61,6 +61,29 @@ def random_maker(device, dtype, seed):
     return rnd
 
 
+def check_batch_mean_to_one_ulp(prims, backend, device="cpu", n=64, c=16):
+    """The BN mean of n float32 per-sample means near 3 within one ulp of their exact mean, from
+    the middle kernel and from the op (constant planes, so the means are exact; momentum 1, so
+    the running mean is the batch mean). A plain float32 sum lands several ulps off (observed up
+    to 5 at n = 36), and the BN weight gradient moves by sum(dy) * d(mu), so those ulps showed."""
+    import anrl_ext
+
+    gen = torch.Generator().manual_seed(0)
+    mean = (3 + 0.004 * torch.randn(n, c, generator=gen, dtype=torch.float64)).float()
+    var = torch.rand(n, c, generator=gen).add(0.5)
+    exact = mean.double().mean(0)
+    ulp = torch.finfo(torch.float32).eps * 2  # spacing of float32 in [2, 4)
+    out = prims.blend_forward(mean.to(device), var.to(device), None, 0.5, None, None, None, None, None, None,
+                              True, False, 0.1, 1e-5, 100)
+    x = mean[:, :, None, None].expand(n, c, 3, 5).contiguous().to(device)
+    running = [torch.zeros(c, device=device), torch.ones(c, device=device)]
+    anrl_ext.adaptive_norm(x, 0.5, None, None, None, None, *running, training=True, momentum=1.0,
+                           backend=backend)
+    for name, got in (("middle", out[2]), ("op", running[0])):
+        err = (got.cpu().double() - exact).abs().max().item()
+        assert err <= ulp, (name, err / ulp, "ulps")
+
+
 def check_blend_middle(prims, device="cpu", n=5, c=7, dtype=torch.float64, tol=1e-12):
     """prims.blend_forward / blend_backward against the reference for every alpha form,
     with and without affine tensors, batch and running statistics."""

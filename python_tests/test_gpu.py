@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import anrl_ext
-from helpers import (check_amp_and_channels_last, check_blend_apply, check_blend_middle, check_export, check_gate_middle,
-                     check_params_in_own_dtype, check_sync_of_one_process, make_inputs, max_err, oracle)
+from helpers import (check_amp_and_channels_last, check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle,
+                     check_export, check_gate_middle, check_params_in_own_dtype, check_sync_of_one_process, make_inputs, max_err, oracle)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 GPU_BACKENDS = [b for b in ("cuda", "triton") if torch.cuda.is_available() and b in anrl_ext.available_backends("cuda")]
@@ -261,6 +261,13 @@ def test_gate_middle_kernels_cuda(backend, n, c, d):
 def test_synchronised_statistics_of_one_process_cuda(backend, kind, dtype, channels_last, tol):
     """--sync-stats' global-statistics terms on the fused path, in a world of one."""
     check_sync_of_one_process(backend, kind, dtype, channels_last, tol, device="cuda")
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_batch_mean_to_one_ulp_cuda(backend):
+    from anrl_ext.ops.backends import primitives_for
+
+    check_batch_mean_to_one_ulp(primitives_for(backend), backend, "cuda")
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)

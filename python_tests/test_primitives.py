@@ -5,7 +5,7 @@ import torch
 import anrl_ext
 from anrl_ext.ops import native
 from anrl_ext.ops import reference as ref
-from helpers import check_blend_apply, check_blend_middle, check_gate_middle, check_params_in_own_dtype, copies_in_op
+from helpers import check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle, check_gate_middle, check_params_in_own_dtype, copies_in_op
 
 pytestmark = pytest.mark.skipif(not native.is_built(), reason="anrl_ext._C not built")
 P = native.PRIMITIVES
@@ -154,6 +154,10 @@ def test_output_cache_limit():
 @pytest.mark.parametrize("n, c", [(5, 7), (1, 3), (2, 300)])
 def test_blend_middle_matches_reference(n, c):
     check_blend_middle(P, "cpu", n, c)
+
+
+def test_batch_mean_to_one_ulp():
+    check_batch_mean_to_one_ulp(P, "cpu")
 
 
 def test_blend_middle_float32():

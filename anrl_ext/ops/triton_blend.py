@@ -149,10 +149,12 @@ def _blend_forward_tile(c, mask, zero, mean_ptr, var_ptr, alpha_ptr, a_sn, a_sc,
                         USE_BATCH: tl.constexpr, UPDATE: tl.constexpr):
     """blend_forward of the channels c: BN merge, running stats, scale and shift."""
     if USE_BATCH:
+        # Summed relative to the first sample's mean, as blend.h does (its comment says why).
+        pivot = tl.load(mean_ptr + c, mask=mask, other=0.0)
         s = zero
         for n in range(N):
-            s += tl.load(mean_ptr + n * C + c, mask=mask, other=0.0)
-        mu = s / N
+            s += tl.load(mean_ptr + n * C + c, mask=mask, other=0.0) - pivot
+        mu = pivot + s / N
         q = zero
         for n in range(N):
             d = tl.load(mean_ptr + n * C + c, mask=mask, other=0.0) - mu

@@ -42,11 +42,12 @@ def _block_n(n: int) -> int:
 @triton.jit
 def _channel_batch_stats(mean_ptr, var_ptr, c, N, C, zero_n, BLOCK_N: tl.constexpr):
     """Mean and biased variance of channel c over the batch, from the per-sample moments."""
+    pivot = tl.load(mean_ptr + c)  # the means summed relative to the first one, as in blend.h
     s = zero_n
     for start in range(0, N, BLOCK_N):
         ns = start + tl.arange(0, BLOCK_N)
-        s += tl.load(mean_ptr + ns * C + c, mask=ns < N, other=0.0)
-    mu = tl.sum(s, 0) / N
+        s += tl.where(ns < N, tl.load(mean_ptr + ns * C + c, mask=ns < N, other=0.0) - pivot, 0.0)
+    mu = pivot + tl.sum(s, 0) / N
     q = zero_n
     for start in range(0, N, BLOCK_N):
         ns = start + tl.arange(0, BLOCK_N)

@@ -9,7 +9,7 @@ import torch
 import anrl_ext
 from anrl_ext.ops import reference as ref
 from anrl_ext.ops import triton_backend as tb
-from helpers import (check_blend_apply, check_sync_of_one_process, check_blend_middle, check_gate_middle, check_params_in_own_dtype, copies_in_op,
+from helpers import (check_batch_mean_to_one_ulp, check_blend_apply, check_sync_of_one_process, check_blend_middle, check_gate_middle, check_params_in_own_dtype, copies_in_op,
                      make_inputs, max_err, oracle)
 
 P = tb.PRIMITIVES
@@ -145,6 +145,10 @@ def test_large_mean_small_std():
 @pytest.mark.parametrize("n, c", [(5, 7), (1, 3), (2, 300)])
 def test_blend_middle_matches_reference(n, c):
     check_blend_middle(P, "cpu", n, c)
+
+
+def test_batch_mean_to_one_ulp():
+    check_batch_mean_to_one_ulp(P, "triton")
 
 
 def test_blend_middle_float32():
