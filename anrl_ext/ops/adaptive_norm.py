@@ -170,7 +170,9 @@ def adaptive_norm(
     """alpha * BatchNorm(x) + (1 - alpha) * InstanceNorm(x), fused.
 
     alpha is a float, a (C,) tensor or an (N, C) tensor. alpha = 1 equals
-    `F.batch_norm`, alpha = 0 equals `F.instance_norm` with affine. Running
+    `F.batch_norm`, alpha = 0 equals `F.instance_norm` with affine; values
+    outside [0, 1] are allowed and extrapolate (the output is affine in
+    alpha, and an unconstrained learned alpha may leave the interval). Running
     statistics follow `nn.BatchNorm2d`: updated in place when `training`
     (unbiased variance), used instead of batch statistics otherwise.
     """
