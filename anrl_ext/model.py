@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .nn import AFNM, make_norm
+from .nn import AFNM, StableBatchNorm2d, make_norm
 
 
 def _c(ch: int, width: float) -> int:
@@ -54,8 +54,8 @@ class DepthEstimator(nn.Module):
     def __init__(self, cin: int, width: float = 1.0):
         super().__init__()
         c128, c64 = _c(128, width), _c(64, width)
-        self.net = nn.Sequential(nn.Conv2d(cin, c128, 3, padding=1, bias=False), nn.BatchNorm2d(c128), nn.ReLU(True),
-                                 nn.Conv2d(c128, c64, 3, padding=1, bias=False), nn.BatchNorm2d(c64), nn.ReLU(True),
+        self.net = nn.Sequential(nn.Conv2d(cin, c128, 3, padding=1, bias=False), StableBatchNorm2d(c128), nn.ReLU(True),
+                                 nn.Conv2d(c128, c64, 3, padding=1, bias=False), StableBatchNorm2d(c64), nn.ReLU(True),
                                  nn.Conv2d(c64, 1, 3, padding=1), nn.Sigmoid())
 
     def forward(self, f: Tensor) -> Tensor:
@@ -68,7 +68,7 @@ class Classifier(nn.Module):
     def __init__(self, cin: int, width: float = 1.0, embed: int = 512):
         super().__init__()
         c = _c(128, width)
-        self.conv = nn.Sequential(nn.Conv2d(cin, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(True),
+        self.conv = nn.Sequential(nn.Conv2d(cin, c, 3, padding=1, bias=False), StableBatchNorm2d(c), nn.ReLU(True),
                                   nn.MaxPool2d(2))
         self.embed = nn.Linear(c, _c(embed, width))
         self.head = nn.Linear(_c(embed, width), 2)

@@ -20,26 +20,78 @@ namespace {
 // (centered) pass, large enough that the per-chunk merge is negligible.
 constexpr int64_t kChunk = 2048;
 
-// Channels_last reductions work on blocks of rows (one row = C channels).
-int64_t rows_per_block(int64_t C) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(C, 1)); }
+// Float32 sums: a chain of n additions is off by up to ~n/2 ulps of its terms.
+// Each simd lane therefore sums parts of kPart elements (kPart / width terms),
+// and the parts' sums are added up within a chunk (kChunk / kPart of them) or
+// merged pairwise: no chain is longer than ~32 (torch's CPU reductions cascade
+// likewise).
+constexpr int64_t kPart = 256;
 
-// Moments of one chunk: the sum is taken relative to a pivot (the chunk's first
-// value) so its terms are of the size of the spread, not of the mean; a float32
-// sum of 2048 values near 1e4 would otherwise lose ~3 bits of the mean.
+// Channels_last reductions work on blocks of rows (one row = C channels),
+// summed in parts of kRowPart rows.
+int64_t rows_per_block(int64_t C) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(C, 1)); }
+constexpr int64_t kRowPart = 32;
+
+// Two sums carried together through a PairwiseMerger (reduce's s0 and s1).
+template <typename acc_t>
+struct SumPair {
+  acc_t s0, s1;
+};
+
+// The merges, as functors for PairwiseMerger.
+struct ChanMerge {
+  template <typename acc_t>
+  Moments<acc_t> operator()(Moments<acc_t> a, Moments<acc_t> b) const { return chan_merge(a, b); }
+};
+struct AddPairs {
+  template <typename acc_t>
+  SumPair<acc_t> operator()(SumPair<acc_t> a, SumPair<acc_t> b) const { return {a.s0 + b.s0, a.s1 + b.s1}; }
+};
+template <typename acc_t>
+using MomentsMerger = PairwiseMerger<Moments<acc_t>, ChanMerge>;
+template <typename acc_t>
+using SumPairMerger = PairwiseMerger<SumPair<acc_t>, AddPairs>;
+
+// Channels_last partials: merges each sample's per-block results pairwise, in
+// place (a tree over blocks; `merge(n, b, s)` folds block b + s into block b,
+// vectorised over channels), so block 0 of each sample ends up with the total.
+template <typename F>
+void merge_blocks_pairwise(int64_t N, int64_t blocks, F merge) {
+  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n)
+      for (int64_t s = 1; s < blocks; s *= 2)
+        for (int64_t b = 0; b + s < blocks; b += 2 * s) merge(n, b, s);
+  });
+}
+
+// Moments of one chunk, relative to `pivot` (the plane's first value): the
+// sums and the returned mean are of the size of the spread, not of the mean.
+// Chunks merged this way round the mean once, when the pivot is added back;
+// chunk means at the magnitude of the plane mean would be rounded at every
+// merge (~2 ulps at 128 x 128, float32).
 template <typename scalar_t, typename acc_t>
-Moments<acc_t> chunk_moments(const scalar_t* x, int64_t len) {
-  const acc_t pivot = static_cast<acc_t>(x[0]);
+Moments<acc_t> chunk_moments(const scalar_t* x, int64_t len, acc_t pivot) {
   acc_t sum = 0;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t i = 0; i < len; ++i) sum += static_cast<acc_t>(x[i]) - pivot;
+  for (int64_t s = 0; s < len; s += kPart) {
+    const int64_t e = std::min(len, s + kPart);
+    acc_t part = 0;
+#pragma omp simd reduction(+ : part)
+    for (int64_t i = s; i < e; ++i) part += static_cast<acc_t>(x[i]) - pivot;
+    sum += part;
+  }
   const acc_t offset = sum / static_cast<acc_t>(len);
   acc_t m2 = 0;
-#pragma omp simd reduction(+ : m2)
-  for (int64_t i = 0; i < len; ++i) {
-    const acc_t d = (static_cast<acc_t>(x[i]) - pivot) - offset;
-    m2 += d * d;
+  for (int64_t s = 0; s < len; s += kPart) {
+    const int64_t e = std::min(len, s + kPart);
+    acc_t part = 0;
+#pragma omp simd reduction(+ : part)
+    for (int64_t i = s; i < e; ++i) {
+      const acc_t d = (static_cast<acc_t>(x[i]) - pivot) - offset;
+      part += d * d;
+    }
+    m2 += part;
   }
-  return Moments<acc_t>{pivot + offset, m2, static_cast<acc_t>(len)};
+  return Moments<acc_t>{offset, m2, static_cast<acc_t>(len)};
 }
 
 template <typename scalar_t, typename acc_t>
@@ -47,62 +99,88 @@ void moments_nchw(const scalar_t* x, acc_t* mean, acc_t* var, int64_t planes, in
   at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       const scalar_t* xp = x + p * M;
-      Moments<acc_t> acc{0, 0, 0};
+      const acc_t pivot = static_cast<acc_t>(xp[0]);
+      MomentsMerger<acc_t> merger;
       for (int64_t s = 0; s < M; s += kChunk)
-        acc = chan_merge(acc, chunk_moments<scalar_t, acc_t>(xp + s, std::min(kChunk, M - s)));
-      mean[p] = acc.mean;
+        merger.push(chunk_moments<scalar_t, acc_t>(xp + s, std::min(kChunk, M - s), pivot));
+      const Moments<acc_t> acc = merger.result();
+      mean[p] = pivot + acc.mean;
       var[p] = acc.m2 / static_cast<acc_t>(M);
     }
   });
 }
 
 // channels_last: each (n, row-block) task writes its own per-channel partial
-// moments; a serial merge in fixed order keeps the result deterministic.
+// moments, relative to the sample's first row (see chunk_moments); a pairwise
+// merge in fixed order keeps the result deterministic.
 template <typename scalar_t, typename acc_t>
 void moments_nhwc(const scalar_t* x, acc_t* mean, acc_t* var, int64_t N, int64_t C, int64_t M) {
   const int64_t R = rows_per_block(C);
   const int64_t blocks = (M + R - 1) / R;
   std::vector<acc_t> pmean(N * blocks * C), pm2(N * blocks * C);
   at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> sum(C), pivot(C);
+    std::vector<acc_t> part(C);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / blocks, b = t % blocks;
       const int64_t r0 = b * R, r1 = std::min(M, r0 + R);
-      const scalar_t* xb = x + (n * M + r0) * C;
-      // Sums relative to the block's first row (see chunk_moments).
-      for (int64_t c = 0; c < C; ++c) { pivot[c] = static_cast<acc_t>(xb[c]); sum[c] = 0; }
-      for (int64_t r = 0; r < r1 - r0; ++r) {
-        const scalar_t* row = xb + r * C;
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) sum[c] += static_cast<acc_t>(row[c]) - pivot[c];
-      }
-      acc_t* pm = pmean.data() + t * C;
+      const scalar_t* x0 = x + n * M * C;  // the sample's first row: the pivots
+      const scalar_t* xb = x0 + r0 * C;
+      acc_t* sum = pmean.data() + t * C;
       acc_t* p2 = pm2.data() + t * C;
-      const acc_t inv = acc_t(1) / static_cast<acc_t>(r1 - r0);
-      for (int64_t c = 0; c < C; ++c) { sum[c] *= inv; p2[c] = 0; }
-      for (int64_t r = 0; r < r1 - r0; ++r) {
-        const scalar_t* row = xb + r * C;
+      const int64_t rows = r1 - r0;
+      // Parts of kRowPart rows go through `part` (see kPart); a block of one
+      // part sums straight into its result.
+      acc_t* ps = rows <= kRowPart ? sum : part.data();
+      acc_t* p2s = rows <= kRowPart ? p2 : part.data();
+      std::fill(sum, sum + C, acc_t(0));
+      for (int64_t rp = 0; rp < rows; rp += kRowPart) {
+        std::fill(ps, ps + C, acc_t(0));
+        for (int64_t r = rp; r < std::min(rows, rp + kRowPart); ++r) {
+          const scalar_t* row = xb + r * C;
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) {
-          const acc_t d = (static_cast<acc_t>(row[c]) - pivot[c]) - sum[c];
-          p2[c] += d * d;
+          for (int64_t c = 0; c < C; ++c) ps[c] += static_cast<acc_t>(row[c]) - static_cast<acc_t>(x0[c]);
         }
+        if (ps != sum)
+          for (int64_t c = 0; c < C; ++c) sum[c] += ps[c];
       }
-      for (int64_t c = 0; c < C; ++c) pm[c] = pivot[c] + sum[c];
+      const acc_t inv = acc_t(1) / static_cast<acc_t>(rows);
+      for (int64_t c = 0; c < C; ++c) { sum[c] *= inv; p2[c] = 0; }  // sum now holds the offsets
+      for (int64_t rp = 0; rp < rows; rp += kRowPart) {
+        std::fill(p2s, p2s + C, acc_t(0));
+        for (int64_t r = rp; r < std::min(rows, rp + kRowPart); ++r) {
+          const scalar_t* row = xb + r * C;
+#pragma omp simd
+          for (int64_t c = 0; c < C; ++c) {
+            const acc_t d = (static_cast<acc_t>(row[c]) - static_cast<acc_t>(x0[c])) - sum[c];
+            p2s[c] += d * d;
+          }
+        }
+        if (p2s != p2)
+          for (int64_t c = 0; c < C; ++c) p2[c] += p2s[c];
+      }
     }
   });
-  at::parallel_for(0, N * C, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t nc = begin; nc < end; ++nc) {
-      const int64_t n = nc / C, c = nc % C;
-      Moments<acc_t> acc{0, 0, 0};
-      for (int64_t b = 0; b < blocks; ++b) {
-        const int64_t t = n * blocks + b;
-        const acc_t cnt = static_cast<acc_t>(std::min(M, (b + 1) * R) - b * R);
-        acc = chan_merge(acc, Moments<acc_t>{pmean[t * C + c], pm2[t * C + c], cnt});
-      }
-      mean[nc] = acc.mean;
-      var[nc] = acc.m2 / static_cast<acc_t>(M);
+  // Rows in blocks [b, b + span): the count of a merged range of blocks.
+  auto rows_in = [&](int64_t b, int64_t span) { return static_cast<acc_t>(std::min(M, (b + span) * R) - b * R); };
+  merge_blocks_pairwise(N, blocks, [&](int64_t n, int64_t b, int64_t s) {
+    acc_t* ma = pmean.data() + (n * blocks + b) * C;
+    acc_t* qa = pm2.data() + (n * blocks + b) * C;
+    const acc_t* mb = ma + s * C;
+    const acc_t* qb = qa + s * C;
+    const acc_t na = rows_in(b, s), nb = rows_in(b + s, s), wb = nb / (na + nb);
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {  // chan_merge, channel-wise
+      const acc_t delta = mb[c] - ma[c];
+      ma[c] += delta * wb;
+      qa[c] += qb[c] + delta * delta * na * wb;
     }
+  });
+  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n)
+      for (int64_t c = 0; c < C; ++c) {
+        mean[n * C + c] = static_cast<acc_t>(x[n * M * C + c]) + pmean[n * blocks * C + c];
+        var[n * C + c] = pm2[n * blocks * C + c] / static_cast<acc_t>(M);
+      }
   });
 }
 
@@ -114,22 +192,22 @@ void reduce_nchw(const scalar_t* dy, const scalar_t* x, const acc_t* center, acc
       const scalar_t* g = dy + p * M;
       const scalar_t* xp = x + p * M;
       const acc_t m = center[p];
-      acc_t t0 = 0, t1 = 0;
-      // Chunked partial sums bound the float32 rounding error on large planes.
-      for (int64_t s = 0; s < M; s += kChunk) {
-        const int64_t len = std::min(kChunk, M - s);
+      // simd sums over parts of kPart, merged pairwise (see kPart).
+      SumPairMerger<acc_t> merger;
+      for (int64_t q = 0; q < M; q += kPart) {
+        const int64_t e = std::min(M, q + kPart);
         acc_t a0 = 0, a1 = 0;
 #pragma omp simd reduction(+ : a0, a1)
-        for (int64_t i = s; i < s + len; ++i) {
+        for (int64_t i = q; i < e; ++i) {
           const acc_t gi = static_cast<acc_t>(g[i]);
           a0 += gi;
           a1 += gi * (static_cast<acc_t>(xp[i]) - m);
         }
-        t0 += a0;
-        t1 += a1;
+        merger.push(SumPair<acc_t>{a0, a1});
       }
-      s0[p] = t0;
-      s1[p] = t1;
+      const SumPair<acc_t> t = merger.result();
+      s0[p] = t.s0;
+      s1[p] = t.s1;
     }
   });
 }
@@ -141,38 +219,50 @@ void reduce_nhwc(const scalar_t* dy, const scalar_t* x, const acc_t* center, acc
   const int64_t blocks = (M + R - 1) / R;
   std::vector<acc_t> p0(N * blocks * C), p1(N * blocks * C);
   at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> part0(C), part1(C);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / blocks, b = t % blocks;
       const int64_t r0 = b * R, r1 = std::min(M, r0 + R);
       const acc_t* m = center + n * C;
       acc_t* a0 = p0.data() + t * C;
       acc_t* a1 = p1.data() + t * C;
+      // Parts of kRowPart rows, as in moments_nhwc.
+      const bool one_part = r1 - r0 <= kRowPart;
+      acc_t* q0 = one_part ? a0 : part0.data();
+      acc_t* q1 = one_part ? a1 : part1.data();
       std::fill(a0, a0 + C, acc_t(0));
       std::fill(a1, a1 + C, acc_t(0));
-      for (int64_t r = r0; r < r1; ++r) {
-        const scalar_t* g = dy + (n * M + r) * C;
-        const scalar_t* xr = x + (n * M + r) * C;
+      for (int64_t rp = r0; rp < r1; rp += kRowPart) {
+        std::fill(q0, q0 + C, acc_t(0));
+        std::fill(q1, q1 + C, acc_t(0));
+        for (int64_t r = rp; r < std::min(r1, rp + kRowPart); ++r) {
+          const scalar_t* g = dy + (n * M + r) * C;
+          const scalar_t* xr = x + (n * M + r) * C;
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) {
-          const acc_t gi = static_cast<acc_t>(g[c]);
-          a0[c] += gi;
-          a1[c] += gi * (static_cast<acc_t>(xr[c]) - m[c]);
+          for (int64_t c = 0; c < C; ++c) {
+            const acc_t gi = static_cast<acc_t>(g[c]);
+            q0[c] += gi;
+            q1[c] += gi * (static_cast<acc_t>(xr[c]) - m[c]);
+          }
         }
+        if (!one_part)
+          for (int64_t c = 0; c < C; ++c) { a0[c] += q0[c]; a1[c] += q1[c]; }
       }
     }
   });
-  at::parallel_for(0, N * C, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t nc = begin; nc < end; ++nc) {
-      const int64_t n = nc / C, c = nc % C;
-      acc_t t0 = 0, t1 = 0;
-      for (int64_t b = 0; b < blocks; ++b) {
-        t0 += p0[(n * blocks + b) * C + c];
-        t1 += p1[(n * blocks + b) * C + c];
-      }
-      s0[nc] = t0;
-      s1[nc] = t1;
+  merge_blocks_pairwise(N, blocks, [&](int64_t n, int64_t b, int64_t s) {
+    acc_t* a0 = p0.data() + (n * blocks + b) * C;
+    acc_t* a1 = p1.data() + (n * blocks + b) * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      a0[c] += a0[c + s * C];
+      a1[c] += a1[c + s * C];
     }
   });
+  for (int64_t n = 0; n < N; ++n) {
+    std::copy_n(p0.data() + n * blocks * C, C, s0 + n * C);
+    std::copy_n(p1.data() + n * blocks * C, C, s1 + n * C);
+  }
 }
 
 // Elementwise maps. `f(i, k)` computes element i with coefficient index k.

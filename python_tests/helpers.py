@@ -61,6 +61,37 @@ def random_maker(device, dtype, seed):
     return rnd
 
 
+def check_channels_last_accuracy(fn, shape=(36, 8, 64, 64)):
+    """fn(x, w) -> y on float32 channels_last CPU input is as accurate against float64 as on
+    NCHW input (output, x and w gradients), and keeps the layout. One thread: torch's
+    channels_last batch_norm sums row by row in float32, worst on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        x64 = torch.randn(shape, generator=gen, dtype=torch.float64) + 3
+        dy64 = torch.randn(shape, generator=gen, dtype=torch.float64) + 3
+        w64 = torch.rand(shape[1], generator=gen, dtype=torch.float64) + 0.5
+
+        def grads(dtype, fmt):
+            x = x64.to(dtype).contiguous(memory_format=fmt).requires_grad_()
+            w = w64.to(dtype).requires_grad_()
+            y = fn(x, w)
+            assert y.is_contiguous(memory_format=fmt)
+            return [y.detach(), *torch.autograd.grad(y, [x, w], dy64.to(dtype).contiguous(memory_format=fmt))]
+
+        exact = grads(torch.float64, torch.contiguous_format)
+        errors = {fmt: [((a.double() - e).abs().max() / e.abs().max()).item()
+                        for a, e in zip(grads(torch.float32, fmt), exact)]
+                  for fmt in (torch.contiguous_format, torch.channels_last)}
+    finally:
+        torch.set_num_threads(threads)
+    nchw, cl = errors[torch.contiguous_format], errors[torch.channels_last]
+    for name, e, bound in zip(("y", "dx", "dw"), cl, (1e-6, 1e-6, 1e-3)):
+        assert e < bound, (name, errors)
+    assert all(e < 10 * max(n, 1e-7) for e, n in zip(cl, nchw)), errors
+
+
 def check_batch_mean_to_one_ulp(prims, backend, device="cpu", n=64, c=16):
     """The BN mean of n float32 per-sample means near 3 within one ulp of their exact mean, from
     the middle kernel and from the op (constant planes, so the means are exact; momentum 1, so

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import anrl_ext
-from helpers import make_inputs, max_err, oracle, spied
+from helpers import check_channels_last_accuracy, make_inputs, max_err, oracle, spied
 
 from conftest import FUSED_CPU_BACKENDS
 
@@ -219,32 +219,10 @@ def test_channels_last_single_sample_gradients(shape):
 def test_channels_last_batch_norm_accuracy():
     """float32 channels_last on the CPU: the reference is as accurate as for NCHW
     input. torch's own channels_last batch_norm kernel sums in float32 row by
-    row (at this shape, one thread: output 2e-5 and weight gradient 1.5e-2 off,
-    NCHW 1e-7 and 7e-5), so the reference runs BN on an NCHW copy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the sequential sum is worst on one thread
-    try:
-        x64 = torch.randn(36, 8, 64, 64, dtype=torch.float64) + 3
-        dy64 = torch.randn_like(x64) + 3
-        w64 = torch.rand(8, dtype=torch.float64) + 0.5
-
-        def grads(dtype, fmt):
-            x = x64.to(dtype).contiguous(memory_format=fmt).requires_grad_()
-            w = w64.to(dtype).requires_grad_()
-            y = anrl_ext.adaptive_norm(x, 0.5, w, None, None, None, backend="reference")
-            assert y.is_contiguous(memory_format=fmt)
-            return [y.detach(), *torch.autograd.grad(y, [x, w], dy64.to(dtype).contiguous(memory_format=fmt))]
-
-        exact = grads(torch.float64, torch.contiguous_format)
-        errors = {fmt: [((a.double() - e).abs().max() / e.abs().max()).item()
-                        for a, e in zip(grads(torch.float32, fmt), exact)]
-                  for fmt in (torch.contiguous_format, torch.channels_last)}
-    finally:
-        torch.set_num_threads(threads)
-    nchw, cl = errors[torch.contiguous_format], errors[torch.channels_last]
-    for name, e, bound in zip(("y", "dx", "dw"), cl, (1e-6, 1e-6, 1e-3)):
-        assert e < bound, (name, errors)
-    assert all(e < 10 * max(n, 1e-7) for e, n in zip(cl, nchw)), errors
+    row (at this shape, one thread: output 2e-5 and weight gradient 6e-2 off,
+    NCHW 1e-7 and 9e-5), so the reference runs BN on an NCHW copy."""
+    check_channels_last_accuracy(lambda x, w: anrl_ext.adaptive_norm(x, 0.5, w, None, None, None,
+                                                                     backend="reference"))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -35,6 +35,13 @@ class _ContiguousGrad(torch.autograd.Function):
         return g.contiguous()
 
 
+def is_cpu_channels_last(x: Tensor) -> bool:
+    """Whether `x` is a 4-D channels_last (and not also NCHW) CPU tensor: the layout
+    torch's CPU batch_norm sums inaccurately (see `_batch_norm`)."""
+    return x.device.type == "cpu" and x.dim() == 4 and not x.is_contiguous() \
+        and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def _batch_norm(x: Tensor, *args) -> Tensor:
     """F.batch_norm, accurate for channels_last input on the CPU too.
 
@@ -45,8 +52,7 @@ def _batch_norm(x: Tensor, *args) -> Tensor:
     reference runs BN on an NCHW copy and hands back channels_last. Both copies
     are differentiable, so double backward is unchanged.
     """
-    if x.device.type == "cpu" and x.dim() == 4 and not x.is_contiguous() \
-            and x.is_contiguous(memory_format=torch.channels_last):
+    if is_cpu_channels_last(x):
         return F.batch_norm(x.contiguous(), *args).contiguous(memory_format=torch.channels_last)
     return F.batch_norm(x, *args)
 
