@@ -61,6 +61,35 @@ def random_maker(device, dtype, seed):
     return rnd
 
 
+def check_reductions_on_large_planes(prims, shapes, device="cpu"):
+    """float32 moments and reduce on large planes, NCHW and channels_last, against float64:
+    returns the worst errors (mean in ulps, var relative, s0 and s1 relative to their largest
+    value) for the caller's bounds. Checks the float64 path exact up to rounding on the way."""
+    gen = torch.Generator().manual_seed(0)
+    ulp = torch.finfo(torch.float32).eps * 2  # spacing of float32 in [2, 4), where the means lie
+    worst = dict(mean=0.0, var=0.0, s0=0.0, s1=0.0)
+    for shape in shapes:
+        x64 = torch.randn(shape, generator=gen, dtype=torch.float64) * 0.5 + 3
+        dy64 = torch.randn(shape, generator=gen, dtype=torch.float64) + 1
+        x, dy = x64.float(), dy64.float()
+        mean, var = x.double().mean((2, 3)), x.double().var((2, 3), unbiased=False)
+        center = mean.float()
+        s0 = dy.double().sum((2, 3))
+        s1 = (dy.double() * (x.double() - center.double()[:, :, None, None])).sum((2, 3))
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            xf, dyf = (t.contiguous(memory_format=fmt).to(device) for t in (x, dy))
+            m, v = (t.cpu().double() for t in prims.moments(xf))
+            r0, r1 = (t.cpu().double() for t in prims.reduce(dyf, xf, center.to(device)))
+            worst["mean"] = max(worst["mean"], ((m - mean).abs().max() / ulp).item())
+            worst["var"] = max(worst["var"], ((v - var) / var).abs().max().item())
+            worst["s0"] = max(worst["s0"], ((r0 - s0).abs().max() / s0.abs().max()).item())
+            worst["s1"] = max(worst["s1"], ((r1 - s1).abs().max() / s1.abs().max()).item())
+            m64, v64 = (t.cpu() for t in prims.moments(x64.contiguous(memory_format=fmt).to(device)))
+            torch.testing.assert_close(m64, x64.mean((2, 3)), rtol=1e-14, atol=0)
+            torch.testing.assert_close(v64, x64.var((2, 3), unbiased=False), rtol=1e-12, atol=0)
+    return worst
+
+
 def check_channels_last_accuracy(fn, shape=(36, 8, 64, 64)):
     """fn(x, w) -> y on float32 channels_last CPU input is as accurate against float64 as on
     NCHW input (output, x and w gradients), and keeps the layout. One thread: torch's

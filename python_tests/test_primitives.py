@@ -5,7 +5,8 @@ import torch
 import anrl_ext
 from anrl_ext.ops import native
 from anrl_ext.ops import reference as ref
-from helpers import check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle, check_gate_middle, check_params_in_own_dtype, copies_in_op
+from helpers import (check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle, check_gate_middle,
+                     check_params_in_own_dtype, check_reductions_on_large_planes, copies_in_op)
 
 pytestmark = pytest.mark.skipif(not native.is_built(), reason="anrl_ext._C not built")
 P = native.PRIMITIVES
@@ -79,31 +80,9 @@ def test_moments_stable_at_large_mean():
 
 
 def test_reductions_accurate_on_large_planes():
-    """float32 moments and reduce on planes of 12 to 32 chunks, both layouts, against float64:
-    the plane means within one ulp, the sums cascaded. Before the pivot-relative, pairwise
-    merges, the same data gave means 1.3 ulps off, variances 5.9e-7, s0 3.4e-7, s1 1.2e-6."""
-    g = torch.Generator().manual_seed(0)
-    ulp = torch.finfo(torch.float32).eps * 2  # spacing of float32 in [2, 4), where the means lie
-    worst = dict(mean=0.0, var=0.0, s0=0.0, s1=0.0)
-    for shape in [(2, 4, 256, 256), (3, 5, 150, 151)]:  # 32 and 12 chunks a plane
-        x64 = torch.randn(shape, generator=g, dtype=torch.float64) * 0.5 + 3
-        dy64 = torch.randn(shape, generator=g, dtype=torch.float64) + 1
-        x, dy = x64.float(), dy64.float()
-        mean, var = x.double().mean((2, 3)), x.double().var((2, 3), unbiased=False)
-        center = mean.float()
-        s0 = dy.double().sum((2, 3))
-        s1 = (dy.double() * (x.double() - center.double()[:, :, None, None])).sum((2, 3))
-        for fmt in (torch.contiguous_format, torch.channels_last):
-            m, v = P.moments(x.contiguous(memory_format=fmt))
-            r0, r1 = P.reduce(dy.contiguous(memory_format=fmt), x.contiguous(memory_format=fmt), center)
-            worst["mean"] = max(worst["mean"], ((m.double() - mean).abs().max() / ulp).item())
-            worst["var"] = max(worst["var"], ((v.double() - var) / var).abs().max().item())
-            worst["s0"] = max(worst["s0"], ((r0.double() - s0).abs().max() / s0.abs().max()).item())
-            worst["s1"] = max(worst["s1"], ((r1.double() - s1).abs().max() / s1.abs().max()).item())
-            # The same merges in float64: exact up to rounding (12 and 32 chunks, 14 and 32 row blocks).
-            m64, v64 = P.moments(x64.contiguous(memory_format=fmt))
-            torch.testing.assert_close(m64, x64.mean((2, 3)), rtol=1e-14, atol=0)
-            torch.testing.assert_close(v64, x64.var((2, 3), unbiased=False), rtol=1e-12, atol=0)
+    """Plane means within one ulp, variances and sums cascaded. Before the pivot-relative,
+    pairwise merges, the same data gave means 1.3 ulps off, variances 5.9e-7, s0 3.4e-7, s1 1.2e-6."""
+    worst = check_reductions_on_large_planes(P, [(2, 4, 256, 256), (3, 5, 150, 151)])  # 32 and 12 chunks
     bounds = dict(mean=1.0, var=3e-7, s0=2e-7, s1=6e-7)  # observed 0.62 ulp, 1.7e-7, 1.0e-7, 3.5e-7
     assert all(worst[k] <= bounds[k] for k in bounds), worst
 

@@ -30,18 +30,22 @@ def _acc(dtype):
 
 # The loops keep per-lane partial results (a Welford state, or sums) and reduce
 # across lanes once at the end: a block-wide reduction inside the loop would
-# serialise every chunk on a barrier.
+# serialise every chunk on a barrier. Moments are taken relative to a pivot (the
+# plane's first value), so the lane means and their merge are of the size of the
+# spread and the mean is rounded once, when the pivot is added back (lane means
+# at the plane mean's magnitude put float32 means up to 2.3 ulps off).
 @triton.jit
 def _moments_kernel(x_ptr, mean_ptr, var_ptr, M, BLOCK: tl.constexpr, ACC: tl.constexpr):
     p = tl.program_id(0).to(tl.int64)
     base = x_ptr + p * M
+    pivot = tl.load(base).to(ACC)
     count = tl.zeros([BLOCK], dtype=ACC)
     mean = tl.zeros([BLOCK], dtype=ACC)
     m2 = tl.zeros([BLOCK], dtype=ACC)
     for start in range(0, M, BLOCK):
         offs = start + tl.arange(0, BLOCK)
         mask = offs < M
-        x = tl.load(base + offs, mask=mask, other=0.0).to(ACC)
+        x = tl.load(base + offs, mask=mask, other=0.0).to(ACC) - pivot
         count += mask.to(ACC)
         delta = tl.where(mask, x - mean, 0.0)
         mean += delta / tl.maximum(count, 1.0)
@@ -50,7 +54,7 @@ def _moments_kernel(x_ptr, mean_ptr, var_ptr, M, BLOCK: tl.constexpr, ACC: tl.co
     # spread of the lane means around it (exact, and stable: no E[x^2] - E[x]^2).
     mean_all = tl.sum(count * mean, 0) / M
     d = mean - mean_all
-    tl.store(mean_ptr + p, mean_all)
+    tl.store(mean_ptr + p, pivot + mean_all)
     tl.store(var_ptr + p, (tl.sum(m2, 0) + tl.sum(count * d * d, 0)) / M)
 
 
@@ -101,51 +105,71 @@ def _affine2_kernel(dy_ptr, x_ptr, m_ptr, a_ptr, b_ptr, c_ptr, out_ptr, M, BLOCK
 
 # channels_last (NHWC in memory): one program per (sample, block of channels)
 # walks H*W in tiles of [BLOCK_HW, BLOCK_C], loads contiguous along C; the maps
-# are flat over memory order, channel = index % C.
-BLOCK_HW, BLOCK_CL = 32, 32
+# are flat over memory order, channel = index % C. The reductions sum in parts
+# of PART_CL tiles (see _moments_nhwc_kernel).
+BLOCK_HW, BLOCK_CL, PART_CL = 32, 32, 8
 
 
 @triton.jit
 def _moments_nhwc_kernel(x_ptr, mean_ptr, var_ptr, C, HW, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
-                         ACC: tl.constexpr):
+                         ACC: tl.constexpr, PART: tl.constexpr):
     n = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = c < C
     base = x_ptr + n * HW * C
+    pivot = tl.load(base + c, mask=cmask, other=0.0).to(ACC)  # the sample's first row (see _moments_kernel)
     count = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
     mean = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
     m2 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
-    for start in range(0, HW, BLOCK_HW):
-        hw = start + tl.arange(0, BLOCK_HW)
-        mask = (hw < HW)[:, None] & cmask[None, :]
-        x = tl.load(base + hw[:, None].to(tl.int64) * C + c[None, :], mask=mask, other=0.0).to(ACC)
-        count += mask.to(ACC)
-        delta = tl.where(mask, x - mean, 0.0)
-        mean += delta / tl.maximum(count, 1.0)
-        m2 += delta * tl.where(mask, x - mean, 0.0)
+    # Each lane sees HW / BLOCK_HW rows (512 at 128 x 128): Welford over parts of
+    # PART tiles, Chan-merged into the lane's state, keeps its float32 chains short.
+    for start in range(0, HW, BLOCK_HW * PART):
+        pc = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
+        pm = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
+        pq = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
+        for j in tl.static_range(PART):
+            hw = start + j * BLOCK_HW + tl.arange(0, BLOCK_HW)
+            mask = (hw < HW)[:, None] & cmask[None, :]
+            x = tl.load(base + hw[:, None].to(tl.int64) * C + c[None, :], mask=mask, other=0.0).to(ACC)
+            x = x - pivot[None, :]
+            pc += mask.to(ACC)
+            delta = tl.where(mask, x - pm, 0.0)
+            pm += delta / tl.maximum(pc, 1.0)
+            pq += delta * tl.where(mask, x - pm, 0.0)
+        total = count + pc
+        wb = pc / tl.maximum(total, 1.0)
+        delta = pm - mean
+        mean += delta * wb
+        m2 += pq + delta * delta * count * wb
+        count = total
     mean_all = tl.sum(count * mean, 0) / HW  # the same lane merge as _moments_kernel
     d = mean - mean_all[None, :]
-    tl.store(mean_ptr + n * C + c, mean_all, mask=cmask)
+    tl.store(mean_ptr + n * C + c, pivot + mean_all, mask=cmask)
     tl.store(var_ptr + n * C + c, (tl.sum(m2, 0) + tl.sum(count * d * d, 0)) / HW, mask=cmask)
 
 
 @triton.jit
 def _reduce_nhwc_kernel(dy_ptr, x_ptr, c_ptr, s0_ptr, s1_ptr, C, HW, BLOCK_HW: tl.constexpr,
-                        BLOCK_C: tl.constexpr, ACC: tl.constexpr):
+                        BLOCK_C: tl.constexpr, ACC: tl.constexpr, PART: tl.constexpr):
     n = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = c < C
     center = tl.load(c_ptr + n * C + c, mask=cmask, other=0.0)
     a0 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
     a1 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
-    for start in range(0, HW, BLOCK_HW):
-        hw = start + tl.arange(0, BLOCK_HW)
-        mask = (hw < HW)[:, None] & cmask[None, :]
-        offs = n * HW * C + hw[:, None].to(tl.int64) * C + c[None, :]
-        g = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(ACC)
-        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
-        a0 += g
-        a1 += g * tl.where(mask, x - center[None, :], 0.0)
+    for start in range(0, HW, BLOCK_HW * PART):  # parts of PART tiles, as in _moments_nhwc_kernel
+        p0 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
+        p1 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
+        for j in tl.static_range(PART):
+            hw = start + j * BLOCK_HW + tl.arange(0, BLOCK_HW)
+            mask = (hw < HW)[:, None] & cmask[None, :]
+            offs = n * HW * C + hw[:, None].to(tl.int64) * C + c[None, :]
+            g = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(ACC)
+            x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
+            p0 += g
+            p1 += g * tl.where(mask, x - center[None, :], 0.0)
+        a0 += p0
+        a1 += p1
     tl.store(s0_ptr + n * C + c, tl.sum(a0, 0), mask=cmask)
     tl.store(s1_ptr + n * C + c, tl.sum(a1, 0), mask=cmask)
 
@@ -221,7 +245,7 @@ def _primitive_functions(launch):
         var = torch.empty_like(mean)
         if n * c and nhwc:
             launch(_moments_nhwc_kernel)[(n, cdiv(c, BLOCK_CL))](
-                x, mean, var, c, h * w, BLOCK_HW=BLOCK_HW, BLOCK_C=BLOCK_CL, ACC=_acc(x.dtype))
+                x, mean, var, c, h * w, BLOCK_HW=BLOCK_HW, BLOCK_C=BLOCK_CL, ACC=_acc(x.dtype), PART=PART_CL)
         elif n * c:
             launch(_moments_kernel)[(n * c,)](x, mean, var, h * w, BLOCK=plane_block(h * w), ACC=_acc(x.dtype))
         return mean, var
@@ -239,7 +263,8 @@ def _primitive_functions(launch):
         s1 = torch.empty_like(s0)
         if n * c and nhwc:
             launch(_reduce_nhwc_kernel)[(n, cdiv(c, BLOCK_CL))](
-                dy, x, center, s0, s1, c, h * w, BLOCK_HW=BLOCK_HW, BLOCK_C=BLOCK_CL, ACC=_acc(x.dtype))
+                dy, x, center, s0, s1, c, h * w, BLOCK_HW=BLOCK_HW, BLOCK_C=BLOCK_CL, ACC=_acc(x.dtype),
+                PART=PART_CL)
         elif n * c:
             launch(_reduce_kernel)[(n * c,)](dy, x, center, s0, s1, h * w, BLOCK=plane_block(h * w),
                                              ACC=_acc(x.dtype))
