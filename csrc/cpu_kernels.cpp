@@ -32,6 +32,32 @@ constexpr int64_t kPart = 256;
 int64_t rows_per_block(int64_t C) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(C, 1)); }
 constexpr int64_t kRowPart = 32;
 
+// Combines a stream of partial results pairwise, like a binary counter: the
+// k-th push merges once per trailing one bit of k, so the result is a balanced
+// tree of depth log2(pushes) in a fixed order. A float32 chain of n merges is
+// off by up to ~n/2 ulps; a tree by ~log2(n)/2. `Merge` is a stateless functor.
+// (For a stream, as a plane's chunks; merge_blocks_pairwise below does the same
+// in place over stored partials, vectorised over channels.)
+template <typename T, typename Merge>
+struct PairwiseMerger {
+  T level[64];
+  int64_t pushes = 0;
+  int depth = 0;
+
+  void push(T v) {
+    for (int64_t k = pushes++; k & 1; k >>= 1) v = Merge{}(level[--depth], v);
+    level[depth++] = v;
+  }
+  // The merge of everything pushed; T{} (zeros) when nothing was.
+  T result() const {
+    if (depth == 0) return T{};
+    int d = depth - 1;
+    T r = level[d];
+    while (d > 0) r = Merge{}(level[--d], r);
+    return r;
+  }
+};
+
 // Two sums carried together through a PairwiseMerger (reduce's s0 and s1).
 template <typename acc_t>
 struct SumPair {
@@ -130,8 +156,9 @@ void moments_nhwc(const scalar_t* x, acc_t* mean, acc_t* var, int64_t N, int64_t
       const int64_t rows = r1 - r0;
       // Parts of kRowPart rows go through `part` (see kPart); a block of one
       // part sums straight into its result.
-      acc_t* ps = rows <= kRowPart ? sum : part.data();
-      acc_t* p2s = rows <= kRowPart ? p2 : part.data();
+      const bool one_part = rows <= kRowPart;
+      acc_t* ps = one_part ? sum : part.data();
+      acc_t* p2s = one_part ? p2 : part.data();
       std::fill(sum, sum + C, acc_t(0));
       for (int64_t rp = 0; rp < rows; rp += kRowPart) {
         std::fill(ps, ps + C, acc_t(0));
@@ -140,7 +167,7 @@ void moments_nhwc(const scalar_t* x, acc_t* mean, acc_t* var, int64_t N, int64_t
 #pragma omp simd
           for (int64_t c = 0; c < C; ++c) ps[c] += static_cast<acc_t>(row[c]) - static_cast<acc_t>(x0[c]);
         }
-        if (ps != sum)
+        if (!one_part)
           for (int64_t c = 0; c < C; ++c) sum[c] += ps[c];
       }
       const acc_t inv = acc_t(1) / static_cast<acc_t>(rows);
@@ -155,7 +182,7 @@ void moments_nhwc(const scalar_t* x, acc_t* mean, acc_t* var, int64_t N, int64_t
             p2s[c] += d * d;
           }
         }
-        if (p2s != p2)
+        if (!one_part)
           for (int64_t c = 0; c < C; ++c) p2[c] += p2s[c];
       }
     }
@@ -167,12 +194,12 @@ void moments_nhwc(const scalar_t* x, acc_t* mean, acc_t* var, int64_t N, int64_t
     acc_t* qa = pm2.data() + (n * blocks + b) * C;
     const acc_t* mb = ma + s * C;
     const acc_t* qb = qa + s * C;
-    const acc_t na = rows_in(b, s), nb = rows_in(b + s, s), wb = nb / (na + nb);
+    const acc_t na = rows_in(b, s), nb = rows_in(b + s, s);
 #pragma omp simd
-    for (int64_t c = 0; c < C; ++c) {  // chan_merge, channel-wise
-      const acc_t delta = mb[c] - ma[c];
-      ma[c] += delta * wb;
-      qa[c] += qb[c] + delta * delta * na * wb;
+    for (int64_t c = 0; c < C; ++c) {
+      const Moments<acc_t> r = chan_merge(Moments<acc_t>{ma[c], qa[c], na}, Moments<acc_t>{mb[c], qb[c], nb});
+      ma[c] = r.mean;
+      qa[c] = r.m2;
     }
   });
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {

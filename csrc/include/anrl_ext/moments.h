@@ -46,30 +46,6 @@ ANRL_HD Moments<acc_t> chan_merge(Moments<acc_t> a, Moments<acc_t> b) {
   return r;
 }
 
-// Combines a stream of partial results pairwise, like a binary counter: the
-// k-th push merges once per trailing one bit of k, so the result is a balanced
-// tree of depth log2(pushes) in a fixed order. A float32 chain of n merges is
-// off by up to ~n/2 ulps; a tree by ~log2(n)/2. `Merge` is a stateless functor.
-template <typename T, typename Merge>
-struct PairwiseMerger {
-  T level[64];
-  long long pushes = 0;
-  int depth = 0;
-
-  ANRL_HD void push(T v) {
-    for (long long k = pushes++; k & 1; k >>= 1) v = Merge{}(level[--depth], v);
-    level[depth++] = v;
-  }
-  // The merge of everything pushed; T{} (zeros) when nothing was.
-  ANRL_HD T result() const {
-    if (depth == 0) return T{};
-    int d = depth - 1;
-    T r = level[d];
-    while (d > 0) r = Merge{}(level[--d], r);
-    return r;
-  }
-};
-
 // y = scale * (x - center) + shift. Centering before scaling keeps float32
 // exact when |x| is large compared with its spread.
 template <typename acc_t>
