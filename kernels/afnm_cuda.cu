@@ -5,6 +5,9 @@
 // a fixed order in a second launch: no float atomics, bitwise-reproducible.
 // With one split (N*C large) the block writes the result itself and there is
 // no second launch: the same bits as a merge of one partial.
+// moments runs Welford on x - pivot, the pivot being the plane's first value
+// (channels_last: the sample's first row), so a mean is rounded at its own
+// magnitude once, when the pivot is added back, not at every update.
 // Elementwise maps use 16-byte vector loads when the plane (NCHW) or the row
 // (channels_last) length allows it. Everything runs on the current stream.
 #include <ATen/Dispatch.h>
@@ -74,18 +77,20 @@ __device__ void block_sum2(acc_t& a, acc_t& b) {
   }
 }
 
-// One block's result for plane p, split s of `splits`: the final (mean, var)
-// when there is one split, else a partial for the merge launch.
+// One block's result for plane p, split s of `splits`, its moments taken
+// relative to `pivot`: the final (mean, var) when there is one split, else a
+// partial for the merge launch, which finds the pivot in mean[p].
 template <typename acc_t>
-__device__ void store_moments(Moments<acc_t> m, acc_t* part, acc_t* mean, acc_t* var, int64_t p, int64_t s,
-                              int64_t splits) {
+__device__ void store_moments(Moments<acc_t> m, acc_t pivot, acc_t* part, acc_t* mean, acc_t* var, int64_t p,
+                              int64_t s, int64_t splits) {
   if (splits == 1) {
-    mean[p] = m.mean;
+    mean[p] = m.mean + pivot;
     var[p] = m.m2 / m.count;  // = merge_moments_kernel of this one partial
     return;
   }
   acc_t* o = part + 3 * (p * splits + s);
   o[0] = m.mean; o[1] = m.m2; o[2] = m.count;
+  if (s == 0) mean[p] = pivot;  // every split of the plane shares it; overwritten by the merge
 }
 
 template <typename acc_t>
@@ -109,6 +114,7 @@ __global__ void moments_nchw_kernel(const scalar_t* __restrict__ x, acc_t* __res
   const int64_t p = blockIdx.x, s = blockIdx.y;
   const int64_t begin = s * seg, end = min(M, begin + seg);
   const scalar_t* xp = x + p * M;
+  const acc_t pivot = static_cast<acc_t>(xp[0]);
   Moments<acc_t> m{0, 0, 0};
   constexpr int64_t kStep = int64_t(kThreads) * VEC;
   int64_t i = begin + int64_t(threadIdx.x) * VEC;
@@ -120,22 +126,22 @@ __global__ void moments_nchw_kernel(const scalar_t* __restrict__ x, acc_t* __res
       const Pack<scalar_t, VEC> a = *reinterpret_cast<const Pack<scalar_t, VEC>*>(xp + i);
       const Pack<scalar_t, VEC> b = *reinterpret_cast<const Pack<scalar_t, VEC>*>(xp + i + kStep);
 #pragma unroll
-      for (int k = 0; k < VEC; ++k) m = welford_add(m, static_cast<acc_t>(a.v[k]));
+      for (int k = 0; k < VEC; ++k) m = welford_add(m, static_cast<acc_t>(a.v[k]) - pivot);
 #pragma unroll
-      for (int k = 0; k < VEC; ++k) m = welford_add(m, static_cast<acc_t>(b.v[k]));
+      for (int k = 0; k < VEC; ++k) m = welford_add(m, static_cast<acc_t>(b.v[k]) - pivot);
     }
   }
   for (; i < end; i += kStep) {  // the rest, one pack (or a ragged tail) at a time
     if (VEC > 1 && i + VEC <= end) {
       Pack<scalar_t, VEC> v = *reinterpret_cast<const Pack<scalar_t, VEC>*>(xp + i);
 #pragma unroll
-      for (int k = 0; k < VEC; ++k) m = welford_add(m, static_cast<acc_t>(v.v[k]));
+      for (int k = 0; k < VEC; ++k) m = welford_add(m, static_cast<acc_t>(v.v[k]) - pivot);
     } else {
-      for (int64_t k = i; k < min(end, i + VEC); ++k) m = welford_add(m, static_cast<acc_t>(xp[k]));
+      for (int64_t k = i; k < min(end, i + VEC); ++k) m = welford_add(m, static_cast<acc_t>(xp[k]) - pivot);
     }
   }
   m = block_merge(m);
-  if (threadIdx.x == 0) store_moments(m, part, mean, var, p, s, gridDim.y);
+  if (threadIdx.x == 0) store_moments(m, pivot, part, mean, var, p, s, gridDim.y);
 }
 
 template <typename scalar_t, typename acc_t, int VEC>
@@ -171,8 +177,13 @@ __global__ void reduce_nchw_kernel(const scalar_t* __restrict__ dy, const scalar
 }
 
 // ---- channels_last reductions: grid (N, ceil(C/32), splits), block (32, 8)
+// Each thread walks every 8th row of its split (up to M / 8 of them). It sums
+// them in parts of kRowPart rows, each part joined into the thread's running
+// result, so no float32 chain is longer than kRowPart + M / (8 * kRowPart).
+// A part's loads are all issued before its arithmetic: kRowPart in flight.
 
 constexpr int kRowsPerBlock = 8;
+constexpr int kRowPart = 8;
 
 template <typename scalar_t, typename acc_t>
 __global__ void moments_nhwc_kernel(const scalar_t* __restrict__ x, acc_t* __restrict__ part,
@@ -181,9 +192,23 @@ __global__ void moments_nhwc_kernel(const scalar_t* __restrict__ x, acc_t* __res
   const int64_t n = blockIdx.x, c = blockIdx.y * kWarp + threadIdx.x, s = blockIdx.z;
   const int64_t begin = s * seg, end = min(M, begin + seg);
   Moments<acc_t> m{0, 0, 0};
-  if (c < C)
-    for (int64_t r = begin + threadIdx.y; r < end; r += kRowsPerBlock)
-      m = welford_add(m, static_cast<acc_t>(x[(n * M + r) * C + c]));
+  acc_t pivot = 0;
+  if (c < C) {
+    pivot = static_cast<acc_t>(x[n * M * C + c]);  // the sample's first row
+    for (int64_t r0 = begin + threadIdx.y; r0 < end; r0 += kRowsPerBlock * kRowPart) {
+      acc_t v[kRowPart];
+#pragma unroll
+      for (int k = 0; k < kRowPart; ++k) {
+        const int64_t r = r0 + int64_t(k) * kRowsPerBlock;
+        v[k] = r < end ? static_cast<acc_t>(x[(n * M + r) * C + c]) : acc_t(0);
+      }
+      Moments<acc_t> part_m{0, 0, 0};
+#pragma unroll
+      for (int k = 0; k < kRowPart; ++k)
+        if (r0 + int64_t(k) * kRowsPerBlock < end) part_m = welford_add(part_m, v[k] - pivot);
+      m = chan_merge(m, part_m);
+    }
+  }
   __shared__ acc_t sm[3][kRowsPerBlock][kWarp];
   sm[0][threadIdx.y][threadIdx.x] = m.mean;
   sm[1][threadIdx.y][threadIdx.x] = m.m2;
@@ -193,7 +218,7 @@ __global__ void moments_nhwc_kernel(const scalar_t* __restrict__ x, acc_t* __res
     for (int k = 1; k < kRowsPerBlock; ++k)
       m = chan_merge(m, Moments<acc_t>{sm[0][k][threadIdx.x], sm[1][k][threadIdx.x],
                                        sm[2][k][threadIdx.x]});
-    store_moments(m, part, mean, var, n * C + c, s, gridDim.z);
+    store_moments(m, pivot, part, mean, var, n * C + c, s, gridDim.z);
   }
 }
 
@@ -207,11 +232,24 @@ __global__ void reduce_nhwc_kernel(const scalar_t* __restrict__ dy, const scalar
   acc_t a0 = 0, a1 = 0;
   if (c < C) {
     const acc_t m = center[n * C + c];
-    for (int64_t r = begin + threadIdx.y; r < end; r += kRowsPerBlock) {
-      const int64_t i = (n * M + r) * C + c;
-      const acc_t gi = static_cast<acc_t>(dy[i]);
-      a0 += gi;
-      a1 += gi * (static_cast<acc_t>(x[i]) - m);
+    for (int64_t r0 = begin + threadIdx.y; r0 < end; r0 += kRowsPerBlock * kRowPart) {
+      acc_t g[kRowPart], v[kRowPart];
+#pragma unroll
+      for (int k = 0; k < kRowPart; ++k) {
+        const int64_t r = r0 + int64_t(k) * kRowsPerBlock, i = (n * M + r) * C + c;
+        g[k] = r < end ? static_cast<acc_t>(dy[i]) : acc_t(0);
+        v[k] = r < end ? static_cast<acc_t>(x[i]) : acc_t(0);
+      }
+      acc_t p0 = 0, p1 = 0;
+#pragma unroll
+      for (int k = 0; k < kRowPart; ++k) {
+        if (r0 + int64_t(k) * kRowsPerBlock < end) {
+          p0 += g[k];
+          p1 += g[k] * (v[k] - m);
+        }
+      }
+      a0 += p0;
+      a1 += p1;
     }
   }
   __shared__ acc_t sm[2][kRowsPerBlock][kWarp];
@@ -234,12 +272,13 @@ __global__ void merge_moments_kernel(const acc_t* __restrict__ part, acc_t* __re
                                      acc_t* __restrict__ var, int64_t planes, int64_t splits) {
   const int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (p >= planes) return;
+  const acc_t pivot = mean[p];  // written there by the plane's first split (store_moments)
   Moments<acc_t> m{0, 0, 0};
   for (int64_t s = 0; s < splits; ++s) {
     const acc_t* q = part + 3 * (p * splits + s);
     m = chan_merge(m, Moments<acc_t>{q[0], q[1], q[2]});
   }
-  mean[p] = m.mean;
+  mean[p] = m.mean + pivot;
   var[p] = m.m2 / m.count;
 }
 

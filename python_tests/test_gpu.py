@@ -6,6 +6,7 @@ import torch
 import anrl_ext
 from helpers import (check_amp_and_channels_last, check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle,
                      check_export, check_gate_middle, check_params_in_own_dtype, check_reductions_on_large_planes,
+                     GPU_REDUCTION_BOUNDS, LARGE_PLANES,
                      check_sync_of_one_process, make_inputs, max_err, oracle)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -264,19 +265,12 @@ def test_synchronised_statistics_of_one_process_cuda(backend, kind, dtype, chann
     check_sync_of_one_process(backend, kind, dtype, channels_last, tol, device="cuda")
 
 
-# Worst float32 errors allowed on planes of 256 x 256 and 150 x 151 (see test_primitives.py): triton as
-# interpreted on the CPU (pivot-relative lanes: 0.95 ulp, 1.3e-7, 1.5e-7, 3.1e-7 observed there); cuda
-# keeps per-thread Welford moments at full magnitude, merged in a tree of ~10 levels: a looser bound.
-REDUCTION_BOUNDS = {"triton": dict(mean=1.5, var=2e-7, s0=2e-7, s1=5e-7),
-                    "cuda": dict(mean=4.0, var=5e-7, s0=3e-7, s1=8e-7)}
-
-
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
 def test_reductions_on_large_planes_cuda(backend):
     from anrl_ext.ops.backends import primitives_for
 
-    worst = check_reductions_on_large_planes(primitives_for(backend), [(2, 4, 256, 256), (3, 5, 150, 151)], "cuda")
-    bounds = REDUCTION_BOUNDS[backend]
+    worst = check_reductions_on_large_planes(primitives_for(backend), LARGE_PLANES, "cuda")
+    bounds = GPU_REDUCTION_BOUNDS[backend]
     assert all(worst[k] <= bounds[k] for k in bounds), worst
 
 

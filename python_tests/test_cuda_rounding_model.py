@@ -1,0 +1,45 @@
+"""benchmarks/cuda_rounding_model.py: the CUDA reductions' arithmetic replayed on the CPU.
+
+The model gives test_gpu.py's `cuda` accuracy bounds their basis until a GPU runs them, so it
+must follow the kernels: the same constants, every element visited once (float64 exact), and
+bounds that the kernels' arithmetic meets, tight enough that the arithmetic before the pivot
+and the row parts would fail them."""
+import re
+import sys
+from pathlib import Path
+
+from helpers import GPU_REDUCTION_BOUNDS
+
+ROOT = Path(__file__).parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import cuda_rounding_model as model  # noqa: E402
+
+
+def test_model_uses_the_kernels_constants():
+    source = (ROOT / "kernels" / "afnm_cuda.cu").read_text()
+    constants = dict(re.findall(r"constexpr int (k\w+) = (\d+);", source))
+    assert {k: int(v) for k, v in constants.items()} == dict(
+        kThreads=model.THREADS, kWarp=model.WARP, kRowsPerBlock=model.ROWS_PER_BLOCK, kRowPart=model.ROW_PART)
+    assert "static_cast<acc_t>(xp[0])" in source and "x[n * M * C + c]" in source  # the pivots modelled
+
+
+def test_kernels_arithmetic_within_the_gpu_bounds():
+    worst = model.modelled_errors(model.CudaReductionModel())
+    bounds = GPU_REDUCTION_BOUNDS["cuda"]
+    assert all(worst[k] <= bounds[k] / 1.5 for k in bounds), worst
+
+
+def test_bounds_catch_the_old_arithmetic():
+    """Welford at full magnitude and one float32 chain per channels_last thread (the kernels up to
+    2026-12-02): the model puts the means and s1 outside the bounds."""
+    worst = model.modelled_errors(model.CudaReductionModel(pivot=False, row_part=None))
+    bounds = GPU_REDUCTION_BOUNDS["cuda"]
+    assert worst["mean"] > bounds["mean"] and worst["s1"] > bounds["s1"], worst
+
+
+def test_split_planes_are_modelled():
+    """The large planes are split over blocks on a 132-SM GPU (the merge launch is modelled), and one
+    split on a 1-SM one; both paths are exact in float64 (checked inside modelled_errors)."""
+    assert model.num_splits(8, 256 * 256, 132) == 16 and model.num_splits(8, 256 * 256, 1) == 1
+    worst = model.modelled_errors(model.CudaReductionModel(sms=1))
+    assert worst["mean"] < 2 and max(worst["var"], worst["s0"], worst["s1"]) < 2e-6, worst
