@@ -212,33 +212,35 @@ def primitive_rows(rows, backends, name, repeats, bw, calls=200):
 
 
 def bandwidth_rows(rows, backends, name, repeats, bw, calls=20):
-    """Each primitive alone at the largest shape, float32 and bfloat16, calls back to
-    back (GPU-bound): which kernel falls short of the copy bandwidth. Bytes moved:
-    moments |X|, reduce 2|X| (dY, X), affine 2|X|, affine2 3|X|."""
+    """Each primitive alone at the largest shape, float32 and bfloat16, NCHW and channels_last
+    (`primitive_bandwidth_channels_last`: the NHWC kernels), calls back to back (GPU-bound):
+    which kernel falls short of the copy bandwidth. Bytes moved: moments |X|, reduce 2|X|
+    (dY, X), affine 2|X|, affine2 3|X|."""
     from anrl_ext.ops.backends import primitives_for
 
     shape = SHAPES[0]
     for dtype in DTYPES:
-        x = torch.randn(shape, device=DEVICE, dtype=dtype)
-        dy = torch.randn_like(x)
-        m = torch.rand(shape[:2], device=DEVICE)
-        xbytes = x.numel() * x.element_size()
-        for b in backends:
-            ops = primitives_for(b)
-            P = ops.direct or ops
-            kernels = {"moments": (lambda: P.moments(x), 1), "reduce": (lambda: P.reduce(dy, x, m), 2),
-                       "affine": (lambda: P.affine(x, m, m, m), 2),
-                       "affine2": (lambda: P.affine2(dy, x, m, m, m, m), 3)}
-            line = f"primitives alone {'x'.join(map(str, shape))} {str(dtype)[6:]} {b}:"
-            for kernel, (fn, passes) in kernels.items():
-                t = per_call(fn, calls)
-                frac = passes * xbytes / t / bw
-                rows.append(dict(gpu=name, dtype=str(dtype).split(".")[-1], shape="x".join(map(str, shape)),
-                                 what="primitive_bandwidth", impl=f"{b}:{kernel}", forward_ms=round(t * 1e3, 4),
-                                 backward_ms="", forward_backward_ms="", fb_bandwidth_fraction=round(frac, 4),
-                                 copy_gbps=round(bw / 1e9, 1)))
-                line += f" {kernel} {t * 1e6:.0f} us ({100 * frac:.0f}%)"
-            print(line, flush=True)
+        for layout, fmt in (("", torch.contiguous_format), ("_channels_last", torch.channels_last)):
+            x = torch.randn(shape, device=DEVICE, dtype=dtype).contiguous(memory_format=fmt)
+            dy = torch.randn_like(x)
+            m = torch.rand(shape[:2], device=DEVICE)
+            xbytes = x.numel() * x.element_size()
+            for b in backends:
+                ops = primitives_for(b)
+                P = ops.direct or ops
+                kernels = {"moments": (lambda: P.moments(x), 1), "reduce": (lambda: P.reduce(dy, x, m), 2),
+                           "affine": (lambda: P.affine(x, m, m, m), 2),
+                           "affine2": (lambda: P.affine2(dy, x, m, m, m, m), 3)}
+                line = f"primitives alone {'x'.join(map(str, shape))} {str(dtype)[6:]}{layout} {b}:"
+                for kernel, (fn, passes) in kernels.items():
+                    t = per_call(fn, calls)
+                    frac = passes * xbytes / t / bw
+                    rows.append(dict(gpu=name, dtype=str(dtype).split(".")[-1], shape="x".join(map(str, shape)),
+                                     what="primitive_bandwidth" + layout, impl=f"{b}:{kernel}",
+                                     forward_ms=round(t * 1e3, 4), backward_ms="", forward_backward_ms="",
+                                     fb_bandwidth_fraction=round(frac, 4), copy_gbps=round(bw / 1e9, 1)))
+                    line += f" {kernel} {t * 1e6:.0f} us ({100 * frac:.0f}%)"
+                print(line, flush=True)
 
 
 def per_call(fn, calls=200):

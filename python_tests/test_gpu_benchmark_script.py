@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).parent.parent
 
 SECTIONS = {"op", "afnm_layer", "op_backward_same_thread", "middle_kernels", "gated_middle_kernels",
-            "primitive_kernels", "primitive_bandwidth"}
+            "primitive_kernels", "primitive_bandwidth", "primitive_bandwidth_channels_last"}
 
 
 def run_smoke(tmp_path, backends, env=None):
@@ -35,10 +35,11 @@ def test_every_section_runs_on_cpu(tmp_path):
     assert {r["what"] for r in rows} == SECTIONS
     op_impls = {r["impl"] for r in rows if r["what"] == "op"}
     assert op_impls == {"cpu", "cpu_separate", "cpu_chain", "reference"}
-    kernels = {r["impl"] for r in rows if r["what"] == "primitive_bandwidth"}
-    assert kernels == {f"cpu:{k}" for k in ("moments", "reduce", "affine", "affine2")}
+    for layout in ("", "_channels_last"):
+        kernels = {r["impl"] for r in rows if r["what"] == "primitive_bandwidth" + layout}
+        assert kernels == {f"cpu:{k}" for k in ("moments", "reduce", "affine", "affine2")}
     for r in rows:
-        if r["what"] in ("op", "primitive_bandwidth"):
+        if r["what"] in ("op", "primitive_bandwidth", "primitive_bandwidth_channels_last"):
             assert float(r["forward_ms"]) > 0 and 0 < float(r["fb_bandwidth_fraction"]), r
 
 
