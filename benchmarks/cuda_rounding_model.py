@@ -127,19 +127,23 @@ def _thread_rows(m, splits, seg):
 
 
 def _row_loop(steps, row_part, zero, step, join):
-    """A channels_last thread's loop over its rows: one running state (row_part None), or parts
-    of row_part rows each started from zero and then joined into the running state."""
+    """A channels_last thread's loop over its rows: one running state (row_part None), or parts of
+    row_part rows, parts joined in groups of row_part, groups into the running state
+    (`sum_rows_in_parts`); each part and group starts from zero."""
     if row_part is None:
         state = zero()
         for k in range(steps):
             state = step(state, k)
         return state
     state = zero()
-    for k0 in range(0, steps, row_part):
-        part = zero()
-        for k in range(k0, min(steps, k0 + row_part)):
-            part = step(part, k)
-        state = join(state, part)
+    for g0 in range(0, steps, row_part * row_part):
+        group = zero()
+        for k0 in range(g0, min(steps, g0 + row_part * row_part), row_part):
+            part = zero()
+            for k in range(k0, min(steps, k0 + row_part)):
+                part = step(part, k)
+            group = join(group, part)
+        state = join(state, group)
     return state
 
 
@@ -239,7 +243,7 @@ def main(argv=None):
     lines = ["| CUDA kernels (model) | mean (ulps) | var | s0 | s1 |", "|---|---|---|---|---|"]
     variants = {"before: Welford at full magnitude, one chain per channels_last thread":
                 CudaReductionModel(pivot=False, sms=args.sms, row_part=None),
-                f"now: pivot-relative Welford, channels_last rows in parts of {ROW_PART}":
+                f"now: pivot-relative Welford, channels_last rows in parts and groups of {ROW_PART}":
                 CudaReductionModel(pivot=True, sms=args.sms)}
     for name, model in variants.items():
         worst = modelled_errors(model)

@@ -178,36 +178,66 @@ __global__ void reduce_nchw_kernel(const scalar_t* __restrict__ dy, const scalar
 
 // ---- channels_last reductions: grid (N, ceil(C/32), splits), block (32, 8)
 // Each thread walks every 8th row of its split (up to M / 8 of them). It sums
-// them in parts of kRowPart rows, each part joined into the thread's running
-// result, so no float32 chain is longer than kRowPart + M / (8 * kRowPart).
-// A part's loads are all issued before its arithmetic: kRowPart in flight.
+// them in parts of kRowPart rows, the parts in groups of kRowPart, and the
+// groups into its running result: float32 chains of kRowPart, kRowPart and
+// M / (8 * kRowPart^2) terms (M = 65536 in one split: 8, 8 and 128, not one
+// of 8192). A whole part loads without a bounds check per row.
 
 constexpr int kRowsPerBlock = 8;
 constexpr int kRowPart = 8;
+constexpr int64_t kPartRows = int64_t(kRowsPerBlock) * kRowPart;  // rows one part of a thread spans
+constexpr int64_t kGroupRows = kPartRows * kRowPart;
+// Blocks per SM the NHWC reductions are compiled for (float accumulation; half
+// that for double): at most 40 registers a thread (ptxas would take 48, room
+// for 5 blocks; 8 blocks, 32 registers, spills). Read from the sm_90 build:
+// python_tests/test_kernel_codegen.py.
+constexpr int kNhwcBlocksPerSm = 6;
+
+template <typename acc_t>
+struct SumPair {
+  acc_t a0, a1;
+};
+
+// part(r0) sums one part, rows r0, r0 + 8, ... below `end`; join adds two results.
+template <typename State, typename Part, typename Join>
+__device__ State sum_rows_in_parts(int64_t first, int64_t end, Part part, Join join) {
+  State total{};
+  for (int64_t r1 = first; r1 < end; r1 += kGroupRows) {
+    State group{};
+    for (int64_t r0 = r1; r0 < min(end, r1 + kGroupRows); r0 += kPartRows) group = join(group, part(r0));
+    total = join(total, group);
+  }
+  return total;
+}
 
 template <typename scalar_t, typename acc_t>
-__global__ void moments_nhwc_kernel(const scalar_t* __restrict__ x, acc_t* __restrict__ part,
-                                    acc_t* __restrict__ mean, acc_t* __restrict__ var, int64_t C, int64_t M,
-                                    int64_t seg) {
+__global__ void __launch_bounds__(kWarp * kRowsPerBlock, kNhwcBlocksPerSm * 4 / sizeof(acc_t))
+moments_nhwc_kernel(const scalar_t* __restrict__ x, acc_t* __restrict__ part,
+                    acc_t* __restrict__ mean, acc_t* __restrict__ var, int64_t C, int64_t M, int64_t seg) {
   const int64_t n = blockIdx.x, c = blockIdx.y * kWarp + threadIdx.x, s = blockIdx.z;
   const int64_t begin = s * seg, end = min(M, begin + seg);
   Moments<acc_t> m{0, 0, 0};
   acc_t pivot = 0;
   if (c < C) {
     pivot = static_cast<acc_t>(x[n * M * C + c]);  // the sample's first row
-    for (int64_t r0 = begin + threadIdx.y; r0 < end; r0 += kRowsPerBlock * kRowPart) {
-      acc_t v[kRowPart];
+    const int64_t row_stride = kRowsPerBlock * C;
+    auto moments_of_part = [&](int64_t r0) {
+      const scalar_t* xr = x + (n * M + r0) * C + c;
+      Moments<acc_t> pm{0, 0, 0};
+      if (r0 + (kRowPart - 1) * kRowsPerBlock < end) {  // a whole part: unguarded loads, all issued first
+        acc_t v[kRowPart];
 #pragma unroll
-      for (int k = 0; k < kRowPart; ++k) {
-        const int64_t r = r0 + int64_t(k) * kRowsPerBlock;
-        v[k] = r < end ? static_cast<acc_t>(x[(n * M + r) * C + c]) : acc_t(0);
+        for (int k = 0; k < kRowPart; ++k) v[k] = static_cast<acc_t>(xr[k * row_stride]);
+#pragma unroll
+        for (int k = 0; k < kRowPart; ++k) pm = welford_add(pm, v[k] - pivot);
+      } else {
+        for (int64_t r = r0; r < end; r += kRowsPerBlock, xr += row_stride)
+          pm = welford_add(pm, static_cast<acc_t>(*xr) - pivot);
       }
-      Moments<acc_t> part_m{0, 0, 0};
-#pragma unroll
-      for (int k = 0; k < kRowPart; ++k)
-        if (r0 + int64_t(k) * kRowsPerBlock < end) part_m = welford_add(part_m, v[k] - pivot);
-      m = chan_merge(m, part_m);
-    }
+      return pm;
+    };
+    m = sum_rows_in_parts<Moments<acc_t>>(begin + threadIdx.y, end, moments_of_part,
+                                          [](Moments<acc_t> a, Moments<acc_t> b) { return chan_merge(a, b); });
   }
   __shared__ acc_t sm[3][kRowsPerBlock][kWarp];
   sm[0][threadIdx.y][threadIdx.x] = m.mean;
@@ -223,34 +253,45 @@ __global__ void moments_nhwc_kernel(const scalar_t* __restrict__ x, acc_t* __res
 }
 
 template <typename scalar_t, typename acc_t>
-__global__ void reduce_nhwc_kernel(const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x,
-                                   const acc_t* __restrict__ center, acc_t* __restrict__ part,
-                                   acc_t* __restrict__ s0, acc_t* __restrict__ s1, int64_t C, int64_t M,
-                                   int64_t seg) {
+__global__ void __launch_bounds__(kWarp * kRowsPerBlock, kNhwcBlocksPerSm * 4 / sizeof(acc_t))
+reduce_nhwc_kernel(const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x,
+                   const acc_t* __restrict__ center, acc_t* __restrict__ part, acc_t* __restrict__ s0,
+                   acc_t* __restrict__ s1, int64_t C, int64_t M, int64_t seg) {
   const int64_t n = blockIdx.x, c = blockIdx.y * kWarp + threadIdx.x, s = blockIdx.z;
   const int64_t begin = s * seg, end = min(M, begin + seg);
   acc_t a0 = 0, a1 = 0;
   if (c < C) {
     const acc_t m = center[n * C + c];
-    for (int64_t r0 = begin + threadIdx.y; r0 < end; r0 += kRowsPerBlock * kRowPart) {
-      acc_t g[kRowPart], v[kRowPart];
+    const int64_t row_stride = kRowsPerBlock * C;
+    auto sums_of_part = [&](int64_t r0) {
+      const int64_t i0 = (n * M + r0) * C + c;
+      SumPair<acc_t> ps{0, 0};
+      if (r0 + (kRowPart - 1) * kRowsPerBlock < end) {  // a whole part: unguarded loads, all issued first
+        acc_t g[kRowPart], v[kRowPart];
 #pragma unroll
-      for (int k = 0; k < kRowPart; ++k) {
-        const int64_t r = r0 + int64_t(k) * kRowsPerBlock, i = (n * M + r) * C + c;
-        g[k] = r < end ? static_cast<acc_t>(dy[i]) : acc_t(0);
-        v[k] = r < end ? static_cast<acc_t>(x[i]) : acc_t(0);
-      }
-      acc_t p0 = 0, p1 = 0;
+        for (int k = 0; k < kRowPart; ++k) {
+          g[k] = static_cast<acc_t>(dy[i0 + k * row_stride]);
+          v[k] = static_cast<acc_t>(x[i0 + k * row_stride]);
+        }
 #pragma unroll
-      for (int k = 0; k < kRowPart; ++k) {
-        if (r0 + int64_t(k) * kRowsPerBlock < end) {
-          p0 += g[k];
-          p1 += g[k] * (v[k] - m);
+        for (int k = 0; k < kRowPart; ++k) {
+          ps.a0 += g[k];
+          ps.a1 += g[k] * (v[k] - m);
+        }
+      } else {
+        for (int64_t r = r0, i = i0; r < end; r += kRowsPerBlock, i += row_stride) {
+          const acc_t gi = static_cast<acc_t>(dy[i]);
+          ps.a0 += gi;
+          ps.a1 += gi * (static_cast<acc_t>(x[i]) - m);
         }
       }
-      a0 += p0;
-      a1 += p1;
-    }
+      return ps;
+    };
+    const SumPair<acc_t> t = sum_rows_in_parts<SumPair<acc_t>>(
+        begin + threadIdx.y, end, sums_of_part,
+        [](SumPair<acc_t> a, SumPair<acc_t> b) { return SumPair<acc_t>{a.a0 + b.a0, a.a1 + b.a1}; });
+    a0 = t.a0;
+    a1 = t.a1;
   }
   __shared__ acc_t sm[2][kRowsPerBlock][kWarp];
   sm[0][threadIdx.y][threadIdx.x] = a0;

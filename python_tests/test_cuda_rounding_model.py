@@ -17,9 +17,11 @@ import cuda_rounding_model as model  # noqa: E402
 
 def test_model_uses_the_kernels_constants():
     source = (ROOT / "kernels" / "afnm_cuda.cu").read_text()
-    constants = dict(re.findall(r"constexpr int (k\w+) = (\d+);", source))
-    assert {k: int(v) for k, v in constants.items()} == dict(
-        kThreads=model.THREADS, kWarp=model.WARP, kRowsPerBlock=model.ROWS_PER_BLOCK, kRowPart=model.ROW_PART)
+    constants = {k: int(v) for k, v in re.findall(r"constexpr int (k\w+) = (\d+);", source)}
+    modelled = dict(kThreads=model.THREADS, kWarp=model.WARP, kRowsPerBlock=model.ROWS_PER_BLOCK,
+                    kRowPart=model.ROW_PART)
+    assert {k: constants.get(k) for k in modelled} == modelled
+    assert "kGroupRows = kPartRows * kRowPart" in source  # groups of kRowPart parts, as modelled
     assert "static_cast<acc_t>(xp[0])" in source and "x[n * M * C + c]" in source  # the pivots modelled
 
 

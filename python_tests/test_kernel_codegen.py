@@ -51,6 +51,14 @@ def test_cuda_moments_keeps_two_loads_in_flight(cuda_kernels):
     assert any(b == a + 1 for a, b in zip(loads, loads[1:])), loads
 
 
+@pytest.mark.parametrize("scalar", ["float", "BFloat16", "Half"])
+def test_cuda_nhwc_reductions_fit_six_blocks_per_sm(cuda_kernels, scalar):
+    """The channels_last reductions' launch bound (kNhwcBlocksPerSm): 40 registers at most, so
+    6 blocks of 256 threads share an SM's 64K registers (without the bound ptxas took 48)."""
+    for kernel in ("moments_nhwc_kernel", "reduce_nhwc_kernel"):
+        assert cuda_kernels[f"{kernel}<{scalar}, float>"]["regs"] <= 65536 // (6 * 256)
+
+
 def test_triton_plane_kernels_vectorise_without_spills():
     report = kernel_report.triton_kernels(90)
     assert len(report) == 12
