@@ -35,6 +35,16 @@ def _acc(dtype):
 # spread and the mean is rounded once, when the pivot is added back (lane means
 # at the plane mean's magnitude put float32 means up to 2.3 ulps off).
 @triton.jit
+def _welford_step(count, mean, m2, x, mask):
+    """Each lane's Welford update with its value of x where mask is set."""
+    count += mask.to(x.dtype)
+    delta = tl.where(mask, x - mean, 0.0)
+    mean += delta / tl.maximum(count, 1.0)
+    m2 += delta * tl.where(mask, x - mean, 0.0)
+    return count, mean, m2
+
+
+@triton.jit
 def _moments_kernel(x_ptr, mean_ptr, var_ptr, M, BLOCK: tl.constexpr, ACC: tl.constexpr):
     p = tl.program_id(0).to(tl.int64)
     base = x_ptr + p * M
@@ -46,10 +56,7 @@ def _moments_kernel(x_ptr, mean_ptr, var_ptr, M, BLOCK: tl.constexpr, ACC: tl.co
         offs = start + tl.arange(0, BLOCK)
         mask = offs < M
         x = tl.load(base + offs, mask=mask, other=0.0).to(ACC) - pivot
-        count += mask.to(ACC)
-        delta = tl.where(mask, x - mean, 0.0)
-        mean += delta / tl.maximum(count, 1.0)
-        m2 += delta * tl.where(mask, x - mean, 0.0)
+        count, mean, m2 = _welford_step(count, mean, m2, x, mask)
     # Merge the lanes: the count-weighted mean of lane means, then M2 plus the
     # spread of the lane means around it (exact, and stable: no E[x^2] - E[x]^2).
     mean_all = tl.sum(count * mean, 0) / M
@@ -131,11 +138,7 @@ def _moments_nhwc_kernel(x_ptr, mean_ptr, var_ptr, C, HW, BLOCK_HW: tl.constexpr
             hw = start + j * BLOCK_HW + tl.arange(0, BLOCK_HW)
             mask = (hw < HW)[:, None] & cmask[None, :]
             x = tl.load(base + hw[:, None].to(tl.int64) * C + c[None, :], mask=mask, other=0.0).to(ACC)
-            x = x - pivot[None, :]
-            pc += mask.to(ACC)
-            delta = tl.where(mask, x - pm, 0.0)
-            pm += delta / tl.maximum(pc, 1.0)
-            pq += delta * tl.where(mask, x - pm, 0.0)
+            pc, pm, pq = _welford_step(pc, pm, pq, x - pivot[None, :], mask)
         total = count + pc
         wb = pc / tl.maximum(total, 1.0)
         delta = pm - mean
