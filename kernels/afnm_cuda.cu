@@ -224,7 +224,7 @@ moments_nhwc_kernel(const scalar_t* __restrict__ x, acc_t* __restrict__ part,
     auto moments_of_part = [&](int64_t r0) {
       const scalar_t* xr = x + (n * M + r0) * C + c;
       Moments<acc_t> pm{0, 0, 0};
-      if (r0 + (kRowPart - 1) * kRowsPerBlock < end) {  // a whole part: unguarded loads, all issued first
+      if (r0 + (kRowPart - 1) * kRowsPerBlock < end) {  // a whole part: no bounds check per row
         acc_t v[kRowPart];
 #pragma unroll
         for (int k = 0; k < kRowPart; ++k) v[k] = static_cast<acc_t>(xr[k * row_stride]);
@@ -266,7 +266,7 @@ reduce_nhwc_kernel(const scalar_t* __restrict__ dy, const scalar_t* __restrict__
     auto sums_of_part = [&](int64_t r0) {
       const int64_t i0 = (n * M + r0) * C + c;
       SumPair<acc_t> ps{0, 0};
-      if (r0 + (kRowPart - 1) * kRowsPerBlock < end) {  // a whole part: unguarded loads, all issued first
+      if (r0 + (kRowPart - 1) * kRowsPerBlock < end) {  // a whole part: no bounds check per row
         acc_t g[kRowPart], v[kRowPart];
 #pragma unroll
         for (int k = 0; k < kRowPart; ++k) {
