@@ -37,8 +37,9 @@ class _Arith:
             return a * b + c  # no wider type to hold the exact product; the model rounds twice here
         return (a.astype(np.float64) * b + c).astype(np.float32)
 
-    def zeros(self, shape):
-        return tuple(np.zeros(shape, self.dtype) for _ in range(3))
+    def zeros(self, shape, n=3):
+        """n zero arrays: a Welford state (mean, m2, count) by default, or n sums."""
+        return tuple(np.zeros(shape, self.dtype) for _ in range(n))
 
     def welford_add(self, s, x, valid):
         mean, m2, count = s
@@ -193,11 +194,10 @@ class CudaReductionModel:
     def reduce(self, dy, x, center):
         n, c, m, ar, dtype, splits, seg = self._setup(x)
         cen = center.numpy().astype(dtype).reshape(n * c)
-        zero = tuple(np.zeros((n * c, splits, THREADS), dtype) for _ in range(2))
         if x.is_contiguous():
             xs, gs = (t.reshape(n * c, m).numpy().astype(dtype) for t in (x, dy))
             idx = _thread_indices(m, splits, seg, _vec(m, seg, x.element_size()), paired=False)
-            a0, a1 = zero
+            a0, a1 = ar.zeros((n * c, splits, THREADS), 2)
             for k in range(idx.shape[-1]):
                 i, valid = idx[..., k].clip(0), idx[..., k] >= 0
                 g = gs[:, i]
@@ -215,7 +215,7 @@ class CudaReductionModel:
                 return np.where(valid, sums[0] + g, sums[0]), np.where(valid, ar.fma(g, xs[:, r, :] - cen4, sums[1]), sums[1])
 
             a0, a1 = _row_loop(rows.shape[-1], self.row_part,
-                               lambda: tuple(np.zeros((n, splits, ROWS_PER_BLOCK, c), dtype) for _ in range(2)),
+                               lambda: ar.zeros((n, splits, ROWS_PER_BLOCK, c), 2),
                                step, ar.add)
             part = (a0[:, :, 0], a1[:, :, 0])
             for y in range(1, ROWS_PER_BLOCK):

@@ -58,12 +58,6 @@ struct PairwiseMerger {
   }
 };
 
-// Two sums carried together through a PairwiseMerger (reduce's s0 and s1).
-template <typename acc_t>
-struct SumPair {
-  acc_t s0, s1;
-};
-
 // The merges, as functors for PairwiseMerger.
 struct ChanMerge {
   template <typename acc_t>
@@ -71,7 +65,7 @@ struct ChanMerge {
 };
 struct AddPairs {
   template <typename acc_t>
-  SumPair<acc_t> operator()(SumPair<acc_t> a, SumPair<acc_t> b) const { return {a.s0 + b.s0, a.s1 + b.s1}; }
+  SumPair<acc_t> operator()(SumPair<acc_t> a, SumPair<acc_t> b) const { return add_pairs(a, b); }
 };
 template <typename acc_t>
 using MomentsMerger = PairwiseMerger<Moments<acc_t>, ChanMerge>;

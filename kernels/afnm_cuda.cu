@@ -193,11 +193,6 @@ constexpr int64_t kGroupRows = kPartRows * kRowPart;
 // python_tests/test_kernel_codegen.py.
 constexpr int kNhwcBlocksPerSm = 6;
 
-template <typename acc_t>
-struct SumPair {
-  acc_t a0, a1;
-};
-
 // part(r0) sums one part, rows r0, r0 + 8, ... below `end`; join adds two results.
 template <typename State, typename Part, typename Join>
 __device__ State sum_rows_in_parts(int64_t first, int64_t end, Part part, Join join) {
@@ -275,23 +270,23 @@ reduce_nhwc_kernel(const scalar_t* __restrict__ dy, const scalar_t* __restrict__
         }
 #pragma unroll
         for (int k = 0; k < kRowPart; ++k) {
-          ps.a0 += g[k];
-          ps.a1 += g[k] * (v[k] - m);
+          ps.s0 += g[k];
+          ps.s1 += g[k] * (v[k] - m);
         }
       } else {
         for (int64_t r = r0, i = i0; r < end; r += kRowsPerBlock, i += row_stride) {
           const acc_t gi = static_cast<acc_t>(dy[i]);
-          ps.a0 += gi;
-          ps.a1 += gi * (static_cast<acc_t>(x[i]) - m);
+          ps.s0 += gi;
+          ps.s1 += gi * (static_cast<acc_t>(x[i]) - m);
         }
       }
       return ps;
     };
     const SumPair<acc_t> t = sum_rows_in_parts<SumPair<acc_t>>(
         begin + threadIdx.y, end, sums_of_part,
-        [](SumPair<acc_t> a, SumPair<acc_t> b) { return SumPair<acc_t>{a.a0 + b.a0, a.a1 + b.a1}; });
-    a0 = t.a0;
-    a1 = t.a1;
+        [](SumPair<acc_t> a, SumPair<acc_t> b) { return add_pairs(a, b); });
+    a0 = t.s0;
+    a1 = t.s1;
   }
   __shared__ acc_t sm[2][kRowsPerBlock][kWarp];
   sm[0][threadIdx.y][threadIdx.x] = a0;

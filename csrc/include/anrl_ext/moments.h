@@ -46,6 +46,18 @@ ANRL_HD Moments<acc_t> chan_merge(Moments<acc_t> a, Moments<acc_t> b) {
   return r;
 }
 
+// reduce's two sums (sum dy, sum dy * (x - center)) carried together, and their
+// merge: the CPU kernels merge them pairwise, the CUDA ones in parts and groups.
+template <typename acc_t>
+struct SumPair {
+  acc_t s0, s1;
+};
+
+template <typename acc_t>
+ANRL_HD SumPair<acc_t> add_pairs(SumPair<acc_t> a, SumPair<acc_t> b) {
+  return {a.s0 + b.s0, a.s1 + b.s1};
+}
+
 // y = scale * (x - center) + shift. Centering before scaling keeps float32
 // exact when |x| is large compared with its spread.
 template <typename acc_t>
