@@ -12,9 +12,11 @@ multiply-add; the model rounds those once. It is a model, not a
 measurement: `--use_fast_math` divides approximately (within 2 ulps of each
 quotient) where the model rounds correctly, and nvcc may contract
 differently. It prints the worst float32 errors against float64 on the
-planes of `test_reductions_on_large_planes_cuda`, for the kernels with and
-without the pivot (the plane's first value subtracted before the Welford
-updates), and so gives that test's `cuda` bounds a basis until a GPU runs it.
+planes of `test_reductions_on_large_planes_cuda`, for the kernels as they
+are and as they were (without the pivot, the plane's first value subtracted
+before the Welford updates; with fewer fold levels for channels_last rows;
+without a pack's own sums in the NCHW reduce), and so gives that test's
+`cuda` bounds a basis until a GPU runs it.
 """
 import argparse
 import sys
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-THREADS, WARP, ROWS_PER_BLOCK, ROW_PART = 256, 32, 8, 8  # kThreads, kWarp, kRowsPerBlock, kRowPart
+THREADS, WARP, ROWS_PER_BLOCK, ROW_PART, ROW_LEVELS = 256, 32, 8, 8, 3  # kThreads, kWarp, kRowsPerBlock, kRowPart, kRowLevels
 
 
 class _Arith:
@@ -127,32 +129,40 @@ def _thread_rows(m, splits, seg):
     return out
 
 
-def _row_loop(steps, row_part, zero, step, join):
+def _row_loop(steps, row_part, zero, step, join, levels=ROW_LEVELS):
     """A channels_last thread's loop over its rows: one running state (row_part None), or parts of
-    row_part rows, parts joined in groups of row_part, groups into the running state
-    (`sum_rows_in_parts`); each part and group starts from zero."""
+    row_part rows, `levels - 1` levels of folds that each join row_part results of the level
+    below, and those into the running state (`fold_parts` in moments.h; test_fold_parts.py checks
+    that the C++ builds this tree); each fold starts from zero."""
     if row_part is None:
         state = zero()
         for k in range(steps):
             state = step(state, k)
         return state
-    state = zero()
-    for g0 in range(0, steps, row_part * row_part):
-        group = zero()
-        for k0 in range(g0, min(steps, g0 + row_part * row_part), row_part):
-            part = zero()
+
+    def fold(k0, level):  # level 0: one part; level l: row_part folds of level l - 1
+        state = zero()
+        if level == 0:
             for k in range(k0, min(steps, k0 + row_part)):
-                part = step(part, k)
-            group = join(group, part)
-        state = join(state, group)
+                state = step(state, k)
+            return state
+        span = row_part ** level
+        for k in range(k0, min(steps, k0 + row_part * span), span):
+            state = join(state, fold(k, level - 1))
+        return state
+
+    state = zero()
+    for k0 in range(0, steps, row_part ** levels):
+        state = join(state, fold(k0, levels - 1))
     return state
 
 
 class CudaReductionModel:
     """`moments` and `reduce` with the CUDA kernels' order of operations (float32 and float64 input)."""
 
-    def __init__(self, pivot=True, sms=132, row_part=ROW_PART):
-        self.pivot, self.sms, self.row_part = pivot, sms, row_part
+    def __init__(self, pivot=True, sms=132, row_part=ROW_PART, row_levels=ROW_LEVELS, pack_sums=True):
+        self.pivot, self.sms, self.row_part, self.row_levels = pivot, sms, row_part, row_levels
+        self.pack_sums = pack_sums
 
     def _setup(self, x):
         n, c, h, w = x.shape
@@ -178,7 +188,7 @@ class CudaReductionModel:
             s = _row_loop(rows.shape[-1], self.row_part, lambda: ar.zeros((n, splits, ROWS_PER_BLOCK, c)),
                           lambda s, k: ar.welford_add(s, xs[:, rows[..., k].clip(0), :] - pivot,
                                                       (rows[..., k] >= 0)[None, :, :, None]),
-                          ar.chan_merge)
+                          ar.chan_merge, self.row_levels)
             part = tuple(t[:, :, 0] for t in s)
             for y in range(1, ROWS_PER_BLOCK):
                 part = ar.chan_merge(part, tuple(t[:, :, y] for t in s))
@@ -196,13 +206,18 @@ class CudaReductionModel:
         cen = center.numpy().astype(dtype).reshape(n * c)
         if x.is_contiguous():
             xs, gs = (t.reshape(n * c, m).numpy().astype(dtype) for t in (x, dy))
-            idx = _thread_indices(m, splits, seg, _vec(m, seg, x.element_size()), paired=False)
+            vec = _vec(m, seg, x.element_size())
+            idx = _thread_indices(m, splits, seg, vec, paired=False)
+            pack = vec if self.pack_sums else 1  # every pack is whole: _vec divides m and seg
             a0, a1 = ar.zeros((n * c, splits, THREADS), 2)
-            for k in range(idx.shape[-1]):
-                i, valid = idx[..., k].clip(0), idx[..., k] >= 0
-                g = gs[:, i]
-                a0 = np.where(valid, a0 + g, a0)
-                a1 = np.where(valid, ar.fma(g, xs[:, i] - cen[:, None, None], a1), a1)
+            for k0 in range(0, idx.shape[-1], pack):  # a pack's sums from zero, then into the thread's
+                p0, p1 = ar.zeros((n * c, splits, THREADS), 2)
+                for k in range(k0, k0 + pack):
+                    i, valid = idx[..., k].clip(0), idx[..., k] >= 0
+                    g = gs[:, i]
+                    p0 = np.where(valid, p0 + g, p0)
+                    p1 = np.where(valid, ar.fma(g, xs[:, i] - cen[:, None, None], p1), p1)
+                a0, a1 = a0 + p0, a1 + p1
             part = ar.block_tree((a0, a1), ar.add)
         else:
             xs, gs = (t.permute(0, 2, 3, 1).reshape(n, m, c).numpy().astype(dtype) for t in (x, dy))
@@ -216,7 +231,7 @@ class CudaReductionModel:
 
             a0, a1 = _row_loop(rows.shape[-1], self.row_part,
                                lambda: ar.zeros((n, splits, ROWS_PER_BLOCK, c), 2),
-                               step, ar.add)
+                               step, ar.add, self.row_levels)
             part = (a0[:, :, 0], a1[:, :, 0])
             for y in range(1, ROWS_PER_BLOCK):
                 part = ar.add(part, (a0[:, :, y], a1[:, :, y]))
@@ -242,8 +257,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     lines = ["| CUDA kernels (model) | mean (ulps) | var | s0 | s1 |", "|---|---|---|---|---|"]
     variants = {"before: Welford at full magnitude, one chain per channels_last thread":
-                CudaReductionModel(pivot=False, sms=args.sms, row_part=None),
-                f"now: pivot-relative Welford, channels_last rows in parts and groups of {ROW_PART}":
+                CudaReductionModel(pivot=False, sms=args.sms, row_part=None, pack_sums=False),
+                f"pivot-relative Welford, channels_last rows in parts and groups of {ROW_PART}":
+                CudaReductionModel(pivot=True, sms=args.sms, row_levels=2, pack_sums=False),
+                "now: channels_last parts folded three levels deep, NCHW reduce sums each pack first":
                 CudaReductionModel(pivot=True, sms=args.sms)}
     for name, model in variants.items():
         worst = modelled_errors(model)

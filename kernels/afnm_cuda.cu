@@ -158,12 +158,17 @@ __global__ void reduce_nchw_kernel(const scalar_t* __restrict__ dy, const scalar
     if (VEC > 1 && i + VEC <= end) {
       Pack<scalar_t, VEC> gv = *reinterpret_cast<const Pack<scalar_t, VEC>*>(g + i);
       Pack<scalar_t, VEC> xv = *reinterpret_cast<const Pack<scalar_t, VEC>*>(xp + i);
+      // The pack's sums first, then into the thread's: float32 chains of VEC and
+      // M / (256 * VEC) terms instead of one of M / 256.
+      acc_t p0 = 0, p1 = 0;
 #pragma unroll
       for (int k = 0; k < VEC; ++k) {
         const acc_t gi = static_cast<acc_t>(gv.v[k]);
-        a0 += gi;
-        a1 += gi * (static_cast<acc_t>(xv.v[k]) - c);
+        p0 += gi;
+        p1 += gi * (static_cast<acc_t>(xv.v[k]) - c);
       }
+      a0 += p0;
+      a1 += p1;
     } else {
       for (int64_t k = i; k < min(end, i + VEC); ++k) {
         const acc_t gi = static_cast<acc_t>(g[k]);
@@ -178,15 +183,16 @@ __global__ void reduce_nchw_kernel(const scalar_t* __restrict__ dy, const scalar
 
 // ---- channels_last reductions: grid (N, ceil(C/32), splits), block (32, 8)
 // Each thread walks every 8th row of its split (up to M / 8 of them). It sums
-// them in parts of kRowPart rows, the parts in groups of kRowPart, and the
-// groups into its running result: float32 chains of kRowPart, kRowPart and
-// M / (8 * kRowPart^2) terms (M = 65536 in one split: 8, 8 and 128, not one
+// them in parts of kRowPart rows, folds kRowPart parts into one, kRowPart of
+// those into one (kRowLevels - 1 levels of folds), and those into its
+// running result: float32 chains of kRowPart, kRowPart, kRowPart and
+// M / (8 * kRowPart^3) terms (M = 65536 in one split: 8, 8, 8 and 16, not one
 // of 8192). A whole part loads without a bounds check per row.
 
 constexpr int kRowsPerBlock = 8;
 constexpr int kRowPart = 8;
+constexpr int kRowLevels = 3;
 constexpr int64_t kPartRows = int64_t(kRowsPerBlock) * kRowPart;  // rows one part of a thread spans
-constexpr int64_t kGroupRows = kPartRows * kRowPart;
 // Blocks per SM the NHWC reductions are compiled for (float accumulation; half
 // that for double): at most 40 registers a thread (ptxas would take 48, room
 // for 5 blocks; 8 blocks, 32 registers, spills). Read from the sm_90 build:
@@ -195,14 +201,8 @@ constexpr int kNhwcBlocksPerSm = 6;
 
 // part(r0) sums one part, rows r0, r0 + 8, ... below `end`; join adds two results.
 template <typename State, typename Part, typename Join>
-__device__ State sum_rows_in_parts(int64_t first, int64_t end, Part part, Join join) {
-  State total{};
-  for (int64_t r1 = first; r1 < end; r1 += kGroupRows) {
-    State group{};
-    for (int64_t r0 = r1; r0 < min(end, r1 + kGroupRows); r0 += kPartRows) group = join(group, part(r0));
-    total = join(total, group);
-  }
-  return total;
+__device__ __forceinline__ State sum_rows_in_parts(int64_t first, int64_t end, Part part, Join join) {
+  return fold_parts<kRowPart, kRowLevels, State>(first, end, kPartRows, part, join);
 }
 
 template <typename scalar_t, typename acc_t>

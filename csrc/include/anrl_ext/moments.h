@@ -4,10 +4,14 @@
 // compiles and tests exactly the merge arithmetic the CUDA kernels run.
 #pragma once
 
+#include <cstdint>
+
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define ANRL_HD __host__ __device__ __forceinline__
+#define ANRL_UNROLL _Pragma("unroll")
 #else
 #define ANRL_HD inline
+#define ANRL_UNROLL
 #endif
 
 namespace anrl_ext {
@@ -47,7 +51,7 @@ ANRL_HD Moments<acc_t> chan_merge(Moments<acc_t> a, Moments<acc_t> b) {
 }
 
 // reduce's two sums (sum dy, sum dy * (x - center)) carried together, and their
-// merge: the CPU kernels merge them pairwise, the CUDA ones in parts and groups.
+// merge: the CPU kernels merge them pairwise, the CUDA ones with fold_parts.
 template <typename acc_t>
 struct SumPair {
   acc_t s0, s1;
@@ -56,6 +60,37 @@ struct SumPair {
 template <typename acc_t>
 ANRL_HD SumPair<acc_t> add_pairs(SumPair<acc_t> a, SumPair<acc_t> b) {
   return {a.s0 + b.s0, a.s1 + b.s1};
+}
+
+// The results of a walk of parts, part(first), part(first + step), ... below
+// `end`, folded in a fixed tree: open[0] takes kFan parts, open[l + 1] takes
+// kFan full folds of open[l] (each fold from a zero state), the top level
+// open[kLevels - 1] every full fold below it; then the open folds, lowest first.
+// A chain of n parts in kFan^(kLevels-1)-sized folds instead of one of n: the
+// CUDA channels_last reductions' per-thread rounding. One count of parts drives
+// every level; nested loops would hold a row index and a bound per level, which
+// spills at the NHWC kernels' 40 registers. Joining an empty (zero) state must
+// change nothing.
+template <int kFan, int kLevels, typename State, typename Part, typename Join>
+ANRL_HD State fold_parts(int64_t first, int64_t end, int64_t step, Part part, Join join) {
+  static_assert(kFan >= 2 && kLevels >= 1, "fold_parts: kFan >= 2, kLevels >= 1");
+  State open[kLevels] = {};
+  unsigned parts = 0;
+  for (int64_t r = first; r < end; r += step) {
+    open[0] = join(open[0], part(r));
+    ++parts;
+    unsigned span = 1;
+    ANRL_UNROLL
+    for (int l = 0; l + 1 < kLevels; ++l) {  // close every level this part completes
+      span *= kFan;
+      if (parts % span != 0) break;
+      open[l + 1] = join(open[l + 1], open[l]);
+      open[l] = State{};
+    }
+  }
+  ANRL_UNROLL
+  for (int l = 0; l + 1 < kLevels; ++l) open[l + 1] = join(open[l + 1], open[l]);
+  return open[kLevels - 1];
 }
 
 // y = scale * (x - center) + shift. Centering before scaling keeps float32
