@@ -274,6 +274,19 @@ def test_reductions_on_large_planes_cuda(backend):
     assert all(worst[k] <= bounds[k] for k in bounds), worst
 
 
+@pytest.mark.skipif("cuda" not in GPU_BACKENDS, reason="needs the cuda backend")
+def test_reductions_on_one_block_planes_cuda():
+    """Planes enough (4 per SM) that the cuda kernels give each plane one block, with no split: each
+    thread's longest chains (the Triton kernels never split a plane, so LARGE_PLANES covers theirs).
+    The same bounds; test_cuda_rounding_model.py models this path on a 1-SM GPU."""
+    from anrl_ext.ops.backends import primitives_for
+
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    worst = check_reductions_on_large_planes(primitives_for("cuda"), [(-(-4 * sms // 16), 16, 256, 256)], "cuda")
+    bounds = GPU_REDUCTION_BOUNDS["cuda"]
+    assert all(worst[k] <= bounds[k] for k in bounds), worst
+
+
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
 def test_batch_mean_to_one_ulp_cuda(backend):
     from anrl_ext.ops.backends import primitives_for
