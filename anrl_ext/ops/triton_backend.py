@@ -158,23 +158,44 @@ def _reduce_nhwc_kernel(dy_ptr, x_ptr, c_ptr, s0_ptr, s1_ptr, C, HW, BLOCK_HW: t
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = c < C
     center = tl.load(c_ptr + n * C + c, mask=cmask, other=0.0)
-    a0 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
-    a1 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
-    for start in range(0, HW, BLOCK_HW * PART):  # parts of PART tiles, as in _moments_nhwc_kernel
-        p0 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
-        p1 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
-        for j in tl.static_range(PART):
-            hw = start + j * BLOCK_HW + tl.arange(0, BLOCK_HW)
-            mask = (hw < HW)[:, None] & cmask[None, :]
-            offs = n * HW * C + hw[:, None].to(tl.int64) * C + c[None, :]
-            g = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(ACC)
-            x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
-            p0 += g
-            p1 += g * tl.where(mask, x - center[None, :], 0.0)
-        a0 += p0
-        a1 += p1
-    tl.store(s0_ptr + n * C + c, tl.sum(a0, 0), mask=cmask)
-    tl.store(s1_ptr + n * C + c, tl.sum(a1, 0), mask=cmask)
+    # Each lane's rows in parts of PART tiles (as in _moments_nhwc_kernel), PART
+    # parts to a group, a group's lanes summed per channel (a tree), groups
+    # PART at a time, then into the channel's sums: float32 chains of PART,
+    # PART, log2(BLOCK_HW), PART and HW / (BLOCK_HW * PART^3); at 256 x 256:
+    # 8, 8, 5, 8 and 4, where one running sum per lane chained 256 parts.
+    # Only the part and the group are per-lane tiles: a third tile-sized sum
+    # took 134 registers a thread for sm_90, this 96 (float32; 72 with one
+    # running sum), and ptxas keeps a0 / a1 on the stack across the outer loop
+    # (48 bytes, once per 16384 rows), none inside it.
+    a0 = tl.zeros([BLOCK_C], dtype=ACC)
+    a1 = tl.zeros([BLOCK_C], dtype=ACC)
+    part_rows = BLOCK_HW * PART
+    group_rows = part_rows * PART
+    for r2 in range(0, HW, group_rows * PART):
+        f0 = tl.zeros([BLOCK_C], dtype=ACC)
+        f1 = tl.zeros([BLOCK_C], dtype=ACC)
+        for r1 in range(r2, tl.minimum(HW, r2 + group_rows * PART), group_rows):
+            q0 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
+            q1 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
+            for start in range(r1, tl.minimum(HW, r1 + group_rows), part_rows):
+                p0 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
+                p1 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
+                for j in tl.static_range(PART):
+                    hw = start + j * BLOCK_HW + tl.arange(0, BLOCK_HW)
+                    mask = (hw < HW)[:, None] & cmask[None, :]
+                    offs = n * HW * C + hw[:, None].to(tl.int64) * C + c[None, :]
+                    g = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(ACC)
+                    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
+                    p0 += g
+                    p1 += g * tl.where(mask, x - center[None, :], 0.0)
+                q0 += p0
+                q1 += p1
+            f0 += tl.sum(q0, 0)
+            f1 += tl.sum(q1, 0)
+        a0 += f0
+        a1 += f1
+    tl.store(s0_ptr + n * C + c, a0, mask=cmask)
+    tl.store(s1_ptr + n * C + c, a1, mask=cmask)
 
 
 @triton.jit

@@ -11,6 +11,7 @@ from anrl_ext.ops import reference as ref
 from anrl_ext.ops import triton_backend as tb
 from helpers import (check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle, check_gate_middle,
                      check_params_in_own_dtype, check_reductions_on_large_planes, check_sync_of_one_process,
+                     GPU_REDUCTION_BOUNDS, LARGE_PLANES,
                      copies_in_op, make_inputs, max_err, oracle)
 
 P = tb.PRIMITIVES
@@ -153,10 +154,13 @@ def test_batch_mean_to_one_ulp():
 
 
 def test_reductions_accurate_on_large_planes():
-    """Pivot-relative lane moments, channels_last sums in parts. Before, the same data gave
-    means 2.3 ulps off, variances 2.5e-7, s0 2.3e-7, s1 7.1e-7."""
-    worst = check_reductions_on_large_planes(P, [(2, 4, 128, 128), (3, 5, 150, 151)])
-    bounds = dict(mean=1.5, var=2e-7, s0=2e-7, s1=5e-7)  # observed 0.95 ulp, 1.3e-7, 1.5e-7, 3.1e-7
+    """The planes and bounds of test_gpu.py's test_reductions_on_large_planes_cuda, interpreted.
+    Observed 0.62 ulp, 1.5e-7, 1.2e-7, 2.5e-7. Pivot-relative lane moments and channels_last sums
+    in parts: before them, 128 x 128 planes gave means 2.3 ulps off, variances 2.5e-7, s0 2.3e-7,
+    s1 7.1e-7. The channels_last reduce's parts folded in groups: before, one running sum of parts
+    per lane left s1 at 9.7e-7 on the 256 x 256 planes."""
+    worst = check_reductions_on_large_planes(P, LARGE_PLANES)
+    bounds = GPU_REDUCTION_BOUNDS["triton"]
     assert all(worst[k] <= bounds[k] for k in bounds), worst
 
 
