@@ -226,12 +226,15 @@ GATE_LAYOUTS = ("paper", "sigmoid", "sigmoid2")
 
 
 def gate_weights(layout, c, d, rnd):
-    """(w1, b1, wb, bb, wi) of one of the gates in anrl_ext.nn.gates, random."""
+    """(w1, b1, wb, bb, wi) of one of the gates in anrl_ext.nn.gates, random, each weight scaled by
+    1 / sqrt(fan_in) as nn.Linear's init scales it: unscaled, the heads' inputs grow with C and D
+    until both sigmoids of the paper gate round to 0 in float32 and alpha = 0 / 0, in the reference
+    too (at C = 512, D = 32)."""
     if layout == "paper":
-        return rnd(d, c), None, rnd(c, d), None, rnd(c, d)
+        return rnd(d, c) / c ** 0.5, None, rnd(c, d) / d ** 0.5, None, rnd(c, d) / d ** 0.5
     if layout == "sigmoid":
-        return None, None, rnd(c, c) * 0.5, rnd(c), None
-    return rnd(d, c), rnd(d), rnd(c, d), rnd(c), None
+        return None, None, rnd(c, c) / c ** 0.5, rnd(c), None
+    return rnd(d, c) / c ** 0.5, rnd(d), rnd(c, d) / d ** 0.5, rnd(c), None
 
 
 def check_gate_middle(prims, device="cpu", n=5, c=7, d=3, dtype=torch.float64, tol=1e-12, every_affine=True):
@@ -262,6 +265,36 @@ def check_gate_middle(prims, device="cpu", n=5, c=7, d=3, dtype=torch.float64, t
                                              exp[4], exp[5], use_batch, 1e-5, 12)
                 for a, b in zip(got, want):
                     torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+
+
+def check_gate_saturated_heads(prims, device="cpu"):
+    """The paper gate in float32 with both heads saturated low (u_b, u_i near -50: sigmoids near
+    1e-22, the square of their sum below float32's range) and alpha in (0.2, 0.8): forward and
+    backward finite and equal to the reference's. Squaring 1 / (B + I) made the weight gradients
+    inf / NaN there."""
+    from anrl_ext.ops import reference as ref
+
+    n, c, d = 3, 5, 2
+    rnd = random_maker(device, torch.float32, seed=3)
+    mean, var, s0, s1 = torch.ones(n, c, device=device), rnd(n, c, pos=True), rnd(n, c), rnd(n, c)
+    ch = torch.arange(c, device=device, dtype=torch.float32)
+    # S = 1 and W1 = 1 / C make each hidden unit 1, so u_b = -50 - ch / 4, u_i = -51 + ch / 4.
+    w1 = torch.full((d, c), 1.0 / c, device=device)
+    wb = ((-50.0 - ch / 4) / d)[:, None].expand(c, d).contiguous()
+    wi = ((-51.0 + ch / 4) / d)[:, None].expand(c, d).contiguous()
+    gate = (w1, None, wb, None, wi)
+    affine, alpha_grad = [rnd(c) for _ in range(4)], rnd(n, c)
+    outs = []
+    for prim in (prims, ref.PRIMITIVES):
+        run = [torch.zeros(c, device=device), torch.ones(c, device=device)]
+        out = prim.gate_blend_forward(mean, var, *gate, *affine, *run, True, True, 0.1, 1e-5, 99)
+        grads = prim.gate_blend_backward(s0, s1, mean, var, out[0], out[1], alpha_grad, *gate, *affine, out[4],
+                                         out[5], True, 1e-5, 12)
+        outs.append([t for t in (*out, *grads) if t is not None])
+    assert 0.2 < outs[1][0].min() and outs[1][0].max() < 0.8  # alpha: the gate is not saturated
+    for i, (a, b) in enumerate(zip(*outs)):
+        assert torch.isfinite(a).all(), f"output {i} not finite: {a}"
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 def check_params_in_own_dtype(prims, device="cpu", n=4, c=5, shape_hw=(3, 4), bf16_truncates=False,

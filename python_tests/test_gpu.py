@@ -5,8 +5,8 @@ import torch
 
 import anrl_ext
 from helpers import (check_amp_and_channels_last, check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle,
-                     check_export, check_gate_middle, check_params_in_own_dtype, check_reductions_on_large_planes,
-                     GPU_REDUCTION_BOUNDS, LARGE_PLANES,
+                     check_export, check_gate_middle, check_gate_saturated_heads, check_params_in_own_dtype,
+                     check_reductions_on_large_planes, GPU_REDUCTION_BOUNDS, LARGE_PLANES,
                      check_sync_of_one_process, make_inputs, max_err, oracle)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -254,6 +254,13 @@ def test_gate_middle_kernels_cuda(backend, n, c, d):
     every = backend == "cuda"  # Triton compiles a kernel per flag set: a subset keeps the check short
     check_gate_middle(primitives_for(backend), "cuda", n, c, d, every_affine=every)
     check_gate_middle(primitives_for(backend), "cuda", n, c, d, torch.float32, tol=1e-4, every_affine=every)
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_gate_with_saturated_heads_cuda(backend):
+    from anrl_ext.ops.backends import primitives_for
+
+    check_gate_saturated_heads(primitives_for(backend), "cuda")
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)

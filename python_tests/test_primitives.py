@@ -6,6 +6,7 @@ import anrl_ext
 from anrl_ext.ops import native
 from anrl_ext.ops import reference as ref
 from helpers import (check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle, check_gate_middle,
+                     check_gate_saturated_heads,
                      check_params_in_own_dtype, check_reductions_on_large_planes, copies_in_op)
 
 pytestmark = pytest.mark.skipif(not native.is_built(), reason="anrl_ext._C not built")
@@ -290,6 +291,11 @@ def test_gate_middle_matches_reference(n, c, d):
 
 def test_gate_middle_float32():
     check_gate_middle(P, "cpu", 4, 9, 2, torch.float32, tol=3e-5)
+    check_gate_middle(P, "cpu", 3, 70, 35, torch.float32, tol=1e-4, every_affine=False)  # test_gpu's sizes
+
+
+def test_gate_with_saturated_heads():
+    check_gate_saturated_heads(P)
 
 
 def test_gate_middle_is_deterministic():

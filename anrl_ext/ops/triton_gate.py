@@ -136,11 +136,10 @@ def _gate_backward_kernel(s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, z_ptr, i
             if HAS_GA:
                 da += tl.load(ga_ptr + n * C + c, mask=cmask, other=0.0)
             sb, si = _heads(n, c, cmask, zero, in_ptr, wb_ptr, bb_ptr, wi_ptr, K, HAS_BB, HAS_WI, BLOCK_K)
-            if HAS_WI:  # alpha = B / (B + I)
-                inv = 1.0 / (sb + si)
-                q = da * inv * inv
-                tl.store(gb_ptr + n * C + c, q * si * sb * (1.0 - sb), mask=cmask)
-                tl.store(gi_ptr + n * C + c, -q * sb * si * (1.0 - si), mask=cmask)
+            if HAS_WI:  # alpha = B / (B + I): the ratios, not 1 / (B + I)^2 (see gate.h)
+                q = da * (sb / (sb + si)) * (si / (sb + si))
+                tl.store(gb_ptr + n * C + c, q * (1.0 - sb), mask=cmask)
+                tl.store(gi_ptr + n * C + c, -q * (1.0 - si), mask=cmask)
             else:
                 tl.store(gb_ptr + n * C + c, da * sb * (1.0 - sb), mask=cmask)
     tl.debug_barrier()

@@ -10,6 +10,7 @@ import anrl_ext
 from anrl_ext.ops import reference as ref
 from anrl_ext.ops import triton_backend as tb
 from helpers import (check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle, check_gate_middle,
+                     check_gate_saturated_heads,
                      check_params_in_own_dtype, check_reductions_on_large_planes, check_sync_of_one_process,
                      GPU_REDUCTION_BOUNDS, LARGE_PLANES,
                      copies_in_op, make_inputs, max_err, oracle)
@@ -188,6 +189,11 @@ def test_gate_middle_matches_reference(n, c, d):
 
 def test_gate_middle_float32():
     check_gate_middle(P, "cpu", 4, 9, 2, torch.float32, tol=3e-5)
+    check_gate_middle(P, "cpu", 3, 70, 35, torch.float32, tol=1e-4, every_affine=False)  # test_gpu's sizes
+
+
+def test_gate_with_saturated_heads():
+    check_gate_saturated_heads(P)
 
 
 # (37, 2, 3, 3): more samples than one vector load of the batch (32);

@@ -116,11 +116,14 @@ ANRL_HD void gate_head_grad_channel(const GateArgs<T>& g, const GateGrads<T>& d,
     T sb, si;
     gate_heads(g, n, c, sb, si);
     if (g.wi) {
-      // alpha = B / (B + I): d alpha/dB = I / (B + I)^2, d alpha/dI = -B / (B + I)^2.
-      const T inv = T(1) / (sb + si);
-      const T q = da * inv * inv;
-      d.g_b[i] = q * si * sb * (T(1) - sb);
-      d.g_i[i] = -q * sb * si * (T(1) - si);
+      // alpha = B / (B + I): d alpha/du_b = I B (1 - B) / (B + I)^2 = a b (1 - B) with the
+      // ratios a = B / (B + I), b = I / (B + I), and d alpha/du_i = -a b (1 - I). The ratios
+      // stay in [0, 1]; squaring 1 / (B + I) overflowed float32 once both heads saturated
+      // low (B + I below ~1e-19), giving NaN weight gradients where autograd's are finite.
+      const T a = sb / (sb + si), b = si / (sb + si);
+      const T q = da * a * b;
+      d.g_b[i] = q * (T(1) - sb);
+      d.g_i[i] = -q * (T(1) - si);
     } else {
       d.g_b[i] = da * sb * (T(1) - sb);
     }

@@ -8,10 +8,10 @@
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define ANRL_HD __host__ __device__ __forceinline__
-#define ANRL_UNROLL _Pragma("unroll")
+#define ANRL_UNROLL_FULL _Pragma("unroll")
 #else
 #define ANRL_HD inline
-#define ANRL_UNROLL
+#define ANRL_UNROLL_FULL
 #endif
 
 namespace anrl_ext {
@@ -80,7 +80,7 @@ ANRL_HD State fold_parts(int64_t first, int64_t end, int64_t step, Part part, Jo
     open[0] = join(open[0], part(r));
     ++parts;
     unsigned span = 1;
-    ANRL_UNROLL
+    ANRL_UNROLL_FULL
     for (int l = 0; l + 1 < kLevels; ++l) {  // close every level this part completes
       span *= kFan;
       if (parts % span != 0) break;
@@ -88,7 +88,7 @@ ANRL_HD State fold_parts(int64_t first, int64_t end, int64_t step, Part part, Jo
       open[l] = State{};
     }
   }
-  ANRL_UNROLL
+  ANRL_UNROLL_FULL
   for (int l = 0; l + 1 < kLevels; ++l) open[l + 1] = join(open[l + 1], open[l]);
   return open[kLevels - 1];
 }
