@@ -63,7 +63,7 @@ def random_maker(device, dtype, seed):
 
 # Planes of test_reductions_on_large_planes_cuda, and the worst float32 errors it allows (mean in
 # ulps, the rest relative; see check_reductions_on_large_planes). triton: the same planes interpreted
-# on the CPU give 0.62 ulp, 1.5e-7, 1.2e-7, 2.5e-7 (triton_interp's test_reductions_accurate_on_large_planes).
+# on the CPU give 0.62 ulp, 1.5e-7, 1.0e-7, 2.5e-7 (triton_interp's test_reductions_accurate_on_large_planes).
 # cuda: about twice what benchmarks/cuda_rounding_model.py gives for the kernels' arithmetic (0.62 ulp,
 # 1.8e-7, 1.4e-7, 2.5e-7 on an H200's 132 SMs); the model rounds fast-math divisions correctly, the GPU
 # does not.
