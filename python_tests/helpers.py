@@ -268,33 +268,36 @@ def check_gate_middle(prims, device="cpu", n=5, c=7, d=3, dtype=torch.float64, t
 
 
 def check_gate_saturated_heads(prims, device="cpu"):
-    """The paper gate in float32 with both heads saturated low (u_b, u_i near -50: sigmoids near
-    1e-22, the square of their sum below float32's range) and alpha in (0.2, 0.8): forward and
-    backward finite and equal to the reference's. Squaring 1 / (B + I) made the weight gradients
-    inf / NaN there."""
+    """The paper gate in float32 with both heads saturated low and alpha in (0.2, 0.8): forward and
+    backward finite and equal to the float64 reference's. At u near -50 the sigmoids are near 1e-22
+    and the square of their sum is below float32's range: squaring 1 / (B + I) made the weight
+    gradients NaN. At u near -95 both sigmoids round to 0 in float32: B / (B + I) was 0 / 0."""
     from anrl_ext.ops import reference as ref
 
     n, c, d = 3, 5, 2
     rnd = random_maker(device, torch.float32, seed=3)
     mean, var, s0, s1 = torch.ones(n, c, device=device), rnd(n, c, pos=True), rnd(n, c), rnd(n, c)
-    ch = torch.arange(c, device=device, dtype=torch.float32)
-    # S = 1 and W1 = 1 / C make each hidden unit 1, so u_b = -50 - ch / 4, u_i = -51 + ch / 4.
-    w1 = torch.full((d, c), 1.0 / c, device=device)
-    wb = ((-50.0 - ch / 4) / d)[:, None].expand(c, d).contiguous()
-    wi = ((-51.0 + ch / 4) / d)[:, None].expand(c, d).contiguous()
-    gate = (w1, None, wb, None, wi)
     affine, alpha_grad = [rnd(c) for _ in range(4)], rnd(n, c)
-    outs = []
-    for prim in (prims, ref.PRIMITIVES):
-        run = [torch.zeros(c, device=device), torch.ones(c, device=device)]
-        out = prim.gate_blend_forward(mean, var, *gate, *affine, *run, True, True, 0.1, 1e-5, 99)
-        grads = prim.gate_blend_backward(s0, s1, mean, var, out[0], out[1], alpha_grad, *gate, *affine, out[4],
-                                         out[5], True, 1e-5, 12)
-        outs.append([t for t in (*out, *grads) if t is not None])
-    assert 0.2 < outs[1][0].min() and outs[1][0].max() < 0.8  # alpha: the gate is not saturated
-    for i, (a, b) in enumerate(zip(*outs)):
-        assert torch.isfinite(a).all(), f"output {i} not finite: {a}"
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    ch = torch.arange(c, device=device, dtype=torch.float32)
+    for level in (-50.0, -95.0):
+        # S = 1 and W1 = 1 / C make each hidden unit 1, so u_b = level - ch / 4, u_i = level - 1 + ch / 4.
+        w1 = torch.full((d, c), 1.0 / c, device=device)
+        wb = ((level - ch / 4) / d)[:, None].expand(c, d).contiguous()
+        wi = ((level - 1 + ch / 4) / d)[:, None].expand(c, d).contiguous()
+        outs = []
+        for prim, dtype in ((prims, torch.float32), (ref.PRIMITIVES, torch.float64)):
+            args = [t.to(dtype) for t in (mean, var, w1, wb, wi, *affine, alpha_grad, s0, s1)]
+            m, v, w1_, wb_, wi_, bw, bb, iw, ib, ag, g0, g1 = args
+            gate = (w1_, None, wb_, None, wi_)
+            run = [torch.zeros(c, device=device, dtype=dtype), torch.ones(c, device=device, dtype=dtype)]
+            out = prim.gate_blend_forward(m, v, *gate, bw, bb, iw, ib, *run, True, True, 0.1, 1e-5, 99)
+            grads = prim.gate_blend_backward(g0, g1, m, v, out[0], out[1], ag, *gate, bw, bb, iw, ib, out[4],
+                                             out[5], True, 1e-5, 12)
+            outs.append([t for t in (*out, *grads) if t is not None])
+        assert 0.2 < outs[1][0].min() and outs[1][0].max() < 0.8  # alpha: the gate is not saturated
+        for i, (a, b) in enumerate(zip(*outs)):
+            assert torch.isfinite(a).all(), f"u near {level}: output {i} not finite: {a}"
+            torch.testing.assert_close(a, b.float(), atol=1e-5, rtol=1e-5, msg=lambda m: f"u near {level}: {m}")
 
 
 def check_params_in_own_dtype(prims, device="cpu", n=4, c=5, shape_hw=(3, 4), bf16_truncates=False,

@@ -35,9 +35,21 @@ def _sigmoid(u):
 
 
 @triton.jit
+def _sigmoid_ratio(ub, ui):
+    """B / (B + I) and I / (B + I) of B = sig(u_b), I = sig(u_i), finite where both sigmoids
+    round to 0 (gate.h's sigmoid_ratio: scaled by e^m, m = min(0, u_b, u_i))."""
+    m = tl.minimum(tl.minimum(ub, ui), 0.0)
+    p = tl.exp(m)
+    eb = tl.exp(m - ub)
+    ei = tl.exp(m - ui)
+    den = 2.0 * p + eb + ei
+    return (p + ei) / den, (p + eb) / den
+
+
+@triton.jit
 def _heads(n, c, cmask, zero, in_ptr, wb_ptr, bb_ptr, wi_ptr, K, HAS_BB: tl.constexpr, HAS_WI: tl.constexpr,
            BLOCK_K: tl.constexpr):
-    """sig(u_b), sig(u_i) of sample n at the channels c (u_i = 0 without a ratio head)."""
+    """u_b, u_i of sample n at the channels c (u_i = 0 without a ratio head)."""
     ub = tl.load(bb_ptr + c, mask=cmask, other=0.0) if HAS_BB else zero
     ui = zero
     for k0 in range(0, K, BLOCK_K):
@@ -48,7 +60,7 @@ def _heads(n, c, cmask, zero, in_ptr, wb_ptr, bb_ptr, wi_ptr, K, HAS_BB: tl.cons
         ub += tl.sum(tl.load(wb_ptr + c[:, None] * K + k[None, :], mask=wmask, other=0.0) * zin[None, :], axis=1)
         if HAS_WI:
             ui += tl.sum(tl.load(wi_ptr + c[:, None] * K + k[None, :], mask=wmask, other=0.0) * zin[None, :], axis=1)
-    return _sigmoid(ub), _sigmoid(ui)
+    return ub, ui
 
 
 @triton.jit
@@ -91,11 +103,12 @@ def _gate_forward_kernel(mean_ptr, var_ptr, w1_ptr, b1_ptr, wb_ptr, bb_ptr, wi_p
         for c0 in range(0, C, BLOCK_C):
             c = c0 + tl.arange(0, BLOCK_C)
             cmask = c < C
-            sb, si = _heads(n, c, cmask, zero, in_ptr, wb_ptr, bb_ptr, wi_ptr, K, HAS_BB, HAS_WI, BLOCK_K)
+            ub, ui = _heads(n, c, cmask, zero, in_ptr, wb_ptr, bb_ptr, wi_ptr, K, HAS_BB, HAS_WI, BLOCK_K)
             if HAS_WI:
-                tl.store(alpha_ptr + n * C + c, sb / (sb + si), mask=cmask)
+                a, _ = _sigmoid_ratio(ub, ui)
+                tl.store(alpha_ptr + n * C + c, a, mask=cmask)
             else:
-                tl.store(alpha_ptr + n * C + c, sb, mask=cmask)
+                tl.store(alpha_ptr + n * C + c, _sigmoid(ub), mask=cmask)
     tl.debug_barrier()
     eps = _joined(eps_hi, eps_lo, zero)
     momentum = _joined(mom_hi, mom_lo, zero)
@@ -135,12 +148,14 @@ def _gate_backward_kernel(s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, z_ptr, i
             da = tl.load(da_ptr + n * C + c, mask=cmask, other=0.0)
             if HAS_GA:
                 da += tl.load(ga_ptr + n * C + c, mask=cmask, other=0.0)
-            sb, si = _heads(n, c, cmask, zero, in_ptr, wb_ptr, bb_ptr, wi_ptr, K, HAS_BB, HAS_WI, BLOCK_K)
+            ub, ui = _heads(n, c, cmask, zero, in_ptr, wb_ptr, bb_ptr, wi_ptr, K, HAS_BB, HAS_WI, BLOCK_K)
             if HAS_WI:  # alpha = B / (B + I): the ratios, not 1 / (B + I)^2 (see gate.h)
-                q = da * (sb / (sb + si)) * (si / (sb + si))
-                tl.store(gb_ptr + n * C + c, q * (1.0 - sb), mask=cmask)
-                tl.store(gi_ptr + n * C + c, -q * (1.0 - si), mask=cmask)
+                a, b = _sigmoid_ratio(ub, ui)
+                q = da * a * b
+                tl.store(gb_ptr + n * C + c, q * _sigmoid(-ub), mask=cmask)
+                tl.store(gi_ptr + n * C + c, -q * _sigmoid(-ui), mask=cmask)
             else:
+                sb = _sigmoid(ub)
                 tl.store(gb_ptr + n * C + c, da * sb * (1.0 - sb), mask=cmask)
     tl.debug_barrier()
     # Head weight gradients: d Wb[c, k] = sum_n g_b[n, c] in[n, k] (and Wi, bb).

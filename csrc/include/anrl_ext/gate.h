@@ -22,12 +22,32 @@
 namespace anrl_ext {
 
 template <typename T>
-ANRL_HD T sigmoid_of(T u) {
+ANRL_HD T exp_of(T u) {
 #if defined(__CUDA_ARCH__)
-  return T(1) / (T(1) + exp(-u));
+  return exp(u);
 #else
-  return T(1) / (T(1) + std::exp(-u));
+  return std::exp(u);
 #endif
+}
+
+template <typename T>
+ANRL_HD T sigmoid_of(T u) {
+  return T(1) / (T(1) + exp_of(-u));
+}
+
+// The paper gate's ratio a = B / (B + I) of B = sig(u_b), I = sig(u_i), and
+// b = I / (B + I) = 1 - a. With m = min(0, u_b, u_i), P = e^m and E = e^(m - u):
+// a = (P + E_i) / (2P + E_b + E_i). Every term lies in [0, 1] and one of P, E_b,
+// E_i is 1, so nothing overflows and the denominator is at least 1, where
+// B / (B + I) was 0 / 0 once both sigmoids rounded to 0 (u below ~-88 in float32).
+template <typename T>
+ANRL_HD void sigmoid_ratio(T ub, T ui, T& a, T& b) {
+  T m = ub < ui ? ub : ui;
+  if (m > T(0)) m = T(0);
+  const T p = exp_of(m), eb = exp_of(m - ub), ei = exp_of(m - ui);
+  const T den = T(2) * p + eb + ei;
+  a = (p + ei) / den;
+  b = (p + eb) / den;
 }
 
 // init + sum_i a[i * sa] b[i * sb] with four partial sums: four independent
@@ -71,21 +91,22 @@ ANRL_HD void gate_hidden(const GateArgs<T>& g, int64_t n, int64_t j) {
   g.z[n * g.D + j] = acc > T(0) ? acc : T(0);
 }
 
-// Head activations of (n, c): sig(u_b) and, with a ratio head, sig(u_i).
+// Head pre-activations of (n, c): u_b and, with a ratio head, u_i.
 template <typename T>
-ANRL_HD void gate_heads(const GateArgs<T>& g, int64_t n, int64_t c, T& sb, T& si) {
+ANRL_HD void gate_heads(const GateArgs<T>& g, int64_t n, int64_t c, T& ub, T& ui) {
   const int64_t K = g.K();
   const T* in = g.head_input(n);
-  sb = sigmoid_of(strided_dot(in, 1, g.wb + c * K, 1, K, g.bb ? g.bb[c] : T(0)));
-  si = g.wi ? sigmoid_of(strided_dot(in, 1, g.wi + c * K, 1, K, T(0))) : T(0);
+  ub = strided_dot(in, 1, g.wb + c * K, 1, K, g.bb ? g.bb[c] : T(0));
+  ui = g.wi ? strided_dot(in, 1, g.wi + c * K, 1, K, T(0)) : T(0);
 }
 
 // Phase 2 (forward): alpha[n, c].
 template <typename T>
 ANRL_HD void gate_alpha(const GateArgs<T>& g, int64_t n, int64_t c) {
-  T sb, si;
-  gate_heads(g, n, c, sb, si);
-  g.alpha[n * g.C + c] = g.wi ? sb / (sb + si) : sb;
+  T ub, ui, a, b;
+  gate_heads(g, n, c, ub, ui);
+  if (g.wi) sigmoid_ratio(ub, ui, a, b);
+  g.alpha[n * g.C + c] = g.wi ? a : sigmoid_of(ub);
 }
 
 template <typename T>
@@ -113,18 +134,20 @@ ANRL_HD void gate_head_grad_channel(const GateArgs<T>& g, const GateGrads<T>& d,
     const int64_t i = n * C + c;
     T da = d.d_alpha[i];
     if (d.d_alpha_extra) da += d.d_alpha_extra[i];
-    T sb, si;
-    gate_heads(g, n, c, sb, si);
+    T ub, ui;
+    gate_heads(g, n, c, ub, ui);
     if (g.wi) {
       // alpha = B / (B + I): d alpha/du_b = I B (1 - B) / (B + I)^2 = a b (1 - B) with the
-      // ratios a = B / (B + I), b = I / (B + I), and d alpha/du_i = -a b (1 - I). The ratios
-      // stay in [0, 1]; squaring 1 / (B + I) overflowed float32 once both heads saturated
-      // low (B + I below ~1e-19), giving NaN weight gradients where autograd's are finite.
-      const T a = sb / (sb + si), b = si / (sb + si);
+      // ratios a = B / (B + I), b = I / (B + I), and d alpha/du_i = -a b (1 - I); 1 - B is
+      // sig(-u_b). The ratios stay in [0, 1]; squaring 1 / (B + I) overflowed float32 once both
+      // heads saturated low (B + I below ~1e-19), giving NaN weight gradients.
+      T a, b;
+      sigmoid_ratio(ub, ui, a, b);
       const T q = da * a * b;
-      d.g_b[i] = q * (T(1) - sb);
-      d.g_i[i] = -q * (T(1) - si);
+      d.g_b[i] = q * sigmoid_of(-ub);
+      d.g_i[i] = -q * sigmoid_of(-ui);
     } else {
+      const T sb = sigmoid_of(ub);
       d.g_b[i] = da * sb * (T(1) - sb);
     }
   }
