@@ -72,8 +72,9 @@ GPU_REDUCTION_BOUNDS = {"triton": dict(mean=1.5, var=2e-7, s0=2e-7, s1=5e-7),
                         "cuda": dict(mean=1.5, var=4e-7, s0=3e-7, s1=6e-7)}
 
 
-def check_reductions_on_large_planes(prims, shapes, device="cpu"):
-    """float32 moments and reduce on large planes, NCHW and channels_last, against float64:
+def check_reductions_on_large_planes(prims, shapes, device="cpu",
+                                     formats=(torch.contiguous_format, torch.channels_last)):
+    """float32 moments and reduce on large planes in each of `formats`, against float64:
     returns the worst errors (mean in ulps, var relative, s0 and s1 relative to their largest
     value) for the caller's bounds. Checks the float64 path exact up to rounding on the way."""
     gen = torch.Generator().manual_seed(0)
@@ -87,7 +88,7 @@ def check_reductions_on_large_planes(prims, shapes, device="cpu"):
         center = mean.float()
         s0 = dy.double().sum((2, 3))
         s1 = (dy.double() * (x.double() - center.double()[:, :, None, None])).sum((2, 3))
-        for fmt in (torch.contiguous_format, torch.channels_last):
+        for fmt in formats:
             xf, dyf = (t.contiguous(memory_format=fmt).to(device) for t in (x, dy))
             m, v = (t.cpu().double() for t in prims.moments(xf))
             r0, r1 = (t.cpu().double() for t in prims.reduce(dyf, xf, center.to(device)))

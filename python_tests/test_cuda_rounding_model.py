@@ -8,7 +8,8 @@ import re
 import sys
 from pathlib import Path
 
-from helpers import GPU_REDUCTION_BOUNDS
+import torch
+from helpers import GPU_REDUCTION_BOUNDS, LARGE_PLANES, check_reductions_on_large_planes
 
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -60,21 +61,5 @@ def test_one_split_needs_the_third_fold_level_and_pack_sums():
     two_levels = model.modelled_errors(model.CudaReductionModel(sms=1, row_levels=2))
     assert two_levels["mean"] > bounds["mean"] / 1.5, two_levels
     no_pack_sums = model.CudaReductionModel(sms=1, pack_sums=False)
-    s1 = [abs(a - b).max() / b.abs().max() for a, b in _nchw_reduce_s1(no_pack_sums)]
-    assert max(s1) > bounds["s1"] / 1.5, s1
-
-
-def _nchw_reduce_s1(reductions):
-    """(s1 of `reductions`, s1 in float64) on the NCHW large planes."""
-    import torch
-    from helpers import LARGE_PLANES
-
-    gen = torch.Generator().manual_seed(0)
-    out = []
-    for shape in LARGE_PLANES:
-        x = (torch.randn(shape, generator=gen, dtype=torch.float64) * 0.5 + 3).float()
-        dy = (torch.randn(shape, generator=gen, dtype=torch.float64) + 1).float()
-        center = x.double().mean((2, 3)).float()
-        exact = (dy.double() * (x.double() - center.double()[:, :, None, None])).sum((2, 3))
-        out.append((reductions.reduce(dy, x, center)[1].double(), exact))
-    return out
+    nchw = check_reductions_on_large_planes(no_pack_sums, LARGE_PLANES, formats=(torch.contiguous_format,))
+    assert nchw["s1"] > bounds["s1"] / 1.5, nchw

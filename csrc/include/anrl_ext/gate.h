@@ -103,10 +103,16 @@ ANRL_HD void gate_heads(const GateArgs<T>& g, int64_t n, int64_t c, T& ub, T& ui
 // Phase 2 (forward): alpha[n, c].
 template <typename T>
 ANRL_HD void gate_alpha(const GateArgs<T>& g, int64_t n, int64_t c) {
-  T ub, ui, a, b;
+  T ub, ui;
   gate_heads(g, n, c, ub, ui);
-  if (g.wi) sigmoid_ratio(ub, ui, a, b);
-  g.alpha[n * g.C + c] = g.wi ? a : sigmoid_of(ub);
+  T alpha;
+  if (g.wi) {
+    T b;  // the ratio's complement, unused here
+    sigmoid_ratio(ub, ui, alpha, b);
+  } else {
+    alpha = sigmoid_of(ub);
+  }
+  g.alpha[n * g.C + c] = alpha;
 }
 
 template <typename T>
