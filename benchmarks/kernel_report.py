@@ -80,25 +80,36 @@ def short_name(demangled):
 
 
 def triton_kernels(arch):
-    """The NCHW plane kernels compiled as a launch at 32x64x128x128 float32 / bfloat16 would."""
+    """The plane kernels, NCHW and channels_last, compiled as a launch at 32x64x128x128
+    float32 / bfloat16 would (the launcher's tile sizes)."""
     import triton
     from triton.backends.compiler import GPUTarget
 
     sys.path.insert(0, str(ROOT / "python_tests"))
     import test_triton_gpu_compile as spec
 
+    from anrl_ext.ops import triton_backend as tb
     from anrl_ext.ops.triton_blend import plane_block
 
     kernels = spec.kernels()
     report = {}
+    rows, cols = tb.map_tiles(64)
+    tiles = {"_kernel": dict(BLOCK=plane_block(128 * 128)),  # NCHW: one plane of 128 x 128 per program
+             "_nhwc_kernel": dict(BLOCK_HW=tb.BLOCK_HW, BLOCK_C=tb.BLOCK_CL, PART=tb.PART_CL),
+             "_affine_nhwc_kernel": dict(BLOCK_HW=rows, BLOCK_C=cols)}  # also _affine2_nhwc_kernel
     for name in ("triton_backend._moments_kernel", "triton_backend._reduce_kernel", "triton_backend._affine_kernel",
                  "triton_backend._affine2_kernel", "triton_blend_apply._blend_affine_kernel",
-                 "triton_blend_apply._blend_affine2_kernel"):
+                 "triton_blend_apply._blend_affine2_kernel", "triton_backend._moments_nhwc_kernel",
+                 "triton_backend._reduce_nhwc_kernel", "triton_backend._affine_nhwc_kernel",
+                 "triton_backend._affine2_nhwc_kernel"):
         kernel = kernels[name]
         for dtype in ("fp32", "bf16"):
             src = spec.source(kernel, dtype, "fp32", True)
-            if "BLOCK" in kernel.arg_names:
-                src.constants[(kernel.arg_names.index("BLOCK"),)] = plane_block(128 * 128)
+            kind = next(k for k in ("_affine_nhwc_kernel", "_nhwc_kernel", "_kernel")
+                        if name.replace("_affine2_", "_affine_").endswith(k))
+            for tile, size in tiles[kind].items():
+                if tile in kernel.arg_names:
+                    src.constants[(kernel.arg_names.index(tile),)] = size
             # What the launcher passes: 16-byte aligned pointers, sizes divisible by 16.
             src.attrs = {(i,): [["tt.divisibility", 16]] for i, p in enumerate(kernel.params)
                          if not p.is_constexpr and (p.name.endswith("_ptr") or src.signature[p.name] == "i32")}
@@ -139,7 +150,7 @@ def main(argv=None):
             if args.listing:
                 print("\n".join(k["sass"]))
     if not args.no_triton:
-        print(f"\n# Triton, sm_{args.arch}, as launched at 32x64x128x128")
+        print(f"\n# Triton, sm_{args.arch}, as launched at 32x64x128x128 (NCHW and channels_last)")
         print(f"{'kernel':40} regs spill int_div  global loads")
         for name, k in triton_kernels(args.arch).items():
             print(f"{name:40} {k['regs']:4} {k['spill']:5} {k['int_div']:7}  {k['loads']}")

@@ -112,8 +112,8 @@ def _affine2_kernel(dy_ptr, x_ptr, m_ptr, a_ptr, b_ptr, c_ptr, out_ptr, M, BLOCK
 
 # channels_last (NHWC in memory): one program per (sample, block of channels)
 # walks H*W in tiles of [BLOCK_HW, BLOCK_C], loads contiguous along C; the maps
-# are flat over memory order, channel = index % C. The reductions sum in parts
-# of PART_CL tiles (see _moments_nhwc_kernel).
+# take one tile each (see map_tiles). The reductions sum in parts of PART_CL
+# tiles (see _moments_nhwc_kernel).
 BLOCK_HW, BLOCK_CL, PART_CL = 32, 32, 8
 
 
@@ -198,27 +198,47 @@ def _reduce_nhwc_kernel(dy_ptr, x_ptr, c_ptr, s0_ptr, s1_ptr, C, HW, BLOCK_HW: t
     tl.store(s1_ptr + n * C + c, a1, mask=cmask)
 
 
+# The channels_last maps walk tiles of [rows, channels] as the reductions do: each
+# element's channel is its tile column, so no element divides (a flat walk takes
+# n and c from index // HWC and index % C, 64-bit divisions per element), and
+# the coefficients are loaded once per tile column instead of gathered per element.
+def map_tiles(c: int) -> tuple[int, int]:
+    """(rows, channels) of a channels_last map tile: BLOCK elements, channels a power of
+    two from 4 (a 16-byte float32 load) to 64, as few masked lanes as C allows."""
+    block_c = min(64, max(4, 1 << (c - 1).bit_length()))
+    return BLOCK // block_c, block_c
+
+
 @triton.jit
-def _affine_nhwc_kernel(x_ptr, m_ptr, s_ptr, t_ptr, y_ptr, C, HWC, total, BLOCK: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < total
-    p = (offs // HWC) * C + offs % C  # (n, c) of each element
-    m = tl.load(m_ptr + p, mask=mask, other=0.0)
-    s = tl.load(s_ptr + p, mask=mask, other=0.0)
-    t = tl.load(t_ptr + p, mask=mask, other=0.0)
+def _tile_nhwc(HW, C, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr):
+    """This program's tile: element offsets, their mask, and the coefficient indices n * C + c."""
+    row_blocks = tl.cdiv(HW, BLOCK_HW)
+    n = tl.program_id(0) // row_blocks  # once per program
+    hw = (tl.program_id(0) % row_blocks) * BLOCK_HW + tl.arange(0, BLOCK_HW)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = c < C
+    offs = n.to(tl.int64) * HW * C + hw[:, None].to(tl.int64) * C + c[None, :]
+    return offs, (hw < HW)[:, None] & cmask[None, :], n * C + c, cmask
+
+
+@triton.jit
+def _affine_nhwc_kernel(x_ptr, m_ptr, s_ptr, t_ptr, y_ptr, C, HW, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr):
+    offs, mask, p, cmask = _tile_nhwc(HW, C, BLOCK_HW, BLOCK_C)
+    m = tl.load(m_ptr + p, mask=cmask, other=0.0)[None, :]
+    s = tl.load(s_ptr + p, mask=cmask, other=0.0)[None, :]
+    t = tl.load(t_ptr + p, mask=cmask, other=0.0)[None, :]
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(m.dtype)
     tl.store(y_ptr + offs, ((x - m) * s + t).to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
-def _affine2_nhwc_kernel(dy_ptr, x_ptr, m_ptr, a_ptr, b_ptr, c_ptr, out_ptr, C, HWC, total, BLOCK: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < total
-    p = (offs // HWC) * C + offs % C
-    m = tl.load(m_ptr + p, mask=mask, other=0.0)
-    a = tl.load(a_ptr + p, mask=mask, other=0.0)
-    b = tl.load(b_ptr + p, mask=mask, other=0.0)
-    c = tl.load(c_ptr + p, mask=mask, other=0.0)
+def _affine2_nhwc_kernel(dy_ptr, x_ptr, m_ptr, a_ptr, b_ptr, c_ptr, out_ptr, C, HW, BLOCK_HW: tl.constexpr,
+                         BLOCK_C: tl.constexpr):
+    offs, mask, p, cmask = _tile_nhwc(HW, C, BLOCK_HW, BLOCK_C)
+    m = tl.load(m_ptr + p, mask=cmask, other=0.0)[None, :]
+    a = tl.load(a_ptr + p, mask=cmask, other=0.0)[None, :]
+    b = tl.load(b_ptr + p, mask=cmask, other=0.0)[None, :]
+    c = tl.load(c_ptr + p, mask=cmask, other=0.0)[None, :]
     g = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(m.dtype)
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(m.dtype)
     out = a * g + (x - m) * b + c
@@ -301,8 +321,9 @@ def _primitive_functions(launch):
         n, c, h, w = x.shape
         y = torch.empty_like(x)  # keeps x's layout
         if x.numel() and nhwc:
-            launch(_affine_nhwc_kernel)[(cdiv(x.numel(), BLOCK),)](
-                x, m, s, t, y, c, h * w * c, x.numel(), BLOCK=BLOCK)
+            rows, cols = map_tiles(c)
+            launch(_affine_nhwc_kernel)[(n * cdiv(h * w, rows), cdiv(c, cols))](
+                x, m, s, t, y, c, h * w, BLOCK_HW=rows, BLOCK_C=cols)
         elif x.numel():
             block = plane_block(h * w)
             launch(_affine_kernel)[(n * c, cdiv(h * w, block))](x, m, s, t, y, h * w, BLOCK=block)
@@ -317,8 +338,9 @@ def _primitive_functions(launch):
         n, ch, h, w = x.shape
         out = torch.empty_like(x)
         if x.numel() and nhwc:
-            launch(_affine2_nhwc_kernel)[(cdiv(x.numel(), BLOCK),)](
-                dy, x, m, pa, pb, pc, out, ch, h * w * ch, x.numel(), BLOCK=BLOCK)
+            rows, cols = map_tiles(ch)
+            launch(_affine2_nhwc_kernel)[(n * cdiv(h * w, rows), cdiv(ch, cols))](
+                dy, x, m, pa, pb, pc, out, ch, h * w, BLOCK_HW=rows, BLOCK_C=cols)
         elif x.numel():
             block = plane_block(h * w)
             launch(_affine2_kernel)[(n * ch, cdiv(h * w, block))](dy, x, m, pa, pb, pc, out, h * w, BLOCK=block)

@@ -53,6 +53,24 @@ def test_primitives(shape, dtype, channels_last):
         assert P.affine2(dy, x, m, a, b, cc).is_contiguous(memory_format=torch.channels_last)
 
 
+# (3, 130, 7, 5): channels over three column tiles of 64 (the last of 2), 35 rows over three
+# row tiles of 16 (the last partial); (2, 64, 4, 8): tiles that fit exactly; C = 3: the
+# smallest column tile (4 channels), one masked.
+@pytest.mark.parametrize("shape", [(3, 130, 7, 5), (2, 64, 4, 8), (2, 3, 5, 9)])
+def test_channels_last_maps_cover_every_tile(shape):
+    """The channels_last maps walk [rows, channels] tiles (map_tiles): every element is written
+    once, with its own channel's coefficients, as in float64 by the reference."""
+    n, c = shape[:2]
+    assert tb.map_tiles(130) == (16, 64) and tb.map_tiles(17) == (32, 32) and tb.map_tiles(3) == (256, 4)
+    x, dy = (torch.randn(shape, dtype=torch.float64).to(memory_format=torch.channels_last) for _ in range(2))
+    m, a, b, cc = (torch.randn(n, c, dtype=torch.float64) for _ in range(4))
+    y = P.affine(x, m, a, b)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, ref.PRIMITIVES.affine(x, m, a, b), atol=1e-14, rtol=1e-14)
+    torch.testing.assert_close(P.affine2(dy, x, m, a, b, cc), ref.PRIMITIVES.affine2(dy, x, m, a, b, cc),
+                               atol=1e-14, rtol=1e-14)
+
+
 def test_primitives_mixed_layouts():
     """x channels_last with an NCHW gradient (and the other way round): dy follows x."""
     x = torch.randn(2, 40, 6, 7, dtype=torch.float64) * 2 + 1
