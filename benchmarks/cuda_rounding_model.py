@@ -1,6 +1,6 @@
 """The CUDA reductions' float32 arithmetic, replayed in order on the CPU.
 
-    python benchmarks/cuda_rounding_model.py [--sms 132]
+    python benchmarks/cuda_rounding_model.py [--sms 132] [--splits 1]
 
 The CUDA `moments` and `reduce` kernels (`kernels/afnm_cuda.cu`) run only on
 a GPU. This model does their arithmetic in the same order with the same
@@ -79,9 +79,19 @@ class _Arith:
         return tuple(x + y for x, y in zip(a, b))
 
 
-def num_splits(planes, m, sms):
-    want = (4 * sms + planes - 1) // planes
-    return max(1, min(want, max(1, m // 4096)))
+SPLIT_ELEMENTS, MAX_NHWC_SPLITS = 4096, 16  # kSplitElements, kMaxNhwcSplits
+
+
+def num_splits(blocks, m, sms, min_seg=SPLIT_ELEMENTS, cap=None):
+    want = (4 * sms + blocks - 1) // blocks
+    return max(1, min(want, max(1, min(m // min_seg, cap or m))))
+
+
+def splits_of(n, c, m, sms, nhwc):
+    """The kernels' splits per plane: NCHW blocks are planes, channels_last blocks (sample, WARP channels)."""
+    if nhwc:
+        return num_splits(n * -(-c // WARP), m, sms, SPLIT_ELEMENTS // WARP, MAX_NHWC_SPLITS)
+    return num_splits(n * c, m, sms)
 
 
 def _vec(m, seg, itemsize):
@@ -160,14 +170,16 @@ def _row_loop(steps, row_part, zero, step, join, levels=ROW_LEVELS):
 class CudaReductionModel:
     """`moments` and `reduce` with the CUDA kernels' order of operations (float32 and float64 input)."""
 
-    def __init__(self, pivot=True, sms=132, row_part=ROW_PART, row_levels=ROW_LEVELS, pack_sums=True):
+    def __init__(self, pivot=True, sms=132, row_part=ROW_PART, row_levels=ROW_LEVELS, pack_sums=True,
+                 splits=None):
         self.pivot, self.sms, self.row_part, self.row_levels = pivot, sms, row_part, row_levels
         self.pack_sums = pack_sums
+        self.splits = splits  # None: as the kernels pick them for `sms`; 1: every plane one block
 
     def _setup(self, x):
         n, c, h, w = x.shape
         dtype = np.float64 if x.dtype == torch.float64 else np.float32
-        splits = num_splits(n * c, h * w, self.sms)
+        splits = self.splits or splits_of(n, c, h * w, self.sms, nhwc=not x.is_contiguous())
         return n, c, h * w, _Arith(dtype), dtype, splits, -(-h * w // splits)
 
     def moments(self, x):
@@ -254,14 +266,16 @@ def modelled_errors(model):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sms", type=int, default=132, help="multiprocessors (H100 SXM / H200: 132)")
+    p.add_argument("--splits", type=int, default=None,
+                   help="splits per plane instead of the kernels' pick (1: one block per plane, the longest chains)")
     args = p.parse_args(argv)
     lines = ["| CUDA kernels (model) | mean (ulps) | var | s0 | s1 |", "|---|---|---|---|---|"]
     variants = {"before: Welford at full magnitude, one chain per channels_last thread":
-                CudaReductionModel(pivot=False, sms=args.sms, row_part=None, pack_sums=False),
+                CudaReductionModel(pivot=False, sms=args.sms, row_part=None, pack_sums=False, splits=args.splits),
                 f"pivot-relative Welford, channels_last rows in parts and groups of {ROW_PART}":
-                CudaReductionModel(pivot=True, sms=args.sms, row_levels=2, pack_sums=False),
+                CudaReductionModel(pivot=True, sms=args.sms, row_levels=2, pack_sums=False, splits=args.splits),
                 "now: channels_last parts folded three levels deep, NCHW reduce sums each pack first":
-                CudaReductionModel(pivot=True, sms=args.sms)}
+                CudaReductionModel(pivot=True, sms=args.sms, splits=args.splits)}
     for name, model in variants.items():
         worst = modelled_errors(model)
         lines.append(f"| {name} | {worst['mean']:.2f} | {worst['var']:.1e} | {worst['s0']:.1e} | {worst['s1']:.1e} |")

@@ -1,7 +1,8 @@
 // CUDA kernels of the four AFNM primitives (DESIGN.md section 2).
 //
-// Reductions (moments, reduce) split each (n, c) plane over several blocks
-// when N*C is small, write one partial per block, and merge the partials in
+// Reductions (moments, reduce) split each (n, c) plane (channels_last: each
+// sample's rows of a block of channels) over several blocks when too few
+// blocks would fill the GPU, write one partial per block, and merge the partials in
 // a fixed order in a second launch: no float atomics, bitwise-reproducible.
 // With one split (N*C large) the block writes the result itself and there is
 // no second launch: the same bits as a merge of one partial.
@@ -405,11 +406,25 @@ int sm_count() {
   return count;
 }
 
-// Splits per plane: enough blocks to fill the GPU, at least ~4K elements each.
-int64_t num_splits(int64_t planes, int64_t M) {
-  const int64_t want = (4 * sm_count() + planes - 1) / planes;
-  const int64_t most = std::max<int64_t>(1, M / 4096);
+// Splits per plane: enough blocks to fill the GPU (4 per SM), at least ~4K
+// elements each. `blocks` is one split's grid: a block per plane in NCHW, a block
+// per (sample, kWarp channels) in channels_last, whose split is a run of rows of
+// kWarp channels (counting planes there left 64 blocks at 32 x 64 x 128 x 128,
+// under one per SM of an H100). channels_last also stops at kMaxNhwcSplits: with
+// few blocks, 4 per SM would be hundreds of splits, and the merge adds a plane's
+// splits in one chain (modelled at 264 splits: s0 and s1 5e-7 off, 1.5e-7 at 16).
+constexpr int64_t kSplitElements = 4096;
+constexpr int64_t kMaxNhwcSplits = 16;
+
+int64_t num_splits(int64_t blocks, int64_t M, int64_t min_seg, int64_t cap) {
+  const int64_t want = (4 * sm_count() + blocks - 1) / blocks;
+  const int64_t most = std::max<int64_t>(1, std::min(M / min_seg, cap));
   return std::max<int64_t>(1, std::min(want, most));
+}
+
+int64_t num_splits(int64_t N, int64_t C, int64_t M, bool nhwc) {
+  return nhwc ? num_splits(N * ((C + kWarp - 1) / kWarp), M, kSplitElements / kWarp, kMaxNhwcSplits)
+              : num_splits(N * C, M, kSplitElements, M);
 }
 
 template <typename scalar_t>
@@ -449,7 +464,7 @@ std::tuple<at::Tensor, at::Tensor> moments_cuda(const at::Tensor& x_in) {
   at::Tensor mean = at::empty({N, C}, opts), var = at::empty({N, C}, opts);
   if (N * C == 0) return {mean, var};
   auto stream = c10::cuda::getCurrentCUDAStream();
-  const int64_t splits = num_splits(N * C, M);
+  const int64_t splits = num_splits(N, C, M, layout_of(x) == Layout::NHWC);
   const int64_t seg = (M + splits - 1) / splits;
   // Partials only when a plane is split; one split writes mean / var directly.
   at::Tensor part = splits > 1 ? at::empty({N * C, splits, 3}, opts) : at::Tensor();
@@ -491,7 +506,7 @@ std::tuple<at::Tensor, at::Tensor> reduce_cuda(const at::Tensor& dy_in, const at
   at::Tensor s0 = at::empty({N, C}, opts), s1 = at::empty({N, C}, opts);
   if (N * C == 0) return {s0, s1};
   auto stream = c10::cuda::getCurrentCUDAStream();
-  const int64_t splits = num_splits(N * C, M);
+  const int64_t splits = num_splits(N, C, M, layout_of(x) == Layout::NHWC);
   const int64_t seg = (M + splits - 1) / splits;
   at::Tensor part = splits > 1 ? at::empty({N * C, splits, 2}, opts) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "reduce_cuda", [&] {
