@@ -11,6 +11,8 @@ made NCHW contiguous first.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -118,11 +120,13 @@ BLOCK_HW, BLOCK_CL, PART_CL = 32, 32, 8
 
 
 @triton.jit
-def _moments_nhwc_kernel(x_ptr, mean_ptr, var_ptr, C, HW, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
-                         ACC: tl.constexpr, PART: tl.constexpr):
+def _moments_nhwc_kernel(x_ptr, part_ptr, mean_ptr, var_ptr, C, HW, SEG, BLOCK_HW: tl.constexpr,
+                         BLOCK_C: tl.constexpr, ACC: tl.constexpr, PART: tl.constexpr, SPLIT: tl.constexpr):
     n = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = c < C
+    begin = tl.program_id(2) * SEG  # this split's rows (see _nhwc_splits)
+    end = tl.minimum(HW, begin + SEG)
     base = x_ptr + n * HW * C
     pivot = tl.load(base + c, mask=cmask, other=0.0).to(ACC)  # the sample's first row (see _moments_kernel)
     count = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
@@ -130,13 +134,13 @@ def _moments_nhwc_kernel(x_ptr, mean_ptr, var_ptr, C, HW, BLOCK_HW: tl.constexpr
     m2 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
     # Each lane sees HW / BLOCK_HW rows (512 at 128 x 128): Welford over parts of
     # PART tiles, Chan-merged into the lane's state, keeps its float32 chains short.
-    for start in range(0, HW, BLOCK_HW * PART):
+    for start in range(begin, end, BLOCK_HW * PART):
         pc = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
         pm = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
         pq = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
         for j in tl.static_range(PART):
             hw = start + j * BLOCK_HW + tl.arange(0, BLOCK_HW)
-            mask = (hw < HW)[:, None] & cmask[None, :]
+            mask = (hw < end)[:, None] & cmask[None, :]
             x = tl.load(base + hw[:, None].to(tl.int64) * C + c[None, :], mask=mask, other=0.0).to(ACC)
             pc, pm, pq = _welford_step(pc, pm, pq, x - pivot[None, :], mask)
         total = count + pc
@@ -145,18 +149,28 @@ def _moments_nhwc_kernel(x_ptr, mean_ptr, var_ptr, C, HW, BLOCK_HW: tl.constexpr
         mean += delta * wb
         m2 += pq + delta * delta * count * wb
         count = total
-    mean_all = tl.sum(count * mean, 0) / HW  # the same lane merge as _moments_kernel
+    rows = tl.sum(count, 0)  # the same lane merge as _moments_kernel
+    mean_all = tl.sum(count * mean, 0) / tl.maximum(rows, 1.0)  # rows = 0 only in masked channels
     d = mean - mean_all[None, :]
-    tl.store(mean_ptr + n * C + c, pivot + mean_all, mask=cmask)
-    tl.store(var_ptr + n * C + c, (tl.sum(m2, 0) + tl.sum(count * d * d, 0)) / HW, mask=cmask)
+    m2_all = tl.sum(m2, 0) + tl.sum(count * d * d, 0)
+    if SPLIT:  # this split's state, relative to the pivot; _merge_moments_kernel finishes
+        q = part_ptr + ((n * C + c) * tl.num_programs(2) + tl.program_id(2)) * 3
+        tl.store(q, mean_all, mask=cmask)
+        tl.store(q + 1, m2_all, mask=cmask)
+        tl.store(q + 2, rows, mask=cmask)
+    else:
+        tl.store(mean_ptr + n * C + c, pivot + mean_all, mask=cmask)
+        tl.store(var_ptr + n * C + c, m2_all / HW, mask=cmask)
 
 
 @triton.jit
-def _reduce_nhwc_kernel(dy_ptr, x_ptr, c_ptr, s0_ptr, s1_ptr, C, HW, BLOCK_HW: tl.constexpr,
-                        BLOCK_C: tl.constexpr, ACC: tl.constexpr, PART: tl.constexpr):
+def _reduce_nhwc_kernel(dy_ptr, x_ptr, c_ptr, part_ptr, s0_ptr, s1_ptr, C, HW, SEG, BLOCK_HW: tl.constexpr,
+                        BLOCK_C: tl.constexpr, ACC: tl.constexpr, PART: tl.constexpr, SPLIT: tl.constexpr):
     n = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = c < C
+    begin = tl.program_id(2) * SEG  # this split's rows (see _nhwc_splits)
+    end = tl.minimum(HW, begin + SEG)
     center = tl.load(c_ptr + n * C + c, mask=cmask, other=0.0)
     # Each lane's rows in parts of PART tiles (as in _moments_nhwc_kernel), PART
     # parts to a group, a group's lanes summed per channel (a tree), groups
@@ -164,25 +178,24 @@ def _reduce_nhwc_kernel(dy_ptr, x_ptr, c_ptr, s0_ptr, s1_ptr, C, HW, BLOCK_HW: t
     # PART, log2(BLOCK_HW), PART and HW / (BLOCK_HW * PART^3); at 256 x 256:
     # 8, 8, 5, 8 and 4, where one running sum per lane chained 256 parts.
     # Only the part and the group are per-lane tiles: a third tile-sized sum
-    # took 134 registers a thread for sm_90, this 96 (float32; 72 with one
-    # running sum), and ptxas keeps a0 / a1 on the stack across the outer loop
-    # (48 bytes, once per 16384 rows), none inside it.
+    # took 134 registers a thread for sm_90, this 104 (float32; 72 with one
+    # running sum), no spills.
     a0 = tl.zeros([BLOCK_C], dtype=ACC)
     a1 = tl.zeros([BLOCK_C], dtype=ACC)
     part_rows = BLOCK_HW * PART
     group_rows = part_rows * PART
-    for r2 in range(0, HW, group_rows * PART):
+    for r2 in range(begin, end, group_rows * PART):
         f0 = tl.zeros([BLOCK_C], dtype=ACC)
         f1 = tl.zeros([BLOCK_C], dtype=ACC)
-        for r1 in range(r2, tl.minimum(HW, r2 + group_rows * PART), group_rows):
+        for r1 in range(r2, tl.minimum(end, r2 + group_rows * PART), group_rows):
             q0 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
             q1 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
-            for start in range(r1, tl.minimum(HW, r1 + group_rows), part_rows):
+            for start in range(r1, tl.minimum(end, r1 + group_rows), part_rows):
                 p0 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
                 p1 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
                 for j in tl.static_range(PART):
                     hw = start + j * BLOCK_HW + tl.arange(0, BLOCK_HW)
-                    mask = (hw < HW)[:, None] & cmask[None, :]
+                    mask = (hw < end)[:, None] & cmask[None, :]
                     offs = n * HW * C + hw[:, None].to(tl.int64) * C + c[None, :]
                     g = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(ACC)
                     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
@@ -194,8 +207,57 @@ def _reduce_nhwc_kernel(dy_ptr, x_ptr, c_ptr, s0_ptr, s1_ptr, C, HW, BLOCK_HW: t
             f1 += tl.sum(q1, 0)
         a0 += f0
         a1 += f1
-    tl.store(s0_ptr + n * C + c, a0, mask=cmask)
-    tl.store(s1_ptr + n * C + c, a1, mask=cmask)
+    if SPLIT:  # this split's sums; _merge_sums_kernel adds the splits in order
+        q = part_ptr + ((n * C + c) * tl.num_programs(2) + tl.program_id(2)) * 2
+        tl.store(q, a0, mask=cmask)
+        tl.store(q + 1, a1, mask=cmask)
+    else:
+        tl.store(s0_ptr + n * C + c, a0, mask=cmask)
+        tl.store(s1_ptr + n * C + c, a1, mask=cmask)
+
+
+# Merges of a split plane's states, one row per (n, c): the splits as a tile
+# joined in a tree (tl.reduce), the same order every run (no atomics), in
+# float64 (a few flops per plane). In float32 the merge's roundings took the
+# interpreted channels_last variance on the GPU test's planes to 1.8e-7 (a
+# chain) or 2.5e-7 (a tree) against a bound of 2e-7; in float64, 1.2e-7.
+@triton.jit
+def _chan_merge(ma, qa, ca, mb, qb, cb):
+    """Chan's merge of two Welford states (mean, M2, count); an empty state is exact."""
+    total = ca + cb
+    wb = cb / tl.maximum(total, 1.0)
+    delta = mb - ma
+    return ma + delta * wb, qa + qb + delta * delta * ca * wb, total
+
+
+@triton.jit
+def _merge_moments_kernel(part_ptr, x_ptr, mean_ptr, var_ptr, NC, C, HW, SPLITS, BLOCK: tl.constexpr,
+                          MAX_SPLITS: tl.constexpr):
+    p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    on = p < NC
+    s = tl.arange(0, MAX_SPLITS)
+    mask = on[:, None] & (s < SPLITS)[None, :]
+    q = part_ptr + (p.to(tl.int64) * SPLITS * 3)[:, None] + s[None, :] * 3
+    mean, m2, count = tl.reduce((tl.load(q, mask=mask, other=0.0).to(tl.float64),
+                                 tl.load(q + 1, mask=mask, other=0.0).to(tl.float64),
+                                 tl.load(q + 2, mask=mask, other=0.0).to(tl.float64)), 1, _chan_merge)
+    n = (p // C).to(tl.int64)
+    pivot = tl.load(x_ptr + n * HW * C + p % C, mask=on, other=0.0).to(tl.float64)
+    tl.store(mean_ptr + p, (pivot + mean).to(mean_ptr.dtype.element_ty), mask=on)
+    tl.store(var_ptr + p, (m2 / HW).to(var_ptr.dtype.element_ty), mask=on)
+
+
+@triton.jit
+def _merge_sums_kernel(part_ptr, s0_ptr, s1_ptr, NC, SPLITS, BLOCK: tl.constexpr, MAX_SPLITS: tl.constexpr):
+    p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    on = p < NC
+    s = tl.arange(0, MAX_SPLITS)
+    mask = on[:, None] & (s < SPLITS)[None, :]
+    q = part_ptr + (p.to(tl.int64) * SPLITS * 2)[:, None] + s[None, :] * 2
+    s0 = tl.sum(tl.load(q, mask=mask, other=0.0).to(tl.float64), 1)
+    s1 = tl.sum(tl.load(q + 1, mask=mask, other=0.0).to(tl.float64), 1)
+    tl.store(s0_ptr + p, s0.to(s0_ptr.dtype.element_ty), mask=on)
+    tl.store(s1_ptr + p, s1.to(s1_ptr.dtype.element_ty), mask=on)
 
 
 # The channels_last maps walk tiles of [rows, channels] as the reductions do: each
@@ -245,6 +307,36 @@ def _affine2_nhwc_kernel(dy_ptr, x_ptr, m_ptr, a_ptr, b_ptr, c_ptr, out_ptr, C, 
     tl.store(out_ptr + offs, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+# A channels_last reduction program covers one sample's rows of BLOCK_CL channels;
+# with few of them (32 x 64 x 128 x 128 has 64) the GPU would sit mostly idle, so a
+# sample's rows are split over programs, as the CUDA kernels split theirs: about 4
+# programs per SM, whole parts of BLOCK_HW * PART_CL rows each, at most 16 splits
+# (a power of two: the merge's tile). CPU tensors (the interpreter)
+# are split as for NOMINAL_SMS, an H100 / H200, so CI runs the GPU's path.
+MAX_SPLITS_CL, NOMINAL_SMS, MERGE_BLOCK = 16, 132, 64
+
+
+def _sm_count(device: torch.device) -> int:
+    if device.type != "cuda":
+        return NOMINAL_SMS
+    return _cuda_sm_count(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def _nhwc_splits(n: int, c: int, hw: int, device: torch.device) -> tuple[int, int]:
+    """(splits, rows per split) of a channels_last reduction: no split is empty."""
+    part_rows = BLOCK_HW * PART_CL
+    programs = n * cdiv(c, BLOCK_CL)
+    want = cdiv(4 * _sm_count(device), programs)
+    splits = max(1, min(want, MAX_SPLITS_CL, hw // part_rows))
+    seg = cdiv(cdiv(hw, splits), part_rows) * part_rows
+    return cdiv(hw, seg), seg
+
+
 def _check(x: torch.Tensor, name: str = "x") -> None:
     if x.dim() != 4:
         raise ValueError(f"anrl_ext: {name} must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
@@ -288,8 +380,14 @@ def _primitive_functions(launch):
         mean = x.new_empty((n, c), dtype=acc_dtype(x.dtype))
         var = torch.empty_like(mean)
         if n * c and nhwc:
-            launch(_moments_nhwc_kernel)[(n, cdiv(c, BLOCK_CL))](
-                x, mean, var, c, h * w, BLOCK_HW=BLOCK_HW, BLOCK_C=BLOCK_CL, ACC=_acc(x.dtype), PART=PART_CL)
+            splits, seg = _nhwc_splits(n, c, h * w, x.device)
+            part = mean.new_empty((n * c, splits, 3)) if splits > 1 else mean
+            launch(_moments_nhwc_kernel)[(n, cdiv(c, BLOCK_CL), splits)](
+                x, part, mean, var, c, h * w, seg, BLOCK_HW=BLOCK_HW, BLOCK_C=BLOCK_CL, ACC=_acc(x.dtype),
+                PART=PART_CL, SPLIT=splits > 1)
+            if splits > 1:
+                launch(_merge_moments_kernel)[(cdiv(n * c, MERGE_BLOCK),)](
+                    part, x, mean, var, n * c, c, h * w, splits, BLOCK=MERGE_BLOCK, MAX_SPLITS=MAX_SPLITS_CL)
         elif n * c:
             launch(_moments_kernel)[(n * c,)](x, mean, var, h * w, BLOCK=plane_block(h * w), ACC=_acc(x.dtype))
         return mean, var
@@ -306,9 +404,14 @@ def _primitive_functions(launch):
         s0 = x.new_empty((n, c), dtype=acc_dtype(x.dtype))
         s1 = torch.empty_like(s0)
         if n * c and nhwc:
-            launch(_reduce_nhwc_kernel)[(n, cdiv(c, BLOCK_CL))](
-                dy, x, center, s0, s1, c, h * w, BLOCK_HW=BLOCK_HW, BLOCK_C=BLOCK_CL, ACC=_acc(x.dtype),
-                PART=PART_CL)
+            splits, seg = _nhwc_splits(n, c, h * w, x.device)
+            part = s0.new_empty((n * c, splits, 2)) if splits > 1 else s0
+            launch(_reduce_nhwc_kernel)[(n, cdiv(c, BLOCK_CL), splits)](
+                dy, x, center, part, s0, s1, c, h * w, seg, BLOCK_HW=BLOCK_HW, BLOCK_C=BLOCK_CL,
+                ACC=_acc(x.dtype), PART=PART_CL, SPLIT=splits > 1)
+            if splits > 1:
+                launch(_merge_sums_kernel)[(cdiv(n * c, MERGE_BLOCK),)](part, s0, s1, n * c, splits,
+                                                                         BLOCK=MERGE_BLOCK, MAX_SPLITS=MAX_SPLITS_CL)
         elif n * c:
             launch(_reduce_kernel)[(n * c,)](dy, x, center, s0, s1, h * w, BLOCK=plane_block(h * w),
                                              ACC=_acc(x.dtype))

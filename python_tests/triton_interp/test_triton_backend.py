@@ -71,6 +71,39 @@ def test_channels_last_maps_cover_every_tile(shape):
                                atol=1e-14, rtol=1e-14)
 
 
+def test_channels_last_reduction_splits():
+    """A sample's rows split over programs when few (sample, 32 channels) programs would leave SMs
+    idle: ~4 programs per SM, whole parts of 256 rows, at most 16, none empty."""
+    cpu = torch.device("cpu")  # planned for tb.NOMINAL_SMS (132), as on an H100 / H200
+    assert tb._nhwc_splits(32, 64, 128 * 128, cpu) == (8, 2048)  # 64 programs -> 512
+    assert tb._nhwc_splits(64, 512, 14 * 14, cpu) == (1, 256)  # 1024 programs: no split
+    assert tb._nhwc_splits(2, 4, 256 * 256, cpu) == (16, 4096)  # the cap
+    for n, c, hw in [(1, 17, 1320), (3, 5, 150 * 151), (1, 1, 257), (2, 40, 255)]:
+        splits, seg = tb._nhwc_splits(n, c, hw, cpu)
+        assert seg % (tb.BLOCK_HW * tb.PART_CL) == 0 and 1 <= splits <= 16 and (splits - 1) * seg < hw <= splits * seg
+
+
+@pytest.mark.parametrize("shape", [(1, 17, 33, 40), (2, 40, 16, 32)])
+def test_channels_last_split_reductions_match_unsplit(shape, monkeypatch):
+    """Split and merged (the merge kernels, float64 tree) or in one program: the same statistics, to
+    float64 rounding, and each path the same bits on a second run."""
+    x = (torch.randn(shape, dtype=torch.float64) * 2 + 5).to(memory_format=torch.channels_last)
+    dy = torch.randn_like(x)
+    center = torch.randn(shape[:2], dtype=torch.float64)
+
+    def stats():
+        return (*P.moments(x), *P.reduce(dy, x, center))
+
+    split = stats()
+    assert tb._nhwc_splits(shape[0], shape[1], shape[2] * shape[3], x.device)[0] > 1
+    assert all(torch.equal(a, b) for a, b in zip(split, stats()))
+    monkeypatch.setattr(tb, "NOMINAL_SMS", 0)  # 4 * 0 SMs: one split
+    assert tb._nhwc_splits(shape[0], shape[1], shape[2] * shape[3], x.device)[0] == 1
+    for a, b, want in zip(split, stats(), (*ref.PRIMITIVES.moments(x), *ref.PRIMITIVES.reduce(dy, x, center))):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(a, want, rtol=1e-12, atol=1e-12)
+
+
 def test_primitives_mixed_layouts():
     """x channels_last with an NCHW gradient (and the other way round): dy follows x."""
     x = torch.randn(2, 40, 6, 7, dtype=torch.float64) * 2 + 1
@@ -174,7 +207,8 @@ def test_batch_mean_to_one_ulp():
 
 def test_reductions_accurate_on_large_planes():
     """The planes and bounds of test_gpu.py's test_reductions_on_large_planes_cuda, interpreted.
-    Observed 0.62 ulp, 1.5e-7, 1.0e-7, 2.5e-7. Pivot-relative lane moments and channels_last sums
+    Observed 0.62 ulp, 1.2e-7, 6.4e-8, 2.5e-7 (channels_last rows in 16 splits merged in float64;
+    unsplit: 0.62 ulp, 1.5e-7, 1.0e-7, 2.5e-7). Pivot-relative lane moments and channels_last sums
     in parts: before them, 128 x 128 planes gave means 2.3 ulps off, variances 2.5e-7, s0 2.3e-7,
     s1 7.1e-7. The channels_last reduce's parts folded in groups: before, one running sum of parts
     per lane left s1 at 9.7e-7 on the 256 x 256 planes."""
