@@ -171,9 +171,9 @@ class CudaReductionModel:
     """`moments` and `reduce` with the CUDA kernels' order of operations (float32 and float64 input)."""
 
     def __init__(self, pivot=True, sms=132, row_part=ROW_PART, row_levels=ROW_LEVELS, pack_sums=True,
-                 splits=None):
+                 splits=None, double_merge=True):
         self.pivot, self.sms, self.row_part, self.row_levels = pivot, sms, row_part, row_levels
-        self.pack_sums = pack_sums
+        self.pack_sums, self.double_merge = pack_sums, double_merge
         self.splits = splits  # None: as the kernels pick them for `sms`; 1: every plane one block
 
     def _setup(self, x):
@@ -206,12 +206,21 @@ class CudaReductionModel:
                 part = ar.chan_merge(part, tuple(t[:, :, y] for t in s))
             part = tuple(t.transpose(0, 2, 1).reshape(n * c, splits) for t in part)
             pivot = xs[:, 0, :].reshape(n * c) if self.pivot else dtype(0)
-        total = tuple(t[:, 0] for t in part)  # merge_moments_kernel's first merge, into zeros, is exact
+        if splits == 1 or not self.double_merge:  # the block stores its result / the merge in float
+            total = tuple(t[:, 0] for t in part)  # merge_moments_kernel's first merge, into zeros, is exact
+            for j in range(1, splits):
+                total = ar.chan_merge(total, tuple(t[:, j] for t in part))
+            mean, m2, count = total
+            return (torch.from_numpy(np.asarray(mean + pivot)).reshape(n, c),
+                    torch.from_numpy(np.asarray(m2 / count)).reshape(n, c))
+        wide = _Arith(np.float64)  # merge_moments_kernel merges in double, then rounds once
+        part = tuple(t.astype(np.float64) for t in part)
+        total = tuple(t[:, 0] for t in part)  # its first merge, into zeros, is exact
         for j in range(1, splits):
-            total = ar.chan_merge(total, tuple(t[:, j] for t in part))
+            total = wide.chan_merge(total, tuple(t[:, j] for t in part))
         mean, m2, count = total
-        return (torch.from_numpy(np.asarray(mean + pivot)).reshape(n, c),
-                torch.from_numpy(np.asarray(m2 / count)).reshape(n, c))
+        return (torch.from_numpy(np.asarray(mean + np.asarray(pivot, dtype=np.float64)).astype(dtype)).reshape(n, c),
+                torch.from_numpy(np.asarray(m2 / count).astype(dtype)).reshape(n, c))
 
     def reduce(self, dy, x, center):
         n, c, m, ar, dtype, splits, seg = self._setup(x)
@@ -248,10 +257,11 @@ class CudaReductionModel:
             for y in range(1, ROWS_PER_BLOCK):
                 part = ar.add(part, (a0[:, :, y], a1[:, :, y]))
             part = tuple(t.transpose(0, 2, 1).reshape(n * c, splits) for t in part)
-        s0, s1 = (t[:, 0] for t in part)
-        for j in range(1, splits):  # merge_sums_kernel adds the splits to 0 in order
+        s0, s1 = (t[:, 0].astype(np.float64 if self.double_merge else dtype) for t in part)
+        for j in range(1, splits):  # merge_sums_kernel adds the splits to 0 in order, in double
             s0, s1 = s0 + part[0][:, j], s1 + part[1][:, j]
-        return torch.from_numpy(s0).reshape(n, c), torch.from_numpy(s1).reshape(n, c)
+        return (torch.from_numpy(s0.astype(dtype)).reshape(n, c),
+                torch.from_numpy(s1.astype(dtype)).reshape(n, c))
 
 
 def modelled_errors(model):
@@ -271,10 +281,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     lines = ["| CUDA kernels (model) | mean (ulps) | var | s0 | s1 |", "|---|---|---|---|---|"]
     variants = {"before: Welford at full magnitude, one chain per channels_last thread":
-                CudaReductionModel(pivot=False, sms=args.sms, row_part=None, pack_sums=False, splits=args.splits),
-                f"pivot-relative Welford, channels_last rows in parts and groups of {ROW_PART}":
-                CudaReductionModel(pivot=True, sms=args.sms, row_levels=2, pack_sums=False, splits=args.splits),
-                "now: channels_last parts folded three levels deep, NCHW reduce sums each pack first":
+                CudaReductionModel(pivot=False, sms=args.sms, row_part=None, pack_sums=False, splits=args.splits,
+                                   double_merge=False),
+                f"pivot-relative Welford, channels_last rows in parts and groups of {ROW_PART}, float merges":
+                CudaReductionModel(pivot=True, sms=args.sms, row_levels=2, pack_sums=False, splits=args.splits,
+                                   double_merge=False),
+                "now: + channels_last parts three levels deep, NCHW reduce pack sums, merges in double":
                 CudaReductionModel(pivot=True, sms=args.sms, splits=args.splits)}
     for name, model in variants.items():
         worst = modelled_errors(model)

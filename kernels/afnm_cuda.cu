@@ -303,20 +303,22 @@ reduce_nhwc_kernel(const scalar_t* __restrict__ dy, const scalar_t* __restrict__
 }
 
 // ---- merge of per-split partials, fixed order ----------------------------
+// In double (a few flops per plane): then the merge adds no rounding of its
+// own, only the final one (the Triton merges do the same).
 
 template <typename acc_t>
 __global__ void merge_moments_kernel(const acc_t* __restrict__ part, acc_t* __restrict__ mean,
                                      acc_t* __restrict__ var, int64_t planes, int64_t splits) {
   const int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (p >= planes) return;
-  const acc_t pivot = mean[p];  // written there by the plane's first split (store_moments)
-  Moments<acc_t> m{0, 0, 0};
+  const double pivot = mean[p];  // written there by the plane's first split (store_moments)
+  Moments<double> m{0, 0, 0};
   for (int64_t s = 0; s < splits; ++s) {
     const acc_t* q = part + 3 * (p * splits + s);
-    m = chan_merge(m, Moments<acc_t>{q[0], q[1], q[2]});
+    m = chan_merge(m, Moments<double>{q[0], q[1], q[2]});
   }
-  mean[p] = m.mean + pivot;
-  var[p] = m.m2 / m.count;
+  mean[p] = static_cast<acc_t>(m.mean + pivot);
+  var[p] = static_cast<acc_t>(m.m2 / m.count);
 }
 
 template <typename acc_t>
@@ -324,13 +326,13 @@ __global__ void merge_sums_kernel(const acc_t* __restrict__ part, acc_t* __restr
                                   acc_t* __restrict__ s1, int64_t planes, int64_t splits) {
   const int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (p >= planes) return;
-  acc_t a = 0, b = 0;
+  double a = 0, b = 0;
   for (int64_t s = 0; s < splits; ++s) {
     a += part[2 * (p * splits + s)];
     b += part[2 * (p * splits + s) + 1];
   }
-  s0[p] = a;
-  s1[p] = b;
+  s0[p] = static_cast<acc_t>(a);
+  s1[p] = static_cast<acc_t>(b);
 }
 
 // ---- elementwise ----------------------------------------------------------

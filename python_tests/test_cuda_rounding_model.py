@@ -27,6 +27,8 @@ def test_model_uses_the_kernels_constants():
     assert "num_splits(N * ((C + kWarp - 1) / kWarp), M, kSplitElements / kWarp, kMaxNhwcSplits)" in source
     assert "num_splits(N * C, M, kSplitElements, M)" in source
     assert "const int64_t want = (4 * sm_count() + blocks - 1) / blocks;" in source
+    # the merges of split planes in double (CudaReductionModel's double_merge)
+    assert "Moments<double> m{0, 0, 0};" in source and "double a = 0, b = 0;" in source
     # channels_last: parts of kRowPart rows in fold_parts' tree (test_fold_parts.py checks it is _row_loop's)
     assert "fold_parts<kRowPart, kRowLevels, State>(first, end, kPartRows," in source
     assert "p0 += gi;" in source and "a0 += p0;" in source  # NCHW reduce: a pack's sums, then the thread's
@@ -42,7 +44,7 @@ def test_kernels_arithmetic_within_the_gpu_bounds():
 def test_bounds_catch_the_old_arithmetic():
     """Welford at full magnitude and one float32 chain per channels_last thread (the kernels up to
     2026-12-02): the model puts the means and s1 outside the bounds."""
-    worst = model.modelled_errors(model.CudaReductionModel(pivot=False, row_part=None))
+    worst = model.modelled_errors(model.CudaReductionModel(pivot=False, row_part=None, double_merge=False))
     bounds = GPU_REDUCTION_BOUNDS["cuda"]
     assert worst["mean"] > bounds["mean"] and worst["s1"] > bounds["s1"], worst
 
