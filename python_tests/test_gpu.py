@@ -284,7 +284,7 @@ def test_reductions_on_large_planes_cuda(backend):
 @pytest.mark.skipif("cuda" not in GPU_BACKENDS, reason="needs the cuda backend")
 def test_reductions_on_one_block_planes_cuda():
     """Planes enough (4 per SM) that the cuda kernels give each NCHW plane one block, with no split:
-    each thread's longest chains (the Triton kernels never split a plane, so LARGE_PLANES covers
+    each thread's longest chains (the Triton NCHW kernels never split a plane, so LARGE_PLANES covers
     theirs). channels_last splits these rows 16 times (33 blocks of 32 channels). The same bounds;
     test_cuda_rounding_model.py models one block per plane (splits=1) for both layouts."""
     from anrl_ext.ops.backends import primitives_for

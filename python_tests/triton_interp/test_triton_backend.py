@@ -217,6 +217,15 @@ def test_reductions_accurate_on_large_planes():
     assert all(worst[k] <= bounds[k] for k in bounds), worst
 
 
+def test_channels_last_reductions_accurate_in_one_split(monkeypatch):
+    """channels_last planes in one program's rows, the longest chains (with enough programs to fill
+    the GPU, e.g. N * C / 32 >= 528 on an H200, nothing is split): the same bounds."""
+    monkeypatch.setattr(tb, "NOMINAL_SMS", 0)
+    worst = check_reductions_on_large_planes(P, LARGE_PLANES, formats=(torch.channels_last,))
+    bounds = GPU_REDUCTION_BOUNDS["triton"]
+    assert all(worst[k] <= bounds[k] for k in bounds), worst
+
+
 def test_blend_middle_float32():
     check_blend_middle(P, "cpu", 4, 9, torch.float32, tol=2e-5)
 
