@@ -113,7 +113,8 @@ def triton_kernels(arch):
             # What the launcher passes: 16-byte aligned pointers, sizes divisible by 16.
             src.attrs = {(i,): [["tt.divisibility", 16]] for i, p in enumerate(kernel.params)
                          if not p.is_constexpr and (p.name.endswith("_ptr") or src.signature[p.name] == "i32")}
-            compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32))
+            compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
+                                      options=dict(num_warps=spec.launch_warps(kernel)))
             ptx = compiled.asm["ptx"]
             with tempfile.TemporaryDirectory() as d:
                 Path(d, "k.ptx").write_text(ptx)
@@ -122,7 +123,7 @@ def triton_kernels(arch):
             regs = re.search(r"Used (\d+) registers", info)
             spill = re.search(r"(\d+) bytes spill stores", info)
             report[f"{name.split('.')[-1]} {dtype}"] = dict(
-                regs=int(regs.group(1)) if regs else -1, spill=int(spill.group(1)) if spill else -1,
+                warps=spec.launch_warps(kernel), regs=int(regs.group(1)) if regs else -1, spill=int(spill.group(1)) if spill else -1,
                 loads=dict(Counter(re.findall(r"ld\.global(?:\.\w+)*", ptx))),
                 int_div=len(re.findall(r"\b(?:div|rem)\.[su](?:32|64)\b", ptx)))
     return report
@@ -151,9 +152,9 @@ def main(argv=None):
                 print("\n".join(k["sass"]))
     if not args.no_triton:
         print(f"\n# Triton, sm_{args.arch}, as launched at 32x64x128x128 (NCHW and channels_last)")
-        print(f"{'kernel':40} regs spill int_div  global loads")
+        print(f"{'kernel':40} warps regs spill int_div  global loads")
         for name, k in triton_kernels(args.arch).items():
-            print(f"{name:40} {k['regs']:4} {k['spill']:5} {k['int_div']:7}  {k['loads']}")
+            print(f"{name:40} {k['warps']:5} {k['regs']:4} {k['spill']:5} {k['int_div']:7}  {k['loads']}")
 
 
 if __name__ == "__main__":

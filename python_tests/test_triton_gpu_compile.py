@@ -42,6 +42,17 @@ def kernels():
     return found
 
 
+def launch_warps(kernel):
+    """The num_warps its launcher passes (Triton's default 4 unless it says otherwise)."""
+    from anrl_ext.ops import triton_backend, triton_gate
+
+    if kernel in (triton_backend._moments_nhwc_kernel, triton_backend._reduce_nhwc_kernel):
+        return triton_backend.WARPS_CL
+    if kernel.__name__.startswith("_gate"):
+        return triton_gate.NUM_WARPS
+    return 4
+
+
 def source(kernel, input_type, stats_type, flags, param_type=None):
     import triton.language as tl
     from triton.compiler import ASTSource
@@ -83,10 +94,10 @@ def test_kernel_compiles_for_sm90(name):
     for input_type, stats_type in DTYPES if has_inputs else [("fp32", "fp32"), ("fp64", "fp64")]:
         for flags in (True, False):
             compiled = triton.compile(source(kernel, input_type, stats_type, flags),
-                                      target=GPUTarget("cuda", 90, 32))
+                                      target=GPUTarget("cuda", 90, 32), options=dict(num_warps=launch_warps(kernel)))
             assert compiled.asm["cubin"], (name, input_type, flags)
     if any(p.name in PARAM_POINTERS | GATE_PARAM_POINTERS for p in kernel.params):  # a bfloat16 model's weights
         for flags in (True, False):
             compiled = triton.compile(source(kernel, "bf16", "fp32", flags, param_type="bf16"),
-                                      target=GPUTarget("cuda", 90, 32))
+                                      target=GPUTarget("cuda", 90, 32), options=dict(num_warps=launch_warps(kernel)))
             assert compiled.asm["cubin"], (name, "bf16 parameters", flags)

@@ -117,6 +117,11 @@ def _affine2_kernel(dy_ptr, x_ptr, m_ptr, a_ptr, b_ptr, c_ptr, out_ptr, M, BLOCK
 # take one tile each (see map_tiles). The reductions sum in parts of PART_CL
 # tiles (see _moments_nhwc_kernel).
 BLOCK_HW, BLOCK_CL, PART_CL = 32, 32, 8
+# The reductions run 8 warps a program: 4 per-lane values of each [32, 32] tile,
+# not 8. At 4 warps the Triton 3.6 of the GPU image spilled 96 bytes of the
+# float32 reduce (48 in bfloat16) and 3.8 took 104 registers; at 8, 48-80
+# registers and no spills in either (python benchmarks/kernel_report.py).
+WARPS_CL = 8
 
 
 @triton.jit
@@ -179,7 +184,7 @@ def _reduce_nhwc_kernel(dy_ptr, x_ptr, c_ptr, part_ptr, s0_ptr, s1_ptr, C, HW, S
     # 8, 8, 5, 8 and 4, where one running sum per lane chained 256 parts.
     # Only the part and the group are per-lane tiles: a third tile-sized sum
     # took 134 registers a thread for sm_90, this 104 (float32; 72 with one
-    # running sum), no spills.
+    # running sum; at 4 warps under triton 3.8, 80 at WARPS_CL), no spills.
     a0 = tl.zeros([BLOCK_C], dtype=ACC)
     a1 = tl.zeros([BLOCK_C], dtype=ACC)
     part_rows = BLOCK_HW * PART
@@ -384,7 +389,7 @@ def _primitive_functions(launch):
             part = mean.new_empty((n * c, splits, 3)) if splits > 1 else mean
             launch(_moments_nhwc_kernel)[(n, cdiv(c, BLOCK_CL), splits)](
                 x, part, mean, var, c, h * w, seg, BLOCK_HW=BLOCK_HW, BLOCK_C=BLOCK_CL, ACC=_acc(x.dtype),
-                PART=PART_CL, SPLIT=splits > 1)
+                PART=PART_CL, SPLIT=splits > 1, num_warps=WARPS_CL)
             if splits > 1:
                 launch(_merge_moments_kernel)[(cdiv(n * c, MERGE_BLOCK),)](
                     part, x, mean, var, n * c, c, h * w, splits, BLOCK=MERGE_BLOCK, MAX_SPLITS=MAX_SPLITS_CL)
@@ -408,7 +413,7 @@ def _primitive_functions(launch):
             part = s0.new_empty((n * c, splits, 2)) if splits > 1 else s0
             launch(_reduce_nhwc_kernel)[(n, cdiv(c, BLOCK_CL), splits)](
                 dy, x, center, part, s0, s1, c, h * w, seg, BLOCK_HW=BLOCK_HW, BLOCK_C=BLOCK_CL,
-                ACC=_acc(x.dtype), PART=PART_CL, SPLIT=splits > 1)
+                ACC=_acc(x.dtype), PART=PART_CL, SPLIT=splits > 1, num_warps=WARPS_CL)
             if splits > 1:
                 launch(_merge_sums_kernel)[(cdiv(n * c, MERGE_BLOCK),)](part, s0, s1, n * c, splits,
                                                                          BLOCK=MERGE_BLOCK, MAX_SPLITS=MAX_SPLITS_CL)
