@@ -103,6 +103,7 @@ def triton_kernels(arch):
                  "triton_backend._reduce_nhwc_kernel", "triton_backend._affine_nhwc_kernel",
                  "triton_backend._affine2_nhwc_kernel"):
         kernel = kernels[name]
+        warps = spec.launch_warps(kernel)
         for dtype in ("fp32", "bf16"):
             src = spec.source(kernel, dtype, "fp32", True)
             kind = next(k for k in ("_affine_nhwc_kernel", "_nhwc_kernel", "_kernel")
@@ -113,8 +114,7 @@ def triton_kernels(arch):
             # What the launcher passes: 16-byte aligned pointers, sizes divisible by 16.
             src.attrs = {(i,): [["tt.divisibility", 16]] for i, p in enumerate(kernel.params)
                          if not p.is_constexpr and (p.name.endswith("_ptr") or src.signature[p.name] == "i32")}
-            compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
-                                      options=dict(num_warps=spec.launch_warps(kernel)))
+            compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(num_warps=warps))
             ptx = compiled.asm["ptx"]
             with tempfile.TemporaryDirectory() as d:
                 Path(d, "k.ptx").write_text(ptx)
@@ -123,7 +123,7 @@ def triton_kernels(arch):
             regs = re.search(r"Used (\d+) registers", info)
             spill = re.search(r"(\d+) bytes spill stores", info)
             report[f"{name.split('.')[-1]} {dtype}"] = dict(
-                warps=spec.launch_warps(kernel), regs=int(regs.group(1)) if regs else -1, spill=int(spill.group(1)) if spill else -1,
+                warps=warps, regs=int(regs.group(1)) if regs else -1, spill=int(spill.group(1)) if spill else -1,
                 loads=dict(Counter(re.findall(r"ld\.global(?:\.\w+)*", ptx))),
                 int_div=len(re.findall(r"\b(?:div|rem)\.[su](?:32|64)\b", ptx)))
     return report

@@ -183,8 +183,8 @@ def _reduce_nhwc_kernel(dy_ptr, x_ptr, c_ptr, part_ptr, s0_ptr, s1_ptr, C, HW, S
     # PART, log2(BLOCK_HW), PART and HW / (BLOCK_HW * PART^3); at 256 x 256:
     # 8, 8, 5, 8 and 4, where one running sum per lane chained 256 parts.
     # Only the part and the group are per-lane tiles: a third tile-sized sum
-    # took 134 registers a thread for sm_90, this 104 (float32; 72 with one
-    # running sum; at 4 warps under triton 3.8, 80 at WARPS_CL), no spills.
+    # took 134 registers a thread for sm_90, this 104 (float32, 4 warps, triton
+    # 3.8; 72 with one running sum). At WARPS_CL warps: 64-80, no spills.
     a0 = tl.zeros([BLOCK_C], dtype=ACC)
     a1 = tl.zeros([BLOCK_C], dtype=ACC)
     part_rows = BLOCK_HW * PART
