@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 
 import torch
@@ -40,4 +41,15 @@ def save_atomic(obj, path: str) -> None:
 def load(path: str, map_location="cpu"):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except (RuntimeError, ValueError, EOFError, OSError, pickle.UnpicklingError) as e:
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
+
+
+def load_run(path: str, map_location="cpu") -> dict:
+    """A checkpoint written by anrl_ext.train: a dict with at least its 'model' and 'config'."""
+    state = load(path, map_location)
+    if not isinstance(state, dict) or not {"model", "config"} <= state.keys():
+        raise ValueError(f"{path} is not a checkpoint written by anrl_ext.train (no 'model' or 'config' entry)")
+    return state

@@ -5,6 +5,7 @@ import argparse
 from dataclasses import asdict, dataclass, fields
 from typing import List, Optional
 
+import torch
 import yaml
 
 PROTOCOLS = {"OCI-M": ("OCI", "M"), "OMI-C": ("OMI", "C"), "OCM-I": ("OCM", "I"), "ICM-O": ("ICM", "O")}
@@ -56,6 +57,43 @@ class Config:
         if tgt in src:
             raise ValueError(f"target domain {tgt!r} is also a source")
         return src, tgt
+
+    def validate(self) -> "Config":
+        """Raise ValueError naming the option whose value is of the wrong type or out of range."""
+        for f in fields(self):
+            value, kind = getattr(self, f.name), str(f.type)
+            flag = "--" + f.name.replace("_", "-")
+            if value is None and kind.startswith("Optional"):
+                continue
+            kind = kind.removeprefix("Optional[").removesuffix("]")
+            # bool is an int to Python, so it is kept apart; an int is a fine float
+            accepted = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}[kind]
+            if isinstance(value, bool) != (kind == "bool") or not isinstance(value, accepted):
+                raise ValueError(f"{flag}: expected {'a number' if kind == 'float' else kind}, got {value!r}")
+            if f.name in CHOICES and value not in CHOICES[f.name]:
+                raise ValueError(f"{flag}: {value!r} is not one of {CHOICES[f.name]}")
+            if f.name in LOWER_BOUNDS and value < LOWER_BOUNDS[f.name][0]:
+                low, why = LOWER_BOUNDS[f.name]
+                raise ValueError(f"{flag} must be at least {low}{why}, got {value}")
+        if not 0 < self.width:
+            raise ValueError(f"--width must be positive, got {self.width}")
+        if not 0 <= self.gamma <= 1:
+            raise ValueError(f"--gamma is a momentum, in [0, 1], got {self.gamma}")
+        try:
+            device = torch.device(self.device)
+        except RuntimeError:
+            device = None
+        if device is None or device.type not in ("cpu", "cuda"):
+            raise ValueError(f"--device {self.device!r}: expected cpu, cuda or cuda:<index>")
+        sources, target = self.domains()
+        if self.data == "synthetic":
+            from .data.synthetic import DOMAINS
+
+            unknown = [d for d in sources + [target] if d not in DOMAINS]
+            if unknown:
+                raise ValueError(f"--sources / --target: the synthetic benchmark has domains {', '.join(DOMAINS)}, "
+                                 f"not {', '.join(unknown)}")
+        return self
 
 
 PRESETS = {
@@ -110,6 +148,16 @@ HELP = {
 CHOICES = {"norm": ["bn", "in", "half", "bin", "ibn", "afnm"], "gate": ["paper", "sigmoid", "sigmoid2"],
            "backend": ["auto", "reference", "cpu", "cuda", "triton"]}
 
+# The least value of each numeric option (width and gamma have their own checks), and why where it is not obvious.
+LOWER_BOUNDS = {
+    "iters": (0, ""), "seed": (0, ""), "reduction": (1, ""),
+    "batch_size": (2, " (one live and one spoof sample per source domain)"),
+    "img_size": (16, " (the extractor halves it three times, the classifier once more)"),
+    "lr": (0, ""), "meta_lr": (0, ""), "inner_lr": (0, ""), "lambda_idc": (0, ""), "lambda_ics": (0, ""),
+    "videos_per_class": (1, ""), "frames_per_video": (1, ""),
+    "eval_every": (0, " (0: only at the end)"), "ckpt_every": (0, " (0: only at the end)"),
+}
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m anrl_ext.train",
@@ -142,11 +190,16 @@ def load(argv=None) -> Config:
         unknown = set(from_file) - known
         if unknown:
             raise SystemExit(f"{args.config}: unknown keys {sorted(unknown)}")
+        for f in fields(Config):  # PyYAML (YAML 1.1) reads 1e-4, with no dot, as a string
+            if str(f.type) == "float" and isinstance(from_file.get(f.name), str):
+                try:
+                    from_file[f.name] = float(from_file[f.name])
+                except ValueError:
+                    pass  # validate() names the option
         values.update(from_file)
     values.update({k: v for k, v in vars(args).items() if k in {f.name for f in fields(Config)} and v is not None})
     cfg = Config(**values)
-    cfg.domains()  # validate early
-    return cfg
+    return cfg.validate()  # early, before any data is built
 
 
 def dump(cfg: Config, path: str) -> None:

@@ -50,9 +50,7 @@ class LiveScorer(nn.Module):
 
 def load_scorer(path: str) -> tuple[LiveScorer, config.Config, dict]:
     """The checkpoint's model in eval mode on the CPU, its config, and the metadata to ship with it."""
-    state = checkpoint.load(path)
-    if "model" not in state or "config" not in state:
-        raise ValueError(f"{path} is not a checkpoint written by anrl_ext.train (no 'model' or 'config' entry)")
+    state = checkpoint.load_run(path)
     cfg = config.Config(**state["config"])
     net = ANRLNet(cfg.width, cfg.norm, cfg.gate, "auto", cfg.reduction)
     net.load_state_dict(state["model"])

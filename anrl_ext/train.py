@@ -44,7 +44,7 @@ def float_outputs(out):
 
 class Trainer:
     def __init__(self, cfg: config.Config):
-        self.cfg = cfg
+        self.cfg = cfg.validate()
         torch.manual_seed(cfg.seed)  # same initial weights on every process
         self.device = torch.device(cfg.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
@@ -194,7 +194,7 @@ class Trainer:
 def trainer_from_checkpoint(path: str, data: str = None, device: str = None):
     """(Trainer with a checkpoint's config and network weights, the checkpoint); `data` and
     `device` replace the config's when given."""
-    state = checkpoint.load(path)
+    state = checkpoint.load_run(path)
     cfg = config.Config(**state["config"])
     if data:
         cfg.data = data
@@ -218,7 +218,7 @@ def run(cfg: config.Config) -> dict:
 
 def _run(trainer: Trainer, cfg: config.Config) -> dict:
     if cfg.resume:
-        trainer.load_state_dict(checkpoint.load(cfg.resume, map_location=trainer.device))
+        trainer.load_state_dict(checkpoint.load_run(cfg.resume, map_location=trainer.device))
         if trainer.rank != 0:  # the checkpoint holds rank 0's sampler; reseed the others
             trainer.sampler.rng = np.random.default_rng([cfg.seed + 1000 * trainer.rank, trainer.iteration])
     if trainer.rank != 0:
@@ -286,7 +286,11 @@ def _run_worker(trainer: Trainer) -> dict:
 
 
 def main(argv=None):
-    run(config.load(argv))
+    try:
+        cfg = config.load(argv)
+    except ValueError as e:  # a bad option value: usage and the message, exit status 2, as argparse does
+        config.parser().error(str(e))
+    run(cfg)
 
 
 if __name__ == "__main__":

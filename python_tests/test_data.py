@@ -5,12 +5,14 @@ import warnings
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from anrl_ext import config, prepare, train
 from anrl_ext.data import BalancedDomainSampler, SyntheticDomains, SyntheticSpec
 from anrl_ext.data.lists import (DataError, ListDataset, read_anrl_list, read_prepared_domain, read_ssdg_json,
                                  sample_frames)
 from anrl_ext.data.synthetic import render
+from anrl_ext.data.transforms import augment
 
 
 def write_video(path, live, seed, frames=5, size=96):
@@ -64,6 +66,18 @@ def test_prepare_with_box_file_and_cli(replay_src, tmp_path):
     assert len(read_prepared_domain(str(tmp_path / "o"), "I")) == 7 * 2  # every input has >= 2 frames
     with pytest.raises(FileNotFoundError, match="source folder not found"):
         prepare.prepare("msu", str(tmp_path / "nope"), str(tmp_path / "o"), "M")
+
+
+def test_flip_of_a_one_pixel_depth_map():
+    # numpy calls a flipped 1-wide array contiguous; torch.from_numpy rejects its negative stride
+    rng = np.random.default_rng(0)
+    rgb, depth = np.zeros((8, 8, 3), np.uint8), np.arange(1, dtype=np.float32).reshape(1, 1)
+    for _ in range(8):
+        out_rgb, out_depth = augment(rgb, depth, rng)
+        assert torch.from_numpy(out_depth).shape == (1, 1) and torch.from_numpy(out_rgb).shape == (8, 8, 3)
+    wide = np.arange(6, dtype=np.float32).reshape(2, 3)
+    flips = {tuple(augment(rgb, wide, rng)[1][0]) for _ in range(16)}
+    assert flips == {(0, 1, 2), (2, 1, 0)}
 
 
 def test_dataset_labels():

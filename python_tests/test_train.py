@@ -56,7 +56,7 @@ def test_gate_reduction_sets_the_hidden_units(tmp_path):
     train.run(cfg)  # trains, and evaluate / gate_report rebuild the same network from the checkpoint
     again, _ = train.trainer_from_checkpoint(str(tmp_path / "checkpoint.pt"))
     assert again.cfg.reduction == 4
-    with pytest.raises(ValueError, match="reduction must be >= 1"):
+    with pytest.raises(ValueError, match="--reduction must be at least 1, got 0"):
         train.Trainer(config.load(["--preset", "smoke", "--reduction", "0"]))
 
 
@@ -95,6 +95,21 @@ def test_interrupted_checkpoint_write_keeps_last_good(tmp_path, monkeypatch):
         checkpoint.load(str(tmp_path / "missing.pt"))
 
 
+def test_unreadable_checkpoints_are_named(tmp_path):
+    good = tmp_path / "good.pt"
+    checkpoint.save_atomic({"model": {}, "config": {}}, str(good))
+    (tmp_path / "text.pt").write_text("garbage\n")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:200])  # a copy cut short
+    for name in ("text.pt", "empty.pt", "cut.pt"):
+        with pytest.raises(ValueError, match=f"{name}: not a readable checkpoint"):
+            checkpoint.load(str(tmp_path / name))
+    torch.save(torch.zeros(2), tmp_path / "tensor.pt")
+    with pytest.raises(ValueError, match="not a checkpoint written by anrl_ext.train"):
+        train.trainer_from_checkpoint(str(tmp_path / "tensor.pt"))
+    assert checkpoint.load_run(str(good)) == {"model": {}, "config": {}}
+
+
 def test_config_file_and_cli(tmp_path):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("norm: bn\niters: 7\nprotocol: ICM-O\n")
@@ -108,6 +123,46 @@ def test_config_file_and_cli(tmp_path):
         config.load(["--protocol", "XYZ-Q"])
     with pytest.raises(ValueError, match="also a source"):
         config.load(["--sources", "OCI", "--target", "O"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--iters", "-3"], "--iters must be at least 0, got -3"),
+    (["--img-size", "8"], "--img-size must be at least 16"),
+    (["--batch-size", "1"], "--batch-size must be at least 2"),
+    (["--width", "0"], "--width must be positive"),
+    (["--gamma", "1.5"], r"--gamma is a momentum, in \[0, 1\]"),
+    (["--ckpt-every", "-1"], "--ckpt-every must be at least 0"),
+    (["--lr", "-0.1"], "--lr must be at least 0"),
+    (["--device", "gpu"], "--device 'gpu': expected cpu, cuda"),
+    (["--sources", "OCX", "--target", "M"], "the synthetic benchmark has domains O, C, I, M, not X"),
+])
+def test_config_names_the_bad_option(argv, message):
+    with pytest.raises(ValueError, match=message):
+        config.load(argv)
+
+
+def test_config_file_values_are_checked(tmp_path):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("lr: 1e-4\ngamma: 1\n")  # YAML 1.1 reads 1e-4 as a string
+    assert (config.load(["--config", str(cfg_file)]).lr, config.load(["--config", str(cfg_file)]).gamma) == (1e-4, 1)
+    for text, message in [("iters: abc\n", "--iters: expected int, got 'abc'"),
+                          ("amp: 1\n", "--amp: expected bool, got 1"),
+                          ("lr: fast\n", "--lr: expected a number, got 'fast'"),
+                          ("norm: foo\n", "--norm: 'foo' is not one of")]:
+        cfg_file.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            config.load(["--config", str(cfg_file)])
+    cfg = config.load(["--preset", "smoke"])
+    cfg.img_size = 12  # set in code: the trainer checks it too
+    with pytest.raises(ValueError, match="--img-size must be at least 16"):
+        train.Trainer(cfg)
+
+
+def test_cli_bad_option_is_a_usage_error():
+    r = subprocess.run([sys.executable, "-m", "anrl_ext.train", "--img-size", "8"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert "error: --img-size must be at least 16" in r.stderr
 
 
 def test_train_and_evaluate_cli(tmp_path):

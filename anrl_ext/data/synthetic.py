@@ -197,6 +197,8 @@ class SyntheticSpec:
 
 def domain_records(domain: str, spec: SyntheticSpec) -> List[dict]:
     """The sample records of one domain: video id, frame seed, label (1 = live)."""
+    if domain not in DOMAINS:
+        raise ValueError(f"domain {domain!r}: the synthetic benchmark has domains {', '.join(DOMAINS)}")
     d = DOMAINS.index(domain)
     records = []
     for label in (1, 0):

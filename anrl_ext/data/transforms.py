@@ -18,7 +18,8 @@ def rgb_hsv6(rgb: np.ndarray) -> torch.Tensor:
 def augment(rgb: np.ndarray, depth: np.ndarray, rng: np.random.Generator):
     """Horizontal flip (image and depth) and mild brightness/contrast jitter."""
     if rng.uniform() < 0.5:
-        rgb, depth = rgb[:, ::-1], depth[:, ::-1]
+        # copies: numpy calls a flipped 1-pixel-wide map contiguous, and torch rejects its negative stride
+        rgb, depth = rgb[:, ::-1].copy(), depth[:, ::-1].copy()
     a, b = rng.uniform(0.9, 1.1), rng.uniform(-10, 10)
     rgb = np.clip(rgb.astype(np.float32) * a + b, 0, 255).astype(np.uint8)
     return np.ascontiguousarray(rgb), np.ascontiguousarray(depth)
