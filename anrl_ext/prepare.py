@@ -167,6 +167,11 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
         raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(LABELERS)}")
     if not os.path.isdir(src):
         raise FileNotFoundError(f"source folder not found: {src}")
+    if len(domain) != 1 or not domain.isalnum():
+        # the trainer names domains by letter: --sources OCI --target M
+        raise ValueError(f"domain {domain!r}: one letter or digit, as the trainer's --sources / --target name them")
+    if frames_per_video < 1 or size < 16:
+        raise ValueError(f"frames_per_video must be at least 1 and size at least 16, got {frames_per_video}, {size}")
     inputs = [(rel, LABELERS[dataset](rel)) for rel in find_inputs(src)]
     inputs = [(rel, lab) for rel, lab in inputs if lab is not None]
     if not inputs:
@@ -216,11 +221,15 @@ def main(argv=None):
     ap.add_argument("--src", required=True, help="the dataset's folder of videos / frame folders")
     ap.add_argument("--out", required=True, help="output root (one sub-folder per domain)")
     ap.add_argument("--domain", required=True, help="domain name to write, e.g. O, C, I or M")
-    ap.add_argument("--frames-per-video", type=int, default=10)
-    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--frames-per-video", type=int, default=10, help="frames taken per video, evenly spaced "
+                    "(default: 10)")
+    ap.add_argument("--size", type=int, default=256, help="side of the square face crops in pixels (default: 256)")
     ap.add_argument("--boxes", help="face box file instead of the detector")
     args = ap.parse_args(argv)
-    stats = prepare(args.dataset, args.src, args.out, args.domain, args.frames_per_video, args.size, args.boxes)
+    try:
+        stats = prepare(args.dataset, args.src, args.out, args.domain, args.frames_per_video, args.size, args.boxes)
+    except (ValueError, FileNotFoundError) as e:  # bad arguments or input: usage and the message, exit status 2
+        ap.error(str(e))
     print(f"{args.domain}: {stats['videos']} videos, {stats['frames']} frames "
           f"({stats['live']} live, {stats['spoof']} spoof), detector misses {stats['detector_misses']}")
     if stats["live"] == 0 or stats["spoof"] == 0:

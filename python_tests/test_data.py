@@ -66,6 +66,14 @@ def test_prepare_with_box_file_and_cli(replay_src, tmp_path):
     assert len(read_prepared_domain(str(tmp_path / "o"), "I")) == 7 * 2  # every input has >= 2 frames
     with pytest.raises(FileNotFoundError, match="source folder not found"):
         prepare.prepare("msu", str(tmp_path / "nope"), str(tmp_path / "o"), "M")
+    with pytest.raises(ValueError, match="domain 'Idiap': one letter or digit"):
+        prepare.prepare("replay", str(replay_src), str(tmp_path / "o"), "Idiap")
+    with pytest.raises(ValueError, match="size at least 16, got 2, 8"):
+        prepare.prepare("replay", str(replay_src), str(tmp_path / "o"), "I", frames_per_video=2, size=8)
+    with pytest.raises(SystemExit) as usage:  # the CLI: a usage error, no traceback
+        prepare.main(["--dataset", "replay", "--src", str(replay_src), "--out", str(tmp_path / "o"),
+                      "--domain", "I", "--frames-per-video", "0"])
+    assert usage.value.code == 2
 
 
 def test_flip_of_a_one_pixel_depth_map():
