@@ -62,7 +62,7 @@ class Config:
         """Raise ValueError naming the option whose value is of the wrong type or out of range."""
         for f in fields(self):
             value, kind = getattr(self, f.name), str(f.type)
-            flag = "--" + f.name.replace("_", "-")
+            flag = _flag(f.name)
             if value is None and kind.startswith("Optional"):
                 continue
             kind = kind.removeprefix("Optional[").removesuffix("]")
@@ -87,12 +87,10 @@ class Config:
             raise ValueError(f"--device {self.device!r}: expected cpu, cuda or cuda:<index>")
         sources, target = self.domains()
         if self.data == "synthetic":
-            from .data.synthetic import DOMAINS
+            from .data.synthetic import check_domain
 
-            unknown = [d for d in sources + [target] if d not in DOMAINS]
-            if unknown:
-                raise ValueError(f"--sources / --target: the synthetic benchmark has domains {', '.join(DOMAINS)}, "
-                                 f"not {', '.join(unknown)}")
+            for d in sources + [target]:
+                check_domain(d)
         return self
 
 
@@ -159,13 +157,17 @@ LOWER_BOUNDS = {
 }
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m anrl_ext.train",
                                 description="Train ANRL on a leave-one-domain-out task and report HTER/AUC.")
     p.add_argument("--config", help="YAML file with any of the options below (command line wins)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="named settings: paper (GPU), smoke (tests)")
     for f in fields(Config):
-        flag = "--" + f.name.replace("_", "-")
+        flag = _flag(f.name)
         if f.type in ("bool", bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=HELP.get(f.name))
         else:

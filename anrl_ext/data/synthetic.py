@@ -150,6 +150,12 @@ def _camera(img, rng, style: DomainStyle, size: int):
     return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
 
 
+def check_domain(domain: str) -> None:
+    """ValueError unless `domain` is one of the benchmark's letters."""
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown synthetic domain {domain!r}; choose from {', '.join(DOMAINS)}")
+
+
 def render(domain: str, live: bool, video_seed: int, frame_seed: int = 0, size: int = 256,
            depth_size: int = 32):
     """One frame: (RGB uint8 HxWx3, depth float32 depth_size^2 in [0, 1], attack kind).
@@ -158,8 +164,7 @@ def render(domain: str, live: bool, video_seed: int, frame_seed: int = 0, size: 
     compression and colour jitter from `frame_seed`, so frames of a video differ
     the way video frames do.
     """
-    if domain not in STYLES:
-        raise ValueError(f"unknown synthetic domain {domain!r}; choose from {DOMAINS}")
+    check_domain(domain)
     style = STYLES[domain]
     rng = np.random.default_rng(video_seed)
     face, mask, height = _face(rng, size)
@@ -197,8 +202,7 @@ class SyntheticSpec:
 
 def domain_records(domain: str, spec: SyntheticSpec) -> List[dict]:
     """The sample records of one domain: video id, frame seed, label (1 = live)."""
-    if domain not in DOMAINS:
-        raise ValueError(f"domain {domain!r}: the synthetic benchmark has domains {', '.join(DOMAINS)}")
+    check_domain(domain)
     d = DOMAINS.index(domain)
     records = []
     for label in (1, 0):
