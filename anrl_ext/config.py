@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import List, Optional
 
@@ -70,6 +71,9 @@ class Config:
             accepted = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}[kind]
             if isinstance(value, bool) != (kind == "bool") or not isinstance(value, accepted):
                 raise ValueError(f"{flag}: expected {'a number' if kind == 'float' else kind}, got {value!r}")
+            # nan slips past every comparison below, and inf is no step size or weight
+            if kind == "float" and not math.isfinite(value):
+                raise ValueError(f"{flag}: expected a finite number, got {value!r}")
             if f.name in CHOICES and value not in CHOICES[f.name]:
                 raise ValueError(f"{flag}: {value!r} is not one of {CHOICES[f.name]}")
             if f.name in LOWER_BOUNDS and value < LOWER_BOUNDS[f.name][0]:

@@ -24,7 +24,7 @@ import torch
 
 from .data import collate
 from .data.build import eval_dataset
-from .data.synthetic import DOMAINS
+from .data.synthetic import check_domain
 from .nn import BlendNorm2d
 
 CLASSES = {1: "live", 0: "spoof"}
@@ -209,8 +209,12 @@ def main(argv=None):
     cfg = trainer.cfg
     sources, target = cfg.domains()
     domains = list(args.domains) if args.domains else [*sources, target]
-    if cfg.data == "synthetic" and not set(domains) <= set(DOMAINS):
-        raise SystemExit(f"--domains {args.domains!r}: the synthetic benchmark has domains {''.join(DOMAINS)}")
+    if cfg.data == "synthetic":
+        try:
+            for d in domains:
+                check_domain(d)
+        except ValueError as e:
+            ap.error(f"--domains {args.domains!r}: {e}")
     datasets = {d: eval_dataset(cfg, [d]) for d in domains}
     with tqdm(total=sum(map(len, datasets.values())), desc="alpha per domain", unit="frame", disable=None) as bar:
         stats = gate_statistics(trainer, datasets, progress=bar.update)

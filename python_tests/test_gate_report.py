@@ -102,12 +102,14 @@ def test_recorder_leaves_the_model_as_it_was():
     assert not any("forward" in vars(m) for m in model.modules() if isinstance(m, BlendNorm2d))
 
 
-def test_bad_arguments_are_named(tmp_path):
+def test_bad_arguments_are_named(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="nothing.pt"):
         gate_report.main(["--checkpoint", str(tmp_path / "nothing.pt")])
     _, path = saved_trainer(tmp_path)
-    with pytest.raises(SystemExit, match="synthetic benchmark has domains OCIM"):
+    with pytest.raises(SystemExit) as exit_:
         report(path, tmp_path, "--domains", "MX")
+    assert exit_.value.code == 2  # argparse's usage error
+    assert "--domains 'MX': unknown synthetic domain 'X'; choose from O, C, I, M" in capsys.readouterr().err
 
 
 def test_live_hidden_units_are_counted(tmp_path):

@@ -133,6 +133,8 @@ def test_config_file_and_cli(tmp_path):
     (["--gamma", "1.5"], r"--gamma is a momentum, in \[0, 1\]"),
     (["--ckpt-every", "-1"], "--ckpt-every must be at least 0"),
     (["--lr", "-0.1"], "--lr must be at least 0"),
+    (["--lr", "nan"], "--lr: expected a finite number, got nan"),
+    (["--lambda-idc", "inf"], "--lambda-idc: expected a finite number, got inf"),
     (["--device", "gpu"], "--device 'gpu': expected cpu, cuda"),
     (["--sources", "OCX", "--target", "M"], "unknown synthetic domain 'X'; choose from O, C, I, M"),
 ])
