@@ -84,11 +84,9 @@ class Config:
         if not 0 <= self.gamma <= 1:
             raise ValueError(f"--gamma is a momentum, in [0, 1], got {self.gamma}")
         try:
-            device = torch.device(self.device)
-        except RuntimeError:
-            device = None
-        if device is None or device.type not in ("cpu", "cuda"):
-            raise ValueError(f"--device {self.device!r}: expected cpu, cuda or cuda:<index>")
+            check_device(self.device)
+        except ValueError as e:
+            raise ValueError(f"--device {e}") from None
         sources, target = self.domains()
         if self.data == "synthetic":
             from .data.synthetic import check_domain
@@ -159,6 +157,16 @@ LOWER_BOUNDS = {
     "videos_per_class": (1, ""), "frames_per_video": (1, ""),
     "eval_every": (0, " (0: only at the end)"), "ckpt_every": (0, " (0: only at the end)"),
 }
+
+
+def check_device(name: str) -> None:
+    """ValueError unless `name` is cpu, cuda or cuda:<index>."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name!r}: expected cpu, cuda or cuda:<index>")
 
 
 def _flag(name: str) -> str:

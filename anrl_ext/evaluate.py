@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 
+from . import cli
 from .data.build import eval_dataset
 from .metrics import compute_metrics, plot_roc
 
@@ -19,15 +20,15 @@ def main(argv=None):
     ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by anrl_ext.train")
     ap.add_argument("--data", default=None, help="dataset (default: the checkpoint's)")
     ap.add_argument("--domains", default=None, help="domain letters to score, e.g. M or OCIM")
-    ap.add_argument("--threshold", type=float, default=None, help="fixed threshold (default: the set's EER)")
-    ap.add_argument("--device", default=None)
+    ap.add_argument("--threshold", type=cli.finite_float, default=None, help="fixed threshold (default: the set's EER)")
+    ap.add_argument("--device", type=cli.device, default=None, help="cpu, cuda or cuda:N (default: the checkpoint's)")
     ap.add_argument("--out", default=None, help="write the metrics as JSON here, and a ROC plot next to it (.png)")
     args = ap.parse_args(argv)
     from .train import trainer_from_checkpoint
 
     trainer, _ = trainer_from_checkpoint(args.checkpoint, args.data, args.device)
     cfg = trainer.cfg
-    domains = list(args.domains) if args.domains else [cfg.domains()[1]]
+    domains = cli.domains(ap, cfg.data, args.domains) if args.domains else [cfg.domains()[1]]
     results, curves = {}, {}
     for d in domains:
         s, y, v = trainer.scores(eval_dataset(cfg, [d]))
@@ -37,7 +38,7 @@ def main(argv=None):
         print(f"domain {d}: AUC {100 * m['auc']:.2f}%  EER {100 * m['eer']:.2f}%  HTER {100 * m['hter']:.2f}% "
               f"(threshold {m['threshold']:.3f})")
     if args.out:
-        with open(args.out, "w") as fh:
+        with open(cli.make_parent(args.out), "w") as fh:
             json.dump(results, fh, indent=2)
         plot_roc(curves, os.path.splitext(args.out)[0] + ".png", title=f"{args.checkpoint}: frame-level ROC")
     return results

@@ -22,9 +22,9 @@ from typing import Dict, List
 
 import torch
 
+from . import cli
 from .data import collate
 from .data.build import eval_dataset
-from .data.synthetic import check_domain
 from .nn import BlendNorm2d
 
 CLASSES = {1: "live", 0: "spoof"}
@@ -197,7 +197,7 @@ def main(argv=None):
     ap.add_argument("--domains", default=None, help="domain letters, e.g. OCIM (default: the run's sources "
                                                     "and target)")
     ap.add_argument("--data", default=None, help="dataset (default: the checkpoint's)")
-    ap.add_argument("--device", default=None)
+    ap.add_argument("--device", type=cli.device, default=None, help="cpu, cuda or cuda:N (default: the checkpoint's)")
     ap.add_argument("--out", default=None, help="JSON path; the plot goes next to it as .png "
                                                 "(default: gates.json beside the checkpoint)")
     args = ap.parse_args(argv)
@@ -208,19 +208,13 @@ def main(argv=None):
     trainer, state = trainer_from_checkpoint(args.checkpoint, args.data, args.device)
     cfg = trainer.cfg
     sources, target = cfg.domains()
-    domains = list(args.domains) if args.domains else [*sources, target]
-    if cfg.data == "synthetic":
-        try:
-            for d in domains:
-                check_domain(d)
-        except ValueError as e:
-            ap.error(f"--domains {args.domains!r}: {e}")
+    domains = cli.domains(ap, cfg.data, args.domains) if args.domains else [*sources, target]
     datasets = {d: eval_dataset(cfg, [d]) for d in domains}
     with tqdm(total=sum(map(len, datasets.values())), desc="alpha per domain", unit="frame", disable=None) as bar:
         stats = gate_statistics(trainer, datasets, progress=bar.update)
     stats.update(checkpoint=os.path.abspath(args.checkpoint), iteration=state.get("iteration"), target=target)
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "gates.json")
-    with open(out, "w") as fh:
+    with open(cli.make_parent(out), "w") as fh:
         json.dump(stats, fh, indent=1)
     png = os.path.splitext(out)[0] + ".png"
     plot(stats, png, target, title=f"{''.join(sources)} -> {target}, norm={cfg.norm}, "

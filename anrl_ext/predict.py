@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import cli
 from .data.transforms import rgb_hsv6
 from .export import load_exported, load_scorer
 from .prepare import IMAGE_EXT, VIDEO_EXT, FaceDetector, crop, read_frames
@@ -128,7 +129,7 @@ def main(argv=None):
     ap.add_argument("--model", required=True, help="exported model (.onnx, .pt2) or training checkpoint (.pt)")
     ap.add_argument("--crop", choices=["detect", "none"], default="detect",
                     help="detect: find the face (default); none: the images are face crops already")
-    ap.add_argument("--threshold", type=float, default=None, help="live when score >= this (default: the model's)")
+    ap.add_argument("--threshold", type=cli.finite_float, default=None, help="live when score >= this (default: the model's)")
     ap.add_argument("--frames", type=int, default=10, help="frames scored per video, evenly spaced (default 10)")
     ap.add_argument("--out", default=None, help="also write the rows as CSV here")
     args = ap.parse_args(argv)
@@ -144,7 +145,7 @@ def main(argv=None):
     if "decision" not in rows[0]:
         print("no threshold: the model carries none and --threshold was not given")
     if args.out:
-        with open(args.out, "w", newline="") as fh:
+        with open(cli.make_parent(args.out), "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)

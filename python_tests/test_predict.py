@@ -88,7 +88,7 @@ def test_video_score_is_the_mean_over_its_evenly_spaced_frames(trained, tmp_path
 
 
 def test_cli_writes_csv_and_bad_input_is_named(trained, tmp_path, capsys):
-    out = tmp_path / "scores.csv"
+    out = tmp_path / "rows" / "scores.csv"  # a folder that --out makes
     predict.main(["--model", str(trained / "m.onnx"), "--crop", "none", str(trained / "faces" / "face0.png"),
                   str(trained / "faces" / "face1.png"), "--out", str(out)])
     with open(out) as fh:
@@ -113,3 +113,7 @@ def test_cli_writes_csv_and_bad_input_is_named(trained, tmp_path, capsys):
         predict.predict(str(trained / "m.onnx"), [str(out)], show_progress=False)
     with pytest.raises(SystemExit):
         predict.main(["--model", str(trained / "m.onnx"), "--frames", "0", str(out)])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        predict.main(["--model", str(trained / "m.onnx"), "--threshold", "inf", str(out)])
+    assert exit_.value.code == 2 and "--threshold: expected a finite number, got 'inf'" in capsys.readouterr().err

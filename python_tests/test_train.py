@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import anrl_ext
-from anrl_ext import checkpoint, config, provenance, train
+from anrl_ext import checkpoint, config, evaluate, provenance, train
 from anrl_ext.data import synthetic
 from helpers import check_amp_and_channels_last
 
@@ -168,7 +168,7 @@ def test_cli_bad_option_is_a_usage_error():
     assert "error: --img-size must be at least 16" in r.stderr
 
 
-def test_train_and_evaluate_cli(tmp_path):
+def test_train_and_evaluate_cli(tmp_path, capsys):
     out = tmp_path / "cli"
     env = dict(os.environ)
     r = subprocess.run([sys.executable, "-m", "anrl_ext.train", "--preset", "smoke", "--norm", "bn",
@@ -176,11 +176,17 @@ def test_train_and_evaluate_cli(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "HTER" in r.stdout and "AUC" in r.stdout
     r = subprocess.run([sys.executable, "-m", "anrl_ext.evaluate", "--checkpoint", str(out / "checkpoint.pt"),
-                        "--domains", "MO", "--out", str(out / "eval.json")], capture_output=True, text=True,
-                       timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert set(json.loads((out / "eval.json").read_text())) == {"M", "O"}
-    assert (out / "eval.png").stat().st_size > 1000
+                        "--domains", "MO", "--out", str(out / "scores" / "eval.json")], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]  # --out's folder is made, as train's is
+    assert set(json.loads((out / "scores" / "eval.json").read_text())) == {"M", "O"}
+    assert (out / "scores" / "eval.png").stat().st_size > 1000
+    for argv, message in [(["--domains", "MX"], "--domains 'MX': unknown synthetic domain 'X'"),
+                          (["--threshold", "nan"], "argument --threshold: expected a finite number, got 'nan'"),
+                          (["--device", "gpu"], "argument --device: 'gpu': expected cpu, cuda or cuda:<index>")]:
+        with pytest.raises(SystemExit) as exit_:
+            evaluate.main(["--checkpoint", str(out / "checkpoint.pt"), *argv])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
     r = subprocess.run([sys.executable, "-m", "anrl_ext.train", "--help"], capture_output=True, text=True)
     assert "--first-order" in r.stdout and "--meta-lr" in r.stdout
 

@@ -1,0 +1,48 @@
+"""Checks shared by the command-line tools: a bad value becomes argparse's usage error naming the option."""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from typing import List
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite float (nan would pass every comparison and print as a threshold)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def device(text: str) -> str:
+    """argparse type: cpu, cuda or cuda:N."""
+    from .config import check_device
+
+    try:
+        check_device(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def domains(ap: argparse.ArgumentParser, data: str, letters: str) -> List[str]:
+    """The --domains letters as a list; a usage error if the synthetic benchmark lacks one of them."""
+    if data == "synthetic":
+        from .data.synthetic import check_domain
+
+        try:
+            for d in letters:
+                check_domain(d)
+        except ValueError as e:
+            ap.error(f"--domains {letters!r}: {e}")
+    return list(letters)
+
+
+def make_parent(path: str) -> str:
+    """Create the folder an output file goes into, as the trainer does for --out; returns `path`."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return path
