@@ -140,7 +140,8 @@ HELP = {
                   "(one all-gather of the per-sample moments per layer)",
     "meta": "meta-learn the AFNM gates (Algorithm 1); --no-meta trains them plainly, with the ordinary loss",
     "out": "output directory (logs, checkpoints, metrics.json, roc.png)",
-    "resume": "checkpoint to resume from",
+    "resume": "checkpoint to go on from; its run's settings are the defaults, and options given here "
+              "replace them (not those of the network or the domains)",
     "eval_every": "evaluate every N iterations (0: only at the end)",
 }
 
@@ -190,8 +191,16 @@ def parser() -> argparse.ArgumentParser:
 
 
 def load(argv=None) -> Config:
+    """The run's Config: defaults, then with --resume the checkpoint's run, then --preset, --config and
+    the command line, each over the one before."""
     args = parser().parse_args(argv)
-    values = {}
+    known = {f.name for f in fields(Config)}
+    saved = None
+    if args.resume:  # the run goes on with its own settings unless told otherwise
+        from .checkpoint import load_run
+
+        saved = Config(**{k: v for k, v in load_run(args.resume)["config"].items() if k in known})
+    values = asdict(saved) if saved else {}
     if args.preset:
         values.update(PRESETS[args.preset])
     if args.config:
@@ -200,7 +209,6 @@ def load(argv=None) -> Config:
                 from_file = yaml.safe_load(fh) or {}
         except FileNotFoundError:
             raise SystemExit(f"config file not found: {args.config}")
-        known = {f.name for f in fields(Config)}
         unknown = set(from_file) - known
         if unknown:
             raise SystemExit(f"{args.config}: unknown keys {sorted(unknown)}")
@@ -211,9 +219,27 @@ def load(argv=None) -> Config:
                 except ValueError:
                     pass  # validate() names the option
         values.update(from_file)
-    values.update({k: v for k, v in vars(args).items() if k in {f.name for f in fields(Config)} and v is not None})
-    cfg = Config(**values)
-    return cfg.validate()  # early, before any data is built
+    values.update({k: v for k, v in vars(args).items() if k in known and v is not None})
+    cfg = Config(**values).validate()  # early, before any data is built
+    if saved:
+        check_resumable(saved, cfg)
+    return cfg
+
+
+# What the checkpoint's network, gate optimiser and domain calibration were built for.
+RESUME_FIXED = ("data", "norm", "gate", "width", "reduction")
+
+
+def check_resumable(saved: Config, cfg: Config) -> None:
+    """ValueError naming each setting that --resume's checkpoint cannot continue under."""
+    changed = [f"{_flag(n)} {getattr(saved, n)!r} -> {getattr(cfg, n)!r}"
+               for n in RESUME_FIXED if getattr(saved, n) != getattr(cfg, n)]
+    (was, was_target), (now, now_target) = saved.domains(), cfg.domains()
+    if (was, was_target) != (now, now_target):
+        changed.append(f"domains {''.join(was)}->{was_target} -> {''.join(now)}->{now_target}")
+    if changed:
+        raise ValueError(f"--resume {cfg.resume}: the checkpoint's run cannot go on with other settings of its "
+                         f"network or domains: {'; '.join(changed)}")
 
 
 def dump(cfg: Config, path: str) -> None:

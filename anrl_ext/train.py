@@ -7,6 +7,7 @@ under --out.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import sys
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import checkpoint, config, distributed, provenance
+from . import checkpoint, config, distributed, provenance, stopping
 from .data import BalancedDomainSampler, collate
 from .data.build import build_datasets
 from .losses import DualCalibration, anrl_losses
@@ -230,35 +231,46 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
     writer = SummaryWriter(os.path.join(cfg.out, "tensorboard"))
     log_path = os.path.join(cfg.out, "log.csv")
     keys = ["iter", "cls", "dep", "trn", "val", "idc", "ics", "seconds"]
-    if not (cfg.resume and os.path.exists(log_path)):
+    if cfg.resume and os.path.exists(log_path):
+        keep_log_until(log_path, trainer.iteration)  # iterations after the checkpoint are run again
+    else:
         with open(log_path, "w", newline="") as fh:
             csv.writer(fh).writerow(keys)
     sources, target = cfg.domains()
+    ckpt_path = os.path.join(cfg.out, "checkpoint.pt")
     bar = tqdm(total=cfg.iters, initial=trainer.iteration, desc=f"ANRL {''.join(sources)}->{target}",
                dynamic_ncols=True, file=sys.stdout, disable=None)
     t0 = time.time()
-    while trainer.iteration < cfg.iters:
-        logs = trainer.step()
-        it = trainer.iteration
-        with open(log_path, "a", newline="") as fh:
-            csv.writer(fh).writerow([it] + [f"{logs[k]:.6f}" if k in logs else "" for k in keys[1:-1]]
-                                    + [f"{time.time() - t0:.2f}"])
-        for k, v in logs.items():
-            writer.add_scalar(f"loss/{k}", v, it)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
-        bar.update(1)
-        if bar.disable and (it % 50 == 0 or it == cfg.iters):  # no terminal: plain progress lines
-            print(f"iter {it}/{cfg.iters} " + " ".join(f"{k} {v:.3f}" for k, v in logs.items()), flush=True)
-        if cfg.ckpt_every and it % cfg.ckpt_every == 0:
-            checkpoint.save_atomic(trainer.state_dict(), os.path.join(cfg.out, "checkpoint.pt"))
-        if cfg.eval_every and it % cfg.eval_every == 0 and it < cfg.iters:
-            report, _ = trainer.evaluate()
-            for proto, m in report.items():
-                writer.add_scalar(f"{proto}/auc", m["auc"], it)
-                writer.add_scalar(f"{proto}/hter", m["hter"], it)
-    bar.close()
+    # One process only: under torchrun every rank must stop after the same iteration.
+    with stopping.between_steps(enabled=trainer.world_size == 1) as stop:
+        while trainer.iteration < cfg.iters and not stop.signum:
+            logs = trainer.step()
+            it = trainer.iteration
+            with open(log_path, "a", newline="") as fh:
+                csv.writer(fh).writerow([it] + [f"{logs[k]:.6f}" if k in logs else "" for k in keys[1:-1]]
+                                        + [f"{time.time() - t0:.2f}"])
+            for k, v in logs.items():
+                writer.add_scalar(f"loss/{k}", v, it)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
+            bar.update(1)
+            if bar.disable and (it % 50 == 0 or it == cfg.iters):  # no terminal: plain progress lines
+                print(f"iter {it}/{cfg.iters} " + " ".join(f"{k} {v:.3f}" for k, v in logs.items()), flush=True)
+            if cfg.ckpt_every and it % cfg.ckpt_every == 0:
+                checkpoint.save_atomic(trainer.state_dict(), ckpt_path)
+            if cfg.eval_every and it % cfg.eval_every == 0 and it < cfg.iters and not stop.signum:
+                report, _ = trainer.evaluate()
+                for proto, m in report.items():
+                    writer.add_scalar(f"{proto}/auc", m["auc"], it)
+                    writer.add_scalar(f"{proto}/hter", m["hter"], it)
+        bar.close()
+        checkpoint.save_atomic(trainer.state_dict(), ckpt_path)
+    if stop.signum:
+        writer.close()
+        print(f"stopped by {stop.name} after iteration {trainer.iteration}/{cfg.iters}; wrote {ckpt_path}\n"
+              f"go on with: python -m anrl_ext.train --resume {ckpt_path}", flush=True)
+        return {"stopped_by": stop.name, "signum": stop.signum, "iterations": trainer.iteration,
+                "checkpoint": ckpt_path}
     in_sync = trainer.replicas_in_sync()
-    checkpoint.save_atomic(trainer.state_dict(), os.path.join(cfg.out, "checkpoint.pt"))
     report, (ts, tl) = trainer.evaluate()
     plot_roc({f"target {target}": (ts, tl)}, os.path.join(cfg.out, "roc.png"),
              title=f"{''.join(sources)} -> {target}, norm={cfg.norm} (frame-level)")
@@ -277,6 +289,17 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
     return result
 
 
+def keep_log_until(path: str, iteration: int) -> None:
+    """Drop log.csv's rows after `iteration` (written after the checkpoint a run resumes from)."""
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= iteration]
+    if len(kept) < len(rows):
+        text = io.StringIO()
+        csv.writer(text).writerows(kept)
+        checkpoint.write_atomic(path, lambda fh: fh.write(text.getvalue().encode()), suffix=".csv")
+
+
 def _run_worker(trainer: Trainer) -> dict:
     """Processes other than rank 0: train in lock-step, write nothing."""
     while trainer.iteration < trainer.cfg.iters:
@@ -290,7 +313,9 @@ def main(argv=None):
         cfg = config.load(argv)
     except ValueError as e:  # a bad option value: usage and the message, exit status 2, as argparse does
         config.parser().error(str(e))
-    run(cfg)
+    result = run(cfg)
+    if "signum" in result:  # the shell's status for a process ended by that signal
+        raise SystemExit(128 + result["signum"])
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -72,6 +74,84 @@ def test_resume_reproduces_loss_curve(tmp_path):
     train.run(config.load(["--preset", "smoke", "--iters", "4", "--ckpt-every", "2", "--out", str(part),
                            "--resume", str(part / "checkpoint.pt")]))
     assert losses(full / "log.csv") == losses(part / "log.csv")
+
+
+def iterations(path):
+    with open(path) as fh:
+        return [int(r["iter"]) for r in csv.DictReader(fh)]
+
+
+def test_stop_signal_checkpoints_whole_steps_and_resume_goes_on(tmp_path, monkeypatch):
+    """SIGINT mid-run: the step in progress finishes, its checkpoint is written, and --resume alone
+    (the checkpoint's own settings) ends with the uninterrupted run's loss curve."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    smoke = ["--preset", "smoke", "--iters", "5", "--ckpt-every", "2", "--norm", "bn"]
+    train.run(config.load(smoke + ["--out", str(full)]))
+    step = train.Trainer.step
+
+    def step_then_signal(self):
+        logs = step(self)
+        if self.iteration == 3:  # between checkpoints
+            os.kill(os.getpid(), signal.SIGINT)
+        return logs
+
+    monkeypatch.setattr(train.Trainer, "step", step_then_signal)
+    result = train.run(config.load(smoke + ["--out", str(part)]))
+    assert (result["stopped_by"], result["iterations"]) == ("SIGINT", 3)
+    assert checkpoint.load_run(str(part / "checkpoint.pt"))["iteration"] == 3
+    assert not (part / "metrics.json").exists()  # no evaluation of a run cut short
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers before are back
+    monkeypatch.undo()
+    cfg = config.load(["--resume", str(part / "checkpoint.pt")])
+    assert (cfg.norm, cfg.iters, cfg.out) == ("bn", 5, str(part))  # the run's settings, not the defaults
+    train.run(cfg)
+    assert losses(full / "log.csv") == losses(part / "log.csv") and iterations(part / "log.csv") == [1, 2, 3, 4, 5]
+
+
+def test_resume_drops_log_rows_after_its_checkpoint(tmp_path):
+    """A run killed after its last checkpoint logged iterations that the resumed run does again."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    smoke = ["--preset", "smoke", "--iters", "4", "--ckpt-every", "2"]
+    train.run(config.load(smoke + ["--out", str(full)]))
+    train.run(config.load(smoke + ["--iters", "2", "--out", str(part)]))
+    saved = str(tmp_path / "at2.pt")
+    os.replace(part / "checkpoint.pt", saved)
+    train.run(config.load(["--resume", saved, "--iters", "3"]))  # goes on into part/, from iteration 2
+    assert iterations(part / "log.csv") == [1, 2, 3]
+    train.run(config.load(["--resume", saved, "--iters", "4"]))  # as if the run to 3 had died after its step 3
+    assert iterations(part / "log.csv") == [1, 2, 3, 4] and losses(full / "log.csv") == losses(part / "log.csv")
+
+
+def test_resume_refuses_another_network_or_task(tmp_path):
+    out = tmp_path / "run"
+    train.run(config.load(["--preset", "smoke", "--iters", "1", "--out", str(out)]))
+    ck = str(out / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"other settings of its network or domains: --norm 'afnm' -> 'bn'"):
+        config.load(["--resume", ck, "--norm", "bn"])
+    with pytest.raises(ValueError, match=r"--width 0.125 -> 0.25; domains OCI->M -> ICM->O"):
+        config.load(["--resume", ck, "--width", "0.25", "--protocol", "ICM-O"])
+    assert config.load(["--resume", ck, "--lr", "0.01", "--iters", "9"]).lr == 0.01  # the rest may change
+
+
+def test_cli_stops_with_a_checkpoint_on_sigint(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "anrl_ext.train", "--preset", "smoke", "--iters", "100000",
+                             "--ckpt-every", "0", "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while not (out / "log.csv").exists() or len(iterations(out / "log.csv")) < 2:
+            assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:]
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGINT and "Traceback" not in stderr, stderr[-3000:]
+    done = checkpoint.load_run(str(out / "checkpoint.pt"))["iteration"]
+    assert done >= 2 and iterations(out / "log.csv")[-1] == done
+    assert f"stopped by SIGINT after iteration {done}/100000" in stdout
+    assert f"go on with: python -m anrl_ext.train --resume {out / 'checkpoint.pt'}" in stdout
 
 
 def test_interrupted_checkpoint_write_keeps_last_good(tmp_path, monkeypatch):
