@@ -311,8 +311,8 @@ def _run_worker(trainer: Trainer) -> dict:
 def main(argv=None):
     try:
         cfg = config.load(argv)
-    except ValueError as e:  # a bad option value: usage and the message, exit status 2, as argparse does
-        config.parser().error(str(e))
+    except (ValueError, FileNotFoundError) as e:  # a bad option value or a missing --resume checkpoint:
+        config.parser().error(str(e))  # usage and the message, exit status 2, as argparse does
     result = run(cfg)
     if "signum" in result:  # the shell's status for a process ended by that signal
         raise SystemExit(128 + result["signum"])

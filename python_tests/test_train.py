@@ -241,11 +241,14 @@ def test_config_file_values_are_checked(tmp_path):
         train.Trainer(cfg)
 
 
-def test_cli_bad_option_is_a_usage_error():
+def test_cli_bad_option_is_a_usage_error(tmp_path, capsys):
     r = subprocess.run([sys.executable, "-m", "anrl_ext.train", "--img-size", "8"], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
     assert "error: --img-size must be at least 16" in r.stderr
+    with pytest.raises(SystemExit) as exit_:
+        train.main(["--resume", str(tmp_path / "gone.pt")])
+    assert exit_.value.code == 2 and "checkpoint not found: " in capsys.readouterr().err
 
 
 def test_train_and_evaluate_cli(tmp_path, capsys):
