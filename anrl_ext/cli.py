@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from typing import List
+from contextlib import contextmanager
+from typing import Iterator, List
 
 
 def finite_float(text: str) -> float:
@@ -46,3 +47,15 @@ def make_parent(path: str) -> str:
     """Create the folder an output file goes into, as the trainer does for --out; returns `path`."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     return path
+
+
+@contextmanager
+def data_errors_exit(prog: str) -> Iterator[None]:
+    """A missing or unusable dataset file ends the tool with its message and exit status 1, without a
+    traceback: the message names the file, and the traceback would only show our code."""
+    from .data.lists import DataError
+
+    try:
+        yield
+    except (FileNotFoundError, DataError) as e:
+        raise SystemExit(f"{prog}: error: {e}") from None

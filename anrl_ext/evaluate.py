@@ -24,6 +24,11 @@ def main(argv=None):
     ap.add_argument("--device", type=cli.device, default=None, help="cpu, cuda or cuda:N (default: the checkpoint's)")
     ap.add_argument("--out", default=None, help="write the metrics as JSON here, and a ROC plot next to it (.png)")
     args = ap.parse_args(argv)
+    with cli.data_errors_exit(ap.prog):
+        return _evaluate(ap, args)
+
+
+def _evaluate(ap: argparse.ArgumentParser, args: argparse.Namespace):
     from .train import trainer_from_checkpoint
 
     trainer, _ = trainer_from_checkpoint(args.checkpoint, args.data, args.device)

@@ -201,6 +201,11 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="JSON path; the plot goes next to it as .png "
                                                 "(default: gates.json beside the checkpoint)")
     args = ap.parse_args(argv)
+    with cli.data_errors_exit(ap.prog):
+        return _report(ap, args)
+
+
+def _report(ap: argparse.ArgumentParser, args: argparse.Namespace):
     from tqdm import tqdm
 
     from .train import trainer_from_checkpoint

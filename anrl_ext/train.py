@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import checkpoint, config, distributed, provenance, stopping
+from . import checkpoint, cli, config, distributed, provenance, stopping
 from .data import BalancedDomainSampler, collate
 from .data.build import build_datasets
 from .losses import DualCalibration, anrl_losses
@@ -44,7 +44,10 @@ def float_outputs(out):
 
 
 class Trainer:
-    def __init__(self, cfg: config.Config):
+    """ANRL's network, optimisers and Algorithm 1's iteration. Without `with_data` (scoring a
+    checkpoint: evaluate, gate_report) no dataset is built, so only the domains scored need exist."""
+
+    def __init__(self, cfg: config.Config, with_data: bool = True):
         self.cfg = cfg.validate()
         torch.manual_seed(cfg.seed)  # same initial weights on every process
         self.device = torch.device(cfg.device)
@@ -53,9 +56,12 @@ class Trainer:
         self.rank, self.world_size = distributed.init_from_env(self.device)
         if self.device.type == "cuda" and self.world_size > 1:
             self.device = torch.device("cuda", torch.cuda.current_device())
-        self.train_set, self.source_val, self.target_set = build_datasets(cfg)
-        self.train_set.augment_rng = np.random.default_rng(cfg.seed + 1000 * self.rank)
-        self.sampler = BalancedDomainSampler(self.train_set, cfg.batch_size, seed=cfg.seed + 1000 * self.rank)
+        sources = cfg.domains()[0]
+        self.train_set = self.source_val = self.target_set = self.sampler = None
+        if with_data:
+            self.train_set, self.source_val, self.target_set = build_datasets(cfg)
+            self.train_set.augment_rng = np.random.default_rng(cfg.seed + 1000 * self.rank)
+            self.sampler = BalancedDomainSampler(self.train_set, cfg.batch_size, seed=cfg.seed + 1000 * self.rank)
         if cfg.amp and self.device.type == "cpu":
             warnings.warn("--amp on the CPU: bfloat16 autocast is fast only on CPUs with bfloat16 instructions "
                           "(AVX512-BF16, AMX); elsewhere an iteration is many times slower than in float32 "
@@ -73,10 +79,10 @@ class Trainer:
         self.opt_base = torch.optim.Adam(self.base_params, lr=cfg.lr)
         self.opt_gate = torch.optim.Adam(self.gate_params, lr=cfg.meta_lr) if self.gate_params else None
         dim = self.model.classifier.embed.out_features
-        self.dcc = DualCalibration(len(self.train_set.domains), dim, cfg.gamma).to(self.device)
+        self.dcc = DualCalibration(len(sources), dim, cfg.gamma).to(self.device)
         self.rng = np.random.default_rng(cfg.seed + 1)
         self.iteration = 0
-        self.use_meta = cfg.meta and bool(self.gate_params) and len(self.train_set.domains) >= 2
+        self.use_meta = cfg.meta and bool(self.gate_params) and len(sources) >= 2
 
     # -- state ---------------------------------------------------------------
     def state_dict(self):
@@ -193,15 +199,15 @@ class Trainer:
 
 
 def trainer_from_checkpoint(path: str, data: str = None, device: str = None):
-    """(Trainer with a checkpoint's config and network weights, the checkpoint); `data` and
-    `device` replace the config's when given."""
+    """(Trainer with a checkpoint's config and network weights, the checkpoint), for scoring: it
+    builds no dataset. `data` and `device` replace the config's when given."""
     state = checkpoint.load_run(path)
     cfg = config.Config(**state["config"])
     if data:
         cfg.data = data
     if device:
         cfg.device = device
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, with_data=False)
     trainer.model.load_state_dict(state["model"])
     return trainer, state
 
@@ -313,7 +319,8 @@ def main(argv=None):
         cfg = config.load(argv)
     except (ValueError, FileNotFoundError) as e:  # a bad option value or a missing --resume checkpoint:
         config.parser().error(str(e))  # usage and the message, exit status 2, as argparse does
-    result = run(cfg)
+    with cli.data_errors_exit("python -m anrl_ext.train"):
+        result = run(cfg)
     if "signum" in result:  # the shell's status for a process ended by that signal
         raise SystemExit(128 + result["signum"])
 

@@ -1,5 +1,6 @@
 """List-file datasets, the prepare tool on small generated videos, bad data, sampler."""
 import json
+import shutil
 import warnings
 
 import cv2
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from anrl_ext import config, prepare, train
+from anrl_ext import config, evaluate, prepare, train
 from anrl_ext.data import BalancedDomainSampler, SyntheticDomains, SyntheticSpec
 from anrl_ext.data.lists import (DataError, ListDataset, read_anrl_list, read_prepared_domain, read_ssdg_json,
                                  sample_frames)
@@ -103,6 +104,11 @@ def test_trainer_on_prepared_data(replay_src, tmp_path):
     out = tmp_path / "run"
     res = train.run(config.load(["--preset", "smoke", "--data", str(root), "--out", str(out)]))
     assert res["iterations"] == 4 and (out / "metrics.json").is_file()
+    # scoring a checkpoint needs only the domain scored, not the run's sources
+    shutil.copytree(root / "M", tmp_path / "target_only" / "M")
+    scored = evaluate.main(["--checkpoint", str(out / "checkpoint.pt"), "--data", str(tmp_path / "target_only"),
+                            "--domains", "M"])
+    assert set(scored) == {"M"} and 0 <= scored["M"]["auc"] <= 1
 
 
 def test_anrl_list_errors(tmp_path):

@@ -103,7 +103,7 @@ def test_recorder_leaves_the_model_as_it_was():
 
 
 def test_bad_arguments_are_named(tmp_path, capsys):
-    with pytest.raises(FileNotFoundError, match="nothing.pt"):
+    with pytest.raises(SystemExit, match="gate_report: error: checkpoint not found: .*nothing.pt"):
         gate_report.main(["--checkpoint", str(tmp_path / "nothing.pt")])
     _, path = saved_trainer(tmp_path)
     with pytest.raises(SystemExit) as exit_:

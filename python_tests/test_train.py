@@ -251,6 +251,17 @@ def test_cli_bad_option_is_a_usage_error(tmp_path, capsys):
     assert exit_.value.code == 2 and "checkpoint not found: " in capsys.readouterr().err
 
 
+def test_missing_data_ends_the_tools_with_its_message(tmp_path):
+    """Data that is not there: the message naming it, exit status 1, no traceback."""
+    with pytest.raises(SystemExit, match="anrl_ext.train: error: --data '.*nowhere': not 'synthetic' and not a"):
+        train.main(["--data", str(tmp_path / "nowhere")])
+    out = tmp_path / "run"
+    train.run(config.load(["--preset", "smoke", "--iters", "1", "--out", str(out)]))
+    (tmp_path / "root" / "M").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="anrl_ext.evaluate: error: list file not found: .*root/M/real.txt"):
+        evaluate.main(["--checkpoint", str(out / "checkpoint.pt"), "--data", str(tmp_path / "root")])
+
+
 def test_train_and_evaluate_cli(tmp_path, capsys):
     out = tmp_path / "cli"
     env = dict(os.environ)
