@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import List, Optional
 
@@ -204,14 +205,10 @@ def load(argv=None) -> Config:
     if args.preset:
         values.update(PRESETS[args.preset])
     if args.config:
-        try:
-            with open(args.config) as fh:
-                from_file = yaml.safe_load(fh) or {}
-        except FileNotFoundError:
-            raise SystemExit(f"config file not found: {args.config}")
+        from_file = read_file(args.config)
         unknown = set(from_file) - known
         if unknown:
-            raise SystemExit(f"{args.config}: unknown keys {sorted(unknown)}")
+            raise ValueError(f"--config {args.config}: unknown keys {sorted(unknown, key=str)}")
         for f in fields(Config):  # PyYAML (YAML 1.1) reads 1e-4, with no dot, as a string
             if str(f.type) == "float" and isinstance(from_file.get(f.name), str):
                 try:
@@ -224,6 +221,20 @@ def load(argv=None) -> Config:
     if saved:
         check_resumable(saved, cfg)
     return cfg
+
+
+def read_file(path: str) -> dict:
+    """A YAML config file's options (ValueError, FileNotFoundError naming the file if it has none)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        with open(path) as fh:
+            from_file = yaml.safe_load(fh)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ValueError(f"--config {path}: not a readable YAML file ({' '.join(str(e).split())})") from None
+    if not isinstance(from_file, (dict, type(None))):
+        raise ValueError(f"--config {path}: expected option names and values, got a {type(from_file).__name__}")
+    return from_file or {}
 
 
 # What the checkpoint's network, gate optimiser and domain calibration were built for.

@@ -197,8 +197,16 @@ def test_config_file_and_cli(tmp_path):
     assert (cfg.norm, cfg.iters, cfg.domains()) == ("bn", 9, (["I", "C", "M"], "O"))
     bad = tmp_path / "bad.yaml"
     bad.write_text("nrom: bn\n")
-    with pytest.raises(SystemExit, match="unknown keys"):
+    with pytest.raises(ValueError, match=r"--config .*bad.yaml: unknown keys \['nrom'\]"):
         config.load(["--config", str(bad)])
+    bad.write_text("lr: [1,\n")
+    with pytest.raises(ValueError, match=r"--config .*bad.yaml: not a readable YAML file \(while parsing"):
+        config.load(["--config", str(bad)])
+    bad.write_text("- iters\n- 3\n")
+    with pytest.raises(ValueError, match="expected option names and values, got a list"):
+        config.load(["--config", str(bad)])
+    with pytest.raises(FileNotFoundError, match="config file not found: .*none.yaml"):
+        config.load(["--config", str(tmp_path / "none.yaml")])
     with pytest.raises(ValueError, match="unknown protocol"):
         config.load(["--protocol", "XYZ-Q"])
     with pytest.raises(ValueError, match="also a source"):
