@@ -301,3 +301,16 @@ def test_synthetic_is_deterministic_and_has_depth():
     assert spoof[1].max() == 0 and spoof[2] in ("print", "replay")
     with pytest.raises(ValueError, match="unknown synthetic domain"):
         synthetic.render("Z", True, 0)
+
+
+def test_package_lists_its_tools_and_each_has_help():
+    r = subprocess.run([sys.executable, "-m", "anrl_ext"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    from anrl_ext.__main__ import TOOLS
+
+    listed = [line.split()[0] for line in r.stdout.splitlines() if line.startswith("  ") and "python" not in line]
+    assert listed == list(TOOLS)
+    for tool in TOOLS:
+        h = subprocess.run([sys.executable, "-m", f"anrl_ext.{tool}", "--help"], capture_output=True, text=True,
+                           timeout=300)
+        assert h.returncode == 0 and f"python -m anrl_ext.{tool}" in h.stdout, (tool, h.stderr[-3000:])
