@@ -464,6 +464,62 @@ def check_export(backend, kind, training, path, device="cpu", tol=1e-5):
             torch.testing.assert_close(buffers[name], want, rtol=tol, atol=tol / 10)
 
 
+def check_norm_matches_reference(kind, training, backend, device="cpu"):
+    """make_norm(kind) on `backend`: output and gradients (input, every parameter) equal the reference
+    backend's in float64."""
+    import anrl_ext
+
+    x = torch.randn(3, 8, 6, 5, dtype=torch.float64, device=device) * 2 + 1
+    ref = anrl_ext.make_norm(kind, 8, backend="reference").double().to(device)
+    with torch.no_grad():  # off the initial values, so that no gradient is trivially 0 or 1
+        for p in ref.parameters():
+            p.add_(torch.rand_like(p) - 0.5)
+    dy = torch.randn_like(x)
+    m = anrl_ext.make_norm(kind, 8, backend=backend).double().to(device)
+    m.load_state_dict(ref.state_dict())
+    results = []
+    for layer in (m.train(training), ref.train(training)):
+        xi = x.clone().requires_grad_()
+        y = layer(xi)
+        results.append([y, *torch.autograd.grad(y, [xi, *layer.parameters()], dy, allow_unused=True)])
+    for got, want in zip(*results):
+        assert (got is None) == (want is None) and (got is None or max_err(got, want) < 1e-10), (kind, backend)
+
+
+def check_jit_trace(backend, kind, training, device="cpu", tol=1e-5):
+    """torch.jit.trace of conv -> `kind` layer -> relu on `backend`: on another shape the traced module
+    gives the module's output and input gradient, and (training) updates the running statistics alike."""
+    import copy
+
+    from torch import nn
+
+    import anrl_ext
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), anrl_ext.make_norm(kind, 8, backend=backend),
+                          nn.ReLU()).to(device)
+    with torch.no_grad():  # running statistics away from their initial values, so eval mode reads them
+        model(torch.randn(4, 3, 7, 9, device=device) * 2 + 1)
+    model.train(training)
+    traced = torch.jit.trace(copy.deepcopy(model), torch.randn(3, 3, 7, 9, device=device), check_trace=False)
+    if training:  # tracing ran the layer once: so does the module, for the same running statistics
+        model(torch.randn(3, 3, 7, 9, device=device))
+        traced_buffers = dict(traced.named_buffers())
+        for name, want in model.named_buffers():
+            if name.endswith(("running_mean", "running_var")):
+                traced_buffers[name].copy_(want)
+    x = torch.randn(5, 3, 6, 11, device=device, requires_grad=True)  # not the traced shape
+    want, got = model(x), traced(x)
+    torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+    dy = torch.randn_like(want)
+    torch.testing.assert_close(torch.autograd.grad(got, x, dy)[0], torch.autograd.grad(want, x, dy)[0],
+                               rtol=tol, atol=tol)
+    buffers = dict(traced.named_buffers())
+    for name, want_buffer in model.named_buffers():
+        if name.endswith(("running_mean", "running_var")):
+            torch.testing.assert_close(buffers[name], want_buffer, rtol=tol, atol=tol / 10)
+
+
 def trainer_steps(extra, steps=2):
     """A smoke-size Trainer after `steps` iterations: (logs, {(dtype, channels_last)} of AFNM inputs, trainer)."""
     import anrl_ext

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import anrl_ext
-from helpers import check_export, exported_ops
+from helpers import check_export, check_jit_trace, exported_ops
 
 from conftest import FUSED_CPU_BACKENDS
 
@@ -20,6 +20,14 @@ KINDS = ["afnm", "bin", "half", "ibn", "bn", "in"]
 @pytest.mark.parametrize("training", [False, True])
 def test_exported_program_equals_the_module_after_save_and_load(backend, kind, training, tmp_path):
     check_export(backend, kind, training, tmp_path / "model.pt2")
+
+
+@pytest.mark.parametrize("backend", FUSED_CPU_BACKENDS + ["reference"])
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("training", [False, True])
+def test_jit_trace_equals_the_module(backend, kind, training):
+    """torch.jit.trace records the registered ops (the eager fast path records nothing it could replay)."""
+    check_jit_trace(backend, kind, training)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -5,7 +5,8 @@ import torch
 
 import anrl_ext
 from helpers import (check_amp_and_channels_last, check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle,
-                     check_export, check_gate_middle, check_gate_saturated_heads, check_params_in_own_dtype,
+                     check_export, check_gate_middle, check_gate_saturated_heads, check_jit_trace,
+                     check_norm_matches_reference, check_params_in_own_dtype,
                      check_reductions_on_large_planes, GPU_REDUCTION_BOUNDS, LARGE_PLANES,
                      check_sync_of_one_process, make_inputs, max_err, oracle)
 
@@ -195,6 +196,18 @@ def test_torch_compile_on_cuda(backend):
 def test_torch_export_on_cuda(backend, training, tmp_path):
     """Export, save, load, other shapes, running statistics: as on the cpu backend (test_export.py)."""
     check_export(backend, "afnm", training, tmp_path / "model.pt2", device="cuda")
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("training", [False, True])
+def test_jit_trace_on_cuda(backend, training):
+    check_jit_trace(backend, "afnm", training, device="cuda")
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("kind", ["bn", "in", "half", "bin", "ibn", "afnm"])
+def test_every_norm_matches_reference_on_cuda(backend, kind):
+    check_norm_matches_reference(kind, True, backend, device="cuda")
 
 
 def test_auto_backend_on_cuda_is_a_gpu_backend():

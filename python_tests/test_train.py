@@ -7,13 +7,14 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
 import anrl_ext
 from anrl_ext import checkpoint, config, evaluate, provenance, train
 from anrl_ext.data import synthetic
-from helpers import check_amp_and_channels_last
+from helpers import check_amp_and_channels_last, trainer_steps
 
 
 def losses(path):
@@ -314,3 +315,12 @@ def test_package_lists_its_tools_and_each_has_help():
         h = subprocess.run([sys.executable, "-m", f"anrl_ext.{tool}", "--help"], capture_output=True, text=True,
                            timeout=300)
         assert h.returncode == 0 and f"python -m anrl_ext.{tool}" in h.stdout, (tool, h.stderr[-3000:])
+
+
+@pytest.mark.parametrize("norm", config.CHOICES["norm"])
+def test_every_norm_trains(norm):
+    """Algorithm 1's iteration (the normal step, and the second-order meta step for AFNM's gates) runs
+    with each of Table 4's normalizations, to finite losses."""
+    logs, _, trainer = trainer_steps(["--norm", norm])
+    assert all(np.isfinite(v) for step in logs for v in step.values())
+    assert trainer.use_meta == (norm == "afnm")

@@ -10,7 +10,7 @@ from .backends import primitives_for, resolve_backend
 from .coefficients import Alpha, batch_stats, blend_coefficients, update_running_buffers
 from . import fast_blend as _fast
 from .fast_blend import BlendSpec, ConstantAlpha, affine_slots, alpha_input, fast_blend
-from .fused import fused
+from .fused import capturing_graph, fused
 from .reference import adaptive_norm_reference
 
 
@@ -134,7 +134,7 @@ def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_
         return make_blend_middle(alpha_fn, len(alpha_params), present, running_mean, running_var, use_batch,
                                  eps, gather_stats)
 
-    if _fast.ENABLED and prims.blend_forward is not None and not torch.compiler.is_compiling():
+    if _fast.ENABLED and prims.blend_forward is not None and not capturing_graph():
         if not _fast.gate_in_kernel(prims, gate_slots, alpha_params, x):
             gate_slots = None
         spec = BlendSpec(prims, alpha_fn, len(alpha_params), present, running_mean, running_var, use_batch,

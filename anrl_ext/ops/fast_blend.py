@@ -238,7 +238,8 @@ class _FastBlend(torch.autograd.Function):
                 leaves = [p.detach().requires_grad_(p.requires_grad) for p in alpha_params]
                 alpha = spec.alpha_fn(s, *leaves)
             if isinstance(alpha, Tensor):
-                graph = (s, leaves, alpha)
+                # A constant alpha tensor (IBN's split buffer) has no graph to differentiate.
+                graph = (s, leaves, alpha) if alpha.requires_grad else None
                 alpha = alpha.detach()
         alpha_t, alpha_value = (alpha, 0.0) if isinstance(alpha, Tensor) else (None, float(alpha))
         with _below_autograd():

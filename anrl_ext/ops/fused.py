@@ -94,12 +94,17 @@ def differentiable_backward(x, prims, middle, params, needs_x, needs_params, gy,
     return dx, [next(got) if need else None for need in needs_params]
 
 
+def capturing_graph() -> bool:
+    """torch.compile or torch.jit.trace is recording a graph: it sees the registered custom ops and
+    their autograd formulas, not an eager autograd.Function around them (jit.trace cannot record one)."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
 def fused(x: Tensor, prims: Primitives, middle: Middle, params: Sequence[Tensor]):
     """(y, extra, mean, var): middle-driven blend of x, fused passes in eager mode.
 
     mean and var are the per-(n, c) moments, returned detached for running stats.
     """
-    if torch.compiler.is_compiling():
-        # Dynamo traces the registered custom ops and their autograd formulas.
+    if capturing_graph():
         return composed(x, prims, middle, params)
     return _FusedBlend.apply(x, prims, middle, *params)

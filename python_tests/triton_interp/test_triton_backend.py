@@ -10,7 +10,7 @@ import anrl_ext
 from anrl_ext.ops import reference as ref
 from anrl_ext.ops import triton_backend as tb
 from helpers import (check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle, check_gate_middle,
-                     check_gate_saturated_heads,
+                     check_gate_saturated_heads, check_jit_trace, check_norm_matches_reference,
                      check_params_in_own_dtype, check_reductions_on_large_planes, check_sync_of_one_process,
                      GPU_REDUCTION_BOUNDS, LARGE_PLANES,
                      copies_in_op, make_inputs, max_err, oracle)
@@ -134,6 +134,17 @@ def test_adaptive_norm_values_and_gradients(shape, training):
         assert max_err(g1, g2) < 1e-10
     for r1, r2 in zip(outs[0][2], outs[1][2]):
         assert max_err(r1, r2) < 1e-12
+
+
+@pytest.mark.parametrize("kind", ["bn", "in", "half", "bin", "ibn", "afnm"])
+@pytest.mark.parametrize("training", [True, False])
+def test_every_norm_matches_reference(kind, training):
+    check_norm_matches_reference(kind, training, "triton")
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_jit_trace_equals_the_module(training):
+    check_jit_trace("triton", "afnm", training)
 
 
 def test_gradcheck_and_gradgradcheck():
