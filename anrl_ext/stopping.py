@@ -31,13 +31,14 @@ class StopRequest:
 @contextmanager
 def between_steps(enabled: bool = True) -> Iterator[StopRequest]:
     """While open, SIGINT and SIGTERM set the request instead of interrupting; on leaving, the
-    handlers before are back. Not enabled (or off the main thread, where Python cannot install
-    handlers), the signals keep their usual effect and the request stays empty."""
+    handlers before are back. A signal the process ignores (SIGINT under nohup or `&` in a script)
+    stays ignored. Not enabled (or off the main thread, where Python cannot install handlers), the
+    signals keep their usual effect and the request stays empty."""
     request = StopRequest()
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield request
         return
-    before = {s: signal.signal(s, request._handle) for s in SIGNALS}
+    before = {s: signal.signal(s, request._handle) for s in SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield request
     finally:

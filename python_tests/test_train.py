@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import anrl_ext
-from anrl_ext import checkpoint, config, evaluate, provenance, train
+from anrl_ext import checkpoint, config, evaluate, provenance, stopping, train
 from anrl_ext.data import synthetic
 from helpers import check_amp_and_channels_last, trainer_steps
 
@@ -83,7 +83,7 @@ def iterations(path):
 
 
 def test_stop_signal_checkpoints_whole_steps_and_resume_goes_on(tmp_path, monkeypatch):
-    """SIGINT mid-run: the step in progress finishes, its checkpoint is written, and --resume alone
+    """SIGTERM mid-run: the step in progress finishes, its checkpoint is written, and --resume alone
     (the checkpoint's own settings) ends with the uninterrupted run's loss curve."""
     full, part = tmp_path / "full", tmp_path / "part"
     smoke = ["--preset", "smoke", "--iters", "5", "--ckpt-every", "2", "--norm", "bn"]
@@ -93,15 +93,16 @@ def test_stop_signal_checkpoints_whole_steps_and_resume_goes_on(tmp_path, monkey
     def step_then_signal(self):
         logs = step(self)
         if self.iteration == 3:  # between checkpoints
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)  # SIGINT: ignored where the tests run in the background
         return logs
 
     monkeypatch.setattr(train.Trainer, "step", step_then_signal)
+    handlers = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
     result = train.run(config.load(smoke + ["--out", str(part)]))
-    assert (result["stopped_by"], result["iterations"]) == ("SIGINT", 3)
+    assert (result["stopped_by"], result["iterations"]) == ("SIGTERM", 3)
     assert checkpoint.load_run(str(part / "checkpoint.pt"))["iteration"] == 3
     assert not (part / "metrics.json").exists()  # no evaluation of a run cut short
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers before are back
+    assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == handlers  # the ones before are back
     monkeypatch.undo()
     cfg = config.load(["--resume", str(part / "checkpoint.pt")])
     assert (cfg.norm, cfg.iters, cfg.out) == ("bn", 5, str(part))  # the run's settings, not the defaults
@@ -134,11 +135,27 @@ def test_resume_refuses_another_network_or_task(tmp_path):
     assert config.load(["--resume", ck, "--lr", "0.01", "--iters", "9"]).lr == 0.01  # the rest may change
 
 
+def test_an_ignored_signal_stays_ignored():
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under nohup
+    try:
+        with stopping.between_steps() as stop:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) == stop._handle
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            assert stop.signum is None
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_cli_stops_with_a_checkpoint_on_sigint(tmp_path):
     out = tmp_path / "run"
+    # SIG_DFL: a terminal's Ctrl-C, also where these tests run in the background (SIGINT ignored)
     proc = subprocess.Popen([sys.executable, "-m", "anrl_ext.train", "--preset", "smoke", "--iters", "100000",
                              "--ckpt-every", "0", "--out", str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 300
         while not (out / "log.csv").exists() or len(iterations(out / "log.csv")) < 2:
