@@ -114,6 +114,8 @@ class Trainer:
 
     # -- one iteration of Algorithm 1 ----------------------------------------
     def step(self):
+        if self.sampler is None:
+            raise RuntimeError("this Trainer was built with with_data=False, to score a checkpoint; it cannot train")
         cfg = self.cfg
         self.model.train()
         batches = [to_device(b, self.device) for b in self.sampler.sample()]

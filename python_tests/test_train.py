@@ -59,6 +59,8 @@ def test_gate_reduction_sets_the_hidden_units(tmp_path):
     train.run(cfg)  # trains, and evaluate / gate_report rebuild the same network from the checkpoint
     again, _ = train.trainer_from_checkpoint(str(tmp_path / "checkpoint.pt"))
     assert again.cfg.reduction == 4
+    with pytest.raises(RuntimeError, match="built with with_data=False, to score a checkpoint"):
+        again.step()  # it built no dataset
     with pytest.raises(ValueError, match="--reduction must be at least 1, got 0"):
         train.Trainer(config.load(["--preset", "smoke", "--reduction", "0"]))
 
