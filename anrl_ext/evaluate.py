@@ -36,7 +36,7 @@ def _evaluate(ap: argparse.ArgumentParser, args: argparse.Namespace):
     domains = cli.domains(ap, cfg.data, args.domains) if args.domains else [cfg.domains()[1]]
     results, curves = {}, {}
     for d in domains:
-        s, y, v = trainer.scores(eval_dataset(cfg, [d]))
+        s, y, v = trainer.scores(eval_dataset(cfg, [d]), desc=f"scoring domain {d}")
         results[d] = compute_metrics(s, y, args.threshold, v)
         curves[f"domain {d}"] = (s, y)
         m = results[d]

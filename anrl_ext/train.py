@@ -181,20 +181,25 @@ class Trainer:
 
     # -- evaluation -----------------------------------------------------------
     @torch.no_grad()
-    def scores(self, dataset, batch=64):
+    def scores(self, dataset, batch=64, desc: str = "scoring"):
+        """(live scores, labels, video ids) of every frame of `dataset`, in eval mode; a progress bar
+        named `desc` on a terminal."""
         self.model.eval()
         s, y, v = [], [], []
-        for i in range(0, len(dataset), batch):
-            b = to_device(collate([dataset[j] for j in range(i, min(len(dataset), i + batch))]), self.device)
-            s.append(torch.softmax(self.forward(b["image"])["logits"], 1)[:, 1].cpu())
-            y.append(b["label"].cpu())
-            v += b["video"]
+        with tqdm(total=len(dataset), desc=desc, unit="frame", leave=False, dynamic_ncols=True, file=sys.stdout,
+                  disable=None) as bar:
+            for i in range(0, len(dataset), batch):
+                b = to_device(collate([dataset[j] for j in range(i, min(len(dataset), i + batch))]), self.device)
+                s.append(torch.softmax(self.forward(b["image"])["logits"], 1)[:, 1].cpu())
+                y.append(b["label"].cpu())
+                v += b["video"]
+                bar.update(len(b["video"]))
         return torch.cat(s).numpy(), torch.cat(y).numpy(), v
 
     def evaluate(self):
         """Both protocols on the target domain, plus 'source_heldout': unseen subjects of the sources."""
-        ts, tl, tv = self.scores(self.target_set)
-        ss, sl, sv = self.scores(self.source_val)
+        ts, tl, tv = self.scores(self.target_set, desc="scoring the target")
+        ss, sl, sv = self.scores(self.source_val, desc="scoring held-out sources")
         report = protocol_report(ts, tl, ss, sl, tv, sv)
         report["source_heldout"] = compute_metrics(ss, sl, None, sv)
         return report, (ts, tl)
