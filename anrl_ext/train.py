@@ -291,8 +291,8 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
               "world_size": trainer.world_size, "replicas_in_sync": in_sync,
               "train_seconds": round(time.time() - t0, 1), "metrics": report, "config": asdict(cfg),
               "code": provenance.code_version()}
-    with open(os.path.join(cfg.out, "metrics.json"), "w") as fh:
-        json.dump(result, fh, indent=2)
+    checkpoint.write_atomic(os.path.join(cfg.out, "metrics.json"),  # a run's record: whole or not there
+                            lambda fh: fh.write(json.dumps(result, indent=2).encode()), suffix=".json")
     writer.close()
     for proto in ("paper", "source"):
         m = report[proto]
