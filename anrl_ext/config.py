@@ -237,8 +237,9 @@ def read_file(path: str) -> dict:
     return from_file or {}
 
 
-# What the checkpoint's network, gate optimiser and domain calibration were built for.
-RESUME_FIXED = ("data", "norm", "gate", "width", "reduction")
+# What the checkpoint's network, gate optimiser and domain calibration were built for. Not --data:
+# a dataset moved to another folder (or machine) is the same task.
+RESUME_FIXED = ("norm", "gate", "width", "reduction")
 
 
 def check_resumable(saved: Config, cfg: Config) -> None:
