@@ -136,10 +136,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.frames < 1:
         ap.error(f"--frames must be at least 1, got {args.frames}")
-    try:
+    with cli.data_errors_exit(ap.prog):
         rows = predict(args.model, args.inputs, args.crop, args.threshold, args.frames)
-    except FileNotFoundError as e:
-        raise SystemExit(str(e)) from None
     for r in rows:
         print(f"{r['score']:.4f}  {r.get('decision', '-'):5}  {r['input']}  ({r['frames']} frame"
               f"{'s' * (r['frames'] != 1)}; face: {r['face']})")
