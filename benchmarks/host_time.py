@@ -10,8 +10,9 @@ cost). Side by side in one process, one thread: the gate inside the middle
 kernels, the gate in PyTorch, and the chain of small ops; then the op
 `adaptive_norm` with an (N, C) alpha: one operator call each way
 (blend_apply_forward / _backward), moments / middle / map called
-separately, and the chain; then an AFNM layer with synchronised BN statistics
-(a world of one): fused, and the chain. Best of 5 rounds.
+separately, and the chain; then the fixed-blend layers BN and IBN the same
+three ways; then an AFNM layer with synchronised BN statistics (a world of
+one): fused, and the chain. Best of 5 rounds.
 
 --launches times the host work of one Triton primitive call with the launch
 itself stubbed out (no GPU here): the direct path's bare kernel, the registered
@@ -27,6 +28,8 @@ import anrl_ext
 from anrl_ext.ops import fast_blend
 
 MODES = {"gate in kernel": (True, True), "gate in PyTorch": (True, False), "chain of small ops": (False, False)}
+# (fast_blend.ENABLED, fast_blend.WHOLE_PASS) of the op and the fixed-blend layers
+OP_MODES = {"one call each way": (True, True), "separate calls": (True, False), "chain of small ops": (False, True)}
 
 
 def per_call(fn, calls, rounds=5):
@@ -84,6 +87,8 @@ def main():
                 fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL = True, True
         print(f"{gate:>8}: " + " | ".join(f"{m} {t * 1e6:6.1f} us" for m, t in times.items()))
     op_calls(x, dy, args.calls)
+    for kind in ("bn", "ibn"):
+        layer_calls(kind, x, dy, args.calls)
     sync_calls(x, dy, args.calls)
 
 
@@ -95,7 +100,6 @@ def op_calls(x, dy, calls):
     params = [torch.randn(c, requires_grad=True) for _ in range(4)]
     running = (torch.zeros(c), torch.ones(c))
     inputs = [x, alpha, *params]
-    modes = {"one call each way": (True, True), "separate calls": (True, False), "chain of small ops": (False, True)}
     def step():
         y = anrl_ext.adaptive_norm(x, alpha, *params, *running, training=True, backend="cpu")
         return torch.autograd.grad(y, inputs, dy)
@@ -103,7 +107,22 @@ def op_calls(x, dy, calls):
     def switches(enabled, whole):
         fast_blend.ENABLED, fast_blend.WHOLE_PASS = enabled, whole
 
-    print(f"{'op':>8}: " + interleaved(modes, switches, step, calls))
+    print(f"{'op':>8}: " + interleaved(OP_MODES, switches, step, calls))
+
+
+def layer_calls(kind, x, dy, calls):
+    """A fixed-blend layer (alpha never reads the means): one operator call each way,
+    moments / middle / map called separately, and the chain of small ops."""
+    layer = anrl_ext.make_norm(kind, x.shape[1], backend="cpu")
+    inputs = [x, *layer.parameters()]
+
+    def step():
+        return torch.autograd.grad(layer(x), inputs, dy)
+
+    def switches(enabled, whole):
+        fast_blend.ENABLED, fast_blend.WHOLE_PASS = enabled, whole
+
+    print(f"{kind:>8}: " + interleaved(OP_MODES, switches, step, calls))
 
 
 def interleaved(modes, switches, step, calls):

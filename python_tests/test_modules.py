@@ -283,6 +283,33 @@ def test_gate_runs_inside_the_middle_kernel(backend, gate, monkeypatch):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind, whole", [("bn", True), ("in", True), ("half", True), ("ibn", True),
+                                         ("bin", False), ("afnm", False)])
+def test_fixed_blend_layers_are_one_call_each_way(backend, kind, whole, monkeypatch):
+    """A layer whose alpha never reads the means (BN, IN, INBNHalf, IBN) runs its forward and
+    backward as blend_apply_forward / _backward, in training and in eval; BIN (alpha a function
+    of a parameter) and AFNM (a gate) take the middle kernels."""
+    import importlib
+
+    from anrl_ext.ops import backends
+
+    adaptive_norm = importlib.import_module("anrl_ext.ops.adaptive_norm")  # the module, not the function
+    calls = []
+    names = ("moments", "blend_forward", "gate_blend_forward", "blend_apply_forward", "blend_apply_backward")
+    monkeypatch.setattr(adaptive_norm, "primitives_for", lambda name: spied(backends.primitives_for(name), names, calls))
+    layer = anrl_ext.make_norm(kind, 6, backend=backend)
+    x = torch.randn(3, 6, 5, 7, requires_grad=True)
+    for training in (True, False):
+        calls.clear()
+        layer.train(training)
+        torch.autograd.grad(layer(x).sum(), [x, *layer.parameters()])
+        if whole:
+            assert calls == ["blend_apply_forward", "blend_apply_backward"], (kind, training)
+        else:
+            assert "blend_apply_forward" not in calls and calls[0] == "moments", (kind, training, calls)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind, dtype, channels_last, tol", [
     ("afnm", torch.float64, False, 1e-12), ("afnm", torch.float32, True, 1e-5), ("afnm", torch.bfloat16, False, 1e-2),
     ("bin", torch.float64, False, 1e-12), ("half", torch.float64, True, 1e-12), ("bn", torch.float32, False, 1e-5)])

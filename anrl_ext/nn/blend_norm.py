@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ..ops.adaptive_norm import blend, check_input, check_statistics_defined
 from ..ops.backends import check_backend_name, resolve_backend
+from ..ops.fast_blend import ConstantAlpha, alpha_input
 from ..ops.reference import adaptive_norm_reference
 from .gates import make_gate
 
@@ -18,7 +19,11 @@ class BlendNorm2d(nn.Module):
 
     Holds the BN affine and running statistics (as `nn.BatchNorm2d`) and the
     IN affine. Subclasses define `alpha_params()` and the static
-    `alpha_fn(mean, *params)`; a float from it means a fixed blend.
+    `alpha_fn(mean, *params)`; a float from it means a fixed blend. An alpha
+    that never reads the means is best declared as `ConstantAlpha(value)` or
+    `staticmethod(alpha_input)` (alpha is the one alpha param): the fused
+    backends then run each direction as one call (`blend_apply_forward` /
+    `_backward`) instead of moments, middle and map.
     """
 
     uses_bn = True
@@ -143,28 +148,20 @@ class BN(BlendNorm2d):
     """BatchNorm2d through the fused op (alpha = 1)."""
 
     uses_in = False
-
-    @staticmethod
-    def alpha_fn(mean, *params):
-        return 1.0
+    alpha_fn = ConstantAlpha(1.0)
 
 
 class IN(BlendNorm2d):
     """InstanceNorm2d(affine=True) through the fused op (alpha = 0)."""
 
     uses_bn = False
-
-    @staticmethod
-    def alpha_fn(mean, *params):
-        return 0.0
+    alpha_fn = ConstantAlpha(0.0)
 
 
 class INBNHalf(BlendNorm2d):
     """Fixed equal blend: 0.5 * BN + 0.5 * IN."""
 
-    @staticmethod
-    def alpha_fn(mean, *params):
-        return 0.5
+    alpha_fn = ConstantAlpha(0.5)
 
 
 class BIN(BlendNorm2d):
@@ -195,9 +192,7 @@ class IBN(BlendNorm2d):
     def alpha_params(self):
         return (self.split,)
 
-    @staticmethod
-    def alpha_fn(mean, split):
-        return split
+    alpha_fn = staticmethod(alpha_input)  # the split buffer is alpha itself
 
 
 NORMS = {"bn": BN, "in": IN, "half": INBNHalf, "bin": BIN, "ibn": IBN, "afnm": AFNM}

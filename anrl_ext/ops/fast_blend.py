@@ -58,15 +58,19 @@ def alpha_input(mean: Tensor, alpha: Tensor) -> Tensor:
 
 
 class ConstantAlpha:
-    """The alpha function of a float alpha: the same value whatever the means."""
+    """The alpha function of a float alpha: the same value whatever the means (and
+    whatever alpha params it is handed; the fixed-blend layers BN, IN, INBNHalf hold none)."""
 
     __slots__ = ("value",)
 
     def __init__(self, value: float):
         self.value = float(value)
 
-    def __call__(self, mean: Tensor) -> float:
+    def __call__(self, mean: Tensor, *params: Tensor) -> float:
         return self.value
+
+    def __repr__(self) -> str:
+        return f"ConstantAlpha({self.value})"
 
 
 @dataclass(slots=True)  # not frozen: a frozen __init__ costs ~3 us more, on every call's launch path
