@@ -17,11 +17,9 @@ from .metrics import compute_metrics, plot_roc
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m anrl_ext.evaluate", description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by anrl_ext.train")
-    ap.add_argument("--data", default=None, help="dataset (default: the checkpoint's)")
+    cli.add_checkpoint_arguments(ap)
     ap.add_argument("--domains", default=None, help="domain letters to score, e.g. M or OCIM")
     ap.add_argument("--threshold", type=cli.finite_float, default=None, help="fixed threshold (default: the set's EER)")
-    ap.add_argument("--device", type=cli.device, default=None, help="cpu, cuda or cuda:N (default: the checkpoint's)")
     ap.add_argument("--out", default=None, help="write the metrics as JSON here, and a ROC plot next to it (.png)")
     args = ap.parse_args(argv)
     with cli.data_errors_exit(ap.prog):

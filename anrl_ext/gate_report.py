@@ -116,7 +116,8 @@ def short_name(layer: str) -> str:
 
 
 def channel_alpha(stats: dict, layer: str, domains=None) -> List[float]:
-    """A layer's per-channel mean alpha over the given domains (default all), every (domain, class) weighing the same."""
+    """A layer's per-channel mean alpha over the given domains (default all), every (domain, class)
+    weighing the same."""
     groups = [by_class[layer]["channel_means"] for d, classes in stats["domains"].items()
               if domains is None or d in domains for by_class in classes.values()]
     return [sum(c) / len(c) for c in zip(*groups)]
@@ -193,11 +194,9 @@ def format_table(stats: dict) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m anrl_ext.gate_report", description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by anrl_ext.train")
+    cli.add_checkpoint_arguments(ap)
     ap.add_argument("--domains", default=None, help="domain letters, e.g. OCIM (default: the run's sources "
                                                     "and target)")
-    ap.add_argument("--data", default=None, help="dataset (default: the checkpoint's)")
-    ap.add_argument("--device", type=cli.device, default=None, help="cpu, cuda or cuda:N (default: the checkpoint's)")
     ap.add_argument("--out", default=None, help="JSON path; the plot goes next to it as .png "
                                                 "(default: gates.json beside the checkpoint)")
     args = ap.parse_args(argv)

@@ -28,8 +28,8 @@ import triton.language as tl
 
 from .primitives import weight_grads
 from .triton_blend import (_add_sample, _affine_vectors, _alpha_args, _alpha_at, _batch_coupling, _d_alpha,
-                           _dx_coefficients, _joined, _sample_terms, _split, _sqrt, _store_weight_grads, _update_running,
-                           cdiv, params, plane_block, running_buffers, stats, unbias, write_back)
+                           _dx_coefficients, _joined, _sample_terms, _split, _sqrt, _store_weight_grads,
+                           _update_running, cdiv, params, plane_block, running_buffers, stats, unbias, write_back)
 
 # Samples per vector load when a program walks its channel over the batch.
 MAX_BLOCK_N = 32
