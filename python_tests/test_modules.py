@@ -1,4 +1,5 @@
 """nn modules: AFNM, the Table 4 baselines, convert_batchnorm, torch.compile."""
+import copy
 import numpy as np
 import pytest
 import torch
@@ -168,6 +169,51 @@ def test_convert_batchnorm_keeps_statistics():
                                      running_mean=converted[1].running_mean,
                                      running_var=converted[1].running_var, training=False)
     assert max_err(only_bn, bn.eval()(converted[0](x))) < 1e-5
+
+
+@pytest.mark.parametrize("norm", ["bn", "in", "half", "bin", "ibn", "afnm"])
+def test_convert_batchnorm_to_each_norm(norm):
+    """Every BatchNorm2d becomes the named layer; its BN branch takes the BN's eps, momentum,
+    affine and running statistics; norm="bn" computes what the BatchNorm2d did, in training
+    (running statistics included) and in eval, values and gradients."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 6, 3), nn.BatchNorm2d(6, eps=1e-3, momentum=0.2), nn.ReLU(),
+                          nn.Sequential(nn.Conv2d(6, 4, 3), nn.BatchNorm2d(4, momentum=None))).double()
+    for _ in range(2):
+        model(torch.randn(4, 3, 9, 9, dtype=torch.float64))
+    with torch.no_grad():
+        for bn in (model[1], model[3][1]):
+            bn.weight.uniform_(0.5, 2), bn.bias.uniform_(-1, 1)
+    original = copy.deepcopy(model)
+    converted = anrl_ext.convert_batchnorm(model, norm, backend="cpu")
+    layers = [converted[1], converted[3][1]]
+    assert all(type(m) is anrl_ext.nn.NORMS[norm] for m in layers)
+    assert (layers[0].eps, layers[0].momentum, layers[1].momentum) == (1e-3, 0.2, None)
+    assert layers[0].bn_weight is None if norm == "in" else torch.equal(layers[0].bn_weight, original[1].weight)
+    if norm != "in":
+        assert torch.equal(layers[1].running_var, original[3][1].running_var)
+        assert int(layers[1].num_batches_tracked) == 2
+    assert all(p.dtype == torch.float64 for p in converted.parameters())
+    if norm != "bn":
+        return
+    for training in (True, False):
+        original.train(training), converted.train(training)
+        x = torch.randn(3, 3, 9, 9, dtype=torch.float64)
+        want, got = original(x), converted(x)
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
+        for a, b in zip(torch.autograd.grad(got.sum(), list(converted.parameters())),
+                        torch.autograd.grad(want.sum(), list(original.parameters()))):
+            torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9)
+        torch.testing.assert_close(converted[3][1].running_mean, original[3][1].running_mean, atol=1e-12, rtol=0)
+
+
+def test_convert_batchnorm_rejects_bad_arguments():
+    model = nn.Sequential(nn.BatchNorm2d(4))
+    with pytest.raises(ValueError, match="unknown normalization 'ibnb'"):
+        anrl_ext.convert_batchnorm(model, "ibnb")
+    with pytest.raises(ValueError, match="gate: AFNM's option"):
+        anrl_ext.convert_batchnorm(model, "ibn", gate="sigmoid")
+    assert isinstance(model[0], nn.BatchNorm2d)  # nothing converted
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

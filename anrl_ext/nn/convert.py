@@ -1,39 +1,51 @@
-"""Model-wide conversions: nn.BatchNorm2d layers to AFNM, and every blend layer to one backend."""
+"""Model-wide conversions: nn.BatchNorm2d layers to AFNM (or a baseline), and every blend layer to one backend."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 from ..ops.backends import check_backend_name
-from .blend_norm import AFNM, BlendNorm2d
+from .blend_norm import NORMS, BlendNorm2d, make_norm
 
 
-def convert_batchnorm(module: nn.Module, **afnm_kwargs) -> nn.Module:
-    """Return `module` with every nn.BatchNorm2d replaced by AFNM.
+def convert_batchnorm(module: nn.Module, norm: str = "afnm", **norm_kwargs) -> nn.Module:
+    """Return `module` with every nn.BatchNorm2d replaced by an anrl_ext layer.
 
-    The AFNM's BN branch takes the BN's affine and running statistics; its
-    gate and IN affine start fresh. Like
-    `nn.SyncBatchNorm.convert_sync_batchnorm`, the root itself is converted
-    (and returned) when it is a BatchNorm2d.
+    `norm` names it as `make_norm` does: "afnm" (default), or a Table 4
+    baseline ("bn", "in", "half", "bin", "ibn"); `norm_kwargs` go to its
+    constructor (`gate` and `reduction` are AFNM's only). The new layer's BN
+    branch takes the BN's eps, momentum, affine and running statistics; its
+    gate, IN affine and BIN's rho start fresh ("in" has no BN branch and keeps
+    only eps). Like `nn.SyncBatchNorm.convert_sync_batchnorm`, the root itself
+    is converted (and returned) when it is a BatchNorm2d.
     """
+    if norm not in NORMS:
+        raise ValueError(f"unknown normalization {norm!r}; choose one of {sorted(NORMS)}")
+    afnm_only = sorted({"gate", "reduction"} & set(norm_kwargs))
+    if norm != "afnm" and afnm_only:
+        raise ValueError(f"{', '.join(afnm_only)}: AFNM's option(s), not {norm!r}'s")
+    return _convert(module, norm, norm_kwargs)
+
+
+def _convert(module: nn.Module, norm: str, norm_kwargs: dict) -> nn.Module:
     if isinstance(module, nn.BatchNorm2d):
-        kwargs = {"eps": module.eps, "momentum": module.momentum, **afnm_kwargs}
-        new = AFNM(module.num_features, **kwargs)
+        kwargs = {"eps": module.eps, "momentum": module.momentum, **norm_kwargs}
+        new = make_norm(norm, module.num_features, **kwargs)
         ref = module.weight if module.weight is not None else module.running_mean
         if ref is not None:
             new = new.to(device=ref.device, dtype=ref.dtype)
         with torch.no_grad():
-            if module.affine:
+            if module.affine and new.bn_weight is not None:
                 new.bn_weight.copy_(module.weight)
                 new.bn_bias.copy_(module.bias)
-            if module.track_running_stats and module.running_mean is not None:
+            if module.track_running_stats and module.running_mean is not None and new.running_mean is not None:
                 new.running_mean.copy_(module.running_mean)
                 new.running_var.copy_(module.running_var)
                 new.num_batches_tracked.copy_(module.num_batches_tracked)
         new.train(module.training)
         return new
     for name, child in module.named_children():
-        setattr(module, name, convert_batchnorm(child, **afnm_kwargs))
+        setattr(module, name, _convert(child, norm, norm_kwargs))
     return module
 
 
