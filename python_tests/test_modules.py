@@ -207,6 +207,18 @@ def test_convert_batchnorm_to_each_norm(norm):
         torch.testing.assert_close(converted[3][1].running_mean, original[3][1].running_mean, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_afnm_without_running_stats_uses_batch_statistics_in_eval(backend):
+    layer = anrl_ext.AFNM(6, reduction=2, backend=backend, track_running_stats=False)
+    assert layer.running_mean is None and "running_mean" not in layer.state_dict()
+    x = torch.randn(4, 6, 5, 5, dtype=torch.float64) * 3 + 2  # far from the default running mean 0, var 1
+    layer.double()
+    torch.testing.assert_close(layer.eval()(x), layer.train()(x), atol=1e-12, rtol=1e-12)
+    tracking = anrl_ext.AFNM(6, reduction=2, backend=backend).double()
+    tracking.load_state_dict(layer.state_dict(), strict=False)  # same weights, running mean 0 and var 1
+    assert layer.eval()(x).sub(tracking.eval()(x)).abs().max() > 0.5
+
+
 def test_convert_batchnorm_rejects_bad_arguments():
     model = nn.Sequential(nn.BatchNorm2d(4))
     with pytest.raises(ValueError, match="unknown normalization 'ibnb'"):

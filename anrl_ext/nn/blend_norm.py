@@ -123,11 +123,14 @@ class AFNM(BlendNorm2d):
         eps, momentum: as `nn.BatchNorm2d`.
         gate: "paper" (alpha = B / (B + I)), "sigmoid" or "sigmoid2" (official code).
         backend: "auto", "reference", "cpu", "cuda" or "triton".
+        track_running_stats: as `nn.BatchNorm2d`; False normalises the BN branch with
+            batch statistics in eval mode too (and lets torch.func transforms train it).
     """
 
     def __init__(self, num_features: int, reduction: int = 16, eps: float = 1e-5,
-                 momentum: Optional[float] = 0.1, gate: str = "paper", backend: str = "auto"):
-        super().__init__(num_features, eps, momentum, True, True, backend)
+                 momentum: Optional[float] = 0.1, gate: str = "paper", backend: str = "auto",
+                 track_running_stats: bool = True):
+        super().__init__(num_features, eps, momentum, True, track_running_stats, backend)
         self.gate_kind, self.reduction = gate, reduction
         self.gate = make_gate(gate, num_features, reduction)
         self.alpha_fn = self.gate.alpha  # static, pure in its weights

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import List, Optional, Union
 
 import torch
@@ -66,8 +67,41 @@ def check_backend_name(backend: str) -> str:
     return backend
 
 
+def func_transform_active() -> bool:
+    """A torch.func transform (grad, vmap, jacrev, jvp, functionalize, ...) is running.
+
+    The fused backends' autograd Functions, and the ones torch.library's
+    register_autograd generates for their primitives, define no setup_context,
+    which torch.func needs; the reference composition of aten ops has every
+    transform's rules. (Under torch.compile the check is skipped: dynamo traces
+    the registered ops instead.)
+    """
+    return not torch.compiler.is_compiling() and torch._C._functorch.peek_interpreter_stack() is not None
+
+
+_warned_func_transform = False
+
+
+def _under_func_transform(name: str) -> str:
+    """'reference' inside a torch.func transform (saying so once per process), else `name`."""
+    global _warned_func_transform
+    if name == "reference" or not func_transform_active():
+        return name
+    if not _warned_func_transform:
+        _warned_func_transform = True
+        warnings.warn(f"anrl_ext: inside a torch.func transform the {name!r} backend's kernels cannot run; "
+                      "the layer runs on the 'reference' backend (plain PyTorch ops, the same math) there",
+                      stacklevel=3)
+    return "reference"
+
+
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """Turn 'auto' into a concrete backend; validate an explicit choice."""
+    """Turn 'auto' into a concrete backend; validate an explicit choice. Inside a torch.func
+    transform the answer is 'reference' (see func_transform_active)."""
+    return _under_func_transform(_concrete_backend(backend, device))
+
+
+def _concrete_backend(backend: str, device: torch.device) -> str:
     check_backend_name(backend)
     usable = _usable(device.type)
     if backend == "auto":
