@@ -107,8 +107,8 @@ class BlendNorm2d(nn.Module):
         return (y, alpha) if return_alpha else y
 
     def extra_repr(self) -> str:
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, backend={self.backend!r}")
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}, backend={self.backend!r}")
 
 
 class AFNM(BlendNorm2d):
