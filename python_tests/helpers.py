@@ -486,6 +486,44 @@ def check_norm_matches_reference(kind, training, backend, device="cpu"):
         assert (got is None) == (want is None) and (got is None or max_err(got, want) < 1e-10), (kind, backend)
 
 
+def layer_for_func(kind, backend, training, seed=0, device="cpu"):
+    """A float64 `kind` layer with random parameters and running statistics; in training without
+    running statistics (a torch.func transform cannot update a captured buffer, as with nn.BatchNorm2d)."""
+    import anrl_ext
+
+    torch.manual_seed(seed)
+    kwargs = {"reduction": 2} if kind == "afnm" else {}
+    layer = anrl_ext.make_norm(kind, 6, backend=backend, track_running_stats=not training, **kwargs)
+    layer = layer.to(device, torch.float64).train(training)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+        if layer.running_mean is not None:
+            layer.running_mean.normal_(), layer.running_var.uniform_(0.5, 2.0)
+    return layer
+
+
+def check_func_grad(kind, training, backend, device="cpu"):
+    """torch.func.grad of a loss through the layer, over its parameters (functional_call), equals
+    plain autograd on the reference backend; outside the transform `backend` runs again."""
+    import copy
+
+    from torch.func import functional_call, grad
+
+    from anrl_ext.ops import backends
+
+    layer = layer_for_func(kind, backend, training, device=device)
+    ref = copy.deepcopy(layer)
+    ref.backend = "reference"
+    x = torch.randn(4, 6, 5, 3, dtype=torch.float64, device=device)
+    params = {k: v.detach() for k, v in layer.named_parameters()}
+    got = grad(lambda p: functional_call(layer, p, (x,)).sin().sum())(params)
+    want = torch.autograd.grad(ref(x).sin().sum(), list(ref.parameters()))
+    for (name, g), w in zip(got.items(), want):
+        torch.testing.assert_close(g, w, atol=1e-12, rtol=1e-12, msg=name)
+    assert backends.resolve_backend(backend, x.device) == backend
+
+
 def check_jit_trace(backend, kind, training, device="cpu", tol=1e-5):
     """torch.jit.trace of conv -> `kind` layer -> relu on `backend`: on another shape the traced module
     gives the module's output and input gradient, and (training) updates the running statistics alike."""

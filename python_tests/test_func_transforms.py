@@ -5,32 +5,17 @@ import warnings
 
 import pytest
 import torch
-from torch.func import functional_call, grad, jacrev, jvp, stack_module_state, vmap
+from torch.func import functional_call, jacrev, jvp, stack_module_state, vmap
 
-import anrl_ext
 from anrl_ext.ops import backends
 from conftest import FUSED_CPU_BACKENDS
+from helpers import check_func_grad, layer_for_func
 
 KINDS = ["bn", "in", "half", "bin", "ibn", "afnm"]
 
 
-def make_layer(kind, backend, training, seed=0):
-    """A float64 layer with random parameters and running statistics; in training without
-    running statistics (a transform cannot update a captured buffer, as with nn.BatchNorm2d)."""
-    torch.manual_seed(seed)
-    kwargs = {"reduction": 2} if kind == "afnm" else {}
-    layer = anrl_ext.make_norm(kind, 6, backend=backend, track_running_stats=not training, **kwargs)
-    layer = layer.double().train(training)
-    with torch.no_grad():
-        for p in layer.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-        if layer.running_mean is not None:
-            layer.running_mean.normal_(), layer.running_var.uniform_(0.5, 2.0)
-    return layer
-
-
 @pytest.fixture(autouse=True)
-def quiet_fallback_warning(monkeypatch):
+def fresh_fallback_warning(monkeypatch):
     """The hand-over warns once per process; each test sees it afresh."""
     monkeypatch.setattr(backends, "_warned_func_transform", False)
 
@@ -39,30 +24,15 @@ def quiet_fallback_warning(monkeypatch):
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("kind", KINDS)
 def test_func_grad_equals_autograd(kind, training, backend):
-    """torch.func.grad of a loss through the layer, over its parameters (functional_call), equals
-    plain autograd on the reference backend; outside the transform the fused backend runs again."""
-    layer = make_layer(kind, backend, training)
-    ref = copy.deepcopy(layer)
-    ref.backend = "reference"
-    x = torch.randn(4, 6, 5, 3, dtype=torch.float64)
-    params = {k: v.detach() for k, v in layer.named_parameters()}
-
-    def loss(p):
-        return functional_call(layer, p, (x,)).sin().sum()
-
     with pytest.warns(UserWarning, match="inside a torch.func transform"):
-        got = grad(loss)(params)
-    want = torch.autograd.grad(ref(x).sin().sum(), list(ref.parameters()))
-    for (name, g), w in zip(got.items(), want):
-        torch.testing.assert_close(g, w, atol=1e-12, rtol=1e-12, msg=name)
-    assert backends.resolve_backend(backend, x.device) == backend
+        check_func_grad(kind, training, backend)
 
 
 @pytest.mark.parametrize("backend", FUSED_CPU_BACKENDS)
 def test_func_jacrev_and_jvp_over_the_input(backend):
     """jacrev and jvp with respect to x of an AFNM layer in eval mode: the Jacobian equals the
     reference backend's (autograd, row by row), and the jvp is the Jacobian times the tangent."""
-    layer = make_layer("afnm", backend, training=False)
+    layer = layer_for_func("afnm", backend, training=False)
     x = torch.randn(2, 6, 3, 2, dtype=torch.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -83,7 +53,7 @@ def test_func_jacrev_and_jvp_over_the_input(backend):
 def test_vmap_over_an_ensemble(backend):
     """vmap over three AFNM layers' stacked parameters and buffers (an ensemble, eval mode) gives
     each layer's own output."""
-    layers = [make_layer("afnm", backend, training=False, seed=s) for s in range(3)]
+    layers = [layer_for_func("afnm", backend, training=False, seed=s) for s in range(3)]
     params, buffers = stack_module_state(layers)
     base = copy.deepcopy(layers[0]).to("meta")
     x = torch.randn(4, 6, 5, 5, dtype=torch.float64)

@@ -354,7 +354,8 @@ def test_fixed_blend_layers_are_one_call_each_way(backend, kind, whole, monkeypa
     adaptive_norm = importlib.import_module("anrl_ext.ops.adaptive_norm")  # the module, not the function
     calls = []
     names = ("moments", "blend_forward", "gate_blend_forward", "blend_apply_forward", "blend_apply_backward")
-    monkeypatch.setattr(adaptive_norm, "primitives_for", lambda name: spied(backends.primitives_for(name), names, calls))
+    monkeypatch.setattr(adaptive_norm, "primitives_for",
+                        lambda name: spied(backends.primitives_for(name), names, calls))
     layer = anrl_ext.make_norm(kind, 6, backend=backend)
     x = torch.randn(3, 6, 5, 7, requires_grad=True)
     for training in (True, False):
