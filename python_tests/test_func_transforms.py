@@ -1,5 +1,6 @@
-"""torch.func transforms (grad, vmap, jacrev, jvp) over the layers: inside one the fused
-backends hand over to the reference composition, whose aten ops every transform supports."""
+"""torch.func transforms (grad, vmap, jacrev, jvp) and forward-mode AD over the layers: inside
+one the fused backends hand over to the reference composition, whose aten ops every transform
+supports."""
 import copy
 import warnings
 
@@ -17,7 +18,7 @@ KINDS = ["bn", "in", "half", "bin", "ibn", "afnm"]
 @pytest.fixture(autouse=True)
 def fresh_fallback_warning(monkeypatch):
     """The hand-over warns once per process; each test sees it afresh."""
-    monkeypatch.setattr(backends, "_warned_func_transform", False)
+    monkeypatch.setattr(backends, "_warned_reference_only", False)
 
 
 @pytest.mark.parametrize("backend", FUSED_CPU_BACKENDS)
@@ -66,3 +67,25 @@ def test_vmap_over_an_ensemble(backend):
         got = vmap(one)(params, buffers)
     for i, layer in enumerate(layers):
         torch.testing.assert_close(got[i], layer(x), atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", FUSED_CPU_BACKENDS)
+def test_forward_mode_ad_gives_the_jvp(backend):
+    """torch.autograd.forward_ad through an AFNM layer in training: the tangent is the jvp of the
+    reference backend (double backward trick), and the running statistics still update."""
+    import torch.autograd.forward_ad as fwAD
+
+    layer = layer_for_func("afnm", backend, training=False).train()
+    ref = copy.deepcopy(layer)
+    ref.backend = "reference"
+    x, tangent = torch.randn(3, 6, 4, 5, dtype=torch.float64), torch.randn(3, 6, 4, 5, dtype=torch.float64)
+    with fwAD.dual_level(), pytest.warns(UserWarning, match="forward-mode AD"):
+        got = fwAD.unpack_dual(layer(fwAD.make_dual(x, tangent))).tangent
+    xs = x.clone().requires_grad_()
+    y = ref(xs)
+    u = torch.zeros_like(y, requires_grad=True)
+    vjp, = torch.autograd.grad(y, xs, u, create_graph=True)
+    want, = torch.autograd.grad(vjp, u, tangent)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(layer.running_mean, ref.running_mean, atol=1e-12, rtol=1e-12)
+    assert int(layer.num_batches_tracked) == 1

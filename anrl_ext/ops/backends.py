@@ -6,6 +6,7 @@ import warnings
 from typing import List, Optional, Union
 
 import torch
+from torch.autograd import forward_ad
 
 from . import native
 from .primitives import Primitives
@@ -67,38 +68,47 @@ def check_backend_name(backend: str) -> str:
     return backend
 
 
-def func_transform_active() -> bool:
-    """A torch.func transform (grad, vmap, jacrev, jvp, functionalize, ...) is running.
+def reference_only_context() -> Optional[str]:
+    """What makes the fused kernels unusable here, or None: a torch.func transform (grad, vmap,
+    jacrev, jvp, functionalize, ...) is running, or forward-mode AD (a dual_level).
 
     The fused backends' autograd Functions, and the ones torch.library's
-    register_autograd generates for their primitives, define no setup_context,
-    which torch.func needs; the reference composition of aten ops has every
-    transform's rules. (Under torch.compile the check is skipped: dynamo traces
-    the registered ops instead.)
+    register_autograd generates for their primitives, define neither
+    setup_context, which torch.func needs, nor jvp; the reference composition
+    of aten ops has every transform's rules. (Under torch.compile the check is
+    skipped: dynamo traces the registered ops instead.)
     """
-    return not torch.compiler.is_compiling() and torch._C._functorch.peek_interpreter_stack() is not None
+    if torch.compiler.is_compiling():
+        return None
+    if torch._C._functorch.peek_interpreter_stack() is not None:
+        return "inside a torch.func transform"
+    if getattr(forward_ad, "_current_level", -1) >= 0:  # private, hence getattr
+        return "under forward-mode AD (torch.autograd.forward_ad.dual_level)"
+    return None
 
 
-_warned_func_transform = False
+_warned_reference_only = False
 
 
-def _under_func_transform(name: str) -> str:
-    """'reference' inside a torch.func transform (saying so once per process), else `name`."""
-    global _warned_func_transform
-    if name == "reference" or not func_transform_active():
+def _reference_if_needed(name: str) -> str:
+    """'reference' where the kernels cannot run (saying so once per process), else `name`."""
+    global _warned_reference_only
+    if name == "reference":
         return name
-    if not _warned_func_transform:
-        _warned_func_transform = True
-        warnings.warn(f"anrl_ext: inside a torch.func transform the {name!r} backend's kernels cannot run; "
-                      "the layer runs on the 'reference' backend (plain PyTorch ops, the same math) there",
-                      stacklevel=3)
+    why = reference_only_context()
+    if why is None:
+        return name
+    if not _warned_reference_only:
+        _warned_reference_only = True
+        warnings.warn(f"anrl_ext: {why} the {name!r} backend's kernels cannot run; the layer runs on the "
+                      "'reference' backend (plain PyTorch ops, the same math) there", stacklevel=3)
     return "reference"
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
     """Turn 'auto' into a concrete backend; validate an explicit choice. Inside a torch.func
-    transform the answer is 'reference' (see func_transform_active)."""
-    return _under_func_transform(_concrete_backend(backend, device))
+    transform or under forward-mode AD the answer is 'reference' (see reference_only_context)."""
+    return _reference_if_needed(_concrete_backend(backend, device))
 
 
 def _concrete_backend(backend: str, device: torch.device) -> str:
