@@ -68,6 +68,9 @@ def check_backend_name(backend: str) -> str:
     return backend
 
 
+_peek_func_transform = torch._C._functorch.peek_interpreter_stack
+
+
 def reference_only_context() -> Optional[str]:
     """What makes the fused kernels unusable here, or None: a torch.func transform (grad, vmap,
     jacrev, jvp, functionalize, ...) is running, or forward-mode AD (a dual_level).
@@ -80,7 +83,7 @@ def reference_only_context() -> Optional[str]:
     """
     if torch.compiler.is_compiling():
         return None
-    if torch._C._functorch.peek_interpreter_stack() is not None:
+    if _peek_func_transform() is not None:
         return "inside a torch.func transform"
     if getattr(forward_ad, "_current_level", -1) >= 0:  # private, hence getattr
         return "under forward-mode AD (torch.autograd.forward_ad.dual_level)"
@@ -90,9 +93,11 @@ def reference_only_context() -> Optional[str]:
 _warned_reference_only = False
 
 
-def _reference_if_needed(name: str) -> str:
-    """'reference' where the kernels cannot run (saying so once per process), else `name`."""
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """Turn 'auto' into a concrete backend; validate an explicit choice. Inside a torch.func
+    transform or under forward-mode AD the answer is 'reference' (see reference_only_context)."""
     global _warned_reference_only
+    name = _concrete_backend(backend, device)
     if name == "reference":
         return name
     why = reference_only_context()
@@ -101,14 +106,8 @@ def _reference_if_needed(name: str) -> str:
     if not _warned_reference_only:
         _warned_reference_only = True
         warnings.warn(f"anrl_ext: {why} the {name!r} backend's kernels cannot run; the layer runs on the "
-                      "'reference' backend (plain PyTorch ops, the same math) there", stacklevel=3)
+                      "'reference' backend (plain PyTorch ops, the same math) there", stacklevel=2)
     return "reference"
-
-
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """Turn 'auto' into a concrete backend; validate an explicit choice. Inside a torch.func
-    transform or under forward-mode AD the answer is 'reference' (see reference_only_context)."""
-    return _reference_if_needed(_concrete_backend(backend, device))
 
 
 def _concrete_backend(backend: str, device: torch.device) -> str:
