@@ -89,3 +89,14 @@ def test_forward_mode_ad_gives_the_jvp(backend):
     torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
     torch.testing.assert_close(layer.running_mean, ref.running_mean, atol=1e-12, rtol=1e-12)
     assert int(layer.num_batches_tracked) == 1
+
+
+def test_synchronised_statistics_inside_a_transform_say_why():
+    """A --sync-stats layer cannot run on the reference backend: inside torch.func the error names
+    the transform that sent it there."""
+    layer = layer_for_func("afnm", FUSED_CPU_BACKENDS[0], training=True)
+    layer.gather_stats = lambda mean, var: (mean, var)
+    x = torch.randn(2, 6, 3, 3, dtype=torch.float64)
+    with warnings.catch_warnings(), pytest.raises(NotImplementedError, match="inside a torch.func transform"):
+        warnings.simplefilter("ignore")
+        jacrev(layer)(x)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..ops.adaptive_norm import blend, check_input, check_statistics_defined
-from ..ops.backends import check_backend_name, resolve_backend
+from ..ops.backends import check_backend_name, reference_only_context, resolve_backend
 from ..ops.fast_blend import ConstantAlpha, alpha_input
 from ..ops.reference import adaptive_norm_reference
 from .gates import make_gate
@@ -90,7 +90,9 @@ class BlendNorm2d(nn.Module):
         params = self.alpha_params()
         if backend == "reference":
             if self.gather_stats is not None and use_batch:
-                raise NotImplementedError("synchronised BN statistics need a fused backend (cpu, cuda, triton)")
+                why = reference_only_context()  # what sent a fused layer here, if anything
+                raise NotImplementedError("synchronised BN statistics need a fused backend (cpu, cuda, triton)"
+                                          + (f"; {why} the layer runs on the reference backend" if why else ""))
             mean = x.float().mean((2, 3)) if x.dtype != torch.float64 else x.mean((2, 3))
             alpha = self.alpha_fn(mean, *params)
             y = adaptive_norm_reference(x, alpha, self.bn_weight, self.bn_bias, self.in_weight,
