@@ -32,6 +32,11 @@ MODES = {"gate in kernel": (True, True), "gate in PyTorch": (True, False), "chai
 OP_MODES = {"one call each way": (True, True), "separate calls": (True, False), "chain of small ops": (False, True)}
 
 
+def whole_pass_switches(enabled, whole):
+    """Set the switches OP_MODES names (interleaved resets them after each round)."""
+    fast_blend.ENABLED, fast_blend.WHOLE_PASS = enabled, whole
+
+
 def per_call(fn, calls, rounds=5):
     for _ in range(100):
         fn()
@@ -104,10 +109,7 @@ def op_calls(x, dy, calls):
         y = anrl_ext.adaptive_norm(x, alpha, *params, *running, training=True, backend="cpu")
         return torch.autograd.grad(y, inputs, dy)
 
-    def switches(enabled, whole):
-        fast_blend.ENABLED, fast_blend.WHOLE_PASS = enabled, whole
-
-    print(f"{'op':>8}: " + interleaved(OP_MODES, switches, step, calls))
+    print(f"{'op':>8}: " + interleaved(OP_MODES, whole_pass_switches, step, calls))
 
 
 def layer_calls(kind, x, dy, calls):
@@ -119,10 +121,7 @@ def layer_calls(kind, x, dy, calls):
     def step():
         return torch.autograd.grad(layer(x), inputs, dy)
 
-    def switches(enabled, whole):
-        fast_blend.ENABLED, fast_blend.WHOLE_PASS = enabled, whole
-
-    print(f"{kind:>8}: " + interleaved(OP_MODES, switches, step, calls))
+    print(f"{kind:>8}: " + interleaved(OP_MODES, whole_pass_switches, step, calls))
 
 
 def interleaved(modes, switches, step, calls):

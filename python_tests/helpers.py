@@ -49,6 +49,20 @@ def spied(prims, names, calls):
     return dataclasses.replace(prims, **{name: spy(name, getattr(prims, name)) for name in names}, direct=direct)
 
 
+def spy_on_primitives(monkeypatch, names) -> list:
+    """The list that every call, from here on, of the named primitives of whichever backend
+    `anrl_ext.ops.adaptive_norm` picks appends its name to."""
+    import importlib
+
+    from anrl_ext.ops import backends
+
+    adaptive_norm = importlib.import_module("anrl_ext.ops.adaptive_norm")  # the module, not the function
+    calls = []
+    monkeypatch.setattr(adaptive_norm, "primitives_for",
+                        lambda name: spied(backends.primitives_for(name), names, calls))
+    return calls
+
+
 def random_maker(device, dtype, seed):
     """rnd(*shape, pos=False): seeded normal (or uniform in [0.1, 1.1)) tensors, drawn in float64."""
     g = torch.Generator().manual_seed(seed)

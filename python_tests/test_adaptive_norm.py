@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import anrl_ext
-from helpers import check_channels_last_accuracy, make_inputs, max_err, oracle, spied
+from helpers import check_channels_last_accuracy, make_inputs, max_err, oracle, spy_on_primitives
 
 from conftest import FUSED_CPU_BACKENDS
 
@@ -263,16 +263,10 @@ def test_whole_pass_calls_equal_separate_calls(alpha_kind, channels_last, monkey
 def test_op_is_one_call_each_way(monkeypatch):
     """adaptive_norm with an input or float alpha: blend_apply_forward and _backward, nothing else;
     the switch is read at the forward, so a backward after it changed still matches it."""
-    import importlib
+    from anrl_ext.ops import fast_blend
 
-    from anrl_ext.ops import backends, fast_blend
-
-    adaptive_norm = importlib.import_module("anrl_ext.ops.adaptive_norm")  # the module, not the function
-    calls = []
-    names = ("moments", "affine", "reduce", "affine2", "blend_forward", "blend_backward", "blend_apply_forward",
-             "blend_apply_backward")
-    spied_cpu = spied(backends.primitives_for("cpu"), names, calls)
-    monkeypatch.setattr(adaptive_norm, "primitives_for", lambda name: spied_cpu)
+    calls = spy_on_primitives(monkeypatch, ("moments", "affine", "reduce", "affine2", "blend_forward",
+                                            "blend_backward", "blend_apply_forward", "blend_apply_backward"))
     x, alpha, params = make_inputs((2, 3, 4, 5), torch.float64, "nc")
     for alpha_arg in (alpha, 0.3):
         calls.clear()

@@ -8,7 +8,7 @@ from torch import nn
 import anrl_ext
 from anrl_ext.nn import GATES
 from helpers import (check_channels_last_accuracy, check_norm_matches_reference, check_sync_of_one_process,
-                     max_err, spied)
+                     max_err, spy_on_primitives)
 
 from conftest import FUSED_CPU_BACKENDS
 
@@ -307,18 +307,7 @@ def test_middle_kernels_equal_the_composed_chain(backend, gate, training):
 def test_gate_runs_inside_the_middle_kernel(backend, gate, monkeypatch):
     """AFNM's gate goes to gate_blend_forward / _backward (one call each), not to PyTorch,
     on the first-order path; a gate with weights of another dtype falls back to PyTorch."""
-    import importlib
-
-    from anrl_ext.ops import backends
-
-    adaptive_norm = importlib.import_module("anrl_ext.ops.adaptive_norm")  # the module, not the function
-
-    calls = []
-
-    def spied_primitives(name):
-        return spied(backends.primitives_for(name), ("gate_blend_forward", "gate_blend_backward"), calls)
-
-    monkeypatch.setattr(adaptive_norm, "primitives_for", spied_primitives)
+    calls = spy_on_primitives(monkeypatch, ("gate_blend_forward", "gate_blend_backward"))
     layer = anrl_ext.AFNM(8, reduction=2, gate=gate, backend=backend)
     x = torch.randn(3, 8, 5, 5, requires_grad=True)
     layer(x).sum().backward()
@@ -347,15 +336,8 @@ def test_fixed_blend_layers_are_one_call_each_way(backend, kind, whole, monkeypa
     """A layer whose alpha never reads the means (BN, IN, INBNHalf, IBN) runs its forward and
     backward as blend_apply_forward / _backward, in training and in eval; BIN (alpha a function
     of a parameter) and AFNM (a gate) take the middle kernels."""
-    import importlib
-
-    from anrl_ext.ops import backends
-
-    adaptive_norm = importlib.import_module("anrl_ext.ops.adaptive_norm")  # the module, not the function
-    calls = []
-    names = ("moments", "blend_forward", "gate_blend_forward", "blend_apply_forward", "blend_apply_backward")
-    monkeypatch.setattr(adaptive_norm, "primitives_for",
-                        lambda name: spied(backends.primitives_for(name), names, calls))
+    calls = spy_on_primitives(monkeypatch, ("moments", "blend_forward", "gate_blend_forward",
+                                            "blend_apply_forward", "blend_apply_backward"))
     layer = anrl_ext.make_norm(kind, 6, backend=backend)
     x = torch.randn(3, 6, 5, 7, requires_grad=True)
     for training in (True, False):

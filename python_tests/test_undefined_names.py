@@ -10,8 +10,6 @@ import builtins
 import symtable
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).parent.parent
 FILES = sorted(str(p.relative_to(ROOT)) for folder in ("anrl_ext", "benchmarks", "python_tests", "scripts")
                for p in (ROOT / folder).rglob("*.py"))

@@ -69,9 +69,6 @@ class ConstantAlpha:
     def __call__(self, mean: Tensor, *params: Tensor) -> float:
         return self.value
 
-    def __repr__(self) -> str:
-        return f"ConstantAlpha({self.value})"
-
 
 @dataclass(slots=True)  # not frozen: a frozen __init__ costs ~3 us more, on every call's launch path
 class BlendSpec:
