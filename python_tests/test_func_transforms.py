@@ -29,6 +29,38 @@ def test_func_grad_equals_autograd(kind, training, backend):
         check_func_grad(kind, training, backend)
 
 
+@pytest.mark.parametrize("transform", ["grad", "vmap", "forward_ad"])
+def test_fallback_warning_points_at_the_users_line(transform):
+    """The hand-over warning names the caller's file and line, not the layer's forward or torch's
+    transform wrappers."""
+    import torch.autograd.forward_ad as fwAD
+
+    layer = layer_for_func("afnm", FUSED_CPU_BACKENDS[0], training=False)
+    x = torch.randn(2, 6, 3, 3, dtype=torch.float64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if transform == "grad":
+            line = _line() + 1
+            torch.func.grad(lambda v: layer(v).sum())(x)
+        elif transform == "vmap":
+            line = _line() + 1
+            vmap(layer)(x.unsqueeze(0))
+        else:
+            with fwAD.dual_level():
+                line = _line() + 1
+                layer(fwAD.make_dual(x, torch.ones_like(x)))
+    hand_over = [w for w in caught if "'reference' backend" in str(w.message)]
+    assert len(hand_over) == 1, [str(w.message) for w in caught]
+    assert (hand_over[0].filename, hand_over[0].lineno) == (__file__, line)
+
+
+def _line() -> int:
+    """The caller's line number."""
+    import sys
+
+    return sys._getframe(1).f_lineno
+
+
 @pytest.mark.parametrize("backend", FUSED_CPU_BACKENDS)
 def test_func_jacrev_and_jvp_over_the_input(backend):
     """jacrev and jvp with respect to x of an AFNM layer in eval mode: the Jacobian equals the

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from typing import List, Optional, Union
 
@@ -92,6 +93,20 @@ def reference_only_context() -> Optional[str]:
 
 _warned_reference_only = False
 
+# Frames the hand-over warning looks past to find the user's line: this package's own, and
+# torch's (nn.Module.__call__, the torch.func wrappers).
+_LIBRARY_DIRS = tuple(os.path.dirname(os.path.abspath(f)) + os.sep
+                      for f in (os.path.dirname(os.path.abspath(__file__)), torch.__file__))
+
+
+def _user_stacklevel() -> int:
+    """warnings.warn's stacklevel, for a warning raised by this function's caller, that points at
+    the first frame outside anrl_ext and torch: the user's line, not the layer's forward."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        frame, level = frame.f_back, level + 1
+    return level if frame is not None else 2
+
 
 def resolve_backend(backend: str, device: torch.device) -> str:
     """Turn 'auto' into a concrete backend; validate an explicit choice. Inside a torch.func
@@ -106,7 +121,8 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if not _warned_reference_only:
         _warned_reference_only = True
         warnings.warn(f"anrl_ext: {why} the {name!r} backend's kernels cannot run; the layer runs on the "
-                      "'reference' backend (plain PyTorch ops, the same math) there", stacklevel=2)
+                      "'reference' backend (plain PyTorch ops, the same math) there",
+                      stacklevel=_user_stacklevel())
     return "reference"
 
 
