@@ -18,7 +18,6 @@ every arm's per-seed AUC on each protocol.
 """
 import argparse
 import statistics
-import sys
 
 import bn_vs_afnm
 from bn_vs_afnm import METRICS, paired

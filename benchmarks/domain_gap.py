@@ -104,7 +104,7 @@ def plot(per_domain, seeds, path, title):
     left.set_ylabel("trained on")
     left.set_title("mean AUC % (diagonal: unseen subjects)", fontsize=10)
     fig.colorbar(im, ax=left, fraction=0.046)
-    for x, (d, s) in enumerate(per_domain.items()):
+    for x, s in enumerate(per_domain.values()):
         gaps = s["gap"]["diff"]
         right.scatter([x] * len(gaps), gaps, color=f"C{x}", zorder=2)
         right.hlines(statistics.mean(gaps), x - 0.2, x + 0.2, color="k", lw=2, zorder=3)
