@@ -143,7 +143,8 @@ HELP = {
     "out": "output directory (logs, checkpoints, metrics.json, roc.png)",
     "resume": "checkpoint to go on from; its run's settings are the defaults, and options given here "
               "replace them (not those of the network or the domains)",
-    "eval_every": "evaluate every N iterations (0: only at the end)",
+    "eval_every": "evaluate every N iterations (0: only at the end), and keep in best.pt the network that "
+                  "scores best on held-out source subjects (never the target)",
 }
 
 

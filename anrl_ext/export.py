@@ -58,19 +58,29 @@ def load_scorer(path: str) -> tuple[LiveScorer, config.Config, dict]:
                      "scaled to [-1, 1] (anrl_ext.data.transforms.rgb_hsv6)",
             "img_size": cfg.img_size, "outputs": "score: probability of live (label 1), (N,); depth: (N, 1, S/8, S/8)",
             "trained_on": "".join(cfg.domains()[0]), "norm": cfg.norm, "code": provenance.code_version()}
-    metrics = os.path.join(os.path.dirname(os.path.abspath(path)), "metrics.json")
-    if os.path.isfile(metrics):
-        with open(metrics) as fh:
-            run = json.load(fh)
-        source = run.get("metrics", {}).get("source", {})
-        # Only the metrics of this very model: not those of another run in the folder, nor, for a
-        # checkpoint written mid-training, those of the finished run.
-        same = run.get("iterations") == state.get("iteration") and run.get("config") == state["config"]
-        if "threshold" in source and same:
-            meta["threshold_source"] = source["threshold"]
-            meta["threshold_note"] = ("score >= threshold_source: live; the EER threshold of held-out source "
-                                      "subjects (the 'source' protocol of metrics.json)")
+    threshold = source_threshold(path, state)
+    if threshold is not None:
+        meta["threshold_source"] = threshold
+        meta["threshold_note"] = ("score >= threshold_source: live; the EER threshold of held-out source "
+                                  "subjects (the 'source' protocol of the run's evaluation of this model)")
     return LiveScorer(net).eval(), cfg, meta
+
+
+def source_threshold(path: str, state: dict):
+    """The source-protocol threshold of this very model, or None: from the evaluation the
+    checkpoint carries (best.pt), else from the metrics.json next to it when that belongs to the
+    checkpoint (not another run in the folder, nor, for one written mid-training, the finished run)."""
+    carried = state.get("metrics", {}).get("source", {})
+    if "threshold" in carried:
+        return carried["threshold"]
+    metrics = os.path.join(os.path.dirname(os.path.abspath(path)), "metrics.json")
+    if not os.path.isfile(metrics):
+        return None
+    with open(metrics) as fh:
+        run = json.load(fh)
+    source = run.get("metrics", {}).get("source", {})
+    same = run.get("iterations") == state.get("iteration") and run.get("config") == state["config"]
+    return source["threshold"] if "threshold" in source and same else None
 
 
 def _batch_dim():
@@ -151,7 +161,7 @@ def main(argv=None):
     (to_onnx if ext == ".onnx" else to_pt2)(scorer, example, meta, args.out)
     print(f"wrote {args.out}: input (N, 6, {cfg.img_size}, {cfg.img_size}), outputs score (N,) and depth; "
           + (f"source-protocol threshold {meta['threshold_source']:.4f}" if "threshold_source" in meta
-             else "no threshold (no metrics.json of this checkpoint next to it)"))
+             else "no threshold (neither carried by the checkpoint nor in a metrics.json of it next to it)"))
     if not args.no_check:
         x = torch.randn(3, 6, cfg.img_size, cfg.img_size, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():

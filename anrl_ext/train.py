@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import checkpoint, cli, config, distributed, provenance, stopping
+from . import checkpoint, cli, config, distributed, provenance, selection, stopping
 from .data import BalancedDomainSampler, collate
 from .data.build import build_datasets
 from .losses import DualCalibration, anrl_losses
@@ -231,8 +231,10 @@ def run(cfg: config.Config) -> dict:
 
 
 def _run(trainer: Trainer, cfg: config.Config) -> dict:
+    resumed = None
     if cfg.resume:
-        trainer.load_state_dict(checkpoint.load_run(cfg.resume, map_location=trainer.device))
+        resumed = checkpoint.load_run(cfg.resume, map_location=trainer.device)
+        trainer.load_state_dict(resumed)
         if trainer.rank != 0:  # the checkpoint holds rank 0's sampler; reseed the others
             trainer.sampler.rng = np.random.default_rng([cfg.seed + 1000 * trainer.rank, trainer.iteration])
     if trainer.rank != 0:
@@ -251,6 +253,12 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
             csv.writer(fh).writerow(keys)
     sources, target = cfg.domains()
     ckpt_path = os.path.join(cfg.out, "checkpoint.pt")
+    # --eval-every: best.pt holds the network of the best evaluation on held-out source subjects
+    best = selection.BestOnSourceHeldout(cfg.out, asdict(cfg), resumed.get("selection") if resumed else None)
+
+    def save_checkpoint():
+        checkpoint.save_atomic({**trainer.state_dict(), "selection": best.record}, ckpt_path)
+
     bar = tqdm(total=cfg.iters, initial=trainer.iteration, desc=f"ANRL {''.join(sources)}->{target}",
                dynamic_ncols=True, file=sys.stdout, disable=None)
     t0 = time.time()
@@ -268,15 +276,16 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
             bar.update(1)
             if bar.disable and (it % 50 == 0 or it == cfg.iters):  # no terminal: plain progress lines
                 print(f"iter {it}/{cfg.iters} " + " ".join(f"{k} {v:.3f}" for k, v in logs.items()), flush=True)
-            if cfg.ckpt_every and it % cfg.ckpt_every == 0:
-                checkpoint.save_atomic(trainer.state_dict(), ckpt_path)
             if cfg.eval_every and it % cfg.eval_every == 0 and it < cfg.iters and not stop.signum:
                 report, _ = trainer.evaluate()
+                best.offer(it, report, trainer.model)
                 for proto, m in report.items():
                     writer.add_scalar(f"{proto}/auc", m["auc"], it)
                     writer.add_scalar(f"{proto}/hter", m["hter"], it)
+            if cfg.ckpt_every and it % cfg.ckpt_every == 0:  # after the evaluation: it holds its pick
+                save_checkpoint()
         bar.close()
-        checkpoint.save_atomic(trainer.state_dict(), ckpt_path)
+        save_checkpoint()
     if stop.signum:
         writer.close()
         print(f"stopped by {stop.name} after iteration {trainer.iteration}/{cfg.iters}; wrote {ckpt_path}\n"
@@ -285,12 +294,17 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
                 "checkpoint": ckpt_path}
     in_sync = trainer.replicas_in_sync()
     report, (ts, tl) = trainer.evaluate()
+    if cfg.eval_every:
+        best.offer(trainer.iteration, report, trainer.model)
+        save_checkpoint()  # with the final evaluation's pick
     plot_roc({f"target {target}": (ts, tl)}, os.path.join(cfg.out, "roc.png"),
              title=f"{''.join(sources)} -> {target}, norm={cfg.norm} (frame-level)")
     result = {"task": f"{''.join(sources)}-{target}", "iterations": trainer.iteration,
               "world_size": trainer.world_size, "replicas_in_sync": in_sync,
               "train_seconds": round(time.time() - t0, 1), "metrics": report, "config": asdict(cfg),
               "code": provenance.code_version()}
+    if best.summary():
+        result["selected"] = best.summary()
     checkpoint.write_atomic(os.path.join(cfg.out, "metrics.json"),  # a run's record: whole or not there
                             lambda fh: fh.write(json.dumps(result, indent=2).encode()), suffix=".json")
     writer.close()
@@ -298,7 +312,13 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
         m = report[proto]
         print(f"[{proto:>6} protocol] target {target}: HTER {100 * m['hter']:.2f}%  AUC {100 * m['auc']:.2f}%  "
               f"(APCER {100 * m['apcer']:.2f}%, BPCER {100 * m['bpcer']:.2f}%, threshold {m['threshold']:.3f})")
-    print(f"wrote {os.path.join(cfg.out, 'metrics.json')}, roc.png, log.csv, checkpoint.pt")
+    if best.summary():
+        m, h = best.record["metrics"]["paper"], best.record["metrics"]["source_heldout"]
+        print(f"[selected] iteration {best.record['iteration']} (held-out sources: HTER {100 * h['hter']:.2f}%, "
+              f"AUC {100 * h['auc']:.2f}%): target {target} HTER {100 * m['hter']:.2f}%  AUC {100 * m['auc']:.2f}% "
+              f"(paper protocol), in {best.path}")
+    print(f"wrote {os.path.join(cfg.out, 'metrics.json')}, roc.png, log.csv, checkpoint.pt"
+          + (f", {selection.BEST_FILE}" if best.summary() else ""))
     return result
 
 

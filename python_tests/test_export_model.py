@@ -61,6 +61,9 @@ def test_threshold_is_taken_only_from_the_metrics_of_this_model(trained, tmp_pat
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     checkpoint.save_atomic({**state, "iteration": state["iteration"] - 2}, str(tmp_path / "mid.pt"))
     assert "threshold_source" not in export.load_scorer(str(tmp_path / "mid.pt"))[2]  # written mid-training
+    checkpoint.save_atomic({**state, "iteration": state["iteration"] - 2, "metrics": {"source": {"threshold": 0.25}}},
+                           str(tmp_path / "best.pt"))
+    assert export.load_scorer(str(tmp_path / "best.pt"))[2]["threshold_source"] == 0.25  # its own evaluation
 
 
 def test_bad_requests_name_what_is_wrong(trained, tmp_path):

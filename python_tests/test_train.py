@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import anrl_ext
-from anrl_ext import checkpoint, config, evaluate, provenance, stopping, train
+from anrl_ext import checkpoint, config, evaluate, export, provenance, stopping, train
 from anrl_ext.data import synthetic
 from helpers import check_amp_and_channels_last, trainer_steps
 
@@ -124,6 +124,77 @@ def test_resume_drops_log_rows_after_its_checkpoint(tmp_path):
     assert iterations(part / "log.csv") == [1, 2, 3]
     train.run(config.load(["--resume", saved, "--iters", "4"]))  # as if the run to 3 had died after its step 3
     assert iterations(part / "log.csv") == [1, 2, 3, 4] and losses(full / "log.csv") == losses(part / "log.csv")
+
+
+def scripted_source_metrics(monkeypatch, script):
+    """Trainer.evaluate with its held-out-source HTER / AUC replaced by script[iteration]; returns
+    the dict that gets a copy of the model's weights at each evaluated iteration."""
+    evaluate_for_real, weights = train.Trainer.evaluate, {}
+
+    def scripted(self):
+        report, target = evaluate_for_real(self)
+        hter, auc = script[self.iteration]
+        report["source_heldout"].update(hter=hter, auc=auc)
+        weights[self.iteration] = {k: v.clone() for k, v in self.model.state_dict().items()}
+        return report, target
+
+    monkeypatch.setattr(train.Trainer, "evaluate", scripted)
+    return weights
+
+
+@pytest.mark.parametrize("aucs, picked", [([0.9, 0.8, 0.7, 0.99], 2),  # lowest HTER, then highest AUC
+                                          ([0.9, 0.8, 0.8, 0.99], 3)])  # a tie goes to the later one
+def test_eval_every_keeps_the_best_on_held_out_sources(tmp_path, monkeypatch, aucs, picked):
+    """Evaluations at iterations 1, 2, 3 and the final 4: best.pt holds the weights of the one with
+    the lowest held-out-source HTER (never the target's), and metrics.json and checkpoint.pt say which."""
+    out = tmp_path / "run"
+    weights = scripted_source_metrics(monkeypatch, dict(enumerate(zip([0.3, 0.1, 0.1, 0.2], aucs), start=1)))
+    result = train.run(config.load(["--preset", "smoke", "--eval-every", "1", "--out", str(out)]))
+    assert sorted(weights) == [1, 2, 3, 4]
+    saved = json.loads((out / "metrics.json").read_text())["selected"]
+    assert saved["iteration"] == result["selected"]["iteration"] == picked
+    assert saved["metrics"]["source_heldout"]["auc"] == aucs[picked - 1]
+    best = checkpoint.load_run(str(out / "best.pt"))
+    assert best["iteration"] == picked and best["config"]["eval_every"] == 1
+    for k, v in weights[picked].items():
+        assert torch.equal(best["model"][k], v), k
+    assert checkpoint.load_run(str(out / "checkpoint.pt"))["selection"]["iteration"] == picked
+
+
+def test_best_checkpoint_scores_as_recorded(tmp_path):
+    """best.pt is a checkpoint like checkpoint.pt: its network, scored again, gives the metrics
+    recorded for it, and anrl_ext.evaluate reads it."""
+    out = tmp_path / "run"
+    train.run(config.load(["--preset", "smoke", "--iters", "4", "--eval-every", "2", "--out", str(out)]))
+    best = checkpoint.load_run(str(out / "best.pt"))
+    trainer = train.Trainer(config.Config(**best["config"]))
+    trainer.model.load_state_dict(best["model"])
+    again, _ = trainer.evaluate()
+    for proto in ("paper", "source", "source_heldout"):
+        for key, value in best["metrics"][proto].items():
+            assert again[proto][key] == pytest.approx(value, abs=1e-12), (proto, key)
+    evaluate.main(["--checkpoint", str(out / "best.pt"), "--out", str(out / "best_eval.json")])
+    assert export.load_scorer(str(out / "best.pt"))[2]["threshold_source"] == best["metrics"]["source"]["threshold"]
+    assert "M" in json.loads((out / "best_eval.json").read_text())
+
+
+def test_resume_picks_from_its_own_history(tmp_path, monkeypatch):
+    """A resumed run ends with the uninterrupted run's pick, here one made before the resumed
+    checkpoint; a stale best.pt (from an earlier run in the folder) never outlives the run."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    scripted_source_metrics(monkeypatch, {1: (0.1, 0.9), 2: (0.3, 0.9), 3: (0.2, 0.9), 4: (0.3, 0.99)})
+    smoke = ["--preset", "smoke", "--iters", "4", "--ckpt-every", "2", "--eval-every", "1"]
+    train.run(config.load(smoke + ["--out", str(full)]))
+    train.run(config.load(smoke + ["--iters", "2", "--out", str(part)]))
+    assert checkpoint.load_run(str(part / "best.pt"))["iteration"] == 1
+    train.run(config.load(["--resume", str(part / "checkpoint.pt"), "--iters", "4"]))
+    want, got = (checkpoint.load_run(str(d / "best.pt")) for d in (full, part))
+    assert got["iteration"] == want["iteration"] == 1 and got["metrics"] == want["metrics"]
+    for k, v in want["model"].items():
+        assert torch.equal(got["model"][k], v), k
+    train.run(config.load(["--preset", "smoke", "--iters", "1", "--out", str(part)]))  # no --eval-every
+    assert not (part / "best.pt").exists()
+    assert "selected" not in json.loads((part / "metrics.json").read_text())
 
 
 def test_resume_refuses_another_network_or_task(tmp_path):

@@ -1,0 +1,63 @@
+"""Model selection on held-out source subjects (training-domain validation): the trainer keeps
+the network of its best periodic evaluation in best.pt. The target domain never takes part."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import torch
+
+from . import checkpoint
+
+BEST_FILE = "best.pt"
+CRITERION = "source_heldout: lowest HTER, then highest AUC; a tie goes to the later evaluation"
+
+
+def at_least_as_good(report: dict, kept: Optional[dict]) -> bool:
+    """Whether `report` (Trainer.evaluate's) is no worse than the kept record on the held-out
+    source subjects: lower HTER, then higher AUC. A tie counts as good: the later model has
+    trained longer on the same evidence."""
+    if kept is None:
+        return True
+    new, old = report["source_heldout"], kept["metrics"]["source_heldout"]
+    return (new["hter"], -new["auc"]) <= (old["hter"], -old["auc"])
+
+
+class BestOnSourceHeldout:
+    """The best evaluation so far and its network weights, mirrored to `<out>/best.pt`.
+
+    `record` is what the run's checkpoint.pt carries ({'iteration', 'metrics', 'model'}), so
+    that a resumed run picks from its own history: on construction best.pt is rewritten from
+    it, or removed when there is none (a file left by an earlier run, or by iterations after
+    the checkpoint that the resumed run does again, would not match the record)."""
+
+    def __init__(self, out: str, config: dict, record: Optional[dict] = None):
+        self.path = os.path.join(out, BEST_FILE)
+        self.config = config
+        self.record = record
+        if record is not None:
+            self._write()
+        elif os.path.exists(self.path):
+            os.unlink(self.path)
+
+    def offer(self, iteration: int, report: dict, model: torch.nn.Module) -> bool:
+        """Keep (and write) this evaluation if it is at least as good as the kept one."""
+        if not at_least_as_good(report, self.record):
+            return False
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        self.record = {"iteration": iteration, "metrics": report, "model": weights}
+        self._write()
+        return True
+
+    def summary(self) -> Optional[dict]:
+        """The kept evaluation for metrics.json (no weights), or None before the first."""
+        if self.record is None:
+            return None
+        return {"iteration": self.record["iteration"], "criterion": CRITERION, "checkpoint": self.path,
+                "metrics": self.record["metrics"]}
+
+    def _write(self) -> None:
+        # A checkpoint anrl_ext.evaluate / export / predict read as they read checkpoint.pt.
+        checkpoint.save_atomic({"model": self.record["model"], "config": self.config,
+                                "iteration": self.record["iteration"], "selected_by": CRITERION,
+                                "metrics": self.record["metrics"]}, self.path)
