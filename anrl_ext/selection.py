@@ -24,24 +24,31 @@ def at_least_as_good(report: dict, kept: Optional[dict]) -> bool:
 
 
 class BestOnSourceHeldout:
-    """The best evaluation so far and its network weights, mirrored to `<out>/best.pt`.
+    """Every evaluation's metrics so far, and the best one's network weights mirrored to
+    `<out>/best.pt`.
 
-    `record` is what the run's checkpoint.pt carries ({'iteration', 'metrics', 'model'}), so
-    that a resumed run picks from its own history: on construction best.pt is rewritten from
-    it, or removed when there is none (a file left by an earlier run, or by iterations after
-    the checkpoint that the resumed run does again, would not match the record)."""
+    state_dict() goes into the run's checkpoint.pt, so that a resumed run picks from its own
+    history: on construction from it best.pt is rewritten, or removed when there is no pick
+    (a file left by an earlier run, or by iterations after the checkpoint that the resumed
+    run does again, would not match)."""
 
-    def __init__(self, out: str, config: dict, record: Optional[dict] = None):
+    def __init__(self, out: str, config: dict, state: Optional[dict] = None):
         self.path = os.path.join(out, BEST_FILE)
         self.config = config
-        self.record = record
-        if record is not None:
+        self.record = state["best"] if state else None  # {'iteration', 'metrics', 'model'}
+        self.evaluations = list(state["evaluations"]) if state else []  # [{'iteration', 'metrics'}]
+        if self.record is not None:
             self._write()
         elif os.path.exists(self.path):
             os.unlink(self.path)
 
+    def state_dict(self) -> dict:
+        return {"best": self.record, "evaluations": self.evaluations}
+
     def offer(self, iteration: int, report: dict, model: torch.nn.Module) -> bool:
-        """Keep (and write) this evaluation if it is at least as good as the kept one."""
+        """Record this evaluation; keep (and write) its network if it is at least as good as the
+        kept one."""
+        self.evaluations.append({"iteration": iteration, "metrics": report})
         if not at_least_as_good(report, self.record):
             return False
         weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

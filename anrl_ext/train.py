@@ -257,7 +257,7 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
     best = selection.BestOnSourceHeldout(cfg.out, asdict(cfg), resumed.get("selection") if resumed else None)
 
     def save_checkpoint():
-        checkpoint.save_atomic({**trainer.state_dict(), "selection": best.record}, ckpt_path)
+        checkpoint.save_atomic({**trainer.state_dict(), "selection": best.state_dict()}, ckpt_path)
 
     bar = tqdm(total=cfg.iters, initial=trainer.iteration, desc=f"ANRL {''.join(sources)}->{target}",
                dynamic_ncols=True, file=sys.stdout, disable=None)
@@ -304,7 +304,7 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
               "train_seconds": round(time.time() - t0, 1), "metrics": report, "config": asdict(cfg),
               "code": provenance.code_version()}
     if best.summary():
-        result["selected"] = best.summary()
+        result["selected"], result["evaluations"] = best.summary(), best.evaluations
     checkpoint.write_atomic(os.path.join(cfg.out, "metrics.json"),  # a run's record: whole or not there
                             lambda fh: fh.write(json.dumps(result, indent=2).encode()), suffix=".json")
     writer.close()

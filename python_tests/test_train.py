@@ -158,7 +158,11 @@ def test_eval_every_keeps_the_best_on_held_out_sources(tmp_path, monkeypatch, au
     assert best["iteration"] == picked and best["config"]["eval_every"] == 1
     for k, v in weights[picked].items():
         assert torch.equal(best["model"][k], v), k
-    assert checkpoint.load_run(str(out / "checkpoint.pt"))["selection"]["iteration"] == picked
+    assert checkpoint.load_run(str(out / "checkpoint.pt"))["selection"]["best"]["iteration"] == picked
+    every = json.loads((out / "metrics.json").read_text())["evaluations"]
+    assert [e["iteration"] for e in every] == [1, 2, 3, 4]
+    assert [e["metrics"]["source_heldout"]["auc"] for e in every] == aucs
+    assert every[-1]["metrics"] == json.loads((out / "metrics.json").read_text())["metrics"]  # the final one
 
 
 def test_best_checkpoint_scores_as_recorded(tmp_path):
@@ -190,6 +194,8 @@ def test_resume_picks_from_its_own_history(tmp_path, monkeypatch):
     train.run(config.load(["--resume", str(part / "checkpoint.pt"), "--iters", "4"]))
     want, got = (checkpoint.load_run(str(d / "best.pt")) for d in (full, part))
     assert got["iteration"] == want["iteration"] == 1 and got["metrics"] == want["metrics"]
+    history = [json.loads((d / "metrics.json").read_text())["evaluations"] for d in (full, part)]
+    assert history[0] == history[1] and [e["iteration"] for e in history[1]] == [1, 2, 3, 4]
     for k, v in want["model"].items():
         assert torch.equal(got["model"][k], v), k
     train.run(config.load(["--preset", "smoke", "--iters", "1", "--out", str(part)]))  # no --eval-every
