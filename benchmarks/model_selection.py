@@ -1,0 +1,137 @@
+"""Model selection on held-out source subjects (best.pt) against the last network, and against
+picking on the target, over seeds.
+
+    python benchmarks/model_selection.py [--protocol OCI-M] [--every 50] [--seeds 0 1 2 3 4] [--iters 300] [--jobs 2]
+
+Each seed: the default ANRL run (AFNM, meta-learning, IDC, ICS) with `--eval-every N`, which
+evaluates every N iterations and keeps best.pt, chosen on held-out source subjects. Compared on
+the target domain (video level):
+* selected: best.pt, the training-domain validation pick, a choice a deployed system can make;
+* last: the network after the last iteration;
+* target oracle: the evaluation with the highest target AUC (the earliest of a tie). Not a model
+  selection at all, since it looks at the target; shown for how much picking on the target
+  flatters a result.
+Runs go to runs/model_selection/<protocol>/seed<k> and are reused when their settings match
+(training_runs.py). Writes benchmarks/results/model_selection.md (mean ± sample std of each choice,
+the paired differences selected - last and target oracle - selected with 95 % t intervals and
+Wilcoxon p) and docs/model_selection.png (each seed's AUC on the target and on held-out source
+subjects over the evaluations, the picks marked).
+"""
+import argparse
+from pathlib import Path
+
+import bn_vs_afnm
+import training_runs
+from bn_vs_afnm import METRICS, effect_cells, paired
+
+CHOICES = ("last", "selected", "target oracle")
+
+
+def settings(seed, args):
+    """The trainer settings of the run with this seed: the default ANRL arm, evaluated every args.every."""
+    return {"protocol": args.protocol, "seed": seed, "iters": args.iters, "eval_every": args.every,
+            **bn_vs_afnm.ARMS["afnm"]}
+
+
+def run_one(seed, args, threads):
+    """(seed, metrics.json) of the run for this seed, reused when present and matching."""
+    out = f"{args.runs}/seed{seed}"
+    return seed, training_runs.run_one(out, settings(seed, args), args, threads)
+
+
+def choices(result):
+    """{choice: (iteration, metrics)} of one run's metrics.json."""
+    every = result["evaluations"]
+    oracle = max(every, key=lambda e: (e["metrics"]["paper"]["auc"], -e["iteration"]))
+    return {"last": (result["iterations"], result["metrics"]),
+            "selected": (result["selected"]["iteration"], result["selected"]["metrics"]),
+            "target oracle": (oracle["iteration"], oracle["metrics"])}
+
+
+def summarise(results, seeds):
+    """Per metric (in %, seeds in order): each choice's values, and the paired summaries of
+    selected - last and target oracle - selected; and each choice's iteration by seed."""
+    by_seed = {s: choices(r) for s, r in results}
+    values = {title: {c: [100 * by_seed[s][c][1][proto][key] for s in seeds] for c in CHOICES}
+              for title, proto, key, _ in METRICS}
+    effects = {title: {"selected - last": paired(values[title]["last"], values[title]["selected"], higher),
+                       "target oracle - selected": paired(values[title]["selected"], values[title]["target oracle"],
+                                                          higher)}
+               for title, _, _, higher in METRICS}
+    iterations = {c: [by_seed[s][c][0] for s in seeds] for c in CHOICES}
+    return values, effects, iterations
+
+
+def render(values, effects, iterations, args, seeds, command):
+    lines = [f"`{command}`", "",
+             f"Protocol {args.protocol}, ANRL (AFNM, meta-learning, IDC, ICS), {args.iters} iterations, evaluated "
+             f"every {args.every} and at the end; seeds {seeds}. Target domain, video level; mean ± sample std "
+             "over seeds. *selected*: best.pt, picked on held-out source subjects (lowest HTER, then highest AUC). "
+             "*target oracle*: the evaluation with the highest target AUC, which no deployed system can pick.", "",
+             "| network | " + " | ".join(t for t, *_ in METRICS) + " | iteration by seed | per-seed AUC % |",
+             "|---|" + "---|" * (len(METRICS) + 2)]
+    for c in CHOICES:
+        cells = [bn_vs_afnm._mean_sd(values[t][c]) for t, *_ in METRICS]
+        lines.append(f"| {c} | " + " | ".join(cells) + " | " + ", ".join(map(str, iterations[c])) + " | "
+                     + ", ".join(f"{a:.1f}" for a in values["AUC %"][c]) + " |")
+    for pair in ("selected - last", "target oracle - selected"):
+        better = pair.split(" - ")[0]
+        lines += ["", f"Paired by seed, {pair} (HTER: lower is better, AUC: higher is better):", "",
+                  f"| metric | mean difference | 95 % t interval | seeds where {better} is better "
+                  "| Wilcoxon signed-rank p |", "|---|---|---|---|---|"]
+        lines += [f"| {t} | " + " | ".join(effect_cells(effects[t][pair])) + " |" for t, *_ in METRICS]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results, seeds, path, title):
+    """Per seed, the AUC over the evaluations on the target (left) and on held-out source subjects
+    (right); the selected evaluation circled, the target oracle crossed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharex=True)
+    by_seed = dict(results)
+    for i, s in enumerate(seeds):
+        every, picks = by_seed[s]["evaluations"], choices(by_seed[s])
+        its = [e["iteration"] for e in every]
+        for ax, proto in zip(axes, ("paper", "source_heldout")):
+            auc = {e["iteration"]: 100 * e["metrics"][proto]["auc"] for e in every}
+            ax.plot(its, [auc[t] for t in its], color=f"C{i}", lw=1, label=f"seed {s}")
+            sel, orc = picks["selected"][0], picks["target oracle"][0]
+            ax.scatter([sel], [auc[sel]], s=70, facecolors="none", edgecolors=f"C{i}", zorder=3)
+            ax.scatter([orc], [auc[orc]], marker="x", color=f"C{i}", zorder=3)
+    axes[0].set_title("AUC % on the target (x: target oracle)", fontsize=10)
+    axes[1].set_title("AUC % on held-out source subjects (o: selected)", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("iteration")
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    ap.add_argument("--protocol", default="OCI-M", help="the leave-one-out protocol")
+    ap.add_argument("--every", type=int, default=50, help="--eval-every of each run")
+    ap.add_argument("--out", default="benchmarks/results/model_selection.md", help="the report")
+    ap.add_argument("--plot", default="docs/model_selection.png", help="the AUC curves and the picks")
+    args, seeds, command = training_runs.parse_run_arguments(ap, "model_selection.py", argv,
+                                                             "runs/model_selection/{protocol}", "seed")
+    if args.every < 1:
+        ap.error("--every must be at least 1")
+    args.runs = args.runs.format(protocol=args.protocol)
+    results = training_runs.run_jobs(seeds, lambda s, threads: run_one(s, args, threads), args.jobs,
+                                     "model-selection runs")
+    values, effects, iterations = summarise(results, seeds)
+    text = render(values, effects, iterations, args, seeds, command) + bn_vs_afnm.code_note(results)
+    bn_vs_afnm.write_report(text, args.out, lambda: plot(results, seeds, args.plot,
+                                                         f"{args.protocol}, every {args.every} iterations"), args.plot)
+
+
+if __name__ == "__main__":
+    main()
