@@ -87,13 +87,8 @@ def render(per_domain, overall, args, seeds, command):
 def plot(per_domain, seeds, path, title):
     """Left: the mean AUC matrix (rows: trained on, columns: scored on, diagonal: unseen subjects of the
     training domain). Right: every seed's gap per training domain, a bar at each mean."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     mean = [[statistics.mean(s["in"] if o == d else s["cross"][o]) for o in DOMAINS] for d, s in per_domain.items()]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.8))
+    fig, (left, right) = bn_vs_afnm.pyplot().subplots(1, 2, figsize=(9, 3.8))
     im = left.imshow(mean, cmap="viridis", vmin=min(40, min(map(min, mean))), vmax=100)
     for i, row in enumerate(mean):
         for j, v in enumerate(row):
@@ -112,11 +107,7 @@ def plot(per_domain, seeds, path, title):
     right.set_xticks(range(len(per_domain)), list(per_domain))
     right.set_xlabel("trained on")
     right.set_title("gap: in-domain - mean cross-domain AUC", fontsize=10)
-    fig.suptitle(title + f" (dots: seeds {seeds}, bars: means)", fontsize=10)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    bn_vs_afnm.save_figure(fig, path, title + f" (dots: seeds {seeds}, bars: means)")
 
 
 def main(argv=None):

@@ -18,7 +18,6 @@ Wilcoxon p) and docs/model_selection.png (each seed's AUC on the target and on h
 subjects over the evaluations, the picks marked).
 """
 import argparse
-from pathlib import Path
 
 import bn_vs_afnm
 import training_runs
@@ -86,12 +85,7 @@ def render(values, effects, iterations, args, seeds, command):
 def plot(results, seeds, path, title):
     """Per seed, the AUC over the evaluations on the target (left) and on held-out source subjects
     (right); the selected evaluation circled, the target oracle crossed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharex=True)
+    fig, axes = bn_vs_afnm.pyplot().subplots(1, 2, figsize=(9, 3.6), sharex=True)
     by_seed = dict(results)
     for i, s in enumerate(seeds):
         every, picks = by_seed[s]["evaluations"], choices(by_seed[s])
@@ -107,11 +101,7 @@ def plot(results, seeds, path, title):
     for ax in axes:
         ax.set_xlabel("iteration")
     axes[1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    bn_vs_afnm.save_figure(fig, path, title)
 
 
 def main(argv=None):
