@@ -96,12 +96,12 @@ def plot(results, seeds, path, title):
             sel, orc = picks["selected"][0], picks["target oracle"][0]
             ax.scatter([sel], [auc[sel]], s=70, facecolors="none", edgecolors=f"C{i}", zorder=3)
             ax.scatter([orc], [auc[orc]], marker="x", color=f"C{i}", zorder=3)
-    axes[0].set_title("AUC % on the target (x: target oracle)", fontsize=10)
-    axes[1].set_title("AUC % on held-out source subjects (o: selected)", fontsize=10)
+    axes[0].set_title("AUC % on the target", fontsize=10)
+    axes[1].set_title("AUC % on held-out source subjects", fontsize=10)
     for ax in axes:
         ax.set_xlabel("iteration")
     axes[1].legend(fontsize=7, loc="lower right")
-    bn_vs_afnm.save_figure(fig, path, title)
+    bn_vs_afnm.save_figure(fig, path, title + " (o: selected on held-out sources, x: target oracle)")
 
 
 def main(argv=None):
