@@ -151,18 +151,24 @@ def test_eval_every_keeps_the_best_on_held_out_sources(tmp_path, monkeypatch, au
     weights = scripted_source_metrics(monkeypatch, dict(enumerate(zip([0.3, 0.1, 0.1, 0.2], aucs), start=1)))
     result = train.run(config.load(["--preset", "smoke", "--eval-every", "1", "--out", str(out)]))
     assert sorted(weights) == [1, 2, 3, 4]
-    saved = json.loads((out / "metrics.json").read_text())["selected"]
+    run_record = json.loads((out / "metrics.json").read_text())
+    saved = run_record["selected"]
     assert saved["iteration"] == result["selected"]["iteration"] == picked
     assert saved["metrics"]["source_heldout"]["auc"] == aucs[picked - 1]
     best = checkpoint.load_run(str(out / "best.pt"))
     assert best["iteration"] == picked and best["config"]["eval_every"] == 1
-    for k, v in weights[picked].items():
-        assert torch.equal(best["model"][k], v), k
+    assert_same_weights(best["model"], weights[picked])
     assert checkpoint.load_run(str(out / "checkpoint.pt"))["selection"]["best"]["iteration"] == picked
-    every = json.loads((out / "metrics.json").read_text())["evaluations"]
+    every = run_record["evaluations"]
     assert [e["iteration"] for e in every] == [1, 2, 3, 4]
     assert [e["metrics"]["source_heldout"]["auc"] for e in every] == aucs
-    assert every[-1]["metrics"] == json.loads((out / "metrics.json").read_text())["metrics"]  # the final one
+    assert every[-1]["metrics"] == run_record["metrics"]  # the final one
+
+
+def assert_same_weights(got, want):
+    assert got.keys() == want.keys()
+    for k, v in want.items():
+        assert torch.equal(got[k], v), k
 
 
 def test_best_checkpoint_scores_as_recorded(tmp_path):
@@ -196,8 +202,7 @@ def test_resume_picks_from_its_own_history(tmp_path, monkeypatch):
     assert got["iteration"] == want["iteration"] == 1 and got["metrics"] == want["metrics"]
     history = [json.loads((d / "metrics.json").read_text())["evaluations"] for d in (full, part)]
     assert history[0] == history[1] and [e["iteration"] for e in history[1]] == [1, 2, 3, 4]
-    for k, v in want["model"].items():
-        assert torch.equal(got["model"][k], v), k
+    assert_same_weights(got["model"], want["model"])
     train.run(config.load(["--preset", "smoke", "--iters", "1", "--out", str(part)]))  # no --eval-every
     assert not (part / "best.pt").exists()
     assert "selected" not in json.loads((part / "metrics.json").read_text())

@@ -96,7 +96,7 @@ _warned_reference_only = False
 # Frames the hand-over warning looks past to find the user's line: this package's own, and
 # torch's (nn.Module.__call__, the torch.func wrappers).
 _LIBRARY_DIRS = tuple(os.path.dirname(os.path.abspath(f)) + os.sep
-                      for f in (os.path.dirname(os.path.abspath(__file__)), torch.__file__))
+                      for f in (os.path.join(os.path.dirname(__file__), "..", "__init__.py"), torch.__file__))
 
 
 def _user_stacklevel() -> int:
