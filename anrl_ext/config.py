@@ -41,6 +41,7 @@ class Config:
     sync_stats: bool = False  # torchrun: AFNM BN statistics over all processes
     meta: bool = True
     videos_per_class: int = 24
+    heldout_videos_per_class: int = 0  # synthetic data; 0: half of videos_per_class, at least 2
     frames_per_video: int = 4
     eval_every: int = 0  # 0: only at the end
     ckpt_every: int = 100
@@ -59,6 +60,11 @@ class Config:
         if tgt in src:
             raise ValueError(f"target domain {tgt!r} is also a source")
         return src, tgt
+
+    def heldout_videos(self) -> int:
+        """Held-out source videos per class and domain of the synthetic data: what --eval-every's
+        model selection and the source-threshold protocol are scored on."""
+        return self.heldout_videos_per_class or max(2, self.videos_per_class // 2)
 
     def validate(self) -> "Config":
         """Raise ValueError naming the option whose value is of the wrong type or out of range."""
@@ -118,6 +124,10 @@ HELP = {
                      "(AFNM has channels_last kernels on every backend)",
     "seed": "seed of weights, sampling, augmentation and the synthetic data",
     "videos_per_class": "synthetic data: videos per class and domain (prepared data: unused)",
+    "heldout_videos_per_class": "synthetic data: held-out source videos per class and domain, other subjects than "
+                                "the training videos; --eval-every picks best.pt on them and the source protocol "
+                                "takes its threshold from them (0: half of --videos-per-class, at least 2; "
+                                "prepared data: unused, every fifth source video is held out)",
     "frames_per_video": "frames sampled per video",
     "ckpt_every": "write checkpoint.pt every N iterations (0: only at the end)",
     "data": "'synthetic' (built-in benchmark) or a folder written by python -m anrl_ext.prepare",
@@ -158,6 +168,7 @@ LOWER_BOUNDS = {
     "img_size": (16, " (the extractor halves it three times, the classifier once more)"),
     "lr": (0, ""), "meta_lr": (0, ""), "inner_lr": (0, ""), "lambda_idc": (0, ""), "lambda_ics": (0, ""),
     "videos_per_class": (1, ""), "frames_per_video": (1, ""),
+    "heldout_videos_per_class": (0, " (0: half of --videos-per-class, at least 2)"),
     "eval_every": (0, " (0: only at the end)"), "ckpt_every": (0, " (0: only at the end)"),
 }
 
@@ -250,9 +261,13 @@ def check_resumable(saved: Config, cfg: Config) -> None:
     (was, was_target), (now, now_target) = saved.domains(), cfg.domains()
     if (was, was_target) != (now, now_target):
         changed.append(f"domains {''.join(was)}->{was_target} -> {''.join(now)}->{now_target}")
+    # The checkpoint's evaluations, which best.pt is picked from, were scored on its held-out set.
+    if saved.eval_every and saved.data == "synthetic" and saved.heldout_videos() != cfg.heldout_videos():
+        changed.append(f"held-out source videos per class {saved.heldout_videos()} -> {cfg.heldout_videos()} "
+                       f"(keep them with --heldout-videos-per-class {saved.heldout_videos()})")
     if changed:
         raise ValueError(f"--resume {cfg.resume}: the checkpoint's run cannot go on with other settings of its "
-                         f"network or domains: {'; '.join(changed)}")
+                         f"network, domains or model selection: {'; '.join(changed)}")
 
 
 def dump(cfg: Config, path: str) -> None:

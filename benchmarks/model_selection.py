@@ -2,6 +2,7 @@
 picking on the target, over seeds.
 
     python benchmarks/model_selection.py [--protocol OCI-M] [--every 50] [--seeds 0 1 2 3 4] [--iters 300] [--jobs 2]
+                                         [--heldout-videos N]
 
 Each seed: the default ANRL run (AFNM, meta-learning, IDC, ICS) with `--eval-every N`, which
 evaluates every N iterations and keeps best.pt, chosen on held-out source subjects. Compared on
@@ -21,6 +22,7 @@ import argparse
 
 import bn_vs_afnm
 import training_runs
+from anrl_ext.config import Config
 from bn_vs_afnm import METRICS, effect_cells, paired
 
 CHOICES = ("last", "selected", "target oracle")
@@ -28,8 +30,9 @@ CHOICES = ("last", "selected", "target oracle")
 
 def settings(seed, args):
     """The trainer settings of the run with this seed: the default ANRL arm, evaluated every args.every."""
+    heldout = {"heldout_videos_per_class": args.heldout_videos} if args.heldout_videos else {}
     return {"protocol": args.protocol, "seed": seed, "iters": args.iters, "eval_every": args.every,
-            **bn_vs_afnm.ARMS["afnm"]}
+            **heldout, **bn_vs_afnm.ARMS["afnm"]}
 
 
 def run_one(seed, args, threads):
@@ -62,10 +65,12 @@ def summarise(results, seeds):
 
 
 def render(values, effects, iterations, args, seeds, command):
+    heldout = Config(heldout_videos_per_class=args.heldout_videos).heldout_videos()
     lines = [f"`{command}`", "",
              f"Protocol {args.protocol}, ANRL (AFNM, meta-learning, IDC, ICS), {args.iters} iterations, evaluated "
              f"every {args.every} and at the end; seeds {seeds}. Target domain, video level; mean ± sample std "
-             "over seeds. *selected*: best.pt, picked on held-out source subjects (lowest HTER, then highest AUC). "
+             f"over seeds. *selected*: best.pt, picked on held-out source subjects ({heldout} videos per class and "
+             "source domain; lowest HTER, then highest AUC). "
              "*target oracle*: the evaluation with the highest target AUC, which no deployed system can pick.", "",
              "| network | " + " | ".join(t for t, *_ in METRICS) + " | iteration by seed | per-seed AUC % |",
              "|---|" + "---|" * (len(METRICS) + 2)]
@@ -110,10 +115,14 @@ def main(argv=None):
     ap.add_argument("--every", type=int, default=50, help="--eval-every of each run")
     ap.add_argument("--out", default="benchmarks/results/model_selection.md", help="the report")
     ap.add_argument("--plot", default="docs/model_selection.png", help="the AUC curves and the picks")
+    ap.add_argument("--heldout-videos", type=int, default=0,
+                    help="--heldout-videos-per-class of each run (0: the trainer's default)")
     args, seeds, command = training_runs.parse_run_arguments(ap, "model_selection.py", argv,
                                                              "runs/model_selection/{protocol}", "seed")
     if args.every < 1:
         ap.error("--every must be at least 1")
+    if args.heldout_videos < 0:
+        ap.error("--heldout-videos must be at least 0")
     args.runs = args.runs.format(protocol=args.protocol)
     results = training_runs.run_jobs(seeds, lambda s, threads: run_one(s, args, threads), args.jobs,
                                      "model-selection runs")

@@ -24,8 +24,10 @@ def run(target_aucs, selected_at):
 
 
 def test_each_run_is_the_default_anrl_arm_evaluated_periodically():
-    s = model_selection.settings(4, SimpleNamespace(protocol="ICM-O", iters=30, every=10))
+    s = model_selection.settings(4, SimpleNamespace(protocol="ICM-O", iters=30, every=10, heldout_videos=0))
     assert s == {"protocol": "ICM-O", "seed": 4, "iters": 30, "eval_every": 10, "norm": "afnm", "meta": True}
+    larger = model_selection.settings(4, SimpleNamespace(protocol="ICM-O", iters=30, every=10, heldout_videos=48))
+    assert larger == {**s, "heldout_videos_per_class": 48}
 
 
 def test_choices_are_last_selected_and_the_earliest_best_on_the_target():
@@ -46,8 +48,12 @@ def test_summary_pairs_by_seed_and_renders(tmp_path):
     assert gain["diff"] == pytest.approx([0.0, 10.0]) and gain["better"] == 1 and gain["ties"] == 1
     flattery = effects["HTER % (paper)"]["target oracle - selected"]
     assert flattery["diff"] == pytest.approx([-30.0, 0.0]) and flattery["better"] == 1  # lower HTER is better
-    text = model_selection.render(values, effects, iterations, SimpleNamespace(protocol="OCI-M", iters=30, every=10),
-                                  seeds, "cmd")
+    args = SimpleNamespace(protocol="OCI-M", iters=30, every=10, heldout_videos=0)
+    text = model_selection.render(values, effects, iterations, args, seeds, "cmd")
+    assert "held-out source subjects (12 videos per class and source domain;" in text  # the trainer's default
+    assert "(48 videos per class" in model_selection.render(values, effects, iterations,
+                                                            SimpleNamespace(**{**vars(args), "heldout_videos": 48}),
+                                                            seeds, "cmd")
     assert "| selected | " in text and "| 30, 20 | 60.0, 80.0 |" in text
     assert "| AUC % | +5.00 | [" in text and "1 of 2 (1 tied)" in text
     model_selection.plot(results, seeds, tmp_path / "sel.png", "test")

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import torch
 import anrl_ext
 from anrl_ext import checkpoint, config, evaluate, export, provenance, stopping, train
 from anrl_ext.data import synthetic
+from anrl_ext.data.build import build_datasets
 from helpers import check_amp_and_channels_last, trainer_steps
 
 
@@ -212,12 +214,45 @@ def test_resume_refuses_another_network_or_task(tmp_path):
     out = tmp_path / "run"
     train.run(config.load(["--preset", "smoke", "--iters", "1", "--out", str(out)]))
     ck = str(out / "checkpoint.pt")
-    with pytest.raises(ValueError, match=r"other settings of its network or domains: --norm 'afnm' -> 'bn'"):
+    with pytest.raises(ValueError, match=r"other settings of its network, domains or model selection: --norm 'afnm' -> 'bn'"):
         config.load(["--resume", ck, "--norm", "bn"])
     with pytest.raises(ValueError, match=r"--width 0.125 -> 0.25; domains OCI->M -> ICM->O"):
         config.load(["--resume", ck, "--width", "0.25", "--protocol", "ICM-O"])
     moved = config.load(["--resume", ck, "--lr", "0.01", "--iters", "9", "--data", str(tmp_path / "elsewhere")])
     assert (moved.lr, moved.iters, moved.norm) == (0.01, 9, "afnm")  # the rest may change
+
+
+def test_heldout_source_set_size():
+    """--heldout-videos-per-class sets the synthetic held-out source set: that many videos per class and
+    source domain (default: half of --videos-per-class, at least 2), of other subjects than the training videos."""
+    def videos_per_class(dataset):
+        counts = Counter((r["domain"], r["label"]) for r in {r["video"]: r for r in dataset.records}.values())
+        assert len(counts) == 2 * 3  # both classes of the three sources
+        return set(counts.values())
+
+    train_set, heldout, _ = build_datasets(config.load(["--preset", "smoke", "--heldout-videos-per-class", "5"]))
+    assert videos_per_class(heldout) == {5} and videos_per_class(train_set) == {3}
+    assert not {r["video_seed"] for r in heldout.records} & {r["video_seed"] for r in train_set.records}
+    assert videos_per_class(build_datasets(config.load(["--preset", "smoke"]))[1]) == {2}  # 3 // 2, at least 2
+    assert config.load(["--videos-per-class", "24"]).heldout_videos() == 12
+    with pytest.raises(ValueError, match="--heldout-videos-per-class must be at least 0"):
+        config.load(["--heldout-videos-per-class", "-1"])
+
+
+def test_resume_keeps_the_heldout_set_its_picks_were_scored_on(tmp_path):
+    picked, plain = tmp_path / "picked", tmp_path / "plain"
+    train.run(config.load(["--preset", "smoke", "--iters", "1", "--eval-every", "1", "--out", str(picked)]))
+    train.run(config.load(["--preset", "smoke", "--iters", "1", "--out", str(plain)]))
+    ck = str(picked / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"model selection: held-out source videos per class 2 -> 6 "
+                                         r"\(keep them with --heldout-videos-per-class 2\)"):
+        config.load(["--resume", ck, "--heldout-videos-per-class", "6"])
+    with pytest.raises(ValueError, match="held-out source videos per class 2 -> 4"):
+        config.load(["--resume", ck, "--videos-per-class", "8"])  # the default follows --videos-per-class
+    kept = config.load(["--resume", ck, "--videos-per-class", "8", "--heldout-videos-per-class", "2"])
+    assert (kept.videos_per_class, kept.heldout_videos()) == (8, 2)
+    # a run that kept no picks may score the rest of its evaluations on another set
+    assert config.load(["--resume", str(plain / "checkpoint.pt"), "--heldout-videos-per-class", "6"]).eval_every == 0
 
 
 def test_an_ignored_signal_stays_ignored():

@@ -29,7 +29,7 @@ def build_datasets(cfg):
     sources, target = cfg.domains()
     if cfg.data == "synthetic":
         train = SyntheticDomains(sources, _spec(cfg), train=True, split_seed=cfg.seed)
-        source_val = SyntheticDomains(sources, _spec(cfg, 7777, max(2, cfg.videos_per_class // 2)), train=False)
+        source_val = SyntheticDomains(sources, _spec(cfg, 7777, cfg.heldout_videos()), train=False)
         return train, source_val, SyntheticDomains([target], _spec(cfg), train=False)
     recs = _records(cfg, sources)
     videos = sorted({r["video"] for r in recs})
