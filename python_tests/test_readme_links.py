@@ -5,6 +5,7 @@ import re
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINK = re.compile(r"\]\(([^)\s]+)\)")
+INLINE_CODE = re.compile(r"`[^`]*`")
 
 
 def github_anchor(heading):
@@ -36,7 +37,8 @@ def anchors(text):
 
 
 def links(text):
-    return [m.group(1) for line in prose_lines(text) for m in LINK.finditer(line)]
+    """Link targets outside code: fenced blocks and inline `code` spans (which GitHub shows as typed)."""
+    return [m.group(1) for line in prose_lines(text) for m in LINK.finditer(INLINE_CODE.sub("", line))]
 
 
 def test_anchor_rule():
@@ -44,6 +46,7 @@ def test_anchor_rule():
         "afnm-op-cpu-float32-training-mode-forward--backward"
     assert github_anchor("Does AFNM's gate adapt?") == "does-afnms-gate-adapt"
     assert anchors("## A\n```\n## B\n```\n## A\n") == {"a", "a-1"}
+    assert links("[a](#a) `x[1](#b)` [c](d.md)\n```\n[e](#e)\n```\n") == ["#a", "d.md"]
 
 
 def test_readme_links_resolve():
