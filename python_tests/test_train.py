@@ -237,6 +237,8 @@ def test_heldout_source_set_size():
     assert config.load(["--videos-per-class", "24"]).heldout_videos() == 12
     with pytest.raises(ValueError, match="--heldout-videos-per-class must be at least 0"):
         config.load(["--heldout-videos-per-class", "-1"])
+    with pytest.raises(ValueError, match="--heldout-videos-per-class is for the synthetic data"):
+        config.load(["--heldout-videos-per-class", "4", "--data", "/some/prepared/root"])
 
 
 def test_resume_keeps_the_heldout_set_its_picks_were_scored_on(tmp_path):
