@@ -214,7 +214,8 @@ def test_resume_refuses_another_network_or_task(tmp_path):
     out = tmp_path / "run"
     train.run(config.load(["--preset", "smoke", "--iters", "1", "--out", str(out)]))
     ck = str(out / "checkpoint.pt")
-    with pytest.raises(ValueError, match=r"other settings of its network, domains or model selection: --norm 'afnm' -> 'bn'"):
+    with pytest.raises(ValueError, match=r"other settings of its network, domains or model selection: "
+                                         r"--norm 'afnm' -> 'bn'"):
         config.load(["--resume", ck, "--norm", "bn"])
     with pytest.raises(ValueError, match=r"--width 0.125 -> 0.25; domains OCI->M -> ICM->O"):
         config.load(["--resume", ck, "--width", "0.25", "--protocol", "ICM-O"])
