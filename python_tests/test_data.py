@@ -10,6 +10,7 @@ import torch
 
 from anrl_ext import config, evaluate, prepare, train
 from anrl_ext.data import BalancedDomainSampler, SyntheticDomains, SyntheticSpec
+from anrl_ext.data.build import build_datasets
 from anrl_ext.data.lists import (DataError, ListDataset, read_anrl_list, read_prepared_domain, read_ssdg_json,
                                  sample_frames)
 from anrl_ext.data.synthetic import render
@@ -109,6 +110,47 @@ def test_trainer_on_prepared_data(replay_src, tmp_path):
     scored = evaluate.main(["--checkpoint", str(out / "checkpoint.pt"), "--data", str(tmp_path / "target_only"),
                             "--domains", "M"])
     assert set(scored) == {"M"} and 0 <= scored["M"]["auc"] <= 1
+
+
+def write_lists(root, domain, live, spoof, frames=2):
+    """A prepared domain's lists only (no images: splitting the videos reads none)."""
+    (root / domain).mkdir(parents=True)
+    for name, kind, count, raw in (("real.txt", "live", live, 0), ("fake.txt", "spoof", spoof, 1)):
+        (root / domain / name).write_text("".join(f"frames/{kind}{v}/{f:04d}.png {raw}\n"
+                                                  for v in range(count) for f in range(frames)))
+
+
+def test_prepared_heldout_is_every_fifth_video_of_each_domain_and_class(tmp_path):
+    videos = {"O": (11, 6), "C": (1, 3), "I": (5, 2), "M": (2, 2)}  # (live, spoof) videos
+    for d, (live, spoof) in videos.items():
+        write_lists(tmp_path, d, live, spoof)
+    train_set, heldout, _ = build_datasets(config.load(["--preset", "smoke", "--data", str(tmp_path)]))
+
+    def groups(ds):
+        out = {}
+        for r in ds.records:
+            out.setdefault((r["domain"], r["label"]), set()).add(r["video"])
+        return out
+
+    held, kept = groups(heldout), groups(train_set)
+    for d in "OCI":
+        for label, n in zip((1, 0), videos[d]):
+            # every fifth of those with two or more; training keeps the rest, at least one
+            assert len(held.get((d, label), ())) == (-(-n // 5) if n >= 2 else 0), (d, label)
+            assert len(kept[(d, label)]) == n - len(held.get((d, label), ()))
+            assert not held.get((d, label), set()) & kept[(d, label)]
+    assert sorted(held[("O", 1)]) == ["O/frames/live0", "O/frames/live4", "O/frames/live9"]  # by name: 0 1 10 2 3 4 ...
+
+
+def test_prepared_sources_that_cannot_spare_a_spoof_video_stop_before_training(tmp_path, capsys):
+    for d in "OCIM":
+        write_lists(tmp_path, d, live=3, spoof=1)
+    with pytest.raises(DataError, match="no spoof source video can be held out for validation: .*"
+                                        "spoof videos per source domain: C: 1, I: 1, O: 1$"):
+        build_datasets(config.load(["--preset", "smoke", "--data", str(tmp_path)]))
+    with pytest.raises(SystemExit, match="python -m anrl_ext.train: error: no spoof source video"):
+        train.main(["--preset", "smoke", "--data", str(tmp_path), "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run" / "log.csv").exists()
 
 
 def test_anrl_list_errors(tmp_path):

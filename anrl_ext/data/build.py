@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import os
-from typing import List, Sequence
+from typing import Dict, List, Sequence, Set
 
 from .datasets import SyntheticDomains
-from .lists import ListDataset, read_prepared_domain, sample_frames
+from .lists import DataError, ListDataset, read_prepared_domain, sample_frames
 from .synthetic import SyntheticSpec
 
 
@@ -32,12 +32,30 @@ def build_datasets(cfg):
         source_val = SyntheticDomains(sources, _spec(cfg, 7777, cfg.heldout_videos()), train=False)
         return train, source_val, SyntheticDomains([target], _spec(cfg), train=False)
     recs = _records(cfg, sources)
-    videos = sorted({r["video"] for r in recs})
-    held = set(videos[::5])  # every fifth source video for the "source" protocol threshold
+    held = heldout_videos(recs)
     train = ListDataset([r for r in recs if r["video"] not in held], sources, cfg.img_size, train=True,
                         seed=cfg.seed)
     source_val = ListDataset([r for r in recs if r["video"] in held], sources, cfg.img_size, train=False)
     return train, source_val, eval_dataset(cfg, [target])
+
+
+def heldout_videos(records: Sequence[dict]) -> Set[str]:
+    """The source videos held out of training on prepared data: every fifth video, by name, of each
+    source domain and class that has two or more, so training keeps at least one of each.
+
+    They score --eval-every's picks and give the "source" protocol its threshold, which needs live and
+    spoof videos: a DataError says so before training if one class has none to spare."""
+    groups: Dict[tuple, Set[str]] = {}
+    for r in records:
+        groups.setdefault((r["domain"], r["label"]), set()).add(r["video"])
+    held = {v for videos in groups.values() if len(videos) >= 2 for v in sorted(videos)[::5]}
+    for label, name in ((1, "live"), (0, "spoof")):
+        if not any(label == lab and videos & held for (_, lab), videos in groups.items()):
+            counts = ", ".join(f"{d}: {len(groups.get((d, label), ()))}" for d in sorted({d for d, _ in groups}))
+            raise DataError(f"no {name} source video can be held out for validation: that needs a source domain "
+                            f"with two or more {name} videos (one stays for training); {name} videos per source "
+                            f"domain: {counts}")
+    return held
 
 
 def eval_dataset(cfg, domains: Sequence[str]):
