@@ -33,8 +33,9 @@ def _evaluate(ap: argparse.ArgumentParser, args: argparse.Namespace):
     cfg = trainer.cfg
     domains = cli.domains(ap, cfg.data, args.domains) if args.domains else [cfg.domains()[1]]
     results, curves = {}, {}
-    for d in domains:
-        s, y, v = trainer.scores(eval_dataset(cfg, [d]), desc=f"scoring domain {d}")
+    datasets = {d: eval_dataset(cfg, [d], scored=True) for d in domains}  # every domain checked before scoring
+    for d, dataset in datasets.items():
+        s, y, v = trainer.scores(dataset, desc=f"scoring domain {d}")
         results[d] = compute_metrics(s, y, args.threshold, v)
         curves[f"domain {d}"] = (s, y)
         m = results[d]

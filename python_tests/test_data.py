@@ -110,6 +110,11 @@ def test_trainer_on_prepared_data(replay_src, tmp_path):
     scored = evaluate.main(["--checkpoint", str(out / "checkpoint.pt"), "--data", str(tmp_path / "target_only"),
                             "--domains", "M"])
     assert set(scored) == {"M"} and 0 <= scored["M"]["auc"] <= 1
+    (tmp_path / "target_only" / "M" / "fake.txt").write_text("")  # live videos only: nothing to score against
+    with pytest.raises(SystemExit, match="error: domain M of .*target_only has 4 live and 0 spoof videos: AUC, "
+                                         "EER and HTER need both"):
+        evaluate.main(["--checkpoint", str(out / "checkpoint.pt"), "--data", str(tmp_path / "target_only"),
+                       "--domains", "M"])
 
 
 def write_lists(root, domain, live, spoof, frames=2):
@@ -151,6 +156,14 @@ def test_prepared_sources_that_cannot_spare_a_spoof_video_stop_before_training(t
     with pytest.raises(SystemExit, match="python -m anrl_ext.train: error: no spoof source video"):
         train.main(["--preset", "smoke", "--data", str(tmp_path), "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run" / "log.csv").exists()
+
+
+def test_a_target_of_one_class_stops_before_training(tmp_path):
+    for d in "OCI":
+        write_lists(tmp_path, d, live=3, spoof=3)
+    write_lists(tmp_path, "M", live=0, spoof=2)
+    with pytest.raises(DataError, match=r"domain M of .* has 0 live and 2 spoof videos: AUC, EER and HTER need both"):
+        build_datasets(config.load(["--preset", "smoke", "--data", str(tmp_path)]))
 
 
 def test_anrl_list_errors(tmp_path):

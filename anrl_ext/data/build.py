@@ -36,7 +36,7 @@ def build_datasets(cfg):
     train = ListDataset([r for r in recs if r["video"] not in held], sources, cfg.img_size, train=True,
                         seed=cfg.seed)
     source_val = ListDataset([r for r in recs if r["video"] in held], sources, cfg.img_size, train=False)
-    return train, source_val, eval_dataset(cfg, [target])
+    return train, source_val, eval_dataset(cfg, [target], scored=True)
 
 
 def heldout_videos(records: Sequence[dict]) -> Set[str]:
@@ -58,8 +58,15 @@ def heldout_videos(records: Sequence[dict]) -> Set[str]:
     return held
 
 
-def eval_dataset(cfg, domains: Sequence[str]):
-    """All frames of `domains`, no augmentation."""
+def eval_dataset(cfg, domains: Sequence[str], scored: bool = False):
+    """All frames of `domains`, no augmentation. `scored`: AUC, EER and HTER will be computed on them,
+    which needs live and spoof videos; a DataError says so before any scoring if one class is missing."""
     if cfg.data == "synthetic":
         return SyntheticDomains(list(domains), _spec(cfg), train=False)
-    return ListDataset(_records(cfg, domains), list(domains), cfg.img_size, train=False)
+    records = _records(cfg, domains)
+    if scored:
+        videos = {label: len({r["video"] for r in records if r["label"] == label}) for label in (1, 0)}
+        if not all(videos.values()):
+            raise DataError(f"domain {''.join(domains)} of {cfg.data} has {videos[1]} live and {videos[0]} spoof "
+                            "videos: AUC, EER and HTER need both")
+    return ListDataset(records, list(domains), cfg.img_size, train=False)
