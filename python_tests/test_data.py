@@ -147,7 +147,7 @@ def test_prepared_heldout_is_every_fifth_video_of_each_domain_and_class(tmp_path
     assert sorted(held[("O", 1)]) == ["O/frames/live0", "O/frames/live4", "O/frames/live9"]  # by name: 0 1 10 2 3 4 ...
 
 
-def test_prepared_sources_that_cannot_spare_a_spoof_video_stop_before_training(tmp_path, capsys):
+def test_prepared_sources_short_of_spoof_videos_stop_before_training(tmp_path, capsys):
     for d in "OCIM":
         write_lists(tmp_path, d, live=3, spoof=1)
     with pytest.raises(DataError, match="no spoof source video can be held out for validation: .*"
@@ -156,6 +156,13 @@ def test_prepared_sources_that_cannot_spare_a_spoof_video_stop_before_training(t
     with pytest.raises(SystemExit, match="python -m anrl_ext.train: error: no spoof source video"):
         train.main(["--preset", "smoke", "--data", str(tmp_path), "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run" / "log.csv").exists()
+    shutil.rmtree(tmp_path / "O")
+    write_lists(tmp_path, "O", live=3, spoof=0)
+    for d in "CI":
+        (tmp_path / d / "fake.txt").write_text("frames/spoof0/0000.png 1\nframes/spoof1/0000.png 1\n")
+    # the sampler counts training frames: two of the three live videos, two frames each
+    with pytest.raises(SystemExit, match=r"error: domain 'O' needs both live and spoof samples \(has 4 live, 0 spoof"):
+        train.main(["--preset", "smoke", "--data", str(tmp_path), "--out", str(tmp_path / "run")])
 
 
 def test_a_target_of_one_class_stops_before_training(tmp_path):
@@ -225,5 +232,5 @@ def test_balanced_sampler_and_empty_class():
         assert b["label"].tolist().count(1) == 2 and (b["domain"] == d).all()
         assert b["image"].shape == (4, 6, 16, 16)
     ds.records = [r for r in ds.records if not (r["domain"] == "C" and r["label"] == 0)]
-    with pytest.raises(ValueError, match="domain 'C' needs both live and spoof"):
+    with pytest.raises(DataError, match="domain 'C' needs both live and spoof"):
         BalancedDomainSampler(ds, 4)

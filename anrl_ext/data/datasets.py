@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from . import synthetic
+from .lists import DataError
 from .transforms import augment, rgb_hsv6
 
 
@@ -72,7 +73,7 @@ class BalancedDomainSampler:
         for d, name in enumerate(dataset.domains):
             live, spoof = dataset.indices(d, 1), dataset.indices(d, 0)
             if not live or not spoof:
-                raise ValueError(f"domain {name!r} needs both live and spoof samples "
+                raise DataError(f"domain {name!r} needs both live and spoof samples "
                                  f"(has {len(live)} live, {len(spoof)} spoof)")
             self.pools.append((live, spoof))
         self.rng = np.random.default_rng(seed)
