@@ -96,7 +96,7 @@ class Config:
             raise ValueError(f"--device {e}") from None
         if self.heldout_videos_per_class and self.data != "synthetic":
             raise ValueError("--heldout-videos-per-class is for the synthetic data; from a prepared root "
-                             "every fifth source video of each domain and class is held out")
+                             "the videos of every fifth subject of each domain are held out")
         sources, target = self.domains()
         if self.data == "synthetic":
             from .data.synthetic import check_domain
@@ -130,7 +130,7 @@ HELP = {
     "heldout_videos_per_class": "synthetic data: held-out source videos per class and domain, other subjects than "
                                 "the training videos; --eval-every picks best.pt on them and the source protocol "
                                 "takes its threshold from them (0: half of --videos-per-class, at least 2; "
-                                "prepared data: every fifth source video of each domain and class)",
+                                "prepared data: the videos of every fifth subject of each domain)",
     "frames_per_video": "frames sampled per video",
     "ckpt_every": "write checkpoint.pt every N iterations (0: only at the end)",
     "data": "'synthetic' (built-in benchmark) or a folder written by python -m anrl_ext.prepare",

@@ -8,7 +8,8 @@
 Writes OUT/<domain>/frames/<video>/<i>.png (face crops, --size square),
 OUT/<domain>/depth/<video>/<i>.png (pseudo-depth, live only) and the lists
 OUT/<domain>/real.txt and fake.txt (`frames/... label`, 0 = real, 1 = fake,
-as the official ANRL code). Then `python -m anrl_ext.train --data OUT
+as the official ANRL code) and OUT/<domain>/subjects.txt (`frames/<video> subject`, from the
+dataset's naming; the video itself where the naming has none). Then `python -m anrl_ext.train --data OUT
 --protocol OCI-M` trains on them.
 
 Inputs are video files (.avi .mov .mp4 .mkv .webm) or folders of frames.
@@ -34,6 +35,8 @@ from typing import Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 from tqdm import tqdm
+
+from .data.lists import SUBJECTS_FILE
 
 VIDEO_EXT = {".avi", ".mov", ".mp4", ".mkv", ".webm", ".m4v"}
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp"}
@@ -65,6 +68,26 @@ def _by_words(rel: str) -> Optional[int]:
 
 LABELERS = {"oulu": label_oulu, "casia": label_casia, "replay": _by_words, "msu": _by_words,
             "generic": _by_words}
+
+
+# -- subjects: who is filmed, so that held-out validation videos share no one with training ---------
+def subject_oulu(rel: str) -> Optional[str]:
+    m = re.match(r"^\d+_\d+_(\d+)_\d+$", Path(rel).stem)  # Phone_Session_User_File; users differ per split
+    return None if not m else f"user{int(m.group(1))}"
+
+
+def subject_casia(rel: str) -> Optional[str]:
+    parent = Path(rel).parent  # train_release/<n>/ and test_release/<n>/ are different people
+    return None if parent == Path(".") else "_".join(parent.parts)
+
+
+def subject_client(rel: str) -> Optional[str]:
+    m = re.search(r"client0*(\d+)", rel, re.IGNORECASE)  # Replay-Attack, MSU-MFSD: clientNNN in the name
+    return None if not m else f"client{int(m.group(1))}"
+
+
+SUBJECTS = {"oulu": subject_oulu, "casia": subject_casia, "replay": subject_client, "msu": subject_client,
+            "generic": lambda rel: None}
 
 
 # -- inputs ------------------------------------------------------------------
@@ -179,12 +202,13 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
     boxes = read_boxes(boxes_file) if boxes_file else {}
     detector = None if boxes_file else FaceDetector()
     ddir = Path(out) / domain
-    lists = {1: [], 0: []}
+    lists, subjects = {1: [], 0: []}, []
     depth_img = pseudo_depth(size)
     stats = {"videos": 0, "frames": 0, "detector_misses": 0}
     for rel, label in tqdm(inputs, desc=f"prepare {dataset} -> {domain}", disable=not show_progress):
         frames = read_frames(os.path.join(src, rel), frames_per_video)
         video = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.splitext(rel)[0]).strip("_")
+        subjects.append(f"frames/{video} {re.sub(r'[^A-Za-z0-9_.-]+', '_', SUBJECTS[dataset](rel) or video)}")
         last: Optional[Box] = None
         for i, frame in enumerate(frames):
             box = boxes.get((os.path.normpath(rel), i)) or boxes.get((os.path.normpath(rel), None))
@@ -207,9 +231,9 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
             stats["frames"] += 1
         stats["videos"] += 1
     ddir.mkdir(parents=True, exist_ok=True)
-    for label, name in ((1, "real.txt"), (0, "fake.txt")):
-        (ddir / name).write_text("\n".join(lists[label]) + ("\n" if lists[label] else ""))
-    stats.update(live=len(lists[1]), spoof=len(lists[0]))
+    for name, lines in (("real.txt", lists[1]), ("fake.txt", lists[0]), (SUBJECTS_FILE, subjects)):
+        (ddir / name).write_text("\n".join(lines) + ("\n" if lines else ""))
+    stats.update(live=len(lists[1]), spoof=len(lists[0]), subjects=len({line.split()[1] for line in subjects}))
     return stats
 
 
@@ -230,7 +254,7 @@ def main(argv=None):
         stats = prepare(args.dataset, args.src, args.out, args.domain, args.frames_per_video, args.size, args.boxes)
     except (ValueError, FileNotFoundError) as e:  # bad arguments or input: usage and the message, exit status 2
         ap.error(str(e))
-    print(f"{args.domain}: {stats['videos']} videos, {stats['frames']} frames "
+    print(f"{args.domain}: {stats['videos']} videos of {stats['subjects']} subjects, {stats['frames']} frames "
           f"({stats['live']} live, {stats['spoof']} spoof), detector misses {stats['detector_misses']}")
     if stats["live"] == 0 or stats["spoof"] == 0:
         print("warning: one class is empty; training needs both live and spoof frames in each domain")

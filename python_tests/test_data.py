@@ -46,7 +46,10 @@ def test_prepare_writes_the_list_layout(replay_src, tmp_path):
     stats = prepare.prepare("replay", str(replay_src), str(tmp_path / "fas"), "I", frames_per_video=4, size=48,
                             show_progress=False)
     assert stats["videos"] == 7 and stats["live"] == 3 * 4 + 3 and stats["spoof"] == 2 + 3 + 4
+    assert stats["subjects"] == 7  # client0-2 and client9 by name; the three print videos name none
     recs = read_prepared_domain(str(tmp_path / "fas"), "I")
+    assert {r["subject"] for r in recs if r["label"] == 1} == {"I/client0", "I/client1", "I/client2", "I/client9"}
+    assert {r["subject"] for r in recs if r["label"] == 0} == {f"I/attack_hand_print{i}" for i in range(3)}
     assert sum(r["label"] for r in recs) == stats["live"]
     live = [r for r in recs if r["label"] == 1][0]
     assert live["depth"].endswith(".png") and cv2.imread(live["depth"]) is not None
@@ -98,6 +101,22 @@ def test_dataset_labels():
     assert prepare.label_oulu("notes.avi") is None
 
 
+def test_dataset_subjects():
+    oulu = ["Train_files/1_1_01_1.avi", "Train_files/6_3_01_4.avi"]
+    assert {prepare.subject_oulu(p) for p in oulu} == {"user1"}
+    assert prepare.subject_oulu("Dev_files/1_1_25_2.avi") == "user25" and prepare.subject_oulu("notes.avi") is None
+    # CASIA numbers the subjects of each release from 1: different people
+    assert prepare.subject_casia("train_release/7/HR_1.avi") == prepare.subject_casia("train_release/7/5.avi")
+    assert prepare.subject_casia("train_release/1/HR_1.avi") != prepare.subject_casia("test_release/1/HR_1.avi")
+    replay = ["train/real/client001_session01_webcam_authenticate_adverse_1.mov",
+              "train/attack/hand/attack_highdef_client001_session01_highdef_photo_adverse.mov"]
+    msu = ["scene01/real/real_client002_android_SD_scene01.mp4",
+           "scene01/attack/attack_client002_android_SD_ipad_video_scene01.mp4"]
+    assert {prepare.subject_client(p) for p in replay} == {"client1"}
+    assert {prepare.subject_client(p) for p in msu} == {"client2"}
+    assert prepare.subject_client("real/face.avi") is None
+
+
 def test_trainer_on_prepared_data(replay_src, tmp_path):
     root = tmp_path / "fas"
     for d in "OCIM":
@@ -117,12 +136,17 @@ def test_trainer_on_prepared_data(replay_src, tmp_path):
                        "--domains", "M"])
 
 
-def write_lists(root, domain, live, spoof, frames=2):
-    """A prepared domain's lists only (no images: splitting the videos reads none)."""
+def write_lists(root, domain, live, spoof, frames=2, subject=None):
+    """A prepared domain's lists only (no images: splitting the videos reads none); with `subject`
+    (kind, number -> name) also its subjects.txt."""
     (root / domain).mkdir(parents=True)
     for name, kind, count, raw in (("real.txt", "live", live, 0), ("fake.txt", "spoof", spoof, 1)):
         (root / domain / name).write_text("".join(f"frames/{kind}{v}/{f:04d}.png {raw}\n"
                                                   for v in range(count) for f in range(frames)))
+    if subject:
+        lines = [f"frames/{kind}{v} {subject(kind, v)}\n" for kind, count in (("live", live), ("spoof", spoof))
+                 for v in range(count)]
+        (root / domain / "subjects.txt").write_text("".join(lines))
 
 
 def test_prepared_heldout_is_every_fifth_video_of_each_domain_and_class(tmp_path):
@@ -147,11 +171,27 @@ def test_prepared_heldout_is_every_fifth_video_of_each_domain_and_class(tmp_path
     assert sorted(held[("O", 1)]) == ["O/frames/live0", "O/frames/live4", "O/frames/live9"]  # by name: 0 1 10 2 3 4 ...
 
 
+def test_prepared_heldout_subjects_share_no_one_with_training(tmp_path):
+    write_lists(tmp_path, "O", 10, 20, subject=lambda kind, v: f"p{v if kind == 'live' else v // 2}")
+    write_lists(tmp_path, "C", 4, 4, subject=lambda kind, v: f"p{v}")
+    write_lists(tmp_path, "I", 3, 3)  # no subjects.txt: each video is its own subject
+    write_lists(tmp_path, "M", 2, 2)
+    train_set, heldout, _ = build_datasets(config.load(["--preset", "smoke", "--data", str(tmp_path)]))
+    held = {r["video"] for r in heldout.records}
+    assert held == {"O/frames/live0", "O/frames/live5", "O/frames/spoof0", "O/frames/spoof1", "O/frames/spoof10",
+                    "O/frames/spoof11", "C/frames/live0", "C/frames/spoof0", "I/frames/live0", "I/frames/spoof0"}
+    assert {r["subject"] for r in heldout.records} == {"O/p0", "O/p5", "C/p0", "I/frames/live0", "I/frames/spoof0"}
+    assert not {r["subject"] for r in heldout.records} & {r["subject"] for r in train_set.records}
+    (tmp_path / "O" / "subjects.txt").write_text("frames/live0 p0\nframes/live1\n")
+    with pytest.raises(DataError, match=r"O.subjects.txt:2: expected 'frames/<video> subject', got 'frames/live1'"):
+        build_datasets(config.load(["--preset", "smoke", "--data", str(tmp_path)]))
+
+
 def test_prepared_sources_short_of_spoof_videos_stop_before_training(tmp_path, capsys):
     for d in "OCIM":
         write_lists(tmp_path, d, live=3, spoof=1)
     with pytest.raises(DataError, match="no spoof source video can be held out for validation: .*"
-                                        "spoof videos per source domain: C: 1, I: 1, O: 1$"):
+                                        "subjects with spoof videos per source domain: C: 1, I: 1, O: 1$"):
         build_datasets(config.load(["--preset", "smoke", "--data", str(tmp_path)]))
     with pytest.raises(SystemExit, match="python -m anrl_ext.train: error: no spoof source video"):
         train.main(["--preset", "smoke", "--data", str(tmp_path), "--out", str(tmp_path / "run")])

@@ -40,21 +40,33 @@ def build_datasets(cfg):
 
 
 def heldout_videos(records: Sequence[dict]) -> Set[str]:
-    """The source videos held out of training on prepared data: every fifth video, by name, of each
-    source domain and class that has two or more, so training keeps at least one of each.
+    """The source videos held out of training on prepared data: all videos of every fifth subject, by
+    name, of each source domain and kind of subject (filmed live only, spoof only, or both) that has two
+    or more, so training keeps subjects of each kind and shares none with the held-out set. Where the
+    layout names no subjects (no subjects.txt), each video is its own subject.
 
     They score --eval-every's picks and give the "source" protocol its threshold, which needs live and
     spoof videos: a DataError says so before training if one class has none to spare."""
-    groups: Dict[tuple, Set[str]] = {}
+    videos: Dict[str, Set[str]] = {}
+    labels: Dict[str, Set[int]] = {}
+    domain: Dict[str, str] = {}
     for r in records:
-        groups.setdefault((r["domain"], r["label"]), set()).add(r["video"])
-    held = {v for videos in groups.values() if len(videos) >= 2 for v in sorted(videos)[::5]}
+        subject = r.get("subject", r["video"])
+        videos.setdefault(subject, set()).add(r["video"])
+        labels.setdefault(subject, set()).add(r["label"])
+        domain[subject] = r["domain"]
+    kinds: Dict[tuple, List[str]] = {}
+    for subject in sorted(videos):
+        kinds.setdefault((domain[subject], frozenset(labels[subject])), []).append(subject)
+    held = {v for subjects in kinds.values() if len(subjects) >= 2 for s in subjects[::5] for v in videos[s]}
+    held_labels = {r["label"] for r in records if r["video"] in held}
     for label, name in ((1, "live"), (0, "spoof")):
-        if not any(label == lab and videos & held for (_, lab), videos in groups.items()):
-            counts = ", ".join(f"{d}: {len(groups.get((d, label), ()))}" for d in sorted({d for d, _ in groups}))
+        if label not in held_labels:
+            counts = ", ".join(f"{d}: {sum(domain[s] == d and label in labels[s] for s in videos)}"
+                               for d in sorted(set(domain.values())))
             raise DataError(f"no {name} source video can be held out for validation: that needs a source domain "
-                            f"with two or more {name} videos (one stays for training); {name} videos per source "
-                            f"domain: {counts}")
+                            f"with two or more subjects of one kind (live only, spoof only, or both; one stays for "
+                            f"training) filmed {name}; subjects with {name} videos per source domain: {counts}")
     return held
 
 

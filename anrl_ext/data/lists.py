@@ -26,6 +26,9 @@ from torch.utils.data import Dataset
 from .transforms import augment, rgb_hsv6
 
 
+SUBJECTS_FILE = "subjects.txt"  # prepared layout: `frames/<video> subject` per line
+
+
 class DataError(ValueError):
     """A dataset file or entry that cannot be used, with where it is."""
 
@@ -118,7 +121,27 @@ def read_prepared_domain(root: str, domain: str, skip_bad: bool = False) -> List
         records += read_anrl_list(os.path.join(ddir, name), domain, ddir, skip_bad)
     if not records:
         raise DataError(f"domain {domain!r} in {root} is empty")
+    subjects = read_subjects(os.path.join(ddir, SUBJECTS_FILE))
+    for r in records:  # a video the file does not name (or no file: an older layout) is its own subject
+        video = r["video"].split("/", 1)[1]
+        r["subject"] = f"{domain}/{subjects.get(video, video)}"
     return records
+
+
+def read_subjects(path: str) -> Dict[str, str]:
+    """{frames/<video>: subject} from a prepared domain's subjects.txt; {} when there is none."""
+    if not os.path.isfile(path):
+        return {}
+    out = {}
+    with open(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            fields = line.split()
+            if not fields or fields[0].startswith("#"):
+                continue
+            if len(fields) != 2:
+                raise DataError(f"{path}:{lineno}: expected 'frames/<video> subject', got {line.strip()!r}")
+            out[fields[0]] = fields[1]
+    return out
 
 
 def sample_frames(records: List[dict], per_video: int, seed: int = 0) -> List[dict]:
