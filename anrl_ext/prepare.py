@@ -8,9 +8,9 @@
 Writes OUT/<domain>/frames/<video>/<i>.png (face crops, --size square),
 OUT/<domain>/depth/<video>/<i>.png (pseudo-depth, live only) and the lists
 OUT/<domain>/real.txt and fake.txt (`frames/... label`, 0 = real, 1 = fake,
-as the official ANRL code) and OUT/<domain>/subjects.txt (`frames/<video> subject`, from the
-dataset's naming; the video itself where the naming has none). Then `python -m anrl_ext.train --data OUT
---protocol OCI-M` trains on them.
+as the official ANRL code) and OUT/<domain>/subjects.txt (`frames/<video>
+subject`, from the dataset's naming; the video itself where it names none).
+Then `python -m anrl_ext.train --data OUT --protocol OCI-M` trains on them.
 
 Inputs are video files (.avi .mov .mp4 .mkv .webm) or folders of frames.
 Faces come from a box file when given (--boxes; lines `video x y w h` or
@@ -88,6 +88,11 @@ def subject_client(rel: str) -> Optional[str]:
 
 SUBJECTS = {"oulu": subject_oulu, "casia": subject_casia, "replay": subject_client, "msu": subject_client,
             "generic": lambda rel: None}
+
+
+def safe_name(text: str) -> str:
+    """`text` as one path component without spaces, as the list files need."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 
 # -- inputs ------------------------------------------------------------------
@@ -207,8 +212,8 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
     stats = {"videos": 0, "frames": 0, "detector_misses": 0}
     for rel, label in tqdm(inputs, desc=f"prepare {dataset} -> {domain}", disable=not show_progress):
         frames = read_frames(os.path.join(src, rel), frames_per_video)
-        video = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.splitext(rel)[0]).strip("_")
-        subjects.append(f"frames/{video} {re.sub(r'[^A-Za-z0-9_.-]+', '_', SUBJECTS[dataset](rel) or video)}")
+        video = safe_name(os.path.splitext(rel)[0])
+        subjects.append(f"frames/{video} {safe_name(SUBJECTS[dataset](rel) or video)}")
         last: Optional[Box] = None
         for i, frame in enumerate(frames):
             box = boxes.get((os.path.normpath(rel), i)) or boxes.get((os.path.normpath(rel), None))

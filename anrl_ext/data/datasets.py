@@ -74,7 +74,7 @@ class BalancedDomainSampler:
             live, spoof = dataset.indices(d, 1), dataset.indices(d, 0)
             if not live or not spoof:
                 raise DataError(f"domain {name!r} needs both live and spoof samples "
-                                 f"(has {len(live)} live, {len(spoof)} spoof)")
+                                f"(has {len(live)} live, {len(spoof)} spoof)")
             self.pools.append((live, spoof))
         self.rng = np.random.default_rng(seed)
 
