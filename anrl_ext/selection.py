@@ -23,6 +23,19 @@ def at_least_as_good(report: dict, kept: Optional[dict]) -> bool:
     return (new["hter"], -new["auc"]) <= (old["hter"], -old["auc"])
 
 
+def check_same_heldout(state: Optional[dict], heldout: str, where: str) -> None:
+    """DataError if a resumed run's earlier evaluations (`state`: its selection state) were scored
+    on other held-out source videos than `heldout` (a fingerprint): picks across them would not
+    compare. Checkpoints older than the fingerprint are not checked."""
+    from .data.lists import DataError
+
+    if state and state["evaluations"] and state.get("heldout", heldout) != heldout:
+        raise DataError(f"--resume {where}: the held-out source videos are not those its "
+                        f"{len(state['evaluations'])} evaluation(s) were scored on, so the data changed since "
+                        "(prepared again, or an edited list or subjects.txt); resume with the data it had, "
+                        "or start a new run")
+
+
 class BestOnSourceHeldout:
     """Every evaluation's metrics so far, and the best one's network weights mirrored to
     `<out>/best.pt`.
@@ -32,9 +45,9 @@ class BestOnSourceHeldout:
     (a file left by an earlier run, or by iterations after the checkpoint that the resumed
     run does again, would not match)."""
 
-    def __init__(self, out: str, config: dict, state: Optional[dict] = None):
+    def __init__(self, out: str, config: dict, state: Optional[dict] = None, heldout: str = ""):
         self.path = os.path.join(out, BEST_FILE)
-        self.config = config
+        self.config, self.heldout = config, heldout  # heldout: data.build.fingerprint of the scored set
         self.record = state["best"] if state else None  # {'iteration', 'metrics', 'model'}
         self.evaluations = list(state["evaluations"]) if state else []  # [{'iteration', 'metrics'}]
         if self.record is not None:
@@ -43,7 +56,7 @@ class BestOnSourceHeldout:
             os.unlink(self.path)
 
     def state_dict(self) -> dict:
-        return {"best": self.record, "evaluations": self.evaluations}
+        return {"best": self.record, "evaluations": self.evaluations, "heldout": self.heldout}
 
     def offer(self, iteration: int, report: dict, model: torch.nn.Module) -> bool:
         """Record this evaluation; keep (and write) its network if it is at least as good as the

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from . import checkpoint, cli, config, distributed, provenance, selection, stopping
 from .data import BalancedDomainSampler, collate
-from .data.build import build_datasets
+from .data.build import build_datasets, fingerprint
 from .losses import DualCalibration, anrl_losses
 from .meta import call_with, meta_gradient
 from .metrics import compute_metrics, plot_roc, protocol_report
@@ -231,9 +231,11 @@ def run(cfg: config.Config) -> dict:
 
 
 def _run(trainer: Trainer, cfg: config.Config) -> dict:
-    resumed = None
+    resumed, heldout = None, fingerprint(trainer.source_val)
     if cfg.resume:
         resumed = checkpoint.load_run(cfg.resume, map_location=trainer.device)
+        # every rank checks, so that none is left waiting in a collective when it fails
+        selection.check_same_heldout(resumed.get("selection"), heldout, cfg.resume)
         trainer.load_state_dict(resumed)
         if trainer.rank != 0:  # the checkpoint holds rank 0's sampler; reseed the others
             trainer.sampler.rng = np.random.default_rng([cfg.seed + 1000 * trainer.rank, trainer.iteration])
@@ -254,7 +256,8 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
     sources, target = cfg.domains()
     ckpt_path = os.path.join(cfg.out, "checkpoint.pt")
     # --eval-every: best.pt holds the network of the best evaluation on held-out source subjects
-    best = selection.BestOnSourceHeldout(cfg.out, asdict(cfg), resumed.get("selection") if resumed else None)
+    best = selection.BestOnSourceHeldout(cfg.out, asdict(cfg), resumed.get("selection") if resumed else None,
+                                         heldout)
 
     def save_checkpoint():
         checkpoint.save_atomic({**trainer.state_dict(), "selection": best.state_dict()}, ckpt_path)

@@ -213,6 +213,23 @@ def test_a_target_of_one_class_stops_before_training(tmp_path):
         build_datasets(config.load(["--preset", "smoke", "--data", str(tmp_path)]))
 
 
+def test_resume_refuses_held_out_videos_its_picks_were_not_scored_on(replay_src, tmp_path):
+    root, out = tmp_path / "fas", tmp_path / "run"
+    for d in "OCIM":
+        prepare.prepare("replay", str(replay_src), str(root), d, frames_per_video=2, size=32, show_progress=False)
+    train.run(config.load(["--preset", "smoke", "--iters", "1", "--eval-every", "1", "--data", str(root),
+                           "--out", str(out)]))
+    ck = str(out / "checkpoint.pt")
+    subjects = (root / "O" / "subjects.txt").read_text()
+    (root / "O" / "subjects.txt").write_text(subjects.replace("real_client1 client1", "real_client1 client0"))
+    with pytest.raises(SystemExit, match=r"error: --resume .*checkpoint.pt: the held-out source videos are not "
+                                         r"those its 1 evaluation\(s\) were scored on"):
+        train.main(["--resume", ck, "--iters", "2"])
+    assert len((out / "log.csv").read_text().splitlines()) == 2  # header and iteration 1: nothing written
+    (root / "O" / "subjects.txt").write_text(subjects)  # the data it had: it goes on
+    assert train.run(config.load(["--resume", ck, "--iters", "2"]))["iterations"] == 2
+
+
 def test_anrl_list_errors(tmp_path):
     img = tmp_path / "frames" / "v1"
     img.mkdir(parents=True)

@@ -1,6 +1,7 @@
 """Datasets for a trainer config: the synthetic benchmark or a prepared root, same interface."""
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Dict, List, Sequence, Set
 
@@ -68,6 +69,13 @@ def heldout_videos(records: Sequence[dict]) -> Set[str]:
                             f"with two or more subjects of one kind (live only, spoof only, or both; one stays for "
                             f"training) filmed {name}; subjects with {name} videos per source domain: {counts}")
     return held
+
+
+def fingerprint(dataset) -> str:
+    """A digest of which videos, with which labels (and synthetic seeds), a dataset holds: equal for
+    the same held-out set wherever its root lies."""
+    videos = sorted({f"{r['video']} {r['label']} {r.get('video_seed', '')}" for r in dataset.records})
+    return hashlib.sha256("\n".join(videos).encode()).hexdigest()
 
 
 def eval_dataset(cfg, domains: Sequence[str], scored: bool = False):
