@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .data.lists import SUBJECTS_FILE
+from .data.lists import SUBJECTS_FILE, text_fields
 
 VIDEO_EXT = {".avi", ".mov", ".mp4", ".mkv", ".webm", ".m4v"}
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp"}
@@ -135,20 +135,16 @@ def read_frames(path: str, count: int) -> List[np.ndarray]:
 
 def read_boxes(path: str) -> Dict[Tuple[str, Optional[int]], Box]:
     boxes = {}
-    with open(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            f = line.split()
-            if not f or f[0].startswith("#"):
-                continue
-            try:
-                if len(f) == 5:
-                    boxes[(os.path.normpath(f[0]), None)] = tuple(int(float(v)) for v in f[1:])
-                elif len(f) == 6:
-                    boxes[(os.path.normpath(f[0]), int(f[1]))] = tuple(int(float(v)) for v in f[2:])
-                else:
-                    raise ValueError
-            except ValueError:
-                raise ValueError(f"{path}:{lineno}: expected 'video x y w h' or 'video frame x y w h'") from None
+    for lineno, f in text_fields(path):
+        try:
+            if len(f) == 5:
+                boxes[(os.path.normpath(f[0]), None)] = tuple(int(float(v)) for v in f[1:])
+            elif len(f) == 6:
+                boxes[(os.path.normpath(f[0]), int(f[1]))] = tuple(int(float(v)) for v in f[2:])
+            else:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"{path}:{lineno}: expected 'video x y w h' or 'video frame x y w h'") from None
     return boxes
 
 

@@ -69,6 +69,13 @@ def test_prepare_with_box_file_and_cli(replay_src, tmp_path):
     prepare.main(["--dataset", "replay", "--src", str(replay_src), "--out", str(tmp_path / "o"), "--domain", "I",
                   "--frames-per-video", "2", "--size", "40", "--boxes", str(boxes)])
     assert len(read_prepared_domain(str(tmp_path / "o"), "I")) == 7 * 2  # every input has >= 2 frames
+    assert prepare.read_boxes(str(boxes))[("real/client0.avi", None)] == (20, 10, 60, 70)
+    per_frame = tmp_path / "per_frame.txt"
+    per_frame.write_text("# video frame x y w h\n\nreal/client0.avi 3 20 10 60 70\n")  # comment, blank line
+    assert prepare.read_boxes(str(per_frame)) == {("real/client0.avi", 3): (20, 10, 60, 70)}
+    per_frame.write_text(per_frame.read_text() + "real/client1.avi 1 2 3\n")
+    with pytest.raises(ValueError, match=r"per_frame.txt:4: expected 'video x y w h' or 'video frame x y w h'"):
+        prepare.read_boxes(str(per_frame))
     with pytest.raises(FileNotFoundError, match="source folder not found"):
         prepare.prepare("msu", str(tmp_path / "nope"), str(tmp_path / "o"), "M")
     with pytest.raises(ValueError, match="domain 'Idiap': one letter or digit"):

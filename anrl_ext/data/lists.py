@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -133,15 +133,20 @@ def read_subjects(path: str) -> Dict[str, str]:
     if not os.path.isfile(path):
         return {}
     out = {}
+    for lineno, fields in text_fields(path):
+        if len(fields) != 2:
+            raise DataError(f"{path}:{lineno}: expected 'frames/<video> subject', got {' '.join(fields)!r}")
+        out[fields[0]] = fields[1]
+    return out
+
+
+def text_fields(path: str) -> Iterator[Tuple[int, List[str]]]:
+    """(line number, whitespace-separated fields) of each line of a text file but blank and # lines."""
     with open(path) as fh:
         for lineno, line in enumerate(fh, 1):
             fields = line.split()
-            if not fields or fields[0].startswith("#"):
-                continue
-            if len(fields) != 2:
-                raise DataError(f"{path}:{lineno}: expected 'frames/<video> subject', got {line.strip()!r}")
-            out[fields[0]] = fields[1]
-    return out
+            if fields and not fields[0].startswith("#"):
+                yield lineno, fields
 
 
 def sample_frames(records: List[dict], per_video: int, seed: int = 0) -> List[dict]:
