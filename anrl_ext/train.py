@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from . import checkpoint, cli, config, distributed, provenance, selection, stopping
 from .data import BalancedDomainSampler, collate
-from .data.build import build_datasets, fingerprint
+from .data.build import build_datasets, fingerprint, split_summary
 from .losses import DualCalibration, anrl_losses
 from .meta import call_with, meta_gradient
 from .metrics import compute_metrics, plot_roc, protocol_report
@@ -243,6 +243,12 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
         return _run_worker(trainer)
     os.makedirs(cfg.out, exist_ok=True)
     config.dump(cfg, os.path.join(cfg.out, "config.yaml"))
+    sources, target = cfg.domains()
+    split = split_summary(trainer.train_set, trainer.source_val, trainer.target_set)
+    print(f"data {cfg.data}: sources {''.join(sources)}, {split['train']['videos']} training videos "
+          f"({split['train']['subjects']} subjects), {split['heldout']['videos']} held out "
+          f"({split['heldout']['subjects']} subjects); target {target}, {split['target']['videos']} videos",
+          flush=True)
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(os.path.join(cfg.out, "tensorboard"))
@@ -253,7 +259,6 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
     else:
         with open(log_path, "w", newline="") as fh:
             csv.writer(fh).writerow(keys)
-    sources, target = cfg.domains()
     ckpt_path = os.path.join(cfg.out, "checkpoint.pt")
     # --eval-every: best.pt holds the network of the best evaluation on held-out source subjects
     best = selection.BestOnSourceHeldout(cfg.out, asdict(cfg), resumed.get("selection") if resumed else None,
@@ -303,7 +308,7 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
     plot_roc({f"target {target}": (ts, tl)}, os.path.join(cfg.out, "roc.png"),
              title=f"{''.join(sources)} -> {target}, norm={cfg.norm} (frame-level)")
     result = {"task": f"{''.join(sources)}-{target}", "iterations": trainer.iteration,
-              "world_size": trainer.world_size, "replicas_in_sync": in_sync,
+              "world_size": trainer.world_size, "replicas_in_sync": in_sync, "data_split": split,
               "train_seconds": round(time.time() - t0, 1), "metrics": report, "config": asdict(cfg),
               "code": provenance.code_version()}
     if best.summary():

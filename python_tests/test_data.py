@@ -10,7 +10,7 @@ import torch
 
 from anrl_ext import config, evaluate, prepare, train
 from anrl_ext.data import BalancedDomainSampler, SyntheticDomains, SyntheticSpec
-from anrl_ext.data.build import build_datasets
+from anrl_ext.data.build import build_datasets, split_summary
 from anrl_ext.data.lists import (DataError, ListDataset, read_anrl_list, read_prepared_domain, read_ssdg_json,
                                  sample_frames)
 from anrl_ext.data.synthetic import render
@@ -189,6 +189,10 @@ def test_prepared_heldout_subjects_share_no_one_with_training(tmp_path):
                     "O/frames/spoof11", "C/frames/live0", "C/frames/spoof0", "I/frames/live0", "I/frames/spoof0"}
     assert {r["subject"] for r in heldout.records} == {"O/p0", "O/p5", "C/p0", "I/frames/live0", "I/frames/spoof0"}
     assert not {r["subject"] for r in heldout.records} & {r["subject"] for r in train_set.records}
+    # O: 10 subjects (30 videos), C: 4 (8), I: 6 videos, each its own subject
+    assert split_summary(train_set, heldout, heldout) == {"train": {"videos": 44 - 10, "subjects": 8 + 3 + 4},
+                                                          "heldout": {"videos": 10, "subjects": 5},
+                                                          "target": {"videos": 10, "subjects": 5}}
     (tmp_path / "O" / "subjects.txt").write_text("frames/live0 p0\nframes/live1\n")
     with pytest.raises(DataError, match=r"O.subjects.txt:2: expected 'frames/<video> subject', got 'frames/live1'"):
         build_datasets(config.load(["--preset", "smoke", "--data", str(tmp_path)]))

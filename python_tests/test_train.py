@@ -24,9 +24,14 @@ def losses(path):
         return [[r[k] for k in ("cls", "dep", "trn", "val")] for r in csv.DictReader(fh)]
 
 
-def test_smoke_run_writes_everything(tmp_path):
+def test_smoke_run_writes_everything(tmp_path, capsys):
     out = tmp_path / "run"
     result = train.run(config.load(["--preset", "smoke", "--out", str(out)]))
+    # 3 videos per class and domain (smoke), 2 held out per class of the sources (3 // 2, at least 2)
+    assert result["data_split"] == {"train": {"videos": 18, "subjects": 18}, "heldout": {"videos": 12, "subjects": 12},
+                                    "target": {"videos": 6, "subjects": 6}}
+    assert ("data synthetic: sources OCI, 18 training videos (18 subjects), 12 held out (12 subjects); "
+            "target M, 6 videos") in capsys.readouterr().out
     for name in ("metrics.json", "roc.png", "log.csv", "checkpoint.pt", "config.yaml"):
         assert (out / name).is_file(), name
     assert any((out / "tensorboard").iterdir())

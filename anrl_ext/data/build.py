@@ -71,6 +71,15 @@ def heldout_videos(records: Sequence[dict]) -> Set[str]:
     return held
 
 
+def split_summary(train, heldout, target) -> Dict[str, Dict[str, int]]:
+    """Videos and subjects (a video without a named subject counts as its own) of each set of a run."""
+    def counts(dataset):
+        videos = {r["video"]: r.get("subject", r["video"]) for r in dataset.records}
+        return {"videos": len(videos), "subjects": len(set(videos.values()))}
+
+    return {"train": counts(train), "heldout": counts(heldout), "target": counts(target)}
+
+
 def fingerprint(dataset) -> str:
     """A digest of which videos, with which labels (and synthetic seeds), a dataset holds: equal for
     the same held-out set wherever its root lies."""
