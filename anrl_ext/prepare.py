@@ -30,7 +30,7 @@ import argparse
 import os
 import re
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -84,6 +84,19 @@ def subject_casia(rel: str) -> Optional[str]:
 def subject_client(rel: str) -> Optional[str]:
     m = re.search(r"client0*(\d+)", rel, re.IGNORECASE)  # Replay-Attack, MSU-MFSD: clientNNN in the name
     return None if not m else f"client{int(m.group(1))}"
+
+
+def subject_by_pattern(pattern: str) -> Callable[[str], Optional[str]]:
+    """Subjects named by a regular expression's first match in the path (its first group, if any)."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"subject pattern {pattern!r} is not a regular expression: {e}") from None
+
+    def subject(rel: str) -> Optional[str]:
+        m = regex.search(Path(rel).as_posix())
+        return None if not m else (m.group(1) if regex.groups else m.group(0)) or None
+    return subject
 
 
 SUBJECTS = {"oulu": subject_oulu, "casia": subject_casia, "replay": subject_client, "msu": subject_client,
@@ -186,7 +199,12 @@ def pseudo_depth(size: int, margin: float = 1.2) -> np.ndarray:
 
 
 def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int = 10, size: int = 256,
-            boxes_file: Optional[str] = None, show_progress: bool = True) -> Dict[str, int]:
+            boxes_file: Optional[str] = None, show_progress: bool = True,
+            subject_pattern: Optional[str] = None) -> Dict[str, int]:
+    """Write one domain of the prepared layout from a dataset's videos; returns counts (videos,
+    subjects, frames, live and spoof frames, detector misses). `subject_pattern`: a regular
+    expression whose first match in a video's path names its subject (its first group, if it has
+    one) in place of the dataset's own rule."""
     if dataset not in LABELERS:
         raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(LABELERS)}")
     if not os.path.isdir(src):
@@ -196,6 +214,7 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
         raise ValueError(f"domain {domain!r}: one letter or digit, as the trainer's --sources / --target name them")
     if frames_per_video < 1 or size < 16:
         raise ValueError(f"frames_per_video must be at least 1 and size at least 16, got {frames_per_video}, {size}")
+    subject_of = SUBJECTS[dataset] if subject_pattern is None else subject_by_pattern(subject_pattern)
     inputs = [(rel, LABELERS[dataset](rel)) for rel in find_inputs(src)]
     inputs = [(rel, lab) for rel, lab in inputs if lab is not None]
     if not inputs:
@@ -209,7 +228,7 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
     for rel, label in tqdm(inputs, desc=f"prepare {dataset} -> {domain}", disable=not show_progress):
         frames = read_frames(os.path.join(src, rel), frames_per_video)
         video = safe_name(os.path.splitext(rel)[0])
-        subjects.append(f"frames/{video} {safe_name(SUBJECTS[dataset](rel) or video)}")
+        subjects.append(f"frames/{video} {safe_name(subject_of(rel) or video)}")
         last: Optional[Box] = None
         for i, frame in enumerate(frames):
             box = boxes.get((os.path.normpath(rel), i)) or boxes.get((os.path.normpath(rel), None))
@@ -250,9 +269,13 @@ def main(argv=None):
                     "(default: 10)")
     ap.add_argument("--size", type=int, default=256, help="side of the square face crops in pixels (default: 256)")
     ap.add_argument("--boxes", help="face box file instead of the detector")
+    ap.add_argument("--subject-pattern", help="regular expression naming a video's subject by its first match in "
+                    "the video's path (its first group, if it has one), for datasets whose naming the tool does not "
+                    r"know, e.g. '/(\d{3})/'; default: the dataset's own rule")
     args = ap.parse_args(argv)
     try:
-        stats = prepare(args.dataset, args.src, args.out, args.domain, args.frames_per_video, args.size, args.boxes)
+        stats = prepare(args.dataset, args.src, args.out, args.domain, args.frames_per_video, args.size, args.boxes,
+                        subject_pattern=args.subject_pattern)
     except (ValueError, FileNotFoundError) as e:  # bad arguments or input: usage and the message, exit status 2
         ap.error(str(e))
     print(f"{args.domain}: {stats['videos']} videos of {stats['subjects']} subjects, {stats['frames']} frames "

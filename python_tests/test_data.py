@@ -88,6 +88,22 @@ def test_prepare_with_box_file_and_cli(replay_src, tmp_path):
     assert usage.value.code == 2
 
 
+def test_prepare_subject_pattern(replay_src, tmp_path, capsys):
+    base = ["--dataset", "replay", "--src", str(replay_src), "--out", str(tmp_path / "o"), "--domain", "I",
+            "--frames-per-video", "1", "--size", "16"]
+    prepare.main(base + ["--subject-pattern", r"\d+"])  # no group: the whole match, the first number in the path
+    assert "I: 7 videos of 4 subjects" in capsys.readouterr().out
+    recs = read_prepared_domain(str(tmp_path / "o"), "I")
+    assert {r["subject"] for r in recs if r["video"].endswith(("print1", "client1"))} == {"I/1"}
+    prepare.main(base + ["--subject-pattern", r"(client)\d"])  # its group; a video it misses is its own subject
+    assert "I: 7 videos of 4 subjects" in capsys.readouterr().out
+    assert {r["subject"] for r in read_prepared_domain(str(tmp_path / "o"), "I")} == {
+        "I/client", "I/attack_hand_print0", "I/attack_hand_print1", "I/attack_hand_print2"}
+    with pytest.raises(SystemExit) as usage:
+        prepare.main(base + ["--subject-pattern", "client(("])
+    assert usage.value.code == 2 and "subject pattern 'client((' is not a regular expression" in capsys.readouterr().err
+
+
 def test_flip_of_a_one_pixel_depth_map():
     # numpy calls a flipped 1-wide array contiguous; torch.from_numpy rejects its negative stride
     rng = np.random.default_rng(0)
