@@ -228,7 +228,7 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
     for rel, label in tqdm(inputs, desc=f"prepare {dataset} -> {domain}", disable=not show_progress):
         frames = read_frames(os.path.join(src, rel), frames_per_video)
         video = safe_name(os.path.splitext(rel)[0])
-        subjects.append(f"frames/{video} {safe_name(subject_of(rel) or video)}")
+        subjects.append(f"frames/{video} {safe_name(subject_of(rel) or '') or video}")
         last: Optional[Box] = None
         for i, frame in enumerate(frames):
             box = boxes.get((os.path.normpath(rel), i)) or boxes.get((os.path.normpath(rel), None))

@@ -99,6 +99,8 @@ def test_prepare_subject_pattern(replay_src, tmp_path, capsys):
     assert "I: 7 videos of 4 subjects" in capsys.readouterr().out
     assert {r["subject"] for r in read_prepared_domain(str(tmp_path / "o"), "I")} == {
         "I/client", "I/attack_hand_print0", "I/attack_hand_print1", "I/attack_hand_print2"}
+    prepare.main(base + ["--subject-pattern", "/"])  # a name of no letters or digits: no name
+    assert "I: 7 videos of 7 subjects" in capsys.readouterr().out
     with pytest.raises(SystemExit) as usage:
         prepare.main(base + ["--subject-pattern", "client(("])
     assert usage.value.code == 2 and "subject pattern 'client((' is not a regular expression" in capsys.readouterr().err
