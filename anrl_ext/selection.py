@@ -8,6 +8,7 @@ from typing import Optional
 import torch
 
 from . import checkpoint
+from .data.lists import DataError
 
 BEST_FILE = "best.pt"
 CRITERION = "source_heldout: lowest HTER, then highest AUC; a tie goes to the later evaluation"
@@ -27,8 +28,6 @@ def check_same_heldout(state: Optional[dict], heldout: str, where: str) -> None:
     """DataError if a resumed run's earlier evaluations (`state`: its selection state) were scored
     on other held-out source videos than `heldout` (a fingerprint): picks across them would not
     compare. Checkpoints older than the fingerprint are not checked."""
-    from .data.lists import DataError
-
     if state and state["evaluations"] and state.get("heldout", heldout) != heldout:
         raise DataError(f"--resume {where}: the held-out source videos are not those its "
                         f"{len(state['evaluations'])} evaluation(s) were scored on, so the data changed since "
