@@ -222,13 +222,13 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
     boxes = read_boxes(boxes_file) if boxes_file else {}
     detector = None if boxes_file else FaceDetector()
     ddir = Path(out) / domain
-    lists, subjects = {1: [], 0: []}, []
+    lists, subjects = {1: [], 0: []}, {}  # subjects: {video: subject}
     depth_img = pseudo_depth(size)
     stats = {"videos": 0, "frames": 0, "detector_misses": 0}
     for rel, label in tqdm(inputs, desc=f"prepare {dataset} -> {domain}", disable=not show_progress):
         frames = read_frames(os.path.join(src, rel), frames_per_video)
         video = safe_name(os.path.splitext(rel)[0])
-        subjects.append(f"frames/{video} {safe_name(subject_of(rel) or '') or video}")
+        subjects[video] = safe_name(subject_of(rel) or "") or video
         last: Optional[Box] = None
         for i, frame in enumerate(frames):
             box = boxes.get((os.path.normpath(rel), i)) or boxes.get((os.path.normpath(rel), None))
@@ -251,9 +251,10 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
             stats["frames"] += 1
         stats["videos"] += 1
     ddir.mkdir(parents=True, exist_ok=True)
-    for name, lines in (("real.txt", lists[1]), ("fake.txt", lists[0]), (SUBJECTS_FILE, subjects)):
+    subject_lines = [f"frames/{video} {subject}" for video, subject in subjects.items()]
+    for name, lines in (("real.txt", lists[1]), ("fake.txt", lists[0]), (SUBJECTS_FILE, subject_lines)):
         (ddir / name).write_text("\n".join(lines) + ("\n" if lines else ""))
-    stats.update(live=len(lists[1]), spoof=len(lists[0]), subjects=len({line.split()[1] for line in subjects}))
+    stats.update(live=len(lists[1]), spoof=len(lists[0]), subjects=len(set(subjects.values())))
     return stats
 
 

@@ -216,7 +216,7 @@ def test_prepared_heldout_subjects_share_no_one_with_training(tmp_path):
         build_datasets(config.load(["--preset", "smoke", "--data", str(tmp_path)]))
 
 
-def test_prepared_sources_short_of_spoof_videos_stop_before_training(tmp_path, capsys):
+def test_prepared_sources_short_of_spoof_videos_stop_before_training(tmp_path):
     for d in "OCIM":
         write_lists(tmp_path, d, live=3, spoof=1)
     with pytest.raises(DataError, match="no spoof source video can be held out for validation: .*"

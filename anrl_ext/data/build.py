@@ -40,6 +40,11 @@ def build_datasets(cfg):
     return train, source_val, eval_dataset(cfg, [target], scored=True)
 
 
+def subject_of(record: dict) -> str:
+    """Who a record's video films: its subject where the data names one, else the video itself."""
+    return record.get("subject", record["video"])
+
+
 def heldout_videos(records: Sequence[dict]) -> Set[str]:
     """The source videos held out of training on prepared data: all videos of every fifth subject, by
     name, of each source domain and kind of subject (filmed live only, spoof only, or both) that has two
@@ -52,7 +57,7 @@ def heldout_videos(records: Sequence[dict]) -> Set[str]:
     labels: Dict[str, Set[int]] = {}
     domain: Dict[str, str] = {}
     for r in records:
-        subject = r.get("subject", r["video"])
+        subject = subject_of(r)
         videos.setdefault(subject, set()).add(r["video"])
         labels.setdefault(subject, set()).add(r["label"])
         domain[subject] = r["domain"]
@@ -74,7 +79,7 @@ def heldout_videos(records: Sequence[dict]) -> Set[str]:
 def split_summary(train, heldout, target) -> Dict[str, Dict[str, int]]:
     """Videos and subjects (a video without a named subject counts as its own) of each set of a run."""
     def counts(dataset):
-        videos = {r["video"]: r.get("subject", r["video"]) for r in dataset.records}
+        videos = {r["video"]: subject_of(r) for r in dataset.records}
         return {"videos": len(videos), "subjects": len(set(videos.values()))}
 
     return {"train": counts(train), "heldout": counts(heldout), "target": counts(target)}
