@@ -10,6 +10,7 @@ from typing import List, Optional
 import torch
 import yaml
 
+HELDOUT_SUBJECT_EVERY = 5  # the default share of held-out source subjects on prepared data: one in five
 PROTOCOLS = {"OCI-M": ("OCI", "M"), "OMI-C": ("OMI", "C"), "OCM-I": ("OCM", "I"), "ICM-O": ("ICM", "O")}
 
 
@@ -42,6 +43,7 @@ class Config:
     meta: bool = True
     videos_per_class: int = 24
     heldout_videos_per_class: int = 0  # synthetic data; 0: half of videos_per_class, at least 2
+    heldout_subject_every: int = HELDOUT_SUBJECT_EVERY  # prepared data: hold out every N-th source subject
     frames_per_video: int = 4
     eval_every: int = 0  # 0: only at the end
     ckpt_every: int = 100
@@ -96,7 +98,10 @@ class Config:
             raise ValueError(f"--device {e}") from None
         if self.heldout_videos_per_class and self.data != "synthetic":
             raise ValueError("--heldout-videos-per-class is for the synthetic data; from a prepared root "
-                             "the videos of every fifth subject of each domain are held out")
+                             "--heldout-subject-every sets the held-out source subjects")
+        if self.heldout_subject_every != HELDOUT_SUBJECT_EVERY and self.data == "synthetic":
+            raise ValueError("--heldout-subject-every is for prepared data (a folder given to --data); "
+                             "--heldout-videos-per-class sets the synthetic held-out source set")
         sources, target = self.domains()
         if self.data == "synthetic":
             from .data.synthetic import check_domain
@@ -130,7 +135,11 @@ HELP = {
     "heldout_videos_per_class": "synthetic data: held-out source videos per class and domain, other subjects than "
                                 "the training videos; --eval-every picks best.pt on them and the source protocol "
                                 "takes its threshold from them (0: half of --videos-per-class, at least 2; "
-                                "prepared data: the videos of every fifth subject of each domain)",
+                                "prepared data: see --heldout-subject-every)",
+    "heldout_subject_every": "prepared data: hold out of training every video of every N-th subject, by name, of "
+                             "each source domain and kind of subject (live only, spoof only, or both) that has two "
+                             "or more; --eval-every picks best.pt on them and the source protocol takes its "
+                             "threshold from them",
     "frames_per_video": "frames sampled per video",
     "ckpt_every": "write checkpoint.pt every N iterations (0: only at the end)",
     "data": "'synthetic' (built-in benchmark) or a folder written by python -m anrl_ext.prepare",
@@ -172,6 +181,7 @@ LOWER_BOUNDS = {
     "lr": (0, ""), "meta_lr": (0, ""), "inner_lr": (0, ""), "lambda_idc": (0, ""), "lambda_ics": (0, ""),
     "videos_per_class": (1, ""), "frames_per_video": (1, ""),
     "heldout_videos_per_class": (0, " (0: half of --videos-per-class, at least 2)"),
+    "heldout_subject_every": (2, " (1 would hold out every subject)"),
     "eval_every": (0, " (0: only at the end)"), "ckpt_every": (0, " (0: only at the end)"),
 }
 
@@ -268,6 +278,10 @@ def check_resumable(saved: Config, cfg: Config) -> None:
     if saved.eval_every and saved.data == "synthetic" and saved.heldout_videos() != cfg.heldout_videos():
         changed.append(f"held-out source videos per class {saved.heldout_videos()} -> {cfg.heldout_videos()} "
                        f"(keep them with --heldout-videos-per-class {saved.heldout_videos()})")
+    if saved.eval_every and saved.data != "synthetic" and saved.heldout_subject_every != cfg.heldout_subject_every:
+        changed.append(f"held-out source subjects one in {saved.heldout_subject_every} -> one in "
+                       f"{cfg.heldout_subject_every} (keep them with --heldout-subject-every "
+                       f"{saved.heldout_subject_every})")
     if changed:
         raise ValueError(f"--resume {cfg.resume}: the checkpoint's run cannot go on with other settings of its "
                          f"network, domains or model selection: {'; '.join(changed)}")

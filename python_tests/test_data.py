@@ -174,11 +174,14 @@ def write_lists(root, domain, live, spoof, frames=2, subject=None):
         (root / domain / "subjects.txt").write_text("".join(lines))
 
 
-def test_prepared_heldout_is_every_fifth_video_of_each_domain_and_class(tmp_path):
+@pytest.mark.parametrize("every", [None, 2])
+def test_prepared_heldout_is_every_fifth_video_of_each_domain_and_class(tmp_path, every):
     videos = {"O": (11, 6), "C": (1, 3), "I": (5, 2), "M": (2, 2)}  # (live, spoof) videos
     for d, (live, spoof) in videos.items():
         write_lists(tmp_path, d, live, spoof)
-    train_set, heldout, _ = build_datasets(config.load(["--preset", "smoke", "--data", str(tmp_path)]))
+    share = ["--heldout-subject-every", str(every)] if every else []
+    train_set, heldout, _ = build_datasets(config.load(["--preset", "smoke", "--data", str(tmp_path)] + share))
+    every = every or 5
 
     def groups(ds):
         out = {}
@@ -189,11 +192,13 @@ def test_prepared_heldout_is_every_fifth_video_of_each_domain_and_class(tmp_path
     held, kept = groups(heldout), groups(train_set)
     for d in "OCI":
         for label, n in zip((1, 0), videos[d]):
-            # every fifth of those with two or more; training keeps the rest, at least one
-            assert len(held.get((d, label), ())) == (-(-n // 5) if n >= 2 else 0), (d, label)
+            # every fifth (every-th) of those with two or more; training keeps the rest, at least one
+            assert len(held.get((d, label), ())) == (-(-n // every) if n >= 2 else 0), (d, label)
             assert len(kept[(d, label)]) == n - len(held.get((d, label), ()))
             assert not held.get((d, label), set()) & kept[(d, label)]
-    assert sorted(held[("O", 1)]) == ["O/frames/live0", "O/frames/live4", "O/frames/live9"]  # by name: 0 1 10 2 3 4 ...
+    by_name = sorted(f"O/frames/live{v}" for v in range(11))  # 0 1 10 2 3 4 ...
+    assert sorted(held[("O", 1)]) == by_name[::every]
+    assert by_name[::5] == ["O/frames/live0", "O/frames/live4", "O/frames/live9"]
 
 
 def test_prepared_heldout_subjects_share_no_one_with_training(tmp_path):
@@ -251,6 +256,9 @@ def test_resume_refuses_held_out_videos_its_picks_were_not_scored_on(replay_src,
     ck = str(out / "checkpoint.pt")
     subjects = (root / "O" / "subjects.txt").read_text()
     (root / "O" / "subjects.txt").write_text(subjects.replace("real_client1 client1", "real_client1 client0"))
+    with pytest.raises(ValueError, match=r"held-out source subjects one in 5 -> one in 3 \(keep them with "
+                                         r"--heldout-subject-every 5\)"):
+        config.load(["--resume", ck, "--heldout-subject-every", "3"])
     with pytest.raises(SystemExit, match=r"error: --resume .*checkpoint.pt: the held-out source videos are not "
                                          r"those its 1 evaluation\(s\) were scored on"):
         train.main(["--resume", ck, "--iters", "2"])

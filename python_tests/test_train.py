@@ -245,6 +245,11 @@ def test_heldout_source_set_size():
         config.load(["--heldout-videos-per-class", "-1"])
     with pytest.raises(ValueError, match="--heldout-videos-per-class is for the synthetic data"):
         config.load(["--heldout-videos-per-class", "4", "--data", "/some/prepared/root"])
+    with pytest.raises(ValueError, match="--heldout-subject-every is for prepared data"):
+        config.load(["--heldout-subject-every", "3"])
+    with pytest.raises(ValueError, match=r"--heldout-subject-every must be at least 2 \(1 would hold out every "
+                                         r"subject\), got 1"):
+        config.load(["--heldout-subject-every", "1", "--data", "/some/prepared/root"])
 
 
 def test_resume_keeps_the_heldout_set_its_picks_were_scored_on(tmp_path):

@@ -33,7 +33,7 @@ def build_datasets(cfg):
         source_val = SyntheticDomains(sources, _spec(cfg, 7777, cfg.heldout_videos()), train=False)
         return train, source_val, SyntheticDomains([target], _spec(cfg), train=False)
     recs = _records(cfg, sources)
-    held = heldout_videos(recs)
+    held = heldout_videos(recs, cfg.heldout_subject_every)
     train = ListDataset([r for r in recs if r["video"] not in held], sources, cfg.img_size, train=True,
                         seed=cfg.seed)
     source_val = ListDataset([r for r in recs if r["video"] in held], sources, cfg.img_size, train=False)
@@ -45,8 +45,8 @@ def subject_of(record: dict) -> str:
     return record.get("subject", record["video"])
 
 
-def heldout_videos(records: Sequence[dict]) -> Set[str]:
-    """The source videos held out of training on prepared data: all videos of every fifth subject, by
+def heldout_videos(records: Sequence[dict], every: int) -> Set[str]:
+    """The source videos held out of training on prepared data: all videos of every `every`-th subject, by
     name, of each source domain and kind of subject (filmed live only, spoof only, or both) that has two
     or more, so training keeps subjects of each kind and shares none with the held-out set. Where the
     layout names no subjects (no subjects.txt), each video is its own subject.
@@ -64,7 +64,7 @@ def heldout_videos(records: Sequence[dict]) -> Set[str]:
     kinds: Dict[tuple, List[str]] = {}
     for subject in sorted(videos):
         kinds.setdefault((domain[subject], frozenset(labels[subject])), []).append(subject)
-    held = {v for subjects in kinds.values() if len(subjects) >= 2 for s in subjects[::5] for v in videos[s]}
+    held = {v for subjects in kinds.values() if len(subjects) >= 2 for s in subjects[::every] for v in videos[s]}
     held_labels = {r["label"] for r in records if r["video"] in held}
     for label, name in ((1, "live"), (0, "spoof")):
         if label not in held_labels:
