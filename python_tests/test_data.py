@@ -1,4 +1,5 @@
 """List-file datasets, the prepare tool on small generated videos, bad data, sampler."""
+import hashlib
 import json
 import shutil
 import warnings
@@ -259,10 +260,16 @@ def test_resume_refuses_held_out_videos_its_picks_were_not_scored_on(replay_src,
     with pytest.raises(ValueError, match=r"held-out source subjects one in 5 -> one in 3 \(keep them with "
                                          r"--heldout-subject-every 5\)"):
         config.load(["--resume", ck, "--heldout-subject-every", "3"])
+
+    def written():  # each output file's modification time and digest
+        return {str(p.relative_to(out)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest()[:12])
+                for p in out.rglob("*") if p.is_file()}
+
+    before = written()
     with pytest.raises(SystemExit, match=r"error: --resume .*checkpoint.pt: the held-out source videos are not "
                                          r"those its 1 evaluation\(s\) were scored on"):
         train.main(["--resume", ck, "--iters", "2"])
-    assert len((out / "log.csv").read_text().splitlines()) == 2  # header and iteration 1: nothing written
+    assert written() == before  # refused before any output: no file added, changed or rewritten
     (root / "O" / "subjects.txt").write_text(subjects)  # the data it had: it goes on
     assert train.run(config.load(["--resume", ck, "--iters", "2"]))["iterations"] == 2
 
