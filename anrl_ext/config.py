@@ -278,10 +278,6 @@ def check_resumable(saved: Config, cfg: Config) -> None:
     if saved.eval_every and saved.data == "synthetic" and saved.heldout_videos() != cfg.heldout_videos():
         changed.append(f"held-out source videos per class {saved.heldout_videos()} -> {cfg.heldout_videos()} "
                        f"(keep them with --heldout-videos-per-class {saved.heldout_videos()})")
-    if saved.eval_every and saved.data != "synthetic" and saved.heldout_subject_every != cfg.heldout_subject_every:
-        changed.append(f"held-out source subjects one in {saved.heldout_subject_every} -> one in "
-                       f"{cfg.heldout_subject_every} (keep them with --heldout-subject-every "
-                       f"{saved.heldout_subject_every})")
     if changed:
         raise ValueError(f"--resume {cfg.resume}: the checkpoint's run cannot go on with other settings of its "
                          f"network, domains or model selection: {'; '.join(changed)}")

@@ -30,9 +30,10 @@ def check_same_heldout(state: Optional[dict], heldout: str, where: str) -> None:
     compare. Checkpoints older than the fingerprint are not checked."""
     if state and state["evaluations"] and state.get("heldout", heldout) != heldout:
         raise DataError(f"--resume {where}: the held-out source videos are not those its "
-                        f"{len(state['evaluations'])} evaluation(s) were scored on, so the data changed since "
-                        "(prepared again, or an edited list or subjects.txt); resume with the data it had, "
-                        "or start a new run")
+                        f"{len(state['evaluations'])} evaluation(s) were scored on, so the data or the options "
+                        "that choose them changed since (data prepared again, an edited list or subjects.txt, "
+                        "--heldout-subject-every, or --seed on the synthetic data); resume with the data and "
+                        "options it had (the run's config.yaml), or start a new run")
 
 
 class BestOnSourceHeldout:
