@@ -199,6 +199,24 @@ class TestBadInput:
             anrl_ext.adaptive_norm(torch.randn(2, 3, 4, 4), 0.5, backend="cuda")
 
 
+@pytest.mark.parametrize("backend", BACKENDS + ["reference"])
+@pytest.mark.parametrize("alpha_kind", ["nc", "c", "0.3"])
+def test_empty_batch(backend, alpha_kind):
+    """N = 0, as F.batch_norm takes it: an empty output like x, running statistics unchanged,
+    and zero gradients (not None) for alpha and the affines."""
+    x, alpha, params = make_inputs((0, 3, 4, 5), torch.float64, alpha_kind)
+    x.requires_grad_()
+    leaves = [t.requires_grad_() for t in (alpha, *params) if isinstance(t, torch.Tensor)]
+    rm, rv = torch.randn(3, dtype=torch.float64), torch.rand(3, dtype=torch.float64)
+    running = (rm.clone(), rv.clone())
+    y = anrl_ext.adaptive_norm(x, alpha, *params, *running, training=True, backend=backend)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert torch.equal(running[0], rm) and torch.equal(running[1], rv)
+    grads = torch.autograd.grad(y.sum(), [x, *leaves])
+    assert grads[0].shape == x.shape
+    assert all(g.shape == t.shape and not g.any() for g, t in zip(grads[1:], leaves, strict=True))
+
+
 @pytest.mark.parametrize("shape", [(1, 5, 1, 9), (1, 5, 3, 9)])
 def test_channels_last_single_sample_gradients(shape):
     """N = 1, channels_last gradient: torch's own instance_norm backward is

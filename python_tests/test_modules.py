@@ -409,3 +409,107 @@ def test_stable_batch_norm_is_batch_norm(fmt):
     torch.testing.assert_close(ours.running_mean, theirs.running_mean, rtol=1e-14, atol=0)
     torch.testing.assert_close(ours.running_var, theirs.running_var, rtol=1e-14, atol=0)
     assert ours.num_batches_tracked == theirs.num_batches_tracked == 1
+
+
+KINDS = ["bn", "in", "half", "bin", "ibn", "afnm"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("backend", BACKENDS + ["reference"])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_empty_batch_as_batchnorm(kind, backend, training, fmt):
+    """N = 0 (an empty batch, e.g. the last one of a filtered loader): an empty output like the
+    input, as nn.BatchNorm2d gives; running statistics unchanged, num_batches_tracked counted as
+    nn.BatchNorm2d counts it, and every parameter's gradient zeros (not None, as DDP expects)."""
+    layer = anrl_ext.make_norm(kind, 6, backend=backend).train(training)
+    bn = nn.BatchNorm2d(6).train(training)
+    before = copy.deepcopy(layer.state_dict())
+    x = torch.randn(0, 6, 5, 7).contiguous(memory_format=fmt).requires_grad_()
+    y, alpha = layer(x, return_alpha=True)
+    assert y.shape == x.shape and y.dtype == x.dtype and y.is_contiguous(memory_format=fmt)
+    assert alpha.shape == (0, 6)
+    y.sum().backward()
+    bn(torch.randn(0, 6, 5, 7)).sum().backward()
+    assert x.grad.shape == x.shape
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and p.grad.shape == p.shape and not p.grad.any(), name
+    for name, t in layer.state_dict().items():
+        expected = bn.num_batches_tracked if name == "num_batches_tracked" else before[name]
+        assert torch.equal(t, expected), name
+    if layer.track_running_stats:  # the buffer torch counts: this compares something
+        assert int(layer.num_batches_tracked) == int(training)
+
+
+@pytest.mark.parametrize("backend", BACKENDS + ["reference"])
+def test_empty_planes(backend):
+    """Planes of no element: the BN layer gives an empty output as nn.BatchNorm2d does; a layer
+    with IN refuses them (IN of a plane of nothing), naming the shape."""
+    x = torch.randn(3, 4, 0, 5)
+    torch.testing.assert_close(anrl_ext.BN(4, backend=backend)(x), nn.BatchNorm2d(4)(x))
+    for kind in ("in", "half", "afnm"):
+        with pytest.raises(ValueError, match=r"more than 1 spatial element, got input size \(3, 4, 0, 5\)"):
+            anrl_ext.make_norm(kind, 4, backend=backend)(x)
+
+
+def _tensors(module: nn.Module):
+    return dict(module.named_parameters()) | dict(module.named_buffers())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_factory_kwargs(kind):
+    """device= and dtype= as nn.BatchNorm2d takes them: every parameter and buffer is made there,
+    in that dtype (num_batches_tracked stays long), and holds what a layer converted after
+    construction holds (the gate's random weights are drawn in the dtype: its alpha is 0.5)."""
+    made = anrl_ext.make_norm(kind, 12, reduction=4, dtype=torch.float64)
+    converted = anrl_ext.make_norm(kind, 12, reduction=4).double()
+    for name, t in _tensors(made).items():
+        assert t.dtype == (torch.long if name == "num_batches_tracked" else torch.float64), name
+        if not name.startswith("gate."):
+            torch.testing.assert_close(t, _tensors(converted)[name], rtol=0, atol=0)
+    x = torch.randn(3, 12, 4, 4, dtype=torch.float64) * 2 + 1
+    torch.testing.assert_close(made(x, return_alpha=True), converted(x, return_alpha=True))
+    on_meta = anrl_ext.make_norm(kind, 12, device="meta")
+    assert {t.device.type for t in _tensors(on_meta).values()} == {"meta"}
+    y = on_meta(torch.randn(2, 12, 3, 3, device="meta"))
+    assert y.device.type == "meta" and y.shape == (2, 12, 3, 3)
+
+
+@pytest.mark.parametrize("kind", KINDS + ["afnm-sigmoid", "afnm-sigmoid2"])
+def test_reset_parameters_after_to_empty(kind):
+    """A layer built on the meta device, moved with to_empty() and reset, equals a layer built on
+    the CPU under the same seed: the deferred initialisation of large models (FSDP's
+    param_init_fn calls reset_parameters)."""
+    kind, _, gate = kind.partition("-")
+    kwargs = {"gate": gate} if gate else {}
+    torch.manual_seed(5)
+    fresh = anrl_ext.make_norm(kind, 12, reduction=4, **kwargs)
+    deferred = anrl_ext.make_norm(kind, 12, reduction=4, device="meta", **kwargs).to_empty(device="cpu")
+    for t in _tensors(deferred).values():  # to_empty leaves whatever the memory held: make it wrong
+        t.data.fill_(7) if t.is_floating_point() else t.data.fill_(3)
+    torch.manual_seed(5)
+    deferred.reset_parameters()
+    assert _tensors(deferred).keys() == _tensors(fresh).keys()
+    for name, t in _tensors(fresh).items():
+        torch.testing.assert_close(_tensors(deferred)[name], t, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_reset_running_stats_as_batchnorm(kind):
+    """After training steps, reset_running_stats() puts back what nn.BatchNorm2d's puts back and
+    leaves the parameters alone."""
+    layer = anrl_ext.make_norm(kind, 5, momentum=None)
+    for _ in range(3):
+        layer(torch.randn(4, 5, 6, 6) * 3 + 2).sum().backward()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(1)
+    params = copy.deepcopy(dict(layer.named_parameters()))
+    layer.reset_running_stats()
+    bn = nn.BatchNorm2d(5)
+    if layer.track_running_stats:
+        assert int(layer.num_batches_tracked) == 0
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            assert torch.equal(getattr(layer, name), getattr(bn, name)), name
+    for name, p in layer.named_parameters():
+        assert torch.equal(p, params[name]), name

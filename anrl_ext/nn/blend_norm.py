@@ -7,7 +7,7 @@ from typing import Iterator, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ..ops.adaptive_norm import blend, check_input, check_statistics_defined
+from ..ops.adaptive_norm import blend, check_input, check_statistics_defined, empty_blend
 from ..ops.backends import check_backend_name, reference_only_context, resolve_backend
 from ..ops.fast_blend import ConstantAlpha, alpha_input
 from ..ops.reference import adaptive_norm_reference
@@ -32,8 +32,10 @@ class BlendNorm2d(nn.Module):
     kernel_gate_slots: Optional[Tuple[str, ...]] = None
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
-                 affine: bool = True, track_running_stats: bool = True, backend: str = "auto"):
+                 affine: bool = True, track_running_stats: bool = True, backend: str = "auto", *,
+                 device=None, dtype=None):
         super().__init__()
+        factory = {"device": device, "dtype": dtype}  # as nn.BatchNorm2d's factory_kwargs
         if isinstance(num_features, bool) or not hasattr(num_features, "__index__") or num_features < 1:
             raise ValueError(f"num_features must be a positive int, got {num_features!r}")
         num_features = int(num_features)
@@ -50,18 +52,46 @@ class BlendNorm2d(nn.Module):
         def affine_pair(used: bool):
             if not (affine and used):
                 return None, None
-            return nn.Parameter(torch.ones(num_features)), nn.Parameter(torch.zeros(num_features))
+            return tuple(nn.Parameter(torch.empty(num_features, **factory)) for _ in range(2))
 
         self.bn_weight, self.bn_bias = affine_pair(self.uses_bn)
         self.in_weight, self.in_bias = affine_pair(self.uses_in)
         if self.track_running_stats:
-            self.register_buffer("running_mean", torch.zeros(num_features))
-            self.register_buffer("running_var", torch.ones(num_features))
-            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+            self.register_buffer("running_mean", torch.empty(num_features, **factory))
+            self.register_buffer("running_var", torch.empty(num_features, **factory))
+            self.register_buffer("num_batches_tracked", torch.empty((), dtype=torch.long, device=device))
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
+        self._reset_norm()
+
+    # -- initial values ----------------------------------------------------
+    def reset_running_stats(self) -> None:
+        """Running mean 0, variance 1, no batch counted: as `nn.BatchNorm2d.reset_running_stats`."""
+        if self.track_running_stats:
+            self.running_mean.zero_()
+            self.running_var.fill_(1)
+            self.num_batches_tracked.zero_()
+
+    def reset_parameters(self) -> None:
+        """Every parameter and buffer as a new layer has it: running statistics, the affines
+        (weight 1, bias 0) and alpha's parameters (a gate drawn afresh). As
+        `nn.BatchNorm2d.reset_parameters`, e.g. after `to_empty()` of a layer built on the
+        meta device."""
+        self._reset_norm()
+        self._reset_alpha()
+
+    def _reset_norm(self) -> None:
+        self.reset_running_stats()
+        with torch.no_grad():
+            for weight, bias in ((self.bn_weight, self.bn_bias), (self.in_weight, self.in_bias)):
+                if weight is not None:
+                    weight.fill_(1)
+                    bias.zero_()
+
+    def _reset_alpha(self) -> None:
+        """Initial values of what `alpha_params` returns; nothing for a fixed blend."""
 
     # -- alpha -------------------------------------------------------------
     def alpha_params(self) -> Tuple[Tensor, ...]:
@@ -88,6 +118,9 @@ class BlendNorm2d(nn.Module):
         momentum = self._momentum()
         running = (self.running_mean, self.running_var) if self.track_running_stats else (None, None)
         params = self.alpha_params()
+        if x.numel() == 0:
+            # No synchronised statistics to gather either: every process has the same N, so all are empty.
+            return self._empty_forward(x, params, return_alpha)
         if backend == "reference":
             if self.gather_stats is not None and use_batch:
                 why = reference_only_context()  # what sent a fused layer here, if anything
@@ -108,6 +141,22 @@ class BlendNorm2d(nn.Module):
                              self.kernel_gate_slots)
         return (y, alpha) if return_alpha else y
 
+    def _empty_forward(self, x: Tensor, params: Tuple[Tensor, ...], return_alpha: bool):
+        """Output (and alpha) for an input with no elements: empty, on the graph of every
+        parameter, running statistics unchanged (num_batches_tracked still counts, as in
+        nn.BatchNorm2d)."""
+        affines = (self.bn_weight, self.bn_bias, self.in_weight, self.in_bias)
+        y = empty_blend(x, params + affines)
+        if not return_alpha:
+            return y
+        # The means are never read: alpha of N = 0 samples is empty, and a layer without IN (the
+        # only one that takes planes of no element) has a constant alpha.
+        mean = x.new_zeros(x.shape[:2], dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
+        alpha = self.alpha_fn(mean, *params)
+        if not isinstance(alpha, Tensor):
+            alpha = mean.new_full(mean.shape, float(alpha))
+        return y, alpha.reshape(1, -1).expand_as(mean) if alpha.dim() == 1 else alpha
+
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
                 f"track_running_stats={self.track_running_stats}, backend={self.backend!r}")
@@ -127,19 +176,25 @@ class AFNM(BlendNorm2d):
         backend: "auto", "reference", "cpu", "cuda" or "triton".
         track_running_stats: as `nn.BatchNorm2d`; False normalises the BN branch with
             batch statistics in eval mode too (and lets torch.func transforms train it).
+        device, dtype: where and in which dtype parameters and buffers are made, as
+            `nn.BatchNorm2d`'s (every layer here takes them).
     """
 
     def __init__(self, num_features: int, reduction: int = 16, eps: float = 1e-5,
                  momentum: Optional[float] = 0.1, gate: str = "paper", backend: str = "auto",
-                 track_running_stats: bool = True):
-        super().__init__(num_features, eps, momentum, True, track_running_stats, backend)
+                 track_running_stats: bool = True, *, device=None, dtype=None):
+        super().__init__(num_features, eps, momentum, True, track_running_stats, backend, device=device,
+                         dtype=dtype)
         self.gate_kind, self.reduction = gate, reduction
-        self.gate = make_gate(gate, num_features, reduction)
+        self.gate = make_gate(gate, num_features, reduction, device=device, dtype=dtype)
         self.alpha_fn = self.gate.alpha  # static, pure in its weights
         self.kernel_gate_slots = getattr(self.gate, "KERNEL_SLOTS", None)
 
     def alpha_params(self) -> Tuple[Tensor, ...]:
         return self.gate.weights()
+
+    def _reset_alpha(self) -> None:
+        self.gate.reset_parameters()
 
     def gate_parameters(self) -> Iterator[nn.Parameter]:
         """theta_F of the paper: the parameters meta-learning updates."""
@@ -175,7 +230,12 @@ class BIN(BlendNorm2d):
 
     def __init__(self, num_features: int, **kwargs):
         super().__init__(num_features, **kwargs)
-        self.rho = nn.Parameter(torch.full((num_features,), 0.5))
+        self.rho = nn.Parameter(torch.empty(num_features, device=kwargs.get("device"), dtype=kwargs.get("dtype")))
+        self._reset_alpha()
+
+    def _reset_alpha(self) -> None:
+        with torch.no_grad():
+            self.rho.fill_(0.5)
 
     def alpha_params(self):
         return (self.rho,)
@@ -190,9 +250,13 @@ class IBN(BlendNorm2d):
 
     def __init__(self, num_features: int, **kwargs):
         super().__init__(num_features, **kwargs)
-        alpha = torch.ones(num_features)
-        alpha[: num_features // 2] = 0.0
-        self.register_buffer("split", alpha)
+        self.register_buffer("split", torch.empty(num_features, device=kwargs.get("device"),
+                                                  dtype=kwargs.get("dtype")))
+        self._reset_alpha()
+
+    def _reset_alpha(self) -> None:
+        self.split.fill_(1)
+        self.split[: self.num_features // 2] = 0.0
 
     def alpha_params(self):
         return (self.split,)

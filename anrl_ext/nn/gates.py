@@ -28,12 +28,12 @@ class PaperGate(nn.Module):
 
     KERNEL_SLOTS = ("w1", "wb", "wi")
 
-    def __init__(self, num_features: int, reduction: int = 16):
+    def __init__(self, num_features: int, reduction: int = 16, *, device=None, dtype=None):
         super().__init__()
         d = hidden_size(num_features, reduction)
-        self.fc = nn.Parameter(torch.empty(d, num_features))
-        self.fc_bn = nn.Parameter(torch.empty(num_features, d))
-        self.fc_in = nn.Parameter(torch.empty(num_features, d))
+        self.fc = nn.Parameter(torch.empty(d, num_features, device=device, dtype=dtype))
+        self.fc_bn = nn.Parameter(torch.empty(num_features, d, device=device, dtype=dtype))
+        self.fc_in = nn.Parameter(torch.empty(num_features, d, device=device, dtype=dtype))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -64,10 +64,16 @@ class SigmoidGate(nn.Module):
 
     KERNEL_SLOTS = ("wb", "bb")
 
-    def __init__(self, num_features: int, reduction: int = 16):
+    def __init__(self, num_features: int, reduction: int = 16, *, device=None, dtype=None):
         super().__init__()
-        self.weight = nn.Parameter(torch.zeros(num_features, num_features))
-        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.weight = nn.Parameter(torch.empty(num_features, num_features, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(num_features, device=device, dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.weight.zero_()
+            self.bias.zero_()
 
     def weights(self) -> tuple:
         return self.weight, self.bias
@@ -82,11 +88,18 @@ class Sigmoid2Gate(nn.Module):
 
     KERNEL_SLOTS = ("w1", "b1", "wb", "bb")
 
-    def __init__(self, num_features: int, reduction: int = 16):
+    def __init__(self, num_features: int, reduction: int = 16, *, device=None, dtype=None):
         super().__init__()
         d = hidden_size(num_features, reduction)
-        self.fc1 = nn.Linear(num_features, d)
-        self.fc2 = nn.Linear(d, num_features)
+        self.fc1 = nn.Linear(num_features, d, device=device, dtype=dtype)
+        self.fc2 = nn.Linear(d, num_features, device=device, dtype=dtype)
+        self._zero_output_layer()
+
+    def reset_parameters(self) -> None:
+        self.fc1.reset_parameters()
+        self._zero_output_layer()
+
+    def _zero_output_layer(self) -> None:
         nn.init.zeros_(self.fc2.weight)
         nn.init.zeros_(self.fc2.bias)
 
@@ -105,7 +118,7 @@ class Sigmoid2Gate(nn.Module):
 GATES = {"paper": PaperGate, "sigmoid": SigmoidGate, "sigmoid2": Sigmoid2Gate}
 
 
-def make_gate(kind: str, num_features: int, reduction: int) -> nn.Module:
+def make_gate(kind: str, num_features: int, reduction: int, *, device=None, dtype=None) -> nn.Module:
     if kind not in GATES:
         raise ValueError(f"unknown gate {kind!r}; choose one of {sorted(GATES)}")
-    return GATES[kind](num_features, reduction)
+    return GATES[kind](num_features, reduction, device=device, dtype=dtype)

@@ -53,16 +53,35 @@ def check_alpha(alpha: Alpha, x: Tensor) -> None:
 
 
 def check_statistics_defined(x: Tensor, training: bool, uses_in: bool) -> None:
-    """BN needs > 1 value per channel in training; IN needs > 1 spatial element."""
+    """BN needs > 1 value per channel in training; IN needs > 1 spatial element.
+
+    An input with no elements has no statistics to compute and is let through, as
+    `nn.BatchNorm2d` lets it (see `empty_blend`), except N > 0 samples of no
+    spatial element for IN: each of them would get a normalised plane of nothing.
+    """
     n, _, h, w = x.shape
-    if training and n * h * w <= 1:
-        raise ValueError(
-            f"expected more than 1 value per channel when training, got input size {tuple(x.shape)}"
-        )
-    if uses_in and h * w <= 1:
+    if uses_in and n > 0 and h * w <= 1:
         raise ValueError(
             f"instance normalization needs more than 1 spatial element, got input size {tuple(x.shape)}"
         )
+    if training and n * h * w == 1:
+        raise ValueError(
+            f"expected more than 1 value per channel when training, got input size {tuple(x.shape)}"
+        )
+
+
+def empty_blend(x: Tensor, tensors: Sequence[Optional[Tensor]]) -> Tensor:
+    """The output for an input with no elements, as `nn.BatchNorm2d` gives it: an empty
+    tensor like x, on the autograd graph of x and of every given tensor, whose gradients
+    are then zeros rather than None (DistributedDataParallel expects every parameter used).
+
+    Running statistics are left as they are: an empty batch has none.
+    """
+    y = x.clone()
+    for t in tensors:
+        if t is not None:
+            y = y + t.sum()  # a 0-dim summand keeps y's dtype; its gradient is a sum over no elements
+    return y
 
 
 def update_running_stats(mean: Tensor, var: Tensor, count: int, running_mean: Optional[Tensor],
@@ -173,7 +192,8 @@ def adaptive_norm(
     outside [0, 1] are allowed and extrapolate (the output is affine in
     alpha, and an unconstrained learned alpha may leave the interval). Running
     statistics follow `nn.BatchNorm2d`: updated in place when `training`
-    (unbiased variance), used instead of batch statistics otherwise.
+    (unbiased variance), used instead of batch statistics otherwise. An input
+    with no elements (N = 0) gives an empty output and leaves them as they are.
     """
     check_input(x)
     check_alpha(alpha, x)
@@ -181,6 +201,9 @@ def adaptive_norm(
                          ("in_bias", in_bias), ("running_mean", running_mean), ("running_var", running_var)])
     uses_in = not (not isinstance(alpha, Tensor) and float(alpha) == 1.0)
     check_statistics_defined(x, training or running_mean is None, uses_in)
+    if x.numel() == 0:
+        return empty_blend(x, [alpha if isinstance(alpha, Tensor) else None, bn_weight, bn_bias, in_weight,
+                               in_bias])
     name = resolve_backend(backend, x.device)
     if name == "reference":
         return adaptive_norm_reference(x, alpha, bn_weight, bn_bias, in_weight, in_bias,
