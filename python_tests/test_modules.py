@@ -513,3 +513,72 @@ def test_reset_running_stats_as_batchnorm(kind):
             assert torch.equal(getattr(layer, name), getattr(bn, name)), name
     for name, p in layer.named_parameters():
         assert torch.equal(p, params[name]), name
+
+
+def _averaged_model(backend):
+    """Conv stacks with AFNM, nn.BatchNorm2d, IBN and an IN layer (no running statistics),
+    trained a few steps so every running statistic is away from its start."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), anrl_ext.AFNM(8, reduction=2, backend=backend), nn.ReLU(),
+                          nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Conv2d(8, 6, 3), anrl_ext.make_norm("ibn", 6, backend=backend, momentum=0.3),
+                          nn.Conv2d(6, 4, 1), anrl_ext.IN(4, backend=backend)).double()
+    for _ in range(3):
+        model(torch.randn(5, 3, 12, 12, dtype=torch.float64) * 2 + 1).sum().backward()
+    with torch.no_grad():  # "averaged" weights: the statistics no longer fit them
+        for p in model.parameters():
+            p.mul_(1.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("backend", BACKENDS + ["reference"])
+def test_update_bn_recomputes_every_layer(backend):
+    """anrl_ext.update_bn: each BN branch's running statistics become the cumulative average over
+    the loader's batches (mean of batch means, of unbiased batch variances) of the inputs it
+    sees, for nn.BatchNorm2d exactly as torch.optim.swa_utils.update_bn; momenta and the model's
+    mode are put back."""
+    model = _averaged_model(backend)
+    batches = [(torch.randn(4, 3, 12, 12, dtype=torch.float64) * 3 - 1, torch.zeros(4)) for _ in range(3)]
+    norms = [m for m in model.modules() if isinstance(m, (nn.BatchNorm2d, anrl_ext.nn.BlendNorm2d))]
+    seen = {m: [] for m in norms}
+    handles = [m.register_forward_pre_hook(lambda m, args: seen[m].append(args[0].detach())) for m in norms]
+    state = copy.deepcopy(model.state_dict())
+    model.train()  # in training no layer reads running statistics: these are the inputs update_bn gives
+    for x, _ in batches:
+        model(x)
+    for h in handles:
+        h.remove()
+    model.load_state_dict(state)
+    model.eval()
+    theirs = copy.deepcopy(model)
+    torch.optim.swa_utils.update_bn(batches, theirs)
+
+    anrl_ext.update_bn(batches, model)
+    assert not model.training
+    assert [m.momentum for m in norms] == [0.1, 0.1, 0.3, 0.1]
+    for m in norms:
+        if not m.track_running_stats:
+            assert m.running_mean is None
+            continue
+        xs = seen[m]
+        torch.testing.assert_close(m.running_mean, torch.stack([x.mean((0, 2, 3)) for x in xs]).mean(0),
+                                   rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(m.running_var, torch.stack([x.var((0, 2, 3)) for x in xs]).mean(0),
+                                   rtol=1e-12, atol=1e-12)
+        assert int(m.num_batches_tracked) == len(batches)
+    bn = model[4]
+    torch.testing.assert_close(bn.state_dict(), theirs[4].state_dict(), rtol=0, atol=0)
+
+
+def test_update_bn_interrupted_puts_settings_back():
+    """A loader that fails mid-pass: the error comes through and momenta and mode are as before."""
+    model = _averaged_model("reference")
+
+    def loader():
+        yield torch.randn(2, 3, 12, 12, dtype=torch.float64)
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        anrl_ext.update_bn(loader(), model)
+    assert not model.training
+    assert [m.momentum for m in model.modules() if hasattr(m, "momentum")] == [0.1, 0.1, 0.3, 0.1]
