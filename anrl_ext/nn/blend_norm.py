@@ -19,11 +19,13 @@ class BlendNorm2d(nn.Module):
 
     Holds the BN affine and running statistics (as `nn.BatchNorm2d`) and the
     IN affine. Subclasses define `alpha_params()` and the static
-    `alpha_fn(mean, *params)`; a float from it means a fixed blend. An alpha
-    that never reads the means is best declared as `ConstantAlpha(value)` or
-    `staticmethod(alpha_input)` (alpha is the one alpha param): the fused
-    backends then run each direction as one call (`blend_apply_forward` /
-    `_backward`) instead of moments, middle and map.
+    `alpha_fn(mean, *params)`; a float from it means a fixed blend; those with
+    alpha parameters give them their initial values in `_reset_alpha()`, which
+    `reset_parameters()` calls. An alpha that never reads the means is best
+    declared as `ConstantAlpha(value)` or `staticmethod(alpha_input)` (alpha is
+    the one alpha param): the fused backends then run each direction as one
+    call (`blend_apply_forward` / `_backward`) instead of moments, middle and
+    map.
     """
 
     uses_bn = True
