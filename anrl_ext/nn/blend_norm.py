@@ -120,18 +120,21 @@ class BlendNorm2d(nn.Module):
         momentum = self._momentum()
         running = (self.running_mean, self.running_var) if self.track_running_stats else (None, None)
         params = self.alpha_params()
-        if x.numel() == 0:
-            # No synchronised statistics to gather either: every process has the same N, so all are empty.
-            return self._empty_forward(x, params, return_alpha)
-        if backend == "reference":
-            if self.gather_stats is not None and use_batch:
+        if backend == "reference" or x.numel() == 0:  # plain PyTorch: no kernel sees an empty input
+            if backend == "reference" and self.gather_stats is not None and use_batch:
                 why = reference_only_context()  # what sent a fused layer here, if anything
                 raise NotImplementedError("synchronised BN statistics need a fused backend (cpu, cuda, triton)"
                                           + (f"; {why} the layer runs on the reference backend" if why else ""))
             mean = x.float().mean((2, 3)) if x.dtype != torch.float64 else x.mean((2, 3))
             alpha = self.alpha_fn(mean, *params)
-            y = adaptive_norm_reference(x, alpha, self.bn_weight, self.bn_bias, self.in_weight,
-                                        self.in_bias, *running, use_batch, momentum, self.eps)
+            if x.numel() == 0:
+                # As nn.BatchNorm2d: nothing to normalise and no statistics to keep (nor to gather:
+                # every process has the same N). Only a layer without IN takes planes of no element,
+                # and its alpha is a constant that never reads their (NaN) means.
+                y = empty_blend(x, params + (self.bn_weight, self.bn_bias, self.in_weight, self.in_bias))
+            else:
+                y = adaptive_norm_reference(x, alpha, self.bn_weight, self.bn_bias, self.in_weight,
+                                            self.in_bias, *running, use_batch, momentum, self.eps)
             if not isinstance(alpha, Tensor):
                 alpha = mean.new_full(mean.shape, float(alpha))
             elif alpha.dim() == 1:
@@ -142,22 +145,6 @@ class BlendNorm2d(nn.Module):
                              self.gather_stats if self.uses_bn and use_batch else None,
                              self.kernel_gate_slots)
         return (y, alpha) if return_alpha else y
-
-    def _empty_forward(self, x: Tensor, params: Tuple[Tensor, ...], return_alpha: bool):
-        """Output (and alpha) for an input with no elements: empty, on the graph of every
-        parameter, running statistics unchanged (num_batches_tracked still counts, as in
-        nn.BatchNorm2d)."""
-        affines = (self.bn_weight, self.bn_bias, self.in_weight, self.in_bias)
-        y = empty_blend(x, params + affines)
-        if not return_alpha:
-            return y
-        # The means are never read: alpha of N = 0 samples is empty, and a layer without IN (the
-        # only one that takes planes of no element) has a constant alpha.
-        mean = x.new_zeros(x.shape[:2], dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
-        alpha = self.alpha_fn(mean, *params)
-        if not isinstance(alpha, Tensor):
-            alpha = mean.new_full(mean.shape, float(alpha))
-        return y, alpha.reshape(1, -1).expand_as(mean) if alpha.dim() == 1 else alpha
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
