@@ -7,7 +7,9 @@ layer normalises its BN branch with statistics of the whole distributed
 batch: the per-sample moments (N, C) are all-gathered (differentiably, so
 gradients flow to every process's inputs) and merged, which costs one
 (N, 2C) message per layer and forward rather than a pass over the
-activations.
+activations. Processes may hold different batch sizes (one more small
+all-gather learns them), as with `nn.SyncBatchNorm`; `convert_batchnorm`
+turns an `nn.SyncBatchNorm` into a layer synchronised this way.
 """
 from __future__ import annotations
 
@@ -76,64 +78,115 @@ def average_gradients(params: Iterable[nn.Parameter]) -> None:
 
 
 class _AllReduceSum(torch.autograd.Function):
-    """Sum over processes. Its adjoint is itself, so it differentiates any number of times."""
+    """Sum over the processes of `group`. Its adjoint is itself, so it differentiates any number of times."""
 
     @staticmethod
-    def forward(ctx, t: Tensor) -> Tensor:
+    def forward(ctx, t: Tensor, group) -> Tensor:
+        ctx.group = group
         out = t.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(out)
+        dist.all_reduce(out, group=group)
         return out
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        return _AllReduceSum.apply(grad)
+    def backward(ctx, grad: Tensor):
+        return _AllReduceSum.apply(grad, ctx.group), None
 
 
 class _AllGather(torch.autograd.Function):
     """Concatenate every process's tensor along dim 0, in rank order.
 
-    The backward sums the output gradient over processes (every process's loss
-    depends on every process's input) and keeps this process's rows. It is built
-    from `_AllReduceSum` and `narrow`, so create_graph=True (the second-order
-    meta step) records it for a double backward. Written here rather than taken
-    from torch.distributed.nn.functional, whose all_gather is deprecated, with
-    public c10d calls only. An all-reduce of the whole gathered gradient, not a
-    reduce-scatter: every backend has it, and these are (N, C) tensors.
+    `rows` holds every process's row count: a process with fewer than the most
+    sends its rows padded with zeros (all_gather moves equal shapes), and the
+    padding is cut off again. The backward sums the output gradient over
+    processes (every process's loss depends on every process's input) and keeps
+    this process's rows. It is built from `_AllReduceSum` and `narrow`, so
+    create_graph=True (the second-order meta step) records it for a double
+    backward. Written here rather than taken from
+    torch.distributed.nn.functional, whose all_gather is deprecated, with
+    public c10d calls only. An all-reduce of the whole gathered gradient, not
+    a reduce-scatter: every backend has it, and these are (N, C) tensors.
     """
 
     @staticmethod
-    def forward(ctx, t: Tensor) -> Tensor:
+    def forward(ctx, t: Tensor, group, rows: Tuple[int, ...]) -> Tensor:
         t = t.contiguous()
-        parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, t)
-        ctx.rows, ctx.start = t.shape[0], dist.get_rank() * t.shape[0]
-        return torch.cat(parts)
+        most = max(rows)
+        send = t if t.shape[0] == most else torch.cat([t, t.new_zeros((most - t.shape[0],) + t.shape[1:])])
+        parts = [torch.empty_like(send) for _ in rows]
+        dist.all_gather(parts, send, group=group)
+        rank = dist.get_rank(group)
+        ctx.group, ctx.rows, ctx.start = group, t.shape[0], sum(rows[:rank])
+        return torch.cat([p if r == most else p[:r] for p, r in zip(parts, rows)])
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        return _AllReduceSum.apply(grad).narrow(0, ctx.start, ctx.rows)
+    def backward(ctx, grad: Tensor):
+        return _AllReduceSum.apply(grad, ctx.group).narrow(0, ctx.start, ctx.rows), None, None
 
 
-def all_gather_cat(t: Tensor) -> Tensor:
-    """`t` of every process (equal shapes), concatenated along dim 0 in rank order; differentiable."""
-    return _AllGather.apply(t)
+def rows_of_every_process(rows: int, device: torch.device, group=None) -> Tuple[int, ...]:
+    """Every process's `rows`, in rank order (one small all-gather, and a wait for it)."""
+    mine = torch.tensor([rows], dtype=torch.long, device=device)
+    every = [torch.empty_like(mine) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(every, mine, group=group)
+    return tuple(int(r) for r in torch.cat(every).tolist())
 
 
-def gather_moments(mean: Tensor, var: Tensor) -> Tuple[Tensor, Tensor]:
-    """Per-sample moments of every process, concatenated in rank order (differentiable).
+def all_gather_cat(t: Tensor, group=None, same_rows: bool = False) -> Tensor:
+    """`t` of every process in `group` (default: all), concatenated along dim 0 in rank
+    order; differentiable. The processes may hold different numbers of rows (zero too),
+    which costs one more small collective to learn them; `same_rows=True` skips it
+    where every process is known to hold as many rows as this one."""
+    rows = (t.shape[0],) * dist.get_world_size(group) if same_rows \
+        else rows_of_every_process(t.shape[0], t.device, group)
+    return _AllGather.apply(t, group, rows)
 
-    One collective: mean and var travel side by side as one (N, 2C) message.
+
+class GatherMoments:
+    """A layer's `gather_stats`: the per-sample moments of every process, concatenated
+    in rank order (differentiably), so that its BN branch merges the statistics of the
+    whole distributed batch.
+
+    Outside a process group, or in a group of one, the moments come back as they are
+    (as `nn.SyncBatchNorm` then normalises with local statistics). `group` is a
+    torch.distributed process group (None: all processes). With `same_rows=False`
+    processes may hold different batch sizes, an empty batch included, at the cost of
+    one more small all-gather per layer and forward; the trainer, whose sampler gives
+    every process the same batch size, sets it True. Every process must give its layers
+    inputs of the same height and width: the per-sample moments are merged with equal
+    weights.
     """
-    both = all_gather_cat(torch.cat([mean, var], dim=1))
-    c = mean.shape[1]
-    return both[:, :c], both[:, c:]
+
+    def __init__(self, group=None, same_rows: bool = False):
+        self.group, self.same_rows = group, same_rows
+
+    def active(self) -> bool:
+        """Whether there are other processes to gather from."""
+        return dist.is_available() and dist.is_initialized() and dist.get_world_size(self.group) > 1
+
+    def __call__(self, mean: Tensor, var: Tensor) -> Tuple[Tensor, Tensor]:
+        if not self.active():
+            return mean, var
+        # One collective for both: mean and var travel side by side as one (N, 2C) message.
+        both = all_gather_cat(torch.cat([mean, var], dim=1), self.group, self.same_rows)
+        c = mean.shape[1]
+        return both[:, :c], both[:, c:]
+
+    def __deepcopy__(self, memo) -> "GatherMoments":
+        # A process group is a handle to the processes, not data: a copied model (an EMA of
+        # the weights, say) gathers over the same one, and a ProcessGroup cannot be copied.
+        return GatherMoments(self.group, self.same_rows)
+
+    def __repr__(self) -> str:
+        return f"GatherMoments(group={self.group!r}, same_rows={self.same_rows})"
 
 
-def sync_batch_stats(model: nn.Module, enabled: bool = True) -> nn.Module:
-    """Make every BN/IN blend layer of `model` use global batch statistics (equal N per process)."""
+def sync_batch_stats(model: nn.Module, enabled: bool = True, *, group=None, same_rows: bool = False) -> nn.Module:
+    """Make every BN/IN blend layer of `model` normalise its BN branch with statistics of
+    the whole distributed batch, as `nn.SyncBatchNorm` does (see `GatherMoments` for
+    `group` and `same_rows`); `enabled=False` makes them local again. Returns `model`."""
     from .nn import BlendNorm2d
 
     for m in model.modules():
         if isinstance(m, BlendNorm2d):
-            m.gather_stats = gather_moments if enabled else None
+            m.gather_stats = GatherMoments(group, same_rows) if enabled else None
     return model

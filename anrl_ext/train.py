@@ -70,7 +70,8 @@ class Trainer:
         self.model = ANRLNet(cfg.width, cfg.norm, cfg.gate, cfg.backend, cfg.reduction).to(self.device,
                                                                           memory_format=self.memory_format)
         if cfg.sync_stats:
-            distributed.sync_batch_stats(self.model)
+            # the sampler gives every process the same batch size: no row counts to exchange
+            distributed.sync_batch_stats(self.model, same_rows=True)
         self.gate_names = self.model.gate_parameter_names()
         gate = set(self.gate_names)
         named = dict(self.model.named_parameters())
@@ -166,7 +167,7 @@ class Trainer:
         if self.world_size == 1:
             return tensors
         with torch.no_grad():
-            return tuple(distributed.all_gather_cat(t) for t in tensors)
+            return tuple(distributed.all_gather_cat(t, same_rows=True) for t in tensors)
 
     def replicas_in_sync(self) -> bool:
         """Whether every process holds the same parameters (rank 0's)."""

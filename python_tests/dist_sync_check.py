@@ -1,17 +1,20 @@
 """Run under torchrun (2 processes, gloo): AFNM with synchronised BN statistics on
-each process's half of a batch must equal single-process AFNM on the whole batch,
+each process's part of a batch must equal single-process AFNM on the whole batch,
 in values, running statistics, gradients and second-order gradients, with one collective
-each way; on the first-order fused path (gate in the middle kernel, gate in PyTorch)
-and on the chain of small ops. Exits non-zero on a mismatch."""
+each way (and one more forward where the parts may differ in size); on the first-order
+fused path (gate in the middle kernel, gate in PyTorch) and on the chain of small ops;
+with equal parts, unequal ones, an empty one (first order), and for a layer converted
+from nn.SyncBatchNorm. Exits non-zero on a mismatch."""
 import importlib
 import sys
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 import anrl_ext
 from anrl_ext import distributed
-from anrl_ext.nn import make_norm
+from anrl_ext.nn import convert_batchnorm, make_norm
 from anrl_ext.ops import fast_blend
 
 adaptive_norm = importlib.import_module("anrl_ext.ops.adaptive_norm")  # the module, not the function
@@ -19,7 +22,6 @@ adaptive_norm = importlib.import_module("anrl_ext.ops.adaptive_norm")  # the mod
 backend = sys.argv[1] if len(sys.argv) > 1 else "cpu"
 dist.init_process_group("gloo")
 rank, size = dist.get_rank(), dist.get_world_size()
-part = slice(4 * rank, 4 * rank + 4)
 calls = []
 
 
@@ -44,23 +46,36 @@ def make(kind):
     return make_norm(kind, 6, backend=backend).double()
 
 
-def check(kind, path):
-    """Max errors against one process, and what was wrong, for the norm `kind` with the switches of `path` set."""
+def max_error(a, b):
+    return (a - b).abs().max().item() if a.numel() else 0.0
+
+
+def check(kind, path, rows=(4, 4), sync="same rows"):
+    """Max errors against one process, and what was wrong, for the norm `kind` with the switches of
+    `path` set, when process r holds rows[r] samples. `sync` says how the layer is synchronised:
+    "same rows" (the trainer's), "any rows" (sync_batch_stats' default) or "converted" (from an
+    nn.SyncBatchNorm)."""
     fast_blend.ENABLED = path != "chain of small ops"
     fast_blend.GATE_IN_KERNEL = path == "gate in kernel"
+    part = slice(sum(rows[:rank]), sum(rows[:rank + 1]))
     torch.manual_seed(0)
     full = make(kind)
     with torch.no_grad():  # away from the initial values (weights 1, biases 0, alpha 0.5)
         for p in full.parameters():
             p.add_(torch.randn_like(p) * 0.3)
-    local = make(kind)
+    if sync == "converted":
+        local = convert_batchnorm(nn.SyncBatchNorm(6).double(), kind, backend=backend,
+                                  **({"reduction": 2} if kind == "afnm" else {}))
+    else:
+        local = make(kind)
+        distributed.sync_batch_stats(local, same_rows=sync == "same rows")
     local.load_state_dict(full.state_dict())
-    distributed.sync_batch_stats(local)
-    x = torch.randn(4 * size, 6, 5, 7, dtype=torch.float64) * 2 + 1
+    x = torch.randn(sum(rows), 6, 5, 7, dtype=torch.float64) * 2 + 1
     w = torch.randn_like(x)
 
     xf = x.clone().requires_grad_()
-    (full(xf) * w).sum().backward()
+    y_full = full(xf)
+    (y_full * w).sum().backward()
 
     dist.all_gather, dist.all_reduce = (counted(n, f) for n, f in real.items())
     adaptive_norm.fast_blend = counted("fused first-order path", real_fast)
@@ -75,9 +90,10 @@ def check(kind, path):
     adaptive_norm.fast_blend = real_fast
     distributed.average_gradients(local.parameters())
 
-    errors = {"x_grad": (xl.grad - xf.grad[part]).abs().max().item(),
-              "running_mean": (local.running_mean - full.running_mean).abs().max().item(),
-              "running_var": (local.running_var - full.running_var).abs().max().item()}
+    errors = {"y_first": max_error(out, y_full[part]),
+              "x_grad": max_error(xl.grad, xf.grad[part]),
+              "running_mean": max_error(local.running_mean, full.running_mean),
+              "running_var": max_error(local.running_var, full.running_var)}
 
     def gradient_error(p, q):
         # full-batch gradients are sums over all samples; averaged local ones are sums / size
@@ -90,29 +106,33 @@ def check(kind, path):
 
     errors.update(parameter_errors())
 
-    # second order, as in the meta step: differentiate the input gradient again
-    for m in (full, local):
-        m.zero_grad()
-    u = torch.randn_like(x)
-    xf2 = x.clone().requires_grad_()
-    yf = full(xf2)
-    (gf,) = torch.autograd.grad((yf * w).sum(), xf2, create_graph=True)
-    (gf * u).sum().backward()
-    xl2 = x[part].clone().requires_grad_()
-    yl = local(xl2)
-    (gl,) = torch.autograd.grad((yl * w[part]).sum(), xl2, create_graph=True)
-    (gl * u[part]).sum().backward()
-    distributed.average_gradients(local.parameters())
-    errors["y"] = (yl - yf[part]).abs().max().item()
-    errors["x_grad_first"] = (gl - gf[part]).abs().max().item()
-    errors["x_grad_second"] = (xl2.grad - xf2.grad[part]).abs().max().item()
-    errors.update(parameter_errors("_second"))
+    # second order, as in the meta step: differentiate the input gradient again. Not with an empty
+    # part: its graph differs, and the order of the collectives with it (README, "Multi-process training").
+    if min(rows) > 0:
+        for m in (full, local):
+            m.zero_grad()
+        u = torch.randn_like(x)
+        xf2 = x.clone().requires_grad_()
+        yf = full(xf2)
+        (gf,) = torch.autograd.grad((yf * w).sum(), xf2, create_graph=True)
+        (gf * u).sum().backward()
+        xl2 = x[part].clone().requires_grad_()
+        yl = local(xl2)
+        (gl,) = torch.autograd.grad((yl * w[part]).sum(), xl2, create_graph=True)
+        (gl * u[part]).sum().backward()
+        distributed.average_gradients(local.parameters())
+        errors["y"] = max_error(yl, yf[part])
+        errors["x_grad_first"] = max_error(gl, gf[part])
+        errors["x_grad_second"] = max_error(xl2.grad, xf2.grad[part])
+        errors.update(parameter_errors("_second"))
     bad = {k: v for k, v in errors.items() if not v < 1e-10}
-    fused = ["fused first-order path"] if fast_blend.ENABLED else []
-    if forward_calls != fused + ["all_gather"] or backward_calls != ["all_reduce"]:
+    # an empty part never reaches a kernel; where parts may differ, the row counts go first
+    fused = ["fused first-order path"] if fast_blend.ENABLED and rows[rank] > 0 else []
+    gathers = ["all_gather"] * (1 if sync == "same rows" else 2)
+    if forward_calls != fused + gathers or backward_calls != ["all_reduce"]:
         bad["calls"] = f"forward {forward_calls}, backward {backward_calls}"
-    print(f"rank {rank}, {kind}, {path}: max errors {max(errors.values()):.2e}, forward {forward_calls}, "
-          f"backward {backward_calls}" + (f", wrong: {bad}" if bad else ""), flush=True)
+    print(f"rank {rank}, {kind}, {path}, rows {rows}, {sync}: max errors {max(errors.values()):.2e}, "
+          f"forward {forward_calls}, backward {backward_calls}" + (f", wrong: {bad}" if bad else ""), flush=True)
     return bad
 
 
@@ -120,5 +140,10 @@ def check(kind, path):
 cases = [("afnm", path) for path in ("gate in kernel", "gate in PyTorch", "chain of small ops")]
 cases += [(kind, "fused") for kind in ("bin", "half", "bn")]
 failed = [check(kind, path) for kind, path in cases]
+# parts of different sizes, an empty part, and layers converted from nn.SyncBatchNorm
+for rows in ((3, 5), (0, 4)):
+    failed += [check("afnm", path, rows, "any rows") for path in ("gate in kernel", "chain of small ops")]
+    failed += [check("bn", "fused", rows, "any rows")]
+failed += [check(kind, "gate in kernel", (5, 2), "converted") for kind in ("afnm", "half")]
 dist.destroy_process_group()
 sys.exit(1 if any(failed) else 0)

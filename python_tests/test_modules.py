@@ -208,6 +208,57 @@ def test_convert_batchnorm_to_each_norm(norm):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("norm", ["afnm", "half", "in"])
+def test_convert_sync_batchnorm(norm, backend):
+    """An nn.SyncBatchNorm becomes the named layer as a BatchNorm2d does, synchronised over its
+    process group (checked with two processes in test_distributed.py). Outside a process group
+    it computes what the layer converted from a BatchNorm2d computes, as nn.SyncBatchNorm then
+    does BatchNorm2d's work: values, running statistics and gradients, on every backend."""
+    from anrl_ext.distributed import GatherMoments
+
+    group = object()  # stands for a torch.distributed process group; never used outside one
+    model = nn.Sequential(nn.Conv2d(3, 6, 3), nn.SyncBatchNorm(6, momentum=0.2, process_group=group))
+    plain = nn.Sequential(nn.Conv2d(3, 6, 3), nn.BatchNorm2d(6, momentum=0.2))
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-1, 1), model[1].weight.uniform_(0.5, 2)
+    plain.load_state_dict(model.state_dict())
+    kwargs = {"reduction": 2} if norm == "afnm" else {}
+    torch.manual_seed(0)
+    synced = anrl_ext.convert_batchnorm(model, norm, backend=backend, **kwargs).double()
+    torch.manual_seed(0)
+    local = anrl_ext.convert_batchnorm(plain, norm, backend=backend, **kwargs).double()
+    assert type(synced[1]) is anrl_ext.nn.NORMS[norm] and local[1].gather_stats is None
+    if norm == "in":  # no BN branch, nothing to synchronise
+        assert synced[1].gather_stats is None
+    else:
+        gather = synced[1].gather_stats
+        assert isinstance(gather, GatherMoments) and gather.group is group and not gather.same_rows
+        assert "gather_stats=GatherMoments(" in repr(synced) and "gather_stats" not in repr(local)
+        assert copy.deepcopy(synced)[1].gather_stats.group is group
+        assert torch.equal(synced[1].running_mean, model[1].running_mean.double())
+    x = torch.randn(4, 3, 9, 9, dtype=torch.float64)
+    got, want = synced(x), local(x)
+    torch.testing.assert_close(got, want, atol=0, rtol=0)
+    for a, b in zip(torch.autograd.grad((got ** 2).sum(), list(synced.parameters())),
+                    torch.autograd.grad((want ** 2).sum(), list(local.parameters()))):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    for a, b in zip(synced.buffers(), local.buffers()):
+        assert torch.equal(a, b)
+
+
+def test_sync_batch_stats_switches_layers():
+    from anrl_ext import distributed
+
+    model = nn.Sequential(anrl_ext.AFNM(4, reduction=2), nn.Conv2d(4, 4, 1), anrl_ext.nn.make_norm("bin", 4))
+    group = object()
+    assert distributed.sync_batch_stats(model, group=group, same_rows=True) is model
+    gathers = [model[0].gather_stats, model[2].gather_stats]
+    assert all(g.group is group and g.same_rows for g in gathers) and not gathers[0].active()
+    distributed.sync_batch_stats(model, enabled=False)
+    assert model[0].gather_stats is None and model[2].gather_stats is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_afnm_without_running_stats_uses_batch_statistics_in_eval(backend):
     layer = anrl_ext.AFNM(6, reduction=2, backend=backend, track_running_stats=False)
     assert layer.running_mean is None and "running_mean" not in layer.state_dict()

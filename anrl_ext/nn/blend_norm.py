@@ -7,7 +7,9 @@ from typing import Iterator, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ..ops.adaptive_norm import blend, check_input, check_statistics_defined, empty_blend
+from ..distributed import GatherMoments
+from ..ops.adaptive_norm import (blend, check_input, check_statistics_defined, empty_blend,
+                                 update_running_stats)
 from ..ops.backends import check_backend_name, reference_only_context, resolve_backend
 from ..ops.fast_blend import ConstantAlpha, alpha_input
 from ..ops.reference import adaptive_norm_reference
@@ -47,7 +49,8 @@ class BlendNorm2d(nn.Module):
             raise ValueError(f"momentum must be in [0, 1] or None (cumulative average), got {momentum!r}")
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.backend = affine, check_backend_name(backend)
-        # Set by anrl_ext.distributed.sync_batch_stats: gathers per-sample moments across processes.
+        # Set by anrl_ext.distributed.sync_batch_stats (or convert_batchnorm of an nn.SyncBatchNorm):
+        # gathers per-sample moments across processes.
         self.gather_stats = None
         self.track_running_stats = track_running_stats and self.uses_bn
 
@@ -120,18 +123,19 @@ class BlendNorm2d(nn.Module):
         momentum = self._momentum()
         running = (self.running_mean, self.running_var) if self.track_running_stats else (None, None)
         params = self.alpha_params()
+        gather = self._gather() if self.uses_bn and use_batch else None
         if backend == "reference" or x.numel() == 0:  # plain PyTorch: no kernel sees an empty input
-            if backend == "reference" and self.gather_stats is not None and use_batch:
+            if backend == "reference" and gather is not None:
                 why = reference_only_context()  # what sent a fused layer here, if anything
                 raise NotImplementedError("synchronised BN statistics need a fused backend (cpu, cuda, triton)"
                                           + (f"; {why} the layer runs on the reference backend" if why else ""))
             mean = x.float().mean((2, 3)) if x.dtype != torch.float64 else x.mean((2, 3))
             alpha = self.alpha_fn(mean, *params)
             if x.numel() == 0:
-                # As nn.BatchNorm2d: nothing to normalise and no statistics to keep (nor to gather:
-                # every process has the same N). Only a layer without IN takes planes of no element,
-                # and its alpha is a constant that never reads their (NaN) means.
-                y = empty_blend(x, params + (self.bn_weight, self.bn_bias, self.in_weight, self.in_bias))
+                # As nn.BatchNorm2d: nothing to normalise. Only a layer without IN takes planes of
+                # no element, and its alpha is a constant that never reads their (NaN) means.
+                gathered = self._gather_for_empty(gather, mean, running, momentum, x.shape[2] * x.shape[3])
+                y = empty_blend(x, params + (self.bn_weight, self.bn_bias, self.in_weight, self.in_bias) + gathered)
             else:
                 y = adaptive_norm_reference(x, alpha, self.bn_weight, self.bn_bias, self.in_weight,
                                             self.in_bias, *running, use_batch, momentum, self.eps)
@@ -141,14 +145,32 @@ class BlendNorm2d(nn.Module):
                 alpha = alpha.reshape(1, -1).expand_as(mean)
         else:
             y, alpha = blend(x, backend, self.alpha_fn, params, self.bn_weight, self.bn_bias,
-                             self.in_weight, self.in_bias, *running, use_batch, momentum, self.eps,
-                             self.gather_stats if self.uses_bn and use_batch else None,
+                             self.in_weight, self.in_bias, *running, use_batch, momentum, self.eps, gather,
                              self.kernel_gate_slots)
         return (y, alpha) if return_alpha else y
 
+    def _gather(self):
+        """`gather_stats`, or None where it has no other process to gather from."""
+        g = self.gather_stats
+        return None if g is None or (isinstance(g, GatherMoments) and not g.active()) else g
+
+    def _gather_for_empty(self, gather, mean: Tensor, running, momentum: float, hw: int) -> Tuple[Tensor, ...]:
+        """A synchronised layer given no samples still takes part in the gather, where the
+        other processes wait for it, with no rows, and keeps its running statistics equal to
+        theirs. Its output then depends on the gathered moments, so that its backward takes
+        part in their all-reduce as well. Local statistics: nothing to do."""
+        if gather is None:
+            return ()
+        none = mean[:0]  # no rows, also where N > 0 planes of no element gave (NaN) means
+        all_mean, all_var = gather(none, torch.zeros_like(none))
+        if self.training and all_mean.shape[0] > 0:
+            update_running_stats(all_mean, all_var, all_mean.shape[0] * hw, *running, momentum)
+        return all_mean, all_var
+
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}, backend={self.backend!r}")
+                f"track_running_stats={self.track_running_stats}, backend={self.backend!r}"
+                + (f", gather_stats={self.gather_stats!r}" if self.gather_stats is not None else ""))
 
 
 class AFNM(BlendNorm2d):

@@ -4,20 +4,25 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..distributed import GatherMoments
 from ..ops.backends import check_backend_name
 from .blend_norm import NORMS, BlendNorm2d, make_norm
 
 
 def convert_batchnorm(module: nn.Module, norm: str = "afnm", **norm_kwargs) -> nn.Module:
-    """Return `module` with every nn.BatchNorm2d replaced by an anrl_ext layer.
+    """Return `module` with every nn.BatchNorm2d and nn.SyncBatchNorm replaced by an anrl_ext layer.
 
     `norm` names it as `make_norm` does: "afnm" (default), or a Table 4
     baseline ("bn", "in", "half", "bin", "ibn"); `norm_kwargs` go to its
     constructor (`gate` and `reduction` are AFNM's only). The new layer's BN
     branch takes the BN's eps, momentum, affine and running statistics; its
     gate, IN affine and BIN's rho start fresh ("in" has no BN branch and keeps
-    only eps). Like `nn.SyncBatchNorm.convert_sync_batchnorm`, the root itself
-    is converted (and returned) when it is a BatchNorm2d.
+    only eps). A layer from an nn.SyncBatchNorm stays synchronised over its
+    process group (`anrl_ext.distributed.GatherMoments`: the BN branch merges the
+    statistics of every process's batch, local outside a process group), and so
+    needs a fused backend when distributed. Like
+    `nn.SyncBatchNorm.convert_sync_batchnorm`, the root itself is converted (and
+    returned) when it is one of these.
     """
     if norm not in NORMS:
         raise ValueError(f"unknown normalization {norm!r}; choose one of {sorted(NORMS)}")
@@ -28,7 +33,7 @@ def convert_batchnorm(module: nn.Module, norm: str = "afnm", **norm_kwargs) -> n
 
 
 def _convert(module: nn.Module, norm: str, norm_kwargs: dict) -> nn.Module:
-    if isinstance(module, nn.BatchNorm2d):
+    if isinstance(module, (nn.BatchNorm2d, nn.SyncBatchNorm)):
         kwargs = {"eps": module.eps, "momentum": module.momentum, **norm_kwargs}
         new = make_norm(norm, module.num_features, **kwargs)
         ref = module.weight if module.weight is not None else module.running_mean
@@ -42,6 +47,8 @@ def _convert(module: nn.Module, norm: str, norm_kwargs: dict) -> nn.Module:
                 new.running_mean.copy_(module.running_mean)
                 new.running_var.copy_(module.running_var)
                 new.num_batches_tracked.copy_(module.num_batches_tracked)
+        if isinstance(module, nn.SyncBatchNorm) and new.uses_bn:
+            new.gather_stats = GatherMoments(module.process_group)
         new.train(module.training)
         return new
     for name, child in module.named_children():
