@@ -4,7 +4,9 @@ in values, running statistics, gradients and second-order gradients, with one co
 each way (and one more forward where the parts may differ in size); on the first-order
 fused path (gate in the middle kernel, gate in PyTorch) and on the chain of small ops;
 with equal parts, unequal ones, an empty one (first order), and for a layer converted
-from nn.SyncBatchNorm. Exits non-zero on a mismatch."""
+from nn.SyncBatchNorm, also trained under DistributedDataParallel. Exits non-zero on a
+mismatch."""
+import copy
 import importlib
 import sys
 
@@ -136,6 +138,44 @@ def check(kind, path, rows=(4, 4), sync="same rows"):
     return bad
 
 
+def check_ddp(rows=(3, 5)):
+    """A small network whose nn.SyncBatchNorm layers were converted to AFNM, trained under
+    DistributedDataParallel on parts of different sizes, against one process on the whole
+    batch: output, running statistics, parameter gradients (DDP averages them) and the
+    parameters after an SGD step."""
+    fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL = True, True
+    part = slice(sum(rows[:rank]), sum(rows[:rank + 1]))
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.SyncBatchNorm(6), nn.ReLU(),
+                        nn.Conv2d(6, 4, 3), nn.SyncBatchNorm(4)).double()
+    full = anrl_ext.convert_batchnorm(nn.Sequential(*(copy.deepcopy(m) for m in net)), reduction=2,
+                                      backend=backend)
+    for m in full.modules():  # one process: local statistics are the whole batch's
+        if hasattr(m, "gather_stats"):
+            m.gather_stats = None
+    local = anrl_ext.convert_batchnorm(net, reduction=2, backend=backend)
+    local.load_state_dict(full.state_dict())
+    ddp = nn.parallel.DistributedDataParallel(local)
+    x = torch.randn(sum(rows), 3, 8, 9, dtype=torch.float64)
+    w = torch.randn(sum(rows), 4, 6, 7, dtype=torch.float64)
+    opts = [torch.optim.SGD(m.parameters(), lr=0.1) for m in (full, local)]
+    y_full = full(x)
+    ((y_full * w).sum() / size).backward()  # DDP averages the processes' gradients
+    y = ddp(x[part])
+    (y * w[part]).sum().backward()
+    errors = {"y": max_error(y, y_full[part])}
+    errors.update({"grad " + n: max_error(p.grad, q.grad)
+                   for (n, p), q in zip(local.named_parameters(), full.parameters())})
+    errors.update({"buffer " + n: max_error(b, c) for (n, b), c in zip(local.named_buffers(), full.buffers())})
+    for opt in opts:
+        opt.step()
+    errors.update({"step " + n: max_error(p, q) for (n, p), q in zip(local.named_parameters(), full.parameters())})
+    bad = {k: v for k, v in errors.items() if not v < 1e-10}
+    print(f"rank {rank}, DistributedDataParallel, converted nn.SyncBatchNorm, rows {rows}: max errors "
+          f"{max(errors.values()):.2e}" + (f", wrong: {bad}" if bad else ""), flush=True)
+    return bad
+
+
 # AFNM's gate on each path; a learned (C,) alpha (bin) and constant ones (half, bn) on the fused path
 cases = [("afnm", path) for path in ("gate in kernel", "gate in PyTorch", "chain of small ops")]
 cases += [(kind, "fused") for kind in ("bin", "half", "bn")]
@@ -145,5 +185,6 @@ for rows in ((3, 5), (0, 4)):
     failed += [check("afnm", path, rows, "any rows") for path in ("gate in kernel", "chain of small ops")]
     failed += [check("bn", "fused", rows, "any rows")]
 failed += [check(kind, "gate in kernel", (5, 2), "converted") for kind in ("afnm", "half")]
+failed += [check_ddp()]
 dist.destroy_process_group()
 sys.exit(1 if any(failed) else 0)
