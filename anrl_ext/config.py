@@ -160,7 +160,7 @@ HELP = {
     "backend": "AFNM op backend: auto, reference, cpu, cuda, triton",
     "first_order": "first-order meta-gradient (no create_graph)",
     "sync_stats": "with torchrun: AFNM's BN branch uses statistics of the whole distributed batch "
-                  "(one all-gather of the per-sample moments per layer)",
+                  "(one all-gather of the per-sample moments per layer); in one process, nothing to synchronise",
     "meta": "meta-learn the AFNM gates (Algorithm 1); --no-meta trains them plainly, with the ordinary loss",
     "out": "output directory (logs, checkpoints, metrics.json, roc.png)",
     "resume": "checkpoint to go on from; its run's settings are the defaults, and options given here "

@@ -70,6 +70,9 @@ class Trainer:
         self.model = ANRLNet(cfg.width, cfg.norm, cfg.gate, cfg.backend, cfg.reduction).to(self.device,
                                                                           memory_format=self.memory_format)
         if cfg.sync_stats:
+            if self.world_size == 1:
+                warnings.warn("--sync-stats in one process: nothing to synchronise, the layers use this "
+                              "process's batch (run under torchrun for statistics over processes)", stacklevel=2)
             # the sampler gives every process the same batch size: no row counts to exchange
             distributed.sync_batch_stats(self.model, same_rows=True)
         self.gate_names = self.model.gate_parameter_names()

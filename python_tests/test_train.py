@@ -57,6 +57,21 @@ def test_no_meta_trains_gates_with_the_ordinary_loss():
     assert any(not torch.equal(a, p) for a, p in zip(base_before, trainer.base_params))
 
 
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_sync_stats_in_one_process_is_the_plain_run(backend):
+    """--sync-stats without torchrun says so and trains as without it (nn.SyncBatchNorm is BN there)."""
+    common = ["--preset", "smoke", "--backend", backend]
+    with pytest.warns(UserWarning, match="--sync-stats in one process: nothing to synchronise"):
+        synced = train.Trainer(config.load(common + ["--sync-stats"]))
+    layers = [m for m in synced.model.modules() if isinstance(m, anrl_ext.AFNM)]
+    assert layers and all(m.gather_stats.same_rows for m in layers)
+    plain = train.Trainer(config.load(common))
+    for _ in range(2):
+        assert synced.step() == plain.step()
+    for (name, a), b in zip(synced.model.state_dict().items(), plain.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_gate_reduction_sets_the_hidden_units(tmp_path):
     cfg = config.load(["--preset", "smoke", "--reduction", "4", "--iters", "1", "--out", str(tmp_path)])
     trainer = train.Trainer(cfg)
