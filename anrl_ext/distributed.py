@@ -8,8 +8,9 @@ batch: the per-sample moments (N, C) are all-gathered (differentiably, so
 gradients flow to every process's inputs) and merged, which costs one
 (N, 2C) message per layer and forward rather than a pass over the
 activations. Processes may hold different batch sizes (one more small
-all-gather learns them), as with `nn.SyncBatchNorm`; `convert_batchnorm`
-turns an `nn.SyncBatchNorm` into a layer synchronised this way.
+all-gather learns them), as with `nn.SyncBatchNorm`; `convert_batchnorm(...,
+sync_batchnorm=True)` turns an `nn.SyncBatchNorm` into a layer synchronised
+this way.
 """
 from __future__ import annotations
 

@@ -66,7 +66,7 @@ def check(kind, path, rows=(4, 4), sync="same rows"):
         for p in full.parameters():
             p.add_(torch.randn_like(p) * 0.3)
     if sync == "converted":
-        local = convert_batchnorm(nn.SyncBatchNorm(6).double(), kind, backend=backend,
+        local = convert_batchnorm(nn.SyncBatchNorm(6).double(), kind, backend=backend, sync_batchnorm=True,
                                   **({"reduction": 2} if kind == "afnm" else {}))
     else:
         local = make(kind)
@@ -149,11 +149,11 @@ def check_ddp(rows=(3, 5)):
     net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.SyncBatchNorm(6), nn.ReLU(),
                         nn.Conv2d(6, 4, 3), nn.SyncBatchNorm(4)).double()
     full = anrl_ext.convert_batchnorm(nn.Sequential(*(copy.deepcopy(m) for m in net)), reduction=2,
-                                      backend=backend)
+                                      backend=backend, sync_batchnorm=True)
     for m in full.modules():  # one process: local statistics are the whole batch's
         if hasattr(m, "gather_stats"):
             m.gather_stats = None
-    local = anrl_ext.convert_batchnorm(net, reduction=2, backend=backend)
+    local = anrl_ext.convert_batchnorm(net, reduction=2, backend=backend, sync_batchnorm=True)
     local.load_state_dict(full.state_dict())
     ddp = nn.parallel.DistributedDataParallel(local)
     x = torch.randn(sum(rows), 3, 8, 9, dtype=torch.float64)

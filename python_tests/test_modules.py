@@ -224,7 +224,7 @@ def test_convert_sync_batchnorm(norm, backend):
     plain.load_state_dict(model.state_dict())
     kwargs = {"reduction": 2} if norm == "afnm" else {}
     torch.manual_seed(0)
-    synced = anrl_ext.convert_batchnorm(model, norm, backend=backend, **kwargs).double()
+    synced = anrl_ext.convert_batchnorm(model, norm, backend=backend, sync_batchnorm=True, **kwargs).double()
     torch.manual_seed(0)
     local = anrl_ext.convert_batchnorm(plain, norm, backend=backend, **kwargs).double()
     assert type(synced[1]) is anrl_ext.nn.NORMS[norm] and local[1].gather_stats is None
@@ -244,6 +244,24 @@ def test_convert_sync_batchnorm(norm, backend):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
     for a, b in zip(synced.buffers(), local.buffers()):
         assert torch.equal(a, b)
+
+
+def test_convert_batchnorm_leaves_sync_batchnorm_unless_told():
+    """An nn.SyncBatchNorm may stand for a BatchNorm1d (convert_sync_batchnorm converts every
+    dimension), which the 4-D layers cannot take: by default it stays, named in a warning."""
+    model = nn.SyncBatchNorm.convert_sync_batchnorm(
+        nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.Flatten(), nn.BatchNorm1d(36)))
+    with pytest.warns(UserWarning, match=r"left 2 nn.SyncBatchNorm layer\(s\) as they are \(1, 3\); "
+                                         "pass sync_batchnorm=True"):
+        converted = anrl_ext.convert_batchnorm(model)
+    assert isinstance(converted[1], nn.SyncBatchNorm) and isinstance(converted[3], nn.SyncBatchNorm)
+    assert converted(torch.randn(2, 3, 3, 3)).shape == (2, 36)
+    with pytest.warns(UserWarning, match=r"\(the root\)"):
+        assert isinstance(anrl_ext.convert_batchnorm(nn.SyncBatchNorm(4)), nn.SyncBatchNorm)
+    converted = anrl_ext.convert_batchnorm(model, sync_batchnorm=True)
+    assert isinstance(converted[1], anrl_ext.AFNM) and isinstance(converted[3], anrl_ext.AFNM)
+    with pytest.raises(ValueError, match="expected a 4-D input"):  # what the default spares a 1-D layer
+        converted(torch.randn(2, 3, 3, 3))
 
 
 def test_sync_batch_stats_switches_layers():

@@ -1,6 +1,8 @@
 """Model-wide conversions: nn.BatchNorm2d layers to AFNM (or a baseline), and every blend layer to one backend."""
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -9,31 +11,43 @@ from ..ops.backends import check_backend_name
 from .blend_norm import NORMS, BlendNorm2d, make_norm
 
 
-def convert_batchnorm(module: nn.Module, norm: str = "afnm", **norm_kwargs) -> nn.Module:
-    """Return `module` with every nn.BatchNorm2d and nn.SyncBatchNorm replaced by an anrl_ext layer.
+def convert_batchnorm(module: nn.Module, norm: str = "afnm", *, sync_batchnorm: bool = False,
+                      **norm_kwargs) -> nn.Module:
+    """Return `module` with every nn.BatchNorm2d replaced by an anrl_ext layer.
 
     `norm` names it as `make_norm` does: "afnm" (default), or a Table 4
     baseline ("bn", "in", "half", "bin", "ibn"); `norm_kwargs` go to its
     constructor (`gate` and `reduction` are AFNM's only). The new layer's BN
     branch takes the BN's eps, momentum, affine and running statistics; its
     gate, IN affine and BIN's rho start fresh ("in" has no BN branch and keeps
-    only eps). A layer from an nn.SyncBatchNorm stays synchronised over its
-    process group (`anrl_ext.distributed.GatherMoments`: the BN branch merges the
-    statistics of every process's batch, local outside a process group), and so
-    needs a fused backend when distributed. Like
-    `nn.SyncBatchNorm.convert_sync_batchnorm`, the root itself is converted (and
-    returned) when it is one of these.
+    only eps). Like `nn.SyncBatchNorm.convert_sync_batchnorm`, the root itself
+    is converted (and returned) when it is one of these.
+
+    `sync_batchnorm=True` converts every nn.SyncBatchNorm too, into a layer that
+    stays synchronised over its process group (`anrl_ext.distributed.GatherMoments`:
+    the BN branch merges the statistics of every process's batch; local outside a
+    process group), and so needs a fused backend when distributed. It is not the
+    default because these layers take 4-D input only, and an nn.SyncBatchNorm may
+    stand for a BatchNorm1d or 3d (`convert_sync_batchnorm` turns them all into
+    one); left alone, they are named in a warning.
     """
     if norm not in NORMS:
         raise ValueError(f"unknown normalization {norm!r}; choose one of {sorted(NORMS)}")
     afnm_only = sorted({"gate", "reduction"} & set(norm_kwargs))
     if norm != "afnm" and afnm_only:
         raise ValueError(f"{', '.join(afnm_only)}: AFNM's option(s), not {norm!r}'s")
-    return _convert(module, norm, norm_kwargs)
+    kinds = (nn.BatchNorm2d, nn.SyncBatchNorm) if sync_batchnorm else (nn.BatchNorm2d,)
+    left = [name or "(the root)" for name, m in module.named_modules()
+            if isinstance(m, nn.SyncBatchNorm) and not sync_batchnorm]
+    if left:
+        shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+        warnings.warn(f"convert_batchnorm left {len(left)} nn.SyncBatchNorm layer(s) as they are ({shown}); "
+                      "pass sync_batchnorm=True to convert them too, if their input is 4-D", stacklevel=2)
+    return _convert(module, kinds, norm, norm_kwargs)
 
 
-def _convert(module: nn.Module, norm: str, norm_kwargs: dict) -> nn.Module:
-    if isinstance(module, (nn.BatchNorm2d, nn.SyncBatchNorm)):
+def _convert(module: nn.Module, kinds: tuple, norm: str, norm_kwargs: dict) -> nn.Module:
+    if isinstance(module, kinds):
         kwargs = {"eps": module.eps, "momentum": module.momentum, **norm_kwargs}
         new = make_norm(norm, module.num_features, **kwargs)
         ref = module.weight if module.weight is not None else module.running_mean
@@ -52,7 +66,7 @@ def _convert(module: nn.Module, norm: str, norm_kwargs: dict) -> nn.Module:
         new.train(module.training)
         return new
     for name, child in module.named_children():
-        setattr(module, name, _convert(child, norm, norm_kwargs))
+        setattr(module, name, _convert(child, kinds, norm, norm_kwargs))
     return module
 
 
