@@ -264,6 +264,38 @@ def test_convert_batchnorm_leaves_sync_batchnorm_unless_told():
         converted(torch.randn(2, 3, 3, 3))
 
 
+@pytest.mark.parametrize("backend", FUSED_CPU_BACKENDS)
+def test_synchronised_layer_with_no_samples(backend):
+    """With no samples a synchronised layer still gathers (the others wait for it) and takes its
+    running statistics from what it gathered; its backward goes through the gather once, and
+    refuses create_graph=True. (Two processes: test_distributed.py.)"""
+    rows = torch.randn(5, 6, dtype=torch.float64)  # what "the other processes" hold
+    calls = []
+
+    def gather(mean, var):
+        calls.append(mean.shape[0])
+        return torch.cat([mean, rows]), torch.cat([var, rows.abs()])
+
+    layer = anrl_ext.AFNM(6, reduction=2, backend=backend).double()
+    layer.gather_stats = gather
+    x = torch.zeros(0, 6, 4, 4, dtype=torch.float64, requires_grad=True)
+    y = layer(x)
+    assert y.shape == x.shape and calls == [0]
+    want = nn.BatchNorm2d(6).double()
+    want.running_mean.mul_(0.9).add_(rows.mean(0), alpha=0.1)
+    var = (rows.abs() + (rows - rows.mean(0)) ** 2).mean(0) * (5 * 16 / (5 * 16 - 1))
+    want.running_var.mul_(0.9).add_(var, alpha=0.1)
+    torch.testing.assert_close(layer.running_mean, want.running_mean, atol=1e-15, rtol=0)
+    torch.testing.assert_close(layer.running_var, want.running_var, atol=1e-15, rtol=0)
+    y.sum().backward()
+    assert all(p.grad is not None and not p.grad.any() for p in layer.parameters())
+    with pytest.raises(RuntimeError, match="no samples cannot be differentiated twice"):
+        torch.autograd.grad(layer(x).sum(), x, create_graph=True)
+    layer.eval()  # running statistics: nothing to gather
+    layer(x)
+    assert calls == [0, 0]
+
+
 def test_sync_batch_stats_switches_layers():
     from anrl_ext import distributed
 

@@ -16,6 +16,25 @@ from ..ops.reference import adaptive_norm_reference
 from .gates import make_gate
 
 
+class _FirstOrderOnly(torch.autograd.Function):
+    """The identity, with a backward that refuses to be differentiated again.
+
+    On the gathered moments of a process with no samples: differentiated twice, its
+    graph would issue the collectives in another order than the other processes'
+    (which would then wait, or sum the wrong tensors), so it stops with an error instead."""
+
+    @staticmethod
+    def forward(ctx, *tensors: Tensor):
+        return tuple(t.view_as(t) for t in tensors)
+
+    @staticmethod
+    def backward(ctx, *grads: Tensor):
+        if torch.is_grad_enabled():  # create_graph=True
+            raise RuntimeError("a synchronised layer on a process with no samples cannot be differentiated "
+                               "twice (create_graph=True): give every process at least one sample")
+        return grads
+
+
 class BlendNorm2d(nn.Module):
     """alpha * BN(x) + (1 - alpha) * IN(x) with alpha from `alpha_fn`.
 
@@ -165,7 +184,7 @@ class BlendNorm2d(nn.Module):
         all_mean, all_var = gather(none, torch.zeros_like(none))
         if self.training and all_mean.shape[0] > 0:
             update_running_stats(all_mean, all_var, all_mean.shape[0] * hw, *running, momentum)
-        return all_mean, all_var
+        return _FirstOrderOnly.apply(all_mean, all_var)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
