@@ -4,8 +4,8 @@ in values, running statistics, gradients and second-order gradients, with one co
 each way (and one more forward where the parts may differ in size); on the first-order
 fused path (gate in the middle kernel, gate in PyTorch) and on the chain of small ops;
 with equal parts, unequal ones, an empty one (first order), and for a layer converted
-from nn.SyncBatchNorm, also trained under DistributedDataParallel. Exits non-zero on a
-mismatch."""
+from nn.SyncBatchNorm, also trained under DistributedDataParallel; and with processes whose
+batch sizes send AFNM's gate down different paths. Exits non-zero on a mismatch."""
 import copy
 import importlib
 import sys
@@ -176,6 +176,48 @@ def check_ddp(rows=(3, 5)):
     return bad
 
 
+def check_mixed_paths(rows=(3, 5)):
+    """On the CPU the batch size picks where AFNM's gate runs (fast_blend.CPU_GATE_MAX_WORK), so
+    processes with different batch sizes can take different paths: here process 0 computes the
+    gate in the middle kernel and process 1 in PyTorch. Two synchronised layers, second order,
+    against one process on the whole batch."""
+    fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL = True, True
+    part = slice(sum(rows[:rank]), sum(rows[:rank + 1]))
+
+    def net():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), make("afnm"), nn.ReLU(), nn.Conv2d(6, 6, 3),
+                             make("afnm")).double()
+
+    full, local = net(), distributed.sync_batch_stats(net())
+    x = torch.randn(sum(rows), 3, 8, 9, dtype=torch.float64)
+    w, u = torch.randn(sum(rows), 6, 6, 7, dtype=torch.float64), torch.randn_like(x)
+    in_kernel = []
+    real_choice, real_limit = fast_blend.gate_in_kernel, fast_blend.CPU_GATE_MAX_WORK
+    # the work of 4 samples' gates: 3 fit, 5 do not
+    fast_blend.CPU_GATE_MAX_WORK = 4 * fast_blend.gate_work(1, local[1].kernel_gate_slots, local[1].alpha_params())
+    fast_blend.gate_in_kernel = lambda *a: in_kernel.append(real_choice(*a)) or in_kernel[-1]
+    try:
+        grads = []
+        for m, xs, ws, us in ((full, x, w, u), (local, x[part], w[part], u[part])):
+            xs = xs.clone().requires_grad_()
+            (g,) = torch.autograd.grad((m(xs) * ws).sum(), xs, create_graph=True)
+            (g * us).sum().backward()
+            grads.append(xs.grad)
+    finally:
+        fast_blend.gate_in_kernel, fast_blend.CPU_GATE_MAX_WORK = real_choice, real_limit
+    distributed.average_gradients(local.parameters())
+    errors = {"x_grad_second": max_error(grads[1], grads[0][part])}
+    errors.update({"grad " + n: max_error(p.grad * size, q.grad)
+                   for (n, p), q in zip(local.named_parameters(), full.parameters())})
+    bad = {k: v for k, v in errors.items() if not v < 1e-10}
+    if in_kernel[2:] != [rank == 0] * 2:  # (the first two are the whole batch's: not in the kernel)
+        bad["paths"] = in_kernel
+    print(f"rank {rank}, two AFNM layers, gate {'in kernel' if rank == 0 else 'in PyTorch'}, rows {rows}: "
+          f"max errors {max(errors.values()):.2e}" + (f", wrong: {bad}" if bad else ""), flush=True)
+    return bad
+
+
 # AFNM's gate on each path; a learned (C,) alpha (bin) and constant ones (half, bn) on the fused path
 cases = [("afnm", path) for path in ("gate in kernel", "gate in PyTorch", "chain of small ops")]
 cases += [(kind, "fused") for kind in ("bin", "half", "bn")]
@@ -185,6 +227,6 @@ for rows in ((3, 5), (0, 4)):
     failed += [check("afnm", path, rows, "any rows") for path in ("gate in kernel", "chain of small ops")]
     failed += [check("bn", "fused", rows, "any rows")]
 failed += [check(kind, "gate in kernel", (5, 2), "converted") for kind in ("afnm", "half")]
-failed += [check_ddp()]
+failed += [check_ddp(), check_mixed_paths()]
 dist.destroy_process_group()
 sys.exit(1 if any(failed) else 0)
