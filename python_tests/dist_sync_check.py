@@ -109,7 +109,7 @@ def check(kind, path, rows=(4, 4), sync="same rows"):
     errors.update(parameter_errors())
 
     # second order, as in the meta step: differentiate the input gradient again. Not with an empty
-    # part: its graph differs, and the order of the collectives with it (README, "Multi-process training").
+    # part, whose layer refuses it (its collectives would run out of order; test_modules.py).
     if min(rows) > 0:
         for m in (full, local):
             m.zero_grad()
