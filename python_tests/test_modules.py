@@ -296,6 +296,18 @@ def test_synchronised_layer_with_no_samples(backend):
     assert calls == [0, 0]
 
 
+def test_synchronised_layer_on_the_reference_backend_is_refused():
+    """The reference backend computes BN with aten's batch_norm, which cannot take gathered moments."""
+    layer = anrl_ext.AFNM(4, reduction=2, backend="reference")
+    layer.gather_stats = lambda mean, var: (mean, var)
+    x = torch.randn(3, 4, 5, 5)
+    with pytest.raises(NotImplementedError, match=r"synchronised BN statistics need a fused backend"):
+        layer(x)
+    layer.eval()(x)  # running statistics: nothing gathered
+    anrl_ext.distributed.sync_batch_stats(layer.train())
+    layer(x)  # outside a process group nothing is gathered either
+
+
 def test_sync_batch_stats_switches_layers():
     from anrl_ext import distributed
 
