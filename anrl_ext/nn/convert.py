@@ -21,7 +21,7 @@ def convert_batchnorm(module: nn.Module, norm: str = "afnm", *, sync_batchnorm: 
     branch takes the BN's eps, momentum, affine and running statistics; its
     gate, IN affine and BIN's rho start fresh ("in" has no BN branch and keeps
     only eps). Like `nn.SyncBatchNorm.convert_sync_batchnorm`, the root itself
-    is converted (and returned) when it is one of these.
+    is converted (and returned) when it is a layer to convert.
 
     `sync_batchnorm=True` converts every nn.SyncBatchNorm too, into a layer that
     stays synchronised over its process group (`anrl_ext.distributed.GatherMoments`:
@@ -37,8 +37,8 @@ def convert_batchnorm(module: nn.Module, norm: str = "afnm", *, sync_batchnorm: 
     if norm != "afnm" and afnm_only:
         raise ValueError(f"{', '.join(afnm_only)}: AFNM's option(s), not {norm!r}'s")
     kinds = (nn.BatchNorm2d, nn.SyncBatchNorm) if sync_batchnorm else (nn.BatchNorm2d,)
-    left = [name or "(the root)" for name, m in module.named_modules()
-            if isinstance(m, nn.SyncBatchNorm) and not sync_batchnorm]
+    left = [] if sync_batchnorm else [name or "(the root)" for name, m in module.named_modules()
+                                      if isinstance(m, nn.SyncBatchNorm)]
     if left:
         shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
         warnings.warn(f"convert_batchnorm left {len(left)} nn.SyncBatchNorm layer(s) as they are ({shown}); "
