@@ -49,6 +49,11 @@ def make(kind):
     return make_norm(kind, 6, backend=backend).double()
 
 
+def own_part(rows):
+    """This process's samples of the whole batch, when process r holds rows[r]."""
+    return slice(sum(rows[:rank]), sum(rows[:rank + 1]))
+
+
 def max_error(a, b):
     return (a - b).abs().max().item() if a.numel() else 0.0
 
@@ -60,7 +65,7 @@ def check(kind, path, rows=(4, 4), sync="same rows"):
     nn.SyncBatchNorm)."""
     fast_blend.ENABLED = path != "chain of small ops"
     fast_blend.GATE_IN_KERNEL = path == "gate in kernel"
-    part = slice(sum(rows[:rank]), sum(rows[:rank + 1]))
+    part = own_part(rows)
     torch.manual_seed(0)
     full = make(kind)
     with torch.no_grad():  # away from the initial values (weights 1, biases 0, alpha 0.5)
@@ -145,15 +150,13 @@ def check_ddp(rows=(3, 5)):
     batch: output, running statistics, parameter gradients (DDP averages them) and the
     parameters after an SGD step."""
     fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL = True, True
-    part = slice(sum(rows[:rank]), sum(rows[:rank + 1]))
+    part = own_part(rows)
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.SyncBatchNorm(6), nn.ReLU(),
                         nn.Conv2d(6, 4, 3), nn.SyncBatchNorm(4)).double()
     full = anrl_ext.convert_batchnorm(nn.Sequential(*(copy.deepcopy(m) for m in net)), reduction=2,
                                       backend=backend, sync_batchnorm=True)
-    for m in full.modules():  # one process: local statistics are the whole batch's
-        if hasattr(m, "gather_stats"):
-            m.gather_stats = None
+    distributed.sync_batch_stats(full, enabled=False)  # one process: local statistics are the whole batch's
     local = anrl_ext.convert_batchnorm(net, reduction=2, backend=backend, sync_batchnorm=True)
     local.load_state_dict(full.state_dict())
     ddp = nn.parallel.DistributedDataParallel(local)
@@ -183,7 +186,7 @@ def check_mixed_paths(rows=(3, 5)):
     gate in the middle kernel and process 1 in PyTorch. Two synchronised layers, second order,
     against one process on the whole batch."""
     fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL = True, True
-    part = slice(sum(rows[:rank]), sum(rows[:rank + 1]))
+    part = own_part(rows)
 
     def net():
         torch.manual_seed(0)
