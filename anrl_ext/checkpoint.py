@@ -53,3 +53,9 @@ def load_run(path: str, map_location="cpu") -> dict:
     if not isinstance(state, dict) or not {"model", "config"} <= state.keys():
         raise ValueError(f"{path} is not a checkpoint written by anrl_ext.train (no 'model' or 'config' entry)")
     return state
+
+
+def delivered_weights(state: dict) -> dict:
+    """The network weights a run's checkpoint delivers: the weight average of a run with --ema
+    ('ema_model'), else its trained network ('model'). best.pt holds the evaluated network as 'model'."""
+    return state.get("ema_model", state["model"])

@@ -46,6 +46,7 @@ class Config:
     heldout_subject_every: int = HELDOUT_SUBJECT_EVERY  # prepared data: hold out every N-th source subject
     frames_per_video: int = 4
     eval_every: int = 0  # 0: only at the end
+    ema: float = 0.0  # decay of a moving average of the weights, evaluated instead of them; 0: off
     ckpt_every: int = 100
     out: str = "runs/anrl"
     resume: Optional[str] = None
@@ -90,6 +91,8 @@ class Config:
                 raise ValueError(f"{flag} must be at least {low}{why}, got {value}")
         if not 0 < self.width:
             raise ValueError(f"--width must be positive, got {self.width}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"--ema is a decay, in [0, 1) (0: off), got {self.ema}")
         if not 0 <= self.gamma <= 1:
             raise ValueError(f"--gamma is a momentum, in [0, 1], got {self.gamma}")
         try:
@@ -165,6 +168,9 @@ HELP = {
     "out": "output directory (logs, checkpoints, metrics.json, roc.png)",
     "resume": "checkpoint to go on from; its run's settings are the defaults, and options given here "
               "replace them (not those of the network or the domains)",
+    "ema": "keep an exponential moving average of the weights (parameters and BN running statistics) with this "
+           "decay, e.g. 0.99, and evaluate and deliver it instead of the last weights (metrics.json also scores "
+           "the last weights, as metrics_unaveraged); it does not change training. 0: off",
     "eval_every": "evaluate every N iterations (0: only at the end), and keep in best.pt the network that "
                   "scores best on held-out source subjects (never the target)",
 }
@@ -262,9 +268,9 @@ def read_file(path: str) -> dict:
     return from_file or {}
 
 
-# What the checkpoint's network, gate optimiser and domain calibration were built for. Not --data:
+# What the checkpoint's network, gate optimiser, domain calibration and weight average were built for. Not --data:
 # a dataset moved to another folder (or machine) is the same task.
-RESUME_FIXED = ("norm", "gate", "width", "reduction")
+RESUME_FIXED = ("norm", "gate", "width", "reduction", "ema")
 
 
 def check_resumable(saved: Config, cfg: Config) -> None:

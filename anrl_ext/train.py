@@ -13,13 +13,14 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from . import checkpoint, cli, config, distributed, provenance, selection, stopping
+from .averaging import WeightAverage
 from .data import BalancedDomainSampler, collate
 from .data.build import build_datasets, fingerprint, split_summary
 from .losses import DualCalibration, anrl_losses
@@ -87,6 +88,13 @@ class Trainer:
         self.rng = np.random.default_rng(cfg.seed + 1)
         self.iteration = 0
         self.use_meta = cfg.meta and bool(self.gate_params) and len(sources) >= 2
+        # --ema: the average is what evaluate() scores and best.pt keeps; training never reads it
+        self.average = WeightAverage(self.model, cfg.ema) if cfg.ema else None
+
+    @property
+    def evaluated(self) -> torch.nn.Module:
+        """The network evaluate() scores: the weight average with --ema, else the trained network."""
+        return self.average.module if self.average is not None else self.model
 
     # -- state ---------------------------------------------------------------
     def state_dict(self):
@@ -94,7 +102,12 @@ class Trainer:
                 "opt_gate": self.opt_gate.state_dict() if self.opt_gate else None, "dcc": self.dcc.state_dict(),
                 "sampler": self.sampler.state_dict(), "augment_rng": self.train_set.augment_rng.bit_generator.state,
                 "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "iteration": self.iteration, "config": asdict(self.cfg)}
+                "iteration": self.iteration, "config": asdict(self.cfg), **self._average_state()}
+
+    def _average_state(self):
+        if self.average is None:
+            return {}
+        return {"ema_model": self.average.module.state_dict(), "ema_updates": self.average.updates()}
 
     def load_state_dict(self, s):
         self.model.load_state_dict(s["model"])
@@ -107,13 +120,17 @@ class Trainer:
         self.rng.bit_generator.state = s["rng"]
         torch.set_rng_state(s["torch_rng"])
         self.iteration = s["iteration"]
+        if self.average is not None:  # config.check_resumable: a run with --ema resumes with it
+            self.average.module.load_state_dict(s["ema_model"])
+            self.average.set_updates(s["ema_updates"])
 
-    def forward(self, images, params=None):
-        """The network on `images` (with `params` overriding its own, as fast weights), in the
-        model's memory format, under bfloat16 autocast with --amp; outputs in float32 either way."""
+    def forward(self, images, params=None, model=None):
+        """`model` (default: the trained network) on `images`, with `params` overriding its own as
+        fast weights, in the model's memory format, under bfloat16 autocast with --amp; outputs in
+        float32 either way."""
         images = images.contiguous(memory_format=self.memory_format)  # no copy when already so
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp):
-            out = call_with(self.model, params or {}, images)
+            out = call_with(self.model if model is None else model, params or {}, images)
         return float_outputs(out)
 
     # -- one iteration of Algorithm 1 ----------------------------------------
@@ -162,6 +179,8 @@ class Trainer:
             self.opt_gate.step()
             logs.update(trn=parts["trn"]["total"].item(), val=parts["val"]["total"].item(),
                         idc=parts["trn"]["idc"].item(), ics=parts["trn"]["ics"].item())
+        if self.average is not None:
+            self.average.update_parameters(self.model)
         self.iteration += 1
         return logs
 
@@ -185,41 +204,44 @@ class Trainer:
 
     # -- evaluation -----------------------------------------------------------
     @torch.no_grad()
-    def scores(self, dataset, batch=64, desc: str = "scoring"):
-        """(live scores, labels, video ids) of every frame of `dataset`, in eval mode; a progress bar
-        named `desc` on a terminal."""
-        self.model.eval()
+    def scores(self, dataset, batch=64, desc: str = "scoring", model=None):
+        """(live scores, labels, video ids) of every frame of `dataset` by `model` (default: the
+        evaluated network) in eval mode; a progress bar named `desc` on a terminal."""
+        model = self.evaluated if model is None else model
+        model.eval()
         s, y, v = [], [], []
         with tqdm(total=len(dataset), desc=desc, unit="frame", leave=False, dynamic_ncols=True, file=sys.stdout,
                   disable=None) as bar:
             for i in range(0, len(dataset), batch):
                 b = to_device(collate([dataset[j] for j in range(i, min(len(dataset), i + batch))]), self.device)
-                s.append(torch.softmax(self.forward(b["image"])["logits"], 1)[:, 1].cpu())
+                s.append(torch.softmax(self.forward(b["image"], model=model)["logits"], 1)[:, 1].cpu())
                 y.append(b["label"].cpu())
                 v += b["video"]
                 bar.update(len(b["video"]))
         return torch.cat(s).numpy(), torch.cat(y).numpy(), v
 
-    def evaluate(self):
-        """Both protocols on the target domain, plus 'source_heldout': unseen subjects of the sources."""
-        ts, tl, tv = self.scores(self.target_set, desc="scoring the target")
-        ss, sl, sv = self.scores(self.source_val, desc="scoring held-out sources")
+    def evaluate(self, model=None):
+        """Both protocols on the target domain, plus 'source_heldout': unseen subjects of the sources;
+        of `model`, by default the evaluated network (`evaluated`)."""
+        ts, tl, tv = self.scores(self.target_set, desc="scoring the target", model=model)
+        ss, sl, sv = self.scores(self.source_val, desc="scoring held-out sources", model=model)
         report = protocol_report(ts, tl, ss, sl, tv, sv)
         report["source_heldout"] = compute_metrics(ss, sl, None, sv)
         return report, (ts, tl)
 
 
 def trainer_from_checkpoint(path: str, data: str = None, device: str = None):
-    """(Trainer with a checkpoint's config and network weights, the checkpoint), for scoring: it
-    builds no dataset. `data` and `device` replace the config's when given."""
+    """(Trainer with a checkpoint's config and the network it delivers, the checkpoint), for
+    scoring: it builds no dataset. `data` and `device` replace the config's when given."""
     state = checkpoint.load_run(path)
     cfg = config.Config(**state["config"])
     if data:
         cfg.data = data
     if device:
         cfg.device = device
-    trainer = Trainer(cfg, with_data=False)
-    trainer.model.load_state_dict(state["model"])
+    # the delivered weights go into the trainer's own network, so it keeps no average of its own
+    trainer = Trainer(replace(cfg, ema=0.0), with_data=False)
+    trainer.model.load_state_dict(checkpoint.delivered_weights(state))
     return trainer, state
 
 
@@ -290,7 +312,7 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
                 print(f"iter {it}/{cfg.iters} " + " ".join(f"{k} {v:.3f}" for k, v in logs.items()), flush=True)
             if cfg.eval_every and it % cfg.eval_every == 0 and it < cfg.iters and not stop.signum:
                 report, _ = trainer.evaluate()
-                best.offer(it, report, trainer.model)
+                best.offer(it, report, trainer.evaluated)
                 for proto, m in report.items():
                     writer.add_scalar(f"{proto}/auc", m["auc"], it)
                     writer.add_scalar(f"{proto}/hter", m["hter"], it)
@@ -307,7 +329,7 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
     in_sync = trainer.replicas_in_sync()
     report, (ts, tl) = trainer.evaluate()
     if cfg.eval_every:
-        best.offer(trainer.iteration, report, trainer.model)
+        best.offer(trainer.iteration, report, trainer.evaluated)
         save_checkpoint()  # with the final evaluation's pick
     plot_roc({f"target {target}": (ts, tl)}, os.path.join(cfg.out, "roc.png"),
              title=f"{''.join(sources)} -> {target}, norm={cfg.norm} (frame-level)")
@@ -315,6 +337,8 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
               "world_size": trainer.world_size, "replicas_in_sync": in_sync, "data_split": split,
               "train_seconds": round(time.time() - t0, 1), "metrics": report, "config": asdict(cfg),
               "code": provenance.code_version()}
+    if trainer.average is not None:  # the last weights too: --ema changes nothing else in the run
+        result["metrics_unaveraged"], _ = trainer.evaluate(trainer.model)
     if best.summary():
         result["selected"], result["evaluations"] = best.summary(), best.evaluations
     checkpoint.write_atomic(os.path.join(cfg.out, "metrics.json"),  # a run's record: whole or not there
@@ -324,6 +348,10 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
         m = report[proto]
         print(f"[{proto:>6} protocol] target {target}: HTER {100 * m['hter']:.2f}%  AUC {100 * m['auc']:.2f}%  "
               f"(APCER {100 * m['apcer']:.2f}%, BPCER {100 * m['bpcer']:.2f}%, threshold {m['threshold']:.3f})")
+    if "metrics_unaveraged" in result:
+        m = result["metrics_unaveraged"]["paper"]
+        print(f"[unaveraged] target {target}: HTER {100 * m['hter']:.2f}%  AUC {100 * m['auc']:.2f}% (paper protocol) "
+              f"of the last weights; the lines above score their average (--ema {cfg.ema})")
     if best.summary():
         m, h = best.record["metrics"]["paper"], best.record["metrics"]["source_heldout"]
         print(f"[selected] iteration {best.record['iteration']} (held-out sources: HTER {100 * h['hter']:.2f}%, "

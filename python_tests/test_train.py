@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import anrl_ext
-from anrl_ext import checkpoint, config, evaluate, export, provenance, stopping, train
+from anrl_ext import checkpoint, config, evaluate, export, provenance, selection, stopping, train
 from anrl_ext.data import synthetic
 from anrl_ext.data.build import build_datasets
 from helpers import check_amp_and_channels_last, trainer_steps
@@ -99,6 +99,44 @@ def test_resume_reproduces_loss_curve(tmp_path):
     train.run(config.load(["--preset", "smoke", "--iters", "4", "--ckpt-every", "2", "--out", str(part),
                            "--resume", str(part / "checkpoint.pt")]))
     assert losses(full / "log.csv") == losses(part / "log.csv")
+
+
+def test_ema_delivers_the_average_and_changes_nothing_else(tmp_path):
+    """--ema trains bit for bit as without it; metrics.json scores the average and, as
+    metrics_unaveraged, the last weights; every tool that reads checkpoint.pt gets the average."""
+    plain, averaged = tmp_path / "plain", tmp_path / "ema"
+    train.run(config.load(["--preset", "smoke", "--out", str(plain)]))
+    train.run(config.load(["--preset", "smoke", "--ema", "0.5", "--out", str(averaged)]))
+    assert losses(plain / "log.csv") == losses(averaged / "log.csv")
+    p, a = (checkpoint.load_run(str(d / "checkpoint.pt")) for d in (plain, averaged))
+    assert all(torch.equal(p["model"][k], a["model"][k]) for k in p["model"])
+    assert a["ema_updates"] == 4 and "ema_model" not in p
+    assert any(not torch.equal(a["model"][k], a["ema_model"][k]) for k in a["model"])
+    pm, am = (json.loads((d / "metrics.json").read_text()) for d in (plain, averaged))
+    assert am["metrics_unaveraged"] == pm["metrics"] and "metrics_unaveraged" not in pm
+    assert am["config"]["ema"] == 0.5
+    trainer, _ = train.trainer_from_checkpoint(str(averaged / "checkpoint.pt"))
+    assert trainer.average is None
+    scorer = export.load_scorer(str(averaged / "checkpoint.pt"))[0]
+    for net in (trainer.model, scorer.net):
+        assert all(torch.equal(v, a["ema_model"][k]) for k, v in net.state_dict().items())
+    # the average, scored again, gives the run's metrics
+    again, _ = train.Trainer(config.Config(**{**a["config"], "ema": 0.0})).evaluate(trainer.model)
+    assert again == am["metrics"]
+
+
+def test_ema_resumes_where_it_stopped(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    ema = ["--preset", "smoke", "--ema", "0.5", "--ckpt-every", "2"]
+    train.run(config.load([*ema, "--out", str(full)]))
+    train.run(config.load([*ema, "--iters", "2", "--out", str(part)]))
+    ck = str(part / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"--ema 0.5 -> 0.9"):
+        config.load(["--resume", ck, "--ema", "0.9"])
+    train.run(config.load(["--resume", ck, "--iters", "4"]))
+    f, p = (checkpoint.load_run(str(d / "checkpoint.pt")) for d in (full, part))
+    assert p["ema_updates"] == f["ema_updates"] == 4
+    assert all(torch.equal(f["ema_model"][k], p["ema_model"][k]) for k in f["ema_model"])
 
 
 def iterations(path):
@@ -193,15 +231,20 @@ def assert_same_weights(got, want):
         assert torch.equal(got[k], v), k
 
 
-def test_best_checkpoint_scores_as_recorded(tmp_path):
-    """best.pt is a checkpoint like checkpoint.pt: its network, scored again, gives the metrics
-    recorded for it, and anrl_ext.evaluate reads it."""
+@pytest.mark.parametrize("picked", [2, 4], ids=["periodic", "final"])
+@pytest.mark.parametrize("ema", [[], ["--ema", "0.5"]], ids=["last", "ema"])
+def test_best_checkpoint_scores_as_recorded(tmp_path, monkeypatch, ema, picked):
+    """best.pt is a checkpoint like checkpoint.pt: its network (with --ema, the average), scored
+    again, gives the metrics recorded for it, and anrl_ext.evaluate reads it. The pick is forced:
+    the periodic evaluation at iteration 2, or the final one."""
     out = tmp_path / "run"
-    train.run(config.load(["--preset", "smoke", "--iters", "4", "--eval-every", "2", "--out", str(out)]))
+    monkeypatch.setattr(selection, "at_least_as_good", lambda report, kept: kept is None or picked == 4)
+    train.run(config.load(["--preset", "smoke", "--iters", "4", "--eval-every", "2", "--out", str(out), *ema]))
     best = checkpoint.load_run(str(out / "best.pt"))
+    assert best["iteration"] == picked
     trainer = train.Trainer(config.Config(**best["config"]))
     trainer.model.load_state_dict(best["model"])
-    again, _ = trainer.evaluate()
+    again, _ = trainer.evaluate(trainer.model)
     for proto in ("paper", "source", "source_heldout"):
         for key, value in best["metrics"][proto].items():
             assert again[proto][key] == pytest.approx(value, abs=1e-12), (proto, key)
@@ -385,6 +428,8 @@ def test_config_file_and_cli(tmp_path):
     (["--batch-size", "1"], "--batch-size must be at least 2"),
     (["--width", "0"], "--width must be positive"),
     (["--gamma", "1.5"], r"--gamma is a momentum, in \[0, 1\]"),
+    (["--ema", "1"], r"--ema is a decay, in \[0, 1\) \(0: off\), got 1.0"),
+    (["--ema", "-0.5"], r"--ema is a decay, in \[0, 1\)"),
     (["--ckpt-every", "-1"], "--ckpt-every must be at least 0"),
     (["--lr", "-0.1"], "--lr must be at least 0"),
     (["--lr", "nan"], "--lr: expected a finite number, got nan"),
