@@ -30,8 +30,8 @@ class WeightAverage(AveragedModel):
     def __init__(self, model: nn.Module, decay: float):
         if not 0 < decay < 1:
             raise ValueError(f"decay must be in (0, 1), got {decay}")
-        self.decay = decay
         super().__init__(model, multi_avg_fn=self._average, use_buffers=True)
+        self.decay = decay
         distributed.sync_batch_stats(self.module, enabled=False)
         self.module.eval().requires_grad_(False)
 

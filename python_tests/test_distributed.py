@@ -31,8 +31,10 @@ def test_sync_stats_equal_one_process_on_the_whole_batch(backend, tmp_path):
 def test_torchrun_trainer_two_processes(tmp_path):
     out = tmp_path / "ddp"
     # dist_train_check.py runs the trainer's command line, then checks it cleaned up
-    r = torchrun([str(HERE / "dist_train_check.py"), "--preset", "smoke", "--sync-stats", "--out", str(out)], tmp_path)
+    r = torchrun([str(HERE / "dist_train_check.py"), "--preset", "smoke", "--sync-stats", "--ema", "0.5",
+                  "--out", str(out)], tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert r.stdout.count("process group destroyed") == 2, r.stdout[-3000:]
     m = json.loads((out / "metrics.json").read_text())
     assert m["world_size"] == 2 and m["replicas_in_sync"] is True
+    assert "metrics_unaveraged" in m  # rank 0 scored the weight average alone, and the last weights
