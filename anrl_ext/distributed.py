@@ -8,15 +8,17 @@ batch: the per-sample moments (N, C) are all-gathered (differentiably, so
 gradients flow to every process's inputs) and merged, which costs one
 (N, 2C) message per layer and forward rather than a pass over the
 activations. Processes may hold different batch sizes (one more small
-all-gather learns them), as with `nn.SyncBatchNorm`; `convert_batchnorm(...,
+all-gather learns them, and checks that the inputs' heights and widths
+agree), as with `nn.SyncBatchNorm`; `convert_batchnorm(...,
 sync_batchnorm=True)` turns an `nn.SyncBatchNorm` into a layer synchronised
 this way.
 """
 from __future__ import annotations
 
+import functools
 import gc
 import os
-from typing import Iterable, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -124,12 +126,18 @@ class _AllGather(torch.autograd.Function):
         return _AllReduceSum.apply(grad, ctx.group).narrow(0, ctx.start, ctx.rows), None, None
 
 
-def rows_of_every_process(rows: int, device: torch.device, group=None) -> Tuple[int, ...]:
-    """Every process's `rows`, in rank order (one small all-gather, and a wait for it)."""
-    mine = torch.tensor([rows], dtype=torch.long, device=device)
+def sizes_of_every_process(sizes: Tuple[int, ...], device: torch.device, group=None) -> List[Tuple[int, ...]]:
+    """Every process's `sizes` (a few integers, as many on each), in rank order (one small
+    all-gather, and a wait for it)."""
+    mine = torch.tensor(sizes, dtype=torch.long, device=device)
     every = [torch.empty_like(mine) for _ in range(dist.get_world_size(group))]
     dist.all_gather(every, mine, group=group)
-    return tuple(int(r) for r in torch.cat(every).tolist())
+    return [tuple(s) for s in torch.stack(every).tolist()]
+
+
+def rows_of_every_process(rows: int, device: torch.device, group=None) -> Tuple[int, ...]:
+    """Every process's `rows`, in rank order (one small all-gather, and a wait for it)."""
+    return tuple(r for r, in sizes_of_every_process((rows,), device, group))
 
 
 def all_gather_cat(t: Tensor, group=None, same_rows: bool = False) -> Tensor:
@@ -153,8 +161,9 @@ class GatherMoments:
     processes may hold different batch sizes, an empty batch included, at the cost of
     one more small all-gather per layer and forward; the trainer, whose sampler gives
     every process the same batch size, sets it True. Every process must give its layers
-    inputs of the same height and width: the per-sample moments are merged with equal
-    weights.
+    inputs of the same height and width, since the per-sample moments are merged with
+    equal weights: with `same_rows=False` the layers' planes travel with the row counts,
+    and a difference raises a ValueError on every process (with True it is not checked).
     """
 
     def __init__(self, group=None, same_rows: bool = False):
@@ -164,13 +173,26 @@ class GatherMoments:
         """Whether there are other processes to gather from."""
         return dist.is_available() and dist.is_initialized() and dist.get_world_size(self.group) > 1
 
-    def __call__(self, mean: Tensor, var: Tensor) -> Tuple[Tensor, Tensor]:
+    def __call__(self, mean: Tensor, var: Tensor, plane: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+        """Every process's (N, C) moments, concatenated; `plane` is the H * W of this
+        process's input (None: not known, not checked)."""
         if not self.active():
             return mean, var
+        world = dist.get_world_size(self.group)
+        if self.same_rows:
+            rows = (mean.shape[0],) * world
+        else:
+            sizes = sizes_of_every_process((mean.shape[0], plane or 0), mean.device, self.group)
+            check_same_planes([p for _, p in sizes])
+            rows = tuple(r for r, _ in sizes)
         # One collective for both: mean and var travel side by side as one (N, 2C) message.
-        both = all_gather_cat(torch.cat([mean, var], dim=1), self.group, self.same_rows)
+        both = _AllGather.apply(torch.cat([mean, var], dim=1), self.group, rows)
         c = mean.shape[1]
         return both[:, :c], both[:, c:]
+
+    def for_plane(self, plane: int) -> Callable[[Tensor, Tensor], Tuple[Tensor, Tensor]]:
+        """This gather for a layer whose input has `plane` = H * W elements per channel."""
+        return functools.partial(self, plane=plane)
 
     def __deepcopy__(self, memo) -> "GatherMoments":
         # A process group is a handle to the processes, not data: a copied model (an EMA of
@@ -179,6 +201,15 @@ class GatherMoments:
 
     def __repr__(self) -> str:
         return f"GatherMoments(group={self.group!r}, same_rows={self.same_rows})"
+
+
+def check_same_planes(planes) -> None:
+    """ValueError unless every process's plane (H * W; 0: not known) is the same."""
+    known = {p for p in planes if p}
+    if len(known) > 1:
+        raise ValueError("synchronised BN statistics need inputs of the same height x width on every process "
+                         "(the per-sample moments are merged with equal weights); elements per plane: "
+                         + ", ".join(f"rank {r}: {p}" for r, p in enumerate(planes) if p))
 
 
 def sync_batch_stats(model: nn.Module, enabled: bool = True, *, group=None, same_rows: bool = False) -> nn.Module:

@@ -5,7 +5,8 @@ each way (and one more forward where the parts may differ in size); on the first
 fused path (gate in the middle kernel, gate in PyTorch) and on the chain of small ops;
 with equal parts, unequal ones, an empty one (first order), and for a layer converted
 from nn.SyncBatchNorm, also trained under DistributedDataParallel; and with processes whose
-batch sizes send AFNM's gate down different paths. Exits non-zero on a mismatch."""
+batch sizes send AFNM's gate down different paths. Inputs of different heights and widths
+are refused on every process. Exits non-zero on a mismatch."""
 import copy
 import gc
 import importlib
@@ -222,6 +223,23 @@ def check_mixed_paths(rows=(3, 5)):
     return bad
 
 
+def check_planes_differ():
+    """Processes whose inputs differ in height x width: with `same_rows=False` every process
+    learns the others' planes with their row counts, and every one refuses (the moments would
+    be merged with equal weights: silently wrong statistics). True when that did not happen."""
+    fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL = True, True
+    layer = distributed.sync_batch_stats(make("afnm"))
+    side = 5 if rank == 0 else 4
+    try:
+        layer(torch.randn(3, 6, side, side, dtype=torch.float64))
+    except ValueError as e:
+        refused = "rank 0: 25, rank 1: 16" in str(e) and "same height x width" in str(e)
+    else:
+        refused = False
+    print(f"rank {rank}, planes of {side}x{side}: " + ("refused" if refused else "NOT refused"), flush=True)
+    return not refused
+
+
 # AFNM's gate on each path; a learned (C,) alpha (bin) and constant ones (half, bn) on the fused path
 cases = [("afnm", path) for path in ("gate in kernel", "gate in PyTorch", "chain of small ops")]
 cases += [(kind, "fused") for kind in ("bin", "half", "bn")]
@@ -231,7 +249,7 @@ for rows in ((3, 5), (0, 4)):
     failed += [check("afnm", path, rows, "any rows") for path in ("gate in kernel", "chain of small ops")]
     failed += [check("bn", "fused", rows, "any rows")]
 failed += [check(kind, "gate in kernel", (5, 2), "converted") for kind in ("afnm", "half")]
-failed += [check_ddp(), check_mixed_paths()]
+failed += [check_ddp(), check_mixed_paths(), check_planes_differ()]
 # As distributed.shutdown: autograd graphs and DDP's reducer in reference cycles can hold finished
 # collectives, and through them the gloo threads; one still releasing its work at interpreter exit
 # aborts the process ("terminate called without an active exception"), as 2 runs in 10 did under load.

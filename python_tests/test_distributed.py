@@ -26,6 +26,7 @@ def test_sync_stats_equal_one_process_on_the_whole_batch(backend, tmp_path):
     # 2 processes x (6 cases of equal parts + 6 of unequal or empty parts + 2 layers from nn.SyncBatchNorm
     # + a converted network under DistributedDataParallel + gates on different paths)
     assert r.stdout.count("max errors") == 32
+    assert r.stdout.count(": refused") == 2  # inputs of different heights and widths, on both processes
 
 
 def test_torchrun_trainer_two_processes(tmp_path):

@@ -320,6 +320,14 @@ def test_sync_batch_stats_switches_layers():
     assert model[0].gather_stats is None and model[2].gather_stats is None
 
 
+def test_planes_of_every_process_must_agree():
+    from anrl_ext.distributed import check_same_planes
+
+    check_same_planes([25, 25, 0])  # 0: a process that did not say
+    with pytest.raises(ValueError, match=r"same height x width .*: rank 0: 25, rank 2: 16$"):
+        check_same_planes([25, 0, 16])
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_afnm_without_running_stats_uses_batch_statistics_in_eval(backend):
     layer = anrl_ext.AFNM(6, reduction=2, backend=backend, track_running_stats=False)

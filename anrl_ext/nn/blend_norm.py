@@ -142,7 +142,7 @@ class BlendNorm2d(nn.Module):
         momentum = self._momentum()
         running = (self.running_mean, self.running_var) if self.track_running_stats else (None, None)
         params = self.alpha_params()
-        gather = self._gather() if self.uses_bn and use_batch else None
+        gather = self._gather(x.shape[2] * x.shape[3]) if self.uses_bn and use_batch else None
         if backend == "reference" or x.numel() == 0:  # plain PyTorch: no kernel sees an empty input
             if backend == "reference" and gather is not None:
                 why = reference_only_context()  # what sent a fused layer here, if anything
@@ -168,10 +168,13 @@ class BlendNorm2d(nn.Module):
                              self.kernel_gate_slots)
         return (y, alpha) if return_alpha else y
 
-    def _gather(self):
-        """`gather_stats`, or None where it has no other process to gather from."""
+    def _gather(self, plane: int):
+        """`gather_stats` for inputs of `plane` = H * W elements per channel, or None where it has
+        no other process to gather from."""
         g = self.gather_stats
-        return None if g is None or (isinstance(g, GatherMoments) and not g.active()) else g
+        if isinstance(g, GatherMoments):
+            return g.for_plane(plane) if g.active() else None
+        return g
 
     def _gather_for_empty(self, gather, mean: Tensor, running, momentum: float, hw: int) -> Tuple[Tensor, ...]:
         """A synchronised layer given no samples still takes part in the gather, where the
