@@ -124,6 +124,19 @@ def _mean_sd(v):
     return f"{statistics.mean(v):.2f} ± {statistics.stdev(v) if len(v) > 1 else 0.0:.2f}"
 
 
+def metric_table(values, rows, first, extra=None):
+    """Markdown lines of a table with a row per name in `rows`: each metric's mean ± sample std, the
+    `extra` columns ({title: {row: text}}), then the per-seed AUC."""
+    extra = extra or {}
+    lines = [f"| {first} | " + " | ".join([t for t, *_ in METRICS] + list(extra)) + " | per-seed AUC % |",
+             "|---|" + "---|" * (len(METRICS) + len(extra) + 1)]
+    for r in rows:
+        cells = [_mean_sd(values[t][r]) for t, *_ in METRICS] + [column[r] for column in extra.values()]
+        lines.append(f"| {r} | " + " | ".join(cells) + " | " + ", ".join(f"{a:.1f}" for a in values["AUC %"][r])
+                     + " |")
+    return lines
+
+
 def render(summary, args, seeds, command):
     lines = [f"`{command}`", "",
              f"Protocol {args.protocol}, {args.iters} iterations, seeds {seeds}; mean ± sample std over seeds.", "",

@@ -71,13 +71,9 @@ def render(values, effects, iterations, args, seeds, command):
              f"every {args.every} and at the end; seeds {seeds}. Target domain, video level; mean ± sample std "
              f"over seeds. *selected*: best.pt, picked on held-out source subjects ({heldout} videos per class and "
              "source domain; lowest HTER, then highest AUC). "
-             "*target oracle*: the evaluation with the highest target AUC, which no deployed system can pick.", "",
-             "| network | " + " | ".join(t for t, *_ in METRICS) + " | iteration by seed | per-seed AUC % |",
-             "|---|" + "---|" * (len(METRICS) + 2)]
-    for c in CHOICES:
-        cells = [bn_vs_afnm._mean_sd(values[t][c]) for t, *_ in METRICS]
-        lines.append(f"| {c} | " + " | ".join(cells) + " | " + ", ".join(map(str, iterations[c])) + " | "
-                     + ", ".join(f"{a:.1f}" for a in values["AUC %"][c]) + " |")
+             "*target oracle*: the evaluation with the highest target AUC, which no deployed system can pick.", ""]
+    lines += bn_vs_afnm.metric_table(values, CHOICES, "network",
+                                     {"iteration by seed": {c: ", ".join(map(str, iterations[c])) for c in CHOICES}})
     for pair in ("selected - last", "target oracle - selected"):
         better = pair.split(" - ")[0]
         lines += ["", f"Paired by seed, {pair} (HTER: lower is better, AUC: higher is better):", "",

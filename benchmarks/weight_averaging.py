@@ -50,13 +50,8 @@ def render(values, effects, args, seeds, command):
              f"Protocol {args.protocol}, ANRL (AFNM, meta-learning, IDC, ICS), {args.iters} iterations, "
              f"`--ema {args.ema}`; seeds {seeds}. Target domain, video level; mean ± sample std over seeds. "
              "*last*: the weights after the last iteration; *average*: their exponential moving average "
-             "(parameters and BN running statistics), from the same run.", "",
-             "| network | " + " | ".join(t for t, *_ in METRICS) + " | per-seed AUC % |",
-             "|---|" + "---|" * (len(METRICS) + 1)]
-    for n in NETWORKS:
-        cells = [bn_vs_afnm._mean_sd(values[t][n]) for t, *_ in METRICS]
-        lines.append(f"| {n} | " + " | ".join(cells) + " | " + ", ".join(f"{a:.1f}" for a in values["AUC %"][n])
-                     + " |")
+             "(parameters and BN running statistics), from the same run.", ""]
+    lines += bn_vs_afnm.metric_table(values, NETWORKS, "network")
     lines += ["", "Paired by seed, average - last (HTER: lower is better, AUC: higher is better):", "",
               "| metric | mean difference | 95 % t interval | seeds where the average is better "
               "| Wilcoxon signed-rank p |", "|---|---|---|---|---|"]
