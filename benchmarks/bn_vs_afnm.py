@@ -260,6 +260,14 @@ def write_report(text, path, draw, figure):
     print(f"wrote {path} and {figure}")
 
 
+def one_protocol_report_arguments(ap, name, figure):
+    """Add --protocol (one), --out (benchmarks/results/<name>.md) and --plot (docs/<name>.png,
+    which shows `figure`) to the parser of a one-protocol study."""
+    ap.add_argument("--protocol", default="OCI-M", help="the leave-one-out protocol")
+    ap.add_argument("--out", default=f"benchmarks/results/{name}.md", help="the report")
+    ap.add_argument("--plot", default=f"docs/{name}.png", help=figure)
+
+
 def run_arguments(ap, script, argv):
     """Add the options every comparison script shares; return (args, unique seeds, the command line)."""
     ap.add_argument("--protocol", nargs="+", default=["OCI-M"], help="one or more leave-one-out protocols")

@@ -107,10 +107,8 @@ def plot(results, seeds, path, title):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    ap.add_argument("--protocol", default="OCI-M", help="the leave-one-out protocol")
+    bn_vs_afnm.one_protocol_report_arguments(ap, "model_selection", "the AUC curves and the picks")
     ap.add_argument("--every", type=int, default=50, help="--eval-every of each run")
-    ap.add_argument("--out", default="benchmarks/results/model_selection.md", help="the report")
-    ap.add_argument("--plot", default="docs/model_selection.png", help="the AUC curves and the picks")
     ap.add_argument("--heldout-videos", type=int, default=0,
                     help="--heldout-videos-per-class of each run (0: the trainer's default)")
     args, seeds, command = training_runs.parse_run_arguments(ap, "model_selection.py", argv,

@@ -68,10 +68,8 @@ def plot(values, seeds, path, title):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    ap.add_argument("--protocol", default="OCI-M", help="the leave-one-out protocol")
+    bn_vs_afnm.one_protocol_report_arguments(ap, "weight_averaging", "the per-seed values of both networks")
     ap.add_argument("--ema", type=float, default=0.99, help="--ema of each run")
-    ap.add_argument("--out", default="benchmarks/results/weight_averaging.md", help="the report")
-    ap.add_argument("--plot", default="docs/weight_averaging.png", help="the per-seed values of both networks")
     args, seeds, command = training_runs.parse_run_arguments(ap, "weight_averaging.py", argv,
                                                              "runs/weight_averaging/{protocol}", "seed")
     if not 0 < args.ema < 1:
