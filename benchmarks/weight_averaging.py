@@ -79,8 +79,8 @@ def main(argv=None):
                                      "weight-averaging runs")
     values, effects = summarise(results, seeds)
     text = render(values, effects, args, seeds, command) + bn_vs_afnm.code_note(results)
-    bn_vs_afnm.write_report(text, args.out, lambda: plot(values, seeds, args.plot,
-                                                         f"{args.protocol}, --ema {args.ema}"), args.plot)
+    title = f"{args.protocol}, {args.iters} iterations, --ema {args.ema}"
+    bn_vs_afnm.write_report(text, args.out, lambda: plot(values, seeds, args.plot, title), args.plot)
 
 
 if __name__ == "__main__":
