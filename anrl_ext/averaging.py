@@ -38,7 +38,8 @@ class WeightAverage(AveragedModel):
     @torch.no_grad()
     def _average(self, averaged, current, _) -> None:
         # Called once per device and dtype. The count is read from this module's own buffer, which
-        # stays on the CPU, not from the copy on the network's device: no host wait on a GPU.
+        # stays on the CPU; the copy of it AveragedModel passes on the network's device is not read,
+        # so no .item() waits for a GPU.
         if not (averaged[0].is_floating_point() or averaged[0].is_complex()):
             torch._foreach_copy_(averaged, current)
             return

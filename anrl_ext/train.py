@@ -88,8 +88,9 @@ class Trainer:
         self.rng = np.random.default_rng(cfg.seed + 1)
         self.iteration = 0
         self.use_meta = cfg.meta and bool(self.gate_params) and len(sources) >= 2
-        # --ema: the average is what evaluate() scores and best.pt keeps; training never reads it
-        self.average = WeightAverage(self.model, cfg.ema) if cfg.ema else None
+        # --ema: the average is what evaluate() scores and best.pt keeps; training never reads it.
+        # Only rank 0 evaluates and writes, so the other processes keep none (no copy, no update).
+        self.average = WeightAverage(self.model, cfg.ema) if cfg.ema and self.rank == 0 else None
 
     @property
     def evaluated(self) -> torch.nn.Module:

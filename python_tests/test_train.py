@@ -125,6 +125,16 @@ def test_ema_delivers_the_average_and_changes_nothing_else(tmp_path):
     assert again == am["metrics"]
 
 
+def test_ema_is_kept_by_rank_0_only(monkeypatch):
+    """Under torchrun only rank 0 evaluates and writes: the other processes keep no average."""
+    cfg = config.load(["--preset", "smoke", "--ema", "0.5"])
+    for rank, kept in ((0, True), (1, False)):
+        monkeypatch.setattr(train.distributed, "init_from_env", lambda device, rank=rank: (rank, 2))
+        trainer = train.Trainer(cfg)
+        assert (trainer.average is not None) == kept
+        assert trainer.evaluated is (trainer.average.module if kept else trainer.model)
+
+
 def test_ema_resumes_where_it_stopped(tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     ema = ["--preset", "smoke", "--ema", "0.5", "--ckpt-every", "2"]
