@@ -20,6 +20,7 @@ from pathlib import Path
 from scipy import stats
 
 import training_runs
+from anrl_ext import run_records
 
 NORMS = ("bn", "afnm")
 LABELS = {"bn": "bn (plain training)", "afnm": "afnm (meta-learning, IDC, ICS)"}
@@ -248,7 +249,7 @@ def compare(protocol, args, seeds, command):
 
 def code_note(results):
     """The report's last paragraph: which code made the runs of [(arm, seed, metrics.json)]."""
-    return "\n" + training_runs.code_line([r for *_, r in results]) + "\n"
+    return "\n" + run_records.code_line([r for *_, r in results]) + "\n"
 
 
 def write_report(text, path, draw, figure):

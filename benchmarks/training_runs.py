@@ -2,55 +2,26 @@
 
 Shared by the comparison scripts (bn_vs_afnm.py, ablation.py, domain_gap.py). A run is reused when its
 metrics.json holds the same value for every trainer setting (the defaults filled in), not only for the
-ones a script sets: a changed default reruns it. metrics.json also records which code made the run
-(anrl_ext.provenance), so a report can say which commits its numbers come from, and `--same-commit`
-reruns everything the current commit did not make.
+ones a script sets: a changed default reruns it (the settings: anrl_ext.run_records). metrics.json also
+records which code made the run (anrl_ext.provenance), so a report can say which commits its numbers come
+from (run_records.code_line), and `--same-commit` reruns everything the current commit did not make.
 """
 import json
 import os
 import subprocess
 import sys
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, fields
 from pathlib import Path
 
 from tqdm import tqdm
 
 from anrl_ext import provenance
-from anrl_ext.config import Config
-
-# Where a run writes and how often it saves a checkpoint: not what it learns.
-IGNORED = ("out", "resume", "ckpt_every")
-
-
-def full_settings(overrides):
-    """Every trainer setting of a run with these overrides of the defaults, less IGNORED."""
-    known = {f.name for f in fields(Config)}
-    unknown = set(overrides) - known
-    if unknown:
-        raise ValueError(f"not trainer settings: {sorted(unknown)}")
-    merged = {**asdict(Config()), **overrides}
-    return {k: v for k, v in merged.items() if k not in IGNORED}
-
-
-def stored_settings(result):
-    """The settings a finished run trained with. A setting it predates counts as its default: options are
-    added with the default keeping the old behaviour. Settings that no longer exist are dropped."""
-    known = {f.name for f in fields(Config)}
-    return full_settings({k: v for k, v in result.get("config", {}).items() if k in known})
+from anrl_ext.run_records import as_flags, full_settings, stored_settings
 
 
 def command(overrides, out):
     """The trainer's command line for these settings."""
-    cmd = [sys.executable, "-m", "anrl_ext.train"]
-    for key, value in overrides.items():
-        flag = key.replace("_", "-")
-        if isinstance(value, bool):
-            cmd.append(f"--{flag}" if value else f"--no-{flag}")
-        elif value is not None:
-            cmd += [f"--{flag}", str(value)]
-    return cmd + ["--out", str(out)]
+    return [sys.executable, "-m", "anrl_ext.train", *as_flags(overrides), "--out", str(out)]
 
 
 def made_by_current_code(result, current):
@@ -123,15 +94,3 @@ def check_same_commit(args):
         if not current.get("commit") or current.get("dirty"):
             raise SystemExit("--same-commit needs a git checkout of anrl_ext with no uncommitted changes "
                              f"(found commit {current.get('commit')}, uncommitted changes: {current.get('dirty')})")
-
-
-def code_line(results):
-    """One line for a report: which code made these runs (metrics.json of each), how many runs each."""
-    def label(result):
-        code = result.get("code") or {}
-        if not code.get("commit"):
-            return "code not recorded (runs made before metrics.json recorded it, or outside a git checkout)"
-        return f"commit {code['commit'][:10]}" + (" with uncommitted changes" if code.get("dirty") else "")
-
-    counts = Counter(label(r) for r in results)
-    return "Runs made by: " + "; ".join(f"{name} ({n} run{'s' * (n != 1)})" for name, n in counts.most_common()) + "."

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -535,6 +536,15 @@ def test_package_lists_its_tools_and_each_has_help():
         h = subprocess.run([sys.executable, "-m", f"anrl_ext.{tool}", "--help"], capture_output=True, text=True,
                            timeout=300)
         assert h.returncode == 0 and f"python -m anrl_ext.{tool}" in h.stdout, (tool, h.stderr[-3000:])
+
+
+def test_every_tool_has_a_console_script():
+    import tomllib
+
+    from anrl_ext.__main__ import TOOLS
+
+    scripts = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {f"anrl-{tool.replace('_', '-')}": f"anrl_ext.{tool}:main" for tool in TOOLS}
 
 
 @pytest.mark.parametrize("norm", config.CHOICES["norm"])

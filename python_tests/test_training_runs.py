@@ -1,4 +1,5 @@
-"""benchmarks/training_runs.py: when a finished run is reused, the trainer command, and anrl_ext.provenance."""
+"""benchmarks/training_runs.py: when a finished run is reused, the trainer command; anrl_ext.provenance and
+anrl_ext.run_records: which code and settings made a run."""
 import json
 import re
 import subprocess
@@ -9,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from anrl_ext import provenance
+from anrl_ext import provenance, run_records
 from anrl_ext.config import Config
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
@@ -25,11 +26,11 @@ def finished(config, code=None):
 
 
 def test_settings_are_every_trainer_setting_with_the_defaults_filled_in():
-    s = training_runs.full_settings(OVERRIDES)
+    s = run_records.full_settings(OVERRIDES)
     assert s["norm"] == "bn" and s["lr"] == Config.lr and s["lambda_idc"] == Config.lambda_idc
-    assert set(s) == set(asdict(Config())) - set(training_runs.IGNORED)
+    assert set(s) == set(asdict(Config())) - set(run_records.IGNORED)
     with pytest.raises(ValueError, match="not trainer settings.*'learning_rate'"):
-        training_runs.full_settings({"learning_rate": 0.1})
+        run_records.full_settings({"learning_rate": 0.1})
 
 
 def test_reuse_compares_every_setting_not_only_the_scripts_own():
@@ -91,7 +92,7 @@ def test_code_line_counts_the_runs_of_each_commit():
     runs = [finished({}, {"commit": "1234567890abcdef", "dirty": False})] * 2 + [finished({}, None),
                                                                                finished({}, {"commit": "f" * 40,
                                                                                              "dirty": True})]
-    line = training_runs.code_line(runs)
+    line = run_records.code_line(runs)
     assert line.startswith("Runs made by: commit 1234567890 (2 runs); ")
     assert "code not recorded (" in line and "(1 run)" in line and f"commit {'f' * 10} with uncommitted changes" in line
 
