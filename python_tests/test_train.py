@@ -543,7 +543,8 @@ def test_every_tool_has_a_console_script():
 
     from anrl_ext.__main__ import TOOLS
 
-    scripts = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]["scripts"]
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    scripts = tomllib.loads(pyproject.read_text())["project"]["scripts"]
     assert scripts == {f"anrl-{tool.replace('_', '-')}": f"anrl_ext.{tool}:main" for tool in TOOLS}
 
 
