@@ -45,7 +45,7 @@ class Run:
     path: Path  # its metrics.json
     task: str
     seed: int
-    settings: dict  # every trainer setting but NOT_SETTINGS and run_records.IGNORED
+    settings: dict  # every trainer setting but NOT_SETTINGS, run_records.IGNORED and those asked to ignore
     scores: Dict[str, float]
     result: dict  # the whole metrics.json
 
@@ -78,8 +78,9 @@ def find_results(paths: Sequence[str]) -> Tuple[List[Path], List[Path]]:
     return list(found.values()), list(unfinished.values())
 
 
-def read_run(path: Path, scores: str, weights: str) -> Run | None:
-    """One run's record; None when it lacks the asked-for network's scores (see WEIGHTS)."""
+def read_run(path: Path, scores: str, weights: str, ignore: Sequence[str] = ()) -> Run | None:
+    """One run's record, less the settings in `ignore`; None when it lacks the asked-for network's scores
+    (see WEIGHTS)."""
     try:
         result = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -96,7 +97,7 @@ def read_run(path: Path, scores: str, weights: str) -> Run | None:
         return None  # runs made before the held-out sources were scored
     settings = run_records.stored_settings(result)
     return Run(path, result["task"], settings["seed"],
-               {k: v for k, v in settings.items() if k not in NOT_SETTINGS},
+               {k: v for k, v in settings.items() if k not in NOT_SETTINGS and k not in ignore},
                {m: 100 * report[SCORES[scores]][m] for m in METRICS}, result)
 
 
@@ -131,16 +132,20 @@ def shared_non_defaults(groups: Sequence[Group], varying: Sequence[str]) -> dict
 
 
 def seed_list(seeds: Sequence[int]) -> str:
-    """Seeds as ranges: [0, 1, 2, 4] -> '0-2, 4'; a repeated seed appears each time."""
-    parts, seeds = [], list(seeds)
-    i = 0
-    while i < len(seeds):
-        j = i
-        while j + 1 < len(seeds) and seeds[j + 1] == seeds[j] + 1:
-            j += 1
-        parts.append(str(seeds[i]) if j == i else f"{seeds[i]}-{seeds[j]}")
-        i = j + 1
-    return ", ".join(parts)
+    """Seeds as ranges, and those counted more than once: [0, 1, 2, 4, 4] -> '0-2, 4; repeated: 4'."""
+    def ranges(values):
+        parts, values = [], sorted(set(values))
+        i = 0
+        while i < len(values):
+            j = i
+            while j + 1 < len(values) and values[j + 1] == values[j] + 1:
+                j += 1
+            parts.append(str(values[i]) if j == i else f"{values[i]}-{values[j]}")
+            i = j + 1
+        return ", ".join(parts)
+
+    repeated = [s for s in set(seeds) if list(seeds).count(s) > 1]
+    return ranges(seeds) + (f"; repeated: {ranges(repeated)}" if repeated else "")
 
 
 def spread(values: Sequence[float]) -> Tuple[float, float | None]:
@@ -160,7 +165,8 @@ def setting_text(group: Group, varying: Sequence[str]) -> str:
     return " ".join(flags + unset) or "(every run's)"
 
 
-def render(groups: Sequence[Group], metrics: Sequence[str], scores: str, weights: str) -> str:
+def render(groups: Sequence[Group], metrics: Sequence[str], scores: str, weights: str,
+           ignore: Sequence[str] = ()) -> str:
     """The Markdown report: shared settings, the table, which code made the runs."""
     varying = varying_settings(groups)
     shared = run_records.as_flags(shared_non_defaults(groups, varying))
@@ -168,7 +174,9 @@ def render(groups: Sequence[Group], metrics: Sequence[str], scores: str, weights
     lines = [f"{len(runs)} run{'s' * (len(runs) != 1)}; {scores} scores of the {weights} network, "
              f"in %, mean ± standard deviation over runs.",
              "Every run: " + (" ".join(shared) if shared else "the trainer's defaults") +
-             (" (and the settings below)" if varying else "") + ".", "",
+             (" (and the settings below)" if varying else "") + "." +
+             (f" Not telling runs apart: {' '.join('--' + k.replace('_', '-') for k in ignore)}." if ignore else ""),
+             "",
              "| task | settings | runs | seeds | " + " | ".join(f"{m.upper()} (%)" for m in metrics) + " |",
              "|---|---|---:|---|" + "---:|" * len(metrics)]
     for g in groups:
@@ -225,17 +233,17 @@ def plot(groups: Sequence[Group], metrics: Sequence[str], path: str, title: str)
     plt.close(fig)
 
 
-def summarize(paths: Sequence[str], scores: str = "paper", weights: str = "final",
+def summarize(paths: Sequence[str], scores: str = "paper", weights: str = "final", ignore: Sequence[str] = (),
               log=None) -> List[Group]:
-    """The groups of the runs under `paths`; what is left out is said on `log` (default: stderr).
-    Raises RunError."""
+    """The groups of the runs under `paths`, runs that differ only in the settings in `ignore` together;
+    what is left out is said on `log` (default: stderr). Raises RunError."""
     log = log or sys.stderr
     found, unfinished = find_results(paths)
     for folder in unfinished:
         print(f"left out, unfinished (checkpoint.pt, no metrics.json): {folder}", file=log)
     runs, lacking = [], []
     for path in found:
-        run = read_run(path, scores, weights)
+        run = read_run(path, scores, weights, ignore)
         (runs if run is not None else lacking).append(run or path)
     if lacking:
         print(f"left out, {len(lacking)} run{'s' * (len(lacking) != 1)} without {scores} scores of the {weights} "
@@ -266,14 +274,18 @@ def main(argv=None):
                          "weights of an --ema run; selected: best.pt of an --eval-every run (default: final)")
     ap.add_argument("--metrics", nargs="+", choices=METRICS, default=["hter", "auc"], metavar="METRIC",
                     help=f"columns, of {', '.join(METRICS)} (default: hter auc)".replace("%", "%%"))
+    ap.add_argument("--ignore", nargs="+", default=[], metavar="SETTING", type=lambda t: t.replace("-", "_"),
+                    choices=[k for k in asdict(Config()) if k not in NOT_SETTINGS + run_records.IGNORED],
+                    help="trainer settings that do not tell runs apart, e.g. backend device: runs that differ "
+                         "only in them are one group")
     ap.add_argument("--csv", default=None, help="also write the table here")
     ap.add_argument("--plot", default=None, help="also draw it here (.png)")
     args = ap.parse_args(argv)
     try:
-        groups = summarize(args.runs, args.scores, args.weights)
+        groups = summarize(args.runs, args.scores, args.weights, args.ignore)
     except RunError as e:
         raise SystemExit(f"{ap.prog}: error: {e}") from None
-    print(render(groups, args.metrics, args.scores, args.weights), end="")
+    print(render(groups, args.metrics, args.scores, args.weights, args.ignore), end="")
     if args.csv:
         write_csv(groups, args.metrics, args.csv)
     if args.plot:

@@ -93,6 +93,23 @@ def test_a_setting_a_run_predates_counts_as_its_default(tmp_path, capsys):
     assert "| OCI-M | (every run's) | 2 | 0-1 |" in capsys.readouterr().out
 
 
+def test_ignored_settings_do_not_tell_runs_apart(tmp_path, capsys):
+    record(tmp_path / "cpu", 0, 0.1, extra_config={"backend": "cpu"})
+    record(tmp_path / "ref", 1, 0.3, extra_config={"backend": "reference", "norm": "bn"})
+    record(tmp_path / "ref2", 2, 0.5, extra_config={"backend": "reference", "norm": "bn"})
+    assert [len(g.runs) for g in summarize.main([str(tmp_path)])] == [1, 2]
+    capsys.readouterr()
+    groups = summarize.main([str(tmp_path), "--ignore", "backend"])
+    out = capsys.readouterr().out
+    assert [len(g.runs) for g in groups] == [1, 2] and "Not telling runs apart: --backend." in out
+    groups = summarize.main([str(tmp_path), "--ignore", "backend", "norm", "--csv", str(tmp_path / "t.csv")])
+    assert [len(g.runs) for g in groups] == [3]
+    row, = read_csv(tmp_path / "t.csv")
+    assert float(row["hter_mean_percent"]) == pytest.approx(100 * (0.3 + 0.02), abs=1e-4)
+    with pytest.raises(SystemExit):  # argparse: not a trainer setting (or the seed, which never tells apart)
+        summarize.main([str(tmp_path), "--ignore", "seed"])
+
+
 def test_unfinished_runs_and_repeated_seeds_are_reported(tmp_path, capsys):
     record(tmp_path / "a", 0, 0.1)
     record(tmp_path / "b", 0, 0.3)  # the same seed and settings twice: counted, and said
@@ -108,7 +125,8 @@ def test_unfinished_runs_and_repeated_seeds_are_reported(tmp_path, capsys):
 
 def test_seed_ranges():
     assert summarize.seed_list([0, 1, 2, 4, 6, 7]) == "0-2, 4, 6-7"
-    assert summarize.seed_list([3]) == "3" and summarize.seed_list([1, 1, 2]) == "1, 1-2"
+    assert summarize.seed_list([3]) == "3" and summarize.seed_list([1, 1, 2]) == "1-2; repeated: 1"
+    assert summarize.seed_list([0, 0, 1, 1, 2, 3, 3, 4]) == "0-4; repeated: 0-1, 3"
 
 
 @pytest.mark.parametrize("case, message", [
