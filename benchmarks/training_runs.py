@@ -72,9 +72,9 @@ def run_jobs(todo, work, jobs, desc):
 def parse_run_arguments(ap, script, argv, runs, unit):
     """Add the options of every script that trains runs (`runs`: default folder, `unit`: what one run is
     per seed, e.g. "arm"), parse argv; return (args, unique seeds in order, the command line)."""
-    each = "seed" if unit == "seed" else f"({unit}, seed)"  # unit "seed": a study of one arm
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
-                    help="one run per seed" if unit == "seed" else f"one run per {unit} and seed")
+    # unit "seed": a study of one arm
+    each, per = ("seed", "seed") if unit == "seed" else (f"({unit}, seed)", f"{unit} and seed")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help=f"one run per {per}")
     ap.add_argument("--iters", type=int, default=300, help="training iterations of every run")
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time (the cores are split between them)")
     ap.add_argument("--runs", default=runs, help="run folders")
