@@ -104,9 +104,10 @@ def read_run(path: Path, scores: str, weights: str, ignore: Sequence[str] = ()) 
 def group_runs(runs: Sequence[Run]) -> List[Group]:
     """Runs of the same task and settings together; groups ordered by task, then by the settings that
     differ between them."""
-    groups: Dict[str, Group] = {}
+    groups: Dict[tuple, Group] = {}
     for r in runs:
-        key = json.dumps([r.task, r.settings], sort_keys=True)
+        # settings are scalars, in the trainer's order; as a tuple, 1 and 1.0 (a YAML `lr: 1`) are one value
+        key = (r.task, tuple(sorted(r.settings.items())))
         groups.setdefault(key, Group(r.task, r.settings)).runs.append(r)
     for g in groups.values():
         g.runs.sort(key=lambda r: (r.seed, str(r.path)))
@@ -122,7 +123,7 @@ def group_runs(runs: Sequence[Run]) -> List[Group]:
 
 def varying_settings(groups: Sequence[Group]) -> List[str]:
     """The settings whose value differs between groups, in the trainer's order."""
-    return [k for k in groups[0].settings if len({json.dumps(g.settings.get(k)) for g in groups}) > 1]
+    return [k for k in groups[0].settings if len({g.settings[k] for g in groups}) > 1]
 
 
 def shared_non_defaults(groups: Sequence[Group], varying: Sequence[str]) -> dict:

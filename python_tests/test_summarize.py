@@ -86,8 +86,8 @@ def test_score_sets_and_networks(tmp_path, capsys):
 
 def test_a_setting_a_run_predates_counts_as_its_default(tmp_path, capsys):
     """metrics.json of a run made before --ema existed groups with runs that give --ema 0 explicitly."""
-    record(tmp_path / "old", 0, 0.1, drop_config=("ema",))
-    record(tmp_path / "new", 1, 0.3, extra_config={"ema": 0.0})
+    record(tmp_path / "new", 1, 0.3, extra_config={"ema": 0.0, "lr": 1})
+    record(tmp_path / "old", 0, 0.1, drop_config=("ema",), extra_config={"lr": 1.0})  # 1.0 and 1: one value
     groups = summarize.main([str(tmp_path)])
     assert len(groups) == 1 and [r.seed for r in groups[0].runs] == [0, 1]
     assert "| OCI-M | (every run's) | 2 | 0-1 |" in capsys.readouterr().out
