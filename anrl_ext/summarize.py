@@ -78,9 +78,10 @@ def find_results(paths: Sequence[str]) -> Tuple[List[Path], List[Path]]:
     return list(found.values()), list(unfinished.values())
 
 
-def read_run(path: Path, scores: str, weights: str, ignore: Sequence[str] = ()) -> Run | None:
+def read_run(path: Path, scores: str, weights: str, metrics: Sequence[str] = METRICS,
+             ignore: Sequence[str] = ()) -> Run | None:
     """One run's record, less the settings in `ignore`; None when it lacks the asked-for network's scores
-    (see WEIGHTS)."""
+    (see WEIGHTS) or one of `metrics`."""
     try:
         result = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -93,12 +94,13 @@ def read_run(path: Path, scores: str, weights: str, ignore: Sequence[str] = ()) 
         report = report.get(key) if isinstance(report, dict) else None
     if report is None:
         return None
-    if SCORES[scores] not in report:
-        return None  # runs made before the held-out sources were scored
+    report = report.get(SCORES[scores])  # None in runs made before the held-out sources were scored
+    if not isinstance(report, dict) or any(m not in report for m in metrics):
+        return None
     settings = run_records.stored_settings(result)
     return Run(path, result["task"], settings["seed"],
                {k: v for k, v in settings.items() if k not in NOT_SETTINGS and k not in ignore},
-               {m: 100 * report[SCORES[scores]][m] for m in METRICS}, result)
+               {m: 100 * report[m] for m in metrics}, result)
 
 
 def group_runs(runs: Sequence[Run]) -> List[Group]:
@@ -234,24 +236,25 @@ def plot(groups: Sequence[Group], metrics: Sequence[str], path: str, title: str)
     plt.close(fig)
 
 
-def summarize(paths: Sequence[str], scores: str = "paper", weights: str = "final", ignore: Sequence[str] = (),
-              log=None) -> List[Group]:
+def summarize(paths: Sequence[str], scores: str = "paper", weights: str = "final",
+              metrics: Sequence[str] = ("hter", "auc"), ignore: Sequence[str] = (), log=None) -> List[Group]:
     """The groups of the runs under `paths`, runs that differ only in the settings in `ignore` together;
     what is left out is said on `log` (default: stderr). Raises RunError."""
     log = log or sys.stderr
     found, unfinished = find_results(paths)
     for folder in unfinished:
         print(f"left out, unfinished (checkpoint.pt, no metrics.json): {folder}", file=log)
+    asked = f"{scores} scores ({', '.join(metrics)}) of the {weights} network"
     runs, lacking = [], []
     for path in found:
-        run = read_run(path, scores, weights, ignore)
+        run = read_run(path, scores, weights, metrics, ignore)
         (runs if run is not None else lacking).append(run or path)
     if lacking:
-        print(f"left out, {len(lacking)} run{'s' * (len(lacking) != 1)} without {scores} scores of the {weights} "
-              f"network ({WEIGHTS[weights][1]}): " + ", ".join(map(str, lacking)), file=log)
+        print(f"left out, {len(lacking)} run{'s' * (len(lacking) != 1)} without {asked} ({WEIGHTS[weights][1]}): "
+              + ", ".join(map(str, lacking)), file=log)
     if not runs:
         where = ", ".join(map(str, paths))
-        raise RunError(f"no finished run with {scores} scores of the {weights} network under {where}"
+        raise RunError(f"no finished run with {asked} under {where}"
                        if found else f"no metrics.json under {where}")
     groups = group_runs(runs)
     for g in groups:
@@ -283,7 +286,7 @@ def main(argv=None):
     ap.add_argument("--plot", default=None, help="also draw it here (.png)")
     args = ap.parse_args(argv)
     try:
-        groups = summarize(args.runs, args.scores, args.weights, args.ignore)
+        groups = summarize(args.runs, args.scores, args.weights, args.metrics, args.ignore)
     except RunError as e:
         raise SystemExit(f"{ap.prog}: error: {e}") from None
     print(render(groups, args.metrics, args.scores, args.weights, args.ignore), end="")

@@ -79,9 +79,20 @@ def test_score_sets_and_networks(tmp_path, capsys):
     capsys.readouterr()
     assert hter("--weights", "unaveraged", "--scores", "source") == pytest.approx({"ema": 72.0})
     err = capsys.readouterr().err
-    assert "left out, 2 runs without source scores of the unaveraged network (only runs trained with --ema)" in err
+    assert "left out, 2 runs without source scores (hter, auc) of the unaveraged network (only runs trained with " \
+        "--ema)" in err
     assert str(tmp_path / "pick" / "metrics.json") in err and str(tmp_path / "plain" / "metrics.json") in err
     assert hter("--weights", "selected") == pytest.approx({"pick": 92.0})
+
+
+def test_a_run_without_an_asked_for_metric_is_left_out(tmp_path, capsys):
+    old = record(tmp_path / "old", 0, 0.1)
+    del old["metrics"]["paper"]["tpr@fpr=1%"]
+    (tmp_path / "old" / "metrics.json").write_text(json.dumps(old))
+    record(tmp_path / "new", 1, 0.3)
+    assert [r.seed for g in summarize.main([str(tmp_path), "--metrics", "eer"]) for r in g.runs] == [0, 1]
+    assert [r.seed for g in summarize.main([str(tmp_path), "--metrics", "tpr@fpr=1%"]) for r in g.runs] == [1]
+    assert "left out, 1 run without paper scores (tpr@fpr=1%) of the final network" in capsys.readouterr().err
 
 
 def test_a_setting_a_run_predates_counts_as_its_default(tmp_path, capsys):
@@ -134,7 +145,7 @@ def test_seed_ranges():
     ("empty", "no metrics.json under"),
     ("broken", "cannot read it as JSON"),
     ("foreign", "not a metrics.json written by python -m anrl_ext.train (no task, config)"),
-    ("nothing_asked_for", "no finished run with paper scores of the selected network under"),
+    ("nothing_asked_for", "no finished run with paper scores (hter, auc) of the selected network under"),
 ])
 def test_bad_input_ends_with_a_message_naming_it(tmp_path, capsys, case, message):
     target = tmp_path / "runs"
