@@ -147,8 +147,13 @@ def seed_list(seeds: Sequence[int]) -> str:
             i = j + 1
         return ", ".join(parts)
 
-    repeated = [s for s in set(seeds) if list(seeds).count(s) > 1]
+    repeated = repeated_seeds(seeds)
     return ranges(seeds) + (f"; repeated: {ranges(repeated)}" if repeated else "")
+
+
+def repeated_seeds(seeds: Sequence[int]) -> List[int]:
+    """The seeds that occur more than once, in order."""
+    return sorted(s for s in set(seeds) if list(seeds).count(s) > 1)
 
 
 def spread(values: Sequence[float]) -> Tuple[float, float | None]:
@@ -257,11 +262,12 @@ def summarize(paths: Sequence[str], scores: str = "paper", weights: str = "final
         raise RunError(f"no finished run with {asked} under {where}"
                        if found else f"no metrics.json under {where}")
     groups = group_runs(runs)
+    varying = varying_settings(groups)
     for g in groups:
         seeds = [r.seed for r in g.runs]
-        for s in sorted({s for s in seeds if seeds.count(s) > 1}):
-            print(f"note: seed {s} of {g.task} {setting_text(g, varying_settings(groups))} is counted "
-                  f"{seeds.count(s)} times: " + ", ".join(str(r.path) for r in g.runs if r.seed == s), file=log)
+        for s in repeated_seeds(seeds):
+            print(f"note: seed {s} of {g.task} {setting_text(g, varying)} is counted {seeds.count(s)} times: "
+                  + ", ".join(str(r.path) for r in g.runs if r.seed == s), file=log)
     return groups
 
 

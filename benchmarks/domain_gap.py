@@ -19,7 +19,6 @@ from pathlib import Path
 
 import bn_vs_afnm
 import training_runs
-from anrl_ext import run_records
 from anrl_ext.data import DOMAINS
 
 
@@ -120,8 +119,7 @@ def main(argv=None):
     rows = training_runs.run_jobs(todo, lambda job, threads: run_one(*job, args, threads), args.jobs,
                                   "domain-gap runs")
     per_domain, overall = summarise(rows, seeds)
-    text = render(per_domain, overall, args, seeds, command) + "\n" + \
-        run_records.code_line([r for *_, r in rows]) + "\n"
+    text = render(per_domain, overall, args, seeds, command) + bn_vs_afnm.code_note(rows)
     bn_vs_afnm.write_report(text, args.out, lambda: plot(per_domain, seeds, args.plot,
                                                           f"domain gap, {args.iters} iterations"), args.plot)
     Path(args.out).with_suffix(".json").write_text(json.dumps(
