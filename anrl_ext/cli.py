@@ -5,7 +5,7 @@ import argparse
 import math
 import os
 from contextlib import contextmanager
-from typing import Iterator, List
+from typing import Iterable, Iterator, List, Optional
 
 
 def finite_float(text: str) -> float:
@@ -48,6 +48,34 @@ def domains(ap: argparse.ArgumentParser, data: str, letters: str) -> List[str]:
         except ValueError as e:
             ap.error(f"--domains {letters!r}: {e}")
     return list(letters)
+
+
+def check_output(ap: argparse.ArgumentParser, option: str, path: str, *, folder: bool = False,
+                 formats: Optional[Iterable[str]] = None) -> str:
+    """Usage error, before any work, if the tool could not write `path` (a file, or with `folder` a folder)
+    at the end: a file where a folder must go, a folder where the file goes, no permission to write, or
+    (with `formats`, extensions such as ".png") an extension not among them. Creates nothing; returns `path`."""
+    def fail(why: str):
+        ap.error(f"{option} {path}: {why}")
+
+    target = os.path.abspath(path)
+    if formats is not None:
+        ext = os.path.splitext(target)[1].lower()
+        if ext not in formats:
+            fail(f"unknown format {ext or '(no extension)'!r}; use one of {', '.join(sorted(formats))}")
+    if os.path.isdir(target) != folder and os.path.exists(target):
+        fail("is a file, expected a folder" if folder else "is a folder, expected a file")
+    # the nearest folder that exists is where the missing ones (or the file) will be created
+    existing = target if folder else os.path.dirname(target)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        fail(f"cannot be created: {existing} is a file")
+    if os.path.isfile(target) and not os.access(target, os.W_OK):
+        fail("no permission to write it")
+    if not os.access(existing, os.W_OK | os.X_OK):  # a new file, or a temporary one renamed over the old, goes here
+        fail(f"no permission to write in {existing}")
+    return path
 
 
 def make_parent(path: str) -> str:

@@ -22,6 +22,8 @@ def main(argv=None):
     ap.add_argument("--threshold", type=cli.finite_float, default=None, help="fixed threshold (default: the set's EER)")
     ap.add_argument("--out", default=None, help="write the metrics as JSON here, and a ROC plot next to it (.png)")
     args = ap.parse_args(argv)
+    if args.out:
+        cli.check_output(ap, "--out", args.out)
     with cli.data_errors_exit(ap.prog):
         return _evaluate(ap, args)
 

@@ -28,7 +28,7 @@ import os
 import torch
 from torch import nn
 
-from . import checkpoint, config, provenance
+from . import checkpoint, cli, config, provenance
 from .model import ANRLNet
 from .nn import set_backend
 
@@ -150,9 +150,7 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help=f"output file, its format by the extension: {', '.join(FORMATS)}")
     ap.add_argument("--no-check", action="store_true", help="skip running the written file against PyTorch")
     args = ap.parse_args(argv)
-    ext = os.path.splitext(args.out)[1].lower()
-    if ext not in FORMATS:
-        raise SystemExit(f"--out {args.out}: unknown format {ext or '(no extension)'!r}; use one of {FORMATS}")
+    ext = os.path.splitext(cli.check_output(ap, "--out", args.out, formats=FORMATS))[1].lower()
     try:
         scorer, cfg, meta = load_scorer(args.checkpoint)
     except FileNotFoundError as e:

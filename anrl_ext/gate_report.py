@@ -200,6 +200,8 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="JSON path; the plot goes next to it as .png "
                                                 "(default: gates.json beside the checkpoint)")
     args = ap.parse_args(argv)
+    if args.out:
+        cli.check_output(ap, "--out", args.out)
     with cli.data_errors_exit(ap.prog):
         return _report(ap, args)
 
@@ -210,6 +212,8 @@ def _report(ap: argparse.ArgumentParser, args: argparse.Namespace):
     from .train import trainer_from_checkpoint
 
     trainer, state = trainer_from_checkpoint(args.checkpoint, args.data, args.device)
+    out = args.out or cli.check_output(ap, "the default --out", os.path.join(
+        os.path.dirname(os.path.abspath(args.checkpoint)), "gates.json"))  # before the scoring
     cfg = trainer.cfg
     sources, target = cfg.domains()
     domains = cli.domains(ap, cfg.data, args.domains) if args.domains else [*sources, target]
@@ -217,7 +221,6 @@ def _report(ap: argparse.ArgumentParser, args: argparse.Namespace):
     with tqdm(total=sum(map(len, datasets.values())), desc="alpha per domain", unit="frame", disable=None) as bar:
         stats = gate_statistics(trainer, datasets, progress=bar.update)
     stats.update(checkpoint=os.path.abspath(args.checkpoint), iteration=state.get("iteration"), target=target)
-    out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "gates.json")
     with open(cli.make_parent(out), "w") as fh:
         json.dump(stats, fh, indent=1)
     png = os.path.splitext(out)[0] + ".png"

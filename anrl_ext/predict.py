@@ -136,6 +136,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.frames < 1:
         ap.error(f"--frames must be at least 1, got {args.frames}")
+    if args.out:
+        cli.check_output(ap, "--out", args.out)
     with cli.data_errors_exit(ap.prog):
         rows = predict(args.model, args.inputs, args.crop, args.threshold, args.frames)
     for r in rows:

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from . import cli
 from .data.lists import SUBJECTS_FILE, text_fields
 
 VIDEO_EXT = {".avi", ".mov", ".mp4", ".mkv", ".webm", ".m4v"}
@@ -274,6 +275,7 @@ def main(argv=None):
                     "the video's path (its first group, if it has one), for datasets whose naming the tool does not "
                     r"know, e.g. '/(\d{3})/'; default: the dataset's own rule")
     args = ap.parse_args(argv)
+    cli.check_output(ap, "--out", args.out, folder=True)
     try:
         stats = prepare(args.dataset, args.src, args.out, args.domain, args.frames_per_video, args.size, args.boxes,
                         subject_pattern=args.subject_pattern)

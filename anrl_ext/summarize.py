@@ -207,6 +207,13 @@ def write_csv(groups: Sequence[Group], metrics: Sequence[str], path: str) -> Non
                        [v for mean, sd in stats for v in (f"{mean:.4f}", "" if sd is None else f"{sd:.4f}")])
 
 
+def plot_formats() -> List[str]:
+    """The extensions --plot can be written with: matplotlib's image formats."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return ["." + ext for ext in FigureCanvasAgg.get_supported_filetypes()]
+
+
 def plot(groups: Sequence[Group], metrics: Sequence[str], path: str, title: str) -> None:
     """One panel per metric: per task a bar (mean) per setting, a dot per run."""
     import matplotlib
@@ -289,8 +296,12 @@ def main(argv=None):
                     help="trainer settings that do not tell runs apart, e.g. backend device: runs that differ "
                          "only in them are one group")
     ap.add_argument("--csv", default=None, help="also write the table here")
-    ap.add_argument("--plot", default=None, help="also draw it here (.png)")
+    ap.add_argument("--plot", default=None, help="also draw it here (.png, .pdf, .svg, ...)")
     args = ap.parse_args(argv)
+    if args.csv:
+        cli.check_output(ap, "--csv", args.csv)
+    if args.plot:
+        cli.check_output(ap, "--plot", args.plot, formats=plot_formats())
     try:
         groups = summarize(args.runs, args.scores, args.weights, args.metrics, args.ignore)
     except RunError as e:

@@ -66,9 +66,10 @@ def test_threshold_is_taken_only_from_the_metrics_of_this_model(trained, tmp_pat
     assert export.load_scorer(str(tmp_path / "best.pt"))[2]["threshold_source"] == 0.25  # its own evaluation
 
 
-def test_bad_requests_name_what_is_wrong(trained, tmp_path):
-    with pytest.raises(SystemExit, match=r"unknown format '\.txt'"):
+def test_bad_requests_name_what_is_wrong(trained, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
         export.main(["--checkpoint", str(trained / "checkpoint.pt"), "--out", str(tmp_path / "m.txt")])
+    assert exit_.value.code == 2 and "m.txt: unknown format '.txt'; use one of .onnx, .pt2" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="checkpoint not found"):
         export.main(["--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "m.onnx")])
     torch.save({"weights": 1}, tmp_path / "other.pt")

@@ -1,5 +1,6 @@
 """python -m anrl_ext.gate_report: alpha per blend layer, domain and class, from a checkpoint."""
 import json
+import os
 
 import pytest
 import torch
@@ -110,6 +111,20 @@ def test_bad_arguments_are_named(tmp_path, capsys):
         report(path, tmp_path, "--domains", "MX")
     assert exit_.value.code == 2  # argparse's usage error
     assert "--domains 'MX': unknown synthetic domain 'X'; choose from O, C, I, M" in capsys.readouterr().err
+
+
+def test_a_checkpoint_folder_it_cannot_write_to_is_named_before_the_scoring(tmp_path, capsys, monkeypatch):
+    """Without --out the report goes beside the checkpoint: a read-only folder there (os.access stands in,
+    as the tests may run as root) is a usage error pointing to --out, not an OSError after the scoring."""
+    _, path = saved_trainer(tmp_path)
+    monkeypatch.setattr(gate_report, "gate_statistics", lambda *a, **k: pytest.fail("scored before the check"))
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: os.path.abspath(p) != str(tmp_path) and access(p, mode))
+    with pytest.raises(SystemExit) as exit_:
+        gate_report.main(["--checkpoint", str(path)])
+    assert exit_.value.code == 2
+    assert f"error: the default --out {tmp_path / 'gates.json'}: no permission to write in {tmp_path}" \
+        in capsys.readouterr().err
 
 
 def test_live_hidden_units_are_counted(tmp_path):
