@@ -7,6 +7,8 @@ import tempfile
 
 import torch
 
+from .errors import InputError
+
 
 def write_atomic(path: str, write, suffix: str = ".tmp") -> None:
     """write(binary file) into a temporary file in `path`'s directory, fsync, then rename over `path`:
@@ -39,19 +41,21 @@ def save_atomic(obj, path: str) -> None:
 
 
 def load(path: str, map_location="cpu"):
+    """What torch.save wrote to `path`; FileNotFoundError or InputError naming it if it is not there or not
+    a file torch can read."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
     except (RuntimeError, ValueError, EOFError, OSError, pickle.UnpicklingError) as e:
-        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
+        raise InputError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
 
 
 def load_run(path: str, map_location="cpu") -> dict:
     """A checkpoint written by anrl_ext.train: a dict with at least its 'model' and 'config'."""
     state = load(path, map_location)
     if not isinstance(state, dict) or not {"model", "config"} <= state.keys():
-        raise ValueError(f"{path} is not a checkpoint written by anrl_ext.train (no 'model' or 'config' entry)")
+        raise InputError(f"{path} is not a checkpoint written by anrl_ext.train (no 'model' or 'config' entry)")
     return state
 
 

@@ -85,12 +85,13 @@ def make_parent(path: str) -> str:
 
 
 @contextmanager
-def data_errors_exit(prog: str) -> Iterator[None]:
-    """A missing or unusable dataset file ends the tool with its message and exit status 1, without a
-    traceback: the message names the file, and the traceback would only show our code."""
-    from .data.lists import DataError
+def input_errors_exit(prog: str) -> Iterator[None]:
+    """A missing or unusable input file (dataset, checkpoint, model, image or video) ends the tool with its
+    message and exit status 1, without a traceback: the message names the file, and the traceback would
+    only show our code."""
+    from .errors import InputError
 
     try:
         yield
-    except (FileNotFoundError, DataError) as e:
+    except (FileNotFoundError, InputError) as e:
         raise SystemExit(f"{prog}: error: {e}") from None

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from . import checkpoint, cli, config, provenance
+from .errors import InputError
 from .model import ANRLNet
 from .nn import set_backend
 
@@ -117,21 +118,34 @@ def load_exported(path: str, threads: int | None = None):
     threads); metadata as written, the same dict for both formats."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file not found: {path}")
-    if path.endswith(".onnx"):
-        import onnxruntime
+    try:  # whatever the runtime says of a file it cannot load, the user's fix is another file
+        run, meta = _load_onnx(path, threads) if path.endswith(".onnx") else _load_pt2(path)
+    except Exception as e:
+        raise InputError(f"{path}: not a readable {os.path.splitext(path)[1]} model "
+                         f"({type(e).__name__}: {' '.join(str(e).split())[:300]})") from e
+    if "img_size" not in meta:
+        raise InputError(f"{path} is not a model written by anrl_ext.export (it carries no anrl_ext metadata)")
+    return run, meta
 
-        options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
-        def run(x):
-            return tuple(torch.from_numpy(t) for t in session.run(None, {"x": x.numpy()}))
+def _load_onnx(path: str, threads: int | None):
+    import onnxruntime
 
-        return run, {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+    def run(x):
+        return tuple(torch.from_numpy(t) for t in session.run(None, {"x": x.numpy()}))
+
+    return run, {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
+
+
+def _load_pt2(path: str):
     extra = {PT2_METADATA: ""}
     module = torch.export.load(path, extra_files=extra).module()
-    return module, json.loads(extra[PT2_METADATA])
+    return module, json.loads(extra[PT2_METADATA] or "{}")
 
 
 def run_exported(path: str, x: torch.Tensor):
@@ -151,10 +165,8 @@ def main(argv=None):
     ap.add_argument("--no-check", action="store_true", help="skip running the written file against PyTorch")
     args = ap.parse_args(argv)
     ext = os.path.splitext(cli.check_output(ap, "--out", args.out, formats=FORMATS))[1].lower()
-    try:
+    with cli.input_errors_exit(ap.prog):
         scorer, cfg, meta = load_scorer(args.checkpoint)
-    except FileNotFoundError as e:
-        raise SystemExit(str(e)) from None
     example = torch.zeros(2, 6, cfg.img_size, cfg.img_size)
     (to_onnx if ext == ".onnx" else to_pt2)(scorer, example, meta, args.out)
     print(f"wrote {args.out}: input (N, 6, {cfg.img_size}, {cfg.img_size}), outputs score (N,) and depth; "

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from . import cli
 from .data.transforms import rgb_hsv6
+from .errors import InputError
 from .export import load_exported, load_scorer
 from .prepare import IMAGE_EXT, VIDEO_EXT, FaceDetector, crop, read_frames
 
@@ -53,13 +54,13 @@ def find_inputs(paths: List[str]) -> List[str]:
             found += sorted(str(f) for f in Path(p).iterdir() if f.suffix.lower() in IMAGE_EXT)
         elif os.path.isfile(p):
             if Path(p).suffix.lower() not in IMAGE_EXT | VIDEO_EXT:
-                raise ValueError(f"not an image or video file: {p} "
+                raise InputError(f"not an image or video file: {p} "
                                  f"(expected one of {', '.join(sorted(IMAGE_EXT | VIDEO_EXT))})")
             found.append(p)
         else:
             raise FileNotFoundError(f"no such image, video or folder: {p}")
     if not found:
-        raise ValueError(f"no images or videos in {paths}")
+        raise InputError(f"no images or videos in {', '.join(paths)}")
     return found
 
 
@@ -93,7 +94,7 @@ def _frames_of(path: str, frames: int) -> List[np.ndarray]:
         return read_frames(path, frames)  # raises naming the file when it cannot be read
     bgr = cv2.imread(path, cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ValueError(f"unreadable image: {path}")
+        raise InputError(f"unreadable image: {path}")
     return [bgr]
 
 
@@ -138,7 +139,7 @@ def main(argv=None):
         ap.error(f"--frames must be at least 1, got {args.frames}")
     if args.out:
         cli.check_output(ap, "--out", args.out)
-    with cli.data_errors_exit(ap.prog):
+    with cli.input_errors_exit(ap.prog):
         rows = predict(args.model, args.inputs, args.crop, args.threshold, args.frames)
     for r in rows:
         print(f"{r['score']:.4f}  {r.get('decision', '-'):5}  {r['input']}  ({r['frames']} frame"

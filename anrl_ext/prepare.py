@@ -37,6 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import cli
+from .errors import InputError
 from .data.lists import SUBJECTS_FILE, text_fields
 
 VIDEO_EXT = {".avi", ".mov", ".mp4", ".mkv", ".webm", ".m4v"}
@@ -129,11 +130,11 @@ def read_frames(path: str, count: int) -> List[np.ndarray]:
         frames = [cv2.imread(os.path.join(path, names[i])) for i in idx]
         bad = [names[i] for i, f in zip(idx, frames) if f is None]
         if bad:
-            raise ValueError(f"unreadable image(s) in {path}: {bad[:3]}")
+            raise InputError(f"unreadable image(s) in {path}: {bad[:3]}")
         return frames
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
-        raise ValueError(f"cannot open video: {path}")
+        raise InputError(f"cannot open video: {path}")
     frames = []
     while True:  # decode all, then pick: frame counts in headers are unreliable
         ok, frame = cap.read()
@@ -142,7 +143,7 @@ def read_frames(path: str, count: int) -> List[np.ndarray]:
         frames.append(frame)
     cap.release()
     if not frames:
-        raise ValueError(f"video has no readable frames: {path}")
+        raise InputError(f"video has no readable frames: {path}")
     idx = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))
     return [frames[i] for i in idx]
 
@@ -158,7 +159,7 @@ def read_boxes(path: str) -> Dict[Tuple[str, Optional[int]], Box]:
             else:
                 raise ValueError
         except ValueError:
-            raise ValueError(f"{path}:{lineno}: expected 'video x y w h' or 'video frame x y w h'") from None
+            raise InputError(f"{path}:{lineno}: expected 'video x y w h' or 'video frame x y w h'") from None
     return boxes
 
 

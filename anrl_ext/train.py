@@ -388,7 +388,7 @@ def main(argv=None):
     except (ValueError, FileNotFoundError) as e:  # a bad option value or a missing --resume checkpoint:
         config.parser().error(str(e))  # usage and the message, exit status 2, as argparse does
     cli.check_output(config.parser(), "--out", cfg.out, folder=True)  # now, not after building the data
-    with cli.data_errors_exit("python -m anrl_ext.train"):
+    with cli.input_errors_exit("python -m anrl_ext.train"):
         result = run(cfg)
     if "signum" in result:  # the shell's status for a process ended by that signal
         raise SystemExit(128 + result["signum"])

@@ -73,6 +73,6 @@ def test_bad_requests_name_what_is_wrong(trained, tmp_path, capsys):
     with pytest.raises(SystemExit, match="checkpoint not found"):
         export.main(["--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "m.onnx")])
     torch.save({"weights": 1}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not a checkpoint written by anrl_ext.train"):
+    with pytest.raises(SystemExit, match="export: error: .*other.pt is not a checkpoint written by anrl_ext.train"):
         export.main(["--checkpoint", str(tmp_path / "other.pt"), "--out", str(tmp_path / "m.onnx")])
     assert not list(tmp_path.glob("m.*"))  # nothing written by a failed request

@@ -23,13 +23,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import InputError
 from .transforms import augment, rgb_hsv6
 
 
 SUBJECTS_FILE = "subjects.txt"  # prepared layout: `frames/<video> subject` per line
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A dataset file or entry that cannot be used, with where it is."""
 
 
