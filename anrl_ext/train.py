@@ -27,6 +27,7 @@ from .losses import DualCalibration, anrl_losses
 from .meta import call_with, meta_gradient
 from .metrics import compute_metrics, plot_roc, protocol_report
 from .model import ANRLNet
+from .ops.backends import available_backends
 
 
 def cat_batches(batches):
@@ -54,6 +55,10 @@ class Trainer:
         self.device = torch.device(cfg.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise SystemExit("--device cuda but no CUDA device is available")
+        usable = available_backends(self.device)
+        if cfg.backend not in ("auto", *usable):  # now, not at the first forward pass after building the data
+            raise SystemExit(f"--backend {cfg.backend} cannot run on --device {cfg.device} here; usable there: "
+                             f"{', '.join(usable)} (or auto, the fastest of them)")
         self.rank, self.world_size = distributed.init_from_env(self.device)
         if self.device.type == "cuda" and self.world_size > 1:
             self.device = torch.device("cuda", torch.cuda.current_device())
@@ -240,6 +245,12 @@ def trainer_from_checkpoint(path: str, data: str = None, device: str = None):
         cfg.data = data
     if device:
         cfg.device = device
+    device_here = cfg.device == "cpu" or torch.cuda.is_available()  # if not, Trainer says so
+    if device_here and cfg.backend not in ("auto", *available_backends(cfg.device)):
+        # a GPU run scored on a CPU: the backends compute the same function, so any will do
+        warnings.warn(f"{path} was trained with --backend {cfg.backend}, which cannot run on {cfg.device} here; "
+                      "scoring with --backend auto (the same function)", stacklevel=2)
+        cfg.backend = "auto"
     # the delivered weights go into the trainer's own network, so it keeps no average of its own
     trainer = Trainer(replace(cfg, ema=0.0), with_data=False)
     trainer.model.load_state_dict(checkpoint.delivered_weights(state))

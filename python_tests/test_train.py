@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch
 import anrl_ext
 from anrl_ext import checkpoint, config, evaluate, export, provenance, selection, stopping, train
 from anrl_ext.data import synthetic
-from anrl_ext.data.build import build_datasets
+from anrl_ext.data.build import build_datasets, eval_dataset
 from helpers import check_amp_and_channels_last, trainer_steps
 
 
@@ -490,6 +491,31 @@ def test_missing_data_ends_the_tools_with_its_message(tmp_path):
     (tmp_path / "root" / "M").mkdir(parents=True)
     with pytest.raises(SystemExit, match="anrl_ext.evaluate: error: list file not found: .*root/M/real.txt"):
         evaluate.main(["--checkpoint", str(out / "checkpoint.pt"), "--data", str(tmp_path / "root")])
+
+
+def test_a_backend_the_device_cannot_run(tmp_path, monkeypatch):
+    """Training: named before the data is built. Scoring a checkpoint of, say, a GPU run with --backend cuda
+    on the CPU: a warning, and the scores of any other backend (the same function)."""
+    monkeypatch.setattr(train, "build_datasets", lambda cfg: pytest.fail("data built before the check"))
+    with pytest.raises(SystemExit, match=r"^--backend cuda cannot run on --device cpu here; usable there: "
+                                         r"reference, cpu(, triton)? \(or auto, the fastest of them\)$"):
+        train.Trainer(config.load(["--preset", "smoke", "--backend", "cuda"]))
+    monkeypatch.undo()
+    state = train.Trainer(config.load(["--preset", "smoke", "--backend", "reference"])).state_dict()
+    checkpoint.save_atomic(state, str(tmp_path / "reference.pt"))
+    checkpoint.save_atomic({**state, "config": {**state["config"], "backend": "cuda", "device": "cuda"}},
+                           str(tmp_path / "gpu_run.pt"))
+    scores = {}
+    for name in ("reference", "gpu_run"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer, _ = train.trainer_from_checkpoint(str(tmp_path / f"{name}.pt"), device="cpu")
+        said = [str(w.message) for w in caught if "was trained with --backend" in str(w.message)]
+        assert said == ([f"{tmp_path / name}.pt was trained with --backend cuda, which cannot run on cpu here; "
+                         "scoring with --backend auto (the same function)"] if name == "gpu_run" else [])
+        assert trainer.cfg.backend == {"reference": "reference", "gpu_run": "auto"}[name]
+        scores[name] = trainer.scores(eval_dataset(trainer.cfg, [trainer.cfg.domains()[1]]))[0]
+    np.testing.assert_allclose(scores["gpu_run"], scores["reference"], rtol=1e-4, atol=1e-5)
 
 
 def test_train_and_evaluate_cli(tmp_path, capsys):
