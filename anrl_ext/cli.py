@@ -34,7 +34,8 @@ def add_checkpoint_arguments(ap: argparse.ArgumentParser) -> None:
     """--checkpoint, --data and --device of a tool that loads a trained model (evaluate, gate_report)."""
     ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by anrl_ext.train")
     ap.add_argument("--data", default=None, help="dataset (default: the checkpoint's)")
-    ap.add_argument("--device", type=device, default=None, help="cpu, cuda or cuda:N (default: the checkpoint's)")
+    ap.add_argument("--device", type=device, default=None, help="cpu, cuda or cuda:N (default: the checkpoint's; "
+                    "the CPU if that was a GPU and this machine has none)")
 
 
 def domains(ap: argparse.ArgumentParser, data: str, letters: str) -> List[str]:

@@ -238,16 +238,21 @@ class Trainer:
 
 def trainer_from_checkpoint(path: str, data: str = None, device: str = None):
     """(Trainer with a checkpoint's config and the network it delivers, the checkpoint), for
-    scoring: it builds no dataset. `data` and `device` replace the config's when given."""
+    scoring: it builds no dataset. `data` and `device` replace the config's when given; without
+    `device`, a GPU run is scored on the CPU of a machine that has no GPU."""
     state = checkpoint.load_run(path)
     cfg = config.Config(**state["config"])
     if data:
         cfg.data = data
     if device:
         cfg.device = device
+    elif cfg.device != "cpu" and not torch.cuda.is_available():
+        warnings.warn(f"{path} was trained on {cfg.device}; this machine has no CUDA device: scoring on the CPU",
+                      stacklevel=2)
+        cfg.device = "cpu"
     device_here = cfg.device == "cpu" or torch.cuda.is_available()  # if not, Trainer says so
     if device_here and cfg.backend not in ("auto", *available_backends(cfg.device)):
-        # a GPU run scored on a CPU: the backends compute the same function, so any will do
+        # the backends compute the same function, so any will do
         warnings.warn(f"{path} was trained with --backend {cfg.backend}, which cannot run on {cfg.device} here; "
                       "scoring with --backend auto (the same function)", stacklevel=2)
         cfg.backend = "auto"

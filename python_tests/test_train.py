@@ -494,8 +494,8 @@ def test_missing_data_ends_the_tools_with_its_message(tmp_path):
 
 
 def test_a_backend_the_device_cannot_run(tmp_path, monkeypatch):
-    """Training: named before the data is built. Scoring a checkpoint of, say, a GPU run with --backend cuda
-    on the CPU: a warning, and the scores of any other backend (the same function)."""
+    """Training: named before the data is built. Scoring a checkpoint of a GPU run with --backend cuda on a
+    machine without a GPU: warnings, and the scores of any other backend on the CPU (the same function)."""
     monkeypatch.setattr(train, "build_datasets", lambda cfg: pytest.fail("data built before the check"))
     with pytest.raises(SystemExit, match=r"^--backend cuda cannot run on --device cpu here; usable there: "
                                          r"reference, cpu(, triton)? \(or auto, the fastest of them\)$"):
@@ -505,14 +505,17 @@ def test_a_backend_the_device_cannot_run(tmp_path, monkeypatch):
     checkpoint.save_atomic(state, str(tmp_path / "reference.pt"))
     checkpoint.save_atomic({**state, "config": {**state["config"], "backend": "cuda", "device": "cuda"}},
                            str(tmp_path / "gpu_run.pt"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on this machine, also on a GPU one
     scores = {}
     for name in ("reference", "gpu_run"):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            trainer, _ = train.trainer_from_checkpoint(str(tmp_path / f"{name}.pt"), device="cpu")
-        said = [str(w.message) for w in caught if "was trained with --backend" in str(w.message)]
-        assert said == ([f"{tmp_path / name}.pt was trained with --backend cuda, which cannot run on cpu here; "
-                         "scoring with --backend auto (the same function)"] if name == "gpu_run" else [])
+            # no --device: the checkpoint's, cuda for the GPU run, is not on this machine
+            trainer, _ = train.trainer_from_checkpoint(str(tmp_path / f"{name}.pt"))
+        said = [str(w.message) for w in caught if "was trained" in str(w.message)]
+        assert said == ([f"{tmp_path / name}.pt was trained on cuda; this machine has no CUDA device: scoring "
+                         f"on the CPU", f"{tmp_path / name}.pt was trained with --backend cuda, which cannot run "
+                         "on cpu here; scoring with --backend auto (the same function)"] if name == "gpu_run" else [])
         assert trainer.cfg.backend == {"reference": "reference", "gpu_run": "auto"}[name]
         scores[name] = trainer.scores(eval_dataset(trainer.cfg, [trainer.cfg.domains()[1]]))[0]
     np.testing.assert_allclose(scores["gpu_run"], scores["reference"], rtol=1e-4, atol=1e-5)
