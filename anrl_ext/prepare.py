@@ -37,8 +37,8 @@ import numpy as np
 from tqdm import tqdm
 
 from . import cli
-from .errors import InputError
 from .data.lists import SUBJECTS_FILE, text_fields
+from .errors import InputError
 
 VIDEO_EXT = {".avi", ".mov", ".mp4", ".mkv", ".webm", ".m4v"}
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp"}
