@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -38,6 +39,15 @@ def cat_batches(batches):
 
 def to_device(batch, device):
     return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+class TrainingDiverged(RuntimeError):
+    """A training loss that is no longer finite: the run stops there, not at the end on NaN weights."""
+
+
+def non_finite(logs: dict) -> str:
+    """The losses of an iteration's logs that are nan or inf, as "name value" text ('' if none)."""
+    return ", ".join(f"{k} {v}" for k, v in logs.items() if not math.isfinite(v))
 
 
 def float_outputs(out):
@@ -307,8 +317,11 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
     best = selection.BestOnSourceHeldout(cfg.out, asdict(cfg), resumed.get("selection") if resumed else None,
                                          heldout)
 
+    saved = []  # iterations this run wrote checkpoint.pt at
+
     def save_checkpoint():
         checkpoint.save_atomic({**trainer.state_dict(), "selection": best.state_dict()}, ckpt_path)
+        saved.append(trainer.iteration)
 
     bar = tqdm(total=cfg.iters, initial=trainer.iteration, desc=f"ANRL {''.join(sources)}->{target}",
                dynamic_ncols=True, file=sys.stdout, disable=None)
@@ -323,6 +336,14 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
                                         + [f"{time.time() - t0:.2f}"])
             for k, v in logs.items():
                 writer.add_scalar(f"loss/{k}", v, it)
+            if non_finite(logs):  # its weights are no use: no checkpoint, no evaluation
+                bar.close()
+                writer.close()
+                raise TrainingDiverged(
+                    f"the training diverged at iteration {it}: {non_finite(logs)} (log.csv has every loss); a "
+                    f"smaller --lr, --meta-lr or --inner-lr may help. "
+                    + (f"{ckpt_path} holds iteration {saved[-1]}, the last saved" if saved
+                       else "This run saved no checkpoint"))
             bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
             bar.update(1)
             if bar.disable and (it % 50 == 0 or it == cfg.iters):  # no terminal: plain progress lines
@@ -393,7 +414,10 @@ def keep_log_until(path: str, iteration: int) -> None:
 def _run_worker(trainer: Trainer) -> dict:
     """Processes other than rank 0: train in lock-step, write nothing."""
     while trainer.iteration < trainer.cfg.iters:
-        trainer.step()
+        logs = trainer.step()
+        if non_finite(logs):  # rank 0 stops too, at this iteration or the next (the gradients are shared)
+            raise TrainingDiverged(f"rank {trainer.rank}: the training diverged at iteration "
+                                   f"{trainer.iteration}: {non_finite(logs)}")
     trainer.replicas_in_sync()
     return {"iterations": trainer.iteration, "rank": trainer.rank}
 
@@ -405,7 +429,10 @@ def main(argv=None):
         config.parser().error(str(e))  # usage and the message, exit status 2, as argparse does
     cli.check_output(config.parser(), "--out", cfg.out, folder=True)  # now, not after building the data
     with cli.input_errors_exit("python -m anrl_ext.train"):
-        result = run(cfg)
+        try:
+            result = run(cfg)
+        except TrainingDiverged as e:
+            raise SystemExit(f"python -m anrl_ext.train: error: {e}") from None
     if "signum" in result:  # the shell's status for a process ended by that signal
         raise SystemExit(128 + result["signum"])
 

@@ -493,6 +493,48 @@ def test_missing_data_ends_the_tools_with_its_message(tmp_path):
         evaluate.main(["--checkpoint", str(out / "checkpoint.pt"), "--data", str(tmp_path / "root")])
 
 
+def test_a_diverged_run_stops_there_and_keeps_its_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    """A loss that turns nan at iteration 3 (of 4; checkpoints every 2): the run stops after logging it,
+    names it, and leaves checkpoint.pt at iteration 2, not the nan weights; no evaluation, no metrics.json."""
+    step = train.Trainer.step
+
+    def nan_at_3(self):
+        logs = step(self)
+        return {**logs, "dep": float("nan")} if self.iteration == 3 else logs
+
+    monkeypatch.setattr(train.Trainer, "step", nan_at_3)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_:
+        train.main(["--preset", "smoke", "--out", str(out)])
+    assert exit_.value.code == (f"python -m anrl_ext.train: error: the training diverged at iteration 3: dep nan "
+                                f"(log.csv has every loss); a smaller --lr, --meta-lr or --inner-lr may help. "
+                                f"{out / 'checkpoint.pt'} holds iteration 2, the last saved")
+    assert checkpoint.load_run(str(out / "checkpoint.pt"))["iteration"] == 2
+    with open(out / "log.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["iter"] for r in rows] == ["1", "2", "3"] and rows[2]["dep"] == "nan"
+    assert not (out / "metrics.json").exists()
+    monkeypatch.undo()
+    # a real divergence: a learning rate no network survives, before any checkpoint
+    with pytest.raises(train.TrainingDiverged, match=r"at iteration \d+: .*nan.*This run saved no checkpoint$"):
+        train.run(config.load(["--preset", "smoke", "--lr", "1e8", "--meta-lr", "1e8", "--inner-lr", "1e8",
+                               "--out", str(tmp_path / "wild")]))
+    assert not (tmp_path / "wild" / "checkpoint.pt").exists()
+
+
+def test_other_processes_stop_on_their_own_diverged_loss():
+    """Under torchrun a process other than rank 0 checks its own losses (its batch is not rank 0's)."""
+    class Worker:
+        rank, iteration, cfg = 1, 0, config.Config(iters=5)
+
+        def step(self):
+            self.iteration += 1
+            return {"cls": 0.5, "val": float("inf") if self.iteration == 2 else 0.4}
+
+    with pytest.raises(train.TrainingDiverged, match=r"^rank 1: the training diverged at iteration 2: val inf$"):
+        train._run_worker(Worker())
+
+
 def test_a_backend_the_device_cannot_run(tmp_path, monkeypatch):
     """Training: named before the data is built. Scoring a checkpoint of a GPU run with --backend cuda on a
     machine without a GPU: warnings, and the scores of any other backend on the CPU (the same function)."""
