@@ -59,7 +59,13 @@ def load_run(path: str, map_location="cpu") -> dict:
     return state
 
 
-def delivered_weights(state: dict) -> dict:
-    """The network weights a run's checkpoint delivers: the weight average of a run with --ema
-    ('ema_model'), else its trained network ('model'). best.pt holds the evaluated network as 'model'."""
-    return state.get("ema_model", state["model"])
+def delivered_weights(state: dict, path: str) -> dict:
+    """The network weights a run's checkpoint (read from `path`) delivers: the weight average of a run with
+    --ema ('ema_model'), else its trained network ('model'); best.pt holds the evaluated network as 'model'.
+    InputError if they are not finite: every score would be nan."""
+    weights = state.get("ema_model", state["model"])
+    broken = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise InputError(f"{path}: the network's weights are not finite ({', '.join(broken[:3])}"
+                         f"{', ...' if len(broken) > 3 else ''}): its run diverged")
+    return weights

@@ -54,7 +54,7 @@ def load_scorer(path: str) -> tuple[LiveScorer, config.Config, dict]:
     state = checkpoint.load_run(path)
     cfg = config.Config(**state["config"])
     net = ANRLNet(cfg.width, cfg.norm, cfg.gate, "auto", cfg.reduction)
-    net.load_state_dict(checkpoint.delivered_weights(state))
+    net.load_state_dict(checkpoint.delivered_weights(state, path))
     meta = {"input": "float32 (N, 6, S, S): RGB and HSV (OpenCV HSV_FULL) of the face crop, each channel "
                      "scaled to [-1, 1] (anrl_ext.data.transforms.rgb_hsv6)",
             "img_size": cfg.img_size, "outputs": "score: probability of live (label 1), (N,); depth: (N, 1, S/8, S/8)",

@@ -267,8 +267,9 @@ def trainer_from_checkpoint(path: str, data: str = None, device: str = None):
                       "scoring with --backend auto (the same function)", stacklevel=2)
         cfg.backend = "auto"
     # the delivered weights go into the trainer's own network, so it keeps no average of its own
+    weights = checkpoint.delivered_weights(state, path)
     trainer = Trainer(replace(cfg, ema=0.0), with_data=False)
-    trainer.model.load_state_dict(checkpoint.delivered_weights(state))
+    trainer.model.load_state_dict(weights)
     return trainer, state
 
 

@@ -520,6 +520,14 @@ def test_a_diverged_run_stops_there_and_keeps_its_last_good_checkpoint(tmp_path,
         train.run(config.load(["--preset", "smoke", "--lr", "1e8", "--meta-lr", "1e8", "--inner-lr", "1e8",
                                "--out", str(tmp_path / "wild")]))
     assert not (tmp_path / "wild" / "checkpoint.pt").exists()
+    state = checkpoint.load_run(str(out / "checkpoint.pt"))  # nan weights, as in a checkpoint saved after it
+    state["model"]["extractor.stem.0.weight"][0, 0, 0, 0] = float("nan")
+    checkpoint.save_atomic(state, str(tmp_path / "nan.pt"))
+    with pytest.raises(SystemExit, match=r"^python -m anrl_ext.evaluate: error: .*nan.pt: the network's weights are "
+                                         r"not finite \(extractor.stem.0.weight\): its run diverged$"):
+        evaluate.main(["--checkpoint", str(tmp_path / "nan.pt")])
+    with pytest.raises(SystemExit, match=r"^python -m anrl_ext.export: error: .*nan.pt: the network's weights"):
+        export.main(["--checkpoint", str(tmp_path / "nan.pt"), "--out", str(tmp_path / "nan.onnx")])
 
 
 def test_other_processes_stop_on_their_own_diverged_loss():
