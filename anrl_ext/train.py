@@ -416,7 +416,7 @@ def _run_worker(trainer: Trainer) -> dict:
     """Processes other than rank 0: train in lock-step, write nothing."""
     while trainer.iteration < trainer.cfg.iters:
         logs = trainer.step()
-        if non_finite(logs):  # rank 0 stops too, at this iteration or the next (the gradients are shared)
+        if non_finite(logs):  # its own batch's losses; torchrun then ends the other processes
             raise TrainingDiverged(f"rank {trainer.rank}: the training diverged at iteration "
                                    f"{trainer.iteration}: {non_finite(logs)}")
     trainer.replicas_in_sync()
