@@ -39,3 +39,14 @@ def test_torchrun_trainer_two_processes(tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["world_size"] == 2 and m["replicas_in_sync"] is True
     assert "metrics_unaveraged" in m  # rank 0 scored the weight average alone, and the last weights
+
+
+def test_a_diverged_two_process_run_ends_every_process(tmp_path):
+    """A learning rate no network survives: each process names its own diverged loss, and torchrun ends
+    with a failure (no process left waiting in a collective)."""
+    out = tmp_path / "wild"
+    r = torchrun(["-m", "anrl_ext.train", "--preset", "smoke", "--lr", "1e8", "--meta-lr", "1e8", "--inner-lr", "1e8",
+                  "--out", str(out)], tmp_path, timeout=300)
+    assert r.returncode != 0
+    assert "python -m anrl_ext.train: error: the training diverged at iteration" in r.stderr, r.stderr[-3000:]
+    assert not (out / "checkpoint.pt").exists() and not (out / "metrics.json").exists()
