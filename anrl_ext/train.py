@@ -266,8 +266,8 @@ def trainer_from_checkpoint(path: str, data: str = None, device: str = None):
         warnings.warn(f"{path} was trained with --backend {cfg.backend}, which cannot run on {cfg.device} here; "
                       "scoring with --backend auto (the same function)", stacklevel=2)
         cfg.backend = "auto"
+    weights = checkpoint.delivered_weights(state, path)  # refused before a network is built if not finite
     # the delivered weights go into the trainer's own network, so it keeps no average of its own
-    weights = checkpoint.delivered_weights(state, path)
     trainer = Trainer(replace(cfg, ema=0.0), with_data=False)
     trainer.model.load_state_dict(weights)
     return trainer, state
