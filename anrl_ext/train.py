@@ -103,6 +103,10 @@ class Trainer:
         self.rng = np.random.default_rng(cfg.seed + 1)
         self.iteration = 0
         self.use_meta = cfg.meta and bool(self.gate_params) and len(sources) >= 2
+        if cfg.meta and self.gate_params and not self.use_meta:
+            warnings.warn(f"one source domain ({''.join(sources)}): the meta step splits the sources into "
+                          "meta-train and meta-test, which takes two or more; this run trains as with --no-meta "
+                          "(the AFNM gates take the normal step; IDC and ICS are off)", stacklevel=2)
         # --ema: the average is what evaluate() scores and best.pt keeps; training never reads it.
         # Only rank 0 evaluates and writes, so the other processes keep none (no copy, no update).
         self.average = WeightAverage(self.model, cfg.ema) if cfg.ema and self.rank == 0 else None

@@ -59,6 +59,22 @@ def test_no_meta_trains_gates_with_the_ordinary_loss():
     assert any(not torch.equal(a, p) for a, p in zip(base_before, trainer.base_params))
 
 
+def test_one_source_domain_says_it_trains_as_no_meta():
+    """Algorithm 1's meta-train / meta-test split needs two sources: with one, a warning, and the run of
+    --no-meta, step for step."""
+    common = ["--preset", "smoke", "--sources", "O", "--target", "M"]
+    with pytest.warns(UserWarning, match=r"one source domain \(O\): the meta step .* trains as with --no-meta"):
+        alone = train.Trainer(config.load(common))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said only when it applies
+        no_meta = train.Trainer(config.load(common + ["--no-meta"]))
+        train.Trainer(config.load(["--preset", "smoke", "--sources", "OC", "--target", "M"]))
+    for _ in range(2):
+        assert alone.step() == no_meta.step()
+    for (name, a), b in zip(alone.model.state_dict().items(), no_meta.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 @pytest.mark.parametrize("backend", ["cpu", "reference"])
 def test_sync_stats_in_one_process_is_the_plain_run(backend):
     """--sync-stats without torchrun says so and trains as without it (nn.SyncBatchNorm is BN there)."""
