@@ -28,7 +28,7 @@ from .losses import DualCalibration, anrl_losses
 from .meta import call_with, meta_gradient
 from .metrics import compute_metrics, plot_roc, protocol_report
 from .model import ANRLNet
-from .ops.backends import available_backends
+from .ops.backends import available_backends, resolve_backend
 
 
 def cat_batches(batches):
@@ -65,10 +65,10 @@ class Trainer:
         self.device = torch.device(cfg.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise SystemExit("--device cuda but no CUDA device is available")
-        usable = available_backends(self.device)
-        if cfg.backend not in ("auto", *usable):  # now, not at the first forward pass after building the data
-            raise SystemExit(f"--backend {cfg.backend} cannot run on --device {cfg.device} here; usable there: "
-                             f"{', '.join(usable)} (or auto, the fastest of them)")
+        try:  # now, not at the first forward pass after building the data
+            resolve_backend(cfg.backend, self.device)
+        except ValueError as e:
+            raise SystemExit(f"--backend {cfg.backend} with --device {cfg.device}: {e}") from None
         self.rank, self.world_size = distributed.init_from_env(self.device)
         if self.device.type == "cuda" and self.world_size > 1:
             self.device = torch.device("cuda", torch.cuda.current_device())
@@ -341,11 +341,12 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
                                         + [f"{time.time() - t0:.2f}"])
             for k, v in logs.items():
                 writer.add_scalar(f"loss/{k}", v, it)
-            if non_finite(logs):  # its weights are no use: no checkpoint, no evaluation
+            diverged = non_finite(logs)
+            if diverged:  # its weights are no use: no checkpoint, no evaluation
                 bar.close()
                 writer.close()
                 raise TrainingDiverged(
-                    f"the training diverged at iteration {it}: {non_finite(logs)} (log.csv has every loss); a "
+                    f"the training diverged at iteration {it}: {diverged} (log.csv has every loss); a "
                     f"smaller --lr, --meta-lr or --inner-lr may help. "
                     + (f"{ckpt_path} holds iteration {saved[-1]}, the last saved" if saved
                        else "This run saved no checkpoint"))
@@ -419,10 +420,10 @@ def keep_log_until(path: str, iteration: int) -> None:
 def _run_worker(trainer: Trainer) -> dict:
     """Processes other than rank 0: train in lock-step, write nothing."""
     while trainer.iteration < trainer.cfg.iters:
-        logs = trainer.step()
-        if non_finite(logs):  # its own batch's losses; torchrun then ends the other processes
+        diverged = non_finite(trainer.step())
+        if diverged:  # its own batch's losses; torchrun then ends the other processes
             raise TrainingDiverged(f"rank {trainer.rank}: the training diverged at iteration "
-                                   f"{trainer.iteration}: {non_finite(logs)}")
+                                   f"{trainer.iteration}: {diverged}")
     trainer.replicas_in_sync()
     return {"iterations": trainer.iteration, "rank": trainer.rank}
 

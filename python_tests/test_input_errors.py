@@ -1,5 +1,6 @@
 """A checkpoint, model, image or video a tool cannot use ends it with a message naming the file (exit
 status 1), not a traceback."""
+import re
 import subprocess
 import sys
 
@@ -54,7 +55,7 @@ def test_an_unusable_input_file_is_named(tool, argv, message, files):
         tool.main([a.format(d=files) for a in argv])
     assert isinstance(exit_.value.code, str), exit_.value.code  # printed to stderr, exit status 1
     assert exit_.value.code.startswith(f"python -m anrl_ext.{tool.__name__.split('.')[-1]}: error: ")
-    assert __import__("re").search(message.format(d=files), exit_.value.code), exit_.value.code
+    assert re.search(message.format(d=files), exit_.value.code), exit_.value.code
     assert not (files / "out").exists()
 
 

@@ -140,7 +140,7 @@ def _concrete_backend(backend: str, device: torch.device) -> str:
             hint = " (Triton runs CPU tensors only with TRITON_INTERPRET=1 set before import)"
         raise ValueError(
             f"backend {backend!r} cannot run tensors on {device.type}; "
-            f"usable here: {usable}{hint}"
+            f"usable here: {', '.join(usable)}{hint}"
         )
     return backend
 
