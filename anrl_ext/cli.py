@@ -86,13 +86,16 @@ def make_parent(path: str) -> str:
 
 
 @contextmanager
-def input_errors_exit(prog: str) -> Iterator[None]:
-    """A missing or unusable input file (dataset, checkpoint, model, image or video) ends the tool with its
-    message and exit status 1, without a traceback: the message names the file, and the traceback would
-    only show our code."""
-    from .errors import InputError
+def errors_exit(ap: argparse.ArgumentParser) -> Iterator[None]:
+    """Errors that name what is wrong end the tool without a traceback (it would only show our code): a
+    missing or unusable input file (dataset, checkpoint, model, image or video) with its message and exit
+    status 1; an option value this machine cannot honour (`--device cuda` without a GPU), found once the
+    work begins, with argparse's usage error naming it (exit status 2)."""
+    from .errors import InputError, OptionError
 
     try:
         yield
+    except OptionError as e:
+        ap.error(str(e))
     except (FileNotFoundError, InputError) as e:
-        raise SystemExit(f"{prog}: error: {e}") from None
+        raise SystemExit(f"{ap.prog}: error: {e}") from None

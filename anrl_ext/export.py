@@ -93,8 +93,8 @@ def to_onnx(scorer: LiveScorer, example: torch.Tensor, meta: dict, out: str) -> 
         import onnx  # noqa: F401  (the exporter's own dependencies: named here for a clear error)
         import onnxscript  # noqa: F401
     except ImportError as e:
-        raise SystemExit(f"ONNX export needs the onnx and onnxscript packages ({e}); "
-                         "pip install onnx onnxscript, or export to .pt2") from None
+        raise ImportError(f"ONNX export needs the onnx and onnxscript packages ({e}); "
+                          "pip install onnx onnxscript, or export to .pt2") from e
     reference = set_backend(copy.deepcopy(scorer), "reference")  # standard operators only, no custom ops
     program = torch.onnx.export(reference, (example,), dynamo=True, verbose=False, input_names=["x"],
                                 output_names=["score", "depth"], dynamic_shapes=({0: _batch_dim()},))
@@ -165,10 +165,13 @@ def main(argv=None):
     ap.add_argument("--no-check", action="store_true", help="skip running the written file against PyTorch")
     args = ap.parse_args(argv)
     ext = os.path.splitext(cli.check_output(ap, "--out", args.out, formats=FORMATS))[1].lower()
-    with cli.input_errors_exit(ap.prog):
+    with cli.errors_exit(ap):
         scorer, cfg, meta = load_scorer(args.checkpoint)
     example = torch.zeros(2, 6, cfg.img_size, cfg.img_size)
-    (to_onnx if ext == ".onnx" else to_pt2)(scorer, example, meta, args.out)
+    try:
+        (to_onnx if ext == ".onnx" else to_pt2)(scorer, example, meta, args.out)
+    except ImportError as e:  # the exporter's optional packages
+        raise SystemExit(f"{ap.prog}: error: {e}") from None
     print(f"wrote {args.out}: input (N, 6, {cfg.img_size}, {cfg.img_size}), outputs score (N,) and depth; "
           + (f"source-protocol threshold {meta['threshold_source']:.4f}" if "threshold_source" in meta
              else "no threshold (neither carried by the checkpoint nor in a metrics.json of it next to it)"))
@@ -178,8 +181,10 @@ def main(argv=None):
             want = scorer(x)
             got = run_exported(args.out, x)
         err = max(float((g - w).abs().max()) for g, w in zip(got, want))
-        if err > 1e-4:
-            raise SystemExit(f"{args.out}: the exported model differs from the checkpoint's by {err:.2e}")
+        if err > 1e-4:  # a model that scores otherwise than its checkpoint is not left to be used
+            os.remove(args.out)
+            raise SystemExit(f"{ap.prog}: error: {args.out}: the exported model differs from the checkpoint's by "
+                             f"{err:.2e}; removed it (--no-check keeps it)")
         print(f"checked: on a random batch of 3 the exported model matches PyTorch to {err:.1e}")
     return args.out
 

@@ -202,7 +202,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.out:
         cli.check_output(ap, "--out", args.out)
-    with cli.input_errors_exit(ap.prog):
+    with cli.errors_exit(ap):
         return _report(ap, args)
 
 

@@ -139,7 +139,7 @@ def main(argv=None):
         ap.error(f"--frames must be at least 1, got {args.frames}")
     if args.out:
         cli.check_output(ap, "--out", args.out)
-    with cli.input_errors_exit(ap.prog):
+    with cli.errors_exit(ap):
         rows = predict(args.model, args.inputs, args.crop, args.threshold, args.frames)
     for r in rows:
         print(f"{r['score']:.4f}  {r.get('decision', '-'):5}  {r['input']}  ({r['frames']} frame"

@@ -24,6 +24,7 @@ from . import checkpoint, cli, config, distributed, provenance, selection, stopp
 from .averaging import WeightAverage
 from .data import BalancedDomainSampler, collate
 from .data.build import build_datasets, fingerprint, split_summary
+from .errors import OptionError
 from .losses import DualCalibration, anrl_losses
 from .meta import call_with, meta_gradient
 from .metrics import compute_metrics, plot_roc, protocol_report
@@ -41,7 +42,11 @@ def to_device(batch, device):
     return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingStopped(RuntimeError):
+    """A run that ended before its end, with a message saying why and which checkpoint it leaves."""
+
+
+class TrainingDiverged(TrainingStopped):
     """A training loss that is no longer finite: the run stops there, not at the end on NaN weights."""
 
 
@@ -64,11 +69,11 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # same initial weights on every process
         self.device = torch.device(cfg.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise SystemExit("--device cuda but no CUDA device is available")
+            raise OptionError(f"--device {cfg.device}: no CUDA device is available")
         try:  # now, not at the first forward pass after building the data
             resolve_backend(cfg.backend, self.device)
         except ValueError as e:
-            raise SystemExit(f"--backend {cfg.backend} with --device {cfg.device}: {e}") from None
+            raise OptionError(f"--backend {cfg.backend} with --device {cfg.device}: {e}") from None
         self.rank, self.world_size = distributed.init_from_env(self.device)
         if self.device.type == "cuda" and self.world_size > 1:
             self.device = torch.device("cuda", torch.cuda.current_device())
@@ -299,6 +304,31 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
             trainer.sampler.rng = np.random.default_rng([cfg.seed + 1000 * trainer.rank, trainer.iteration])
     if trainer.rank != 0:
         return _run_worker(trainer)
+    ckpt_path = os.path.join(cfg.out, "checkpoint.pt")
+    saved, started = [], trainer.iteration  # the iterations this run wrote checkpoint.pt at; where it began
+    try:
+        return _run_and_write(trainer, cfg, resumed, heldout, ckpt_path, saved)
+    except OSError as e:  # a disk that filled, a permission or file system lost mid-run: what is left, and how on
+        if saved and saved[-1] == cfg.iters:
+            what_now = (f"{ckpt_path} holds the trained network (iteration {cfg.iters}); once that is mended, "
+                        f"python -m anrl_ext.evaluate --checkpoint {ckpt_path} scores it")
+        elif saved:
+            what_now = (f"{last_saved(ckpt_path, saved)}; once that is mended, go on with: "
+                        f"python -m anrl_ext.train --resume {ckpt_path}")
+        else:
+            what_now = last_saved(ckpt_path, saved) + (f"; {cfg.resume}, which it resumed from, is as it was"
+                                                       if cfg.resume else "")
+        when = f"after iteration {trainer.iteration}" if trainer.iteration > started else "before its first iteration"
+        raise TrainingStopped(f"{e} ({when}). {what_now}") from e
+
+
+def last_saved(ckpt_path: str, saved: list) -> str:
+    """Which checkpoint a run that stops early leaves, given the iterations it saved `ckpt_path` at."""
+    return f"{ckpt_path} holds iteration {saved[-1]}, the last saved" if saved else "This run saved no checkpoint"
+
+
+def _run_and_write(trainer: Trainer, cfg: config.Config, resumed, heldout, ckpt_path: str, saved: list) -> dict:
+    """Rank 0's run: train, evaluate and write every output, appending each checkpoint's iteration to `saved`."""
     os.makedirs(cfg.out, exist_ok=True)
     config.dump(cfg, os.path.join(cfg.out, "config.yaml"))
     sources, target = cfg.domains()
@@ -317,12 +347,9 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
     else:
         with open(log_path, "w", newline="") as fh:
             csv.writer(fh).writerow(keys)
-    ckpt_path = os.path.join(cfg.out, "checkpoint.pt")
     # --eval-every: best.pt holds the network of the best evaluation on held-out source subjects
     best = selection.BestOnSourceHeldout(cfg.out, asdict(cfg), resumed.get("selection") if resumed else None,
                                          heldout)
-
-    saved = []  # iterations this run wrote checkpoint.pt at
 
     def save_checkpoint():
         checkpoint.save_atomic({**trainer.state_dict(), "selection": best.state_dict()}, ckpt_path)
@@ -347,9 +374,7 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
                 writer.close()
                 raise TrainingDiverged(
                     f"the training diverged at iteration {it}: {diverged} (log.csv has every loss); a "
-                    f"smaller --lr, --meta-lr or --inner-lr may help. "
-                    + (f"{ckpt_path} holds iteration {saved[-1]}, the last saved" if saved
-                       else "This run saved no checkpoint"))
+                    f"smaller --lr, --meta-lr or --inner-lr may help. {last_saved(ckpt_path, saved)}")
             bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
             bar.update(1)
             if bar.disable and (it % 50 == 0 or it == cfg.iters):  # no terminal: plain progress lines
@@ -434,10 +459,10 @@ def main(argv=None):
     except (ValueError, FileNotFoundError) as e:  # a bad option value or a missing --resume checkpoint:
         config.parser().error(str(e))  # usage and the message, exit status 2, as argparse does
     cli.check_output(config.parser(), "--out", cfg.out, folder=True)  # now, not after building the data
-    with cli.input_errors_exit("python -m anrl_ext.train"):
+    with cli.errors_exit(config.parser()):
         try:
             result = run(cfg)
-        except TrainingDiverged as e:
+        except TrainingStopped as e:
             raise SystemExit(f"python -m anrl_ext.train: error: {e}") from None
     if "signum" in result:  # the shell's status for a process ended by that signal
         raise SystemExit(128 + result["signum"])

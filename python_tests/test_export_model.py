@@ -1,5 +1,8 @@
 """python -m anrl_ext.export: a trained checkpoint to ONNX and to torch.export's .pt2, scores and metadata."""
 import json
+import os
+import re
+import sys
 
 import pytest
 import torch
@@ -76,3 +79,26 @@ def test_bad_requests_name_what_is_wrong(trained, tmp_path, capsys):
     with pytest.raises(SystemExit, match="export: error: .*other.pt is not a checkpoint written by anrl_ext.train"):
         export.main(["--checkpoint", str(tmp_path / "other.pt"), "--out", str(tmp_path / "m.onnx")])
     assert not list(tmp_path.glob("m.*"))  # nothing written by a failed request
+
+
+def test_missing_onnx_packages_and_a_failed_check_are_named(trained, tmp_path, monkeypatch):
+    """Without onnxscript: an ImportError naming the packages for callers, the tool's message for users. An
+    exported model that scores otherwise than its checkpoint: named, and not left behind."""
+    with monkeypatch.context() as patched:
+        patched.setitem(sys.modules, "onnxscript", None)  # import onnxscript raises ImportError
+        with pytest.raises(ImportError, match="ONNX export needs the onnx and onnxscript packages"):
+            export.to_onnx(None, None, {}, str(tmp_path / "m.onnx"))
+        with pytest.raises(SystemExit, match=r"^python -m anrl_ext.export: error: ONNX export needs the onnx and "
+                                             r"onnxscript packages .*; pip install onnx onnxscript, or export to "
+                                             r"\.pt2$"):
+            export.main(["--checkpoint", str(trained / "checkpoint.pt"), "--out", str(tmp_path / "m.onnx")])
+    run_exported = export.run_exported
+    monkeypatch.setattr(export, "run_exported", lambda path, x: [y + 1e-3 for y in run_exported(path, x)])
+    out = str(tmp_path / "m.pt2")
+    with pytest.raises(SystemExit, match=rf"^python -m anrl_ext.export: error: {re.escape(out)}: the exported model "
+                                         r"differs from the checkpoint's by \d\.\d\de-0[34]; removed it "
+                                         r"\(--no-check keeps it\)$"):
+        export.main(["--checkpoint", str(trained / "checkpoint.pt"), "--out", out])
+    assert not list(tmp_path.glob("m.*"))
+    export.main(["--checkpoint", str(trained / "checkpoint.pt"), "--out", out, "--no-check"])
+    assert os.path.isfile(out)

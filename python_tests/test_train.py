@@ -1,7 +1,9 @@
 """End-to-end trainer: smoke run, outputs, resume reproducibility, atomic checkpoints, CLI."""
 import csv
+import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +17,8 @@ import pytest
 import torch
 
 import anrl_ext
-from anrl_ext import checkpoint, config, evaluate, export, provenance, selection, stopping, train
+from anrl_ext import (checkpoint, config, errors, evaluate, export, gate_report, provenance, selection, stopping,
+                      train)
 from anrl_ext.data import synthetic
 from anrl_ext.data.build import build_datasets, eval_dataset
 from helpers import check_amp_and_channels_last, trainer_steps
@@ -563,8 +566,8 @@ def test_a_backend_the_device_cannot_run(tmp_path, monkeypatch):
     """Training: named before the data is built. Scoring a checkpoint of a GPU run with --backend cuda on a
     machine without a GPU: warnings, and the scores of any other backend on the CPU (the same function)."""
     monkeypatch.setattr(train, "build_datasets", lambda cfg: pytest.fail("data built before the check"))
-    with pytest.raises(SystemExit, match=r"^--backend cuda with --device cpu: backend 'cuda' cannot run tensors on "
-                                         r"cpu; usable here: reference, cpu(, triton)?$"):
+    with pytest.raises(errors.OptionError, match=r"^--backend cuda with --device cpu: backend 'cuda' cannot run "
+                                                 r"tensors on cpu; usable here: reference, cpu(, triton)?$"):
         train.Trainer(config.load(["--preset", "smoke", "--backend", "cuda"]))
     monkeypatch.undo()
     state = train.Trainer(config.load(["--preset", "smoke", "--backend", "reference"])).state_dict()
@@ -585,6 +588,74 @@ def test_a_backend_the_device_cannot_run(tmp_path, monkeypatch):
         assert trainer.cfg.backend == {"reference": "reference", "gpu_run": "auto"}[name]
         scores[name] = trainer.scores(eval_dataset(trainer.cfg, [trainer.cfg.domains()[1]]))[0]
     np.testing.assert_allclose(scores["gpu_run"], scores["reference"], rtol=1e-4, atol=1e-5)
+
+
+def test_a_device_or_backend_this_machine_lacks_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    """--device cuda without a GPU, or a --backend the device cannot run: an OptionError (a ValueError, not a
+    SystemExit) from Trainer before any data is built; a usage error naming the option from every tool."""
+    state = train.Trainer(config.load(["--preset", "smoke"])).state_dict()
+    checkpoint.save_atomic(state, str(tmp_path / "run.pt"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on this machine, also on a GPU one
+    monkeypatch.setattr(train, "build_datasets", lambda cfg: pytest.fail("data built before the check"))
+    with pytest.raises(ValueError, match=r"^--device cuda: no CUDA device is available$"):
+        train.Trainer(config.load(["--preset", "smoke", "--device", "cuda"]))
+    tools = [(train.main, ["--preset", "smoke", "--out", str(tmp_path / "out")], "train"),
+             (evaluate.main, ["--checkpoint", str(tmp_path / "run.pt")], "evaluate"),
+             (gate_report.main, ["--checkpoint", str(tmp_path / "run.pt")], "gate_report")]
+    for main, argv, name in tools:
+        for extra, message in ((["--device", "cuda:1"], "--device cuda:1: no CUDA device is available"),
+                               (["--backend", "cuda"], "--backend cuda with --device cpu: backend 'cuda' cannot")):
+            if extra[0] == "--backend" and name != "train":
+                continue  # scoring tools take the checkpoint's backend, or auto (test above)
+            with pytest.raises(SystemExit) as exit_:
+                main(argv + extra)
+            err = capsys.readouterr().err
+            assert exit_.value.code == 2, (name, extra)
+            assert err.startswith("usage: ") and f"python -m anrl_ext.{name}: error: {message}" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_write_that_fails_mid_run_names_what_is_left(tmp_path, monkeypatch):
+    """A disk that fills mid-run ends it (exit 1) with the error, the checkpoint it leaves and how to go on,
+    which then finishes the run; a failure after the last checkpoint says how to score it; one before any
+    checkpoint says there is none."""
+    out, save = tmp_path / "run", torch.save
+    ckpt = out / "checkpoint.pt"
+
+    def disk_full_at_4(obj, fh):  # the real atomic write around it: the temporary goes, checkpoint.pt stays
+        if obj.get("iteration") == 4:
+            fh.write(b"partial")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        save(obj, fh)
+
+    monkeypatch.setattr(torch, "save", disk_full_at_4)
+    with pytest.raises(SystemExit) as exit_:
+        train.main(["--preset", "smoke", "--out", str(out)])
+    assert exit_.value.code == (f"python -m anrl_ext.train: error: [Errno {errno.ENOSPC}] "
+                                f"{os.strerror(errno.ENOSPC)} (after iteration 4). {ckpt} holds iteration 2, the "
+                                f"last saved; once that is mended, go on with: python -m anrl_ext.train --resume "
+                                f"{ckpt}")
+    assert checkpoint.load_run(str(ckpt))["iteration"] == 2 and not (out / "metrics.json").exists()
+    assert not [f for f in os.listdir(out) if f.startswith(".tmp-")]
+    monkeypatch.undo()
+    train.main(["--resume", str(ckpt)])  # the command it printed
+    assert checkpoint.load_run(str(ckpt))["iteration"] == 4 and (out / "metrics.json").exists()
+
+    def no_permission(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(out / "roc.png"))
+
+    monkeypatch.setattr(train, "plot_roc", no_permission)
+    with pytest.raises(train.TrainingStopped, match=re.escape(
+            f"(after iteration 4). {ckpt} holds the trained network (iteration 4); once that is mended, "
+            f"python -m anrl_ext.evaluate --checkpoint {ckpt} scores it")):
+        train.run(config.load(["--preset", "smoke", "--out", str(out)]))
+    monkeypatch.setattr(config, "dump", no_permission)
+    with pytest.raises(train.TrainingStopped, match=re.escape(
+            f"(before its first iteration). This run saved no checkpoint; {ckpt}, which it resumed from, is as it "
+            f"was")) as stopped:
+        train.run(config.load(["--resume", str(ckpt), "--iters", "6"]))
+    assert isinstance(stopped.value.__cause__, PermissionError)
+    assert checkpoint.load_run(str(ckpt))["iteration"] == 4
 
 
 def test_train_and_evaluate_cli(tmp_path, capsys):
