@@ -64,8 +64,14 @@ def delivered_weights(state: dict, path: str) -> dict:
     --ema ('ema_model'), else its trained network ('model'); best.pt holds the evaluated network as 'model'.
     InputError if they are not finite: every score would be nan."""
     weights = state.get("ema_model", state["model"])
-    broken = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    broken = non_finite_entries(weights)
     if broken:
-        raise InputError(f"{path}: the network's weights are not finite ({', '.join(broken[:3])}"
-                         f"{', ...' if len(broken) > 3 else ''}): its run diverged")
+        raise InputError(f"{path}: the network's weights are not finite ({broken}): its run diverged")
     return weights
+
+
+def non_finite_entries(weights: dict) -> str:
+    """The names of a state dict's floating-point entries holding nan or inf, the first three and '...'
+    ('' if none)."""
+    broken = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    return ", ".join(broken[:3]) + (", ..." if len(broken) > 3 else "")

@@ -351,7 +351,22 @@ def _run_and_write(trainer: Trainer, cfg: config.Config, resumed, heldout, ckpt_
     best = selection.BestOnSourceHeldout(cfg.out, asdict(cfg), resumed.get("selection") if resumed else None,
                                          heldout)
 
+    def stop_diverged(it: int, what: str) -> TrainingDiverged:
+        bar.close()
+        writer.close()
+        return TrainingDiverged(f"the training diverged at iteration {it}: {what}; a smaller --lr, --meta-lr or "
+                                f"--inner-lr may help. {last_saved(ckpt_path, saved)}")
+
+    def check_weights():
+        """Before a checkpoint or an evaluation: an update can make the weights nan after finite losses, and
+        a checkpoint of them would replace the last good one."""
+        broken = checkpoint.non_finite_entries(trainer.model.state_dict())  # once nan, an update keeps them so
+        if broken:
+            raise stop_diverged(trainer.iteration, f"the network's weights are not finite ({broken}), though its "
+                                                   f"losses were finite")
+
     def save_checkpoint():
+        check_weights()
         checkpoint.save_atomic({**trainer.state_dict(), "selection": best.state_dict()}, ckpt_path)
         saved.append(trainer.iteration)
 
@@ -370,16 +385,13 @@ def _run_and_write(trainer: Trainer, cfg: config.Config, resumed, heldout, ckpt_
                 writer.add_scalar(f"loss/{k}", v, it)
             diverged = non_finite(logs)
             if diverged:  # its weights are no use: no checkpoint, no evaluation
-                bar.close()
-                writer.close()
-                raise TrainingDiverged(
-                    f"the training diverged at iteration {it}: {diverged} (log.csv has every loss); a "
-                    f"smaller --lr, --meta-lr or --inner-lr may help. {last_saved(ckpt_path, saved)}")
+                raise stop_diverged(it, f"{diverged} (log.csv has every loss)")
             bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
             bar.update(1)
             if bar.disable and (it % 50 == 0 or it == cfg.iters):  # no terminal: plain progress lines
                 print(f"iter {it}/{cfg.iters} " + " ".join(f"{k} {v:.3f}" for k, v in logs.items()), flush=True)
             if cfg.eval_every and it % cfg.eval_every == 0 and it < cfg.iters and not stop.signum:
+                check_weights()
                 report, _ = trainer.evaluate()
                 best.offer(it, report, trainer.evaluated)
                 for proto, m in report.items():

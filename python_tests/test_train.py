@@ -549,6 +549,36 @@ def test_a_diverged_run_stops_there_and_keeps_its_last_good_checkpoint(tmp_path,
         export.main(["--checkpoint", str(tmp_path / "nan.pt"), "--out", str(tmp_path / "nan.onnx")])
 
 
+def test_weights_that_turn_nan_under_finite_losses_are_never_saved_or_scored(tmp_path, monkeypatch):
+    """An update that makes a weight nan after an iteration whose losses were finite: the run stops before the
+    checkpoint of that iteration (checkpoint.pt keeps the last good one) and before an evaluation."""
+    step = train.Trainer.step
+
+    def nan_weight_at(n):
+        def stepped(self):
+            logs = step(self)
+            if self.iteration == n:
+                with torch.no_grad():
+                    self.model.extractor.stem[0].weight[0, 0, 0, 0] = float("nan")
+            return logs
+        return stepped
+
+    monkeypatch.setattr(train.Trainer, "step", nan_weight_at(4))  # a checkpoint iteration (every 2)
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    with pytest.raises(train.TrainingDiverged) as diverged:
+        train.run(config.load(["--preset", "smoke", "--out", str(ckpt.parent)]))
+    assert str(diverged.value) == ("the training diverged at iteration 4: the network's weights are not finite "
+                                   "(extractor.stem.0.weight), though its losses were finite; a smaller --lr, "
+                                   f"--meta-lr or --inner-lr may help. {ckpt} holds iteration 2, the last saved")
+    state = checkpoint.load_run(str(ckpt))
+    assert state["iteration"] == 2 and checkpoint.delivered_weights(state, str(ckpt))  # finite: no InputError
+    monkeypatch.setattr(train.Trainer, "step", nan_weight_at(1))
+    monkeypatch.setattr(train.Trainer, "evaluate", lambda self, model=None: pytest.fail("nan weights scored"))
+    with pytest.raises(train.TrainingDiverged, match=r"^the training diverged at iteration 1: the network's weights "
+                                                     r"are not finite .*This run saved no checkpoint$"):
+        train.run(config.load(["--preset", "smoke", "--eval-every", "1", "--out", str(tmp_path / "scored")]))
+
+
 def test_other_processes_stop_on_their_own_diverged_loss():
     """Under torchrun a process other than rank 0 checks its own losses (its batch is not rank 0's)."""
     class Worker:
