@@ -43,7 +43,7 @@ def to_device(batch, device):
 
 
 class TrainingStopped(RuntimeError):
-    """A run that ended before its end, with a message saying why and which checkpoint it leaves."""
+    """A run that ended early, with a message saying why and which checkpoint it leaves."""
 
 
 class TrainingDiverged(TrainingStopped):
