@@ -88,14 +88,15 @@ def make_parent(path: str) -> str:
 @contextmanager
 def errors_exit(ap: argparse.ArgumentParser) -> Iterator[None]:
     """Errors that name what is wrong end the tool without a traceback (it would only show our code): a
-    missing or unusable input file (dataset, checkpoint, model, image or video) with its message and exit
-    status 1; an option value this machine cannot honour (`--device cuda` without a GPU), found once the
-    work begins, with argparse's usage error naming it (exit status 2)."""
+    missing or unusable input file (dataset, checkpoint, model, image or video), or a file system error
+    (a disk that fills, a permission lost, after the tool's checks at its start), with its message and
+    exit status 1; an option value this machine cannot honour (`--device cuda` without a GPU), found once
+    the work begins, with argparse's usage error naming it (exit status 2)."""
     from .errors import InputError, OptionError
 
     try:
         yield
     except OptionError as e:
         ap.error(str(e))
-    except (FileNotFoundError, InputError) as e:
+    except (OSError, InputError) as e:  # OSError: FileNotFoundError too
         raise SystemExit(f"{ap.prog}: error: {e}") from None

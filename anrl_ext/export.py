@@ -167,11 +167,11 @@ def main(argv=None):
     ext = os.path.splitext(cli.check_output(ap, "--out", args.out, formats=FORMATS))[1].lower()
     with cli.errors_exit(ap):
         scorer, cfg, meta = load_scorer(args.checkpoint)
-    example = torch.zeros(2, 6, cfg.img_size, cfg.img_size)
-    try:
-        (to_onnx if ext == ".onnx" else to_pt2)(scorer, example, meta, args.out)
-    except ImportError as e:  # the exporter's optional packages
-        raise SystemExit(f"{ap.prog}: error: {e}") from None
+        example = torch.zeros(2, 6, cfg.img_size, cfg.img_size)
+        try:
+            (to_onnx if ext == ".onnx" else to_pt2)(scorer, example, meta, args.out)
+        except ImportError as e:  # the exporter's optional packages
+            raise SystemExit(f"{ap.prog}: error: {e}") from None
     print(f"wrote {args.out}: input (N, 6, {cfg.img_size}, {cfg.img_size}), outputs score (N,) and depth; "
           + (f"source-protocol threshold {meta['threshold_source']:.4f}" if "threshold_source" in meta
              else "no threshold (neither carried by the checkpoint nor in a metrics.json of it next to it)"))

@@ -141,17 +141,17 @@ def main(argv=None):
         cli.check_output(ap, "--out", args.out)
     with cli.errors_exit(ap):
         rows = predict(args.model, args.inputs, args.crop, args.threshold, args.frames)
-    for r in rows:
-        print(f"{r['score']:.4f}  {r.get('decision', '-'):5}  {r['input']}  ({r['frames']} frame"
-              f"{'s' * (r['frames'] != 1)}; face: {r['face']})")
-    if "decision" not in rows[0]:
-        print("no threshold: the model carries none and --threshold was not given")
-    if args.out:
-        with open(cli.make_parent(args.out), "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        print(f"wrote {args.out}")
+        for r in rows:
+            print(f"{r['score']:.4f}  {r.get('decision', '-'):5}  {r['input']}  ({r['frames']} frame"
+                  f"{'s' * (r['frames'] != 1)}; face: {r['face']})")
+        if "decision" not in rows[0]:
+            print("no threshold: the model carries none and --threshold was not given")
+        if args.out:
+            with open(cli.make_parent(args.out), "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+            print(f"wrote {args.out}")
     return rows
 
 

@@ -277,11 +277,12 @@ def main(argv=None):
                     r"know, e.g. '/(\d{3})/'; default: the dataset's own rule")
     args = ap.parse_args(argv)
     cli.check_output(ap, "--out", args.out, folder=True)
-    try:
-        stats = prepare(args.dataset, args.src, args.out, args.domain, args.frames_per_video, args.size, args.boxes,
-                        subject_pattern=args.subject_pattern)
-    except (ValueError, FileNotFoundError) as e:  # bad arguments or input: usage and the message, exit status 2
-        ap.error(str(e))
+    with cli.errors_exit(ap):  # another OSError (a disk that fills): the message, exit status 1
+        try:
+            stats = prepare(args.dataset, args.src, args.out, args.domain, args.frames_per_video, args.size,
+                            args.boxes, subject_pattern=args.subject_pattern)
+        except (ValueError, FileNotFoundError) as e:  # bad arguments or input: usage and the message, status 2
+            ap.error(str(e))
     print(f"{args.domain}: {stats['videos']} videos of {stats['subjects']} subjects, {stats['frames']} frames "
           f"({stats['live']} live, {stats['spoof']} spoof), detector misses {stats['detector_misses']}")
     if stats["live"] == 0 or stats["spoof"] == 0:

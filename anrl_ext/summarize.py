@@ -307,11 +307,12 @@ def main(argv=None):
     except RunError as e:
         raise SystemExit(f"{ap.prog}: error: {e}") from None
     print(render(groups, args.metrics, args.scores, args.weights, args.ignore), end="")
-    if args.csv:
-        write_csv(groups, args.metrics, args.csv)
-    if args.plot:
-        plot(groups, args.metrics, args.plot, f"{args.scores} scores of the {args.weights} network, "
-                                              f"{sum(len(g.runs) for g in groups)} runs")
+    with cli.errors_exit(ap):  # a disk that fills while writing them
+        if args.csv:
+            write_csv(groups, args.metrics, args.csv)
+        if args.plot:
+            plot(groups, args.metrics, args.plot, f"{args.scores} scores of the {args.weights} network, "
+                                                  f"{sum(len(g.runs) for g in groups)} runs")
     return groups
 
 

@@ -1,10 +1,14 @@
-"""An output path a tool could not write is a usage error naming the option, before any work is done."""
+"""An output path a tool could not write is a usage error naming the option, before any work is done; a write
+that fails later (a disk that fills) ends the tool with its message."""
 import argparse
+import errno
 import os
 
+import cv2
+import numpy as np
 import pytest
 
-from anrl_ext import cli, evaluate, export, gate_report, predict, prepare, summarize, train
+from anrl_ext import cli, config, evaluate, export, gate_report, predict, prepare, summarize, train
 
 
 def check(tmp_path, path, **kw):
@@ -79,3 +83,37 @@ def test_each_tool_checks_its_output_first(tool, argv, option, tmp_path, capsys)
     assert f"error: {option} {path}: " in err, err
     assert ("unknown format '.txt'" if path.endswith(".txt") else f"{tmp_path / 'file'} is a file") in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """A finished smoke run's folder (checkpoint.pt, metrics.json) and a face image to score."""
+    out = tmp_path_factory.mktemp("run")
+    train.run(config.load(["--preset", "smoke", "--out", str(out)]))
+    cv2.imwrite(str(out / "face.png"), np.full((64, 64, 3), 128, np.uint8))
+    return out
+
+
+def disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "out-file")
+
+
+@pytest.mark.parametrize("tool, argv, writer", [
+    (evaluate, ["--checkpoint", "{run}/checkpoint.pt", "--out", "{tmp}/eval.json"], (cli, "make_parent")),
+    (gate_report, ["--checkpoint", "{run}/checkpoint.pt", "--out", "{tmp}/gates.json"], (cli, "make_parent")),
+    (predict, ["{run}/face.png", "--crop", "none", "--model", "{run}/checkpoint.pt", "--out", "{tmp}/s.csv"],
+     (cli, "make_parent")),
+    (export, ["--checkpoint", "{run}/checkpoint.pt", "--out", "{tmp}/model.pt2"], (export, "to_pt2")),
+    (prepare, ["--dataset", "oulu", "--src", "{run}", "--out", "{tmp}/prepared", "--domain", "O"],
+     (prepare, "prepare")),
+    (summarize, ["{run}", "--csv", "{tmp}/table.csv"], (summarize, "write_csv")),
+    (summarize, ["{run}", "--plot", "{tmp}/table.png"], (summarize, "plot")),
+])
+def test_a_disk_that_fills_while_writing_is_named(tool, argv, writer, smoke_run, tmp_path, monkeypatch):
+    """A write that fails after the checks at the start (here, as if the disk had filled): the tool's
+    message with the error, exit status 1, no traceback."""
+    monkeypatch.setattr(*writer, disk_full)
+    with pytest.raises(SystemExit) as exit_:
+        tool.main([a.format(run=smoke_run, tmp=tmp_path) for a in argv])
+    assert exit_.value.code == (f"python -m anrl_ext.{tool.__name__.split('.')[-1]}: error: [Errno {errno.ENOSPC}] "
+                                f"{os.strerror(errno.ENOSPC)}: 'out-file'")
