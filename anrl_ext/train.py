@@ -70,6 +70,10 @@ class Trainer:
         self.device = torch.device(cfg.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise OptionError(f"--device {cfg.device}: no CUDA device is available")
+        if self.device.type == "cuda" and (self.device.index or 0) >= torch.cuda.device_count():
+            count = torch.cuda.device_count()  # else the first CUDA call fails, with an "invalid device ordinal"
+            raise OptionError(f"--device {cfg.device}: this machine has {count} CUDA device"
+                              + (" (cuda:0)" if count == 1 else f"s (cuda:0 to cuda:{count - 1})"))
         try:  # now, not at the first forward pass after building the data
             resolve_backend(cfg.backend, self.device)
         except ValueError as e:

@@ -629,6 +629,12 @@ def test_a_device_or_backend_this_machine_lacks_is_a_usage_error(tmp_path, monke
     monkeypatch.setattr(train, "build_datasets", lambda cfg: pytest.fail("data built before the check"))
     with pytest.raises(ValueError, match=r"^--device cuda: no CUDA device is available$"):
         train.Trainer(config.load(["--preset", "smoke", "--device", "cuda"]))
+    with monkeypatch.context() as two_gpus:
+        two_gpus.setattr(torch.cuda, "is_available", lambda: True)
+        two_gpus.setattr(torch.cuda, "device_count", lambda: 2)
+        with pytest.raises(errors.OptionError, match=r"^--device cuda:2: this machine has 2 CUDA devices \(cuda:0 "
+                                                     r"to cuda:1\)$"):
+            train.Trainer(config.load(["--preset", "smoke", "--device", "cuda:2"]))
     tools = [(train.main, ["--preset", "smoke", "--out", str(tmp_path / "out")], "train"),
              (evaluate.main, ["--checkpoint", str(tmp_path / "run.pt")], "evaluate"),
              (gate_report.main, ["--checkpoint", str(tmp_path / "run.pt")], "gate_report")]
