@@ -73,5 +73,8 @@ def delivered_weights(state: dict, path: str) -> dict:
 def non_finite_entries(weights: dict) -> str:
     """The names of a state dict's floating-point entries holding nan or inf, the first three and '...'
     ('' if none)."""
-    broken = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    floats = {k: v for k, v in weights.items() if v.is_floating_point()}
+    # one flag per entry, read back in one copy (not one GPU sync per entry)
+    finite = torch.stack([torch.isfinite(v).all() for v in floats.values()]).tolist() if floats else []
+    broken = [k for k, ok in zip(floats, finite) if not ok]
     return ", ".join(broken[:3]) + (", ..." if len(broken) > 3 else "")

@@ -68,12 +68,12 @@ class Trainer:
         self.cfg = cfg.validate()
         torch.manual_seed(cfg.seed)  # same initial weights on every process
         self.device = torch.device(cfg.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise OptionError(f"--device {cfg.device}: no CUDA device is available")
-        if self.device.type == "cuda" and (self.device.index or 0) >= torch.cuda.device_count():
-            count = torch.cuda.device_count()  # else the first CUDA call fails, with an "invalid device ordinal"
-            raise OptionError(f"--device {cfg.device}: this machine has {count} CUDA device"
-                              + (" (cuda:0)" if count == 1 else f"s (cuda:0 to cuda:{count - 1})"))
+        if self.device.type == "cuda":  # else the first CUDA call fails, after the data is built
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if (self.device.index or 0) >= count:
+                raise OptionError(f"--device {cfg.device}: " + ("no CUDA device is available" if count == 0 else
+                                  f"this machine has {count} CUDA device"
+                                  + (" (cuda:0)" if count == 1 else f"s (cuda:0 to cuda:{count - 1})")))
         try:  # now, not at the first forward pass after building the data
             resolve_backend(cfg.backend, self.device)
         except ValueError as e:
@@ -470,16 +470,17 @@ def _run_worker(trainer: Trainer) -> dict:
 
 
 def main(argv=None):
+    ap = config.parser()
     try:
         cfg = config.load(argv)
     except (ValueError, FileNotFoundError) as e:  # a bad option value or a missing --resume checkpoint:
-        config.parser().error(str(e))  # usage and the message, exit status 2, as argparse does
-    cli.check_output(config.parser(), "--out", cfg.out, folder=True)  # now, not after building the data
-    with cli.errors_exit(config.parser()):
+        ap.error(str(e))  # usage and the message, exit status 2, as argparse does
+    cli.check_output(ap, "--out", cfg.out, folder=True)  # now, not after building the data
+    with cli.errors_exit(ap):
         try:
             result = run(cfg)
         except TrainingStopped as e:
-            raise SystemExit(f"python -m anrl_ext.train: error: {e}") from None
+            raise SystemExit(f"{ap.prog}: error: {e}") from None
     if "signum" in result:  # the shell's status for a process ended by that signal
         raise SystemExit(128 + result["signum"])
 

@@ -579,6 +579,14 @@ def test_weights_that_turn_nan_under_finite_losses_are_never_saved_or_scored(tmp
         train.run(config.load(["--preset", "smoke", "--eval-every", "1", "--out", str(tmp_path / "scored")]))
 
 
+def test_non_finite_entries_names_the_first_three():
+    weights = {"ok": torch.ones(2), "steps": torch.tensor([7]), "empty": torch.ones(0)}
+    assert checkpoint.non_finite_entries(weights) == "" and checkpoint.non_finite_entries({}) == ""
+    weights.update({f"w{i}": torch.tensor([1.0, float("nan") if i % 2 else float("-inf")]) for i in range(4)})
+    assert checkpoint.non_finite_entries(weights) == "w0, w1, w2, ..."
+    assert checkpoint.non_finite_entries({"w": torch.tensor([float("inf")], dtype=torch.bfloat16)}) == "w"
+
+
 def test_other_processes_stop_on_their_own_diverged_loss():
     """Under torchrun a process other than rank 0 checks its own losses (its batch is not rank 0's)."""
     class Worker:
