@@ -7,6 +7,8 @@
 #
 #     bash benchmarks/gpu_check.sh            # optional: put wheels to install in .whl/
 #     GPU_CHECK_TRAIN=0 bash benchmarks/gpu_check.sh   # build, tests and table only
+#     GPU_CHECK_TRAIN_BEFORE=290 bash benchmarks/gpu_check.sh   # training steps only if under 290 s so far
+#     GPU_CHECK_TABLE=0 GPU_CHECK_PYTEST="-n 4" bash benchmarks/gpu_check.sh   # no table; tests in 4 processes
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results/gpu-$(date +%Y%m%d)}
@@ -35,16 +37,22 @@ step "GPU tests"
 # One line per test into gpu_tests.log as it runs (stdout is unbuffered), so a run cut short by the
 # time limit still says which tests passed; the junit report is only written at the end.
 timeout 280 "$PY" -m pytest -v python_tests/test_gpu.py -p no:cacheprovider -o addopts="" \
-    --junitxml="$OUT/gpu_tests.xml" -rfE --durations=10 > "$OUT/gpu_tests.log" 2>&1
+    --junitxml="$OUT/gpu_tests.xml" -rfE --durations=10 ${GPU_CHECK_PYTEST:-} > "$OUT/gpu_tests.log" 2>&1
 tests_rc=$?
 [ "$tests_rc" = 124 ] && echo "GPU TESTS CUT SHORT by the time limit: see gpu_tests.log"
 grep -cE " PASSED" "$OUT/gpu_tests.log" | sed 's/^/tests passed so far: /'
 sed -n '/short test summary\|slowest/,$p' "$OUT/gpu_tests.log" | tail -60
 
-step "benchmark table"
-timeout 220 "$PY" benchmarks/run_gpu.py --out "$OUT"
+if [ "${GPU_CHECK_TABLE:-1}" != "0" ]; then
+    step "benchmark table"
+    timeout 220 "$PY" benchmarks/run_gpu.py --out "$OUT"
+fi
 
 if [ "${GPU_CHECK_TRAIN:-1}" = "0" ]; then step "done (training steps skipped): GPU tests rc=$tests_rc"; exit "$tests_rc"; fi
+# The training steps take up to 190 s: a lease with less time left skips them.
+if [ -n "${GPU_CHECK_TRAIN_BEFORE:-}" ] && [ $(( $(date +%s) - t0 )) -ge "$GPU_CHECK_TRAIN_BEFORE" ]; then
+    step "done (training steps skipped: past ${GPU_CHECK_TRAIN_BEFORE} s): GPU tests rc=$tests_rc"; exit "$tests_rc"
+fi
 
 step "one training iteration at the paper's size, fused vs reference"
 timeout 60 "$PY" benchmarks/train_iteration.py --device cuda --img-size 256 --width 1.0 --batch-size 10 --iters 8

@@ -2,6 +2,7 @@
 takes other shapes; set_backend("reference") gives a graph of aten ops only, and an ONNX model that
 ONNX Runtime runs to the module's outputs."""
 import copy
+import os
 
 import pytest
 import torch
@@ -20,6 +21,39 @@ KINDS = ["afnm", "bin", "half", "ibn", "bn", "in"]
 @pytest.mark.parametrize("training", [False, True])
 def test_exported_program_equals_the_module_after_save_and_load(backend, kind, training, tmp_path):
     check_export(backend, kind, training, tmp_path / "model.pt2")
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1", reason="interpreted kernels cannot take fake tensors")
+@pytest.mark.parametrize("training", [False, True])
+def test_triton_ops_stay_whole_in_an_exported_program(training, tmp_path):
+    """torch.export records the Triton backend's registered ops (namespace anrl_ext_triton), not the
+    kernel launches inside them, and the program saves and loads with them. Traced on CPU tensors:
+    export runs the ops' fake kernels only, so no GPU is needed (test_gpu runs the loaded program)."""
+    pytest.importorskip("triton")
+    import importlib
+
+    from torch.export import Dim
+
+    blend = importlib.import_module("anrl_ext.ops.adaptive_norm").blend
+
+    class Blend(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight, self.bias = nn.Parameter(torch.ones(8)), nn.Parameter(torch.zeros(8))
+            self.register_buffer("running_mean", torch.zeros(8))
+            self.register_buffer("running_var", torch.ones(8))
+
+        def forward(self, x):
+            return blend(x, "triton", lambda mean: 0.3, [], self.weight, self.bias, None, None,
+                         self.running_mean, self.running_var, training, 0.1, 1e-5)[0]
+
+    program = torch.export.export(Blend(), (torch.randn(3, 8, 7, 9),),
+                                  dynamic_shapes=({0: Dim("n", min=2), 2: Dim("h"), 3: Dim("w")},))
+    ops = exported_ops(program)
+    assert {"anrl_ext_triton.moments.default", "anrl_ext_triton.affine.default"} <= ops, ops
+    assert not any("triton_kernel_wrapper" in op for op in ops), ops
+    torch.export.save(program, tmp_path / "model.pt2")
+    assert exported_ops(torch.export.load(tmp_path / "model.pt2")) == ops
 
 
 @pytest.mark.parametrize("backend", FUSED_CPU_BACKENDS + ["reference"])
