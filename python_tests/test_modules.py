@@ -450,6 +450,23 @@ def test_gate_runs_inside_the_middle_kernel(backend, gate, monkeypatch):
     assert calls == []
 
 
+def test_a_large_gate_runs_in_pytorch_on_a_gpu():
+    """On a GPU the gated middle kernel is one block: past GPU_GATE_MAX_WORK multiply-adds
+    (a wide layer, a large batch) the gate runs as PyTorch ops. Decided from shapes alone,
+    so a meta tensor stands in for a CUDA one."""
+    from anrl_ext.ops import fast_blend
+    from anrl_ext.ops.backends import primitives_for
+
+    prims = primitives_for("cpu")
+    for c, n, in_kernel in [(64, 32, True), (512, 64, False), (2048, 64, False)]:
+        gate = anrl_ext.AFNM(c).gate  # the paper gate, D = C / 16
+        slots, params = gate.KERNEL_SLOTS, list(gate.parameters())
+        x = torch.empty(n, c, 7, 7, device="meta")
+        work = fast_blend.gate_work(n, slots, params)
+        assert fast_blend.gate_in_kernel(prims, slots, params, x) is in_kernel, (c, n, work)
+        assert (work <= fast_blend.GPU_GATE_MAX_WORK) is in_kernel
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind, whole", [("bn", True), ("in", True), ("half", True), ("ibn", True),
                                          ("bin", False), ("afnm", False)])
