@@ -12,7 +12,9 @@ before blend_apply_forward / _backward: six operator calls from Python for
 cuda instead of two, six launches for triton instead of four). Then the
 whole AFNM layer (gate included; gate inside the middle kernels, in PyTorch, and
 the chain of small ops) at the largest shape; the op with the backward on the
-calling thread (autograd multithreading off); per-call times of the (N, C)
+calling thread (autograd multithreading off); the op's host time at the
+largest shape in parts (`op_host_time`: forward call, grad call, autograd's
+hand-over to the op's backward, inside it, after it); per-call times of the (N, C)
 middle kernels and of the four primitives at a tiny, launch-bound shape (the
 direct path next to the registered ops); each primitive alone at the largest
 shape (`primitive_bandwidth`: forward_ms is the time per call,
@@ -164,7 +166,7 @@ def main(argv=None):
             print(line, flush=True)
     # Each section writes the CSV when it is done: a failure or the time limit in
     # a later one keeps the rows of those before it.
-    for section in (layer_rows, thread_rows, middle_rows, primitive_rows, bandwidth_rows):
+    for section in (layer_rows, thread_rows, host_rows, middle_rows, primitive_rows, bandwidth_rows):
         try:
             section(rows, backends, name, args.repeats, bw)
         except Exception as exc:  # report and keep going
@@ -191,6 +193,62 @@ def thread_rows(rows, backends, name, repeats, bw):
                          fb_bandwidth_fraction=round((8 * x.numel() * 4 / fb) / bw, 4), copy_gbps=round(bw / 1e9, 1)))
         print(f"op fwd+bwd {'x'.join(map(str, shape))} float32, {b}, backward on the calling thread: "
               f"{fb * 1e3:.3f} ms", flush=True)
+
+
+def host_rows(rows, backends, name, repeats, bw):
+    """Where the op's host time goes at the largest shape (float32), on autograd's device
+    thread and on the calling thread: the forward call, the `torch.autograd.grad` call
+    (the whole backward's host time: the GPU work is queued, not waited for), and its
+    parts: from the call to the entry of the op's backward() (autograd's hand-over),
+    inside backward() (Python and the kernel calls), and from its return to grad()'s.
+    perf_counter medians; the GPU is synchronised between calls, outside the timings."""
+    import time
+
+    from anrl_ext.ops import fast_blend
+
+    shape = SHAPES[0]
+    x, alpha, params, running, dy = make_case(shape, torch.float32, DEVICE)
+    inputs = [x, alpha, *params]
+    sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
+    original = fast_blend._FastBlend.__dict__["backward"]
+    marks = []
+
+    def timed_backward(ctx, *grads):
+        marks.append(time.perf_counter())
+        out = original.__func__(ctx, *grads)
+        marks.append(time.perf_counter())
+        return out
+
+    fast_blend._FastBlend.backward = staticmethod(timed_backward)
+    try:
+        for b in backends:
+            fn = fused(b)
+            for threads in ("device thread", "calling thread"):
+                samples = []
+                with torch.autograd.set_multithreading_enabled(threads == "device thread"):
+                    for _ in range(max(repeats, 3) + 3):  # the first three warm up
+                        sync()
+                        marks.clear()
+                        t0 = time.perf_counter()
+                        y = fn(x, alpha, params, running)
+                        t1 = time.perf_counter()
+                        sync()
+                        t2 = time.perf_counter()
+                        torch.autograd.grad(y, inputs, dy)
+                        t3 = time.perf_counter()
+                        entry, exit_ = marks
+                        samples.append((t1 - t0, t3 - t2, entry - t2, exit_ - entry, t3 - exit_))
+                parts = [statistics.median(col) * 1e3 for col in zip(*samples[3:])]
+                impl = b if threads == "device thread" else f"{b}_same_thread"
+                for what, value in zip(("forward", "backward", "handover", "in_backward", "after_backward"), parts):
+                    rows.append(dict(gpu=name, dtype="float32", shape="x".join(map(str, shape)), what="op_host_time",
+                                     impl=f"{impl}:{what}", forward_ms=round(value, 4), backward_ms="",
+                                     forward_backward_ms="", fb_bandwidth_fraction="", copy_gbps=round(bw / 1e9, 1)))
+                print(f"host time {'x'.join(map(str, shape))} float32 {b}, backward on the {threads}: forward "
+                      f"{parts[0]:.3f} ms, backward {parts[1]:.3f} ms = hand-over {parts[2]:.3f} + in backward() "
+                      f"{parts[3]:.3f} + after {parts[4]:.3f}", flush=True)
+    finally:
+        fast_blend._FastBlend.backward = original
 
 
 def primitive_rows(rows, backends, name, repeats, bw, calls=200):

@@ -15,8 +15,8 @@ import pytest
 
 ROOT = Path(__file__).parent.parent
 
-SECTIONS = {"op", "afnm_layer", "op_backward_same_thread", "middle_kernels", "gated_middle_kernels",
-            "primitive_kernels", "primitive_bandwidth", "primitive_bandwidth_channels_last"}
+SECTIONS = {"op", "afnm_layer", "op_backward_same_thread", "op_host_time", "middle_kernels",
+            "gated_middle_kernels", "primitive_kernels", "primitive_bandwidth", "primitive_bandwidth_channels_last"}
 
 
 def run_smoke(tmp_path, backends, env=None):
@@ -38,6 +38,12 @@ def test_every_section_runs_on_cpu(tmp_path):
     for layout in ("", "_channels_last"):
         kernels = {r["impl"] for r in rows if r["what"] == "primitive_bandwidth" + layout}
         assert kernels == {f"cpu:{k}" for k in ("moments", "reduce", "affine", "affine2")}
+    parts = {r["impl"]: float(r["forward_ms"]) for r in rows if r["what"] == "op_host_time"}
+    assert set(parts) == {f"{impl}:{part}" for impl in ("cpu", "cpu_same_thread")
+                          for part in ("forward", "backward", "handover", "in_backward", "after_backward")}
+    for impl in ("cpu", "cpu_same_thread"):  # the three parts lie inside the grad call, which takes the whole
+        inside = sum(parts[f"{impl}:{p}"] for p in ("handover", "in_backward", "after_backward"))
+        assert 0 < parts[f"{impl}:in_backward"] and inside <= 1.05 * parts[f"{impl}:backward"] + 1e-3, parts
     for r in rows:
         if r["what"] in ("op", "primitive_bandwidth", "primitive_bandwidth_channels_last"):
             assert float(r["forward_ms"]) > 0 and 0 < float(r["fb_bandwidth_fraction"]), r
