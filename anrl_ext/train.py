@@ -6,6 +6,7 @@ under --out.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -344,91 +345,90 @@ def _run_and_write(trainer: Trainer, cfg: config.Config, resumed, heldout, ckpt_
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(os.path.join(cfg.out, "tensorboard"))
-    log_path = os.path.join(cfg.out, "log.csv")
-    keys = ["iter", "cls", "dep", "trn", "val", "idc", "ics", "seconds"]
-    if cfg.resume and os.path.exists(log_path):
-        keep_log_until(log_path, trainer.iteration)  # iterations after the checkpoint are run again
-    else:
-        with open(log_path, "w", newline="") as fh:
-            csv.writer(fh).writerow(keys)
-    # --eval-every: best.pt holds the network of the best evaluation on held-out source subjects
-    best = selection.BestOnSourceHeldout(cfg.out, asdict(cfg), resumed.get("selection") if resumed else None,
-                                         heldout)
-
-    def stop_diverged(it: int, what: str) -> TrainingDiverged:
-        bar.close()
-        writer.close()
-        return TrainingDiverged(f"the training diverged at iteration {it}: {what}; a smaller --lr, --meta-lr or "
-                                f"--inner-lr may help. {last_saved(ckpt_path, saved)}")
-
-    def check_weights():
-        """Before a checkpoint or an evaluation: an update can make the weights nan after finite losses, and
-        a checkpoint of them would replace the last good one."""
-        broken = checkpoint.non_finite_entries(trainer.model.state_dict())  # once nan, an update keeps them so
-        if broken:
-            raise stop_diverged(trainer.iteration, f"the network's weights are not finite ({broken}), though its "
-                                                   f"losses were finite")
-
-    def save_checkpoint():
-        check_weights()
-        checkpoint.save_atomic({**trainer.state_dict(), "selection": best.state_dict()}, ckpt_path)
-        saved.append(trainer.iteration)
-
     bar = tqdm(total=cfg.iters, initial=trainer.iteration, desc=f"ANRL {''.join(sources)}->{target}",
                dynamic_ncols=True, file=sys.stdout, disable=None)
-    t0 = time.time()
-    # One process only: under torchrun every rank must stop after the same iteration.
-    with stopping.between_steps(enabled=trainer.world_size == 1) as stop:
-        while trainer.iteration < cfg.iters and not stop.signum:
-            logs = trainer.step()
-            it = trainer.iteration
-            with open(log_path, "a", newline="") as fh:
-                csv.writer(fh).writerow([it] + [f"{logs[k]:.6f}" if k in logs else "" for k in keys[1:-1]]
-                                        + [f"{time.time() - t0:.2f}"])
-            for k, v in logs.items():
-                writer.add_scalar(f"loss/{k}", v, it)
-            diverged = non_finite(logs)
-            if diverged:  # its weights are no use: no checkpoint, no evaluation
-                raise stop_diverged(it, f"{diverged} (log.csv has every loss)")
-            bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
-            bar.update(1)
-            if bar.disable and (it % 50 == 0 or it == cfg.iters):  # no terminal: plain progress lines
-                print(f"iter {it}/{cfg.iters} " + " ".join(f"{k} {v:.3f}" for k, v in logs.items()), flush=True)
-            if cfg.eval_every and it % cfg.eval_every == 0 and it < cfg.iters and not stop.signum:
-                check_weights()
-                report, _ = trainer.evaluate()
-                best.offer(it, report, trainer.evaluated)
-                for proto, m in report.items():
-                    writer.add_scalar(f"{proto}/auc", m["auc"], it)
-                    writer.add_scalar(f"{proto}/hter", m["hter"], it)
-            if cfg.ckpt_every and it % cfg.ckpt_every == 0:  # after the evaluation: it holds its pick
-                save_checkpoint()
-        bar.close()
-        save_checkpoint()
-    if stop.signum:
-        writer.close()
-        print(f"stopped by {stop.name} after iteration {trainer.iteration}/{cfg.iters}; wrote {ckpt_path}\n"
-              f"go on with: python -m anrl_ext.train --resume {ckpt_path}", flush=True)
-        return {"stopped_by": stop.name, "signum": stop.signum, "iterations": trainer.iteration,
-                "checkpoint": ckpt_path}
-    in_sync = trainer.replicas_in_sync()
-    report, (ts, tl) = trainer.evaluate()
-    if cfg.eval_every:
-        best.offer(trainer.iteration, report, trainer.evaluated)
-        save_checkpoint()  # with the final evaluation's pick
-    plot_roc({f"target {target}": (ts, tl)}, os.path.join(cfg.out, "roc.png"),
-             title=f"{''.join(sources)} -> {target}, norm={cfg.norm} (frame-level)")
-    result = {"task": f"{''.join(sources)}-{target}", "iterations": trainer.iteration,
-              "world_size": trainer.world_size, "replicas_in_sync": in_sync, "data_split": split,
-              "train_seconds": round(time.time() - t0, 1), "metrics": report, "config": asdict(cfg),
-              "code": provenance.code_version()}
-    if trainer.average is not None:  # the last weights too: --ema changes nothing else in the run
-        result["metrics_unaveraged"], _ = trainer.evaluate(trainer.model)
-    if best.summary():
-        result["selected"], result["evaluations"] = best.summary(), best.evaluations
-    checkpoint.write_atomic(os.path.join(cfg.out, "metrics.json"),  # a run's record: whole or not there
-                            lambda fh: fh.write(json.dumps(result, indent=2).encode()), suffix=".json")
-    writer.close()
+    # Closed on every way out: a Python caller of run() whose run stops on an error keeps no writer thread
+    # and no open bar.
+    with contextlib.closing(writer), contextlib.closing(bar):
+        log_path = os.path.join(cfg.out, "log.csv")
+        keys = ["iter", "cls", "dep", "trn", "val", "idc", "ics", "seconds"]
+        if cfg.resume and os.path.exists(log_path):
+            keep_log_until(log_path, trainer.iteration)  # iterations after the checkpoint are run again
+        else:
+            with open(log_path, "w", newline="") as fh:
+                csv.writer(fh).writerow(keys)
+        # --eval-every: best.pt holds the network of the best evaluation on held-out source subjects
+        best = selection.BestOnSourceHeldout(cfg.out, asdict(cfg), resumed.get("selection") if resumed else None,
+                                             heldout)
+
+        def stop_diverged(it: int, what: str) -> TrainingDiverged:
+            return TrainingDiverged(f"the training diverged at iteration {it}: {what}; a smaller --lr, --meta-lr or "
+                                    f"--inner-lr may help. {last_saved(ckpt_path, saved)}")
+
+        def check_weights():
+            """Before a checkpoint or an evaluation: an update can make the weights nan after finite losses, and
+            a checkpoint of them would replace the last good one."""
+            broken = checkpoint.non_finite_entries(trainer.model.state_dict())  # once nan, an update keeps them so
+            if broken:
+                raise stop_diverged(trainer.iteration, f"the network's weights are not finite ({broken}), though its "
+                                                       f"losses were finite")
+
+        def save_checkpoint():
+            check_weights()
+            checkpoint.save_atomic({**trainer.state_dict(), "selection": best.state_dict()}, ckpt_path)
+            saved.append(trainer.iteration)
+
+        t0 = time.time()
+        # One process only: under torchrun every rank must stop after the same iteration.
+        with stopping.between_steps(enabled=trainer.world_size == 1) as stop:
+            while trainer.iteration < cfg.iters and not stop.signum:
+                logs = trainer.step()
+                it = trainer.iteration
+                with open(log_path, "a", newline="") as fh:
+                    csv.writer(fh).writerow([it] + [f"{logs[k]:.6f}" if k in logs else "" for k in keys[1:-1]]
+                                            + [f"{time.time() - t0:.2f}"])
+                for k, v in logs.items():
+                    writer.add_scalar(f"loss/{k}", v, it)
+                diverged = non_finite(logs)
+                if diverged:  # its weights are no use: no checkpoint, no evaluation
+                    raise stop_diverged(it, f"{diverged} (log.csv has every loss)")
+                bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
+                bar.update(1)
+                if bar.disable and (it % 50 == 0 or it == cfg.iters):  # no terminal: plain progress lines
+                    print(f"iter {it}/{cfg.iters} " + " ".join(f"{k} {v:.3f}" for k, v in logs.items()), flush=True)
+                if cfg.eval_every and it % cfg.eval_every == 0 and it < cfg.iters and not stop.signum:
+                    check_weights()
+                    report, _ = trainer.evaluate()
+                    best.offer(it, report, trainer.evaluated)
+                    for proto, m in report.items():
+                        writer.add_scalar(f"{proto}/auc", m["auc"], it)
+                        writer.add_scalar(f"{proto}/hter", m["hter"], it)
+                if cfg.ckpt_every and it % cfg.ckpt_every == 0:  # after the evaluation: it holds its pick
+                    save_checkpoint()
+            bar.close()
+            save_checkpoint()
+        if stop.signum:
+            print(f"stopped by {stop.name} after iteration {trainer.iteration}/{cfg.iters}; wrote {ckpt_path}\n"
+                  f"go on with: python -m anrl_ext.train --resume {ckpt_path}", flush=True)
+            return {"stopped_by": stop.name, "signum": stop.signum, "iterations": trainer.iteration,
+                    "checkpoint": ckpt_path}
+        in_sync = trainer.replicas_in_sync()
+        report, (ts, tl) = trainer.evaluate()
+        if cfg.eval_every:
+            best.offer(trainer.iteration, report, trainer.evaluated)
+            save_checkpoint()  # with the final evaluation's pick
+        plot_roc({f"target {target}": (ts, tl)}, os.path.join(cfg.out, "roc.png"),
+                 title=f"{''.join(sources)} -> {target}, norm={cfg.norm} (frame-level)")
+        result = {"task": f"{''.join(sources)}-{target}", "iterations": trainer.iteration,
+                  "world_size": trainer.world_size, "replicas_in_sync": in_sync, "data_split": split,
+                  "train_seconds": round(time.time() - t0, 1), "metrics": report, "config": asdict(cfg),
+                  "code": provenance.code_version()}
+        if trainer.average is not None:  # the last weights too: --ema changes nothing else in the run
+            result["metrics_unaveraged"], _ = trainer.evaluate(trainer.model)
+        if best.summary():
+            result["selected"], result["evaluations"] = best.summary(), best.evaluations
+        checkpoint.write_atomic(os.path.join(cfg.out, "metrics.json"),  # a run's record: whole or not there
+                                lambda fh: fh.write(json.dumps(result, indent=2).encode()), suffix=".json")
     for proto in ("paper", "source"):
         m = report[proto]
         print(f"[{proto:>6} protocol] target {target}: HTER {100 * m['hter']:.2f}%  AUC {100 * m['auc']:.2f}%  "

@@ -688,11 +688,22 @@ def test_a_write_that_fails_mid_run_names_what_is_left(tmp_path, monkeypatch):
     def no_permission(*args, **kwargs):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(out / "roc.png"))
 
+    from torch.utils import tensorboard
+
+    writers = []
+
+    class RecordedWriter(tensorboard.SummaryWriter):  # a Python caller keeps no writer thread after the error
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            writers.append(self)
+
+    monkeypatch.setattr(tensorboard, "SummaryWriter", RecordedWriter)
     monkeypatch.setattr(train, "plot_roc", no_permission)
     with pytest.raises(train.TrainingStopped, match=re.escape(
             f"(after iteration 4). {ckpt} holds the trained network (iteration 4); once that is mended, "
             f"python -m anrl_ext.evaluate --checkpoint {ckpt} scores it")):
         train.run(config.load(["--preset", "smoke", "--out", str(out)]))
+    assert len(writers) == 1 and writers[0].all_writers is None  # closed
     monkeypatch.setattr(config, "dump", no_permission)
     with pytest.raises(train.TrainingStopped, match=re.escape(
             f"(before its first iteration). This run saved no checkpoint; {ckpt}, which it resumed from, is as it "
