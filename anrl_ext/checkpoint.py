@@ -1,6 +1,7 @@
 """Atomic checkpoints: a kill mid-write never corrupts the last good file."""
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import tempfile
@@ -12,7 +13,8 @@ from .errors import InputError
 
 def write_atomic(path: str, write, suffix: str = ".tmp") -> None:
     """write(binary file) into a temporary file in `path`'s directory, fsync, then rename over `path`:
-    readers see the old file or the whole new one, never a part."""
+    readers see the old file or the whole new one, never a part. An OSError that names no file (a
+    disk that fills raises one from write or fsync) is raised again naming `path`."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
@@ -23,9 +25,11 @@ def write_atomic(path: str, write, suffix: str = ".tmp") -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it a plain open()'s permissions
         os.replace(tmp, path)  # atomic on POSIX
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None and e.filename is None:
+            raise type(e)(e.errno, e.strerror, path) from e
         raise
 
 
@@ -36,8 +40,13 @@ def _umask() -> int:
 
 
 def save_atomic(obj, path: str) -> None:
-    """torch.save to a temporary file in the same directory, fsync, then rename over `path`."""
-    write_atomic(path, lambda fh: torch.save(obj, fh), suffix=".pt")
+    """torch.save to a temporary file in the same directory, fsync, then rename over `path`.
+
+    The bytes are made in memory first: a write that fails inside torch.save comes out as a RuntimeError
+    without its errno ("unexpected pos ..."), and a disk that fills must be named as such."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_atomic(path, lambda fh: fh.write(buffer.getbuffer()), suffix=".pt")
 
 
 def load(path: str, map_location="cpu"):

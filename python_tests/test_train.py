@@ -394,15 +394,62 @@ def test_cli_stops_with_a_checkpoint_on_sigint(tmp_path):
     assert f"go on with: python -m anrl_ext.train --resume {out / 'checkpoint.pt'}" in stdout
 
 
+class _FailingFile:
+    """A file with room for 100 bytes: a write past them writes what fits, then raises `error`."""
+
+    def __init__(self, fh, error):
+        self.fh, self.error, self.room = fh, error, 100
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.fh.close()
+
+    def write(self, data):
+        data = bytes(data)
+        self.fh.write(data[:self.room])
+        if len(data) > self.room:
+            self.room = 0
+            raise self.error
+        self.room -= len(data)
+        return len(data)
+
+    def flush(self):
+        self.fh.flush()
+
+    def fileno(self):
+        return self.fh.fileno()
+
+
+def fail_atomic_writes(monkeypatch, error, when=lambda tmp: True):
+    """checkpoint.write_atomic's temporary files, where when(their path) says so, fail with `error` once
+    100 bytes are written, as a disk that fills or a kill does."""
+    import tempfile
+
+    mkstemp, fdopen, failing = tempfile.mkstemp, os.fdopen, set()
+
+    def marking_mkstemp(*args, **kwargs):
+        fd, tmp = mkstemp(*args, **kwargs)
+        if when(tmp):
+            failing.add(fd)
+        return fd, tmp
+
+    def failing_fdopen(fd, *args, **kwargs):
+        fh = fdopen(fd, *args, **kwargs)
+        if fd in failing:
+            failing.discard(fd)
+            return _FailingFile(fh, error)
+        return fh
+
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", marking_mkstemp)
+    monkeypatch.setattr(checkpoint.os, "fdopen", failing_fdopen)
+
+
 def test_interrupted_checkpoint_write_keeps_last_good(tmp_path, monkeypatch):
     path = str(tmp_path / "ck.pt")
     checkpoint.save_atomic({"step": 1}, path)
-
-    def dying_save(obj, fh):
-        fh.write(b"partial")
-        raise KeyboardInterrupt("killed mid-write")
-
-    monkeypatch.setattr(torch, "save", dying_save)
+    fail_atomic_writes(monkeypatch, KeyboardInterrupt("killed mid-write"))
     with pytest.raises(KeyboardInterrupt):
         checkpoint.save_atomic({"step": 2}, path)
     monkeypatch.undo()
@@ -413,6 +460,26 @@ def test_interrupted_checkpoint_write_keeps_last_good(tmp_path, monkeypatch):
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask  # a plain open()'s permissions, not mkstemp's 0600
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         checkpoint.load(str(tmp_path / "missing.pt"))
+
+
+def test_a_disk_that_fills_during_a_checkpoint_is_named(tmp_path, monkeypatch):
+    """A write that fails inside torch.save surfaces as a RuntimeError without its errno; save_atomic
+    serialises first, so a full disk is an OSError with its errno, naming the checkpoint, and the last
+    good file stays."""
+    path = str(tmp_path / "ck.pt")
+    checkpoint.save_atomic({"step": 1}, path)
+    fail_atomic_writes(monkeypatch, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+    with pytest.raises(OSError) as full:
+        checkpoint.save_atomic({"step": 2, "w": torch.randn(1000)}, path)
+    assert (full.value.errno, full.value.filename) == (errno.ENOSPC, path)
+    assert str(full.value) == f"[Errno {errno.ENOSPC}] {os.strerror(errno.ENOSPC)}: '{path}'"
+    monkeypatch.undo()
+    fail_atomic_writes(monkeypatch, PermissionError(errno.EACCES, os.strerror(errno.EACCES), "/elsewhere"))
+    with pytest.raises(PermissionError) as denied:  # an error that names its file keeps it
+        checkpoint.save_atomic({"step": 3}, path)
+    assert denied.value.filename == "/elsewhere"
+    monkeypatch.undo()
+    assert checkpoint.load(path) == {"step": 1} and os.listdir(tmp_path) == ["ck.pt"]
 
 
 def test_unreadable_checkpoints_are_named(tmp_path):
@@ -663,22 +730,23 @@ def test_a_write_that_fails_mid_run_names_what_is_left(tmp_path, monkeypatch):
     """A disk that fills mid-run ends it (exit 1) with the error, the checkpoint it leaves and how to go on,
     which then finishes the run; a failure after the last checkpoint says how to score it; one before any
     checkpoint says there is none."""
-    out, save = tmp_path / "run", torch.save
+    out, save, saving = tmp_path / "run", torch.save, []
     ckpt = out / "checkpoint.pt"
 
-    def disk_full_at_4(obj, fh):  # the real atomic write around it: the temporary goes, checkpoint.pt stays
-        if obj.get("iteration") == 4:
-            fh.write(b"partial")
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    def recording_save(obj, fh):
+        saving.append(obj.get("iteration"))
         save(obj, fh)
 
-    monkeypatch.setattr(torch, "save", disk_full_at_4)
+    monkeypatch.setattr(torch, "save", recording_save)
+    # the disk fills while iteration 4's checkpoint is written: the temporary goes, checkpoint.pt stays
+    fail_atomic_writes(monkeypatch, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+                       when=lambda tmp: tmp.endswith(".pt") and saving[-1] == 4)
     with pytest.raises(SystemExit) as exit_:
         train.main(["--preset", "smoke", "--out", str(out)])
     assert exit_.value.code == (f"python -m anrl_ext.train: error: [Errno {errno.ENOSPC}] "
-                                f"{os.strerror(errno.ENOSPC)} (after iteration 4). {ckpt} holds iteration 2, the "
-                                f"last saved; once that is mended, go on with: python -m anrl_ext.train --resume "
-                                f"{ckpt}")
+                                f"{os.strerror(errno.ENOSPC)}: '{ckpt}' (after iteration 4). {ckpt} holds iteration "
+                                f"2, the last saved; once that is mended, go on with: python -m anrl_ext.train "
+                                f"--resume {ckpt}")
     assert checkpoint.load_run(str(ckpt))["iteration"] == 2 and not (out / "metrics.json").exists()
     assert not [f for f in os.listdir(out) if f.startswith(".tmp-")]
     monkeypatch.undo()
