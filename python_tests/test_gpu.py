@@ -227,10 +227,14 @@ def test_auto_backend_on_cuda_is_a_gpu_backend():
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
 @pytest.mark.parametrize("n, c", [(5, 7), (1, 3), (2, 300)])
 def test_blend_middle_kernels_cuda(backend, n, c):
+    """Every alpha form and affine variant on cuda, and on Triton at (5, 7) in float64; Triton's other
+    cases keep one (each variant is a compilation: run 4 spent 58 s here, the interpreted tests check
+    every variant's arithmetic)."""
     from anrl_ext.ops.backends import primitives_for
 
-    check_blend_middle(primitives_for(backend), "cuda", n, c)
-    check_blend_middle(primitives_for(backend), "cuda", n, c, torch.float32, tol=2e-5)
+    every = backend == "cuda" or (n, c) == (5, 7)
+    check_blend_middle(primitives_for(backend), "cuda", n, c, every_form=every)
+    check_blend_middle(primitives_for(backend), "cuda", n, c, torch.float32, tol=2e-5, every_form=backend == "cuda")
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
