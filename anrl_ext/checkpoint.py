@@ -1,36 +1,65 @@
-"""Atomic checkpoints: a kill mid-write never corrupts the last good file."""
+"""Atomic writes of checkpoints and the tools' outputs: a kill or a full disk mid-write never leaves a part
+of a file or corrupts the last good one, and the error names the file."""
 from __future__ import annotations
 
 import io
 import os
 import pickle
 import tempfile
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 import torch
 
 from .errors import InputError
 
 
-def write_atomic(path: str, write, suffix: str = ".tmp") -> None:
-    """write(binary file) into a temporary file in `path`'s directory, fsync, then rename over `path`:
-    readers see the old file or the whole new one, never a part. An OSError that names no file (a
-    disk that fills raises one from write or fsync) is raised again naming `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
+@contextmanager
+def os_errors_naming(path: str) -> Iterator[None]:
+    """An OSError that names no file is raised again naming `path`: a disk that fills raises one from
+    write, flush, close or fsync, and "[Errno 28] No space left on device" alone does not say where."""
     try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it a plain open()'s permissions
-        os.replace(tmp, path)  # atomic on POSIX
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, OSError) and e.errno is not None and e.filename is None:
+        yield
+    except OSError as e:
+        if e.errno is not None and e.filename is None:
             raise type(e)(e.errno, e.strerror, path) from e
         raise
+
+
+def write_atomic(path: str, write, suffix: Optional[str] = None) -> None:
+    """write(binary file) into a temporary file in `path`'s directory, fsync, then rename over `path`:
+    readers see the old file or the whole new one, never a part. The temporary file ends in `suffix`
+    (default: `path`'s extension). An OSError that names no file is raised again naming `path`."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    if suffix is None:
+        suffix = os.path.splitext(path)[1] or ".tmp"
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
+    try:
+        with os_errors_naming(path):
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it a plain open()'s permissions
+            os.replace(tmp, path)  # atomic on POSIX
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """`text` (UTF-8) into `path` by write_atomic: the whole of it or the file as it was."""
+    write_atomic(path, lambda fh: fh.write(text.encode()))
+
+
+def save_figure_atomic(fig, path: str, **savefig_kwargs) -> None:
+    """A matplotlib figure into `path` by write_atomic, in the format its extension names (matplotlib's
+    default without one)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=os.path.splitext(path)[1][1:].lower() or None, **savefig_kwargs)
+    write_atomic(path, lambda fh: fh.write(buffer.getbuffer()))
 
 
 def _umask() -> int:

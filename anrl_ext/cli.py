@@ -79,12 +79,6 @@ def check_output(ap: argparse.ArgumentParser, option: str, path: str, *, folder:
     return path
 
 
-def make_parent(path: str) -> str:
-    """Create the folder an output file goes into, as the trainer does for --out; returns `path`."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    return path
-
-
 @contextmanager
 def errors_exit(ap: argparse.ArgumentParser) -> Iterator[None]:
     """Errors that name what is wrong end the tool without a traceback (it would only show our code): a

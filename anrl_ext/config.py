@@ -10,6 +10,8 @@ from typing import List, Optional
 import torch
 import yaml
 
+from .checkpoint import load_run, write_text_atomic
+
 HELDOUT_SUBJECT_EVERY = 5  # the default share of held-out source subjects on prepared data: one in five
 PROTOCOLS = {"OCI-M": ("OCI", "M"), "OMI-C": ("OMI", "C"), "OCM-I": ("OCM", "I"), "ICM-O": ("ICM", "O")}
 
@@ -229,8 +231,6 @@ def load(argv=None) -> Config:
     known = {f.name for f in fields(Config)}
     saved = None
     if args.resume:  # the run goes on with its own settings unless told otherwise
-        from .checkpoint import load_run
-
         saved = Config(**{k: v for k, v in load_run(args.resume)["config"].items() if k in known})
     values = asdict(saved) if saved else {}
     if args.preset:
@@ -290,5 +290,4 @@ def check_resumable(saved: Config, cfg: Config) -> None:
 
 
 def dump(cfg: Config, path: str) -> None:
-    with open(path, "w") as fh:
-        yaml.safe_dump(asdict(cfg), fh, sort_keys=False)
+    write_text_atomic(path, yaml.safe_dump(asdict(cfg), sort_keys=False))

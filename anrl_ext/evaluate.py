@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 
-from . import cli
+from . import checkpoint, cli
 from .data.build import eval_dataset
 from .metrics import compute_metrics, plot_roc
 
@@ -44,8 +44,7 @@ def _evaluate(ap: argparse.ArgumentParser, args: argparse.Namespace):
         print(f"domain {d}: AUC {100 * m['auc']:.2f}%  EER {100 * m['eer']:.2f}%  HTER {100 * m['hter']:.2f}% "
               f"(threshold {m['threshold']:.3f})")
     if args.out:
-        with open(cli.make_parent(args.out), "w") as fh:
-            json.dump(results, fh, indent=2)
+        checkpoint.write_text_atomic(args.out, json.dumps(results, indent=2))
         plot_roc(curves, os.path.splitext(args.out)[0] + ".png", title=f"{args.checkpoint}: frame-level ROC")
     return results
 

@@ -102,14 +102,14 @@ def to_onnx(scorer: LiveScorer, example: torch.Tensor, meta: dict, out: str) -> 
     for key, value in meta.items():  # ONNX metadata values are strings: every value as JSON text
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
-    checkpoint.write_atomic(out, lambda fh: fh.write(proto.SerializeToString()), suffix=".onnx")
+    checkpoint.write_atomic(out, lambda fh: fh.write(proto.SerializeToString()))
 
 
 def to_pt2(scorer: LiveScorer, example: torch.Tensor, meta: dict, out: str) -> None:
     program = torch.export.export(scorer, (example,), dynamic_shapes=({0: _batch_dim()},))
     buffer = io.BytesIO()
     torch.export.save(program, buffer, extra_files={PT2_METADATA: json.dumps(meta)})
-    checkpoint.write_atomic(out, lambda fh: fh.write(buffer.getvalue()), suffix=".pt2")
+    checkpoint.write_atomic(out, lambda fh: fh.write(buffer.getbuffer()))
 
 
 def load_exported(path: str, threads: int | None = None):

@@ -22,7 +22,7 @@ from typing import Dict, List
 
 import torch
 
-from . import cli
+from . import checkpoint, cli
 from .data import collate
 from .data.build import eval_dataset
 from .nn import BlendNorm2d
@@ -175,7 +175,7 @@ def plot(stats: dict, path: str, target: str = None, title: str = "") -> None:
         a.set_xticks(list(xs))
         a.set_xticklabels([short_name(n) for n in names], rotation=45, ha="right", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    checkpoint.save_figure_atomic(fig, path, dpi=130)
     plt.close(fig)
 
 
@@ -221,8 +221,7 @@ def _report(ap: argparse.ArgumentParser, args: argparse.Namespace):
     with tqdm(total=sum(map(len, datasets.values())), desc="alpha per domain", unit="frame", disable=None) as bar:
         stats = gate_statistics(trainer, datasets, progress=bar.update)
     stats.update(checkpoint=os.path.abspath(args.checkpoint), iteration=state.get("iteration"), target=target)
-    with open(cli.make_parent(out), "w") as fh:
-        json.dump(stats, fh, indent=1)
+    checkpoint.write_text_atomic(out, json.dumps(stats, indent=1))
     png = os.path.splitext(out)[0] + ".png"
     plot(stats, png, target, title=f"{''.join(sources)} -> {target}, norm={cfg.norm}, "
                                     f"iteration {state.get('iteration')} (eval mode)")

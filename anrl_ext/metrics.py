@@ -16,6 +16,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import checkpoint
+
 
 def _check(scores, labels) -> Tuple[np.ndarray, np.ndarray]:
     s = np.asarray(scores, dtype=np.float64).ravel()
@@ -137,5 +139,5 @@ def plot_roc(curves: Dict[str, Tuple[np.ndarray, np.ndarray]], path: str, title:
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    checkpoint.save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)

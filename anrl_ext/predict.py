@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import os
 from pathlib import Path
 from typing import List, Optional
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import cli
+from . import checkpoint, cli
 from .data.transforms import rgb_hsv6
 from .errors import InputError
 from .export import load_exported, load_scorer
@@ -147,10 +148,11 @@ def main(argv=None):
         if "decision" not in rows[0]:
             print("no threshold: the model carries none and --threshold was not given")
         if args.out:
-            with open(cli.make_parent(args.out), "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
+            text = io.StringIO()
+            writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+            checkpoint.write_text_atomic(args.out, text.getvalue())
             print(f"wrote {args.out}")
     return rows
 

@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from . import cli
+from . import checkpoint, cli
 from .data.lists import SUBJECTS_FILE, text_fields
 from .errors import InputError
 
@@ -200,6 +200,16 @@ def pseudo_depth(size: int, margin: float = 1.2) -> np.ndarray:
     return (np.sqrt(np.clip(1 - u ** 2 - v ** 2, 0, 1)) * 255).astype(np.uint8)
 
 
+def write_png(path: Path, image: np.ndarray) -> None:
+    """`image` as a PNG file at `path`. Not cv2.imwrite: it reports success where the file system failed
+    (OpenCV 4.14 returns True writing to /dev/full); Python's write raises, naming the file."""
+    ok, png = cv2.imencode(".png", image)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode the image for {path} as PNG ({image.shape}, {image.dtype})")
+    with checkpoint.os_errors_naming(str(path)):
+        path.write_bytes(png.tobytes())
+
+
 def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int = 10, size: int = 256,
             boxes_file: Optional[str] = None, show_progress: bool = True,
             subject_pattern: Optional[str] = None) -> Dict[str, int]:
@@ -245,17 +255,17 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
             last = box
             rel_frame = f"frames/{video}/{i:04d}.png"
             (ddir / "frames" / video).mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(ddir / rel_frame), crop(frame, box, size))
+            write_png(ddir / rel_frame, crop(frame, box, size))
             if label == 1:
                 (ddir / "depth" / video).mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(ddir / "depth" / video / f"{i:04d}.png"), depth_img)
+                write_png(ddir / "depth" / video / f"{i:04d}.png", depth_img)
             lists[label].append(f"{rel_frame} {1 - label}")  # list files: 0 = real, 1 = fake
             stats["frames"] += 1
         stats["videos"] += 1
     ddir.mkdir(parents=True, exist_ok=True)
     subject_lines = [f"frames/{video} {subject}" for video, subject in subjects.items()]
     for name, lines in (("real.txt", lists[1]), ("fake.txt", lists[0]), (SUBJECTS_FILE, subject_lines)):
-        (ddir / name).write_text("\n".join(lines) + ("\n" if lines else ""))
+        checkpoint.write_text_atomic(str(ddir / name), "\n".join(lines) + ("\n" if lines else ""))
     stats.update(live=len(lists[1]), spoof=len(lists[0]), subjects=len(set(subjects.values())))
     return stats
 

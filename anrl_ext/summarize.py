@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import statistics
 import sys
@@ -22,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from . import cli, run_records
+from . import checkpoint, cli, run_records
 from .config import Config
 
 METRICS = ("hter", "auc", "eer", "apcer", "bpcer", "tpr@fpr=1%")
@@ -197,14 +198,14 @@ def render(groups: Sequence[Group], metrics: Sequence[str], scores: str, weights
 def write_csv(groups: Sequence[Group], metrics: Sequence[str], path: str) -> None:
     """One row per group: task, settings (the distinguishing options), runs, seeds, mean and sd per metric."""
     varying = varying_settings(groups)
-    with open(cli.make_parent(path), "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["task", "settings", "runs", "seeds"] +
-                   [f"{m}_{s}_percent" for m in metrics for s in ("mean", "sd")])
-        for g in groups:
-            stats = [spread(g.values(m)) for m in metrics]
-            w.writerow([g.task, setting_text(g, varying), len(g.runs), seed_list([r.seed for r in g.runs])] +
-                       [v for mean, sd in stats for v in (f"{mean:.4f}", "" if sd is None else f"{sd:.4f}")])
+    text = io.StringIO()
+    w = csv.writer(text)
+    w.writerow(["task", "settings", "runs", "seeds"] + [f"{m}_{s}_percent" for m in metrics for s in ("mean", "sd")])
+    for g in groups:
+        stats = [spread(g.values(m)) for m in metrics]
+        w.writerow([g.task, setting_text(g, varying), len(g.runs), seed_list([r.seed for r in g.runs])] +
+                   [v for mean, sd in stats for v in (f"{mean:.4f}", "" if sd is None else f"{sd:.4f}")])
+    checkpoint.write_text_atomic(path, text.getvalue())
 
 
 def plot_formats() -> List[str]:
@@ -244,7 +245,7 @@ def plot(groups: Sequence[Group], metrics: Sequence[str], path: str, title: str)
         axes[0][0].legend(fontsize=7, loc="best")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(cli.make_parent(path), dpi=120)
+    checkpoint.save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
 
 

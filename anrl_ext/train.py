@@ -427,8 +427,7 @@ def _run_and_write(trainer: Trainer, cfg: config.Config, resumed, heldout, ckpt_
             result["metrics_unaveraged"], _ = trainer.evaluate(trainer.model)
         if best.summary():
             result["selected"], result["evaluations"] = best.summary(), best.evaluations
-        checkpoint.write_atomic(os.path.join(cfg.out, "metrics.json"),  # a run's record: whole or not there
-                                lambda fh: fh.write(json.dumps(result, indent=2).encode()), suffix=".json")
+        checkpoint.write_text_atomic(os.path.join(cfg.out, "metrics.json"), json.dumps(result, indent=2))
     for proto in ("paper", "source"):
         m = report[proto]
         print(f"[{proto:>6} protocol] target {target}: HTER {100 * m['hter']:.2f}%  AUC {100 * m['auc']:.2f}%  "
@@ -455,7 +454,7 @@ def keep_log_until(path: str, iteration: int) -> None:
     if len(kept) < len(rows):
         text = io.StringIO()
         csv.writer(text).writerows(kept)
-        checkpoint.write_atomic(path, lambda fh: fh.write(text.getvalue().encode()), suffix=".csv")
+        checkpoint.write_text_atomic(path, text.getvalue())
 
 
 def _run_worker(trainer: Trainer) -> dict:

@@ -1,10 +1,14 @@
-"""Shared helpers for the tests: random inputs and the float64 oracle."""
+"""Shared helpers for the tests: random inputs, the float64 oracle, checks run on several backends and
+file writes that fail."""
 import contextlib
+import os
+import tempfile
 
 import numpy as np
 import pytest
 import torch
 
+from anrl_ext import checkpoint
 from anrl_ext.ops.reference import adaptive_norm_reference
 
 
@@ -631,3 +635,53 @@ def check_amp_and_channels_last(backend, device="cpu"):
             tol = 2e-5 if device == "cpu" else 1e-2
             for a, b in zip(logs, base):
                 assert set(a) == set(b) and all(abs(a[k] - b[k]) < tol for k in a), (a, b)
+
+
+class _FailingFile:
+    """A file with room for `room` bytes: a write past them writes what fits, then raises `error`."""
+
+    def __init__(self, fh, error, room):
+        self.fh, self.error, self.room = fh, error, room
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.fh.close()
+
+    def write(self, data):
+        data = bytes(data)
+        self.fh.write(data[:self.room])
+        if len(data) > self.room:
+            self.room = 0
+            raise self.error
+        self.room -= len(data)
+        return len(data)
+
+    def flush(self):
+        self.fh.flush()
+
+    def fileno(self):
+        return self.fh.fileno()
+
+
+def fail_atomic_writes(monkeypatch, error, when=lambda tmp: True, room=100):
+    """checkpoint.write_atomic's temporary files, where when(their path) says so, fail with `error` once
+    `room` bytes are written, as a disk that fills or a kill does."""
+    mkstemp, fdopen, failing = tempfile.mkstemp, os.fdopen, set()
+
+    def marking_mkstemp(*args, **kwargs):
+        fd, tmp = mkstemp(*args, **kwargs)
+        if when(tmp):
+            failing.add(fd)
+        return fd, tmp
+
+    def failing_fdopen(fd, *args, **kwargs):
+        fh = fdopen(fd, *args, **kwargs)
+        if fd in failing:
+            failing.discard(fd)
+            return _FailingFile(fh, error, room)
+        return fh
+
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", marking_mkstemp)
+    monkeypatch.setattr(checkpoint.os, "fdopen", failing_fdopen)

@@ -1,6 +1,8 @@
 """List-file datasets, the prepare tool on small generated videos, bad data, sampler."""
+import errno
 import hashlib
 import json
+import os
 import shutil
 import warnings
 
@@ -87,6 +89,22 @@ def test_prepare_with_box_file_and_cli(replay_src, tmp_path):
         prepare.main(["--dataset", "replay", "--src", str(replay_src), "--out", str(tmp_path / "o"),
                       "--domain", "I", "--frames-per-video", "0"])
     assert usage.value.code == 2
+
+
+def test_prepare_names_a_frame_it_could_not_write(replay_src, tmp_path):
+    """A frame whose write fails (here /dev/full, a disk with no room) ends the tool naming it, before any
+    list file names the frames; cv2.imwrite would have reported success."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full (Linux)")
+    frame = tmp_path / "o" / "I" / "frames" / prepare.safe_name("real/client0") / "0001.png"
+    frame.parent.mkdir(parents=True)
+    frame.symlink_to("/dev/full")
+    with pytest.raises(SystemExit) as exit_:
+        prepare.main(["--dataset", "replay", "--src", str(replay_src), "--out", str(tmp_path / "o"), "--domain", "I",
+                      "--frames-per-video", "2", "--size", "32"])
+    assert exit_.value.code == (f"python -m anrl_ext.prepare: error: [Errno {errno.ENOSPC}] "
+                                f"{os.strerror(errno.ENOSPC)}: '{frame}'")
+    assert not [f for f in (tmp_path / "o" / "I").iterdir() if f.suffix == ".txt"]
 
 
 def test_prepare_subject_pattern(replay_src, tmp_path, capsys):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from anrl_ext import cli, config, evaluate, export, gate_report, predict, prepare, summarize, train
+from helpers import fail_atomic_writes
 
 
 def check(tmp_path, path, **kw):
@@ -98,22 +99,37 @@ def disk_full(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "out-file")
 
 
-@pytest.mark.parametrize("tool, argv, writer", [
-    (evaluate, ["--checkpoint", "{run}/checkpoint.pt", "--out", "{tmp}/eval.json"], (cli, "make_parent")),
-    (gate_report, ["--checkpoint", "{run}/checkpoint.pt", "--out", "{tmp}/gates.json"], (cli, "make_parent")),
+@pytest.mark.parametrize("tool, argv, out", [
+    (evaluate, ["--checkpoint", "{run}/checkpoint.pt", "--out", "{tmp}/eval.json"], "eval.json"),
+    (evaluate, ["--checkpoint", "{run}/checkpoint.pt", "--out", "{tmp}/eval.json"], "eval.png"),
+    (gate_report, ["--checkpoint", "{run}/checkpoint.pt", "--out", "{tmp}/gates.json"], "gates.json"),
+    (gate_report, ["--checkpoint", "{run}/checkpoint.pt", "--out", "{tmp}/gates.json"], "gates.png"),
     (predict, ["{run}/face.png", "--crop", "none", "--model", "{run}/checkpoint.pt", "--out", "{tmp}/s.csv"],
-     (cli, "make_parent")),
-    (export, ["--checkpoint", "{run}/checkpoint.pt", "--out", "{tmp}/model.pt2"], (export, "to_pt2")),
-    (prepare, ["--dataset", "oulu", "--src", "{run}", "--out", "{tmp}/prepared", "--domain", "O"],
-     (prepare, "prepare")),
-    (summarize, ["{run}", "--csv", "{tmp}/table.csv"], (summarize, "write_csv")),
-    (summarize, ["{run}", "--plot", "{tmp}/table.png"], (summarize, "plot")),
+     "s.csv"),
+    (export, ["--checkpoint", "{run}/checkpoint.pt", "--out", "{tmp}/model.pt2"], "model.pt2"),
+    (summarize, ["{run}", "--csv", "{tmp}/table.csv"], "table.csv"),
+    (summarize, ["{run}", "--plot", "{tmp}/table.png"], "table.png"),
 ])
-def test_a_disk_that_fills_while_writing_is_named(tool, argv, writer, smoke_run, tmp_path, monkeypatch):
-    """A write that fails after the checks at the start (here, as if the disk had filled): the tool's
-    message with the error, exit status 1, no traceback."""
-    monkeypatch.setattr(*writer, disk_full)
+def test_a_disk_that_fills_while_writing_is_named(tool, argv, out, smoke_run, tmp_path, monkeypatch):
+    """A write that fails after the checks at the start, as a disk that fills does (an error naming no file,
+    a few bytes in): the tool's message naming the file, exit status 1, no traceback; the file as it was
+    and no part of the new one."""
+    path = tmp_path / out
+    path.write_text("as it was")
+    fail_atomic_writes(monkeypatch, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+                       when=lambda tmp: tmp.endswith(path.suffix), room=10)
     with pytest.raises(SystemExit) as exit_:
         tool.main([a.format(run=smoke_run, tmp=tmp_path) for a in argv])
     assert exit_.value.code == (f"python -m anrl_ext.{tool.__name__.split('.')[-1]}: error: [Errno {errno.ENOSPC}] "
+                                f"{os.strerror(errno.ENOSPC)}: '{path}'")
+    assert path.read_text() == "as it was" and not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
+
+
+def test_prepare_names_a_disk_that_fills(smoke_run, tmp_path, monkeypatch):
+    """prepare's writes (frames, then list files) are test_data's; its main reports their errors."""
+    monkeypatch.setattr(prepare, "prepare", disk_full)
+    with pytest.raises(SystemExit) as exit_:
+        prepare.main(["--dataset", "oulu", "--src", str(smoke_run), "--out", str(tmp_path / "prepared"),
+                      "--domain", "O"])
+    assert exit_.value.code == (f"python -m anrl_ext.prepare: error: [Errno {errno.ENOSPC}] "
                                 f"{os.strerror(errno.ENOSPC)}: 'out-file'")

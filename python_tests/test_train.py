@@ -21,7 +21,7 @@ from anrl_ext import (checkpoint, config, errors, evaluate, export, gate_report,
                       train)
 from anrl_ext.data import synthetic
 from anrl_ext.data.build import build_datasets, eval_dataset
-from helpers import check_amp_and_channels_last, trainer_steps
+from helpers import check_amp_and_channels_last, fail_atomic_writes, trainer_steps
 
 
 def losses(path):
@@ -392,58 +392,6 @@ def test_cli_stops_with_a_checkpoint_on_sigint(tmp_path):
     assert done >= 2 and iterations(out / "log.csv")[-1] == done
     assert f"stopped by SIGINT after iteration {done}/100000" in stdout
     assert f"go on with: python -m anrl_ext.train --resume {out / 'checkpoint.pt'}" in stdout
-
-
-class _FailingFile:
-    """A file with room for 100 bytes: a write past them writes what fits, then raises `error`."""
-
-    def __init__(self, fh, error):
-        self.fh, self.error, self.room = fh, error, 100
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.fh.close()
-
-    def write(self, data):
-        data = bytes(data)
-        self.fh.write(data[:self.room])
-        if len(data) > self.room:
-            self.room = 0
-            raise self.error
-        self.room -= len(data)
-        return len(data)
-
-    def flush(self):
-        self.fh.flush()
-
-    def fileno(self):
-        return self.fh.fileno()
-
-
-def fail_atomic_writes(monkeypatch, error, when=lambda tmp: True):
-    """checkpoint.write_atomic's temporary files, where when(their path) says so, fail with `error` once
-    100 bytes are written, as a disk that fills or a kill does."""
-    import tempfile
-
-    mkstemp, fdopen, failing = tempfile.mkstemp, os.fdopen, set()
-
-    def marking_mkstemp(*args, **kwargs):
-        fd, tmp = mkstemp(*args, **kwargs)
-        if when(tmp):
-            failing.add(fd)
-        return fd, tmp
-
-    def failing_fdopen(fd, *args, **kwargs):
-        fh = fdopen(fd, *args, **kwargs)
-        if fd in failing:
-            failing.discard(fd)
-            return _FailingFile(fh, error)
-        return fh
-
-    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", marking_mkstemp)
-    monkeypatch.setattr(checkpoint.os, "fdopen", failing_fdopen)
 
 
 def test_interrupted_checkpoint_write_keeps_last_good(tmp_path, monkeypatch):
