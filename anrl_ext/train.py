@@ -354,8 +354,8 @@ def _run_and_write(trainer: Trainer, cfg: config.Config, resumed, heldout, ckpt_
         keys = ["iter", "cls", "dep", "trn", "val", "idc", "ics", "seconds"]
         if cfg.resume and os.path.exists(log_path):
             keep_log_until(log_path, trainer.iteration)  # iterations after the checkpoint are run again
-        else:
-            with open(log_path, "w", newline="") as fh:
+        else:  # appended row by row below; an error on a full disk names no file: name it
+            with checkpoint.os_errors_naming(log_path), open(log_path, "w", newline="") as fh:
                 csv.writer(fh).writerow(keys)
         # --eval-every: best.pt holds the network of the best evaluation on held-out source subjects
         best = selection.BestOnSourceHeldout(cfg.out, asdict(cfg), resumed.get("selection") if resumed else None,
@@ -384,7 +384,7 @@ def _run_and_write(trainer: Trainer, cfg: config.Config, resumed, heldout, ckpt_
             while trainer.iteration < cfg.iters and not stop.signum:
                 logs = trainer.step()
                 it = trainer.iteration
-                with open(log_path, "a", newline="") as fh:
+                with checkpoint.os_errors_naming(log_path), open(log_path, "a", newline="") as fh:
                     csv.writer(fh).writerow([it] + [f"{logs[k]:.6f}" if k in logs else "" for k in keys[1:-1]]
                                             + [f"{time.time() - t0:.2f}"])
                 for k, v in logs.items():

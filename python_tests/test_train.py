@@ -729,6 +729,20 @@ def test_a_write_that_fails_mid_run_names_what_is_left(tmp_path, monkeypatch):
     assert checkpoint.load_run(str(ckpt))["iteration"] == 4
 
 
+def test_a_log_it_cannot_write_is_named(tmp_path):
+    """log.csv is appended row by row, not written atomically; a disk that fills (/dev/full) while writing it
+    still names it."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full (Linux)")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "log.csv").symlink_to("/dev/full")
+    with pytest.raises(train.TrainingStopped) as stopped:
+        train.run(config.load(["--preset", "smoke", "--out", str(out)]))
+    assert str(stopped.value) == (f"[Errno {errno.ENOSPC}] {os.strerror(errno.ENOSPC)}: '{out / 'log.csv'}' "
+                                  f"(before its first iteration). This run saved no checkpoint")
+
+
 def test_train_and_evaluate_cli(tmp_path, capsys):
     out = tmp_path / "cli"
     env = dict(os.environ)
