@@ -166,7 +166,8 @@ def main(argv=None):
             print(line, flush=True)
     # Each section writes the CSV when it is done: a failure or the time limit in
     # a later one keeps the rows of those before it.
-    for section in (layer_rows, thread_rows, host_rows, middle_rows, primitive_rows, bandwidth_rows):
+    for section in (layer_rows, thread_rows, host_rows, pipelined_rows, middle_rows, primitive_rows,
+                    bandwidth_rows):
         try:
             section(rows, backends, name, args.repeats, bw)
         except Exception as exc:  # report and keep going
@@ -193,6 +194,36 @@ def thread_rows(rows, backends, name, repeats, bw):
                          fb_bandwidth_fraction=round((8 * x.numel() * 4 / fb) / bw, 4), copy_gbps=round(bw / 1e9, 1)))
         print(f"op fwd+bwd {'x'.join(map(str, shape))} float32, {b}, backward on the calling thread: "
               f"{fb * 1e3:.3f} ms", flush=True)
+
+
+def pipelined_rows(rows, backends, name, repeats, bw, calls=20):
+    """The op's forward + backward at the largest shape (float32), `calls` of them back to back between
+    two events, per call: the host queues each call while the GPU runs the one before, as layers do in a
+    network, so host time shows only where it exceeds the GPU's. The headline rows ("op") time one call,
+    host time and all. The eager and compiled references the same way, side by side."""
+    shape = SHAPES[0]
+    x, alpha, params, running, dy = make_case(shape, torch.float32, DEVICE)
+    inputs = [x, alpha, *params]
+    impls = {b: fused(b) for b in backends}
+    impls["reference"] = reference
+    if not SMOKE:
+        torch._dynamo.reset()
+        impls["compiled_reference"] = torch.compile(reference, dynamic=False)
+
+    def run(fn):
+        for _ in range(calls):
+            torch.autograd.grad(fn(x, alpha, params, running), inputs, dy)
+
+    res = {}
+    for impl, fn in impls.items():
+        res[impl] = cuda_time(lambda fn=fn: run(fn), max(repeats // 3, 2)) / calls
+        rows.append(dict(gpu=name, dtype="float32", shape="x".join(map(str, shape)), what="op_pipelined",
+                         impl=impl, forward_ms="", backward_ms="", forward_backward_ms=round(res[impl] * 1e3, 4),
+                         fb_bandwidth_fraction=round((8 * x.numel() * 4 / res[impl]) / bw, 4),
+                         copy_gbps=round(bw / 1e9, 1)))
+    print(f"op fwd+bwd {'x'.join(map(str, shape))} float32, {calls} calls back to back, per call: "
+          + " | ".join(f"{impl} {t * 1e3:.3f} ms ({100 * 8 * x.numel() * 4 / t / bw:.0f}%)" for impl, t in res.items()),
+          flush=True)
 
 
 def host_rows(rows, backends, name, repeats, bw):

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).parent.parent
 
-SECTIONS = {"op", "afnm_layer", "op_backward_same_thread", "op_host_time", "middle_kernels",
+SECTIONS = {"op", "afnm_layer", "op_backward_same_thread", "op_host_time", "op_pipelined", "middle_kernels",
             "gated_middle_kernels", "primitive_kernels", "primitive_bandwidth", "primitive_bandwidth_channels_last"}
 
 
@@ -44,7 +44,10 @@ def test_every_section_runs_on_cpu(tmp_path):
     for impl in ("cpu", "cpu_same_thread"):  # the three parts lie inside the grad call, which takes the whole
         inside = sum(parts[f"{impl}:{p}"] for p in ("handover", "in_backward", "after_backward"))
         assert 0 < parts[f"{impl}:in_backward"] and inside <= 1.05 * parts[f"{impl}:backward"] + 1e-3, parts
+    assert {r["impl"] for r in rows if r["what"] == "op_pipelined"} == {"cpu", "reference"}
     for r in rows:
+        if r["what"] == "op_pipelined":
+            assert float(r["forward_backward_ms"]) > 0 and 0 < float(r["fb_bandwidth_fraction"]), r
         if r["what"] in ("op", "primitive_bandwidth", "primitive_bandwidth_channels_last"):
             assert float(r["forward_ms"]) > 0 and 0 < float(r["fb_bandwidth_fraction"]), r
 
