@@ -6,7 +6,8 @@ only in --seed. For each group it prints the number of runs, their seeds and
 each metric's mean and standard deviation over them (in %), as a Markdown
 table whose settings column holds the trainer options that tell the groups
 apart; options shared by every run, where they are not the default, are
-printed once above it. --csv writes the table, --plot draws it (one panel
+printed once above it. --csv writes the table, with the half-width of each
+mean's 95 % confidence interval (Student's t) beside its sd; --plot draws it (one panel
 per metric, a bar per setting and task, a dot per run). Folders that hold a
 checkpoint.pt but no metrics.json (runs stopped or still going) are listed
 and left out, as are runs that lack the scores asked for.
@@ -162,6 +163,16 @@ def spread(values: Sequence[float]) -> Tuple[float, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
+def ci95_half_width(values: Sequence[float]) -> float | None:
+    """Half the width of the 95 % confidence interval of the mean (Student's t with n - 1 degrees of
+    freedom, the runs taken as independent draws); None for a single run. With 3 seeds it is 2.48 sd."""
+    if len(values) < 2:
+        return None
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, len(values) - 1)) * statistics.stdev(values) / len(values) ** 0.5
+
+
 def mean_sd_text(values: Sequence[float]) -> str:
     mean, sd = spread(values)
     return f"{mean:.2f}" if sd is None else f"{mean:.2f} ± {sd:.2f}"
@@ -196,15 +207,17 @@ def render(groups: Sequence[Group], metrics: Sequence[str], scores: str, weights
 
 
 def write_csv(groups: Sequence[Group], metrics: Sequence[str], path: str) -> None:
-    """One row per group: task, settings (the distinguishing options), runs, seeds, mean and sd per metric."""
+    """One row per group: task, settings (the distinguishing options), runs, seeds, and per metric the mean,
+    the sample sd and the half-width of the mean's 95 % confidence interval (empty for one run)."""
     varying = varying_settings(groups)
     text = io.StringIO()
     w = csv.writer(text)
-    w.writerow(["task", "settings", "runs", "seeds"] + [f"{m}_{s}_percent" for m in metrics for s in ("mean", "sd")])
+    w.writerow(["task", "settings", "runs", "seeds"] +
+               [f"{m}_{s}_percent" for m in metrics for s in ("mean", "sd", "ci95")])
     for g in groups:
-        stats = [spread(g.values(m)) for m in metrics]
+        stats = [(*spread(g.values(m)), ci95_half_width(g.values(m))) for m in metrics]
         w.writerow([g.task, setting_text(g, varying), len(g.runs), seed_list([r.seed for r in g.runs])] +
-                   [v for mean, sd in stats for v in (f"{mean:.4f}", "" if sd is None else f"{sd:.4f}")])
+                   ["" if v is None else f"{v:.4f}" for values in stats for v in values])
     checkpoint.write_text_atomic(path, text.getvalue())
 
 

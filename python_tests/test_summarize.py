@@ -53,7 +53,10 @@ def test_groups_by_task_and_setting_with_mean_and_sample_sd(tmp_path, capsys):
             v = 100 * (np.array([b for (n, _), b in hter.items() if n == norm]) + offset)
             assert float(row[f"{metric}_mean_percent"]) == pytest.approx(v.mean(), abs=1e-4)
             assert float(row[f"{metric}_sd_percent"]) == pytest.approx(v.std(ddof=1), abs=1e-4)
-    assert rows[0]["hter_sd_percent"] == ""  # one run: no spread
+            # Student's t quantiles from the tables: 12.7062 (1 degree of freedom), 4.3027 (2)
+            t = {2: 12.7062, 3: 4.3027}[len(v)]
+            assert float(row[f"{metric}_ci95_percent"]) == pytest.approx(t * v.std(ddof=1) / len(v) ** 0.5, rel=1e-4)
+    assert rows[0]["hter_sd_percent"] == rows[0]["hter_ci95_percent"] == ""  # one run: no spread
     # the shared setting that is not the default is said once; the table tells the groups apart by --norm
     assert "Every run: --iters 10 (and the settings below)." in out
     bn = 100 * np.array([0.32, 0.22, 0.39])
