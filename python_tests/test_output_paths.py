@@ -95,10 +95,6 @@ def smoke_run(tmp_path_factory):
     return out
 
 
-def disk_full(*args, **kwargs):
-    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "out-file")
-
-
 @pytest.mark.parametrize("tool, argv, out", [
     (evaluate, ["--checkpoint", "{run}/checkpoint.pt", "--out", "{tmp}/eval.json"], "eval.json"),
     (evaluate, ["--checkpoint", "{run}/checkpoint.pt", "--out", "{tmp}/eval.json"], "eval.png"),
@@ -124,12 +120,3 @@ def test_a_disk_that_fills_while_writing_is_named(tool, argv, out, smoke_run, tm
                                 f"{os.strerror(errno.ENOSPC)}: '{path}'")
     assert path.read_text() == "as it was" and not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
 
-
-def test_prepare_names_a_disk_that_fills(smoke_run, tmp_path, monkeypatch):
-    """prepare's writes (frames, then list files) are test_data's; its main reports their errors."""
-    monkeypatch.setattr(prepare, "prepare", disk_full)
-    with pytest.raises(SystemExit) as exit_:
-        prepare.main(["--dataset", "oulu", "--src", str(smoke_run), "--out", str(tmp_path / "prepared"),
-                      "--domain", "O"])
-    assert exit_.value.code == (f"python -m anrl_ext.prepare: error: [Errno {errno.ENOSPC}] "
-                                f"{os.strerror(errno.ENOSPC)}: 'out-file'")
