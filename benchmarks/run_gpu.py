@@ -204,11 +204,8 @@ def pipelined_rows(rows, backends, name, repeats, bw, calls=20):
     shape = SHAPES[0]
     x, alpha, params, running, dy = make_case(shape, torch.float32, DEVICE)
     inputs = [x, alpha, *params]
-    impls = {b: fused(b) for b in backends}
-    impls["reference"] = reference
-    if not SMOKE:
-        torch._dynamo.reset()
-        impls["compiled_reference"] = torch.compile(reference, dynamic=False)
+    impls = {impl: fn for impl, fn in op_impls(backends, compile_reference=not SMOKE).items()
+             if impl in (*backends, "reference", "compiled_reference")}
 
     def run(fn):
         for _ in range(calls):
