@@ -547,9 +547,11 @@ def check_func_grad(kind, training, backend, device="cpu"):
 
 
 def check_jit_trace(backend, kind, training, device="cpu", tol=1e-5):
-    """torch.jit.trace of conv -> `kind` layer -> relu on `backend`: on another shape the traced module
-    gives the module's output and input gradient, and (training) updates the running statistics alike."""
+    """torch.jit.trace of conv -> `kind` layer -> relu on `backend`: no TracerWarning, and on another shape
+    the traced module gives the module's output and input gradient, and (training) updates the running
+    statistics alike."""
     import copy
+    import warnings
 
     from torch import nn
 
@@ -561,7 +563,11 @@ def check_jit_trace(backend, kind, training, device="cpu", tol=1e-5):
     with torch.no_grad():  # running statistics away from their initial values, so eval mode reads them
         model(torch.randn(4, 3, 7, 9, device=device) * 2 + 1)
     model.train(training)
-    traced = torch.jit.trace(copy.deepcopy(model), torch.randn(3, 3, 7, 9, device=device), check_trace=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        traced = torch.jit.trace(copy.deepcopy(model), torch.randn(3, 3, 7, 9, device=device), check_trace=False)
+    tracer_warnings = [f"{w.filename}:{w.lineno}" for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
+    assert not tracer_warnings, tracer_warnings
     if training:  # tracing ran the layer once, on the copy: start both from the module's running statistics
         traced_buffers = dict(traced.named_buffers())
         for name, want in model.named_buffers():

@@ -64,6 +64,24 @@ def test_jit_trace_equals_the_module(backend, kind, training):
     check_jit_trace(backend, kind, training)
 
 
+@pytest.mark.parametrize("backend", FUSED_CPU_BACKENDS + ["reference"])
+def test_jit_trace_of_the_functional_op(backend):
+    """adaptive_norm under torch.jit.trace: no TracerWarning from its shape checks, and the traced function
+    gives the op's output for another batch and plane size, with an (N, C) alpha of the new batch."""
+    import warnings
+
+    def blend(x, alpha):
+        return anrl_ext.adaptive_norm(x, alpha, backend=backend)
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        traced = torch.jit.trace(blend, (torch.randn(3, 8, 5, 5), torch.rand(3, 8)), check_trace=False)
+    assert not [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
+    x, alpha = torch.randn(4, 8, 6, 7), torch.rand(4, 8)
+    torch.testing.assert_close(traced(x, alpha), blend(x, alpha), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_reference_backend_exports_plain_aten_ops(kind):
     torch.manual_seed(0)

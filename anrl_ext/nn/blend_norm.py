@@ -12,6 +12,7 @@ from ..ops.adaptive_norm import (blend, check_input, check_statistics_defined, e
                                  update_running_stats)
 from ..ops.backends import check_backend_name, reference_only_context, resolve_backend
 from ..ops.fast_blend import ConstantAlpha, alpha_input
+from ..ops.fused import shapes_are_trace_constants
 from ..ops.reference import adaptive_norm_reference
 from .gates import make_gate
 
@@ -134,6 +135,7 @@ class BlendNorm2d(nn.Module):
             return 1.0 / float(self.num_batches_tracked)
         return self.momentum
 
+    @shapes_are_trace_constants
     def forward(self, x: Tensor, return_alpha: bool = False):
         check_input(x, self.num_features)
         use_batch = self.training or not self.track_running_stats

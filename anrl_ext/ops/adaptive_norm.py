@@ -9,7 +9,7 @@ from .backends import primitives_for, resolve_backend
 from .coefficients import Alpha, batch_stats, blend_coefficients, update_running_buffers
 from . import fast_blend as _fast
 from .fast_blend import BlendSpec, ConstantAlpha, affine_slots, alpha_input, fast_blend
-from .fused import capturing_graph, fused
+from .fused import capturing_graph, fused, shapes_are_trace_constants
 from .reference import adaptive_norm_reference
 
 
@@ -171,6 +171,7 @@ def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_
     return y, alpha
 
 
+@shapes_are_trace_constants
 def adaptive_norm(
     x: Tensor,
     alpha: Alpha,

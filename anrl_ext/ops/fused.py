@@ -13,6 +13,8 @@ differentiation still runs on the same kernels.
 """
 from __future__ import annotations
 
+import functools
+import warnings
 from typing import Callable, Sequence, Tuple
 
 import torch
@@ -98,6 +100,25 @@ def capturing_graph() -> bool:
     """torch.compile or torch.jit.trace is recording a graph: it sees the registered custom ops and
     their autograd formulas, not an eager autograd.Function around them (jit.trace cannot record one)."""
     return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+def shapes_are_trace_constants(fn: Callable) -> Callable:
+    """Run fn without torch.jit.trace's TracerWarnings.
+
+    The layer reads its input's shape in Python (the input checks, the empty-input branch, the
+    IN-needs-planes check), and under jit.trace each such read warns that the value becomes a
+    constant of the trace. None of them changes what the trace records for a non-empty input:
+    the traced module is right on other shapes (`check_jit_trace` in the tests), so the warnings
+    only alarm. Other warnings still show.
+    """
+    @functools.wraps(fn)
+    def quiet(*args, **kwargs):
+        if not torch.jit.is_tracing():
+            return fn(*args, **kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            return fn(*args, **kwargs)
+    return quiet
 
 
 def fused(x: Tensor, prims: Primitives, middle: Middle, params: Sequence[Tensor]):
