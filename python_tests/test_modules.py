@@ -590,6 +590,57 @@ def test_empty_planes(backend):
             anrl_ext.make_norm(kind, 4, backend=backend)(x)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("backend", BACKENDS + ["reference"])
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_output_keeps_the_input_layout(kind, backend, fmt):
+    """Every layer on every backend writes its output in the input's layout (F.instance_norm alone
+    would give the IN layer's reference an NCHW output); the fused backends the input gradient too
+    (the reference's BN runs on an NCHW copy of channels_last CPU input, see `_batch_norm`)."""
+    x = torch.randn(3, 6, 5, 7).contiguous(memory_format=fmt).requires_grad_()
+    for training in (True, False):
+        y = anrl_ext.make_norm(kind, 6, backend=backend).train(training)(x)
+        assert y.is_contiguous(memory_format=fmt), (training, y.stride())
+        (dx,) = torch.autograd.grad(y.square().sum(), x)
+        assert backend == "reference" or dx.is_contiguous(memory_format=fmt), (training, dx.stride())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("backend", BACKENDS + ["reference"])
+@pytest.mark.parametrize("param_dtype, x_dtype", [(torch.float32, torch.float64), (torch.float64, torch.float32),
+                                                  (torch.float64, torch.bfloat16)])
+def test_parameters_in_another_dtype_than_the_input(kind, backend, param_dtype, x_dtype):
+    """Mixes nn.BatchNorm2d refuses ("mixed dtype"), on every backend alike: the output in x's dtype
+    equals that of the layer converted to x's statistics dtype, each parameter's gradient comes in its
+    own dtype and equals the converted layer's, and the running statistics follow it in their own."""
+    torch.manual_seed(0)
+    kwargs = {"reduction": 2} if kind == "afnm" else {}
+    layer = anrl_ext.make_norm(kind, 6, backend=backend, **kwargs).to(param_dtype)
+    with torch.no_grad():  # off the initial values, so that the gate and the affines do something
+        for p in layer.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    stats_dtype = torch.float64 if x_dtype == torch.float64 else torch.float32
+    converted = copy.deepcopy(layer).to(stats_dtype)
+    tol = {torch.float64: 1e-6, torch.float32: 1e-5, torch.bfloat16: 2e-2}[x_dtype]  # the weights' rounding
+    x = (torch.randn(4, 6, 5, 7) * 2 + 1).to(x_dtype)
+    for training in (True, False):
+        outs = []
+        for m in (layer, converted):
+            xi = x.clone().requires_grad_()
+            y = m.train(training)(xi)
+            outs.append((y, torch.autograd.grad(y.float().square().sum(), [xi, *m.parameters()])))
+        (y, grads), (want_y, want_grads) = outs
+        assert y.dtype == x_dtype
+        torch.testing.assert_close(y.double(), want_y.double(), rtol=tol, atol=tol)
+        for (name, p), g, want in zip(layer.named_parameters(), grads[1:], want_grads[1:]):
+            assert g.dtype == p.dtype, name
+            torch.testing.assert_close(g.double(), want.double(), rtol=tol, atol=tol * 10, msg=name)
+        for name, want in converted.named_buffers():
+            got = dict(layer.named_buffers())[name]
+            assert got.dtype == (param_dtype if got.is_floating_point() else want.dtype), name
+            torch.testing.assert_close(got.double(), want.double(), rtol=tol, atol=tol, msg=name)
+
+
 def _tensors(module: nn.Module):
     return dict(module.named_parameters()) | dict(module.named_buffers())
 

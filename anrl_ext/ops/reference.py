@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .coefficients import Alpha, batch_stats, blend_coefficients, update_running_buffers
-from .primitives import Primitives, acc_dtype
+from .primitives import Primitives, acc_dtype, output_memory_format
 
 
 class _ContiguousGrad(torch.autograd.Function):
@@ -70,7 +70,22 @@ def adaptive_norm_reference(
     momentum: float,
     eps: float,
 ) -> Tensor:
-    """alpha * BN(x) + (1 - alpha) * IN(x), each with its own affine."""
+    """alpha * BN(x) + (1 - alpha) * IN(x), each with its own affine, in x's layout.
+
+    Parameters and running statistics may be in another dtype than x, as the fused backends take them:
+    where torch's batch_norm would refuse the mix, they are used in x's statistics dtype (running
+    statistics updated in their own).
+    """
+    tensors = (bn_weight, bn_bias, in_weight, in_bias, running_mean, running_var)
+    if not _dtypes_torch_takes(x, tensors):
+        stats_dtype = acc_dtype(x.dtype)
+        as_stats = [t.to(stats_dtype) if t is not None else None for t in tensors]
+        out = adaptive_norm_reference(x, alpha, *as_stats, training, momentum, eps)
+        with torch.no_grad():  # F.batch_norm updated the converted copies
+            for own, copy in zip(tensors[4:], as_stats[4:]):
+                if own is not None and copy is not own:
+                    own.copy_(copy)
+        return out
     if isinstance(alpha, Tensor):
         a = alpha.to(x.dtype)
         a = a[:, :, None, None] if a.dim() == 2 else a.reshape(1, -1, 1, 1)
@@ -86,7 +101,17 @@ def adaptive_norm_reference(
         if x.shape[0] == 1:
             inn = _ContiguousGrad.apply(inn)
         out = out + (1 - a) * inn
+    if output_memory_format(x) == torch.channels_last:
+        out = out.contiguous(memory_format=torch.channels_last)  # F.instance_norm alone gives NCHW
     return out
+
+
+def _dtypes_torch_takes(x: Tensor, tensors) -> bool:
+    """Whether F.batch_norm / F.instance_norm take these parameters with x: all of x's dtype, or all
+    float32 with a reduced-precision x."""
+    dtypes = {t.dtype for t in tensors if t is not None}
+    return not dtypes or dtypes == {x.dtype} or (dtypes == {torch.float32} and x.dtype in (torch.bfloat16,
+                                                                                       torch.float16))
 
 
 def _stats_view(t: Tensor) -> Tensor:
