@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import anrl_ext
-from helpers import (check_amp_and_channels_last, check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle,
+from helpers import (MIXED_DTYPES, check_amp_and_channels_last, check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle,
                      check_export, check_func_grad, check_gate_middle, check_gate_saturated_heads, check_jit_trace,
-                     check_norm_matches_reference, check_params_in_own_dtype,
+                     check_mixed_dtypes, check_norm_matches_reference, check_params_in_own_dtype,
                      check_reductions_on_large_planes, GPU_REDUCTION_BOUNDS, LARGE_PLANES,
                      check_sync_of_one_process, make_inputs, max_err, oracle)
 
@@ -208,6 +208,13 @@ def test_jit_trace_on_cuda(backend, training):
 @pytest.mark.parametrize("kind", ["bn", "in", "half", "bin", "ibn", "afnm"])
 def test_every_norm_matches_reference_on_cuda(backend, kind):
     check_norm_matches_reference(kind, True, backend, device="cuda")
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS + ["reference"])
+@pytest.mark.parametrize("param_dtype, x_dtype", MIXED_DTYPES)
+def test_parameters_in_another_dtype_than_the_input_on_cuda(backend, param_dtype, x_dtype):
+    for kind in ("bn", "in", "half", "bin", "ibn", "afnm"):
+        check_mixed_dtypes(kind, backend, param_dtype, x_dtype, device="cuda")
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)

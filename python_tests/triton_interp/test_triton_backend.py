@@ -9,8 +9,8 @@ import torch
 import anrl_ext
 from anrl_ext.ops import reference as ref
 from anrl_ext.ops import triton_backend as tb
-from helpers import (check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle, check_gate_middle,
-                     check_gate_saturated_heads, check_jit_trace, check_norm_matches_reference,
+from helpers import (MIXED_DTYPES, check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle, check_gate_middle,
+                     check_gate_saturated_heads, check_jit_trace, check_mixed_dtypes, check_norm_matches_reference,
                      check_params_in_own_dtype, check_reductions_on_large_planes, check_sync_of_one_process,
                      GPU_REDUCTION_BOUNDS, LARGE_PLANES,
                      copies_in_op, make_inputs, max_err, oracle)
@@ -140,6 +140,12 @@ def test_adaptive_norm_values_and_gradients(shape, training):
 @pytest.mark.parametrize("training", [True, False])
 def test_every_norm_matches_reference(kind, training):
     check_norm_matches_reference(kind, training, "triton")
+
+
+@pytest.mark.parametrize("kind", ["in", "bin", "afnm"])  # one of each alpha: a float, (C,), (N, C) from a gate
+@pytest.mark.parametrize("param_dtype, x_dtype", MIXED_DTYPES)
+def test_parameters_in_another_dtype_than_the_input(kind, param_dtype, x_dtype):
+    check_mixed_dtypes(kind, "triton", param_dtype, x_dtype)
 
 
 @pytest.mark.parametrize("training", [True, False])
