@@ -115,6 +115,23 @@ def test_alpha_zero_is_instancenorm(backend, shape):
         assert max_err(y, inn(x)) < 1e-4
 
 
+@pytest.mark.parametrize("backend", BACKENDS + ["reference"])
+@pytest.mark.parametrize("alpha", [0.0, 0.4, 1.0])
+def test_running_stats_follow_every_training_batch(backend, alpha):
+    """Whatever alpha, also 0 (IN only, no BN output to compute): running statistics given in training
+    follow the batch as nn.BatchNorm2d's do."""
+    x, _, _ = make_inputs((4, 3, 7, 5), torch.float64)
+    bn = torch.nn.BatchNorm2d(3, momentum=0.3).double()
+    rm, rv = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    for step in range(2):
+        xs = x * (step + 1) - step
+        anrl_ext.adaptive_norm(xs, alpha, running_mean=rm, running_var=rv, training=True, momentum=0.3,
+                               backend=backend)
+        bn(xs)
+    torch.testing.assert_close(rm, bn.running_mean, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(rv, bn.running_var, atol=1e-12, rtol=1e-12)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_eval_uses_running_stats_and_n1(backend):
     x, alpha, params = make_inputs((1, 5, 6, 7), torch.float64, "nc")

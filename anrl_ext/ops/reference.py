@@ -96,6 +96,9 @@ def adaptive_norm_reference(
         bn = _batch_norm(x, running_mean, running_var, bn_weight, bn_bias,
                          training or running_mean is None, momentum, eps)
         out = out + a * bn
+    elif training and running_mean is not None:
+        with torch.no_grad():  # the running statistics follow every training batch, as for any other alpha
+            _batch_norm(x, running_mean, running_var, None, None, True, momentum, eps)
     if not (isinstance(a, float) and a == 1.0):
         inn = F.instance_norm(x, weight=in_weight, bias=in_bias, eps=eps)
         if x.shape[0] == 1:
