@@ -509,7 +509,8 @@ def check_norm_matches_reference(kind, training, backend, device="cpu"):
 
 
 # (parameter dtype, input dtype) pairs nn.BatchNorm2d refuses and the layers take
-MIXED_DTYPES = [(torch.float32, torch.float64), (torch.float64, torch.float32), (torch.float64, torch.bfloat16)]
+MIXED_DTYPES = [(torch.float32, torch.float64), (torch.float64, torch.float32), (torch.float64, torch.bfloat16),
+                (torch.bfloat16, torch.float64)]
 
 
 def check_mixed_dtypes(kind, backend, param_dtype, x_dtype, device="cpu"):
@@ -529,7 +530,9 @@ def check_mixed_dtypes(kind, backend, param_dtype, x_dtype, device="cpu"):
             p.add_(0.3 * torch.randn_like(p))
     stats_dtype = torch.float64 if x_dtype == torch.float64 else torch.float32
     converted = copy.deepcopy(layer).to(stats_dtype)
-    tol = {torch.float64: 1e-6, torch.float32: 1e-5, torch.bfloat16: 2e-2}[x_dtype]  # the weights' rounding
+    # bfloat16: a rounding of 2^-8 at each store and the gate's bfloat16 arithmetic; the running statistics
+    # of the training step, rounded, then normalise the eval step (Triton's interpreter truncates to bfloat16)
+    tol = max({torch.float64: 1e-6, torch.float32: 1e-5, torch.bfloat16: 5e-2}[t] for t in (x_dtype, param_dtype))
     x = (torch.randn(4, 6, 5, 7, device=device) * 2 + 1).to(x_dtype)
     for training in (True, False):
         outs = []
@@ -542,11 +545,13 @@ def check_mixed_dtypes(kind, backend, param_dtype, x_dtype, device="cpu"):
         torch.testing.assert_close(y.double(), want_y.double(), rtol=tol, atol=tol)
         for (name, p), g, want in zip(layer.named_parameters(), grads[1:], want_grads[1:]):
             assert g.dtype == p.dtype, name
-            torch.testing.assert_close(g.double(), want.double(), rtol=tol, atol=tol * 10, msg=name)
+            torch.testing.assert_close(g.double(), want.double(), rtol=tol, atol=tol * 10,
+                                       msg=lambda m, name=name: f"{name}: {m}")
         for name, want in converted.named_buffers():
             got = dict(layer.named_buffers())[name]
             assert got.dtype == (param_dtype if got.is_floating_point() else want.dtype), name
-            torch.testing.assert_close(got.double(), want.double(), rtol=tol, atol=tol, msg=name)
+            torch.testing.assert_close(got.double(), want.double(), rtol=tol, atol=tol,
+                                       msg=lambda m, name=name: f"{name}: {m}")
 
 
 def layer_for_func(kind, backend, training, seed=0, device="cpu"):

@@ -4,8 +4,9 @@ The interpreter (TRITON_INTERPRET=1, triton_interp/) checks what the kernels
 compute, but not that Triton's GPU compiler accepts them: a construct the
 interpreter runs can still fail to lower. This compiles each kernel ahead of
 time for an H100 / H200 target with Triton's own ptxas, no GPU needed: float32,
-bfloat16 and float16 inputs with float32 statistics, float64 with float64, and the
-flag constexprs (HAS_*, USE_BATCH, UPDATE) all on and all off.
+bfloat16 and float16 inputs with float32 statistics, float64 with float64, the
+middle's parameters also in bfloat16 (with bfloat16 and with float64 input), and
+the flag constexprs (HAS_*, USE_BATCH, UPDATE) all on and all off.
 """
 import os
 
@@ -96,8 +97,10 @@ def test_kernel_compiles_for_sm90(name):
             compiled = triton.compile(source(kernel, input_type, stats_type, flags),
                                       target=GPUTarget("cuda", 90, 32), options=dict(num_warps=launch_warps(kernel)))
             assert compiled.asm["cubin"], (name, input_type, flags)
-    if any(p.name in PARAM_POINTERS | GATE_PARAM_POINTERS for p in kernel.params):  # a bfloat16 model's weights
-        for flags in (True, False):
-            compiled = triton.compile(source(kernel, "bf16", "fp32", flags, param_type="bf16"),
+    if any(p.name in PARAM_POINTERS | GATE_PARAM_POINTERS for p in kernel.params):
+        # a bfloat16 model's weights, with bfloat16 input and with float64 input (float64 statistics)
+        for (input_type, stats_type), flags in [(types, flags) for types in (("bf16", "fp32"), ("fp64", "fp64"))
+                                                for flags in (True, False)]:
+            compiled = triton.compile(source(kernel, input_type, stats_type, flags, param_type="bf16"),
                                       target=GPUTarget("cuda", 90, 32), options=dict(num_warps=launch_warps(kernel)))
-            assert compiled.asm["cubin"], (name, "bf16 parameters", flags)
+            assert compiled.asm["cubin"], (name, "bf16 parameters", input_type, flags)

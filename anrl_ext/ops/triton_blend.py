@@ -95,12 +95,22 @@ def _add_sample(dgb, dbb, dgi, dbi, drc, dmu, a, s0, s1, rnc, xc, gb, rc):
 
 
 @triton.jit
+def _in_dtype_of(ptr, value):
+    """value in the dtype ptr points to; to bfloat16 through float32, as c10::BFloat16 converts a double
+    on the cpu and cuda backends. Triton's interpreter casts only float32 to bfloat16: float64
+    statistics (float64 input) with a bfloat16 layer's buffers came out as bit garbage there."""
+    if ptr.dtype.element_ty == tl.bfloat16:
+        value = value.to(tl.float32)
+    return value.to(ptr.dtype.element_ty)
+
+
+@triton.jit
 def _store_weight_grads(c, mask, dgb_ptr, dbb_ptr, dgi_ptr, dbi_ptr, dgb, dbb, dgi, dbi):
     """The affine weights' gradients, each in its weight's dtype."""
-    tl.store(dgb_ptr + c, dgb.to(dgb_ptr.dtype.element_ty), mask=mask)
-    tl.store(dbb_ptr + c, dbb.to(dbb_ptr.dtype.element_ty), mask=mask)
-    tl.store(dgi_ptr + c, dgi.to(dgi_ptr.dtype.element_ty), mask=mask)
-    tl.store(dbi_ptr + c, dbi.to(dbi_ptr.dtype.element_ty), mask=mask)
+    tl.store(dgb_ptr + c, _in_dtype_of(dgb_ptr, dgb), mask=mask)
+    tl.store(dbb_ptr + c, _in_dtype_of(dbb_ptr, dbb), mask=mask)
+    tl.store(dgi_ptr + c, _in_dtype_of(dgi_ptr, dgi), mask=mask)
+    tl.store(dbi_ptr + c, _in_dtype_of(dbi_ptr, dbi), mask=mask)
 
 
 @triton.jit
@@ -134,11 +144,10 @@ def _update_running(rm_ptr, rv_ptr, c, mask, store_mask, mu, v, momentum, unbias
     read and written in their own dtype; store_mask picks the programs that write."""
     if HAS_RM:
         rm = tl.load(rm_ptr + c, mask=mask, other=0.0).to(zero.dtype)
-        tl.store(rm_ptr + c, ((1.0 - momentum) * rm + momentum * mu).to(rm_ptr.dtype.element_ty), mask=store_mask)
+        tl.store(rm_ptr + c, _in_dtype_of(rm_ptr, (1.0 - momentum) * rm + momentum * mu), mask=store_mask)
     if HAS_RV:
         rv = tl.load(rv_ptr + c, mask=mask, other=0.0).to(zero.dtype)
-        tl.store(rv_ptr + c, ((1.0 - momentum) * rv + momentum * v * unbias).to(rv_ptr.dtype.element_ty),
-                 mask=store_mask)
+        tl.store(rv_ptr + c, _in_dtype_of(rv_ptr, (1.0 - momentum) * rv + momentum * v * unbias), mask=store_mask)
 
 
 @triton.jit
