@@ -200,14 +200,21 @@ def pseudo_depth(size: int, margin: float = 1.2) -> np.ndarray:
     return (np.sqrt(np.clip(1 - u ** 2 - v ** 2, 0, 1)) * 255).astype(np.uint8)
 
 
-def write_png(path: Path, image: np.ndarray) -> None:
-    """`image` as a PNG file at `path`. Not cv2.imwrite: it reports success where the file system failed
-    (OpenCV 4.14 returns True writing to /dev/full); Python's write raises, naming the file."""
+def encode_png(image: np.ndarray, path: Path) -> bytes:
+    """`image` as the bytes of a PNG file, for `path` (named if OpenCV cannot encode it)."""
     ok, png = cv2.imencode(".png", image)
     if not ok:
         raise ValueError(f"OpenCV could not encode the image for {path} as PNG ({image.shape}, {image.dtype})")
+    return png.tobytes()
+
+
+def write_png(path: Path, image) -> None:
+    """`image` (an array, or the bytes of `encode_png`) as a PNG file at `path`. Not cv2.imwrite: it
+    reports success where the file system failed (OpenCV 4.14 returns True writing to /dev/full);
+    Python's write raises, naming the file."""
+    png = image if isinstance(image, bytes) else encode_png(image, path)
     with checkpoint.os_errors_naming(str(path)):
-        path.write_bytes(png.tobytes())
+        path.write_bytes(png)
 
 
 def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int = 10, size: int = 256,
@@ -235,7 +242,7 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
     detector = None if boxes_file else FaceDetector()
     ddir = Path(out) / domain
     lists, subjects = {1: [], 0: []}, {}  # subjects: {video: subject}
-    depth_img = pseudo_depth(size)
+    depth_png = encode_png(pseudo_depth(size), ddir / "depth")  # the same map for every live frame
     stats = {"videos": 0, "frames": 0, "detector_misses": 0}
     for rel, label in tqdm(inputs, desc=f"prepare {dataset} -> {domain}", disable=not show_progress):
         frames = read_frames(os.path.join(src, rel), frames_per_video)
@@ -258,7 +265,7 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
             write_png(ddir / rel_frame, crop(frame, box, size))
             if label == 1:
                 (ddir / "depth" / video).mkdir(parents=True, exist_ok=True)
-                write_png(ddir / "depth" / video / f"{i:04d}.png", depth_img)
+                write_png(ddir / "depth" / video / f"{i:04d}.png", depth_png)
             lists[label].append(f"{rel_frame} {1 - label}")  # list files: 0 = real, 1 = fake
             stats["frames"] += 1
         stats["videos"] += 1

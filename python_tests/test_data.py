@@ -54,8 +54,9 @@ def test_prepare_writes_the_list_layout(replay_src, tmp_path):
     assert {r["subject"] for r in recs if r["label"] == 1} == {"I/client0", "I/client1", "I/client2", "I/client9"}
     assert {r["subject"] for r in recs if r["label"] == 0} == {f"I/attack_hand_print{i}" for i in range(3)}
     assert sum(r["label"] for r in recs) == stats["live"]
-    live = [r for r in recs if r["label"] == 1][0]
-    assert live["depth"].endswith(".png") and cv2.imread(live["depth"]) is not None
+    for live in [r for r in recs if r["label"] == 1]:  # every live frame's map: the pseudo-depth, lossless
+        assert live["depth"].endswith(".png")
+        np.testing.assert_array_equal(cv2.imread(live["depth"], cv2.IMREAD_UNCHANGED), prepare.pseudo_depth(48))
     img = cv2.imread(recs[0]["path"])
     assert img.shape == (48, 48, 3)
     ds = ListDataset(recs, ["I"], img_size=32)

@@ -82,9 +82,9 @@ def adaptive_norm_reference(
         as_stats = [t.to(stats_dtype) if t is not None else None for t in tensors]
         out = adaptive_norm_reference(x, alpha, *as_stats, training, momentum, eps)
         with torch.no_grad():  # F.batch_norm updated the converted copies
-            for own, copy in zip(tensors[4:], as_stats[4:]):
-                if own is not None and copy is not own:
-                    own.copy_(copy)
+            for own, converted in zip(tensors[4:], as_stats[4:]):
+                if own is not None and converted is not own:
+                    own.copy_(converted)
         return out
     if isinstance(alpha, Tensor):
         a = alpha.to(x.dtype)
