@@ -7,8 +7,8 @@ from torch import nn
 
 import anrl_ext
 from anrl_ext.nn import GATES
-from helpers import (MIXED_DTYPES, check_channels_last_accuracy, check_mixed_dtypes, check_norm_matches_reference, check_sync_of_one_process,
-                     max_err, spy_on_primitives)
+from helpers import (MIXED_DTYPES, check_channels_last_accuracy, check_mixed_dtypes, check_norm_matches_reference,
+                     check_sync_of_one_process, max_err, spy_on_primitives)
 
 from conftest import FUSED_CPU_BACKENDS
 

@@ -9,8 +9,9 @@ import torch
 import anrl_ext
 from anrl_ext.ops import reference as ref
 from anrl_ext.ops import triton_backend as tb
-from helpers import (MIXED_DTYPES, check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle, check_gate_middle,
-                     check_gate_saturated_heads, check_jit_trace, check_mixed_dtypes, check_norm_matches_reference,
+from helpers import (MIXED_DTYPES, check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle,
+                     check_gate_middle, check_gate_saturated_heads, check_jit_trace, check_mixed_dtypes,
+                     check_norm_matches_reference,
                      check_params_in_own_dtype, check_reductions_on_large_planes, check_sync_of_one_process,
                      GPU_REDUCTION_BOUNDS, LARGE_PLANES,
                      copies_in_op, make_inputs, max_err, oracle)
