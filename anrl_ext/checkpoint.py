@@ -81,6 +81,10 @@ def save_atomic(obj, path: str) -> None:
 def load(path: str, map_location="cpu"):
     """What torch.save wrote to `path`; FileNotFoundError or InputError naming it if it is not there or not
     a file torch can read."""
+    if os.path.isdir(path):  # a run's folder, given for the file in it
+        inside = os.path.join(path, "checkpoint.pt")
+        raise InputError(f"{path} is a folder, not a checkpoint file"
+                         + (f"; its run's checkpoint is {inside}" if os.path.isfile(inside) else ""))
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
@@ -102,10 +106,35 @@ def delivered_weights(state: dict, path: str) -> dict:
     --ema ('ema_model'), else its trained network ('model'); best.pt holds the evaluated network as 'model'.
     InputError if they are not finite: every score would be nan."""
     weights = state.get("ema_model", state["model"])
+    check_state_dict(weights, path)
     broken = non_finite_entries(weights)
     if broken:
         raise InputError(f"{path}: the network's weights are not finite ({broken}): its run diverged")
     return weights
+
+
+def check_state_dict(weights, path: str) -> None:
+    """InputError naming `path` unless `weights` is a state dict: names and tensors."""
+    if not isinstance(weights, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in weights.items()):
+        raise InputError(f"{path}: its network weights are not a state dict of named tensors "
+                         f"(a {type(weights).__name__})")
+
+
+def load_weights(model: torch.nn.Module, weights, path: str) -> None:
+    """Load a checkpoint's network `weights` into `model`, the network its run's settings describe;
+    InputError naming `path` if they do not fit it, a clearer message than load_state_dict's list of every key."""
+    check_state_dict(weights, path)
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    reshaped = [f"{k}: {tuple(weights[k].shape)} in the file, {tuple(own[k].shape)} in the network"
+                for k in own if k in weights and weights[k].shape != own[k].shape]
+    if missing or unexpected or reshaped:
+        found = [f"{len(names)} {what} (first {names[0]})" for names, what in
+                 ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "of another shape")) if names]
+        raise InputError(f"{path}: its weights do not fit the network its run's settings describe: "
+                         f"{'; '.join(found)}. Was the file edited, or written by another version of anrl_ext?")
+    model.load_state_dict(weights)
 
 
 def non_finite_entries(weights: dict) -> str:

@@ -19,6 +19,15 @@ def finite_float(text: str) -> float:
     return value
 
 
+def probability(text: str) -> float:
+    """argparse type: a number in [0, 1], such as a threshold on the probability of live (one past either end
+    would make every decision the same)."""
+    value = finite_float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text!r}")
+    return value
+
+
 def device(text: str) -> str:
     """argparse type: cpu, cuda or cuda:N."""
     from .config import check_device

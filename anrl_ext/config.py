@@ -4,13 +4,15 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+import warnings
+from dataclasses import asdict, dataclass, fields, replace
 from typing import List, Optional
 
 import torch
 import yaml
 
 from .checkpoint import load_run, write_text_atomic
+from .errors import InputError
 
 HELDOUT_SUBJECT_EVERY = 5  # the default share of held-out source subjects on prepared data: one in five
 PROTOCOLS = {"OCI-M": ("OCI", "M"), "OMI-C": ("OMI", "C"), "OCM-I": ("OCM", "I"), "ICM-O": ("ICM", "O")}
@@ -231,7 +233,7 @@ def load(argv=None) -> Config:
     known = {f.name for f in fields(Config)}
     saved = None
     if args.resume:  # the run goes on with its own settings unless told otherwise
-        saved = Config(**{k: v for k, v in load_run(args.resume)["config"].items() if k in known})
+        saved = from_checkpoint(load_run(args.resume)["config"], args.resume)
     values = asdict(saved) if saved else {}
     if args.preset:
         values.update(PRESETS[args.preset])
@@ -252,6 +254,30 @@ def load(argv=None) -> Config:
     if saved:
         check_resumable(saved, cfg)
     return cfg
+
+
+def from_checkpoint(saved, path: str, data: Optional[str] = None) -> Config:
+    """The validated settings of the run that wrote the checkpoint at `path` (its 'config' entry); with
+    `data`, to score on that data instead. Settings this version of anrl_ext does not know are dropped with
+    a warning; InputError naming the file if the rest are not valid."""
+    if not isinstance(saved, dict):
+        raise InputError(f"{path}: its 'config' entry holds no settings (a {type(saved).__name__})")
+    known = {f.name for f in fields(Config)}
+    unknown = sorted(set(saved) - known, key=str)
+    if unknown:  # a checkpoint of a later version: what this one builds from it is checked by its weights
+        warnings.warn(f"{path}: settings unknown to this version of anrl_ext, ignored: {unknown}", stacklevel=2)
+    cfg = Config(**{k: v for k, v in saved.items() if k in known})
+    if data is not None and data != cfg.data:
+        # The held-out source set is set for one kind of data only (validate); scoring builds none, so the
+        # run's setting for the other kind is dropped rather than refused.
+        if data == "synthetic":
+            cfg = replace(cfg, data=data, heldout_subject_every=HELDOUT_SUBJECT_EVERY)
+        else:
+            cfg = replace(cfg, data=data, heldout_videos_per_class=0)
+    try:
+        return cfg.validate()
+    except ValueError as e:
+        raise InputError(f"{path}: the settings of its run are not valid here: {e}") from None
 
 
 def read_file(path: str) -> dict:

@@ -19,7 +19,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m anrl_ext.evaluate", description=__doc__.splitlines()[0])
     cli.add_checkpoint_arguments(ap)
     ap.add_argument("--domains", default=None, help="domain letters to score, e.g. M or OCIM")
-    ap.add_argument("--threshold", type=cli.finite_float, default=None, help="fixed threshold (default: the set's EER)")
+    ap.add_argument("--threshold", type=cli.probability, default=None,
+                    help="fixed threshold on the probability of live, in [0, 1] (default: the set's EER)")
     ap.add_argument("--out", default=None, help="write the metrics as JSON here, and a ROC plot next to it (.png)")
     args = ap.parse_args(argv)
     if args.out:

@@ -52,9 +52,9 @@ class LiveScorer(nn.Module):
 def load_scorer(path: str) -> tuple[LiveScorer, config.Config, dict]:
     """The checkpoint's model in eval mode on the CPU, its config, and the metadata to ship with it."""
     state = checkpoint.load_run(path)
-    cfg = config.Config(**state["config"])
+    cfg = config.from_checkpoint(state["config"], path)
     net = ANRLNet(cfg.width, cfg.norm, cfg.gate, "auto", cfg.reduction)
-    net.load_state_dict(checkpoint.delivered_weights(state, path))
+    checkpoint.load_weights(net, checkpoint.delivered_weights(state, path), path)
     meta = {"input": "float32 (N, 6, S, S): RGB and HSV (OpenCV HSV_FULL) of the face crop, each channel "
                      "scaled to [-1, 1] (anrl_ext.data.transforms.rgb_hsv6)",
             "img_size": cfg.img_size, "outputs": "score: probability of live (label 1), (N,); depth: (N, 1, S/8, S/8)",

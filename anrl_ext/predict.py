@@ -131,7 +131,7 @@ def main(argv=None):
     ap.add_argument("--model", required=True, help="exported model (.onnx, .pt2) or training checkpoint (.pt)")
     ap.add_argument("--crop", choices=["detect", "none"], default="detect",
                     help="detect: find the face (default); none: the images are face crops already")
-    ap.add_argument("--threshold", type=cli.finite_float, default=None,
+    ap.add_argument("--threshold", type=cli.probability, default=None,
                     help="live when score >= this (default: the model's)")
     ap.add_argument("--frames", type=int, default=10, help="frames scored per video, evenly spaced (default 10)")
     ap.add_argument("--out", default=None, help="also write the rows as CSV here")

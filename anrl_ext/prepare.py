@@ -14,9 +14,10 @@ Then `python -m anrl_ext.train --data OUT --protocol OCI-M` trains on them.
 
 Inputs are video files (.avi .mov .mp4 .mkv .webm) or folders of frames.
 Faces come from a box file when given (--boxes; lines `video x y w h` or
-`video frame x y w h`, video relative to --src) or from OpenCV's bundled
-Haar detector (largest face; the previous box, then a centre crop, when
-none is found).
+`video frame x y w h`, video relative to --src; a box of zero width or
+height, as some datasets' annotations mark a frame without a face, counts as
+none) or from OpenCV's bundled Haar detector (largest face); the previous
+box, then a centre crop, when none is found.
 
 Pseudo-depth: the published methods use PRNet 3D face reconstruction, which
 is not available here. We approximate the live face's depth with the height
@@ -149,6 +150,9 @@ def read_frames(path: str, count: int) -> List[np.ndarray]:
 
 
 def read_boxes(path: str) -> Dict[Tuple[str, Optional[int]], Box]:
+    """The face boxes of a box file: {(video, frame or None for every frame): (x, y, w, h)}."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"box file not found: {path}")
     boxes = {}
     for lineno, f in text_fields(path):
         try:
@@ -178,6 +182,20 @@ class FaceDetector:
             return None
         x, y, w, h = max(faces, key=lambda b: b[2] * b[3])
         return int(x), int(y), int(w), int(h)
+
+
+def check_box(box: Box, frame: np.ndarray, where: str) -> Optional[Box]:
+    """A box from a box file for `frame`; None for one of zero width or height (how some datasets' face
+    annotations mark a frame without a face). InputError naming `where` if it does not fit the frame: its
+    centre outside it, or a side over twice the frame's (whose crop would need a frame of that size padded)."""
+    x, y, w, h = box
+    if w <= 0 or h <= 0:
+        return None
+    rows, cols = frame.shape[:2]
+    if not (0 <= x + w // 2 < cols and 0 <= y + h // 2 < rows) or max(w, h) > 2 * max(rows, cols):
+        raise InputError(f"{where}: box {' '.join(map(str, box))} does not fit the {cols}x{rows} frame (its centre "
+                         "must lie in the frame and its sides be at most twice the frame's)")
+    return box
 
 
 def crop(bgr: np.ndarray, box: Box, size: int, margin: float = 1.2) -> np.ndarray:
@@ -221,9 +239,9 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
             boxes_file: Optional[str] = None, show_progress: bool = True,
             subject_pattern: Optional[str] = None) -> Dict[str, int]:
     """Write one domain of the prepared layout from a dataset's videos; returns counts (videos,
-    subjects, frames, live and spoof frames, detector misses). `subject_pattern`: a regular
-    expression whose first match in a video's path names its subject (its first group, if it has
-    one) in place of the dataset's own rule."""
+    subjects, frames, live and spoof frames, detector misses, frames the box file has no box for).
+    `subject_pattern`: a regular expression whose first match in a video's path names its subject
+    (its first group, if it has one) in place of the dataset's own rule."""
     if dataset not in LABELERS:
         raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(LABELERS)}")
     if not os.path.isdir(src):
@@ -231,8 +249,10 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
     if len(domain) != 1 or not domain.isalnum():
         # the trainer names domains by letter: --sources OCI --target M
         raise ValueError(f"domain {domain!r}: one letter or digit, as the trainer's --sources / --target name them")
-    if frames_per_video < 1 or size < 16:
-        raise ValueError(f"frames_per_video must be at least 1 and size at least 16, got {frames_per_video}, {size}")
+    if frames_per_video < 1:
+        raise ValueError(f"frames per video (--frames-per-video) must be at least 1, got {frames_per_video}")
+    if size < 16:
+        raise ValueError(f"the crops' size (--size) must be at least 16 pixels, got {size}")
     subject_of = SUBJECTS[dataset] if subject_pattern is None else subject_by_pattern(subject_pattern)
     inputs = [(rel, LABELERS[dataset](rel)) for rel in find_inputs(src)]
     inputs = [(rel, lab) for rel, lab in inputs if lab is not None]
@@ -243,7 +263,7 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
     ddir = Path(out) / domain
     lists, subjects = {1: [], 0: []}, {}  # subjects: {video: subject}
     depth_png = encode_png(pseudo_depth(size), ddir / "depth")  # the same map for every live frame
-    stats = {"videos": 0, "frames": 0, "detector_misses": 0}
+    stats = {"videos": 0, "frames": 0, "detector_misses": 0, "unboxed": 0}
     for rel, label in tqdm(inputs, desc=f"prepare {dataset} -> {domain}", disable=not show_progress):
         frames = read_frames(os.path.join(src, rel), frames_per_video)
         video = safe_name(os.path.splitext(rel)[0])
@@ -251,10 +271,14 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
         last: Optional[Box] = None
         for i, frame in enumerate(frames):
             box = boxes.get((os.path.normpath(rel), i)) or boxes.get((os.path.normpath(rel), None))
+            if box is not None:
+                box = check_box(box, frame, f"{boxes_file}, {rel} frame {i}")
             if box is None and detector is not None:
                 box = detector(frame)
                 if box is None:
                     stats["detector_misses"] += 1
+            elif box is None:
+                stats["unboxed"] += 1
             box = box or last
             if box is None:  # centre crop
                 s = min(frame.shape[:2])
@@ -301,7 +325,9 @@ def main(argv=None):
         except (ValueError, FileNotFoundError) as e:  # bad arguments or input: usage and the message, status 2
             ap.error(str(e))
     print(f"{args.domain}: {stats['videos']} videos of {stats['subjects']} subjects, {stats['frames']} frames "
-          f"({stats['live']} live, {stats['spoof']} spoof), detector misses {stats['detector_misses']}")
+          f"({stats['live']} live, {stats['spoof']} spoof), "
+          + (f"{stats['unboxed']} without a box in {args.boxes}" if args.boxes
+             else f"detector misses {stats['detector_misses']}"))
     if stats["live"] == 0 or stats["spoof"] == 0:
         print("warning: one class is empty; training needs both live and spoof frames in each domain")
 

@@ -139,8 +139,9 @@ class Trainer:
             return {}
         return {"ema_model": self.average.module.state_dict(), "ema_updates": self.average.updates()}
 
-    def load_state_dict(self, s):
-        self.model.load_state_dict(s["model"])
+    def load_state_dict(self, s, path: str = "the checkpoint"):
+        """Go on from a state_dict() read from `path` (named in the InputError if its network does not fit)."""
+        checkpoint.load_weights(self.model, s["model"], path)
         self.opt_base.load_state_dict(s["opt_base"])
         if self.opt_gate and s["opt_gate"]:
             self.opt_gate.load_state_dict(s["opt_gate"])
@@ -151,7 +152,7 @@ class Trainer:
         torch.set_rng_state(s["torch_rng"])
         self.iteration = s["iteration"]
         if self.average is not None:  # config.check_resumable: a run with --ema resumes with it
-            self.average.module.load_state_dict(s["ema_model"])
+            checkpoint.load_weights(self.average.module, s["ema_model"], path)
             self.average.set_updates(s["ema_updates"])
 
     def forward(self, images, params=None, model=None):
@@ -265,9 +266,7 @@ def trainer_from_checkpoint(path: str, data: str = None, device: str = None):
     scoring: it builds no dataset. `data` and `device` replace the config's when given; without
     `device`, a GPU run is scored on the CPU of a machine that has no GPU."""
     state = checkpoint.load_run(path)
-    cfg = config.Config(**state["config"])
-    if data:
-        cfg.data = data
+    cfg = config.from_checkpoint(state["config"], path, data or None)
     if device:
         cfg.device = device
     elif cfg.device != "cpu" and not torch.cuda.is_available():
@@ -283,7 +282,7 @@ def trainer_from_checkpoint(path: str, data: str = None, device: str = None):
     weights = checkpoint.delivered_weights(state, path)  # refused before a network is built if not finite
     # the delivered weights go into the trainer's own network, so it keeps no average of its own
     trainer = Trainer(replace(cfg, ema=0.0), with_data=False)
-    trainer.model.load_state_dict(weights)
+    checkpoint.load_weights(trainer.model, weights, path)
     return trainer, state
 
 
@@ -304,7 +303,7 @@ def _run(trainer: Trainer, cfg: config.Config) -> dict:
         resumed = checkpoint.load_run(cfg.resume, map_location=trainer.device)
         # every rank checks, so that none is left waiting in a collective when it fails
         selection.check_same_heldout(resumed.get("selection"), heldout, cfg.resume)
-        trainer.load_state_dict(resumed)
+        trainer.load_state_dict(resumed, cfg.resume)
         if trainer.rank != 0:  # the checkpoint holds rank 0's sampler; reseed the others
             trainer.sampler.rng = np.random.default_rng([cfg.seed + 1000 * trainer.rank, trainer.iteration])
     if trainer.rank != 0:

@@ -5,13 +5,14 @@ import json
 import os
 import shutil
 import warnings
+from dataclasses import asdict
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from anrl_ext import config, evaluate, prepare, train
+from anrl_ext import checkpoint, config, evaluate, gate_report, prepare, train
 from anrl_ext.data import BalancedDomainSampler, SyntheticDomains, SyntheticSpec
 from anrl_ext.data.build import build_datasets, split_summary
 from anrl_ext.data.lists import (DataError, ListDataset, read_anrl_list, read_prepared_domain, read_ssdg_json,
@@ -84,12 +85,37 @@ def test_prepare_with_box_file_and_cli(replay_src, tmp_path):
         prepare.prepare("msu", str(tmp_path / "nope"), str(tmp_path / "o"), "M")
     with pytest.raises(ValueError, match="domain 'Idiap': one letter or digit"):
         prepare.prepare("replay", str(replay_src), str(tmp_path / "o"), "Idiap")
-    with pytest.raises(ValueError, match="size at least 16, got 2, 8"):
+    with pytest.raises(ValueError, match=r"the crops' size \(--size\) must be at least 16 pixels, got 8"):
         prepare.prepare("replay", str(replay_src), str(tmp_path / "o"), "I", frames_per_video=2, size=8)
     with pytest.raises(SystemExit) as usage:  # the CLI: a usage error, no traceback
         prepare.main(["--dataset", "replay", "--src", str(replay_src), "--out", str(tmp_path / "o"),
                       "--domain", "I", "--frames-per-video", "0"])
     assert usage.value.code == 2
+
+
+def test_prepare_box_file_marks_and_bounds(replay_src, tmp_path, capsys):
+    """A box of zero width or height (some annotations' mark of a frame without a face) counts as none: the
+    frame takes the previous box, as when the detector misses; a box whose centre lies outside its frame, or
+    larger than twice the frame, is refused, naming it."""
+    boxes = tmp_path / "boxes.txt"
+    boxes.write_text("real/client0.avi 0 20 10 60 70\nreal/client0.avi 1 0 0 0 0\nreal/client1.avi 0 0 0 0\n")
+    argv = ["--dataset", "replay", "--src", str(replay_src), "--domain", "I", "--frames-per-video", "2", "--size", "40"]
+    prepare.main(argv + ["--out", str(tmp_path / "marked"), "--boxes", str(boxes)])
+    # 7 inputs of 2 frames; only client0's first has a box
+    assert capsys.readouterr().out.startswith(f"I: 7 videos of 7 subjects, 14 frames (8 live, 6 spoof), "
+                                              f"13 without a box in {boxes}")
+    (tmp_path / "every.txt").write_text("real/client0.avi 20 10 60 70\n")
+    prepare.main(argv + ["--out", str(tmp_path / "every"), "--boxes", str(tmp_path / "every.txt")])
+    frame = "I/frames/real_client0/0001.png"
+    assert (tmp_path / "marked" / frame).read_bytes() == (tmp_path / "every" / frame).read_bytes()
+    for box in ("200 10 60 70", "-100 -100 300 300"):
+        boxes.write_text(f"real/client0.avi 1 {box}\n")
+        with pytest.raises(ValueError, match=f"boxes.txt, real/client0.avi frame 1: box {box} does not fit the "
+                                             r"128x96 frame \(its centre must lie in the frame"):
+            prepare.prepare("replay", str(replay_src), str(tmp_path / "refused"), "I", frames_per_video=2, size=40,
+                            boxes_file=str(boxes), show_progress=False)
+    with pytest.raises(FileNotFoundError, match="box file not found: .*gone.txt"):
+        prepare.read_boxes(str(tmp_path / "gone.txt"))
 
 
 def test_prepare_names_a_frame_it_could_not_write(replay_src, tmp_path):
@@ -354,3 +380,23 @@ def test_balanced_sampler_and_empty_class():
     ds.records = [r for r in ds.records if not (r["domain"] == "C" and r["label"] == 0)]
     with pytest.raises(DataError, match="domain 'C' needs both live and spoof"):
         BalancedDomainSampler(ds, 4)
+
+
+@pytest.mark.parametrize("trained_on", ["synthetic", "prepared"])
+def test_a_checkpoint_scores_on_the_other_kind_of_data(replay_src, tmp_path, trained_on):
+    """--data of evaluate and gate_report may name the other kind of data than the run's: its held-out source
+    setting, which is for one kind only and is not used to score, does not stop them."""
+    root = tmp_path / "fas"
+    prepare.prepare("replay", str(replay_src), str(root), "M", frames_per_video=2, size=32, show_progress=False)
+    own = (["--heldout-videos-per-class", "2"] if trained_on == "synthetic"
+           else ["--data", str(root), "--heldout-subject-every", "2"])
+    cfg = config.load(["--preset", "smoke"] + own)
+    ck = str(tmp_path / "checkpoint.pt")
+    checkpoint.save_atomic({"model": train.Trainer(cfg, with_data=False).model.state_dict(), "config": asdict(cfg)},
+                           ck)
+    other = str(root) if trained_on == "synthetic" else "synthetic"
+    scored = evaluate.main(["--checkpoint", ck, "--data", other, "--domains", "M"])
+    assert set(scored) == {"M"} and 0 <= scored["M"]["auc"] <= 1
+    stats = gate_report.main(["--checkpoint", ck, "--data", other, "--domains", "M",
+                              "--out", str(tmp_path / "gates.json")])
+    assert stats and (tmp_path / "gates.json").is_file()
