@@ -99,6 +99,11 @@ def read_run(path: Path, scores: str, weights: str, metrics: Sequence[str] = MET
     report = report.get(SCORES[scores])  # None in runs made before the held-out sources were scored
     if not isinstance(report, dict) or any(m not in report for m in metrics):
         return None
+    not_numbers = [f"{m} {report[m]!r}" for m in metrics
+                   if isinstance(report[m], bool) or not isinstance(report[m], (int, float))]
+    if not_numbers or not isinstance(result["config"], dict):  # an edited file
+        raise RunError(f"{path}: " + (f"its {SCORES[scores]} scores are not numbers ({', '.join(not_numbers)})"
+                                      if not_numbers else "its config is not a mapping of settings"))
     settings = run_records.stored_settings(result)
     return Run(path, result["task"], settings["seed"],
                {k: v for k, v in settings.items() if k not in NOT_SETTINGS and k not in ignore},

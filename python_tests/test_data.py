@@ -348,6 +348,13 @@ def test_anrl_list_errors(tmp_path):
         (tmp_path / "E" / "real.txt").write_text("")
         (tmp_path / "E" / "fake.txt").write_text("")
         read_prepared_domain(str(tmp_path), "E")
+    (tmp_path / "E" / "real.txt").write_bytes(b"frames/v1/0.png 0\n\xff\xfe\x00 0\n")  # not text
+    with pytest.raises(DataError, match=r"E/real.txt: not a UTF-8 text file \(invalid start byte at byte 18\)"):
+        read_prepared_domain(str(tmp_path), "E")
+    (tmp_path / "E" / "real.txt").write_text("frames/v1/0.png 0\n")
+    (tmp_path / "E" / "subjects.txt").write_bytes(b"frames/v1 \xe9\n")  # Latin-1
+    with pytest.raises(DataError, match=r"E/subjects.txt: not a UTF-8 text file"):
+        read_prepared_domain(str(tmp_path), "E")
 
 
 def test_ssdg_json(tmp_path):
@@ -359,9 +366,10 @@ def test_ssdg_json(tmp_path):
     j.write_text(json.dumps([{"photo_path": "x", "photo_label": 3}]))
     with pytest.raises(DataError, match=r"train.json\[0\]: photo_label"):
         read_ssdg_json(str(j))
-    j.write_text("{not json")
-    with pytest.raises(DataError, match="not valid JSON"):
-        read_ssdg_json(str(j))
+    for not_json in (b"{not json", b"\xff\xfe[]"):
+        j.write_bytes(not_json)
+        with pytest.raises(DataError, match="train.json: not valid JSON"):
+            read_ssdg_json(str(j))
 
 
 def test_sample_frames_short_videos():

@@ -149,6 +149,8 @@ def test_seed_ranges():
     ("broken", "cannot read it as JSON"),
     ("foreign", "not a metrics.json written by python -m anrl_ext.train (no task, config)"),
     ("nothing_asked_for", "no finished run with paper scores (hter, auc) of the selected network under"),
+    ("edited_scores", "metrics.json: its paper scores are not numbers (hter '12%', auc None)"),
+    ("edited_config", "metrics.json: its config is not a mapping of settings"),
 ])
 def test_bad_input_ends_with_a_message_naming_it(tmp_path, capsys, case, message):
     target = tmp_path / "runs"
@@ -160,6 +162,12 @@ def test_bad_input_ends_with_a_message_naming_it(tmp_path, capsys, case, message
         (target / "metrics.json").write_text('{"metrics": {}}')
     elif case == "nothing_asked_for":
         record(target, 0, 0.1)
+    elif case == "edited_scores":
+        result = record(target, 0, 0.1)
+        result["metrics"]["paper"].update(hter="12%", auc=None)
+        (target / "metrics.json").write_text(json.dumps(result))
+    elif case == "edited_config":
+        record(target, 0, 0.1, config=["not", "settings"])
     options = ["--weights", "selected"] if case == "nothing_asked_for" else []
     with pytest.raises(SystemExit) as e:
         summarize.main([str(target), *options])

@@ -61,23 +61,19 @@ def read_anrl_list(list_file: str, domain: str = "", root: Optional[str] = None,
         raise FileNotFoundError(f"list file not found: {list_file}")
     root = os.path.dirname(os.path.abspath(list_file)) if root is None else root
     records, skipped = [], []
-    with open(list_file) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            fields = line.split()
-            if len(fields) != 2:
-                _report(f"{list_file}:{lineno}: expected 'path label', got {line.strip()!r}", skip_bad, skipped)
-                continue
-            path, raw = fields
-            if raw not in ("0", "1"):
-                _report(f"{list_file}:{lineno}: label must be 0 (real) or 1 (fake), got {raw!r}", skip_bad, skipped)
-                continue
-            full = os.path.join(root, path)
-            d = depth_path_for(path)
-            records.append({"path": full, "label": 1 - int(raw), "video": f"{domain}/{_video_of(path)}",
-                            "domain": domain, "depth": os.path.join(root, d) if d else "",
-                            "where": f"{list_file}:{lineno}"})
+    for lineno, fields in text_fields(list_file):
+        if len(fields) != 2:
+            _report(f"{list_file}:{lineno}: expected 'path label', got {' '.join(fields)!r}", skip_bad, skipped)
+            continue
+        path, raw = fields
+        if raw not in ("0", "1"):
+            _report(f"{list_file}:{lineno}: label must be 0 (real) or 1 (fake), got {raw!r}", skip_bad, skipped)
+            continue
+        full = os.path.join(root, path)
+        d = depth_path_for(path)
+        records.append({"path": full, "label": 1 - int(raw), "video": f"{domain}/{_video_of(path)}",
+                        "domain": domain, "depth": os.path.join(root, d) if d else "",
+                        "where": f"{list_file}:{lineno}"})
     if skipped:
         warnings.warn(f"{list_file}: skipped {len(skipped)} bad line(s); first: {skipped[0]}")
     return records
@@ -90,7 +86,7 @@ def read_ssdg_json(json_file: str, domain: str = "", skip_bad: bool = False) -> 
     try:
         with open(json_file) as fh:
             items = json.load(fh)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{json_file}: not valid JSON ({exc})") from None
     if not isinstance(items, list):
         raise DataError(f"{json_file}: expected a JSON list of {{photo_path, photo_label}}")
@@ -142,12 +138,17 @@ def read_subjects(path: str) -> Dict[str, str]:
 
 
 def text_fields(path: str) -> Iterator[Tuple[int, List[str]]]:
-    """(line number, whitespace-separated fields) of each line of a text file but blank and # lines."""
-    with open(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            fields = line.split()
-            if fields and not fields[0].startswith("#"):
-                yield lineno, fields
+    """(line number, whitespace-separated fields) of each line of a text file but blank and # lines;
+    DataError naming the file if it is not UTF-8 text."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.readlines()
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+    for lineno, line in enumerate(lines, 1):
+        fields = line.split()
+        if fields and not fields[0].startswith("#"):
+            yield lineno, fields
 
 
 def sample_frames(records: List[dict], per_video: int, seed: int = 0) -> List[dict]:
