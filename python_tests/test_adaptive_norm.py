@@ -214,6 +214,33 @@ class TestBadInput:
             anrl_ext.adaptive_norm(torch.randn(2, 3, 4, 4), 0.5, backend="tpu")
         with pytest.raises(ValueError, match="cannot run tensors on cpu"):
             anrl_ext.adaptive_norm(torch.randn(2, 3, 4, 4), 0.5, backend="cuda")
+        with pytest.raises(ValueError, match="unknown device 'gpu'; expected e.g. 'cpu', 'cuda' or 'cuda:1'"):
+            anrl_ext.available_backends("gpu")
+
+    @pytest.mark.parametrize("kwargs, match", [
+        (dict(alpha=float("nan")), "alpha must be finite, got nan"),
+        (dict(alpha=float("inf")), "alpha must be finite, got inf"),
+        (dict(eps=-1e-5), r"eps must be a finite number >= 0, got -1e-05"),
+        (dict(eps=float("nan")), "eps must be a finite number >= 0, got nan"),
+        (dict(momentum=1.5), r"momentum must be in \[0, 1\], got 1.5"),
+        (dict(momentum=None), r"momentum must be in \[0, 1\], got None"),
+        (dict(running_var=None), "running_mean and running_var go together: give both or neither"),
+    ])
+    def test_bad_scalars_and_running_statistics(self, kwargs, match):
+        """Each would give nan outputs or half-updated statistics without an error; the layers check theirs at
+        construction."""
+        c = 3
+        args = dict(alpha=0.5, bn_weight=torch.ones(c), bn_bias=torch.zeros(c), in_weight=torch.ones(c),
+                    in_bias=torch.zeros(c), running_mean=torch.zeros(c), running_var=torch.ones(c), momentum=0.1,
+                    eps=1e-5)
+        args.update(kwargs)
+        running = args["running_mean"].clone()
+        for backend in ("reference", "cpu"):
+            with pytest.raises(ValueError, match=match):
+                anrl_ext.adaptive_norm(torch.randn(2, c, 4, 4), **args, backend=backend)
+        assert torch.equal(args["running_mean"], running)  # refused before any update
+        args.update(alpha=0.5, eps=0.0, momentum=0.0, running_var=torch.ones(c))  # the ends of the ranges are taken
+        assert torch.isfinite(anrl_ext.adaptive_norm(torch.randn(2, c, 4, 4), **args)).all()
 
 
 @pytest.mark.parametrize("backend", BACKENDS + ["reference"])

@@ -1,6 +1,7 @@
 """Public functional API: `adaptive_norm` and its argument checks."""
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence, Tuple
 
 from torch import Tensor
@@ -50,6 +51,20 @@ def check_alpha(alpha: Alpha, x: Tensor) -> None:
             raise ValueError(f"alpha is on {alpha.device} but the input is on {x.device}")
     elif not isinstance(alpha, (int, float)):
         raise TypeError(f"alpha must be a float or a tensor, got {type(alpha).__name__}")
+    elif not math.isfinite(alpha):
+        raise ValueError(f"alpha must be finite, got {alpha}")
+
+
+def check_hyperparameters(running_mean: Optional[Tensor], running_var: Optional[Tensor], momentum: float,
+                          eps: float) -> None:
+    """The functional op's scalars and buffers, as the layers check theirs at construction: a bad one would
+    give nan outputs or half-updated statistics without an error."""
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var go together: give both or neither")
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    if not (isinstance(momentum, (int, float)) and 0 <= momentum <= 1):
+        raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
 
 
 def check_statistics_defined(x: Tensor, training: bool, uses_in: bool) -> None:
@@ -198,6 +213,7 @@ def adaptive_norm(
     """
     check_input(x)
     check_alpha(alpha, x)
+    check_hyperparameters(running_mean, running_var, momentum, eps)
     check_tensors_on(x, [("bn_weight", bn_weight), ("bn_bias", bn_bias), ("in_weight", in_weight),
                          ("in_bias", in_bias), ("running_mean", running_mean), ("running_var", running_var)])
     uses_in = not (not isinstance(alpha, Tensor) and float(alpha) == 1.0)

@@ -33,7 +33,12 @@ def triton_usable(device_type: str) -> bool:
 
 def available_backends(device: Union[str, torch.device] = "cpu") -> List[str]:
     """Backend names usable for tensors on `device` with this install."""
-    dev = device.type if isinstance(device, torch.device) else torch.device(device).type
+    if isinstance(device, torch.device):
+        return list(_usable(device.type))
+    try:
+        dev = torch.device(device).type
+    except (RuntimeError, TypeError):  # torch's message lists every device type it knows
+        raise ValueError(f"unknown device {device!r}; expected e.g. 'cpu', 'cuda' or 'cuda:1'") from None
     return list(_usable(dev))
 
 
