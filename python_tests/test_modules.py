@@ -207,6 +207,36 @@ def test_convert_batchnorm_to_each_norm(norm):
         torch.testing.assert_close(converted[3][1].running_mean, original[3][1].running_mean, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("norm", ["bn", "in", "half", "bin", "ibn", "afnm"])
+@pytest.mark.parametrize("affine, track_running_stats", [(False, True), (True, False), (False, False)])
+def test_convert_batchnorm_keeps_affine_and_running_statistics_flags(norm, affine, track_running_stats):
+    """A BN without affine gives a layer without affine weights; one without running statistics, a layer
+    without them, which normalises with the batch's statistics in eval mode as the BN does: norm="bn" computes
+    what the BN did in both modes, values and gradients. Every backend agrees with the reference."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 6, 3), nn.BatchNorm2d(6, affine=affine,
+                                                             track_running_stats=track_running_stats)).double()
+    model(torch.randn(4, 3, 9, 9, dtype=torch.float64))
+    converted = anrl_ext.convert_batchnorm(copy.deepcopy(model), norm, backend="reference")
+    layer = converted[1]
+    assert (layer.bn_weight is None, layer.in_weight is None) == (not affine or norm == "in", not affine or norm == "bn")
+    assert (layer.running_mean is None) == (not track_running_stats or norm == "in")
+    assert {n for n, _ in layer.named_parameters()} <= {"rho", "gate.fc", "gate.fc_bn", "gate.fc_in"} or affine
+    x = torch.randn(3, 3, 9, 9, dtype=torch.float64)
+    for training in (True, False):
+        model.train(training), converted.train(training)
+        want = converted(x)
+        for backend in BACKENDS:
+            fused = anrl_ext.set_backend(copy.deepcopy(converted), backend)
+            torch.testing.assert_close(fused(x), want, atol=1e-10, rtol=1e-10)
+        if norm == "bn":  # one call each: a call in training mode updates the running statistics
+            bn_output = model(x)
+            torch.testing.assert_close(want, bn_output, atol=1e-10, rtol=1e-10)
+            for a, b in zip(torch.autograd.grad(want.sum(), list(converted.parameters())),
+                            torch.autograd.grad(bn_output.sum(), list(model.parameters()))):
+                torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("norm", ["afnm", "half", "in"])
 def test_convert_sync_batchnorm(norm, backend):

@@ -211,14 +211,15 @@ class AFNM(BlendNorm2d):
         backend: "auto", "reference", "cpu", "cuda" or "triton".
         track_running_stats: as `nn.BatchNorm2d`; False normalises the BN branch with
             batch statistics in eval mode too (and lets torch.func transforms train it).
+        affine: as `nn.BatchNorm2d`; False leaves out both branches' affine weights.
         device, dtype: where and in which dtype parameters and buffers are made, as
             `nn.BatchNorm2d`'s (every layer here takes them).
     """
 
     def __init__(self, num_features: int, reduction: int = 16, eps: float = 1e-5,
                  momentum: Optional[float] = 0.1, gate: str = "paper", backend: str = "auto",
-                 track_running_stats: bool = True, *, device=None, dtype=None):
-        super().__init__(num_features, eps, momentum, True, track_running_stats, backend, device=device,
+                 track_running_stats: bool = True, affine: bool = True, *, device=None, dtype=None):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, backend, device=device,
                          dtype=dtype)
         self.gate_kind, self.reduction = gate, reduction
         self.gate = make_gate(gate, num_features, reduction, device=device, dtype=dtype)

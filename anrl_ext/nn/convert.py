@@ -20,7 +20,10 @@ def convert_batchnorm(module: nn.Module, norm: str = "afnm", *, sync_batchnorm: 
     constructor (`gate` and `reduction` are AFNM's only). The new layer's BN
     branch takes the BN's eps, momentum, affine and running statistics; its
     gate, IN affine and BIN's rho start fresh ("in" has no BN branch and keeps
-    only eps). Like `nn.SyncBatchNorm.convert_sync_batchnorm`, the root itself
+    only eps). A BN with `affine=False` gives a layer without affine weights
+    (IN's too), and one with `track_running_stats=False` a layer that keeps
+    no running statistics and normalises with the batch's in eval mode too,
+    as the BN did. Like `nn.SyncBatchNorm.convert_sync_batchnorm`, the root itself
     is converted (and returned) when it is a layer to convert.
 
     `sync_batchnorm=True` converts every nn.SyncBatchNorm too, into a layer that
@@ -48,7 +51,10 @@ def convert_batchnorm(module: nn.Module, norm: str = "afnm", *, sync_batchnorm: 
 
 def _convert(module: nn.Module, kinds: tuple, norm: str, norm_kwargs: dict) -> nn.Module:
     if isinstance(module, kinds):
-        kwargs = {"eps": module.eps, "momentum": module.momentum, **norm_kwargs}
+        # affine and track_running_stats too: a BN without running statistics normalises with the batch's in
+        # eval mode, and one without affine has no weights to train
+        kwargs = {"eps": module.eps, "momentum": module.momentum, "affine": module.affine,
+                  "track_running_stats": module.track_running_stats, **norm_kwargs}
         new = make_norm(norm, module.num_features, **kwargs)
         ref = module.weight if module.weight is not None else module.running_mean
         if ref is not None:
