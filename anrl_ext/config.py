@@ -231,9 +231,10 @@ def load(argv=None) -> Config:
     the command line, each over the one before."""
     args = parser().parse_args(argv)
     known = {f.name for f in fields(Config)}
-    saved = None
+    saved, saved_at = None, 0
     if args.resume:  # the run goes on with its own settings unless told otherwise
-        saved = from_checkpoint(load_run(args.resume)["config"], args.resume)
+        state = load_run(args.resume)
+        saved, saved_at = from_checkpoint(state["config"], args.resume), state.get("iteration", 0)
     values = asdict(saved) if saved else {}
     if args.preset:
         values.update(PRESETS[args.preset])
@@ -252,7 +253,7 @@ def load(argv=None) -> Config:
     values.update({k: v for k, v in vars(args).items() if k in known and v is not None})
     cfg = Config(**values).validate()  # early, before any data is built
     if saved:
-        check_resumable(saved, cfg)
+        check_resumable(saved, cfg, saved_at)
     return cfg
 
 
@@ -299,8 +300,12 @@ def read_file(path: str) -> dict:
 RESUME_FIXED = ("norm", "gate", "width", "reduction", "ema")
 
 
-def check_resumable(saved: Config, cfg: Config) -> None:
-    """ValueError naming each setting that --resume's checkpoint cannot continue under."""
+def check_resumable(saved: Config, cfg: Config, iteration: int = 0) -> None:
+    """ValueError naming each setting that --resume's checkpoint, written after `iteration`, cannot continue
+    under."""
+    if iteration > cfg.iters:  # it would train nothing and record a run of --iters that trained more
+        raise ValueError(f"--resume {cfg.resume}: the checkpoint is at iteration {iteration}, past --iters "
+                         f"{cfg.iters}: give --iters {iteration} or more")
     changed = [f"{_flag(n)} {getattr(saved, n)!r} -> {getattr(cfg, n)!r}"
                for n in RESUME_FIXED if getattr(saved, n) != getattr(cfg, n)]
     (was, was_target), (now, now_target) = saved.domains(), cfg.domains()

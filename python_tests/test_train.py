@@ -315,6 +315,11 @@ def test_resume_refuses_another_network_or_task(tmp_path):
         config.load(["--resume", ck, "--width", "0.25", "--protocol", "ICM-O"])
     moved = config.load(["--resume", ck, "--lr", "0.01", "--iters", "9", "--data", str(tmp_path / "elsewhere")])
     assert (moved.lr, moved.iters, moved.norm) == (0.01, 9, "afnm")  # the rest may change
+    # fewer iterations than it has trained: its metrics.json would record a run of --iters that trained more
+    with pytest.raises(ValueError, match=r"--resume .*checkpoint.pt: the checkpoint is at iteration 1, past --iters 0: "
+                                         r"give --iters 1 or more"):
+        config.load(["--resume", ck, "--iters", "0"])
+    assert config.load(["--resume", ck]).iters == 1  # as many: scored again
 
 
 def test_heldout_source_set_size():
