@@ -76,10 +76,15 @@ class Trainer:
                                   f"this machine has {count} CUDA device"
                                   + (" (cuda:0)" if count == 1 else f"s (cuda:0 to cuda:{count - 1})")))
         try:  # now, not at the first forward pass after building the data
-            resolve_backend(cfg.backend, self.device)
+            backend = resolve_backend(cfg.backend, self.device)
         except ValueError as e:
             raise OptionError(f"--backend {cfg.backend} with --device {cfg.device}: {e}") from None
         self.rank, self.world_size = distributed.init_from_env(self.device)
+        if cfg.sync_stats and self.world_size > 1 and backend == "reference" and cfg.norm != "in":
+            # every process raises it here, before any collective (run() leaves the process group)
+            raise OptionError(f"--sync-stats with --backend {cfg.backend}: synchronised BN statistics need a fused "
+                              f"backend ({', '.join(b for b in available_backends(self.device) if b != 'reference')})"
+                              ", or leave out --sync-stats")
         if self.device.type == "cuda" and self.world_size > 1:
             self.device = torch.device("cuda", torch.cuda.current_device())
         sources = cfg.domains()[0]

@@ -1,6 +1,7 @@
 """Two CPU processes on gloo, launched with torchrun."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +51,16 @@ def test_a_diverged_two_process_run_ends_every_process(tmp_path):
     assert r.returncode != 0
     assert "python -m anrl_ext.train: error: the training diverged at iteration" in r.stderr, r.stderr[-3000:]
     assert not (out / "checkpoint.pt").exists() and not (out / "metrics.json").exists()
+
+
+def test_sync_stats_on_the_reference_backend_is_a_usage_error_on_every_process(tmp_path):
+    """The reference backend cannot synchronise BN statistics: each process says so before its first step,
+    not with a traceback from inside the network's forward."""
+    r = torchrun(["-m", "anrl_ext.train", "--preset", "smoke", "--sync-stats", "--backend", "reference",
+                  "--out", str(tmp_path / "run")], tmp_path, timeout=300)
+    assert r.returncode != 0
+    message = (r"python -m anrl_ext.train: error: --sync-stats with --backend reference: synchronised BN statistics "
+               r"need a fused backend \(cpu(, triton)?\), or leave out --sync-stats")  # triton: when interpreted
+    assert len(re.findall(message, r.stderr)) == 2, r.stderr[-3000:]
+    assert "[rank0]: Traceback" not in r.stderr and "[rank1]: Traceback" not in r.stderr
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
