@@ -26,7 +26,7 @@ def _check(scores, labels) -> Tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"scores and labels differ in length: {s.shape[0]} vs {y.shape[0]}")
     if not np.isin(y, (0, 1)).all():
         raise ValueError("labels must be 0 (spoof) or 1 (live)")
-    if y.min() == y.max():
+    if y.size == 0 or y.min() == y.max():
         raise ValueError("need both live (1) and spoof (0) samples")
     if not np.isfinite(s).all():
         raise ValueError("scores contain NaN or inf")

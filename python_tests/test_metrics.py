@@ -62,5 +62,7 @@ def test_bad_input():
         metrics.roc_auc([0.1, 0.2], [0, 2])
     with pytest.raises(ValueError, match="both live"):
         metrics.roc_auc([0.1, 0.2], [1, 1])
+    with pytest.raises(ValueError, match=r"need both live \(1\) and spoof \(0\) samples"):
+        metrics.compute_metrics([], [])  # no samples at all (before: numpy's "zero-size array to reduction")
     with pytest.raises(ValueError, match="differ in length"):
         metrics.eer([0.1, 0.2, 0.3], [0, 1])
