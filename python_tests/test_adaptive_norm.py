@@ -344,3 +344,26 @@ def test_op_is_one_call_each_way(monkeypatch):
     calls.clear()
     torch.autograd.grad(anrl_ext.adaptive_norm(xs, alpha, *params, backend="cpu").sum(), xs)
     assert calls == ["moments", "blend_forward", "affine", "reduce", "blend_backward", "affine2"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS + ["reference"])
+def test_compiled_in_one_graph_with_float_arguments(backend):
+    """torch.compile(fullgraph=True) of the functional op taking alpha, eps and momentum as arguments, which
+    torch makes symbolic floats: the argument checks run in eager calls only (a test of a symbolic float's
+    value breaks the graph); outputs and running statistics as in eager."""
+    torch._dynamo.reset()
+    c = 3
+    w, b = torch.rand(c) + 0.5, torch.randn(c)
+
+    def op(x, alpha, eps, momentum, running_mean, running_var):
+        return anrl_ext.adaptive_norm(x, alpha, w, b, w, -b, running_mean, running_var, training=True, eps=eps,
+                                      momentum=momentum, backend=backend)
+
+    compiled = torch.compile(op, backend="aot_eager", fullgraph=True, dynamic=True)
+    x = torch.randn(4, c, 5, 6)
+    for alpha, eps, momentum in ((0.3, 1e-5, 0.1), (0.8, 1e-3, 0.5)):
+        running = [torch.zeros(c), torch.ones(c)]
+        eager_running = [t.clone() for t in running]
+        torch.testing.assert_close(compiled(x, alpha, eps, momentum, *running),
+                                   op(x, alpha, eps, momentum, *eager_running))
+        torch.testing.assert_close(running, eager_running)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence, Tuple
 
+import torch
 from torch import Tensor
 
 from .backends import primitives_for, resolve_backend
@@ -51,7 +52,7 @@ def check_alpha(alpha: Alpha, x: Tensor) -> None:
             raise ValueError(f"alpha is on {alpha.device} but the input is on {x.device}")
     elif not isinstance(alpha, (int, float)):
         raise TypeError(f"alpha must be a float or a tensor, got {type(alpha).__name__}")
-    elif not math.isfinite(alpha):
+    elif not torch.compiler.is_compiling() and not math.isfinite(alpha):  # see check_hyperparameters
         raise ValueError(f"alpha must be finite, got {alpha}")
 
 
@@ -61,6 +62,10 @@ def check_hyperparameters(running_mean: Optional[Tensor], running_var: Optional[
     give nan outputs or half-updated statistics without an error."""
     if (running_mean is None) != (running_var is None):
         raise ValueError("running_mean and running_var go together: give both or neither")
+    if torch.compiler.is_compiling():
+        # torch.compile makes float arguments symbolic (specialize_float=False): a test of their values would
+        # break the graph (fullgraph=True fails) or specialise it to one value. Checked in eager calls.
+        return
     if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
     if not (isinstance(momentum, (int, float)) and 0 <= momentum <= 1):
