@@ -133,11 +133,11 @@ def test_opcheck_cuda(backend, op, channels_last):
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
-@pytest.mark.parametrize("gate", ["paper", "sigmoid2"])
-def test_afnm_module_matches_reference_backend(backend, gate):
+@pytest.mark.parametrize("gate, affine", [("paper", True), ("sigmoid2", True), ("paper", False)])
+def test_afnm_module_matches_reference_backend(backend, gate, affine):
     torch.manual_seed(1)
-    ref = anrl_ext.AFNM(24, reduction=4, gate=gate, backend="reference").cuda()
-    fused = anrl_ext.AFNM(24, reduction=4, gate=gate, backend=backend).cuda()
+    ref = anrl_ext.AFNM(24, reduction=4, gate=gate, affine=affine, backend="reference").cuda()
+    fused = anrl_ext.AFNM(24, reduction=4, gate=gate, affine=affine, backend=backend).cuda()
     fused.load_state_dict(ref.state_dict())
     x = (torch.randn(6, 24, 19, 23, device="cuda") * 2 + 0.5).requires_grad_()
     for _ in range(3):  # running stats follow

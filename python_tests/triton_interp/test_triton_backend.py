@@ -186,14 +186,15 @@ def test_afnm_module_float32_and_bfloat16():
 
 
 @pytest.mark.parametrize("gate", ["paper", "sigmoid", "sigmoid2"])
-def test_afnm_gate_in_kernel_matches_reference_module(gate):
-    """The gated middle kernels (gate MLP inside) through the AFNM module, float64:
-    output, alpha and every gradient against the reference backend."""
+@pytest.mark.parametrize("affine", [True, False])
+def test_afnm_gate_in_kernel_matches_reference_module(gate, affine):
+    """The gated middle kernels (gate MLP inside) through the AFNM module, float64, with and without
+    the affine weights: output, alpha and every gradient against the reference backend."""
     torch.manual_seed(2)
-    m = anrl_ext.AFNM(10, reduction=3, gate=gate, backend="triton").double()
+    m = anrl_ext.AFNM(10, reduction=3, gate=gate, affine=affine, backend="triton").double()
     for p in m.gate.parameters():
         torch.nn.init.normal_(p, std=0.4)
-    r = anrl_ext.AFNM(10, reduction=3, gate=gate, backend="reference").double()
+    r = anrl_ext.AFNM(10, reduction=3, gate=gate, affine=affine, backend="reference").double()
     r.load_state_dict(m.state_dict())
     x = torch.randn(5, 10, 6, 7, dtype=torch.float64) * 2 + 1
     outs = []
