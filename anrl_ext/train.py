@@ -30,6 +30,7 @@ from .losses import DualCalibration, anrl_losses
 from .meta import call_with, meta_gradient
 from .metrics import compute_metrics, plot_roc, protocol_report
 from .model import ANRLNet
+from .nn.blend_norm import NORMS
 from .ops.backends import available_backends, resolve_backend
 
 
@@ -80,7 +81,7 @@ class Trainer:
         except ValueError as e:
             raise OptionError(f"--backend {cfg.backend} with --device {cfg.device}: {e}") from None
         self.rank, self.world_size = distributed.init_from_env(self.device)
-        if cfg.sync_stats and self.world_size > 1 and backend == "reference" and cfg.norm != "in":
+        if cfg.sync_stats and self.world_size > 1 and backend == "reference" and NORMS[cfg.norm].uses_bn:
             # every process raises it here, before any collective (run() leaves the process group)
             raise OptionError(f"--sync-stats with --backend {cfg.backend}: synchronised BN statistics need a fused "
                               f"backend ({', '.join(b for b in available_backends(self.device) if b != 'reference')})"
