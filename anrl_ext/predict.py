@@ -13,7 +13,8 @@ evenly spaced frames (each frame's face, or the previous frame's box when none i
 scores averaged. Folders contribute the images directly inside them. Prints, and with --out writes
 as CSV, one row per image or video: how the face was found, the number of frames, the score
 (probability of live) and, with a threshold, the decision. The threshold is --threshold, else the
-one the model carries (the source-protocol threshold of its run).
+one the model carries (the source-protocol threshold of its run). An image or video OpenCV cannot
+read stops the run, naming it; with --skip-unreadable it is skipped with a warning and listed.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import argparse
 import csv
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -100,16 +102,26 @@ def _frames_of(path: str, frames: int) -> List[np.ndarray]:
 
 
 def predict(model: str, paths: List[str], crop_mode: str = "detect", threshold: Optional[float] = None,
-            frames: int = 10, batch: int = 32, show_progress: bool = True) -> List[dict]:
+            frames: int = 10, batch: int = 32, show_progress: bool = True,
+            skipped: Optional[List[str]] = None) -> List[dict]:
     """One dict per image or video: input, face, frames, score (a video's: the mean over its frames) and,
-    with a threshold, decision."""
+    with a threshold, decision. An input OpenCV cannot read raises, naming it; with a `skipped` list it
+    gets no row, a warning, and its path appended there."""
     run, img_size, carried = load_model(model)
     threshold = carried if threshold is None else threshold
     detector = FaceDetector() if crop_mode == "detect" else None
     rows = []
     for name in tqdm(find_inputs(paths), desc="scoring", unit="input", disable=not show_progress):
         inputs, hows, boxes = [], [], [None]
-        for bgr in _frames_of(name, frames):
+        try:
+            bgrs = _frames_of(name, frames)
+        except InputError as e:
+            if skipped is None:
+                raise InputError(f"{e} (--skip-unreadable skips such inputs and goes on)") from None
+            warnings.warn(f"skipped: {e}", stacklevel=2)
+            skipped.append(name)
+            continue
+        for bgr in bgrs:
             x, how, box = face_input(bgr, img_size, detector, fallback=boxes[-1])
             inputs.append(x)
             hows.append(how)
@@ -122,6 +134,8 @@ def predict(model: str, paths: List[str], crop_mode: str = "detect", threshold: 
         if threshold is not None:
             row["decision"] = "live" if score >= threshold else "spoof"
         rows.append(row)
+    if not rows:
+        raise InputError(f"none of the {len(skipped or [])} inputs could be read")
     return rows
 
 
@@ -135,16 +149,21 @@ def main(argv=None):
                     help="live when score >= this (default: the model's)")
     ap.add_argument("--frames", type=int, default=10, help="frames scored per video, evenly spaced (default 10)")
     ap.add_argument("--out", default=None, help="also write the rows as CSV here")
+    ap.add_argument("--skip-unreadable", action="store_true", help="skip, with a warning, an image or video "
+                    "OpenCV cannot read (it gets no row) rather than stop at it")
     args = ap.parse_args(argv)
     if args.frames < 1:
         ap.error(f"--frames must be at least 1, got {args.frames}")
     if args.out:
         cli.check_output(ap, "--out", args.out)
     with cli.errors_exit(ap):
-        rows = predict(args.model, args.inputs, args.crop, args.threshold, args.frames)
+        skipped: Optional[List[str]] = [] if args.skip_unreadable else None
+        rows = predict(args.model, args.inputs, args.crop, args.threshold, args.frames, skipped=skipped)
         for r in rows:
             print(f"{r['score']:.4f}  {r.get('decision', '-'):5}  {r['input']}  ({r['frames']} frame"
                   f"{'s' * (r['frames'] != 1)}; face: {r['face']})")
+        if skipped:
+            print(f"skipped {len(skipped)} unreadable input(s): {', '.join(skipped)}")
         if "decision" not in rows[0]:
             print("no threshold: the model carries none and --threshold was not given")
         if args.out:

@@ -17,7 +17,9 @@ Faces come from a box file when given (--boxes; lines `video x y w h` or
 `video frame x y w h`, video relative to --src; a box of zero width or
 height, as some datasets' annotations mark a frame without a face, counts as
 none) or from OpenCV's bundled Haar detector (largest face); the previous
-box, then a centre crop, when none is found.
+box, then a centre crop, when none is found. A video or image OpenCV cannot
+read stops the run, naming it; --skip-unreadable skips it with a warning and
+counts it (a frame folder keeps its readable images).
 
 Pseudo-depth: the published methods use PRNet 3D face reconstruction, which
 is not available here. We approximate the live face's depth with the height
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -123,16 +126,20 @@ def find_inputs(src: str) -> List[str]:
     return sorted(out)
 
 
-def read_frames(path: str, count: int) -> List[np.ndarray]:
-    """`count` evenly spaced BGR frames of a video file or frame folder (fewer if it is short)."""
+def read_frames(path: str, count: int, unreadable: Optional[List[str]] = None) -> List[np.ndarray]:
+    """`count` evenly spaced BGR frames of a video file or frame folder (fewer if it is short).
+    An image of a frame folder that OpenCV cannot decode raises, or with an `unreadable` list is
+    dropped and its path appended there; a video or folder with no readable frame always raises."""
     if os.path.isdir(path):
         names = sorted(f for f in os.listdir(path) if Path(f).suffix.lower() in IMAGE_EXT)
         idx = np.unique(np.linspace(0, len(names) - 1, min(count, len(names))).round().astype(int))
         frames = [cv2.imread(os.path.join(path, names[i])) for i in idx]
         bad = [names[i] for i, f in zip(idx, frames) if f is None]
-        if bad:
+        if bad and (unreadable is None or len(bad) == len(frames)):
             raise InputError(f"unreadable image(s) in {path}: {bad[:3]}")
-        return frames
+        if unreadable is not None:
+            unreadable += [os.path.join(path, name) for name in bad]
+        return [f for f in frames if f is not None]
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
         raise InputError(f"cannot open video: {path}")
@@ -237,11 +244,14 @@ def write_png(path: Path, image) -> None:
 
 def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int = 10, size: int = 256,
             boxes_file: Optional[str] = None, show_progress: bool = True,
-            subject_pattern: Optional[str] = None) -> Dict[str, int]:
+            subject_pattern: Optional[str] = None, skip_unreadable: bool = False) -> Dict[str, int]:
     """Write one domain of the prepared layout from a dataset's videos; returns counts (videos,
-    subjects, frames, live and spoof frames, detector misses, frames the box file has no box for).
+    subjects, frames, live and spoof frames, detector misses, frames the box file has no box for,
+    videos and images skipped as unreadable).
     `subject_pattern`: a regular expression whose first match in a video's path names its subject
-    (its first group, if it has one) in place of the dataset's own rule."""
+    (its first group, if it has one) in place of the dataset's own rule.
+    `skip_unreadable`: a video (or frame folder) OpenCV cannot read, or an image of a frame folder it
+    cannot decode, is skipped with a warning and counted, rather than stopping the run."""
     if dataset not in LABELERS:
         raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(LABELERS)}")
     if not os.path.isdir(src):
@@ -263,9 +273,20 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
     ddir = Path(out) / domain
     lists, subjects = {1: [], 0: []}, {}  # subjects: {video: subject}
     depth_png = encode_png(pseudo_depth(size), ddir / "depth")  # the same map for every live frame
-    stats = {"videos": 0, "frames": 0, "detector_misses": 0, "unboxed": 0}
+    stats = {"videos": 0, "frames": 0, "detector_misses": 0, "unboxed": 0, "skipped_videos": 0, "skipped_images": 0}
     for rel, label in tqdm(inputs, desc=f"prepare {dataset} -> {domain}", disable=not show_progress):
-        frames = read_frames(os.path.join(src, rel), frames_per_video)
+        unreadable: Optional[List[str]] = [] if skip_unreadable else None
+        try:
+            frames = read_frames(os.path.join(src, rel), frames_per_video, unreadable)
+        except InputError as e:
+            if not skip_unreadable:
+                raise InputError(f"{e} (--skip-unreadable skips such inputs and goes on)") from None
+            warnings.warn(f"skipped: {e}", stacklevel=2)
+            stats["skipped_videos"] += 1
+            continue
+        for path in unreadable or []:
+            warnings.warn(f"skipped an unreadable image: {path}", stacklevel=2)
+        stats["skipped_images"] += len(unreadable or [])
         video = safe_name(os.path.splitext(rel)[0])
         subjects[video] = safe_name(subject_of(rel) or "") or video
         last: Optional[Box] = None
@@ -313,6 +334,8 @@ def main(argv=None):
                     "(default: 10)")
     ap.add_argument("--size", type=int, default=256, help="side of the square face crops in pixels (default: 256)")
     ap.add_argument("--boxes", help="face box file instead of the detector")
+    ap.add_argument("--skip-unreadable", action="store_true", help="skip, with a warning, a video or image "
+                    "OpenCV cannot read, and count it, rather than stop at it")
     ap.add_argument("--subject-pattern", help="regular expression naming a video's subject by its first match in "
                     "the video's path (its first group, if it has one), for datasets whose naming the tool does not "
                     r"know, e.g. '/(\d{3})/'; default: the dataset's own rule")
@@ -321,13 +344,16 @@ def main(argv=None):
     with cli.errors_exit(ap):  # another OSError (a disk that fills): the message, exit status 1
         try:
             stats = prepare(args.dataset, args.src, args.out, args.domain, args.frames_per_video, args.size,
-                            args.boxes, subject_pattern=args.subject_pattern)
+                            args.boxes, subject_pattern=args.subject_pattern,
+                            skip_unreadable=args.skip_unreadable)
         except (ValueError, FileNotFoundError) as e:  # bad arguments or input: usage and the message, status 2
             ap.error(str(e))
     print(f"{args.domain}: {stats['videos']} videos of {stats['subjects']} subjects, {stats['frames']} frames "
           f"({stats['live']} live, {stats['spoof']} spoof), "
           + (f"{stats['unboxed']} without a box in {args.boxes}" if args.boxes
-             else f"detector misses {stats['detector_misses']}"))
+             else f"detector misses {stats['detector_misses']}")
+          + (f", skipped as unreadable: {stats['skipped_videos']} videos and {stats['skipped_images']} images"
+             if args.skip_unreadable else ""))
     if stats["live"] == 0 or stats["spoof"] == 0:
         print("warning: one class is empty; training needs both live and spoof frames in each domain")
 

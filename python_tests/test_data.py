@@ -3,6 +3,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import warnings
 from dataclasses import asdict
@@ -132,6 +133,42 @@ def test_prepare_names_a_frame_it_could_not_write(replay_src, tmp_path):
     assert exit_.value.code == (f"python -m anrl_ext.prepare: error: [Errno {errno.ENOSPC}] "
                                 f"{os.strerror(errno.ENOSPC)}: '{frame}'")
     assert not [f for f in (tmp_path / "o" / "I").iterdir() if f.suffix == ".txt"]
+
+
+def test_prepare_skips_unreadable_inputs_only_when_asked(replay_src, tmp_path, capsys):
+    """A video OpenCV cannot open stops prepare, naming it; with --skip-unreadable it is skipped and counted, and
+    a frame folder loses only its undecodable image."""
+    src = tmp_path / "src"
+    shutil.copytree(replay_src, src)
+    (src / "real" / "client7.avi").write_bytes(b"not a video")
+    (src / "real" / "client9_frames" / "001.jpg").write_bytes(b"not an image")
+    argv = ["--dataset", "replay", "--src", str(src), "--out", str(tmp_path / "o"), "--domain", "I",
+            "--frames-per-video", "3", "--size", "32"]
+    with pytest.raises(SystemExit) as usage:
+        prepare.main(argv)
+    assert usage.value.code == 2
+    assert re.search(r"cannot open video: .*client7.avi \(--skip-unreadable skips", capsys.readouterr().err)
+    assert not (tmp_path / "o" / "I" / "real.txt").exists()
+    with pytest.warns(UserWarning) as caught:
+        prepare.main(argv + ["--skip-unreadable"])
+    assert sorted(str(w.message) for w in caught) == [
+        f"skipped an unreadable image: {src / 'real' / 'client9_frames' / '001.jpg'}",
+        f"skipped: cannot open video: {src / 'real' / 'client7.avi'}"]
+    # 8 inputs, one skipped; client9's frames 000 and 002 kept
+    assert capsys.readouterr().out.startswith("I: 7 videos of 7 subjects, 19 frames (11 live, 8 spoof), detector "
+                                              "misses 0, skipped as unreadable: 1 videos and 1 images")
+    recs = read_prepared_domain(str(tmp_path / "o"), "I")
+    assert sum(r["video"].endswith("client9_frames") for r in recs) == 2
+    assert not any(r["video"].endswith("client7") for r in recs)
+    (src / "real" / "client9_frames" / "000.jpg").write_bytes(b"")
+    (src / "real" / "client9_frames" / "002.jpg").write_bytes(b"")
+    with pytest.warns(UserWarning) as caught:  # a folder of no readable image: skipped whole
+        stats = prepare.prepare("replay", str(src), str(tmp_path / "o"), "I", frames_per_video=3, size=32,
+                                show_progress=False, skip_unreadable=True)
+    assert [str(w.message) for w in caught] == [f"skipped: cannot open video: {src / 'real' / 'client7.avi'}",
+                                                f"skipped: unreadable image(s) in {src / 'real' / 'client9_frames'}: "
+                                                "['000.jpg', '001.jpg', '002.jpg']"]
+    assert (stats["videos"], stats["skipped_videos"], stats["skipped_images"]) == (6, 2, 0)
 
 
 def test_prepare_subject_pattern(replay_src, tmp_path, capsys):

@@ -117,3 +117,24 @@ def test_cli_writes_csv_and_bad_input_is_named(trained, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         predict.main(["--model", str(trained / "m.onnx"), "--threshold", "inf", str(out)])
     assert exit_.value.code == 2 and "--threshold: expected a finite number, got 'inf'" in capsys.readouterr().err
+
+
+def test_skip_unreadable_scores_the_rest(trained, tmp_path, capsys):
+    """An unreadable input stops predict, naming it; with --skip-unreadable it gets no row, a warning, and the
+    list of skipped inputs; the others are scored as without it."""
+    good = str(trained / "faces" / "face0.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    (tmp_path / "broken.avi").write_bytes(b"not a video")
+    broken = [str(tmp_path / "broken.png"), str(tmp_path / "broken.avi")]
+    model = str(trained / "m.onnx")
+    with pytest.raises(SystemExit, match=r"unreadable image: .*broken.png \(--skip-unreadable skips"):
+        predict.main(["--model", model, "--crop", "none", broken[0], good])
+    (want,) = predict.predict(model, [good], "none", show_progress=False)
+    with pytest.warns(UserWarning) as caught:
+        rows = predict.main(["--model", model, "--crop", "none", broken[0], good, broken[1], "--skip-unreadable"])
+    assert rows == [want]
+    assert [str(w.message) for w in caught] == [f"skipped: unreadable image: {broken[0]}",
+                                                f"skipped: cannot open video: {broken[1]}"]
+    assert f"skipped 2 unreadable input(s): {', '.join(broken)}" in capsys.readouterr().out
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="none of the 2 inputs could be read"):
+        predict.predict(model, broken, "none", show_progress=False, skipped=[])
