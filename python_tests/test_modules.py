@@ -379,6 +379,10 @@ def test_convert_batchnorm_rejects_bad_arguments():
     with pytest.raises(ValueError, match="gate: AFNM's option"):
         anrl_ext.convert_batchnorm(model, "ibn", gate="sigmoid")
     assert isinstance(model[0], nn.BatchNorm2d)  # nothing converted
+    with pytest.raises(TypeError, match="convert_batchnorm converts an nn.Module, got OrderedDict"):
+        anrl_ext.convert_batchnorm(model.state_dict())  # a common slip: the weights for the network
+    with pytest.raises(TypeError, match="set_backend sets the backend of an nn.Module's layers, got OrderedDict"):
+        anrl_ext.set_backend(model.state_dict(), "cpu")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -773,5 +777,20 @@ def test_update_bn_interrupted_puts_settings_back():
 
     with pytest.raises(OSError, match="disk gone"):
         anrl_ext.update_bn(loader(), model)
+    assert not model.training
+    assert [m.momentum for m in model.modules() if hasattr(m, "momentum")] == [0.1, 0.1, 0.3, 0.1]
+
+
+def test_update_bn_names_misuse():
+    """The arguments swapped, or batches of the trainer's dicts: a TypeError saying what to pass, not one from
+    deep inside the model; the layers' settings stay as they were."""
+    model = _averaged_model("reference")
+    x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"update_bn\(loader, model\): model must be an nn.Module, got list"):
+        anrl_ext.update_bn(model, [x])
+    with pytest.raises(TypeError, match=r"got a dict with keys \['image', 'label'\]; pass the inputs alone"):
+        anrl_ext.update_bn([{"image": x, "label": 1}], model)
+    with pytest.raises(TypeError, match="whose first element is the model's input tensor, got str"):
+        anrl_ext.update_bn([("path.png", x)], model)
     assert not model.training
     assert [m.momentum for m in model.modules() if hasattr(m, "momentum")] == [0.1, 0.1, 0.3, 0.1]

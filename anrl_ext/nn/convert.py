@@ -34,6 +34,8 @@ def convert_batchnorm(module: nn.Module, norm: str = "afnm", *, sync_batchnorm: 
     stand for a BatchNorm1d or 3d (`convert_sync_batchnorm` turns them all into
     one); left alone, they are named in a warning.
     """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"convert_batchnorm converts an nn.Module, got {type(module).__name__}")
     if norm not in NORMS:
         raise ValueError(f"unknown normalization {norm!r}; choose one of {sorted(NORMS)}")
     afnm_only = sorted({"gate", "reduction"} & set(norm_kwargs))
@@ -85,6 +87,8 @@ def set_backend(module: nn.Module, backend: str) -> nn.Module:
     package's operators (`torch.ops.anrl_ext.*`), and whoever loads it must
     `import anrl_ext` first. Parameters and buffers are left as they are.
     """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"set_backend sets the backend of an nn.Module's layers, got {type(module).__name__}")
     check_backend_name(backend)
     for m in module.modules():
         if isinstance(m, BlendNorm2d):

@@ -23,6 +23,8 @@ def update_bn(loader: Iterable[Any], model: nn.Module,
     and the model's mode. Each batch is a tensor, or a list or tuple whose first
     element is the model's input; `device`, when given, is where it is moved.
     """
+    if not isinstance(model, nn.Module):  # torch's order is (loader, model): a swap is an easy slip
+        raise TypeError(f"update_bn(loader, model): model must be an nn.Module, got {type(model).__name__}")
     layers = {m: m.momentum for m in model.modules() if isinstance(m, (_BatchNorm, BlendNorm2d))}
     if not layers:
         return
@@ -34,6 +36,11 @@ def update_bn(loader: Iterable[Any], model: nn.Module,
     try:
         for batch in loader:
             x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            if not isinstance(x, torch.Tensor):
+                what = f"a dict with keys {sorted(map(str, batch))}" if isinstance(batch, dict) else type(x).__name__
+                raise TypeError(f"update_bn: each batch must be a tensor or a list or tuple whose first element is "
+                                f"the model's input tensor, got {what}; pass the inputs alone, e.g. "
+                                f"(batch['image'] for batch in loader)")
             model(x.to(device) if device is not None else x)
     finally:  # an interrupted pass still leaves the layers' settings as they were
         for m, momentum in layers.items():
