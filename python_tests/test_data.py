@@ -245,12 +245,16 @@ def test_trainer_on_prepared_data(replay_src, tmp_path):
 
 
 def write_lists(root, domain, live, spoof, frames=2, subject=None):
-    """A prepared domain's lists only (no images: splitting the videos reads none); with `subject`
-    (kind, number -> name) also its subjects.txt."""
+    """A prepared domain's lists, with empty files for its images and depth maps (splitting the videos reads
+    none, but the datasets check that they are there); with `subject` (kind, number -> name) also its
+    subjects.txt."""
     (root / domain).mkdir(parents=True)
     for name, kind, count, raw in (("real.txt", "live", live, 0), ("fake.txt", "spoof", spoof, 1)):
-        (root / domain / name).write_text("".join(f"frames/{kind}{v}/{f:04d}.png {raw}\n"
-                                                  for v in range(count) for f in range(frames)))
+        frame_paths = [f"frames/{kind}{v}/{f:04d}.png" for v in range(count) for f in range(frames)]
+        (root / domain / name).write_text("".join(f"{path} {raw}\n" for path in frame_paths))
+        for path in frame_paths + [p.replace("frames/", "depth/", 1) for p in frame_paths if kind == "live"]:
+            (root / domain / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / domain / path).touch()
     if subject:
         lines = [f"frames/{kind}{v} {subject(kind, v)}\n" for kind, count in (("live", live), ("spoof", spoof))
                  for v in range(count)]
@@ -316,6 +320,8 @@ def test_prepared_sources_short_of_spoof_videos_stop_before_training(tmp_path):
     write_lists(tmp_path, "O", live=3, spoof=0)
     for d in "CI":
         (tmp_path / d / "fake.txt").write_text("frames/spoof0/0000.png 1\nframes/spoof1/0000.png 1\n")
+        (tmp_path / d / "frames" / "spoof1").mkdir()
+        (tmp_path / d / "frames" / "spoof1" / "0000.png").touch()
     # the sampler counts training frames: two of the three live videos, two frames each
     with pytest.raises(SystemExit, match=r"error: domain 'O' needs both live and spoof samples \(has 4 live, 0 spoof"):
         train.main(["--preset", "smoke", "--data", str(tmp_path), "--out", str(tmp_path / "run")])
@@ -366,6 +372,15 @@ def test_anrl_list_errors(tmp_path):
     lst.write_text("frames/v1/0.png 0\nframes/v1/1.png 0\n")
     recs = read_anrl_list(str(lst), "X")
     assert [r["label"] for r in recs] == [1, 1]  # 0 = real in the list -> 1 = live here
+    # a missing image stops the dataset's construction (before a run), naming how many and the first
+    with pytest.raises(DataError, match=r"2 of the 4 files the lists name are missing; the first: .*v1.1.png "
+                                        r"\(listed at .*real.txt:2\)"):
+        ListDataset(recs, ["X"], img_size=8, train=False)
+    (img / "1.png").write_bytes(b"not a png")  # there, but does not decode: named when loaded
+    with pytest.raises(DataError, match=r"1 of the 4 files .* the first: .*depth.v1.1.png \(the depth map of "
+                                        r".*v1.1.png, listed at .*real.txt:2\)"):
+        ListDataset(recs, ["X"], img_size=8, train=False)
+    shutil.copy(tmp_path / "depth" / "v1" / "0.png", tmp_path / "depth" / "v1" / "1.png")
     ds = ListDataset(recs, ["X"], img_size=8, train=False)
     assert ds[0]["depth"].min() == 1.0
     with pytest.raises(DataError, match=r"missing or unreadable image: .*1.png \(listed at .*real.txt:2\)"):

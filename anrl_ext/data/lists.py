@@ -178,6 +178,20 @@ def read_image(path: str, where: str = "") -> np.ndarray:
     return img[..., ::-1].copy()
 
 
+def check_files_exist(records: Sequence[dict]) -> None:
+    """DataError naming how many images (and live frames' depth maps) the records list but the disk lacks, and
+    the first of them: before a run, not at the step that first loads one. A file that is there but does not
+    decode still fails when it is loaded."""
+    wanted = [(r["path"], f"listed at {r['where']}") for r in records]
+    wanted += [(r["depth"], f"the depth map of {r['path']}, listed at {r['where']}")
+               for r in records if r["label"] == 1 and r["depth"]]
+    absent = [(path, why) for path, why in wanted if not os.path.isfile(path)]
+    if absent:
+        path, why = absent[0]
+        raise DataError(f"{len(absent)} of the {len(wanted)} files the lists name are missing; the first: {path} "
+                        f"({why})")
+
+
 class ListDataset(Dataset):
     """Frames from list records, in the trainer's sample format."""
 
@@ -189,6 +203,7 @@ class ListDataset(Dataset):
         missing = sorted({r["domain"] for r in self.records} - set(self.domains))
         if missing:
             raise DataError(f"records from domains {missing} not in {self.domains}")
+        check_files_exist(self.records)
         self.img_size, self.depth_size = img_size, depth_size or max(1, img_size // 8)
         self.train = train
         self.augment_rng = np.random.default_rng(seed)
