@@ -32,6 +32,7 @@ from .metrics import compute_metrics, plot_roc, protocol_report
 from .model import ANRLNet
 from .nn.blend_norm import NORMS
 from .ops.backends import available_backends, resolve_backend
+from .training_plot import plot_training
 
 
 def cat_batches(batches):
@@ -424,6 +425,9 @@ def _run_and_write(trainer: Trainer, cfg: config.Config, resumed, heldout, ckpt_
             save_checkpoint()  # with the final evaluation's pick
         plot_roc({f"target {target}": (ts, tl)}, os.path.join(cfg.out, "roc.png"),
                  title=f"{''.join(sources)} -> {target}, norm={cfg.norm} (frame-level)")
+        plot_training(log_path, os.path.join(cfg.out, "losses.png"), best.evaluations,
+                      best.record["iteration"] if best.summary() else None,
+                      title=f"{''.join(sources)} -> {target}, norm={cfg.norm}, {trainer.iteration} iterations")
         result = {"task": f"{''.join(sources)}-{target}", "iterations": trainer.iteration,
                   "world_size": trainer.world_size, "replicas_in_sync": in_sync, "data_split": split,
                   "train_seconds": round(time.time() - t0, 1), "metrics": report, "config": asdict(cfg),
@@ -446,7 +450,7 @@ def _run_and_write(trainer: Trainer, cfg: config.Config, resumed, heldout, ckpt_
         print(f"[selected] iteration {best.record['iteration']} (held-out sources: HTER {100 * h['hter']:.2f}%, "
               f"AUC {100 * h['auc']:.2f}%): target {target} HTER {100 * m['hter']:.2f}%  AUC {100 * m['auc']:.2f}% "
               f"(paper protocol), in {best.path}")
-    print(f"wrote {os.path.join(cfg.out, 'metrics.json')}, roc.png, log.csv, checkpoint.pt"
+    print(f"wrote {os.path.join(cfg.out, 'metrics.json')}, roc.png, losses.png, log.csv, checkpoint.pt"
           + (f", {selection.BEST_FILE}" if best.summary() else ""))
     return result
 

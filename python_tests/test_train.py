@@ -37,7 +37,7 @@ def test_smoke_run_writes_everything(tmp_path, capsys):
                                     "target": {"videos": 6, "subjects": 6}}
     assert ("data synthetic: sources OCI, 18 training videos (18 subjects), 12 held out (12 subjects); "
             "target M, 6 videos") in capsys.readouterr().out
-    for name in ("metrics.json", "roc.png", "log.csv", "checkpoint.pt", "config.yaml"):
+    for name in ("metrics.json", "roc.png", "losses.png", "log.csv", "checkpoint.pt", "config.yaml"):
         assert (out / name).is_file(), name
     assert any((out / "tensorboard").iterdir())
     m = json.loads((out / "metrics.json").read_text())
