@@ -2,11 +2,15 @@
 
 Uses the checkpoint's own config for the model and data settings; --domains
 picks what to score (default: the checkpoint's target domain). Prints and
-optionally writes (--out) AUC / EER / HTER, video-level.
+optionally writes (--out) AUC / EER / HTER, video-level; --scores writes
+every frame's score (domain, video, label, probability of live) as CSV, for
+analyses of one's own: a video's score is the mean of its frames'.
 """
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 
@@ -22,9 +26,13 @@ def main(argv=None):
     ap.add_argument("--threshold", type=cli.probability, default=None,
                     help="fixed threshold on the probability of live, in [0, 1] (default: the set's EER)")
     ap.add_argument("--out", default=None, help="write the metrics as JSON here, and a ROC plot next to it (.png)")
+    ap.add_argument("--scores", default=None, help="write every frame's score as CSV here: domain, video, label "
+                    "(1 live, 0 spoof), score (probability of live)")
     args = ap.parse_args(argv)
     if args.out:
         cli.check_output(ap, "--out", args.out)
+    if args.scores:
+        cli.check_output(ap, "--scores", args.scores)
     with cli.errors_exit(ap):
         return _evaluate(ap, args)
 
@@ -35,18 +43,26 @@ def _evaluate(ap: argparse.ArgumentParser, args: argparse.Namespace):
     trainer, _ = trainer_from_checkpoint(args.checkpoint, args.data, args.device)
     cfg = trainer.cfg
     domains = cli.domains(ap, cfg.data, args.domains) if args.domains else [cfg.domains()[1]]
-    results, curves = {}, {}
+    results, curves, rows = {}, {}, []
     datasets = {d: eval_dataset(cfg, [d], scored=True) for d in domains}  # every domain checked before scoring
     for d, dataset in datasets.items():
         s, y, v = trainer.scores(dataset, desc=f"scoring domain {d}")
         results[d] = compute_metrics(s, y, args.threshold, v)
         curves[f"domain {d}"] = (s, y)
+        rows += [(d, video, int(label), float(score)) for video, label, score in zip(v, y, s)]  # exact: repr
         m = results[d]
         print(f"domain {d}: AUC {100 * m['auc']:.2f}%  EER {100 * m['eer']:.2f}%  HTER {100 * m['hter']:.2f}% "
               f"(threshold {m['threshold']:.3f})")
     if args.out:
         checkpoint.write_text_atomic(args.out, json.dumps(results, indent=2))
         plot_roc(curves, os.path.splitext(args.out)[0] + ".png", title=f"{args.checkpoint}: frame-level ROC")
+    if args.scores:
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(["domain", "video", "label", "score"])
+        writer.writerows(rows)
+        checkpoint.write_text_atomic(args.scores, text.getvalue())
+        print(f"wrote {len(rows)} frame scores to {args.scores}")
     return results
 
 

@@ -65,6 +65,7 @@ def test_no_permission_is_named(tmp_path, monkeypatch):
     # every input is missing too: had the tool started its work, it would have failed on that instead
     (train, ["--data", "{tmp}/nowhere", "--out", "{bad}/run"], "--out"),
     (evaluate, ["--checkpoint", "{tmp}/gone.pt", "--out", "{bad}/eval.json"], "--out"),
+    (evaluate, ["--checkpoint", "{tmp}/gone.pt", "--scores", "{bad}/frames.csv"], "--scores"),
     (gate_report, ["--checkpoint", "{tmp}/gone.pt", "--out", "{bad}/gates.json"], "--out"),
     (predict, ["{tmp}/gone.png", "--model", "{tmp}/gone.onnx", "--out", "{bad}/scores.csv"], "--out"),
     (export, ["--checkpoint", "{tmp}/gone.pt", "--out", "{bad}/model.onnx"], "--out"),

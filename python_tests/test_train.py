@@ -21,6 +21,7 @@ from anrl_ext import (checkpoint, config, errors, evaluate, export, gate_report,
                       train)
 from anrl_ext.data import synthetic
 from anrl_ext.data.build import build_datasets, eval_dataset
+from anrl_ext.metrics import compute_metrics
 from helpers import check_amp_and_channels_last, fail_atomic_writes, trainer_steps
 
 
@@ -761,6 +762,18 @@ def test_train_and_evaluate_cli(tmp_path, capsys):
     assert r.returncode == 0, r.stderr[-3000:]  # --out's folder is made, as train's is
     assert set(json.loads((out / "scores" / "eval.json").read_text())) == {"M", "O"}
     assert (out / "scores" / "eval.png").stat().st_size > 1000
+    # --scores: every frame's score; the video-level metrics recomputed from the file are the ones printed
+    printed = evaluate.main(["--checkpoint", str(out / "checkpoint.pt"), "--domains", "MO",
+                             "--scores", str(out / "scores" / "frames.csv")])
+    with open(out / "scores" / "frames.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["domain", "video", "label", "score"] and {r["domain"] for r in rows} == {"M", "O"}
+    for d in "MO":
+        mine = [r for r in rows if r["domain"] == d]
+        again = compute_metrics([float(r["score"]) for r in mine], [int(r["label"]) for r in mine], None,
+                                [r["video"] for r in mine])
+        assert again == printed[d]
+    assert f"wrote {len(rows)} frame scores to" in capsys.readouterr().out
     for argv, message in [(["--domains", "MX"], "--domains 'MX': unknown synthetic domain 'X'"),
                           (["--threshold", "nan"], "argument --threshold: expected a finite number, got 'nan'"),
                           (["--device", "gpu"], "argument --device: 'gpu': expected cpu, cuda or cuda:<index>")]:
