@@ -49,7 +49,8 @@ def _evaluate(ap: argparse.ArgumentParser, args: argparse.Namespace):
         s, y, v = trainer.scores(dataset, desc=f"scoring domain {d}")
         results[d] = compute_metrics(s, y, args.threshold, v)
         curves[f"domain {d}"] = (s, y)
-        rows += [(d, video, int(label), float(score)) for video, label, score in zip(v, y, s)]  # exact: repr
+        if args.scores:  # float: written exactly (its repr)
+            rows += [(d, video, int(label), float(score)) for video, label, score in zip(v, y, s)]
         m = results[d]
         print(f"domain {d}: AUC {100 * m['auc']:.2f}%  EER {100 * m['eer']:.2f}%  HTER {100 * m['hter']:.2f}% "
               f"(threshold {m['threshold']:.3f})")

@@ -32,7 +32,7 @@ from .metrics import compute_metrics, plot_roc, protocol_report
 from .model import ANRLNet
 from .nn.blend_norm import NORMS
 from .ops.backends import available_backends, resolve_backend
-from .training_plot import plot_training
+from .training_plot import LOSS_TITLES, plot_training
 
 
 def cat_batches(batches):
@@ -357,7 +357,7 @@ def _run_and_write(trainer: Trainer, cfg: config.Config, resumed, heldout, ckpt_
     # and no open bar.
     with contextlib.closing(writer), contextlib.closing(bar):
         log_path = os.path.join(cfg.out, "log.csv")
-        keys = ["iter", "cls", "dep", "trn", "val", "idc", "ics", "seconds"]
+        keys = ["iter", *LOSS_TITLES, "seconds"]  # the losses a step may log, in the columns losses.png reads
         if cfg.resume and os.path.exists(log_path):
             keep_log_until(log_path, trainer.iteration)  # iterations after the checkpoint are run again
         else:  # appended row by row below; an error on a full disk names no file: name it

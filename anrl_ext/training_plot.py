@@ -9,7 +9,7 @@ import numpy as np
 
 from . import checkpoint
 
-# log.csv's loss columns, as the panels name them
+# log.csv's loss columns (the trainer writes them in this order), as the panels name them
 LOSS_TITLES = {
     "cls": "classification (cross-entropy)",
     "dep": "depth (MSE)",
@@ -65,11 +65,11 @@ def plot_training(log_path: str, path: str, evaluations: Sequence[dict] = (), se
         if name == "evaluations":
             _plot_evaluations(ax, evaluations, selected)
             continue
-        if window > 1:  # short runs: the raw curve alone
+        if window > 1:
             ax.plot(iters, log[name], color="C0", alpha=0.3, lw=0.8, label="each iteration")
             ax.plot(iters, moving_average(log[name], window), color="C0", lw=1.6, label=f"mean of the last {window}")
             ax.legend(fontsize=7)
-        else:
+        else:  # a short run: the raw curve alone
             ax.plot(iters, log[name], color="C0", lw=1.2)
         ax.set_title(LOSS_TITLES[name], fontsize=9)
         ax.set_xlabel("iteration")
