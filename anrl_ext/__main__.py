@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import importlib
 
-from . import __version__
+from . import __version__, cli
 
 # In the order of a project: data, training, inspection, deployment.
 TOOLS = ("prepare", "train", "evaluate", "summarize", "gate_report", "export", "predict")
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    cli.parser("", "List anrl_ext's command-line tools.").parse_args(argv)  # --help, --version, or nothing
     print(f"anrl_ext {__version__}: python -m anrl_ext.<tool> --help tells each tool's options\n")
     for tool in TOOLS:
         summary = importlib.import_module(f"anrl_ext.{tool}").__doc__.splitlines()[0]

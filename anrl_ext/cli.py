@@ -8,6 +8,46 @@ from contextlib import contextmanager
 from typing import Iterable, Iterator, List, Optional
 
 
+def version_text() -> str:
+    """What --version prints: the package and the checkout it runs from, the torch build, and the op's backends
+    usable on this machine (the first things a bug report needs)."""
+    import torch
+
+    from . import provenance
+    from .ops import available_backends
+
+    code = provenance.code_version()
+    line = f"anrl_ext {code['version']}"
+    if code["commit"]:
+        line += f" (git {code['commit'][:10]}{', with local changes' if code['dirty'] else ''})"
+    line += f"\ntorch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}"
+    line += f"\nbackends usable: on the cpu {', '.join(available_backends('cpu'))}"
+    if torch.cuda.is_available():
+        line += f"; on cuda ({torch.cuda.get_device_name()}) {', '.join(available_backends('cuda'))}"
+    else:
+        line += "; no GPU visible"
+    return line
+
+
+class _Version(argparse.Action):
+    """--version, its text made only when asked for (it loads the extension and runs git)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
+def parser(tool: str, description: str, **kwargs) -> argparse.ArgumentParser:
+    """The argument parser of `python -m anrl_ext.<tool>` (tool "" for the package itself), with --version."""
+    ap = argparse.ArgumentParser(prog="python -m anrl_ext" + (f".{tool}" if tool else ""), description=description,
+                                 **kwargs)
+    ap.add_argument("--version", action=_Version, help="print the version, torch build and usable backends, and exit")
+    return ap
+
+
 def finite_float(text: str) -> float:
     """argparse type: a finite float (nan would pass every comparison and print as a threshold)."""
     try:

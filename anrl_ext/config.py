@@ -11,6 +11,7 @@ from typing import List, Optional
 import torch
 import yaml
 
+from . import cli
 from .checkpoint import load_run, write_text_atomic
 from .errors import InputError
 
@@ -211,8 +212,7 @@ def _flag(name: str) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m anrl_ext.train",
-                                description="Train ANRL on a leave-one-domain-out task and report HTER/AUC.")
+    p = cli.parser("train", "Train ANRL on a leave-one-domain-out task and report HTER/AUC.")
     p.add_argument("--config", help="YAML file with any of the options below (command line wins)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="named settings: paper (GPU), smoke (tests)")
     for f in fields(Config):

@@ -20,7 +20,7 @@ from .metrics import compute_metrics, plot_roc
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m anrl_ext.evaluate", description=__doc__.splitlines()[0])
+    ap = cli.parser("evaluate", __doc__.splitlines()[0])
     cli.add_checkpoint_arguments(ap)
     ap.add_argument("--domains", default=None, help="domain letters to score, e.g. M or OCIM")
     ap.add_argument("--threshold", type=cli.probability, default=None,

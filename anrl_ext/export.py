@@ -19,7 +19,6 @@ PyTorch model's on a random batch.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import io
 import json
@@ -159,7 +158,7 @@ def read_metadata(path: str) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m anrl_ext.export", description=__doc__.splitlines()[0])
+    ap = cli.parser("export", __doc__.splitlines()[0])
     ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by anrl_ext.train")
     ap.add_argument("--out", required=True, help=f"output file, its format by the extension: {', '.join(FORMATS)}")
     ap.add_argument("--no-check", action="store_true", help="skip running the written file against PyTorch")

@@ -193,7 +193,7 @@ def format_table(stats: dict) -> str:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m anrl_ext.gate_report", description=__doc__.splitlines()[0])
+    ap = cli.parser("gate_report", __doc__.splitlines()[0])
     cli.add_checkpoint_arguments(ap)
     ap.add_argument("--domains", default=None, help="domain letters, e.g. OCIM (default: the run's sources "
                                                     "and target)")

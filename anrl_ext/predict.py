@@ -18,7 +18,6 @@ read stops the run, naming it; with --skip-unreadable it is skipped with a warni
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import os
@@ -140,7 +139,7 @@ def predict(model: str, paths: List[str], crop_mode: str = "detect", threshold: 
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m anrl_ext.predict", description=__doc__.splitlines()[0])
+    ap = cli.parser("predict", __doc__.splitlines()[0])
     ap.add_argument("inputs", nargs="+", help="image files, video files and folders of images")
     ap.add_argument("--model", required=True, help="exported model (.onnx, .pt2) or training checkpoint (.pt)")
     ap.add_argument("--crop", choices=["detect", "none"], default="detect",

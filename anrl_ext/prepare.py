@@ -323,9 +323,8 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m anrl_ext.prepare", description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="\n".join(__doc__.splitlines()[2:]))
+    ap = cli.parser("prepare", __doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                    epilog="\n".join(__doc__.splitlines()[2:]))
     ap.add_argument("--dataset", required=True, choices=sorted(LABELERS))
     ap.add_argument("--src", required=True, help="the dataset's folder of videos / frame folders")
     ap.add_argument("--out", required=True, help="output root (one sub-folder per domain)")

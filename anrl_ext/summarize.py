@@ -14,7 +14,6 @@ and left out, as are runs that lack the scores asked for.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -298,7 +297,7 @@ def summarize(paths: Sequence[str], scores: str = "paper", weights: str = "final
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m anrl_ext.summarize", description=__doc__.splitlines()[0])
+    ap = cli.parser("summarize", __doc__.splitlines()[0])
     ap.add_argument("runs", nargs="*", default=["runs"],
                     help="run folders, folders of runs (searched at any depth) or metrics.json files (default: runs)")
     ap.add_argument("--scores", choices=SCORES, default="paper",

@@ -33,12 +33,15 @@ def read_log(path: str) -> Dict[str, np.ndarray]:
 
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     """Trailing mean over up to `window` values (fewer at the start), nan-aware: the curve a noisy loss is read by."""
-    out = np.empty_like(values, dtype=float)
-    for i in range(len(values)):
-        part = values[max(0, i - window + 1): i + 1]
-        part = part[np.isfinite(part)]
-        out[i] = part.mean() if len(part) else math.nan
-    return out
+    values = np.asarray(values, dtype=float)
+    finite = np.isfinite(values)
+    # sums and counts of the finite values before each index: one pass, not a loop over a long run's log
+    sums = np.concatenate([[0.0], np.cumsum(np.where(finite, values, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(finite)])
+    end = np.arange(1, len(values) + 1)
+    start = np.maximum(0, end - window)
+    count = counts[end] - counts[start]
+    return np.divide(sums[end] - sums[start], count, out=np.full(len(values), math.nan), where=count > 0)
 
 
 def plot_training(log_path: str, path: str, evaluations: Sequence[dict] = (), selected: Optional[int] = None,

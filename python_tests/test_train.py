@@ -807,6 +807,34 @@ def test_package_lists_its_tools_and_each_has_help():
         assert h.returncode == 0 and f"python -m anrl_ext.{tool}" in h.stdout, (tool, h.stderr[-3000:])
 
 
+@pytest.mark.parametrize("tool", ("", "prepare", "train", "evaluate", "summarize", "gate_report", "export", "predict"))
+def test_every_tool_prints_its_version(tool, capsys):
+    """--version of the package and of each tool: package, torch build, backends usable here; then it exits 0
+    (train without training, the tools with required options without asking for them)."""
+    import importlib
+
+    from anrl_ext.__main__ import TOOLS
+
+    assert tool in ("", *TOOLS)
+    with pytest.raises(SystemExit) as stop:
+        importlib.import_module(f"anrl_ext.{tool or '__main__'}").main(["--version"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"anrl_ext {anrl_ext.__version__}") and f"torch {torch.__version__}" in out
+    assert f"on the cpu {', '.join(anrl_ext.available_backends('cpu'))}" in out
+
+
+def test_version_names_the_checkout(monkeypatch):
+    from anrl_ext import cli
+
+    monkeypatch.setattr(provenance, "code_version", lambda: {"version": "9.9", "commit": "abcdef0123456789",
+                                                               "dirty": True, "torch": torch.__version__})
+    assert cli.version_text().startswith("anrl_ext 9.9 (git abcdef0123, with local changes)\n")
+    monkeypatch.setattr(provenance, "code_version", lambda: {"version": "9.9", "commit": None, "dirty": None,
+                                                               "torch": torch.__version__})
+    assert cli.version_text().splitlines()[0] == "anrl_ext 9.9"  # e.g. installed from a wheel
+
+
 def test_every_tool_has_a_console_script():
     import tomllib
 

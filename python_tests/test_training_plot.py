@@ -38,6 +38,21 @@ def test_moving_average_is_the_trailing_mean_skipping_nan():
     assert math.isnan(training_plot.moving_average(values, 1)[2])
 
 
+def test_moving_average_of_a_long_log_matches_each_window():
+    rng = np.random.default_rng(1)
+    values = rng.random(500) * 10
+    values[rng.random(500) < 0.1] = math.nan  # steps that did not compute the loss
+    values[100:160] = math.nan  # a window with none at all
+    got = training_plot.moving_average(values, 25)
+    for i in range(len(values)):
+        part = values[max(0, i - 24): i + 1]
+        part = part[np.isfinite(part)]
+        if len(part):
+            assert got[i] == pytest.approx(part.mean(), rel=1e-9), i
+        else:
+            assert math.isnan(got[i]), i
+
+
 def test_panels_follow_the_log_and_lines_are_its_columns(tmp_path, drawn):
     rng = np.random.default_rng(0)
     rows = [(float(a), float(b)) for a, b in rng.random((60, 2))]
