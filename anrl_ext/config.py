@@ -155,7 +155,7 @@ HELP = {
     "sources": "source domain letters, e.g. OCI (with --target)",
     "target": "held-out target domain letter (with --sources)",
     "batch_size": "samples per source domain per iteration (half live, half spoof)",
-    "width": "channel multiplier of the network (1.0 = paper)",
+    "width": "channel multiplier of the network (1.0 = paper; no layer gets fewer than 4 channels)",
     "meta_lr": "beta2: Adam step of the meta-update of the AFNM gates (with --no-meta: of their plain step)",
     "inner_lr": "beta1: inner (meta-train) step size of the gates",
     "lambda_idc": "lambda1, weight of the IDC loss",
