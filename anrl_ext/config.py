@@ -50,6 +50,7 @@ class Config:
     heldout_videos_per_class: int = 0  # synthetic data; 0: half of videos_per_class, at least 2
     heldout_subject_every: int = HELDOUT_SUBJECT_EVERY  # prepared data: hold out every N-th source subject
     frames_per_video: int = 4
+    loader_threads: int = 0  # 0: load each iteration's images in the training loop
     eval_every: int = 0  # 0: only at the end
     ema: float = 0.0  # decay of a moving average of the weights, evaluated instead of them; 0: off
     ckpt_every: int = 100
@@ -149,6 +150,9 @@ HELP = {
                              "or more; --eval-every picks best.pt on them and the source protocol takes its "
                              "threshold from them",
     "frames_per_video": "frames sampled per video",
+    "loader_threads": "0: read each iteration's images in the training loop; N: read the next iteration's in the "
+                      "background while this one trains, N images at a time (the same batches and losses; for "
+                      "a GPU, which would otherwise wait while the images are read)",
     "ckpt_every": "write checkpoint.pt every N iterations (0: only at the end)",
     "data": "'synthetic' (built-in benchmark) or a folder written by python -m anrl_ext.prepare",
     "protocol": f"leave-one-out task, one of {sorted(PROTOCOLS)}",
@@ -190,7 +194,7 @@ LOWER_BOUNDS = {
     "batch_size": (2, " (one live and one spoof sample per source domain)"),
     "img_size": (16, " (the extractor halves it three times, the classifier once more)"),
     "lr": (0, ""), "meta_lr": (0, ""), "inner_lr": (0, ""), "lambda_idc": (0, ""), "lambda_ics": (0, ""),
-    "videos_per_class": (1, ""), "frames_per_video": (1, ""),
+    "videos_per_class": (1, ""), "frames_per_video": (1, ""), "loader_threads": (0, " (0: no background loading)"),
     "heldout_videos_per_class": (0, " (0: half of --videos-per-class, at least 2)"),
     "heldout_subject_every": (2, " (1 would hold out every subject)"),
     "eval_every": (0, " (0: only at the end)"), "ckpt_every": (0, " (0: only at the end)"),

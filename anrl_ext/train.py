@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -25,6 +26,7 @@ from . import checkpoint, cli, config, distributed, provenance, selection, stopp
 from .averaging import WeightAverage
 from .data import BalancedDomainSampler, collate
 from .data.build import build_datasets, fingerprint, split_summary
+from .data.prefetch import Prefetcher, random_state
 from .errors import OptionError
 from .losses import DualCalibration, anrl_losses
 from .meta import call_with, meta_gradient
@@ -95,6 +97,7 @@ class Trainer:
             self.train_set, self.source_val, self.target_set = build_datasets(cfg)
             self.train_set.augment_rng = np.random.default_rng(cfg.seed + 1000 * self.rank)
             self.sampler = BalancedDomainSampler(self.train_set, cfg.batch_size, seed=cfg.seed + 1000 * self.rank)
+        self.prefetcher = None  # --loader-threads: started by the first step, after any load_state_dict
         if cfg.amp and self.device.type == "cpu":
             warnings.warn("--amp on the CPU: bfloat16 autocast is fast only on CPUs with bfloat16 instructions "
                           "(AVX512-BF16, AMX); elsewhere an iteration is many times slower than in float32 "
@@ -137,7 +140,7 @@ class Trainer:
     def state_dict(self):
         return {"model": self.model.state_dict(), "opt_base": self.opt_base.state_dict(),
                 "opt_gate": self.opt_gate.state_dict() if self.opt_gate else None, "dcc": self.dcc.state_dict(),
-                "sampler": self.sampler.state_dict(), "augment_rng": self.train_set.augment_rng.bit_generator.state,
+                **(self.prefetcher.state() if self.prefetcher else random_state(self.sampler)),
                 "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                 "iteration": self.iteration, "config": asdict(self.cfg), **self._average_state()}
 
@@ -153,6 +156,7 @@ class Trainer:
         if self.opt_gate and s["opt_gate"]:
             self.opt_gate.load_state_dict(s["opt_gate"])
         self.dcc.load_state_dict(s["dcc"])
+        self.close()  # a background loader has drawn from the generators set here
         self.sampler.load_state_dict(s["sampler"])
         self.train_set.augment_rng.bit_generator.state = s["augment_rng"]
         self.rng.bit_generator.state = s["rng"]
@@ -171,13 +175,28 @@ class Trainer:
             out = call_with(self.model if model is None else model, params or {}, images)
         return float_outputs(out)
 
+    def close(self) -> None:
+        """Stop the background loader of --loader-threads, if one runs (the next step starts it again)."""
+        if self.prefetcher is not None:
+            self.prefetcher.close()
+            self.prefetcher = None
+
+    def next_batches(self) -> list:
+        """This iteration's batches (one per source domain, on the CPU): loaded now, or with --loader-threads
+        while the last iteration trained."""
+        if not self.cfg.loader_threads:
+            return self.sampler.sample()
+        if self.prefetcher is None:
+            self.prefetcher = Prefetcher(self.sampler, self.cfg.loader_threads)
+        return self.prefetcher.next()
+
     # -- one iteration of Algorithm 1 ----------------------------------------
     def step(self):
         if self.sampler is None:
             raise RuntimeError("this Trainer was built with with_data=False, to score a checkpoint; it cannot train")
         cfg = self.cfg
         self.model.train()
-        batches = [to_device(b, self.device) for b in self.sampler.sample()]
+        batches = [to_device(b, self.device) for b in self.next_batches()]
         every = cat_batches(batches)
         # 1. normal step on theta_base with L_cls + L_dep over all source domains
         # (without meta-learning the gates are plain parameters and take this step too)
@@ -248,10 +267,14 @@ class Trainer:
         model = self.evaluated if model is None else model
         model.eval()
         s, y, v = [], [], []
+        threads = self.cfg.loader_threads
         with tqdm(total=len(dataset), desc=desc, unit="frame", leave=False, dynamic_ncols=True, file=sys.stdout,
-                  disable=None) as bar:
+                  disable=None) as bar, ThreadPoolExecutor(threads) if threads else contextlib.nullcontext() as pool:
+            # scoring draws nothing at random: with --loader-threads the frames of a batch are read in parallel
+            get = pool.map if pool else map
             for i in range(0, len(dataset), batch):
-                b = to_device(collate([dataset[j] for j in range(i, min(len(dataset), i + batch))]), self.device)
+                b = to_device(collate(list(get(dataset.__getitem__, range(i, min(len(dataset), i + batch))))),
+                              self.device)
                 s.append(torch.softmax(self.forward(b["image"], model=model)["logits"], 1)[:, 1].cpu())
                 y.append(b["label"].cpu())
                 v += b["video"]
@@ -298,9 +321,13 @@ def run(cfg: config.Config) -> dict:
 
     Under torchrun every process calls this; only rank 0 writes. The process group
     joined here is destroyed on the way out, error or not."""
+    trainer = None
     try:
-        return _run(Trainer(cfg), cfg)
+        trainer = Trainer(cfg)
+        return _run(trainer, cfg)
     finally:
+        if trainer is not None:
+            trainer.close()
         distributed.shutdown()
 
 

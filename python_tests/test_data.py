@@ -1,5 +1,7 @@
 """List-file datasets, the prepare tool on small generated videos, bad data, sampler."""
+import copy
 import errno
+import gc
 import hashlib
 import json
 import os
@@ -225,10 +227,15 @@ def test_dataset_subjects():
     assert prepare.subject_client("real/face.avi") is None
 
 
-def test_trainer_on_prepared_data(replay_src, tmp_path):
-    root = tmp_path / "fas"
+def prepare_ocim(replay_src, root):
+    """The replay-like source as four prepared domains, O, C, I and M, under `root`."""
     for d in "OCIM":
         prepare.prepare("replay", str(replay_src), str(root), d, frames_per_video=3, size=32, show_progress=False)
+    return root
+
+
+def test_trainer_on_prepared_data(replay_src, tmp_path):
+    root = prepare_ocim(replay_src, tmp_path / "fas")
     out = tmp_path / "run"
     res = train.run(config.load(["--preset", "smoke", "--data", str(root), "--out", str(out)]))
     assert res["iterations"] == 4 and (out / "metrics.json").is_file()
@@ -242,6 +249,65 @@ def test_trainer_on_prepared_data(replay_src, tmp_path):
                                          "EER and HTER need both"):
         evaluate.main(["--checkpoint", str(out / "checkpoint.pt"), "--data", str(tmp_path / "target_only"),
                        "--domains", "M"])
+
+
+def run_steps(args, steps, state_after=None):
+    """A smoke-size Trainer's logs over `steps` iterations, the sampler and augmentation state its checkpoint
+    would store after each, its final weights, its whole state after iteration `state_after`, and its scores of
+    the target domain."""
+    trainer = train.Trainer(config.load(["--preset", "smoke", *args]))
+    logs, states, saved = [], [], None
+    for it in range(steps):
+        logs.append(trainer.step())
+        s = trainer.state_dict()
+        states.append((s["sampler"], s["augment_rng"]))
+        saved = copy.deepcopy(s) if it + 1 == state_after else saved  # a checkpoint's copy, not live tensors
+    weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.close()
+    return logs, states, weights, saved, trainer.scores(trainer.target_set)
+
+
+@pytest.mark.parametrize("data", ["synthetic", "prepared"])
+def test_loader_threads_give_the_same_run(replay_src, tmp_path, data):
+    """--loader-threads N: the batches, losses, weights, checkpointed random state and target scores of loading
+    in the training loop, for N = 1 and 3; a run resumed with it from a checkpoint goes on as the run that was
+    not stopped."""
+    args = [] if data == "synthetic" else ["--data", str(prepare_ocim(replay_src, tmp_path / "fas"))]
+    logs, states, weights, _, scores = run_steps(args, 4)
+    for threads in ("1", "3"):
+        ahead = run_steps(args + ["--loader-threads", threads], 4, state_after=2)
+        assert ahead[0] == logs and ahead[1] == states, threads
+        assert all(torch.equal(ahead[2][k], v) for k, v in weights.items()), threads
+        assert all(np.array_equal(a, b) for a, b in zip(ahead[4], scores)), threads  # frames read in parallel
+        resumed = train.Trainer(config.load(["--preset", "smoke", *args, "--loader-threads", threads]))
+        resumed.load_state_dict(ahead[3])
+        assert [resumed.step() for _ in range(2)] == logs[2:], threads
+        resumed.close()
+
+
+def test_loader_threads_raise_a_load_error_at_the_step(replay_src, tmp_path):
+    """An image that no longer decodes, read in the background, stops the step that needed it with the error
+    naming it, and every step after."""
+    root = prepare_ocim(replay_src, tmp_path / "fas")
+    trainer = train.Trainer(config.load(["--preset", "smoke", "--data", str(root), "--loader-threads", "2"]))
+    for image in root.glob("[OCI]/**/*.png"):  # every source frame (the check at construction has passed)
+        image.write_bytes(b"not an image")
+    for _ in range(2):
+        with pytest.raises(DataError, match=r"missing or unreadable image: .*\.png \(listed at .*\.txt:\d+\)"):
+            trainer.step()
+    assert trainer.iteration == 0
+    trainer.close()
+
+
+def test_a_dropped_trainer_ends_its_loader_thread():
+    trainer = train.Trainer(config.load(["--preset", "smoke", "--loader-threads", "2"]))
+    trainer.step()
+    thread = trainer.prefetcher._thread
+    assert thread.is_alive()
+    del trainer  # without close(): a script's or a notebook's Trainer
+    gc.collect()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
 
 
 def write_lists(root, domain, live, spoof, frames=2, subject=None):

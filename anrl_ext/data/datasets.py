@@ -40,13 +40,21 @@ class SyntheticDomains(Dataset):
                                               self.spec.size, self.spec.depth_size)[:2]
         return self._cache[i]
 
-    def __getitem__(self, i: int) -> dict:
+    def load(self, i: int):
+        """Sample i's frame and depth map before augmentation: no random draw, so threads may load in parallel."""
+        return self._render(i)
+
+    def finish(self, i: int, loaded) -> dict:
+        """Sample i from its load(i): augmented (drawing from augment_rng) and in the sample format."""
         r = self.records[i]
-        rgb, depth = self._render(i)
+        rgb, depth = loaded
         if self.train:
             rgb, depth = augment(rgb, depth, self.augment_rng)
         return {"image": rgb_hsv6(rgb), "depth": torch.from_numpy(depth)[None],
                 "label": r["label"], "domain": self.domains.index(r["domain"]), "video": r["video"]}
+
+    def __getitem__(self, i: int) -> dict:
+        return self.finish(i, self.load(i))
 
     def indices(self, domain: int, label: Optional[int] = None) -> List[int]:
         name = self.domains[domain]
@@ -84,11 +92,12 @@ class BalancedDomainSampler:
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
 
+    def draw(self) -> List[List[int]]:
+        """The dataset indices of one batch per domain (live first, then spoof)."""
+        k = self.batch // 2
+        return [[int(i) for i in (*self.rng.choice(live, k), *self.rng.choice(spoof, self.batch - k))]
+                for live, spoof in self.pools]
+
     def sample(self) -> List[dict]:
         """One batch per domain, as collated dicts."""
-        out = []
-        for live, spoof in self.pools:
-            k = self.batch // 2
-            idx = list(self.rng.choice(live, k)) + list(self.rng.choice(spoof, self.batch - k))
-            out.append(collate([self.dataset[int(i)] for i in idx]))
-        return out
+        return [collate([self.dataset[i] for i in idx]) for idx in self.draw()]

@@ -215,7 +215,9 @@ class ListDataset(Dataset):
         name = self.domains[domain]
         return [i for i, r in enumerate(self.records) if r["domain"] == name and (label is None or r["label"] == label)]
 
-    def __getitem__(self, i):
+    def load(self, i: int):
+        """Sample i's frame and depth map, read and resized, before augmentation: no random draw, so threads may
+        load in parallel (OpenCV lets go of the GIL while it decodes)."""
         r = self.records[i]
         rgb = cv2.resize(read_image(r["path"], r["where"]), (self.img_size, self.img_size),
                          interpolation=cv2.INTER_AREA)
@@ -226,7 +228,16 @@ class ListDataset(Dataset):
                 raise DataError(f"missing or unreadable depth map: {r['depth']} (for {r['path']}, {r['where']})")
             depth = cv2.resize(d, (self.depth_size, self.depth_size), interpolation=cv2.INTER_AREA) / 255.0
             depth = depth.astype(np.float32)
+        return rgb, depth
+
+    def finish(self, i: int, loaded) -> dict:
+        """Sample i from its load(i): augmented (drawing from augment_rng) and in the sample format."""
+        r = self.records[i]
+        rgb, depth = loaded
         if self.train:
             rgb, depth = augment(rgb, depth, self.augment_rng)
         return {"image": rgb_hsv6(rgb), "depth": torch.from_numpy(depth)[None], "label": r["label"],
                 "domain": self.domains.index(r["domain"]), "video": r["video"]}
+
+    def __getitem__(self, i: int) -> dict:
+        return self.finish(i, self.load(i))

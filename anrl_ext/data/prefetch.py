@@ -1,0 +1,96 @@
+"""Loading the next iteration's batches in the background while this one trains (--loader-threads).
+
+The batches, and the random state a checkpoint stores, are exactly those of loading in the training loop
+(BalancedDomainSampler.sample): one background thread draws the indices and augments the samples in the
+same order, from the same generators; only reading and resizing the images, which draws nothing, is spread
+over a pool of threads. A run gives the same losses with any number of loader threads.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from typing import List, Tuple
+
+from .datasets import BalancedDomainSampler, collate
+
+# how often a background thread blocked on a full queue looks whether it was told to stop
+_POLL_SECONDS = 0.1
+
+
+def random_state(sampler: BalancedDomainSampler) -> dict:
+    """The sampler's and its dataset's augmentation generator's state: what the next batches depend on."""
+    return {"sampler": sampler.state_dict(), "augment_rng": sampler.dataset.augment_rng.bit_generator.state}
+
+
+def _load_batches(sampler: BalancedDomainSampler, pool: ThreadPoolExecutor) -> List[dict]:
+    """sampler.sample(), its images read by `pool`."""
+    drawn = sampler.draw()
+    flat = [i for idx in drawn for i in idx]
+    loaded = iter(pool.map(sampler.dataset.load, flat))
+    # finish() draws from augment_rng: in order, in this thread
+    return [collate([sampler.dataset.finish(i, next(loaded)) for i in idx]) for idx in drawn]
+
+
+def _produce(sampler: BalancedDomainSampler, threads: int, ready: queue.Queue, stop: threading.Event) -> None:
+    # Holds no reference to the Prefetcher, so that dropping it (without close()) ends this thread too.
+    with ThreadPoolExecutor(threads, thread_name_prefix="anrl-load") as pool:
+        while not stop.is_set():
+            state = random_state(sampler)
+            try:
+                item = (state, _load_batches(sampler, pool), None)
+            except Exception as e:  # raised in the training loop, at the step that needed these batches
+                item = (state, None, e)
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=_POLL_SECONDS)
+                    break
+                except queue.Full:
+                    continue
+            if item[2] is not None:
+                return
+
+
+class Prefetcher:
+    """The sampler's batches, each loaded while the previous one trains: next() gives them in order."""
+
+    def __init__(self, sampler: BalancedDomainSampler, threads: int):
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        self._ready: queue.Queue = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._next = None  # the item state() took off the queue, for next() to give
+        self._thread = threading.Thread(target=_produce, args=(sampler, threads, self._ready, self._stop),
+                                        name="anrl-prefetch", daemon=True)
+        self._finalizer = weakref.finalize(self, self._stop.set)
+        self._thread.start()
+
+    def _peek(self) -> Tuple[dict, List[dict], BaseException]:
+        if self._stop.is_set():
+            raise RuntimeError("this Prefetcher was closed")
+        while self._next is None:
+            try:
+                self._next = self._ready.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                if not self._thread.is_alive():  # not expected: _produce hands over its errors
+                    raise RuntimeError("the background loader thread ended without a batch") from None
+        return self._next
+
+    def next(self) -> List[dict]:
+        """The next iteration's batches (one per domain), as sampler.sample() would give them; the error loading
+        them raised, if any (again at every call: the loader stops at it)."""
+        _, batches, error = self._peek()
+        if error is not None:
+            raise error
+        self._next = None
+        return batches
+
+    def state(self) -> dict:
+        """random_state() as it was before the batches next() gives next were drawn: what a checkpoint stores."""
+        return self._peek()[0]
+
+    def close(self) -> None:
+        """Stop the background threads (they finish the batch they are loading)."""
+        self._stop.set()
+        self._thread.join()
