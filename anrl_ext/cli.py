@@ -59,6 +59,17 @@ def finite_float(text: str) -> float:
     return value
 
 
+def count(text: str) -> int:
+    """argparse type: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text!r}")
+    return value
+
+
 def probability(text: str) -> float:
     """argparse type: a number in [0, 1], such as a threshold on the probability of live (one past either end
     would make every decision the same)."""
@@ -80,11 +91,14 @@ def device(text: str) -> str:
 
 
 def add_checkpoint_arguments(ap: argparse.ArgumentParser) -> None:
-    """--checkpoint, --data and --device of a tool that loads a trained model (evaluate, gate_report)."""
+    """--checkpoint, --data, --device and --loader-threads of a tool that loads a trained model (evaluate,
+    gate_report)."""
     ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by anrl_ext.train")
     ap.add_argument("--data", default=None, help="dataset (default: the checkpoint's)")
     ap.add_argument("--device", type=device, default=None, help="cpu, cuda or cuda:N (default: the checkpoint's; "
                     "the CPU if that was a GPU and this machine has none)")
+    ap.add_argument("--loader-threads", type=count, default=None, help="frames read at a time while scoring "
+                    "(0: one by one; default: the checkpoint's --loader-threads)")
 
 
 def domains(ap: argparse.ArgumentParser, data: str, letters: str) -> List[str]:

@@ -40,7 +40,7 @@ def main(argv=None):
 def _evaluate(ap: argparse.ArgumentParser, args: argparse.Namespace):
     from .train import trainer_from_checkpoint
 
-    trainer, _ = trainer_from_checkpoint(args.checkpoint, args.data, args.device)
+    trainer, _ = trainer_from_checkpoint(args.checkpoint, args.data, args.device, args.loader_threads)
     cfg = trainer.cfg
     domains = cli.domains(ap, cfg.data, args.domains) if args.domains else [cfg.domains()[1]]
     results, curves, rows = {}, {}, []

@@ -23,7 +23,7 @@ from typing import Dict, List
 import torch
 
 from . import checkpoint, cli
-from .data import collate
+from .data.prefetch import in_batches
 from .data.build import eval_dataset
 from .nn import BlendNorm2d
 
@@ -89,8 +89,7 @@ def gate_statistics(trainer, datasets: Dict[str, object], batch: int = 64, progr
         per_layer: Dict[str, torch.Tensor] = {}
         labels = []
         with torch.no_grad(), recording_alpha(model) as records:
-            for i in range(0, len(dataset), batch):
-                items = collate([dataset[j] for j in range(i, min(len(dataset), i + batch))])
+            for items in in_batches(dataset, batch, trainer.cfg.loader_threads):
                 trainer.forward(items["image"].to(trainer.device))
                 labels.append(items["label"])
                 if progress:
@@ -211,7 +210,7 @@ def _report(ap: argparse.ArgumentParser, args: argparse.Namespace):
 
     from .train import trainer_from_checkpoint
 
-    trainer, state = trainer_from_checkpoint(args.checkpoint, args.data, args.device)
+    trainer, state = trainer_from_checkpoint(args.checkpoint, args.data, args.device, args.loader_threads)
     out = args.out or cli.check_output(ap, "the default --out", os.path.join(
         os.path.dirname(os.path.abspath(args.checkpoint)), "gates.json"))  # before the scoring
     cfg = trainer.cfg

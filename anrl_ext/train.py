@@ -15,7 +15,6 @@ import os
 import sys
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -24,9 +23,9 @@ from tqdm import tqdm
 
 from . import checkpoint, cli, config, distributed, provenance, selection, stopping
 from .averaging import WeightAverage
-from .data import BalancedDomainSampler, collate
+from .data import BalancedDomainSampler
 from .data.build import build_datasets, fingerprint, split_summary
-from .data.prefetch import Prefetcher, random_state
+from .data.prefetch import Prefetcher, in_batches, random_state
 from .errors import OptionError
 from .losses import DualCalibration, anrl_losses
 from .meta import call_with, meta_gradient
@@ -267,14 +266,10 @@ class Trainer:
         model = self.evaluated if model is None else model
         model.eval()
         s, y, v = [], [], []
-        threads = self.cfg.loader_threads
         with tqdm(total=len(dataset), desc=desc, unit="frame", leave=False, dynamic_ncols=True, file=sys.stdout,
-                  disable=None) as bar, ThreadPoolExecutor(threads) if threads else contextlib.nullcontext() as pool:
-            # scoring draws nothing at random: with --loader-threads the frames of a batch are read in parallel
-            get = pool.map if pool else map
-            for i in range(0, len(dataset), batch):
-                b = to_device(collate(list(get(dataset.__getitem__, range(i, min(len(dataset), i + batch))))),
-                              self.device)
+                  disable=None) as bar:
+            for b in in_batches(dataset, batch, self.cfg.loader_threads):
+                b = to_device(b, self.device)
                 s.append(torch.softmax(self.forward(b["image"], model=model)["logits"], 1)[:, 1].cpu())
                 y.append(b["label"].cpu())
                 v += b["video"]
@@ -291,12 +286,14 @@ class Trainer:
         return report, (ts, tl)
 
 
-def trainer_from_checkpoint(path: str, data: str = None, device: str = None):
+def trainer_from_checkpoint(path: str, data: str = None, device: str = None, loader_threads: int = None):
     """(Trainer with a checkpoint's config and the network it delivers, the checkpoint), for
-    scoring: it builds no dataset. `data` and `device` replace the config's when given; without
-    `device`, a GPU run is scored on the CPU of a machine that has no GPU."""
+    scoring: it builds no dataset. `data`, `device` and `loader_threads` replace the config's when
+    given; without `device`, a GPU run is scored on the CPU of a machine that has no GPU."""
     state = checkpoint.load_run(path)
     cfg = config.from_checkpoint(state["config"], path, data or None)
+    if loader_threads is not None:
+        cfg.loader_threads = loader_threads
     if device:
         cfg.device = device
     elif cfg.device != "cpu" and not torch.cuda.is_available():

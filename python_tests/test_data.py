@@ -526,3 +526,8 @@ def test_a_checkpoint_scores_on_the_other_kind_of_data(replay_src, tmp_path, tra
     stats = gate_report.main(["--checkpoint", ck, "--data", other, "--domains", "M",
                               "--out", str(tmp_path / "gates.json")])
     assert stats and (tmp_path / "gates.json").is_file()
+    # frames read 3 at a time: the same scores and gates
+    threads = ["--loader-threads", "3"]
+    assert evaluate.main(["--checkpoint", ck, "--data", other, "--domains", "M", *threads]) == scored
+    assert gate_report.main(["--checkpoint", ck, "--data", other, "--domains", "M", *threads,
+                             "--out", str(tmp_path / "gates.json")]) == stats

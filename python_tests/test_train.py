@@ -776,7 +776,8 @@ def test_train_and_evaluate_cli(tmp_path, capsys):
     assert f"wrote {len(rows)} frame scores to" in capsys.readouterr().out
     for argv, message in [(["--domains", "MX"], "--domains 'MX': unknown synthetic domain 'X'"),
                           (["--threshold", "nan"], "argument --threshold: expected a finite number, got 'nan'"),
-                          (["--device", "gpu"], "argument --device: 'gpu': expected cpu, cuda or cuda:<index>")]:
+                          (["--device", "gpu"], "argument --device: 'gpu': expected cpu, cuda or cuda:<index>"),
+                          (["--loader-threads", "-1"], "argument --loader-threads: expected 0 or more, got '-1'")]:
         with pytest.raises(SystemExit) as exit_:
             evaluate.main(["--checkpoint", str(out / "checkpoint.pt"), *argv])
         assert exit_.value.code == 2 and message in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Loading the next iteration's batches in the background while this one trains (--loader-threads).
+"""Loading the next iteration's batches in the background while this one trains (--loader-threads), and
+reading the frames of a scoring batch in parallel.
 
 The batches, and the random state a checkpoint stores, are exactly those of loading in the training loop
 (BalancedDomainSampler.sample): one background thread draws the indices and augments the samples in the
@@ -7,11 +8,12 @@ over a pool of threads. A run gives the same losses with any number of loader th
 """
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Tuple
+from typing import Iterator, List, Tuple
 
 from .datasets import BalancedDomainSampler, collate
 
@@ -94,3 +96,12 @@ class Prefetcher:
         """Stop the background threads (they finish the batch they are loading)."""
         self._stop.set()
         self._thread.join()
+
+
+def in_batches(dataset, batch: int, threads: int = 0) -> Iterator[dict]:
+    """`dataset`'s samples in order, collated `batch` at a time; for scoring, which draws nothing at random, so
+    with `threads` the samples of a batch are read that many at a time."""
+    with ThreadPoolExecutor(threads, thread_name_prefix="anrl-read") if threads else contextlib.nullcontext() as pool:
+        read = pool.map if pool else map
+        for start in range(0, len(dataset), batch):
+            yield collate(list(read(dataset.__getitem__, range(start, min(len(dataset), start + batch)))))
