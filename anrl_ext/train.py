@@ -175,7 +175,8 @@ class Trainer:
         return float_outputs(out)
 
     def close(self) -> None:
-        """Stop the background loader of --loader-threads, if one runs (the next step starts it again)."""
+        """Stop the background loader of --loader-threads, if one runs, rewinding what it drew ahead (the next
+        step starts it again, with the batches it would have given)."""
         if self.prefetcher is not None:
             self.prefetcher.close()
             self.prefetcher = None
@@ -293,7 +294,7 @@ def trainer_from_checkpoint(path: str, data: str = None, device: str = None, loa
     state = checkpoint.load_run(path)
     cfg = config.from_checkpoint(state["config"], path, data or None)
     if loader_threads is not None:
-        cfg.loader_threads = loader_threads
+        cfg = replace(cfg, loader_threads=loader_threads).validate()  # a ValueError naming it below 0
     if device:
         cfg.device = device
     elif cfg.device != "cpu" and not torch.cuda.is_available():

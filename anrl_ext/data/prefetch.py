@@ -8,6 +8,7 @@ over a pool of threads. A run gives the same losses with any number of loader th
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import queue
 import threading
@@ -26,6 +27,12 @@ def random_state(sampler: BalancedDomainSampler) -> dict:
     return {"sampler": sampler.state_dict(), "augment_rng": sampler.dataset.augment_rng.bit_generator.state}
 
 
+def set_random_state(sampler: BalancedDomainSampler, state: dict) -> None:
+    """Put back a random_state(sampler)."""
+    sampler.load_state_dict(state["sampler"])
+    sampler.dataset.augment_rng.bit_generator.state = state["augment_rng"]
+
+
 def _load_batches(sampler: BalancedDomainSampler, pool: ThreadPoolExecutor) -> List[dict]:
     """sampler.sample(), its images read by `pool`."""
     drawn = sampler.draw()
@@ -35,11 +42,13 @@ def _load_batches(sampler: BalancedDomainSampler, pool: ThreadPoolExecutor) -> L
     return [collate([sampler.dataset.finish(i, next(loaded)) for i in idx]) for idx in drawn]
 
 
-def _produce(sampler: BalancedDomainSampler, threads: int, ready: queue.Queue, stop: threading.Event) -> None:
+def _produce(sampler: BalancedDomainSampler, threads: int, ready: queue.Queue, stop: threading.Event,
+             drawn: collections.deque) -> None:
     # Holds no reference to the Prefetcher, so that dropping it (without close()) ends this thread too.
     with ThreadPoolExecutor(threads, thread_name_prefix="anrl-load") as pool:
         while not stop.is_set():
             state = random_state(sampler)
+            drawn.append(state)  # until next() gives these batches
             try:
                 item = (state, _load_batches(sampler, pool), None)
             except Exception as e:  # raised in the training loop, at the step that needed these batches
@@ -63,8 +72,10 @@ class Prefetcher:
         self._ready: queue.Queue = queue.Queue(maxsize=1)
         self._stop = threading.Event()
         self._next = None  # the item state() took off the queue, for next() to give
-        self._thread = threading.Thread(target=_produce, args=(sampler, threads, self._ready, self._stop),
-                                        name="anrl-prefetch", daemon=True)
+        self._sampler = sampler
+        self._drawn: collections.deque = collections.deque()  # random_state() before each batch not yet given
+        self._thread = threading.Thread(target=_produce, args=(sampler, threads, self._ready, self._stop,
+                                                               self._drawn), name="anrl-prefetch", daemon=True)
         self._finalizer = weakref.finalize(self, self._stop.set)
         self._thread.start()
 
@@ -86,6 +97,7 @@ class Prefetcher:
         if error is not None:
             raise error
         self._next = None
+        self._drawn.popleft()
         return batches
 
     def state(self) -> dict:
@@ -93,9 +105,14 @@ class Prefetcher:
         return self._peek()[0]
 
     def close(self) -> None:
-        """Stop the background threads (they finish the batch they are loading)."""
+        """Stop the background threads (they finish the batch they are loading), and put the sampler's and the
+        augmentation's generators back as they were before the batches next() has not given: as if those had
+        never been drawn, so that loading goes on with them."""
         self._stop.set()
         self._thread.join()
+        if self._drawn:
+            set_random_state(self._sampler, self._drawn[0])
+            self._drawn.clear()
 
 
 def in_batches(dataset, batch: int, threads: int = 0) -> Iterator[dict]:
