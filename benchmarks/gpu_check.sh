@@ -49,7 +49,7 @@ if [ "${GPU_CHECK_TABLE:-1}" != "0" ]; then
 fi
 
 if [ "${GPU_CHECK_TRAIN:-1}" = "0" ]; then step "done (training steps skipped): GPU tests rc=$tests_rc"; exit "$tests_rc"; fi
-# The training steps take up to 190 s: a lease with less time left skips them.
+# The training steps take up to 250 s: a lease with less time left skips them.
 if [ -n "${GPU_CHECK_TRAIN_BEFORE:-}" ] && [ $(( $(date +%s) - t0 )) -ge "$GPU_CHECK_TRAIN_BEFORE" ]; then
     step "done (training steps skipped: past ${GPU_CHECK_TRAIN_BEFORE} s): GPU tests rc=$tests_rc"; exit "$tests_rc"
 fi
@@ -60,6 +60,9 @@ timeout 60 "$PY" benchmarks/train_iteration.py --device cuda --img-size 256 --wi
 step "one training iteration, fused backend: NCHW / channels_last x float32 / --amp (bf16)"
 timeout 75 "$PY" benchmarks/train_iteration.py --device cuda --img-size 256 --width 1.0 --batch-size 10 --iters 5 \
     --formats
+
+step "reading frames in the background at the paper's size: --loader-threads 0 / 2 / 4"
+timeout 60 "$PY" benchmarks/loader_threads.py --device cuda --width 1.0 --rounds 3 --threads 0 2 4
 
 step "short training run on the GPU (fused backend, second-order meta-learning)"
 rm -rf /tmp/anrl_gpu_run

@@ -91,7 +91,8 @@ def main(argv=None):
         times = {(n, what): [] for n in args.threads for what in ("load", "iteration", "scoring")}
         for _ in range(args.rounds):
             for n, trainer in trainers.items():
-                trainer.next_batches()  # with a loader, the batches it read during the last step
+                for _ in range(2):  # with a loader, what it read ahead during the last step (up to two iterations)
+                    trainer.next_batches()
                 times[n, "load"].append(timed(lambda: [trainer.next_batches() for _ in range(2)], args.device) / 2)
                 times[n, "iteration"].append(timed(trainer.step, args.device))
                 times[n, "scoring"].append(timed(lambda: trainer.scores(trainer.target_set), args.device))

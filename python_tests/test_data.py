@@ -21,7 +21,7 @@ from anrl_ext.data.build import build_datasets, split_summary
 from anrl_ext.data.lists import (DataError, ListDataset, read_anrl_list, read_prepared_domain, read_ssdg_json,
                                  sample_frames)
 from anrl_ext.data.synthetic import render
-from anrl_ext.data.transforms import augment
+from anrl_ext.data.transforms import augment, rgb_hsv6
 
 
 def write_video(path, live, seed, frames=5, size=96):
@@ -249,6 +249,19 @@ def test_trainer_on_prepared_data(replay_src, tmp_path):
                                          "EER and HTER need both"):
         evaluate.main(["--checkpoint", str(out / "checkpoint.pt"), "--data", str(tmp_path / "target_only"),
                        "--domains", "M"])
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (31, 17), (1, 1)])
+def test_rgb_hsv6_is_rgb_and_hsv_scaled_to_unit_range(shape):
+    """The network's input: RGB and OpenCV's full-range HSV, each x / 127.5 - 1 in float32, channel first; the
+    same bits as the plain numpy expression."""
+    rgb = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV_FULL)
+    plain = np.concatenate([rgb, hsv], axis=2).astype(np.float32).transpose(2, 0, 1) / 127.5 - 1.0
+    six = rgb_hsv6(rgb)
+    assert six.dtype == torch.float32 and six.is_contiguous() and torch.equal(six, torch.from_numpy(plain))
+    with pytest.raises(ValueError, match="expected a uint8 HxWx3 RGB image, got float32"):
+        rgb_hsv6(rgb.astype(np.float32))
 
 
 def run_steps(args, steps, state_after=None):

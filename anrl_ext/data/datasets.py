@@ -9,14 +9,13 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from . import synthetic
+from .frames import FrameDataset
 from .lists import DataError
-from .transforms import augment, rgb_hsv6
 
 
-class SyntheticDomains(Dataset):
+class SyntheticDomains(FrameDataset):
     """Frames of the built-in synthetic benchmark for the given domains, rendered once and cached."""
 
     def __init__(self, domains: Sequence[str], spec: Optional[synthetic.SyntheticSpec] = None,
@@ -30,9 +29,6 @@ class SyntheticDomains(Dataset):
         self._cache = {}
         self.augment_rng = np.random.default_rng(split_seed)
 
-    def __len__(self) -> int:
-        return len(self.records)
-
     def _render(self, i: int):
         if i not in self._cache:
             r = self.records[i]
@@ -41,25 +37,8 @@ class SyntheticDomains(Dataset):
         return self._cache[i]
 
     def load(self, i: int):
-        """Sample i's frame and depth map before augmentation: no random draw, so threads may load in parallel."""
+        """Sample i's frame and depth map, rendered once and kept."""
         return self._render(i)
-
-    def finish(self, i: int, loaded) -> dict:
-        """Sample i from its load(i): augmented (drawing from augment_rng) and in the sample format."""
-        r = self.records[i]
-        rgb, depth = loaded
-        if self.train:
-            rgb, depth = augment(rgb, depth, self.augment_rng)
-        return {"image": rgb_hsv6(rgb), "depth": torch.from_numpy(depth)[None],
-                "label": r["label"], "domain": self.domains.index(r["domain"]), "video": r["video"]}
-
-    def __getitem__(self, i: int) -> dict:
-        return self.finish(i, self.load(i))
-
-    def indices(self, domain: int, label: Optional[int] = None) -> List[int]:
-        name = self.domains[domain]
-        return [i for i, r in enumerate(self.records)
-                if r["domain"] == name and (label is None or r["label"] == label)]
 
 
 def collate(samples: List[dict]) -> dict:

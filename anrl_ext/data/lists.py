@@ -20,11 +20,9 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from ..errors import InputError
-from .transforms import augment, rgb_hsv6
+from .frames import FrameDataset
 
 
 SUBJECTS_FILE = "subjects.txt"  # prepared layout: `frames/<video> subject` per line
@@ -192,7 +190,7 @@ def check_files_exist(records: Sequence[dict]) -> None:
                         f"({why})")
 
 
-class ListDataset(Dataset):
+class ListDataset(FrameDataset):
     """Frames from list records, in the trainer's sample format."""
 
     def __init__(self, records: Sequence[dict], domains: Sequence[str], img_size: int = 256,
@@ -208,16 +206,9 @@ class ListDataset(Dataset):
         self.train = train
         self.augment_rng = np.random.default_rng(seed)
 
-    def __len__(self):
-        return len(self.records)
-
-    def indices(self, domain: int, label: Optional[int] = None) -> List[int]:
-        name = self.domains[domain]
-        return [i for i, r in enumerate(self.records) if r["domain"] == name and (label is None or r["label"] == label)]
-
     def load(self, i: int):
-        """Sample i's frame and depth map, read and resized, before augmentation: no random draw, so threads may
-        load in parallel (OpenCV lets go of the GIL while it decodes)."""
+        """Sample i's frame and depth map, read and resized (OpenCV lets go of Python's lock while it decodes,
+        so threads may load in parallel)."""
         r = self.records[i]
         rgb = cv2.resize(read_image(r["path"], r["where"]), (self.img_size, self.img_size),
                          interpolation=cv2.INTER_AREA)
@@ -229,15 +220,3 @@ class ListDataset(Dataset):
             depth = cv2.resize(d, (self.depth_size, self.depth_size), interpolation=cv2.INTER_AREA) / 255.0
             depth = depth.astype(np.float32)
         return rgb, depth
-
-    def finish(self, i: int, loaded) -> dict:
-        """Sample i from its load(i): augmented (drawing from augment_rng) and in the sample format."""
-        r = self.records[i]
-        rgb, depth = loaded
-        if self.train:
-            rgb, depth = augment(rgb, depth, self.augment_rng)
-        return {"image": rgb_hsv6(rgb), "depth": torch.from_numpy(depth)[None], "label": r["label"],
-                "domain": self.domains.index(r["domain"]), "video": r["video"]}
-
-    def __getitem__(self, i: int) -> dict:
-        return self.finish(i, self.load(i))

@@ -34,12 +34,13 @@ def set_random_state(sampler: BalancedDomainSampler, state: dict) -> None:
 
 
 def _load_batches(sampler: BalancedDomainSampler, pool: ThreadPoolExecutor) -> List[dict]:
-    """sampler.sample(), its images read by `pool`."""
-    drawn = sampler.draw()
+    """sampler.sample(), its frames read and converted by `pool` (data/frames.py's steps)."""
+    dataset, drawn = sampler.dataset, sampler.draw()
     flat = [i for idx in drawn for i in idx]
-    loaded = iter(pool.map(sampler.dataset.load, flat))
-    # finish() draws from augment_rng: in order, in this thread
-    return [collate([sampler.dataset.finish(i, next(loaded)) for i in idx]) for idx in drawn]
+    # augmented() draws from augment_rng: in sample order, in this thread
+    frames = [dataset.augmented(loaded) for loaded in pool.map(dataset.load, flat)]
+    samples = iter(pool.map(dataset.to_sample, flat, frames))
+    return [collate([next(samples) for _ in idx]) for idx in drawn]
 
 
 def _produce(sampler: BalancedDomainSampler, threads: int, ready: queue.Queue, stop: threading.Event,
