@@ -25,7 +25,7 @@ from . import checkpoint, cli, config, distributed, provenance, selection, stopp
 from .averaging import WeightAverage
 from .data import BalancedDomainSampler
 from .data.build import build_datasets, fingerprint, split_summary
-from .data.prefetch import Prefetcher, in_batches, random_state
+from .data.prefetch import Prefetcher, in_batches, random_state, set_random_state
 from .errors import OptionError
 from .losses import DualCalibration, anrl_losses
 from .meta import call_with, meta_gradient
@@ -156,8 +156,7 @@ class Trainer:
             self.opt_gate.load_state_dict(s["opt_gate"])
         self.dcc.load_state_dict(s["dcc"])
         self.close()  # a background loader has drawn from the generators set here
-        self.sampler.load_state_dict(s["sampler"])
-        self.train_set.augment_rng.bit_generator.state = s["augment_rng"]
+        set_random_state(self.sampler, s)  # the checkpoint holds random_state()'s entries
         self.rng.bit_generator.state = s["rng"]
         torch.set_rng_state(s["torch_rng"])
         self.iteration = s["iteration"]

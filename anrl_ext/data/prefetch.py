@@ -3,8 +3,8 @@ reading the frames of a scoring batch in parallel.
 
 The batches, and the random state a checkpoint stores, are exactly those of loading in the training loop
 (BalancedDomainSampler.sample): one background thread draws the indices and augments the samples in the
-same order, from the same generators; only reading and resizing the images, which draws nothing, is spread
-over a pool of threads. A run gives the same losses with any number of loader threads.
+same order, from the same generators; reading, resizing and converting the frames, which draw nothing, are
+spread over a pool of threads (data/frames.py's steps). A run gives the same losses with any number of loader threads.
 """
 from __future__ import annotations
 
