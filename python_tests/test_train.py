@@ -19,6 +19,7 @@ import torch
 import anrl_ext
 from anrl_ext import (checkpoint, config, errors, evaluate, export, gate_report, provenance, selection, stopping,
                       train)
+from anrl_ext.__main__ import TOOLS
 from anrl_ext.data import synthetic
 from anrl_ext.data.build import build_datasets, eval_dataset
 from anrl_ext.metrics import compute_metrics
@@ -798,8 +799,6 @@ def test_synthetic_is_deterministic_and_has_depth():
 def test_package_lists_its_tools_and_each_has_help():
     r = subprocess.run([sys.executable, "-m", "anrl_ext"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    from anrl_ext.__main__ import TOOLS
-
     listed = [line.split()[0] for line in r.stdout.splitlines() if line.startswith("  ") and "python" not in line]
     assert listed == list(TOOLS)
     for tool in TOOLS:
@@ -808,15 +807,12 @@ def test_package_lists_its_tools_and_each_has_help():
         assert h.returncode == 0 and f"python -m anrl_ext.{tool}" in h.stdout, (tool, h.stderr[-3000:])
 
 
-@pytest.mark.parametrize("tool", ("", "prepare", "train", "evaluate", "summarize", "gate_report", "export", "predict"))
+@pytest.mark.parametrize("tool", ("", *TOOLS))
 def test_every_tool_prints_its_version(tool, capsys):
     """--version of the package and of each tool: package, torch build, backends usable here; then it exits 0
     (train without training, the tools with required options without asking for them)."""
     import importlib
 
-    from anrl_ext.__main__ import TOOLS
-
-    assert tool in ("", *TOOLS)
     with pytest.raises(SystemExit) as stop:
         importlib.import_module(f"anrl_ext.{tool or '__main__'}").main(["--version"])
     assert stop.value.code == 0
@@ -838,8 +834,6 @@ def test_version_names_the_checkout(monkeypatch):
 
 def test_every_tool_has_a_console_script():
     import tomllib
-
-    from anrl_ext.__main__ import TOOLS
 
     pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
     scripts = tomllib.loads(pyproject.read_text())["project"]["scripts"]
