@@ -8,10 +8,11 @@ the Python, dispatcher and autograd overhead of the layer: the same code a GPU
 run pays in host time before its launches (on a GPU the launches add their own
 cost). Side by side in one process, one thread: the gate inside the middle
 kernels, the gate in PyTorch, and the chain of small ops; then the op
-`adaptive_norm` with an (N, C) alpha: one operator call each way
-(blend_apply_forward / _backward), moments / middle / map called
+`adaptive_norm` with an (N, C) alpha: one op whose autograd is C++
+(blend_apply), one operator call each way (blend_apply_forward / _backward)
+from the Python autograd.Function, moments / middle / map called
 separately, and the chain; then the fixed-blend layers BN and IBN the same
-three ways; then an AFNM layer with synchronised BN statistics (a world of
+four ways; then an AFNM layer with synchronised BN statistics (a world of
 one): fused, and the chain. Best of 5 rounds.
 
 --launches times the host work of one Triton primitive call with the launch
@@ -28,13 +29,14 @@ import anrl_ext
 from anrl_ext.ops import fast_blend
 
 MODES = {"gate in kernel": (True, True), "gate in PyTorch": (True, False), "chain of small ops": (False, False)}
-# (fast_blend.ENABLED, fast_blend.WHOLE_PASS) of the op and the fixed-blend layers
-OP_MODES = {"one call each way": (True, True), "separate calls": (True, False), "chain of small ops": (False, True)}
+# (fast_blend.ENABLED, WHOLE_PASS, NATIVE_AUTOGRAD) of the op and the fixed-blend layers
+OP_MODES = {"one op, C++ autograd": (True, True, True), "one call each way": (True, True, False),
+            "separate calls": (True, False, False), "chain of small ops": (False, True, False)}
 
 
-def whole_pass_switches(enabled, whole):
+def whole_pass_switches(enabled, whole, native):
     """Set the switches OP_MODES names (interleaved resets them after each round)."""
-    fast_blend.ENABLED, fast_blend.WHOLE_PASS = enabled, whole
+    fast_blend.ENABLED, fast_blend.WHOLE_PASS, fast_blend.NATIVE_AUTOGRAD = enabled, whole, native
 
 
 def per_call(fn, calls, rounds=5):
@@ -98,8 +100,7 @@ def main():
 
 
 def op_calls(x, dy, calls):
-    """adaptive_norm with an (N, C) alpha: one operator call each way (blend_apply_*),
-    moments / middle / map called separately, and the chain of small ops."""
+    """adaptive_norm with an (N, C) alpha in the four ways OP_MODES names."""
     n, c = x.shape[:2]
     alpha = torch.rand(n, c, requires_grad=True)
     params = [torch.randn(c, requires_grad=True) for _ in range(4)]
@@ -113,8 +114,7 @@ def op_calls(x, dy, calls):
 
 
 def layer_calls(kind, x, dy, calls):
-    """A fixed-blend layer (alpha never reads the means): one operator call each way,
-    moments / middle / map called separately, and the chain of small ops."""
+    """A fixed-blend layer (alpha never reads the means) in the four ways OP_MODES names."""
     layer = anrl_ext.make_norm(kind, x.shape[1], backend="cpu")
     inputs = [x, *layer.parameters()]
 
@@ -135,6 +135,7 @@ def interleaved(modes, switches, step, calls):
                 times[mode] = min(times[mode], per_call(step, calls // 5, rounds=1))
             finally:
                 fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL, fast_blend.WHOLE_PASS = True, True, True
+                fast_blend.NATIVE_AUTOGRAD = True
     return " | ".join(f"{m} {t * 1e6:6.1f} us" for m, t in times.items())
 
 

@@ -9,7 +9,9 @@ forward+backward; CUDA-event medians; achieved bandwidth of forward+backward
 over the 8|X| roofline bytes against a measured device-to-device copy
 (`*_separate`: moments, the (N, C) middle and the map called separately, as
 before blend_apply_forward / _backward: six operator calls from Python for
-cuda instead of two, six launches for triton instead of four). Then the
+cuda instead of two, six launches for triton instead of four;
+`*_python_function`: the two calls of the cuda op from the Python
+autograd.Function, as before the op's autograd moved into C++). Then the
 whole AFNM layer (gate included; gate inside the middle kernels, in PyTorch, and
 the chain of small ops) at the largest shape; the op with the backward on the
 calling thread (autograd multithreading off); the op's host time at the
@@ -72,23 +74,34 @@ def reference(x, alpha, params, running):
     return adaptive_norm_reference(x, alpha, *params, *running, True, 0.1, 1e-5)
 
 
-def fused(backend, middle_kernels=True, whole_pass=True):
+def fused(backend, middle_kernels=True, whole_pass=True, native=True):
     import anrl_ext
     from anrl_ext.ops import fast_blend
 
     def fn(x, alpha, params, running):
-        fast_blend.ENABLED, fast_blend.WHOLE_PASS = middle_kernels, whole_pass
+        fast_blend.ENABLED, fast_blend.WHOLE_PASS, fast_blend.NATIVE_AUTOGRAD = middle_kernels, whole_pass, native
         try:
             return anrl_ext.adaptive_norm(x, alpha, *params, *running, training=True, backend=backend)
         finally:
-            fast_blend.ENABLED, fast_blend.WHOLE_PASS = True, True
+            fast_blend.ENABLED, fast_blend.WHOLE_PASS, fast_blend.NATIVE_AUTOGRAD = True, True, True
     return fn
+
+
+def native_autograd(backend):
+    """Whether the backend's whole-pass op has its autograd in C++ (blend_apply: cpu, cuda)."""
+    from anrl_ext.ops.backends import primitives_for
+
+    return primitives_for(backend).blend_apply is not None
 
 
 def op_impls(backends, compile_reference=True):
     impls = {}
     for b in backends:
         impls[b] = fused(b)
+    # The same two operator calls from the Python autograd.Function (before 2026-12-05).
+    for b in backends:
+        if native_autograd(b):
+            impls[f"{b}_python_function"] = fused(b, native=False)
     # moments, the middle and the map called separately (cuda: six operator calls
     # from Python, not two; triton: six launches, not four).
     for b in backends:
@@ -205,7 +218,7 @@ def pipelined_rows(rows, backends, name, repeats, bw, calls=20):
     x, alpha, params, running, dy = make_case(shape, torch.float32, DEVICE)
     inputs = [x, alpha, *params]
     impls = {impl: fn for impl, fn in op_impls(backends, compile_reference=not SMOKE).items()
-             if impl in (*backends, "reference", "compiled_reference")}
+             if impl in (*backends, *(f"{b}_python_function" for b in backends), "reference", "compiled_reference")}
 
     def run(fn):
         for _ in range(calls):
@@ -226,8 +239,9 @@ def pipelined_rows(rows, backends, name, repeats, bw, calls=20):
 def host_rows(rows, backends, name, repeats, bw):
     """Where the op's host time goes at the largest shape (float32), on autograd's device
     thread and on the calling thread: the forward call, the `torch.autograd.grad` call
-    (the whole backward's host time: the GPU work is queued, not waited for), and its
-    parts: from the call to the entry of the op's backward() (autograd's hand-over),
+    (the whole backward's host time: the GPU work is queued, not waited for), and, for the
+    Python autograd.Function (`*_python_function` where the backend's op has its autograd in
+    C++), its parts: from the call to the entry of the op's backward() (autograd's hand-over),
     inside backward() (Python and the kernel calls), and from its return to grad()'s.
     perf_counter medians; the GPU is synchronised between calls, outside the timings."""
     import time
@@ -247,10 +261,11 @@ def host_rows(rows, backends, name, repeats, bw):
         marks.append(time.perf_counter())
         return out
 
+    variants = {b: fused(b) for b in backends}
+    variants.update({f"{b}_python_function": fused(b, native=False) for b in backends if native_autograd(b)})
     fast_blend._FastBlend.backward = staticmethod(timed_backward)
     try:
-        for b in backends:
-            fn = fused(b)
+        for b, fn in variants.items():
             for threads in ("device thread", "calling thread"):
                 samples = []
                 with torch.autograd.set_multithreading_enabled(threads == "device thread"):
@@ -264,17 +279,20 @@ def host_rows(rows, backends, name, repeats, bw):
                         t2 = time.perf_counter()
                         torch.autograd.grad(y, inputs, dy)
                         t3 = time.perf_counter()
-                        entry, exit_ = marks
+                        # No marks: the backward is C++ (blend_apply), no Python Function to time inside.
+                        entry, exit_ = marks or (float("nan"), float("nan"))
                         samples.append((t1 - t0, t3 - t2, entry - t2, exit_ - entry, t3 - exit_))
                 parts = [statistics.median(col) * 1e3 for col in zip(*samples[3:])]
                 impl = b if threads == "device thread" else f"{b}_same_thread"
-                for what, value in zip(("forward", "backward", "handover", "in_backward", "after_backward"), parts):
+                names = ("forward", "backward") + (("handover", "in_backward", "after_backward") if marks else ())
+                for what, value in zip(names, parts):
                     rows.append(dict(gpu=name, dtype="float32", shape="x".join(map(str, shape)), what="op_host_time",
                                      impl=f"{impl}:{what}", forward_ms=round(value, 4), backward_ms="",
                                      forward_backward_ms="", fb_bandwidth_fraction="", copy_gbps=round(bw / 1e9, 1)))
+                split = f" = hand-over {parts[2]:.3f} + in backward() {parts[3]:.3f} + after {parts[4]:.3f}" \
+                    if marks else ""
                 print(f"host time {'x'.join(map(str, shape))} float32 {b}, backward on the {threads}: forward "
-                      f"{parts[0]:.3f} ms, backward {parts[1]:.3f} ms = hand-over {parts[2]:.3f} + in backward() "
-                      f"{parts[3]:.3f} + after {parts[4]:.3f}", flush=True)
+                      f"{parts[0]:.3f} ms, backward {parts[1]:.3f} ms{split}", flush=True)
     finally:
         fast_blend._FastBlend.backward = original
 

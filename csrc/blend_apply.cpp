@@ -10,47 +10,24 @@
 // host time: two calls per forward + backward instead of six. Registered as
 // CompositeExplicitAutograd; fast_blend calls them below autograd, as their
 // autograd is its own.
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
 #include "anrl_ext/checks.h"
+#include "anrl_ext/dispatch.h"
 #include "anrl_ext/ops.h"
 
 namespace anrl_ext {
-namespace {
-
 using at::Tensor;
 using OptTensor = std::optional<at::Tensor>;
-
-template <typename Signature>
-c10::TypedOperatorHandle<Signature> typed_op(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
-}
-
-using MomentsSig = std::tuple<Tensor, Tensor>(const Tensor&);
-using AffineSig = Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&);
-using ReduceSig = std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&);
-using Affine2Sig = Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                          const Tensor&);
-using BlendForwardSig = std::tuple<Tensor, Tensor, Tensor, Tensor>(
-    const Tensor&, const Tensor&, const OptTensor&, double, const OptTensor&, const OptTensor&,
-    const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&, bool, bool, double, double,
-    int64_t);
-using BlendBackwardSig = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
-    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OptTensor&, double, const OptTensor&,
-    const OptTensor&, const OptTensor&, const OptTensor&, const Tensor&, const Tensor&, bool, double,
-    int64_t);
-
-}  // namespace
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> blend_apply_forward(
     const Tensor& x_in, const OptTensor& alpha, double alpha_value, const OptTensor& bn_weight,
     const OptTensor& bn_bias, const OptTensor& in_weight, const OptTensor& in_bias,
     const OptTensor& running_mean, const OptTensor& running_var, bool use_batch_stats, bool update_running,
     double momentum, double eps) {
-  static const auto moments = typed_op<MomentsSig>("anrl_ext::moments");
-  static const auto blend_forward = typed_op<BlendForwardSig>("anrl_ext::blend_forward");
-  static const auto affine = typed_op<AffineSig>("anrl_ext::affine");
+  static const auto moments = typed_op<sig::Moments>("anrl_ext::moments");
+  static const auto blend_forward = typed_op<sig::BlendForward>("anrl_ext::blend_forward");
+  static const auto affine = typed_op<sig::Affine>("anrl_ext::affine");
   check_feature_map(x_in, "x");
   // A strided x is copied into a kernel layout once here, not by each of the two passes.
   const Tensor x = as_kernel_layout(x_in);
@@ -67,9 +44,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> blend_apply_backward(
     const Tensor& dy_in, const Tensor& x_in, const Tensor& mean, const Tensor& var, const OptTensor& alpha,
     double alpha_value, const OptTensor& bn_weight, const OptTensor& bn_bias, const OptTensor& in_weight,
     const OptTensor& in_bias, const Tensor& bn_mean, const Tensor& bn_var, bool use_batch_stats, double eps) {
-  static const auto reduce = typed_op<ReduceSig>("anrl_ext::reduce");
-  static const auto blend_backward = typed_op<BlendBackwardSig>("anrl_ext::blend_backward");
-  static const auto affine2 = typed_op<Affine2Sig>("anrl_ext::affine2");
+  static const auto reduce = typed_op<sig::Reduce>("anrl_ext::reduce");
+  static const auto blend_backward = typed_op<sig::BlendBackward>("anrl_ext::blend_backward");
+  static const auto affine2 = typed_op<sig::Affine2>("anrl_ext::affine2");
   // dy in x's kernel layout once (an expanded gradient, as from y.sum(), is
   // otherwise copied by each of the two passes).
   const auto [x, dy] = input_and_grad(x_in, dy_in);

@@ -34,6 +34,11 @@ TORCH_LIBRARY(anrl_ext, m) {
       "Tensor? bn_weight, Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, Tensor bn_mean, "
       "Tensor bn_var, bool use_batch_stats, float eps) -> (Tensor dx, Tensor d_alpha, Tensor d_bn_weight, "
       "Tensor d_bn_bias, Tensor d_in_weight, Tensor d_in_bias)");
+  // The same two calls as one op whose autograd is in C++ (blend_apply_autograd.cpp).
+  m.def(
+      "blend_apply(Tensor x, Tensor? alpha, float alpha_value, Tensor? bn_weight, Tensor? bn_bias, "
+      "Tensor? in_weight, Tensor? in_bias, Tensor(a!)? running_mean, Tensor(b!)? running_var, "
+      "bool use_batch_stats, bool update_running, float momentum, float eps) -> Tensor");
   // The same middle with the AFNM gate MLP computed inside (alpha from the means).
   m.def(
       "gate_blend_forward(Tensor mean, Tensor var, Tensor? gate_w1, Tensor? gate_b1, Tensor gate_wb, "

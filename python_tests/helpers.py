@@ -68,6 +68,52 @@ def spy_on_primitives(monkeypatch, names) -> list:
     return calls
 
 
+def anrl_ops_run(fn) -> list:
+    """The package's operators that run in fn(), from Python or C++, in order (torch profiler)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return [e.name.split("::")[1] for e in sorted(prof.events(), key=lambda e: e.time_range.start)
+            if e.name.startswith("anrl_ext::")]
+
+
+def check_native_autograd_op(alpha_kind, dtype, weights, wanted, monkeypatch, backend="cpu", device="cpu"):
+    """blend_apply (autograd in C++) against the Python Function around the same two calls: the same bits
+    for y, every gradient and the running statistics, with (C,), 0-dim and float alpha (summed to alpha's
+    shape, in its dtype), absent weights, and inputs that need no gradient (no dx: no map pass)."""
+    import anrl_ext
+    from anrl_ext.ops import fast_blend
+
+    x, alpha, params = make_inputs((3, 4, 5, 7), dtype, "nc" if alpha_kind == "scalar" else alpha_kind)
+    if alpha_kind == "scalar":
+        alpha = torch.tensor(0.7, dtype=torch.float64)
+    x = x.to(device)
+    alpha = alpha.to(device) if isinstance(alpha, torch.Tensor) else alpha
+    params = [p.to(device, dtype) for p in params]
+    params = {"all": params, "bn only": params[:2] + [None, None], "none": [None] * 4}[weights]
+
+    def run():
+        xs = x.clone().requires_grad_(wanted != "weights only")
+        a = alpha.to(dtype).requires_grad_(wanted != "x only") if isinstance(alpha, torch.Tensor) else alpha
+        ps = [p.clone().requires_grad_(wanted != "x only") if p is not None else None for p in params]
+        running = [torch.zeros(4, dtype=dtype, device=device), torch.ones(4, dtype=dtype, device=device)]
+        y = anrl_ext.adaptive_norm(xs, a, *ps, *running, training=True, backend=backend)
+        wrt = [t for t in [xs, a, *ps] if isinstance(t, torch.Tensor) and t.requires_grad]
+        dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(device, dtype)
+        grads = []  # none when nothing needs one (float alpha, no weights, x without grad)
+        ops = anrl_ops_run(lambda: grads.extend(torch.autograd.grad(y, wrt, dy) if wrt else []))
+        return [y, *grads, *running], ops
+
+    native, ops = run()
+    if device == "cpu":  # the profiler here records CPU operator calls
+        assert ("affine2" in ops) is (wanted != "weights only")
+    monkeypatch.setattr(fast_blend, "NATIVE_AUTOGRAD", False)
+    python, _ = run()
+    assert len(native) == len(python)
+    for got, want in zip(native, python):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert torch.equal(got, want)
+
+
 def random_maker(device, dtype, seed):
     """rnd(*shape, pos=False): seeded normal (or uniform in [0.1, 1.1)) tensors, drawn in float64."""
     g = torch.Generator().manual_seed(seed)
@@ -428,19 +474,19 @@ def check_sync_of_one_process(backend, kind="afnm", dtype=torch.float64, channel
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
     w = torch.randn(x.shape, dtype=torch.float64).to(device, dtype)
-    calls = []
-    real = adaptive_norm.fast_blend
+    chain = []  # calls of the composed chain of small ops, which the fused paths avoid
+    real = adaptive_norm.fused
     outs = []
     for m in (plain, synced):
         xi = x.clone().requires_grad_()
-        adaptive_norm.fast_blend = lambda *a: calls.append(1) or real(*a)
+        adaptive_norm.fused = lambda *a: chain.append(1) or real(*a)
         try:
             y = m(xi)
         finally:
-            adaptive_norm.fast_blend = real
+            adaptive_norm.fused = real
         (y.double() * w.double()).sum().backward()
         outs.append((y, xi.grad, [p.grad for p in m.parameters()], m.running_mean, m.running_var))
-    assert len(calls) == 2 and len(gathered) == 1, (calls, gathered)  # both fused, one gathered
+    assert not chain and len(gathered) == 1, (chain, gathered)  # both fused, one gathered
     (y0, g0, p0, rm0, rv0), (y1, g1, p1, rm1, rv1) = outs
     for name, a, b in [("y", y0, y1), ("x grad", g0, g1), ("running_mean", rm0, rm1),
                        ("running_var", rv0, rv1)] + [(f"param {i} grad", a, b) for i, (a, b) in enumerate(zip(p0, p1))]:

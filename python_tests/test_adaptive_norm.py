@@ -4,7 +4,8 @@ import torch
 import torch.nn.functional as F
 
 import anrl_ext
-from helpers import check_channels_last_accuracy, make_inputs, max_err, oracle, spy_on_primitives
+from helpers import (anrl_ops_run, check_channels_last_accuracy,
+                     check_native_autograd_op, make_inputs, max_err, oracle, spy_on_primitives)
 
 from conftest import FUSED_CPU_BACKENDS
 
@@ -323,27 +324,42 @@ def test_whole_pass_calls_equal_separate_calls(alpha_kind, channels_last, monkey
 
 
 def test_op_is_one_call_each_way(monkeypatch):
-    """adaptive_norm with an input or float alpha: blend_apply_forward and _backward, nothing else;
-    the switch is read at the forward, so a backward after it changed still matches it."""
+    """adaptive_norm with an input or float alpha: Python calls one op, blend_apply, whose autograd is
+    C++; it runs blend_apply_forward and _backward, each of them moments / middle / map inside. The
+    switch is read at the forward, so a backward after it changed still matches it."""
     from anrl_ext.ops import fast_blend
 
-    calls = spy_on_primitives(monkeypatch, ("moments", "affine", "reduce", "affine2", "blend_forward",
-                                            "blend_backward", "blend_apply_forward", "blend_apply_backward"))
+    names = ("moments", "affine", "reduce", "affine2", "blend_forward", "blend_backward", "blend_apply_forward",
+             "blend_apply_backward", "blend_apply")
+    calls = spy_on_primitives(monkeypatch, names)
     x, alpha, params = make_inputs((2, 3, 4, 5), torch.float64, "nc")
+    whole_forward = ["blend_apply_forward", "moments", "blend_forward", "affine"]
+    whole_backward = ["blend_apply_backward", "reduce", "blend_backward", "affine2"]
     for alpha_arg in (alpha, 0.3):
         calls.clear()
         xs = x.clone().requires_grad_()
-        torch.autograd.grad(anrl_ext.adaptive_norm(xs, alpha_arg, *params, backend="cpu").sum(), xs)
-        assert calls == ["blend_apply_forward", "blend_apply_backward"]
+        ran = anrl_ops_run(
+            lambda: torch.autograd.grad(anrl_ext.adaptive_norm(xs, alpha_arg, *params, backend="cpu").sum(), xs))
+        assert calls == ["blend_apply"]
+        assert ran == ["blend_apply"] + whole_forward + whole_backward
     calls.clear()
     xs = x.clone().requires_grad_()
     y = anrl_ext.adaptive_norm(xs, alpha, *params, backend="cpu")
     monkeypatch.setattr(fast_blend, "WHOLE_PASS", False)
-    torch.autograd.grad(y.sum(), xs)
-    assert calls == ["blend_apply_forward", "blend_apply_backward"]
+    assert anrl_ops_run(lambda: torch.autograd.grad(y.sum(), xs)) == whole_backward
     calls.clear()
     torch.autograd.grad(anrl_ext.adaptive_norm(xs, alpha, *params, backend="cpu").sum(), xs)
     assert calls == ["moments", "blend_forward", "affine", "reduce", "blend_backward", "affine2"]
+
+
+NATIVE_AUTOGRAD_CASES = [(a, d, w, n) for a in ("nc", "c", "scalar", "0.3")
+                         for d, w in ((torch.float64, "all"), (torch.bfloat16, "bn only"), (torch.float32, "none"))
+                         for n in ("all", "weights only", "x only")]
+
+
+@pytest.mark.parametrize("alpha_kind, dtype, weights, wanted", NATIVE_AUTOGRAD_CASES)
+def test_native_autograd_op_equals_the_python_function(alpha_kind, dtype, weights, wanted, monkeypatch):
+    check_native_autograd_op(alpha_kind, dtype, weights, wanted, monkeypatch)
 
 
 @pytest.mark.parametrize("backend", BACKENDS + ["reference"])

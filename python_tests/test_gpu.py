@@ -6,8 +6,8 @@ import torch
 import anrl_ext
 from helpers import (MIXED_DTYPES, check_amp_and_channels_last, check_batch_mean_to_one_ulp, check_blend_apply,
                      check_blend_middle, check_export, check_func_grad, check_gate_middle, check_gate_saturated_heads,
-                     check_jit_trace, check_mixed_dtypes, check_norm_matches_reference, check_params_in_own_dtype,
-                     check_reductions_on_large_planes, GPU_REDUCTION_BOUNDS, LARGE_PLANES,
+                     check_jit_trace, check_mixed_dtypes, check_native_autograd_op, check_norm_matches_reference,
+                     check_params_in_own_dtype, check_reductions_on_large_planes, GPU_REDUCTION_BOUNDS, LARGE_PLANES,
                      check_sync_of_one_process, make_inputs, max_err, oracle)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -54,6 +54,16 @@ def test_gradcheck_gradgradcheck_float64_cuda(backend):
     f = lambda *t: anrl_ext.adaptive_norm(*t, backend=backend)  # noqa: E731
     assert torch.autograd.gradcheck(f, inputs)
     assert torch.autograd.gradgradcheck(f, inputs)
+
+
+@pytest.mark.skipif("cuda" not in GPU_BACKENDS, reason="needs the cuda backend")
+@pytest.mark.parametrize("alpha_kind, dtype, weights, wanted", [
+    ("nc", torch.float64, "all", "all"), ("c", torch.bfloat16, "bn only", "weights only"),
+    ("0.3", torch.float32, "none", "x only"), ("scalar", torch.float32, "all", "all")])
+def test_native_autograd_op_equals_the_python_function_cuda(alpha_kind, dtype, weights, wanted, monkeypatch):
+    """blend_apply's C++ autograd (backward on autograd's device thread, no Python) against the Python
+    Function around the same two calls: the same bits."""
+    check_native_autograd_op(alpha_kind, dtype, weights, wanted, monkeypatch, backend="cuda", device="cuda")
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)

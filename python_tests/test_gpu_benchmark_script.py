@@ -34,17 +34,19 @@ def test_every_section_runs_on_cpu(tmp_path):
     rows = run_smoke(tmp_path, ["cpu"])
     assert {r["what"] for r in rows} == SECTIONS
     op_impls = {r["impl"] for r in rows if r["what"] == "op"}
-    assert op_impls == {"cpu", "cpu_separate", "cpu_chain", "reference"}
+    assert op_impls == {"cpu", "cpu_python_function", "cpu_separate", "cpu_chain", "reference"}
     for layout in ("", "_channels_last"):
         kernels = {r["impl"] for r in rows if r["what"] == "primitive_bandwidth" + layout}
         assert kernels == {f"cpu:{k}" for k in ("moments", "reduce", "affine", "affine2")}
     parts = {r["impl"]: float(r["forward_ms"]) for r in rows if r["what"] == "op_host_time"}
-    assert set(parts) == {f"{impl}:{part}" for impl in ("cpu", "cpu_same_thread")
-                          for part in ("forward", "backward", "handover", "in_backward", "after_backward")}
-    for impl in ("cpu", "cpu_same_thread"):  # the three parts lie inside the grad call, which takes the whole
+    python_function = ("cpu_python_function", "cpu_python_function_same_thread")
+    assert set(parts) == {f"{impl}:{part}" for impl in ("cpu", "cpu_same_thread") for part in ("forward", "backward")} \
+        | {f"{impl}:{part}" for impl in python_function
+           for part in ("forward", "backward", "handover", "in_backward", "after_backward")}
+    for impl in python_function:  # the three parts lie inside the grad call, which takes the whole
         inside = sum(parts[f"{impl}:{p}"] for p in ("handover", "in_backward", "after_backward"))
         assert 0 < parts[f"{impl}:in_backward"] and inside <= 1.05 * parts[f"{impl}:backward"] + 1e-3, parts
-    assert {r["impl"] for r in rows if r["what"] == "op_pipelined"} == {"cpu", "reference"}
+    assert {r["impl"] for r in rows if r["what"] == "op_pipelined"} == {"cpu", "cpu_python_function", "reference"}
     for r in rows:
         if r["what"] == "op_pipelined":
             assert float(r["forward_backward_ms"]) > 0 and 0 < float(r["fb_bandwidth_fraction"]), r

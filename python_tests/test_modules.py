@@ -7,7 +7,8 @@ from torch import nn
 
 import anrl_ext
 from anrl_ext.nn import GATES
-from helpers import (MIXED_DTYPES, check_channels_last_accuracy, check_mixed_dtypes, check_norm_matches_reference,
+from helpers import (MIXED_DTYPES, anrl_ops_run, check_channels_last_accuracy, check_mixed_dtypes,
+                     check_norm_matches_reference,
                      check_sync_of_one_process, max_err, spy_on_primitives)
 
 from conftest import FUSED_CPU_BACKENDS
@@ -508,18 +509,23 @@ def test_a_large_gate_runs_in_pytorch_on_a_gpu():
                                          ("bin", False), ("afnm", False)])
 def test_fixed_blend_layers_are_one_call_each_way(backend, kind, whole, monkeypatch):
     """A layer whose alpha never reads the means (BN, IN, INBNHalf, IBN) runs its forward and
-    backward as blend_apply_forward / _backward, in training and in eval; BIN (alpha a function
-    of a parameter) and AFNM (a gate) take the middle kernels."""
+    backward as blend_apply_forward / _backward, in training and in eval (cpu: inside the one op
+    blend_apply, whose autograd is C++); BIN (alpha a function of a parameter) and AFNM (a gate)
+    take the middle kernels."""
     calls = spy_on_primitives(monkeypatch, ("moments", "blend_forward", "gate_blend_forward",
-                                            "blend_apply_forward", "blend_apply_backward"))
+                                            "blend_apply_forward", "blend_apply_backward", "blend_apply"))
     layer = anrl_ext.make_norm(kind, 6, backend=backend)
     x = torch.randn(3, 6, 5, 7, requires_grad=True)
+    whole_calls = ["blend_apply"] if backend == "cpu" else ["blend_apply_forward", "blend_apply_backward"]
     for training in (True, False):
         calls.clear()
         layer.train(training)
-        torch.autograd.grad(layer(x).sum(), [x, *layer.parameters()])
+        ran = anrl_ops_run(lambda: torch.autograd.grad(layer(x).sum(), [x, *layer.parameters()]))
         if whole:
-            assert calls == ["blend_apply_forward", "blend_apply_backward"], (kind, training)
+            assert calls == whole_calls, (kind, training)
+            if backend == "cpu":
+                assert [op for op in ran if op.startswith("blend_apply_")] == ["blend_apply_forward",
+                                                                               "blend_apply_backward"]
         else:
             assert "blend_apply_forward" not in calls and calls[0] == "moments", (kind, training, calls)
 

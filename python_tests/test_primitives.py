@@ -188,8 +188,9 @@ def test_middle_reads_and_writes_parameters_in_their_own_dtype():
 
 def test_all_bfloat16_op_converts_no_parameter():
     """A bfloat16 model (x, alpha, weights, running buffers in bfloat16): forward +
-    backward of the op on the cpu backend makes two dtype conversions in all, the
-    (N, C) alpha output and its gradient (float32 statistics). The weights and
+    backward of the op on the cpu backend makes one dtype conversion in all, alpha's
+    gradient (float32 statistics; the functional op makes no (N, C) alpha output,
+    which was the second conversion before blend_apply, 2026-12-05). The weights and
     running buffers are read and written in their own dtype, inside the kernels
     too (the profiler sees the operators called from C++; on a GPU each
     conversion is a launch)."""
@@ -203,7 +204,7 @@ def test_all_bfloat16_op_converts_no_parameter():
         grads = torch.autograd.grad(y, [x, alpha, *params], torch.randn_like(y))
     names = [e.name for e in prof.events()]
     assert "anrl_ext::blend_apply_forward" in names  # the profiler sees the op's own calls
-    assert names.count("aten::_to_copy") == 2 and names.count("aten::copy_") == 2, names
+    assert names.count("aten::_to_copy") == 1 and names.count("aten::copy_") == 1, names
     assert [g.dtype for g in grads] == [torch.bfloat16] * 6
     assert running[0].abs().sum() > 0  # updated in place
 
@@ -269,6 +270,18 @@ def test_blend_apply_opcheck(op):
         args = (dy, x, mean, var, alpha, 0.0, w, None, w, None, mean[0], var[0], True, 1e-5)
     torch.library.opcheck(getattr(torch.ops.anrl_ext, op).default, args,
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_blend_apply_native_autograd_opcheck(channels_last):
+    """blend_apply, the op whose autograd is C++: schema, fake kernel, autograd registration (the
+    Autograd kernel, not a fallthrough) and AOT dispatch, with gradients wanted for x, alpha and weights."""
+    f64 = dict(dtype=torch.float64)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(3, 4, 5, 6, **f64).to(memory_format=fmt).requires_grad_()
+    alpha, w = torch.rand(3, 4, **f64, requires_grad=True), torch.randn(4, **f64, requires_grad=True)
+    args = (x, alpha, 0.0, w, None, w, None, torch.zeros(4, **f64), torch.ones(4, **f64), True, True, 0.1, 1e-5)
+    torch.library.opcheck(torch.ops.anrl_ext.blend_apply.default, args)
 
 
 def test_blend_apply_errors_are_clear():

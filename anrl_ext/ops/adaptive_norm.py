@@ -152,8 +152,9 @@ def _recording(gather_stats, gathered):
 
 
 def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_bias,
-          running_mean, running_var, training, momentum, eps, gather_stats=None, gate_slots=None):
-    """Fused blend with alpha = alpha_fn(per-sample mean, *alpha_params). Returns (y, alpha).
+          running_mean, running_var, training, momentum, eps, gather_stats=None, gate_slots=None, need_alpha=True):
+    """Fused blend with alpha = alpha_fn(per-sample mean, *alpha_params). Returns (y, alpha);
+    alpha may be None when not `need_alpha`.
 
     `backend` is a concrete, non-reference backend name. Running statistics are
     updated in place when training. `gather_stats(mean, var)`, when given, returns
@@ -175,6 +176,14 @@ def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_
     if _fast.ENABLED and prims.blend_forward is not None and not capturing_graph():
         if not _fast.gate_in_kernel(prims, gate_slots, alpha_params, x):
             gate_slots = None
+        if (prims.blend_apply is not None and _fast.NATIVE_AUTOGRAD and _fast.WHOLE_PASS and gate_slots is None
+                and gather_stats is None and (alpha_fn is alpha_input or isinstance(alpha_fn, ConstantAlpha))):
+            # alpha is known before the moments: one op whose autograd is native code.
+            alpha = alpha_params[0] if alpha_fn is alpha_input else None
+            alpha_value = 0.0 if alpha is not None else alpha_fn.value
+            y = prims.blend_apply(x, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, running_mean,
+                                  running_var, use_batch, training, momentum, eps)
+            return y, (_fast.alpha_output(x, alpha, alpha_value) if need_alpha else None)
         spec = BlendSpec(prims, alpha_fn, len(alpha_params), present, running_mean, running_var, use_batch,
                          training, momentum, eps, make_middle, gate_slots, gather_stats)
         return fast_blend(x, spec, params)
@@ -235,5 +244,5 @@ def adaptive_norm(
     else:
         alpha_fn, alpha_params = ConstantAlpha(alpha), ()
     y, _ = blend(x, name, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_bias,
-                 running_mean, running_var, training, momentum, eps)
+                 running_mean, running_var, training, momentum, eps, need_alpha=False)
     return y

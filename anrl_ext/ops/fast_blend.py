@@ -39,10 +39,13 @@ from .primitives import Primitives
 # through the composed chain of small ops (fused._FusedBlend) instead;
 # GATE_IN_KERNEL = False runs a kernel-layout gate in PyTorch like any other;
 # WHOLE_PASS = False calls moments, the middle and the map separately where
-# a backend has them as one call each way (blend_apply_forward / _backward).
+# a backend has them as one call each way (blend_apply_forward / _backward);
+# NATIVE_AUTOGRAD = False runs those two calls from this module's Python Function
+# instead of the op whose autograd is C++ (blend_apply).
 ENABLED = True
 GATE_IN_KERNEL = True
 WHOLE_PASS = True
+NATIVE_AUTOGRAD = True
 
 # The gate slots of the gated middle kernels, in their argument order.
 GATE_SLOTS = ("w1", "b1", "wb", "bb", "wi")
@@ -151,6 +154,16 @@ def _gate_arguments(spec: BlendSpec, alpha_params: Sequence[Tensor]) -> list:
     for slot, p in zip(spec.gate_slots, alpha_params):
         slots[GATE_SLOTS.index(slot)] = p
     return slots
+
+
+def alpha_output(x: Tensor, alpha: Optional[Tensor], alpha_value: float) -> Tensor:
+    """alpha as (N, C) in the statistics dtype, as `_FastBlend` returns it: the alpha tensor
+    (differentiably) or the float (not differentiable)."""
+    stats_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    shape = x.shape[:2]
+    if alpha is None:
+        return torch.full((), alpha_value, dtype=stats_dtype, device=x.device).expand(shape)
+    return alpha.to(stats_dtype).expand(shape)
 
 
 def _alpha_before_moments(spec: BlendSpec, alpha_params: Sequence[Tensor]):
@@ -263,11 +276,9 @@ class _FastBlend(torch.autograd.Function):
         """Save for backward; (y, alpha as (N, C))."""
         ctx.save_for_backward(x, mean, var, bn_mean, bn_var, alpha_t, None, *params)
         ctx.graph, ctx.alpha_value = graph, alpha_value
+        alpha_out = alpha_output(x, alpha_t, alpha_value)
         if alpha_t is None:
-            alpha_out = mean.new_full((), alpha_value).expand_as(mean)
             ctx.mark_non_differentiable(alpha_out)
-        else:
-            alpha_out = alpha_t.to(mean.dtype).expand_as(mean)
         return y, alpha_out
 
     @staticmethod

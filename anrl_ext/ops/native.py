@@ -9,7 +9,7 @@ from typing import Optional
 
 import torch
 
-from .primitives import Primitives, register_autograd, register_blend_fakes, register_fakes
+from .primitives import Primitives, output_memory_format, register_autograd, register_blend_fakes, register_fakes
 
 try:
     from .. import _C  # noqa: F401  (importing registers the operators)
@@ -46,6 +46,31 @@ def cpu_output_cache(limit_mb: Optional[float] = None) -> dict:
     return {"held_mb": _C.output_cache_bytes() / 2**20, "limit_mb": _C.output_cache_limit() / 2**20}
 
 
+def blend_apply_double_backward(x, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, bn_mean, bn_var,
+                                use_batch_stats, eps, needs, gy):
+    """The gradients of `blend_apply` (x, alpha, the four affine weights; None where not
+    needed) as differentiable tensors: its C++ backward calls this under create_graph=True.
+
+    Recomputed through the primitives' registered autograd formulas, as the Python
+    Function's differentiable backward does (fast_blend / fused.differentiable_backward).
+    Without batch statistics the forward's bn_mean / bn_var are the fixed BN statistics.
+    """
+    from .adaptive_norm import make_blend_middle  # imports this module
+    from .fast_blend import ConstantAlpha, alpha_input
+    from .fused import differentiable_backward
+
+    alpha_fn, alpha_params = (alpha_input, [alpha]) if alpha is not None else (ConstantAlpha(alpha_value), [])
+    affines = (bn_weight, bn_bias, in_weight, in_bias)
+    params = alpha_params + [t for t in affines if t is not None]
+    middle = make_blend_middle(alpha_fn, len(alpha_params), tuple(t is not None for t in affines), bn_mean, bn_var,
+                               use_batch_stats, eps)
+    given = [alpha is not None] + [t is not None for t in affines]  # which of needs[1:] are params
+    dx, dparams = differentiable_backward(x, PRIMITIVES, middle, params, needs[0],
+                                          [need for need, g in zip(needs[1:], given) if g], gy, None)
+    it = iter(dparams)
+    return [dx] + [next(it) if g else None for g in given]
+
+
 def require_built() -> None:
     if _C is None:
         raise RuntimeError(
@@ -69,9 +94,14 @@ if _C is not None:
         gate_blend_backward=_ops.gate_blend_backward.default,
         blend_apply_forward=_ops.blend_apply_forward.default,
         blend_apply_backward=_ops.blend_apply_backward.default,
+        blend_apply=_ops.blend_apply.default,
     )
     register_fakes(lambda name: f"anrl_ext::{name}")
     register_blend_fakes(lambda name: f"anrl_ext::{name}")
     register_autograd(lambda name: f"anrl_ext::{name}", PRIMITIVES)
+
+    @torch.library.register_fake("anrl_ext::blend_apply")
+    def _blend_apply_fake(x, *rest):
+        return torch.empty_like(x, memory_format=output_memory_format(x))
 else:  # pragma: no cover
     PRIMITIVES = None

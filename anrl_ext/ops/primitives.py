@@ -43,6 +43,9 @@ class Primitives:
     # backend has no such calls.
     blend_apply_forward: Optional[Callable] = None
     blend_apply_backward: Optional[Callable] = None
+    # The same two calls as one op whose autograd is native code (native:
+    # blend_apply, csrc/blend_apply_autograd.cpp): y only, no Python on the way.
+    blend_apply: Optional[Callable] = None
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
