@@ -16,10 +16,13 @@
 // A backward that must itself be differentiable (create_graph=True) calls back
 // into Python, anrl_ext.ops.native.blend_apply_double_backward, which recomputes
 // through the primitives' registered autograd formulas exactly as the Python
-// Function does: any order of differentiation runs on the same kernels.
+// Function does: any order of differentiation runs on the same kernels. The
+// libtorch build (CMakeLists.txt, no Python) has the first-order backward only.
 #include <torch/autograd.h>
-#include <torch/extension.h>
 #include <torch/library.h>
+#ifdef TORCH_EXTENSION_NAME  // the Python extension anrl_ext._C
+#include <torch/extension.h>
+#endif
 
 #include <array>
 
@@ -132,6 +135,10 @@ class BlendApply : public torch::autograd::Function<BlendApply> {
                                                const Affines& w, const Tensor& bn_mean, const Tensor& bn_var,
                                                bool use_batch_stats, double eps, const std::array<bool, 6>& needs,
                                                const Tensor& gy) {
+#ifndef TORCH_EXTENSION_NAME
+    TORCH_CHECK(false, "anrl_ext::blend_apply: a differentiable backward (create_graph=True) needs the Python "
+                "package anrl_ext; this libtorch build has the first-order backward only");
+#else
     namespace py = pybind11;
     py::gil_scoped_acquire gil;
     py::object fn = py::module_::import("anrl_ext.ops.native").attr("blend_apply_double_backward");
@@ -143,6 +150,7 @@ class BlendApply : public torch::autograd::Function<BlendApply> {
     std::array<Tensor, 6> g;
     for (size_t i = 0; i < 6; ++i) g[i] = grads[i].value_or(Tensor());
     return g;
+#endif
   }
 };
 
