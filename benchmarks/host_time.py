@@ -7,7 +7,9 @@ At 2 x 8 x 4 x 4 the kernels take a few microseconds, so the time per call is
 the Python, dispatcher and autograd overhead of the layer: the same code a GPU
 run pays in host time before its launches (on a GPU the launches add their own
 cost). Side by side in one process, one thread: the gate inside the middle
-kernels, the gate in PyTorch, and the chain of small ops; then the op
+kernels (the one op gate_blend_apply with C++ autograd, and the same kernels
+from the Python autograd.Function), the gate in PyTorch, and the chain of
+small ops; then the op
 `adaptive_norm` with an (N, C) alpha: one op whose autograd is C++
 (blend_apply), one operator call each way (blend_apply_forward / _backward)
 from the Python autograd.Function, moments / middle / map called
@@ -28,7 +30,9 @@ import torch
 import anrl_ext
 from anrl_ext.ops import fast_blend
 
-MODES = {"gate in kernel": (True, True), "gate in PyTorch": (True, False), "chain of small ops": (False, False)}
+# (fast_blend.ENABLED, GATE_IN_KERNEL, NATIVE_AUTOGRAD) of the AFNM layer
+MODES = {"gate in kernel, C++ autograd": (True, True, True), "gate in kernel": (True, True, False),
+         "gate in PyTorch": (True, False, False), "chain of small ops": (False, False, False)}
 # (fast_blend.ENABLED, WHOLE_PASS, NATIVE_AUTOGRAD) of the op and the fixed-blend layers
 OP_MODES = {"one op, C++ autograd": (True, True, True), "one call each way": (True, True, False),
             "separate calls": (True, False, False), "chain of small ops": (False, True, False)}
@@ -86,12 +90,12 @@ def main():
         layer = anrl_ext.AFNM(8, reduction=2, gate=gate, backend="cpu")
         inputs = [x, *layer.parameters()]
         times = {}
-        for mode, (enabled, in_kernel) in MODES.items():
-            fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL = enabled, in_kernel
+        for mode, (enabled, in_kernel, native) in MODES.items():
+            fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL, fast_blend.NATIVE_AUTOGRAD = enabled, in_kernel, native
             try:
                 times[mode] = per_call(lambda: torch.autograd.grad(layer(x), inputs, dy), args.calls)
             finally:
-                fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL = True, True
+                fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL, fast_blend.NATIVE_AUTOGRAD = True, True, True
         print(f"{gate:>8}: " + " | ".join(f"{m} {t * 1e6:6.1f} us" for m, t in times.items()))
     op_calls(x, dy, args.calls)
     for kind in ("bn", "ibn"):

@@ -362,17 +362,20 @@ def layer_rows(rows, backends, name, repeats, bw):
     dy = torch.randn(shape, device=DEVICE)
     from anrl_ext.ops import fast_blend
 
-    # (impl, backend, middle kernels, gate inside them)
-    runs = [(b, b, True, True) for b in backends] + [(f"{b}_gate_torch", b, True, False) for b in backends] \
-        + [(f"{b}_chain", b, False, False) for b in backends]
-    for impl, backend, middle_kernels, gate_in_kernel in runs + [("reference", "reference", True, True)]:
+    # (impl, backend, middle kernels, gate inside them, C++ autograd where the backend has it)
+    runs = [(b, b, True, True, True) for b in backends] \
+        + [(f"{b}_python_function", b, True, True, False) for b in backends if native_autograd(b)] \
+        + [(f"{b}_gate_torch", b, True, False, True) for b in backends] \
+        + [(f"{b}_chain", b, False, False, True) for b in backends]
+    for impl, backend, middle_kernels, gate_in_kernel, native in runs + [("reference", "reference", True, True, True)]:
         layer = anrl_ext.AFNM(shape[1], backend=backend).to(DEVICE)
         inputs = [x, *layer.parameters()]
-        fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL = middle_kernels, gate_in_kernel
+        fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL, fast_blend.NATIVE_AUTOGRAD = middle_kernels, gate_in_kernel, \
+            native
         try:
             t = cuda_time(lambda: torch.autograd.grad(layer(x), inputs, dy), repeats)
         finally:
-            fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL = True, True
+            fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL, fast_blend.NATIVE_AUTOGRAD = True, True, True
         rows.append(dict(gpu=name, dtype="float32", shape="x".join(map(str, shape)), what="afnm_layer", impl=impl,
                          forward_ms="", backward_ms="", forward_backward_ms=round(t * 1e3, 4),
                          fb_bandwidth_fraction=round((8 * x.numel() * 4 / t) / bw, 4), copy_gbps=round(bw / 1e9, 1)))

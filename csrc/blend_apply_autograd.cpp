@@ -1,23 +1,24 @@
-// anrl_ext::blend_apply: the first-order fused blend with its autograd in C++.
+// The first-order fused blends as ops whose autograd is in C++:
 //
 //   y = blend_apply(x, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias,
 //                   running_mean, running_var, use_batch_stats, update_running, momentum, eps)
+//   y, alpha = gate_blend_apply(x, gate_w1, gate_b1, gate_wb, gate_bb, gate_wi, bn_weight, ...)
 //
-// The forward is one call of blend_apply_forward, the backward one call of
-// blend_apply_backward (blend_apply.cpp), as fast_blend's Python Function does
-// them, but the Function itself is a torch::autograd::Function: no Python runs
-// on the way forward past the op call, and none in the backward. On a GPU the
-// op is bound by host time (benchmarks/results/GPU_NOTES.md, run 4), and the
-// backward runs on autograd's device thread, where a Python backward must
-// first take the GIL.
+// blend_apply's forward is one call of blend_apply_forward and its backward one
+// call of blend_apply_backward (blend_apply.cpp); gate_blend_apply (AFNM's gate
+// inside the middle kernels) calls moments, gate_blend_forward and affine, and
+// back reduce, gate_blend_backward and affine2. These are the calls fast_blend's
+// Python Function makes, but the Functions here are torch::autograd::Functions:
+// no Python runs on the way forward past the op call, and none in the backward.
+// On a GPU the op is bound by host time (benchmarks/results/GPU_NOTES.md, run 4),
+// and the backward runs on autograd's device thread, where a Python backward
+// must first take the GIL.
 //
-// Only for alpha that does not read the means (an alpha tensor or a float),
-// which is what the functional op and the fixed-blend layers (BN, IN, IBN) give.
 // A backward that must itself be differentiable (create_graph=True) calls back
-// into Python, anrl_ext.ops.native.blend_apply_double_backward, which recomputes
-// through the primitives' registered autograd formulas exactly as the Python
-// Function does: any order of differentiation runs on the same kernels. The
-// libtorch build (CMakeLists.txt, no Python) has the first-order backward only.
+// into Python (anrl_ext.ops.native.*_double_backward), which recomputes through
+// the primitives' registered autograd formulas exactly as the Python Function
+// does: any order of differentiation runs on the same kernels. The libtorch
+// build (CMakeLists.txt, no Python) has the first-order backward only.
 #include <torch/autograd.h>
 #include <torch/library.h>
 #ifdef TORCH_EXTENSION_NAME  // the Python extension anrl_ext._C
@@ -26,6 +27,7 @@
 
 #include <array>
 
+#include "anrl_ext/checks.h"
 #include "anrl_ext/dispatch.h"
 
 namespace anrl_ext {
@@ -60,6 +62,38 @@ Tensor sum_to_alpha(const Tensor& g, const Tensor& alpha) {
   return in_dtype_of(out, alpha);
 }
 
+// Which of the graph's inputs need a gradient: inputs[i] is the saved copy of the
+// i-th tensor argument (undefined where it was not given). needs_input_grad counts
+// only the arguments that were given, in order.
+template <size_t N>
+std::array<bool, N> needed_gradients(AutogradContext* ctx, const std::array<const Tensor*, N>& inputs) {
+  std::array<bool, N> needs{};
+  size_t edge = 0;
+  for (size_t i = 0; i < N; ++i) {
+    if (inputs[i]->defined()) needs[i] = ctx->needs_input_grad(edge++);
+  }
+  return needs;
+}
+
+// The differentiable backward of create_graph=True: anrl_ext.ops.native.<name>(*args),
+// which returns one gradient (or None) per differentiable input.
+template <size_t N, typename... Args>
+std::array<Tensor, N> python_gradients(const char* name, const Args&... args) {
+#ifndef TORCH_EXTENSION_NAME
+  TORCH_CHECK(false, "anrl_ext: a differentiable backward (create_graph=True) needs the Python package anrl_ext; "
+              "this libtorch build has the first-order backward only");
+#else
+  namespace py = pybind11;
+  py::gil_scoped_acquire gil;
+  py::object got = py::module_::import("anrl_ext.ops.native").attr(name)(args...);
+  const auto grads = got.cast<std::vector<OptTensor>>();
+  TORCH_CHECK(grads.size() == N, "anrl_ext: ", name, " gave ", grads.size(), " gradients, expected ", N);
+  std::array<Tensor, N> g;
+  for (size_t i = 0; i < N; ++i) g[i] = grads[i].value_or(Tensor());
+  return g;
+#endif
+}
+
 class BlendApply : public torch::autograd::Function<BlendApply> {
  public:
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const OptTensor& alpha, double alpha_value,
@@ -87,16 +121,14 @@ class BlendApply : public torch::autograd::Function<BlendApply> {
     const double alpha_value = ctx->saved_data["alpha_value"].toDouble();
     const bool use_batch_stats = ctx->saved_data["use_batch_stats"].toBool();
     const double eps = ctx->saved_data["eps"].toDouble();
-    // needs_input_grad counts the graph's inputs: x, then each tensor argument that was given.
-    std::array<bool, 6> needs{};  // x, alpha, bn_weight, bn_bias, in_weight, in_bias
-    size_t edge = 0;
-    for (size_t i = 0; i < needs.size(); ++i) {
-      if (i == 0 || saved[4 + i].defined()) needs[i] = ctx->needs_input_grad(edge++);
-    }
+    // x, alpha, bn_weight, bn_bias, in_weight, in_bias
+    const auto needs = needed_gradients<6>(ctx, {&x, &saved[5], &saved[6], &saved[7], &saved[8], &saved[9]});
     const Tensor& gy = grads[0];  // materialised: zeros when y's gradient is unused
     std::array<Tensor, 6> g;  // gradients of x, alpha and the affine weights
     if (at::GradMode::is_enabled()) {
-      g = double_backward(x, alpha, alpha_value, w, bn_mean, bn_var, use_batch_stats, eps, needs, gy);
+      g = python_gradients<6>("blend_apply_double_backward", x, present(alpha), alpha_value, w[0], w[1], w[2], w[3],
+                              bn_mean, bn_var, use_batch_stats, eps, std::vector<bool>(needs.begin(), needs.end()),
+                              gy);
     } else {
       g = first_order(x, mean, var, alpha, alpha_value, w, bn_mean, bn_var, use_batch_stats, eps, needs[0], gy);
       if (needs[1]) g[1] = sum_to_alpha(g[1], alpha);
@@ -130,29 +162,115 @@ class BlendApply : public torch::autograd::Function<BlendApply> {
                                    bn_var, use_batch_stats, eps, x.size(2) * x.size(3));
     return {Tensor(), std::get<0>(out), std::get<1>(out), std::get<2>(out), std::get<3>(out), std::get<4>(out)};
   }
+};
 
-  static std::array<Tensor, 6> double_backward(const Tensor& x, const Tensor& alpha, double alpha_value,
-                                               const Affines& w, const Tensor& bn_mean, const Tensor& bn_var,
-                                               bool use_batch_stats, double eps, const std::array<bool, 6>& needs,
-                                               const Tensor& gy) {
-#ifndef TORCH_EXTENSION_NAME
-    TORCH_CHECK(false, "anrl_ext::blend_apply: a differentiable backward (create_graph=True) needs the Python "
-                "package anrl_ext; this libtorch build has the first-order backward only");
-#else
-    namespace py = pybind11;
-    py::gil_scoped_acquire gil;
-    py::object fn = py::module_::import("anrl_ext.ops.native").attr("blend_apply_double_backward");
-    py::object got = fn(x, present(alpha), alpha_value, w[0], w[1], w[2], w[3], bn_mean, bn_var, use_batch_stats,
-                        eps, std::vector<bool>(needs.begin(), needs.end()), gy);
-    const auto grads = got.cast<std::vector<OptTensor>>();
-    TORCH_CHECK(grads.size() == 6, "anrl_ext: blend_apply_double_backward gave ", grads.size(),
-                " gradients, expected 6");
-    std::array<Tensor, 6> g;
-    for (size_t i = 0; i < 6; ++i) g[i] = grads[i].value_or(Tensor());
-    return g;
-#endif
+// The gate's five kernel slots (w1, b1, wb, bb, wi; wb always given).
+using GateSlots = std::array<OptTensor, 5>;
+
+// moments -> gate_blend_forward -> affine: (y, alpha, and what the backward needs).
+struct GateForwardPass {
+  Tensor y, alpha, hidden, mean, var, bn_mean, bn_var;
+};
+
+GateForwardPass gate_forward_pass(const Tensor& x_in, const GateSlots& gate, const Affines& w,
+                                  const RunningStats& running, bool use_batch_stats, bool update_running,
+                                  double momentum, double eps) {
+  static const auto moments = typed_op<sig::Moments>("anrl_ext::moments");
+  static const auto gate_forward = typed_op<sig::GateForward>("anrl_ext::gate_blend_forward");
+  static const auto affine = typed_op<sig::Affine>("anrl_ext::affine");
+  TORCH_CHECK_VALUE(gate[2].has_value(), "anrl_ext: gate_blend_apply needs gate_wb");
+  check_feature_map(x_in, "x");
+  const Tensor x = as_kernel_layout(x_in);  // a strided x copied once for both passes
+  auto [mean, var] = moments.call(x);
+  auto [alpha, hidden, scale, shift, bn_mean, bn_var] = gate_forward.call(
+      mean, var, gate[0], gate[1], *gate[2], gate[3], gate[4], w[0], w[1], w[2], w[3], running.mean, running.var,
+      use_batch_stats, update_running, momentum, eps, x.size(0) * x.size(2) * x.size(3));
+  return {affine.call(x, mean, scale, shift), alpha, hidden, mean, var, bn_mean, bn_var};
+}
+
+// AFNM's gated blend: alpha = gate(per-sample means) inside the middle kernels.
+class GateBlendApply : public torch::autograd::Function<GateBlendApply> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const Tensor& x, const OptTensor& w1, const OptTensor& b1,
+                               const Tensor& wb, const OptTensor& bb, const OptTensor& wi, const OptTensor& bn_weight,
+                               const OptTensor& bn_bias, const OptTensor& in_weight, const OptTensor& in_bias,
+                               const RunningStats& running, bool use_batch_stats, bool update_running,
+                               double momentum, double eps) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    const auto f = gate_forward_pass(x, {w1, b1, wb, bb, wi}, {bn_weight, bn_bias, in_weight, in_bias}, running,
+                                     use_batch_stats, update_running, momentum, eps);
+    ctx->set_materialize_grads(false);  // an unused alpha passes no gradient, not a zero tensor
+    ctx->save_for_backward({x, f.mean, f.var, f.bn_mean, f.bn_var, f.alpha, f.hidden, w1.value_or(Tensor()),
+                            b1.value_or(Tensor()), wb, bb.value_or(Tensor()), wi.value_or(Tensor()),
+                            bn_weight.value_or(Tensor()), bn_bias.value_or(Tensor()), in_weight.value_or(Tensor()),
+                            in_bias.value_or(Tensor())});
+    ctx->saved_data["use_batch_stats"] = use_batch_stats;
+    ctx->saved_data["eps"] = eps;
+    return {f.y, f.alpha};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    const Tensor &x = saved[0], &mean = saved[1], &var = saved[2], &bn_mean = saved[3], &bn_var = saved[4];
+    const Tensor &alpha = saved[5], &hidden = saved[6];
+    const GateSlots gate = {present(saved[7]), present(saved[8]), saved[9], present(saved[10]), present(saved[11])};
+    const Affines w = {present(saved[12]), present(saved[13]), present(saved[14]), present(saved[15])};
+    const bool use_batch_stats = ctx->saved_data["use_batch_stats"].toBool();
+    const double eps = ctx->saved_data["eps"].toDouble();
+    // x, the five gate slots, the four affine weights
+    const auto needs = needed_gradients<10>(ctx, {&x, &saved[7], &saved[8], &saved[9], &saved[10], &saved[11],
+                                                  &saved[12], &saved[13], &saved[14], &saved[15]});
+    const Tensor gy = grads[0].defined() ? grads[0] : at::zeros_like(x);
+    const OptTensor galpha = present(grads[1]);
+    std::array<Tensor, 10> g;
+    if (at::GradMode::is_enabled()) {
+      g = python_gradients<10>("gate_blend_apply_double_backward", x, gate[0], gate[1], gate[2], gate[3], gate[4],
+                               w[0], w[1], w[2], w[3], bn_mean, bn_var, use_batch_stats, eps,
+                               std::vector<bool>(needs.begin(), needs.end()), gy, galpha);
+    } else {
+      static const auto reduce = typed_op<sig::Reduce>("anrl_ext::reduce");
+      static const auto gate_backward = typed_op<sig::GateBackward>("anrl_ext::gate_blend_backward");
+      static const auto affine2 = typed_op<sig::Affine2>("anrl_ext::affine2");
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      const auto [xk, dy] = input_and_grad(x, gy);  // one layout for both passes
+      auto [s0, s1] = reduce.call(dy, xk, mean);
+      auto out = gate_backward.call(s0, s1, mean, var, alpha, hidden, galpha, gate[0], gate[1], *gate[2], gate[3],
+                                    gate[4], w[0], w[1], w[2], w[3], bn_mean, bn_var, use_batch_stats, eps,
+                                    x.size(2) * x.size(3));
+      const Tensor d[9] = {std::get<0>(out), std::get<1>(out), std::get<2>(out), std::get<3>(out), std::get<4>(out),
+                           std::get<5>(out), std::get<6>(out), std::get<7>(out), std::get<8>(out)};
+      if (needs[0]) g[0] = affine2.call(dy, xk, mean, std::get<9>(out), std::get<10>(out), std::get<11>(out));
+      // The gate's gradients come in its weights' dtype (the kernels take them in the statistics dtype).
+      for (size_t i = 0; i < 5; ++i) g[1 + i] = needs[1 + i] ? d[i] : Tensor();
+      for (size_t i = 0; i < 4; ++i) g[6 + i] = needs[6 + i] ? in_dtype_of(d[5 + i], *w[i]) : Tensor();
+    }
+    // One entry per forward argument; the non-tensor ones get none.
+    return {g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], Tensor(), Tensor(), Tensor(), Tensor(),
+            Tensor()};
   }
 };
+
+std::tuple<Tensor, Tensor> gate_blend_apply_autograd(
+    const Tensor& x, const OptTensor& w1, const OptTensor& b1, const Tensor& wb, const OptTensor& bb,
+    const OptTensor& wi, const OptTensor& bn_weight, const OptTensor& bn_bias, const OptTensor& in_weight,
+    const OptTensor& in_bias, const OptTensor& running_mean, const OptTensor& running_var, bool use_batch_stats,
+    bool update_running, double momentum, double eps) {
+  auto out = GateBlendApply::apply(x, w1, b1, wb, bb, wi, bn_weight, bn_bias, in_weight, in_bias,
+                                   RunningStats{running_mean, running_var}, use_batch_stats, update_running, momentum,
+                                   eps);
+  return {out[0], out[1]};
+}
+
+std::tuple<Tensor, Tensor> gate_blend_apply_plain(
+    const Tensor& x, const OptTensor& w1, const OptTensor& b1, const Tensor& wb, const OptTensor& bb,
+    const OptTensor& wi, const OptTensor& bn_weight, const OptTensor& bn_bias, const OptTensor& in_weight,
+    const OptTensor& in_bias, const OptTensor& running_mean, const OptTensor& running_var, bool use_batch_stats,
+    bool update_running, double momentum, double eps) {
+  const auto f = gate_forward_pass(x, {w1, b1, wb, bb, wi}, {bn_weight, bn_bias, in_weight, in_bias},
+                                   RunningStats{running_mean, running_var}, use_batch_stats, update_running, momentum,
+                                   eps);
+  return {f.y, f.alpha};
+}
 
 Tensor blend_apply_autograd(const Tensor& x, const OptTensor& alpha, double alpha_value, const OptTensor& bn_weight,
                             const OptTensor& bn_bias, const OptTensor& in_weight, const OptTensor& in_bias,
@@ -178,8 +296,10 @@ Tensor blend_apply_plain(const Tensor& x, const OptTensor& alpha, double alpha_v
 
 TORCH_LIBRARY_IMPL(anrl_ext, CompositeExplicitAutograd, m) {
   m.impl("blend_apply", &anrl_ext::blend_apply_plain);
+  m.impl("gate_blend_apply", &anrl_ext::gate_blend_apply_plain);
 }
 
 TORCH_LIBRARY_IMPL(anrl_ext, Autograd, m) {
   m.impl("blend_apply", &anrl_ext::blend_apply_autograd);
+  m.impl("gate_blend_apply", &anrl_ext::gate_blend_apply_autograd);
 }

@@ -53,6 +53,13 @@ TORCH_LIBRARY(anrl_ext, m) {
       "Tensor bn_mean, Tensor bn_var, bool use_batch_stats, float eps, int hw) -> (Tensor d_w1, "
       "Tensor d_b1, Tensor d_wb, Tensor d_bb, Tensor d_wi, Tensor d_bn_weight, Tensor d_bn_bias, "
       "Tensor d_in_weight, Tensor d_in_bias, Tensor a, Tensor b, Tensor c)");
+  // moments, gate_blend_forward and affine as one op whose autograd is in C++
+  // (reduce, gate_blend_backward, affine2; blend_apply_autograd.cpp).
+  m.def(
+      "gate_blend_apply(Tensor x, Tensor? gate_w1, Tensor? gate_b1, Tensor gate_wb, Tensor? gate_bb, "
+      "Tensor? gate_wi, Tensor? bn_weight, Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, "
+      "Tensor(a!)? running_mean, Tensor(b!)? running_var, bool use_batch_stats, bool update_running, "
+      "float momentum, float eps) -> (Tensor y, Tensor alpha)");
 }
 
 TORCH_LIBRARY_IMPL(anrl_ext, CPU, m) {

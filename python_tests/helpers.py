@@ -114,6 +114,45 @@ def check_native_autograd_op(alpha_kind, dtype, weights, wanted, monkeypatch, ba
         assert torch.equal(got, want)
 
 
+def check_gated_native_autograd_op(gate, dtype, monkeypatch, backend="cpu", device="cpu"):
+    """AFNM on cpu / cuda runs gate_blend_apply, whose autograd is C++: y, alpha, the first-order gradients (alpha's
+    own gradient included) and the running statistics in the same bits as the Python Function around the same
+    kernels; the create_graph=True gradients (C++ calling back into Python) and a second derivative through
+    them equal the Python Function's."""
+    import copy
+
+    import anrl_ext
+    from anrl_ext.ops import fast_blend
+
+    torch.manual_seed(0)
+    layer = anrl_ext.AFNM(6, reduction=2, gate=gate, backend=backend).to(device, dtype)
+    with torch.no_grad():
+        for p in layer.gate.parameters():
+            p.normal_(std=0.5)
+    x = torch.randn(3, 6, 5, 7, dtype=dtype).to(device)
+
+    def run():
+        m = copy.deepcopy(layer)
+        xs = x.clone().requires_grad_()
+        y, alpha = m(xs, return_alpha=True)
+        wrt = [xs, *m.parameters()]
+        loss = (y * y.detach().cos()).sum() + alpha.square().sum()
+        first = torch.autograd.grad(loss, wrt, retain_graph=True)
+        graph = torch.autograd.grad(loss, wrt, create_graph=True)
+        second = torch.autograd.grad(sum(g.square().sum() for g in graph), wrt)
+        return y.grad_fn.name(), [y, alpha, *first, m.running_mean, m.running_var], [*graph, *second]
+
+    native_fn, native, native_graph = run()
+    monkeypatch.setattr(fast_blend, "NATIVE_AUTOGRAD", False)
+    python_fn, python, python_graph = run()
+    assert "GateBlendApply" in native_fn and "GateBlendApply" not in python_fn
+    for got, want in zip(native, python, strict=True):
+        assert got.dtype == want.dtype and torch.equal(got, want)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    for got, want in zip(native_graph, python_graph, strict=True):
+        torch.testing.assert_close(got, want, atol=tol, rtol=tol)
+
+
 def random_maker(device, dtype, seed):
     """rnd(*shape, pos=False): seeded normal (or uniform in [0.1, 1.1)) tensors, drawn in float64."""
     g = torch.Generator().manual_seed(seed)

@@ -6,6 +6,7 @@ import torch
 import anrl_ext
 from helpers import (MIXED_DTYPES, check_amp_and_channels_last, check_batch_mean_to_one_ulp, check_blend_apply,
                      check_blend_middle, check_export, check_func_grad, check_gate_middle, check_gate_saturated_heads,
+                     check_gated_native_autograd_op,
                      check_jit_trace, check_mixed_dtypes, check_native_autograd_op, check_norm_matches_reference,
                      check_params_in_own_dtype, check_reductions_on_large_planes, GPU_REDUCTION_BOUNDS, LARGE_PLANES,
                      check_sync_of_one_process, make_inputs, max_err, oracle)
@@ -64,6 +65,15 @@ def test_native_autograd_op_equals_the_python_function_cuda(alpha_kind, dtype, w
     """blend_apply's C++ autograd (backward on autograd's device thread, no Python) against the Python
     Function around the same two calls: the same bits."""
     check_native_autograd_op(alpha_kind, dtype, weights, wanted, monkeypatch, backend="cuda", device="cuda")
+
+
+@pytest.mark.skipif("cuda" not in GPU_BACKENDS, reason="needs the cuda backend")
+@pytest.mark.parametrize("gate", ["paper", "sigmoid2"])
+def test_gated_native_autograd_op_equals_the_python_function_cuda(gate, monkeypatch):
+    """AFNM's gate_blend_apply on CUDA against the Python Function: same bits first order, and the
+    create_graph=True gradients (C++ on the device thread calling back into Python) and a second
+    derivative equal."""
+    check_gated_native_autograd_op(gate, torch.float64, monkeypatch, backend="cuda", device="cuda")
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)

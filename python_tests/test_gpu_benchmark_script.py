@@ -35,6 +35,8 @@ def test_every_section_runs_on_cpu(tmp_path):
     assert {r["what"] for r in rows} == SECTIONS
     op_impls = {r["impl"] for r in rows if r["what"] == "op"}
     assert op_impls == {"cpu", "cpu_python_function", "cpu_separate", "cpu_chain", "reference"}
+    assert {r["impl"] for r in rows if r["what"] == "afnm_layer"} == {"cpu", "cpu_python_function", "cpu_gate_torch",
+                                                                      "cpu_chain", "reference"}
     for layout in ("", "_channels_last"):
         kernels = {r["impl"] for r in rows if r["what"] == "primitive_bandwidth" + layout}
         assert kernels == {f"cpu:{k}" for k in ("moments", "reduce", "affine", "affine2")}

@@ -7,8 +7,8 @@ from torch import nn
 
 import anrl_ext
 from anrl_ext.nn import GATES
-from helpers import (MIXED_DTYPES, anrl_ops_run, check_channels_last_accuracy, check_mixed_dtypes,
-                     check_norm_matches_reference,
+from helpers import (MIXED_DTYPES, anrl_ops_run, check_channels_last_accuracy, check_gated_native_autograd_op,
+                     check_mixed_dtypes, check_norm_matches_reference,
                      check_sync_of_one_process, max_err, spy_on_primitives)
 
 from conftest import FUSED_CPU_BACKENDS
@@ -464,27 +464,36 @@ def test_middle_kernels_equal_the_composed_chain(backend, gate, training):
 @pytest.mark.parametrize("gate", sorted(GATES))
 def test_gate_runs_inside_the_middle_kernel(backend, gate, monkeypatch):
     """AFNM's gate goes to gate_blend_forward / _backward (one call each), not to PyTorch,
-    on the first-order path; a gate with weights of another dtype falls back to PyTorch."""
-    calls = spy_on_primitives(monkeypatch, ("gate_blend_forward", "gate_blend_backward"))
+    on the first-order path (cpu: inside the one op gate_blend_apply, whose autograd is C++);
+    a gate with weights of another dtype falls back to PyTorch."""
+    names = ("gate_blend_forward", "gate_blend_backward")
+    spied = spy_on_primitives(monkeypatch, names + ("gate_blend_apply",))
+
+    def gate_calls():  # from Python (spied) or from C++ (the profiler)
+        spied.clear()
+        ran = anrl_ops_run(lambda: layer(x).sum().backward())
+        return spied + [op for op in ran if op in names]
+
     layer = anrl_ext.AFNM(8, reduction=2, gate=gate, backend=backend)
     x = torch.randn(3, 8, 5, 5, requires_grad=True)
-    layer(x).sum().backward()
-    assert calls == ["gate_blend_forward", "gate_blend_backward"]
+    one_op = ["gate_blend_apply"] if backend == "cpu" else []
+    assert gate_calls() == one_op + ["gate_blend_forward", "gate_blend_backward"]
     assert all(p.grad is not None for p in layer.gate.parameters())
-    calls.clear()
     from anrl_ext.ops import fast_blend
 
     limit = fast_blend.CPU_GATE_MAX_WORK
     monkeypatch.setattr(fast_blend, "CPU_GATE_MAX_WORK", 0)  # a gate too large for the CPU loops
-    layer(x).sum().backward()
-    assert calls == []
+    assert gate_calls() == []
     monkeypatch.setattr(fast_blend, "CPU_GATE_MAX_WORK", limit)
-    layer(x).sum().backward()
-    assert calls == ["gate_blend_forward", "gate_blend_backward"]
-    calls.clear()
+    assert gate_calls() == one_op + ["gate_blend_forward", "gate_blend_backward"]
     layer.gate.double()  # float64 gate weights, float32 statistics: the gate runs in PyTorch
-    layer(x).sum().backward()
-    assert calls == []
+    assert gate_calls() == []
+
+
+@pytest.mark.parametrize("gate", sorted(GATES))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_gated_native_autograd_op_equals_the_python_function(gate, dtype, monkeypatch):
+    check_gated_native_autograd_op(gate, dtype, monkeypatch)
 
 
 def test_a_large_gate_runs_in_pytorch_on_a_gpu():
@@ -527,7 +536,8 @@ def test_fixed_blend_layers_are_one_call_each_way(backend, kind, whole, monkeypa
                 assert [op for op in ran if op.startswith("blend_apply_")] == ["blend_apply_forward",
                                                                                "blend_apply_backward"]
         else:
-            assert "blend_apply_forward" not in calls and calls[0] == "moments", (kind, training, calls)
+            seen = calls or [op for op in ran if op != "gate_blend_apply"]  # cpu AFNM: calls from C++
+            assert "blend_apply_forward" not in seen and seen[0] == "moments", (kind, training, seen)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

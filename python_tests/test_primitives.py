@@ -272,16 +272,24 @@ def test_blend_apply_opcheck(op):
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
 
 
+@pytest.mark.parametrize("op", ["blend_apply", "gate_blend_apply"])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_blend_apply_native_autograd_opcheck(channels_last):
-    """blend_apply, the op whose autograd is C++: schema, fake kernel, autograd registration (the
-    Autograd kernel, not a fallthrough) and AOT dispatch, with gradients wanted for x, alpha and weights."""
+def test_native_autograd_ops_opcheck(op, channels_last):
+    """blend_apply and gate_blend_apply, the ops whose autograd is C++: schema, fake kernel, autograd
+    registration (the Autograd kernel, not a fallthrough) and AOT dispatch, with gradients wanted for x,
+    alpha or the gate, and the weights."""
     f64 = dict(dtype=torch.float64)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(3, 4, 5, 6, **f64).to(memory_format=fmt).requires_grad_()
-    alpha, w = torch.rand(3, 4, **f64, requires_grad=True), torch.randn(4, **f64, requires_grad=True)
-    args = (x, alpha, 0.0, w, None, w, None, torch.zeros(4, **f64), torch.ones(4, **f64), True, True, 0.1, 1e-5)
-    torch.library.opcheck(torch.ops.anrl_ext.blend_apply.default, args)
+    w = torch.randn(4, **f64, requires_grad=True)
+    running = (torch.zeros(4, **f64), torch.ones(4, **f64))
+    if op == "blend_apply":
+        alpha = torch.rand(3, 4, **f64, requires_grad=True)
+        args = (x, alpha, 0.0, w, None, w, None, *running, True, True, 0.1, 1e-5)
+    else:  # the paper gate's slots: w1 (D, C), wb and wi (C, D)
+        w1, wb, wi = (torch.randn(*shape, **f64, requires_grad=True) for shape in ((2, 4), (4, 2), (4, 2)))
+        args = (x, w1, None, wb, None, wi, w, None, w, None, *running, True, True, 0.1, 1e-5)
+    torch.library.opcheck(getattr(torch.ops.anrl_ext, op).default, args)
 
 
 def test_blend_apply_errors_are_clear():

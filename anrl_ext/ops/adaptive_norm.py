@@ -176,8 +176,14 @@ def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_
     if _fast.ENABLED and prims.blend_forward is not None and not capturing_graph():
         if not _fast.gate_in_kernel(prims, gate_slots, alpha_params, x):
             gate_slots = None
-        if (prims.blend_apply is not None and _fast.NATIVE_AUTOGRAD and _fast.WHOLE_PASS and gate_slots is None
-                and gather_stats is None and (alpha_fn is alpha_input or isinstance(alpha_fn, ConstantAlpha))):
+        native = _fast.NATIVE_AUTOGRAD and _fast.WHOLE_PASS and gather_stats is None
+        if native and gate_slots is not None and prims.gate_blend_apply is not None:
+            # the gate inside the middle kernels: one op whose autograd is native code
+            return prims.gate_blend_apply(x, *_fast.gate_arguments(gate_slots, alpha_params), bn_weight, bn_bias,
+                                          in_weight, in_bias, running_mean, running_var, use_batch, training,
+                                          momentum, eps)
+        if native and prims.blend_apply is not None and (alpha_fn is alpha_input
+                                                         or isinstance(alpha_fn, ConstantAlpha)):
             # alpha is known before the moments: one op whose autograd is native code.
             alpha = alpha_params[0] if alpha_fn is alpha_input else None
             alpha_value = 0.0 if alpha is not None else alpha_fn.value

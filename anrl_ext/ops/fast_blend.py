@@ -148,10 +148,10 @@ def gate_in_kernel(prims: Primitives, gate_slots, alpha_params: Sequence[Tensor]
     return gate_work(x.shape[0], gate_slots, alpha_params) <= limit
 
 
-def _gate_arguments(spec: BlendSpec, alpha_params: Sequence[Tensor]) -> list:
+def gate_arguments(gate_slots: Sequence[str], alpha_params: Sequence[Tensor]) -> list:
     """The five gate slots of the kernels, None where this gate has no such weight."""
     slots = [None] * len(GATE_SLOTS)
-    for slot, p in zip(spec.gate_slots, alpha_params):
+    for slot, p in zip(gate_slots, alpha_params):
         slots[GATE_SLOTS.index(slot)] = p
     return slots
 
@@ -248,7 +248,8 @@ class _FastBlend(torch.autograd.Function):
         if spec.gate_slots is not None:  # the gate MLP inside the middle kernel
             with _below_autograd():
                 alpha, hidden, scale, shift, bn_mean, bn_var = P.gate_blend_forward(
-                    mean, var, *_gate_arguments(spec, alpha_params), *w, *stats, spec.momentum, spec.eps, count)
+                    mean, var, *gate_arguments(spec.gate_slots, alpha_params), *w, *stats, spec.momentum, spec.eps,
+                    count)
                 y = P.affine(x, mean, scale, shift)
             ctx.save_for_backward(x, mean, var, bn_mean, bn_var, alpha, hidden, *params)
             return y, alpha
@@ -306,7 +307,7 @@ class _FastBlend(torch.autograd.Function):
             elif spec.gate_slots is not None:  # gate gradients and d mean come from the kernel
                 s0, s1 = P.reduce(gy, x, mean)
                 out = P.gate_blend_backward(
-                    s0, s1, mean, var, alpha_t, hidden, galpha, *_gate_arguments(spec, alpha_params), *w,
+                    s0, s1, mean, var, alpha_t, hidden, galpha, *gate_arguments(spec.gate_slots, alpha_params), *w,
                     bn_mean, bn_var, use_batch, spec.eps, hw)
                 d_gate, d_affine, (a, b, c) = out[:5], out[5:9], out[9:]
             else:

@@ -9,7 +9,8 @@ from typing import Optional
 
 import torch
 
-from .primitives import Primitives, output_memory_format, register_autograd, register_blend_fakes, register_fakes
+from .primitives import (Primitives, acc_dtype, output_memory_format, register_autograd, register_blend_fakes,
+                         register_fakes)
 
 try:
     from .. import _C  # noqa: F401  (importing registers the operators)
@@ -46,29 +47,51 @@ def cpu_output_cache(limit_mb: Optional[float] = None) -> dict:
     return {"held_mb": _C.output_cache_bytes() / 2**20, "limit_mb": _C.output_cache_limit() / 2**20}
 
 
-def blend_apply_double_backward(x, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, bn_mean, bn_var,
-                                use_batch_stats, eps, needs, gy):
-    """The gradients of `blend_apply` (x, alpha, the four affine weights; None where not
-    needed) as differentiable tensors: its C++ backward calls this under create_graph=True.
-
-    Recomputed through the primitives' registered autograd formulas, as the Python
-    Function's differentiable backward does (fast_blend / fused.differentiable_backward).
-    Without batch statistics the forward's bn_mean / bn_var are the fixed BN statistics.
-    """
+def _recomputed_gradients(x, alpha_fn, alpha_slots, affines, bn_mean, bn_var, use_batch_stats, eps, needs, gy,
+                          galpha=None):
+    """[dx, one per alpha slot, one per affine weight] (None where absent or not needed), differentiable:
+    the forward recomputed through the primitives' registered autograd formulas, as the Python Function's
+    differentiable backward does (fused.differentiable_backward). Without batch statistics the forward's
+    bn_mean / bn_var are the fixed BN statistics."""
     from .adaptive_norm import make_blend_middle  # imports this module
-    from .fast_blend import ConstantAlpha, alpha_input
     from .fused import differentiable_backward
 
-    alpha_fn, alpha_params = (alpha_input, [alpha]) if alpha is not None else (ConstantAlpha(alpha_value), [])
-    affines = (bn_weight, bn_bias, in_weight, in_bias)
-    params = alpha_params + [t for t in affines if t is not None]
+    alpha_params = [t for t in alpha_slots if t is not None]
     middle = make_blend_middle(alpha_fn, len(alpha_params), tuple(t is not None for t in affines), bn_mean, bn_var,
                                use_batch_stats, eps)
-    given = [alpha is not None] + [t is not None for t in affines]  # which of needs[1:] are params
-    dx, dparams = differentiable_backward(x, PRIMITIVES, middle, params, needs[0],
-                                          [need for need, g in zip(needs[1:], given) if g], gy, None)
+    given = [t is not None for t in (*alpha_slots, *affines)]  # which of needs[1:] are params
+    dx, dparams = differentiable_backward(x, PRIMITIVES, middle, alpha_params + [t for t in affines if t is not None],
+                                          needs[0], [need for need, g in zip(needs[1:], given) if g], gy, galpha)
     it = iter(dparams)
     return [dx] + [next(it) if g else None for g in given]
+
+
+def blend_apply_double_backward(x, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, bn_mean, bn_var,
+                                use_batch_stats, eps, needs, gy):
+    """The gradients of `blend_apply` (x, alpha, the four affine weights) as differentiable tensors: its
+    C++ backward calls this under create_graph=True."""
+    from .fast_blend import ConstantAlpha, alpha_input
+
+    alpha_fn = alpha_input if alpha is not None else ConstantAlpha(alpha_value)
+    return _recomputed_gradients(x, alpha_fn, [alpha], (bn_weight, bn_bias, in_weight, in_bias), bn_mean, bn_var,
+                                 use_batch_stats, eps, needs, gy)
+
+
+def gate_blend_apply_double_backward(x, w1, b1, wb, bb, wi, bn_weight, bn_bias, in_weight, in_bias, bn_mean,
+                                     bn_var, use_batch_stats, eps, needs, gy, galpha):
+    """The gradients of `gate_blend_apply` (x, the five gate slots, the four affine weights) as
+    differentiable tensors: its C++ backward calls this under create_graph=True. alpha is the kernels'
+    gate layout in PyTorch (reference.gate_alpha_reference), the same math as each gate's `alpha`."""
+    from .reference import gate_alpha_reference
+
+    slots = (w1, b1, wb, bb, wi)
+
+    def alpha_fn(mean, *weights):
+        it = iter(weights)
+        return gate_alpha_reference(mean, *(next(it) if t is not None else None for t in slots))[0]
+
+    return _recomputed_gradients(x, alpha_fn, slots, (bn_weight, bn_bias, in_weight, in_bias), bn_mean, bn_var,
+                                 use_batch_stats, eps, needs, gy, galpha)
 
 
 def require_built() -> None:
@@ -95,6 +118,7 @@ if _C is not None:
         blend_apply_forward=_ops.blend_apply_forward.default,
         blend_apply_backward=_ops.blend_apply_backward.default,
         blend_apply=_ops.blend_apply.default,
+        gate_blend_apply=_ops.gate_blend_apply.default,
     )
     register_fakes(lambda name: f"anrl_ext::{name}")
     register_blend_fakes(lambda name: f"anrl_ext::{name}")
@@ -103,5 +127,10 @@ if _C is not None:
     @torch.library.register_fake("anrl_ext::blend_apply")
     def _blend_apply_fake(x, *rest):
         return torch.empty_like(x, memory_format=output_memory_format(x))
+
+    @torch.library.register_fake("anrl_ext::gate_blend_apply")
+    def _gate_blend_apply_fake(x, *rest):
+        alpha = x.new_empty(x.shape[:2], dtype=acc_dtype(x.dtype))
+        return torch.empty_like(x, memory_format=output_memory_format(x)), alpha
 else:  # pragma: no cover
     PRIMITIVES = None

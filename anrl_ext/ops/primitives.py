@@ -44,8 +44,11 @@ class Primitives:
     blend_apply_forward: Optional[Callable] = None
     blend_apply_backward: Optional[Callable] = None
     # The same two calls as one op whose autograd is native code (native:
-    # blend_apply, csrc/blend_apply_autograd.cpp): y only, no Python on the way.
+    # blend_apply, csrc/blend_apply_autograd.cpp): y only, no Python on the way;
+    # and the gated path (moments, gate_blend_forward, affine and back) the same
+    # way: (y, alpha).
     blend_apply: Optional[Callable] = None
+    gate_blend_apply: Optional[Callable] = None
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -33,6 +33,15 @@ using ApplyForward = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>(
 using ApplyBackward = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
     const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OptTensor&, double, const OptTensor&,
     const OptTensor&, const OptTensor&, const OptTensor&, const Tensor&, const Tensor&, bool, double);
+using GateForward = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
+    const Tensor&, const Tensor&, const OptTensor&, const OptTensor&, const Tensor&, const OptTensor&,
+    const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&,
+    const OptTensor&, bool, bool, double, double, int64_t);
+using GateBackward = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
+                                Tensor, Tensor>(
+    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OptTensor&,
+    const OptTensor&, const OptTensor&, const Tensor&, const OptTensor&, const OptTensor&, const OptTensor&,
+    const OptTensor&, const OptTensor&, const OptTensor&, const Tensor&, const Tensor&, bool, double, int64_t);
 }  // namespace sig
 
 }  // namespace anrl_ext
