@@ -15,7 +15,7 @@ small ops; then the op
 from the Python autograd.Function, moments / middle / map called
 separately, and the chain; then the fixed-blend layers BN and IBN the same
 four ways; then an AFNM layer with synchronised BN statistics (a world of
-one): fused, and the chain. Best of 5 rounds.
+one): fused, and the chain. Best of 5 rounds, the modes of a line interleaved.
 
 --launches times the host work of one Triton primitive call with the launch
 itself stubbed out (no GPU here): the direct path's bare kernel, the registered
@@ -36,6 +36,11 @@ MODES = {"gate in kernel, C++ autograd": (True, True, True), "gate in kernel": (
 # (fast_blend.ENABLED, WHOLE_PASS, NATIVE_AUTOGRAD) of the op and the fixed-blend layers
 OP_MODES = {"one op, C++ autograd": (True, True, True), "one call each way": (True, True, False),
             "separate calls": (True, False, False), "chain of small ops": (False, True, False)}
+
+
+def gate_switches(enabled, in_kernel, native):
+    """Set the switches MODES names (interleaved resets them after each round)."""
+    fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL, fast_blend.NATIVE_AUTOGRAD = enabled, in_kernel, native
 
 
 def whole_pass_switches(enabled, whole, native):
@@ -89,14 +94,11 @@ def main():
     for gate in ("paper", "sigmoid", "sigmoid2"):
         layer = anrl_ext.AFNM(8, reduction=2, gate=gate, backend="cpu")
         inputs = [x, *layer.parameters()]
-        times = {}
-        for mode, (enabled, in_kernel, native) in MODES.items():
-            fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL, fast_blend.NATIVE_AUTOGRAD = enabled, in_kernel, native
-            try:
-                times[mode] = per_call(lambda: torch.autograd.grad(layer(x), inputs, dy), args.calls)
-            finally:
-                fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL, fast_blend.NATIVE_AUTOGRAD = True, True, True
-        print(f"{gate:>8}: " + " | ".join(f"{m} {t * 1e6:6.1f} us" for m, t in times.items()))
+
+        def step():
+            return torch.autograd.grad(layer(x), inputs, dy)
+
+        print(f"{gate:>8}: " + interleaved(MODES, gate_switches, step, args.calls))
     op_calls(x, dy, args.calls)
     for kind in ("bn", "ibn"):
         layer_calls(kind, x, dy, args.calls)
