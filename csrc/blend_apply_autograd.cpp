@@ -82,6 +82,7 @@ std::array<Tensor, N> python_gradients(const char* name, const Args&... args) {
 #ifndef TORCH_EXTENSION_NAME
   TORCH_CHECK(false, "anrl_ext: a differentiable backward (create_graph=True) needs the Python package anrl_ext; "
               "this libtorch build has the first-order backward only");
+  return {};
 #else
   namespace py = pybind11;
   py::gil_scoped_acquire gil;
