@@ -21,6 +21,12 @@ through them is added to the dx coefficients (`_global_bn_stats`). When the
 backward must itself be differentiable (create_graph=True), it recomputes
 through the composed primitives (`fused.composed`), exactly as
 `fused._FusedBlend` does.
+
+On the native backends (cpu, cuda) the whole-pass and gated paths do not come
+here: `adaptive_norm.blend` calls the ops `blend_apply` / `gate_blend_apply`,
+the same kernel calls with their autograd in C++ (csrc/blend_apply_autograd.cpp).
+This Function serves Triton, synchronised statistics and alpha functions the
+kernels do not compute (NATIVE_AUTOGRAD = False sends everything here).
 """
 from __future__ import annotations
 
@@ -33,15 +39,16 @@ from torch import Tensor
 
 from .coefficients import batch_stats, expand_alpha, update_running_buffers
 from .fused import differentiable_backward
-from .primitives import Primitives
+from .primitives import Primitives, acc_dtype
 
 # Switches for benchmarks and debugging. ENABLED = False sends every call
 # through the composed chain of small ops (fused._FusedBlend) instead;
 # GATE_IN_KERNEL = False runs a kernel-layout gate in PyTorch like any other;
 # WHOLE_PASS = False calls moments, the middle and the map separately where
 # a backend has them as one call each way (blend_apply_forward / _backward);
-# NATIVE_AUTOGRAD = False runs those two calls from this module's Python Function
-# instead of the op whose autograd is C++ (blend_apply).
+# NATIVE_AUTOGRAD = False runs those two calls, and the gated middle's, from this
+# module's Python Function instead of the ops whose autograd is C++
+# (blend_apply, gate_blend_apply; see adaptive_norm.blend).
 ENABLED = True
 GATE_IN_KERNEL = True
 WHOLE_PASS = True
@@ -159,11 +166,10 @@ def gate_arguments(gate_slots: Sequence[str], alpha_params: Sequence[Tensor]) ->
 def alpha_output(x: Tensor, alpha: Optional[Tensor], alpha_value: float) -> Tensor:
     """alpha as (N, C) in the statistics dtype, as `_FastBlend` returns it: the alpha tensor
     (differentiably) or the float (not differentiable)."""
-    stats_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     shape = x.shape[:2]
     if alpha is None:
-        return torch.full((), alpha_value, dtype=stats_dtype, device=x.device).expand(shape)
-    return alpha.to(stats_dtype).expand(shape)
+        return torch.full((), alpha_value, dtype=acc_dtype(x.dtype), device=x.device).expand(shape)
+    return alpha.to(acc_dtype(x.dtype)).expand(shape)
 
 
 def _alpha_before_moments(spec: BlendSpec, alpha_params: Sequence[Tensor]):
