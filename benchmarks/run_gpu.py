@@ -414,14 +414,41 @@ def middle_rows(rows, backends, name, repeats, bw, calls=200):
             d = max(c // 16, 1)
             gate = (torch.randn(d, c, device=DEVICE), None, torch.randn(c, d, device=DEVICE), None,
                     torch.randn(c, d, device=DEVICE))
-            out = P.gate_blend_forward(mean, var, *gate, w, w, w, w, rm, rv, True, True, 0.1, 1e-5, n * 196)
-            gfwd = per_call(lambda: P.gate_blend_forward(mean, var, *gate, w, w, w, w, rm, rv, True, True, 0.1,
-                                                         1e-5, n * 196))
-            gbwd = per_call(lambda: P.gate_blend_backward(s0, s1, mean, var, out[0], out[1], None, *gate, w, w, w, w,
-                                                          out[4], out[5], True, 1e-5, 196))
-            rows.append(middle_row(name, f"{n}x{c}", "gated_middle_kernels", b, gfwd, gbwd))
-            print(f"gated middle kernels ({n}, {c}, D={d}) {b}: gate_blend_forward {gfwd * 1e6:.1f} us, "
-                  f"gate_blend_backward {gbwd * 1e6:.1f} us per call")
+            for what, limit in gate_launches(b):
+                out = P.gate_blend_forward(mean, var, *gate, w, w, w, w, rm, rv, True, True, 0.1, 1e-5, n * 196)
+                default = set_gate_launch(limit)
+                try:
+                    gfwd = per_call(lambda: P.gate_blend_forward(mean, var, *gate, w, w, w, w, rm, rv, True, True,
+                                                                 0.1, 1e-5, n * 196))
+                    gbwd = per_call(lambda: P.gate_blend_backward(s0, s1, mean, var, out[0], out[1], None, *gate, w,
+                                                                  w, w, w, out[4], out[5], True, 1e-5, 196))
+                finally:
+                    set_gate_launch(default)
+                rows.append(middle_row(name, f"{n}x{c}", what, b, gfwd, gbwd))
+                print(f"{what.replace('_', ' ')} ({n}, {c}, D={d}) {b}: gate_blend_forward {gfwd * 1e6:.1f} us, "
+                      f"gate_blend_backward {gbwd * 1e6:.1f} us per call")
+
+
+def gate_launches(backend):
+    """(row name, one-block limit) of the gated middle timings: the default launch, and for cuda
+    each of its two launches forced (one block; one launch per phase over many blocks). --smoke
+    times them on the cpu backend too, which ignores the setting: the rows' code runs in CI."""
+    rows = [("gated_middle_kernels", None)]
+    if backend == "cuda" or (SMOKE and backend == "cpu"):
+        rows += [("gated_middle_kernels_one_block", 2 ** 62), ("gated_middle_kernels_per_phase", 0)]
+    return rows
+
+
+def set_gate_launch(limit):
+    """Set the CUDA gated middle's one-block limit (None: leave it); return the limit before."""
+    from anrl_ext.ops import native
+
+    if not native.is_built():
+        return None
+    before = native.cuda_gate_one_block_max_work()
+    if limit is not None:
+        native.cuda_gate_one_block_max_work(limit)
+    return before
 
 
 if __name__ == "__main__":

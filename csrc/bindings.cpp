@@ -1,6 +1,7 @@
 // Python module anrl_ext._C: importing it registers the operators above.
 #include <torch/extension.h>
 
+#include "anrl_ext/gate_launch.h"
 #include "anrl_ext/output_cache.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -15,4 +16,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("output_cache_limit", &anrl_ext::output_cache_limit, "Most bytes the CPU output cache holds");
   m.def("set_output_cache_limit", &anrl_ext::set_output_cache_limit, py::arg("bytes"),
         "Set the CPU output cache limit in bytes; 0 disables it and frees what it holds");
+  m.def("gate_one_block_max_work", &anrl_ext::gate_one_block_max_work,
+        "Largest gate (multiply-adds of its forward) the CUDA gated middle runs in one block; larger ones "
+        "run one launch per phase over many blocks");
+  m.def("set_gate_one_block_max_work", &anrl_ext::set_gate_one_block_max_work, py::arg("work"),
+        "Set that limit (>= 0; 0 spreads every gate over blocks)");
+  m.def("gate_in_one_block", &anrl_ext::gate_in_one_block, py::arg("n"), py::arg("c"), py::arg("d"),
+        py::arg("ratio_head"), "Whether the CUDA gated middle runs a gate of these sizes in one block");
 }

@@ -1,16 +1,24 @@
 // CUDA implementations of the gated middle ops: the phases of
-// csrc/include/anrl_ext/gate.h in one launch each way. The gate mixes
-// channels (alpha[n, c] reads every mean of sample n; the weight gradients sum
-// over samples and channels), so one block runs all phases with __syncthreads
-// between them instead of a grid-wide barrier. The (N, C) middle is small: at
-// N = 32, C = 512 and D = 32 a phase is about a million multiply-adds, against
-// ~15 us of host time per launch it saves.
+// csrc/include/anrl_ext/gate.h. The gate mixes channels (alpha[n, c] reads
+// every mean of sample n; the weight gradients sum over samples and channels),
+// so each phase must finish before the next starts. Two ways to launch them
+// (anrl_ext/gate_launch.h picks by the gate's size):
+//   one block : every phase in one block, __syncthreads between them, one launch
+//               each way. For small gates, where a launch's host time (~15-30 us
+//               on the H200's host) costs more than the phases.
+//   per phase : one launch per phase, one thread per index over as many blocks
+//               as the phase has indices. One block costs about 1 ns per
+//               multiply-add (run 4: 1.5-1.7 ms a call at N, C, D = 64, 512, 32);
+//               spread, a phase is bound by its longest per-thread loop.
+// Each output is written by one thread with the same loop either way, so both
+// launches give the same bits.
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "anrl_ext/gate_launch.h"
 #include "anrl_ext/gate_tensors.h"
 
 namespace anrl_ext {
@@ -53,6 +61,81 @@ __global__ void __launch_bounds__(kGateThreads)
 
 #undef ANRL_BLOCK_LOOP
 
+// --- the same phases, one launch each -----------------------------------------
+
+constexpr int kPhaseThreads = 128;
+
+// One thread per index of a phase, over as many blocks as it takes.
+template <typename Phase>
+__global__ void __launch_bounds__(kPhaseThreads) gate_phase_kernel(Phase phase, int64_t count) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < count) phase(i);
+}
+
+template <typename Phase>
+void launch_phase(const Phase& phase, int64_t count, cudaStream_t stream) {
+  if (count == 0) return;
+  const int64_t blocks = (count + kPhaseThreads - 1) / kPhaseThreads;
+  gate_phase_kernel<<<blocks, kPhaseThreads, 0, stream>>>(phase, count);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// Forward: hidden (n, j), then alpha (n, c), then the blend per channel.
+template <typename T>
+struct HiddenPhase {
+  GateArgs<T> g;
+  __device__ void operator()(int64_t i) const { gate_hidden(g, i / g.D, i % g.D); }
+};
+
+template <typename T>
+struct AlphaPhase {
+  GateArgs<T> g;
+  __device__ void operator()(int64_t i) const { gate_alpha(g, i / g.C, i % g.C); }
+};
+
+template <typename T>
+struct BlendForwardPhase {
+  BlendInputs<T> in;
+  BlendForwardOutputs<T> out;
+  __device__ void operator()(int64_t c) const { blend_forward_channel(in, out, c); }
+};
+
+// Backward: blend and heads per channel, then the heads' input (n, k), then
+// (hidden layer only) W1 and the means per channel, and b1 per hidden unit.
+template <typename T>
+struct HeadGradPhase {
+  GateArgs<T> g;
+  GateGrads<T> d;
+  BlendInputs<T> in;
+  BlendBackwardArgs<T> args;
+  __device__ void operator()(int64_t c) const {
+    blend_backward_channel(in, args, c);
+    gate_head_grad_channel(g, d, c);
+  }
+};
+
+template <typename T>
+struct InputGradPhase {
+  GateArgs<T> g;
+  GateGrads<T> d;
+  __device__ void operator()(int64_t i) const { gate_input_grad(g, d, i / g.K(), i % g.K()); }
+};
+
+template <typename T>
+struct HiddenGradPhase {  // indices [0, C): channels; [C, C + D): hidden units (with b1)
+  GateArgs<T> g;
+  GateGrads<T> d;
+  __device__ void operator()(int64_t i) const {
+    if (i < g.C) gate_hidden_grad_channel(g, d, i);
+    else gate_hidden_bias_grad(g, d, i - g.C);
+  }
+};
+
+template <typename T>
+bool in_one_block(const GateArgs<T>& g) {
+  return gate_in_one_block(g.N, g.C, g.D, g.wi != nullptr);
+}
+
 }  // namespace
 
 GateForwardResult gate_blend_forward_cuda(const at::Tensor& mean, const at::Tensor& var, const OptTensor& gate_w1,
@@ -69,10 +152,17 @@ GateForwardResult gate_blend_forward_cuda(const at::Tensor& mean, const at::Tens
   if (s.mean.numel() > 0) {
     auto stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES(s.mean.scalar_type(), "gate_blend_forward_cuda", [&] {
-      gate_blend_forward_kernel<scalar_t><<<1, kGateThreads, 0, stream>>>(
-          s.gate_args<scalar_t>(), s.blend.t.inputs<scalar_t>(0.0, eps, use_batch_stats),
-          s.blend.outputs<scalar_t>(update_running && use_batch_stats, momentum, count));
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      const auto g = s.gate_args<scalar_t>();
+      const auto in = s.blend.t.inputs<scalar_t>(0.0, eps, use_batch_stats);
+      const auto out = s.blend.outputs<scalar_t>(update_running && use_batch_stats, momentum, count);
+      if (in_one_block(g)) {
+        gate_blend_forward_kernel<scalar_t><<<1, kGateThreads, 0, stream>>>(g, in, out);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      } else {
+        if (g.D > 0) launch_phase(HiddenPhase<scalar_t>{g}, g.N * g.D, stream);
+        launch_phase(AlphaPhase<scalar_t>{g}, g.N * g.C, stream);
+        launch_phase(BlendForwardPhase<scalar_t>{in, out}, g.C, stream);
+      }
     });
   }
   return s.result();
@@ -94,10 +184,18 @@ GateBackwardResult gate_blend_backward_cuda(const at::Tensor& s0, const at::Tens
   if (s.mean.numel() > 0) {
     auto stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES(s.mean.scalar_type(), "gate_blend_backward_cuda", [&] {
-      gate_blend_backward_kernel<scalar_t><<<1, kGateThreads, 0, stream>>>(
-          s.gate_args<scalar_t>(), s.grads<scalar_t>(hw), s.blend.t.inputs<scalar_t>(0.0, eps, use_batch_stats),
-          s.blend.args<scalar_t>(hw));
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      const auto g = s.gate_args<scalar_t>();
+      const auto d = s.grads<scalar_t>(hw);
+      const auto in = s.blend.t.inputs<scalar_t>(0.0, eps, use_batch_stats);
+      const auto args = s.blend.args<scalar_t>(hw);
+      if (in_one_block(g)) {
+        gate_blend_backward_kernel<scalar_t><<<1, kGateThreads, 0, stream>>>(g, d, in, args);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      } else {
+        launch_phase(HeadGradPhase<scalar_t>{g, d, in, args}, g.C, stream);
+        launch_phase(InputGradPhase<scalar_t>{g, d}, g.N * g.K(), stream);
+        if (g.D > 0) launch_phase(HiddenGradPhase<scalar_t>{g, d}, g.C + (g.b1 ? g.D : 0), stream);
+      }
     });
   }
   return s.result();

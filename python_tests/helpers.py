@@ -374,6 +374,71 @@ def check_gate_middle(prims, device="cpu", n=5, c=7, d=3, dtype=torch.float64, t
                     torch.testing.assert_close(a, b, atol=tol, rtol=tol)
 
 
+def check_gate_launches_equal(prims, device, n, c, d):
+    """prims.gate_blend_forward / _backward give the same bits whatever the CUDA gated middle's
+    one-block limit (anrl_ext.ops.native.cuda_gate_one_block_max_work): on CUDA, 2^62 runs every
+    gate in one block and 0 spreads it one launch per phase over many blocks; the CPU kernels
+    ignore the limit. Every gate layout, with and without affine tensors and an outside alpha
+    gradient, batch and running statistics; running statistics compared too."""
+    from anrl_ext.ops import native
+
+    rnd = random_maker(device, torch.float32, seed=2)
+    mean, var, s0, s1 = rnd(n, c), rnd(n, c, pos=True), rnd(n, c), rnd(n, c)
+    default = native.cuda_gate_one_block_max_work()
+    try:
+        for layout in GATE_LAYOUTS:
+            gate = gate_weights(layout, c, d, rnd)
+            for affine, alpha_grad in (([None] * 4, None), ([rnd(c) for _ in range(4)], rnd(n, c))):
+                for use_batch in (True, False):
+                    run0 = [rnd(c), rnd(c, pos=True)]
+                    results = []
+                    for limit in (2 ** 62, 0):
+                        native.cuda_gate_one_block_max_work(limit)
+                        run = [t.clone() for t in run0]
+                        out = prims.gate_blend_forward(mean, var, *gate, *affine, *run, use_batch, True, 0.1, 1e-5,
+                                                       99)
+                        back = prims.gate_blend_backward(s0, s1, mean, var, out[0], out[1], alpha_grad, *gate,
+                                                         *affine, out[4], out[5], use_batch, 1e-5, 12)
+                        results.append([*out, *run, *back])
+                    for i, (a, b) in enumerate(zip(*results)):
+                        where = f"{layout}, affine {affine[0] is not None}, batch {use_batch}: output {i}"
+                        assert (a is None) == (b is None), where
+                        assert a is None or torch.equal(a, b), where
+    finally:
+        native.cuda_gate_one_block_max_work(default)
+
+
+def check_wide_afnm_layer(backend, device="cpu"):
+    """An AFNM layer whose gate is past the one-block kernels' size (C = 512, N = 64, paper gate: 3.1e6
+    multiply-adds) against the reference backend: outputs, alpha, running statistics and gradients.
+    Returns the package's operators its forward + backward ran (anrl_ops_run), which tell where the
+    gate ran: the CUDA gated middle spread over blocks, or the gate as PyTorch ops (CPU, Triton)."""
+    import anrl_ext
+
+    torch.manual_seed(4)
+    ref = anrl_ext.AFNM(512, gate="paper", backend="reference").to(device)
+    fused = anrl_ext.AFNM(512, gate="paper", backend=backend).to(device)
+    fused.load_state_dict(ref.state_dict())
+    x = (torch.randn(64, 512, 3, 5, device=device) * 2 + 0.5).requires_grad_()
+    g = torch.randn_like(x)
+    y_r, a_r = ref(x, return_alpha=True)
+    grads_r = torch.autograd.grad(y_r, [x, *ref.parameters()], g)
+    ops = []
+
+    def step():
+        y_f, a_f = fused(x, return_alpha=True)
+        ops.append((y_f, a_f, torch.autograd.grad(y_f, [x, *fused.parameters()], g)))
+
+    ran = anrl_ops_run(step)
+    y_f, a_f, grads_f = ops[0]
+    assert max_err(y_f, y_r) < 1e-4 and max_err(a_f, a_r) < 1e-5
+    torch.testing.assert_close(fused.running_mean, ref.running_mean)
+    torch.testing.assert_close(fused.running_var, ref.running_var)
+    for gf, gr in zip(grads_f, grads_r):
+        assert max_err(gf, gr) < 1e-3 * max(1, gr.abs().max().item())
+    return ran
+
+
 def check_gate_saturated_heads(prims, device="cpu"):
     """The paper gate in float32 with both heads saturated low and alpha in (0.2, 0.8): forward and
     backward finite and equal to the float64 reference's. At u near -50 the sigmoids are near 1e-22

@@ -5,8 +5,9 @@ import torch
 
 import anrl_ext
 from helpers import (MIXED_DTYPES, check_amp_and_channels_last, check_batch_mean_to_one_ulp, check_blend_apply,
-                     check_blend_middle, check_export, check_func_grad, check_gate_middle, check_gate_saturated_heads,
-                     check_gated_native_autograd_op,
+                     check_blend_middle, check_export, check_func_grad, check_gate_launches_equal, check_gate_middle,
+                     check_gate_saturated_heads,
+                     check_gated_native_autograd_op, check_wide_afnm_layer,
                      check_jit_trace, check_mixed_dtypes, check_native_autograd_op, check_norm_matches_reference,
                      check_params_in_own_dtype, check_reductions_on_large_planes, GPU_REDUCTION_BOUNDS, LARGE_PLANES,
                      check_sync_of_one_process, make_inputs, max_err, oracle)
@@ -176,6 +177,16 @@ def test_afnm_module_matches_reference_backend(backend, gate, affine):
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_wide_afnm_layer_matches_reference_backend_cuda(backend):
+    """C = 512, N = 64: cuda runs the gate in its gated middle spread over blocks (under
+    CUDA_GATE_MAX_WORK, past the one-block limit); Triton's one program is past its limit, so
+    there the gate runs as PyTorch ops."""
+    ran = check_wide_afnm_layer(backend, "cuda")
+    if backend == "cuda":
+        assert "gate_blend_forward" in ran and "gate_blend_backward" in ran, ran
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
 def test_second_order_through_afnm_matches_reference(backend):
     """The meta-update's shape of derivative: grad of a grad-dependent loss."""
     torch.manual_seed(2)
@@ -299,12 +310,25 @@ def test_blend_apply_cuda(backend, channels_last):
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
 @pytest.mark.parametrize("n, c, d", [(5, 7, 3), (1, 3, 1), (3, 70, 35), (32, 512, 32)])
 def test_gate_middle_kernels_cuda(backend, n, c, d):
-    """The gated middle (gate MLP inside one block / one program) against the float64 reference."""
+    """The gated middle (gate MLP inside the middle kernels: one block or, past
+    cuda_gate_one_block_max_work, spread over blocks; one Triton program) against the float64
+    reference."""
     from anrl_ext.ops.backends import primitives_for
 
     every = backend == "cuda"  # Triton compiles a kernel per flag set: a subset keeps the check short
     check_gate_middle(primitives_for(backend), "cuda", n, c, d, every_affine=every)
     check_gate_middle(primitives_for(backend), "cuda", n, c, d, torch.float32, tol=1e-4, every_affine=every)
+
+
+@pytest.mark.skipif("cuda" not in GPU_BACKENDS, reason="needs the cuda backend")
+@pytest.mark.parametrize("n, c, d", [(5, 7, 3), (1, 3, 1), (3, 70, 35), (64, 512, 32), (130, 33, 2)])
+def test_gate_middle_spread_over_blocks_equals_one_block_cuda(n, c, d):
+    """The CUDA gated middle spread over blocks (one launch per phase) gives the one block's bits:
+    each output is written by one thread with the same loop either way. (130, 33, 2): phases of
+    more than one block of 128 threads with a partial last block."""
+    from anrl_ext.ops import native
+
+    check_gate_launches_equal(native.PRIMITIVES, "cuda", n, c, d)
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)

@@ -8,7 +8,7 @@ from torch import nn
 import anrl_ext
 from anrl_ext.nn import GATES
 from helpers import (MIXED_DTYPES, anrl_ops_run, check_channels_last_accuracy, check_gated_native_autograd_op,
-                     check_mixed_dtypes, check_norm_matches_reference,
+                     check_mixed_dtypes, check_norm_matches_reference, check_wide_afnm_layer,
                      check_sync_of_one_process, max_err, spy_on_primitives)
 
 from conftest import FUSED_CPU_BACKENDS
@@ -496,21 +496,33 @@ def test_gated_native_autograd_op_equals_the_python_function(gate, dtype, monkey
     check_gated_native_autograd_op(gate, dtype, monkeypatch)
 
 
-def test_a_large_gate_runs_in_pytorch_on_a_gpu():
-    """On a GPU the gated middle kernel is one block: past GPU_GATE_MAX_WORK multiply-adds
-    (a wide layer, a large batch) the gate runs as PyTorch ops. Decided from shapes alone,
-    so a meta tensor stands in for a CUDA one."""
+@pytest.mark.parametrize("name, limit, expected", [("native", "CUDA_GATE_MAX_WORK", [True, True, False]),
+                                                    ("triton", "TRITON_GATE_MAX_WORK", [True, False, False])])
+def test_a_large_gate_runs_in_pytorch_on_a_gpu(name, limit, expected):
+    """On a GPU a gate past the backend's limit (a wide layer, a large batch) runs as PyTorch ops:
+    past TRITON_GATE_MAX_WORK multiply-adds for Triton's one program, past CUDA_GATE_MAX_WORK for
+    CUDA's kernels, which spread a large gate over blocks. Decided from shapes alone, so a meta
+    tensor stands in for a CUDA one."""
+    import dataclasses
+
     from anrl_ext.ops import fast_blend
     from anrl_ext.ops.backends import primitives_for
 
-    prims = primitives_for("cpu")
-    for c, n, in_kernel in [(64, 32, True), (512, 64, False), (2048, 64, False)]:
+    prims = dataclasses.replace(primitives_for("cpu"), name=name)
+    for (c, n), in_kernel in zip([(64, 32), (512, 64), (2048, 64)], expected):
         gate = anrl_ext.AFNM(c).gate  # the paper gate, D = C / 16
         slots, params = gate.KERNEL_SLOTS, list(gate.parameters())
         x = torch.empty(n, c, 7, 7, device="meta")
         work = fast_blend.gate_work(n, slots, params)
         assert fast_blend.gate_in_kernel(prims, slots, params, x) is in_kernel, (c, n, work)
-        assert (work <= fast_blend.GPU_GATE_MAX_WORK) is in_kernel
+        assert (work <= getattr(fast_blend, limit)) is in_kernel
+
+
+def test_wide_afnm_layer_matches_reference_backend():
+    """Past CPU_GATE_MAX_WORK the gate runs as PyTorch ops, and the layer still equals the reference
+    (the GPU test runs the same check through the CUDA kernels spread over blocks)."""
+    ran = check_wide_afnm_layer("cpu")
+    assert "gate_blend_forward" not in ran and "blend_forward" in ran, ran
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

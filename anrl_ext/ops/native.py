@@ -47,6 +47,19 @@ def cpu_output_cache(limit_mb: Optional[float] = None) -> dict:
     return {"held_mb": _C.output_cache_bytes() / 2**20, "limit_mb": _C.output_cache_limit() / 2**20}
 
 
+def cuda_gate_one_block_max_work(work: Optional[int] = None) -> int:
+    """The largest gate (multiply-adds of its forward, `fast_blend.gate_work`) that the CUDA gated
+    middle runs in one block; larger gates run one launch per phase over many blocks (same bits,
+    kernels/gate_cuda.cu). Pass `work` to change it (0 spreads every gate); returns the limit now.
+    The default, 2^15, is a prediction from the H200's run 4, not a measured crossover."""
+    require_built()
+    if work is not None:
+        if isinstance(work, bool) or not isinstance(work, int) or work < 0:
+            raise ValueError(f"work must be an int >= 0 (multiply-adds), got {work!r}")
+        _C.set_gate_one_block_max_work(work)
+    return _C.gate_one_block_max_work()
+
+
 def _recomputed_gradients(x, alpha_fn, alpha_slots, affines, bn_mean, bn_var, use_batch_stats, eps, needs, gy,
                           galpha=None):
     """[dx, one per alpha slot, one per affine weight] (None where absent or not needed), differentiable:
