@@ -75,7 +75,7 @@ __global__ void __launch_bounds__(kPhaseThreads) gate_phase_kernel(Phase phase, 
 template <typename Phase>
 void launch_phase(const Phase& phase, int64_t count, cudaStream_t stream) {
   if (count == 0) return;
-  const int64_t blocks = (count + kPhaseThreads - 1) / kPhaseThreads;
+  const auto blocks = static_cast<unsigned int>((count + kPhaseThreads - 1) / kPhaseThreads);  // N x C / 128
   gate_phase_kernel<<<blocks, kPhaseThreads, 0, stream>>>(phase, count);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
