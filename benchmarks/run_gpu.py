@@ -20,7 +20,9 @@ hand-over to the op's backward, inside it, after it); per-call times of the (N, 
 middle kernels and of the four primitives at a tiny, launch-bound shape (the
 direct path next to the registered ops); each primitive alone at the largest
 shape (`primitive_bandwidth`: forward_ms is the time per call,
-fb_bandwidth_fraction its own bytes over that time against the copy). Writes gpu_bench.csv after every case,
+fb_bandwidth_fraction its own bytes over that time against the copy); the op under torch.profiler
+(`op_profile`: host time, autograd's hand-over, GPU busy / idle, and a Chrome trace of each
+implementation, profile_<impl>.json.gz). Writes gpu_bench.csv after every case,
 so a time limit loses only the cases not yet run.
 """
 import argparse
@@ -42,6 +44,7 @@ DEVICE = "cuda"  # --device cpu (with --smoke) runs every section on the CPU: a 
 MIDDLE_SIZES = ((32, 64), (64, 512))
 COPY_ELEMENTS = 2**28  # 1 GiB of float32
 SMOKE = False  # --smoke: one call where a timing loops over many
+OUT_DIR = Path("benchmarks/results")  # --out: the CSV and the profiler traces
 
 
 def cuda_time(fn, repeats=30, warmup=3):
@@ -126,7 +129,7 @@ def time_case(fn, x, inputs, call, dy, repeats):
 
 
 def main(argv=None):
-    global SHAPES, DTYPES, DEVICE, MIDDLE_SIZES, COPY_ELEMENTS, SMOKE
+    global SHAPES, DTYPES, DEVICE, MIDDLE_SIZES, COPY_ELEMENTS, SMOKE, OUT_DIR
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results"))
     ap.add_argument("--repeats", type=int, default=30)
@@ -139,6 +142,7 @@ def main(argv=None):
 
     DEVICE = args.device
     SMOKE = args.smoke
+    OUT_DIR = Path(args.out)
     if args.smoke:
         SHAPES, DTYPES, MIDDLE_SIZES, COPY_ELEMENTS, args.repeats = [(2, 32, 5, 7)], (torch.float32,), \
             ((2, 32),), 2**16, 2
@@ -179,8 +183,9 @@ def main(argv=None):
             print(line, flush=True)
     # Each section writes the CSV when it is done: a failure or the time limit in
     # a later one keeps the rows of those before it.
-    for section in (layer_rows, thread_rows, host_rows, pipelined_rows, middle_rows, primitive_rows,
-                    bandwidth_rows):
+    # The profiler last: its CUDA activity tracing could slow the launches of timings after it.
+    for section in (layer_rows, thread_rows, host_rows, pipelined_rows, middle_rows, primitive_rows, bandwidth_rows,
+                    profile_rows):
         try:
             section(rows, backends, name, args.repeats, bw)
         except Exception as exc:  # report and keep going
@@ -295,6 +300,75 @@ def host_rows(rows, backends, name, repeats, bw):
                       f"{parts[0]:.3f} ms, backward {parts[1]:.3f} ms{split}", flush=True)
     finally:
         fast_blend._FastBlend.backward = original
+
+
+def profile_rows(rows, backends, name, repeats, bw, calls=3):
+    """The op's forward + backward at the largest shape (float32) under torch.profiler, `calls` times
+    after a warm-up, for each fused backend and its Python Function: a Chrome trace each
+    (profile_<impl>.json.gz under --out; open in Perfetto or chrome://tracing) with the host's
+    operators and launches on every thread next to the GPU's kernels, its busiest operators
+    (profile_<impl>.txt), and medians over the calls (`op_profile` rows, ms): `host` the call on
+    the calling thread (forward and torch.autograd.grad), `handover` from the grad call to the
+    first event on another thread (autograd's device thread; nan where the backward runs on the
+    calling thread), `gpu_busy` the GPU's summed kernel and copy time, `gpu_span` from the call to
+    the GPU's last end, `gpu_idle` their difference: the time the GPU waited on the host."""
+    import gzip
+    import math
+
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    shape = SHAPES[0]
+    x, alpha, params, running, dy = make_case(shape, torch.float32, DEVICE)
+    inputs = [x, alpha, *params]
+    sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE == "cuda" else [])
+    variants = {b: fused(b) for b in backends}
+    variants.update({f"{b}_python_function": fused(b, native=False) for b in backends if native_autograd(b)})
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    for impl, fn in variants.items():
+        for _ in range(3):
+            torch.autograd.grad(fn(x, alpha, params, running), inputs, dy)
+        sync()
+        with profile(activities=activities) as prof:
+            for i in range(calls):
+                with record_function(f"op call {i}"):
+                    y = fn(x, alpha, params, running)
+                    with record_function(f"grad call {i}"):
+                        torch.autograd.grad(y, inputs, dy)
+                sync()
+        trace = OUT_DIR / f"profile_{impl}.json"
+        prof.export_chrome_trace(str(trace))
+        with open(trace, "rb") as src, gzip.open(f"{trace}.gz", "wb") as dst:
+            dst.write(src.read())
+        trace.unlink()
+        (OUT_DIR / f"profile_{impl}.txt").write_text(
+            prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+        events = list(prof.events())
+        marks = {e.name: e for e in events if e.name.startswith(("op call ", "grad call "))}
+        gpu = [e for e in events if e.device_type == DeviceType.CUDA]
+        parts = {p: [] for p in ("host", "handover", "gpu_busy", "gpu_span", "gpu_idle")}
+        for i in range(calls):
+            call, grad = marks[f"op call {i}"], marks[f"grad call {i}"]
+            start = call.time_range.start
+            stop = marks[f"op call {i + 1}"].time_range.start if i + 1 < calls else math.inf
+            other = [e.time_range.start for e in events if e.device_type == DeviceType.CPU and e.thread != call.thread
+                     and grad.time_range.start <= e.time_range.start <= grad.time_range.end]
+            kernels = [e for e in gpu if start <= e.time_range.start < stop]
+            busy = sum(e.time_range.elapsed_us() for e in kernels)
+            span = max(e.time_range.end for e in kernels) - start if kernels else math.nan
+            parts["host"].append(call.time_range.elapsed_us())
+            parts["handover"].append(min(other) - grad.time_range.start if other else math.nan)
+            parts["gpu_busy"].append(busy if kernels else math.nan)
+            parts["gpu_span"].append(span)
+            parts["gpu_idle"].append(span - busy)
+        summary = {p: statistics.median(v) / 1e3 for p, v in parts.items()}
+        for part, value in summary.items():
+            rows.append(dict(gpu=name, dtype="float32", shape="x".join(map(str, shape)), what="op_profile",
+                             impl=f"{impl}:{part}", forward_ms=round(value, 4), backward_ms="",
+                             forward_backward_ms="", fb_bandwidth_fraction="", copy_gbps=round(bw / 1e9, 1)))
+        print(f"profile {'x'.join(map(str, shape))} float32 {impl}: "
+              + ", ".join(f"{p} {v:.3f} ms" for p, v in summary.items()) + f" (trace {trace.name}.gz)", flush=True)
 
 
 def primitive_rows(rows, backends, name, repeats, bw, calls=200):

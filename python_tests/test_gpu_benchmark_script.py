@@ -6,6 +6,9 @@ same code on CPU tensors with the cpu backend and checks the CSV holds a row
 of every kind. The numbers themselves mean nothing here.
 """
 import csv
+import gzip
+import json
+import math
 import os
 import subprocess
 import sys
@@ -17,7 +20,8 @@ ROOT = Path(__file__).parent.parent
 
 # the CUDA gated middle's two launches forced: native backends only (timed on cpu in --smoke)
 FORCED_GATE_LAUNCHES = {"gated_middle_kernels_one_block", "gated_middle_kernels_per_phase"}
-SECTIONS = {"op", "afnm_layer", "op_backward_same_thread", "op_host_time", "op_pipelined", "middle_kernels",
+SECTIONS = {"op", "afnm_layer", "op_backward_same_thread", "op_host_time", "op_profile", "op_pipelined",
+            "middle_kernels",
             "gated_middle_kernels", *FORCED_GATE_LAUNCHES, "primitive_kernels", "primitive_bandwidth",
             "primitive_bandwidth_channels_last"}
 
@@ -52,6 +56,15 @@ def test_every_section_runs_on_cpu(tmp_path):
         inside = sum(parts[f"{impl}:{p}"] for p in ("handover", "in_backward", "after_backward"))
         assert 0 < parts[f"{impl}:in_backward"] and inside <= 1.05 * parts[f"{impl}:backward"] + 1e-3, parts
     assert {r["impl"] for r in rows if r["what"] == "op_pipelined"} == {"cpu", "cpu_python_function", "reference"}
+    profiled = {r["impl"]: float(r["forward_ms"]) for r in rows if r["what"] == "op_profile"}
+    assert set(profiled) == {f"{impl}:{part}" for impl in ("cpu", "cpu_python_function")
+                             for part in ("host", "handover", "gpu_busy", "gpu_span", "gpu_idle")}
+    for impl in ("cpu", "cpu_python_function"):  # no GPU and no device thread here: only the host time
+        assert profiled[f"{impl}:host"] > 0 and math.isnan(profiled[f"{impl}:handover"]), profiled
+        with gzip.open(tmp_path / f"profile_{impl}.json.gz") as fh:
+            names = {e.get("name") for e in json.load(fh)["traceEvents"]}
+        assert {"op call 0", "grad call 0", "anrl_ext::blend_apply_forward"} <= names
+        assert "Self CPU" in (tmp_path / f"profile_{impl}.txt").read_text()
     for r in rows:
         if r["what"] == "op_pipelined":
             assert float(r["forward_backward_ms"]) > 0 and 0 < float(r["fb_bandwidth_fraction"]), r
