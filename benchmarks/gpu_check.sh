@@ -8,7 +8,8 @@
 #     bash benchmarks/gpu_check.sh            # optional: put wheels to install in .whl/
 #     GPU_CHECK_TRAIN=0 bash benchmarks/gpu_check.sh   # build, tests and table only
 #     GPU_CHECK_TRAIN_BEFORE=290 bash benchmarks/gpu_check.sh   # training steps only if under 290 s so far
-#     GPU_CHECK_TABLE=0 GPU_CHECK_PYTEST="-n 4" bash benchmarks/gpu_check.sh   # no table; tests in 4 processes
+#     GPU_CHECK_TABLE=0 bash benchmarks/gpu_check.sh   # no table (the tests run in 4 processes;
+#                                                      GPU_CHECK_SHARDS=1: in one)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results/gpu-$(date +%Y%m%d)}
@@ -34,14 +35,37 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -c "import anrl_ext; print('backends on cuda:', anrl_ext.available_backends('cuda'))" || exit 1
 
 step "GPU tests"
-# One line per test into gpu_tests.log as it runs (stdout is unbuffered), so a run cut short by the
-# time limit still says which tests passed; the junit report is only written at the end.
-timeout 280 "$PY" -m pytest -v python_tests/test_gpu.py -p no:cacheprovider -o addopts="" \
-    --junitxml="$OUT/gpu_tests.xml" -rfE --durations=10 ${GPU_CHECK_PYTEST:-} > "$OUT/gpu_tests.log" 2>&1
-tests_rc=$?
-[ "$tests_rc" = 124 ] && echo "GPU TESTS CUT SHORT by the time limit: see gpu_tests.log"
-grep -cE " PASSED" "$OUT/gpu_tests.log" | sed 's/^/tests passed so far: /'
-sed -n '/short test summary\|slowest/,$p' "$OUT/gpu_tests.log" | tail -60
+# One line per test into gpu_tests*.log as it runs (stdout is unbuffered), so a run cut short by the
+# time limit still says which tests passed; the junit reports are only written at the end.
+# Most of the tests' time is Triton compiling kernels on the CPU: GPU_CHECK_SHARDS pytest processes
+# (default 4; ANRL_TEST_SHARD in python_tests/conftest.py) run a share each, side by side.
+# GPU_CHECK_PYTEST (e.g. "-n 4" where pytest-xdist is installed) runs one pytest with those options.
+run_tests() {  # run_tests <suffix> [pytest options]
+    local suffix=$1; shift
+    timeout 280 "$PY" -m pytest -v python_tests/test_gpu.py -p no:cacheprovider -o addopts="" \
+        --junitxml="$OUT/gpu_tests$suffix.xml" -rfE --durations=5 "$@" > "$OUT/gpu_tests$suffix.log" 2>&1
+}
+SHARDS=${GPU_CHECK_SHARDS:-4}
+tests_rc=0
+if [ -n "${GPU_CHECK_PYTEST:-}" ] || [ "$SHARDS" -le 1 ]; then
+    run_tests "" ${GPU_CHECK_PYTEST:-}; tests_rc=$?
+else
+    pids=()
+    for i in $(seq 0 $(( SHARDS - 1 ))); do
+        ANRL_TEST_SHARD="$i/$SHARDS" run_tests "_$i" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid"; rc=$?
+        [ "$rc" != 0 ] && [ "$tests_rc" != 124 ] && tests_rc=$rc  # a time limit hit anywhere is what to report
+    done
+fi
+[ "$tests_rc" = 124 ] && echo "GPU TESTS CUT SHORT by the time limit: see gpu_tests*.log"
+cat "$OUT"/gpu_tests*.log | grep -cE " PASSED" | sed 's/^/tests passed: /'
+for log in "$OUT"/gpu_tests*.log; do
+    echo "-- $(basename "$log")"
+    sed -n '/short test summary\|slowest/,$p' "$log" | tail -30
+done
 
 if [ "${GPU_CHECK_TABLE:-1}" != "0" ]; then
     step "benchmark table"
