@@ -73,6 +73,12 @@ def copy_bandwidth():
     return 2 * src.numel() * 4 / t
 
 
+def fraction(value):
+    """A bandwidth fraction for the CSV, to four significant digits: four decimals would round a tiny
+    (--smoke) or slow case to 0."""
+    return float(f"{value:.4g}")
+
+
 def reference(x, alpha, params, running):
     return adaptive_norm_reference(x, alpha, *params, *running, True, 0.1, 1e-5)
 
@@ -170,7 +176,7 @@ def main(argv=None):
                 rows.append(dict(gpu=name, dtype=str(dtype).split(".")[-1], shape="x".join(map(str, shape)),
                                  what="op", impl=impl, forward_ms=round(fwd * 1e3, 4),
                                  backward_ms=round((fb - fwd) * 1e3, 4), forward_backward_ms=round(fb * 1e3, 4),
-                                 fb_bandwidth_fraction=round((8 * xbytes / fb) / bw, 4),
+                                 fb_bandwidth_fraction=fraction(8 * xbytes / fb / bw),
                                  copy_gbps=round(bw / 1e9, 1)))
             write_csv(rows, csv_path, quiet=True)
             line = f"{str(dtype)[6:]:>8} {'x'.join(map(str, shape)):>15}"
@@ -209,7 +215,7 @@ def thread_rows(rows, backends, name, repeats, bw):
             fb = cuda_time(lambda: torch.autograd.grad(fn(x, alpha, params, running), inputs, dy), repeats)
         rows.append(dict(gpu=name, dtype="float32", shape="x".join(map(str, shape)), what="op_backward_same_thread",
                          impl=b, forward_ms="", backward_ms="", forward_backward_ms=round(fb * 1e3, 4),
-                         fb_bandwidth_fraction=round((8 * x.numel() * 4 / fb) / bw, 4), copy_gbps=round(bw / 1e9, 1)))
+                         fb_bandwidth_fraction=fraction(8 * x.numel() * 4 / fb / bw), copy_gbps=round(bw / 1e9, 1)))
         print(f"op fwd+bwd {'x'.join(map(str, shape))} float32, {b}, backward on the calling thread: "
               f"{fb * 1e3:.3f} ms", flush=True)
 
@@ -234,7 +240,7 @@ def pipelined_rows(rows, backends, name, repeats, bw, calls=20):
         res[impl] = cuda_time(lambda fn=fn: run(fn), max(repeats // 3, 2)) / calls
         rows.append(dict(gpu=name, dtype="float32", shape="x".join(map(str, shape)), what="op_pipelined",
                          impl=impl, forward_ms="", backward_ms="", forward_backward_ms=round(res[impl] * 1e3, 4),
-                         fb_bandwidth_fraction=round((8 * x.numel() * 4 / res[impl]) / bw, 4),
+                         fb_bandwidth_fraction=fraction(8 * x.numel() * 4 / res[impl] / bw),
                          copy_gbps=round(bw / 1e9, 1)))
     print(f"op fwd+bwd {'x'.join(map(str, shape))} float32, {calls} calls back to back, per call: "
           + " | ".join(f"{impl} {t * 1e3:.3f} ms ({100 * 8 * x.numel() * 4 / t / bw:.0f}%)" for impl, t in res.items()),
@@ -416,7 +422,7 @@ def bandwidth_rows(rows, backends, name, repeats, bw, calls=20):
                     rows.append(dict(gpu=name, dtype=str(dtype).split(".")[-1], shape="x".join(map(str, shape)),
                                      what="primitive_bandwidth" + layout, impl=f"{b}:{kernel}",
                                      forward_ms=round(t * 1e3, 4), backward_ms="", forward_backward_ms="",
-                                     fb_bandwidth_fraction=round(frac, 4), copy_gbps=round(bw / 1e9, 1)))
+                                     fb_bandwidth_fraction=fraction(frac), copy_gbps=round(bw / 1e9, 1)))
                     line += f" {kernel} {t * 1e6:.0f} us ({100 * frac:.0f}%)"
                 print(line, flush=True)
 
@@ -452,7 +458,7 @@ def layer_rows(rows, backends, name, repeats, bw):
             fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL, fast_blend.NATIVE_AUTOGRAD = True, True, True
         rows.append(dict(gpu=name, dtype="float32", shape="x".join(map(str, shape)), what="afnm_layer", impl=impl,
                          forward_ms="", backward_ms="", forward_backward_ms=round(t * 1e3, 4),
-                         fb_bandwidth_fraction=round((8 * x.numel() * 4 / t) / bw, 4), copy_gbps=round(bw / 1e9, 1)))
+                         fb_bandwidth_fraction=fraction(8 * x.numel() * 4 / t / bw), copy_gbps=round(bw / 1e9, 1)))
         print(f"AFNM layer fwd+bwd {'x'.join(map(str, shape))} float32, {impl}: {t * 1e3:.3f} ms", flush=True)
 
 
