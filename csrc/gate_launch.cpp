@@ -11,7 +11,7 @@ namespace {
 
 // Why 2^15: on the H200 of run 4 the one block cost about 1 ns per multiply-add
 // forward + backward (benchmarks/results/GPU_NOTES.md), so 2^15 is ~33 us, about
-// what the spread launch's three or four extra launches each way cost in host time
+// what the spread launch's two extra launches each way cost in host time
 // there. A prediction from run 4's rows, not a measured crossover.
 std::atomic<int64_t> one_block_max_work{kGateOneBlockMaxWork};
 

@@ -136,7 +136,7 @@ TRITON_GATE_MAX_WORK = 2 ** 19
 # CUDA runs a gate past 2^15 multiply-adds one launch per phase over many blocks
 # (kernels/gate_cuda.cu, anrl_ext._C.gate_in_one_block), where each thread's loop
 # is one row or column of the gate: at 2^24 the longest (a channel's head
-# gradient, 4 N K multiply-adds) is ~3e4 for N = 64. Predicted (2026-12-05, no GPU
+# gradient, 4 N K multiply-adds) is ~2e4 for N = 64. Predicted (2026-12-05, no GPU
 # lent) to stay well under the PyTorch gate's 0.9 ms up to there; not yet measured.
 CUDA_GATE_MAX_WORK = 2 ** 24
 
