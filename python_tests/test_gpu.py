@@ -6,8 +6,7 @@ import torch
 import anrl_ext
 from helpers import (MIXED_DTYPES, check_amp_and_channels_last, check_batch_mean_to_one_ulp, check_blend_apply,
                      check_blend_middle, check_export, check_func_grad, check_gate_launches_equal, check_gate_middle,
-                     check_gate_saturated_heads,
-                     check_gated_native_autograd_op, check_wide_afnm_layer,
+                     check_gate_saturated_heads, check_gated_native_autograd_op, check_wide_afnm_layer,
                      check_jit_trace, check_mixed_dtypes, check_native_autograd_op, check_norm_matches_reference,
                      check_params_in_own_dtype, check_reductions_on_large_planes, GPU_REDUCTION_BOUNDS, LARGE_PLANES,
                      check_sync_of_one_process, make_inputs, max_err, oracle)
