@@ -310,36 +310,42 @@ def host_rows(rows, backends, name, repeats, bw):
 
 def profile_rows(rows, backends, name, repeats, bw, calls=3):
     """The op's forward + backward at the largest shape (float32) under torch.profiler, `calls` times
-    after a warm-up, for each fused backend and its Python Function: a Chrome trace each
-    (profile_<impl>.json.gz under --out; open in Perfetto or chrome://tracing) with the host's
-    operators and launches on every thread next to the GPU's kernels, its busiest operators
-    (profile_<impl>.txt), and medians over the calls (`op_profile` rows, ms): `host` the call on
-    the calling thread (forward and torch.autograd.grad), `handover` from the grad call to the
-    first event on another thread (autograd's device thread; nan where the backward runs on the
-    calling thread), `gpu_busy` the GPU's summed kernel and copy time, `gpu_span` from the call to
-    the GPU's last end, `gpu_idle` their difference: the time the GPU waited on the host."""
+    after a warm-up, for each fused backend and its Python Function, and the AFNM layer's
+    (`afnm_layer_<backend>`, paper gate): a Chrome trace each (profile_<impl>.json.gz under --out;
+    open in Perfetto or chrome://tracing) with the host's operators and launches on every thread next
+    to the GPU's kernels, its busiest operators (profile_<impl>.txt), and medians over the calls
+    (`op_profile` rows, ms): `host` the call on the calling thread (forward and
+    torch.autograd.grad), `handover` from the grad call to the first event on another thread
+    (autograd's device thread; nan where the backward runs on the calling thread), `gpu_busy` the
+    GPU's summed kernel and copy time, `gpu_span` from the call to the GPU's last end, `gpu_idle`
+    their difference: the time the GPU waited on the host."""
     import gzip
     import math
 
+    import anrl_ext
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile, record_function
 
     shape = SHAPES[0]
     x, alpha, params, running, dy = make_case(shape, torch.float32, DEVICE)
-    inputs = [x, alpha, *params]
     sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE == "cuda" else [])
-    variants = {b: fused(b) for b in backends}
-    variants.update({f"{b}_python_function": fused(b, native=False) for b in backends if native_autograd(b)})
+    ops = {b: fused(b) for b in backends}
+    ops.update({f"{b}_python_function": fused(b, native=False) for b in backends if native_autograd(b)})
+    # impl -> (forward, the inputs its backward differentiates)
+    variants = {impl: (lambda fn=fn: fn(x, alpha, params, running), [x, alpha, *params]) for impl, fn in ops.items()}
+    for b in backends:
+        layer = anrl_ext.AFNM(shape[1], backend=b).to(DEVICE)
+        variants[f"afnm_layer_{b}"] = (lambda layer=layer: layer(x), [x, *layer.parameters()])
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    for impl, fn in variants.items():
+    for impl, (forward, inputs) in variants.items():
         for _ in range(3):
-            torch.autograd.grad(fn(x, alpha, params, running), inputs, dy)
+            torch.autograd.grad(forward(), inputs, dy)
         sync()
         with profile(activities=activities) as prof:
             for i in range(calls):
                 with record_function(f"op call {i}"):
-                    y = fn(x, alpha, params, running)
+                    y = forward()
                     with record_function(f"grad call {i}"):
                         torch.autograd.grad(y, inputs, dy)
                 sync()

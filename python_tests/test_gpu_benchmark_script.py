@@ -57,13 +57,15 @@ def test_every_section_runs_on_cpu(tmp_path):
         assert 0 < parts[f"{impl}:in_backward"] and inside <= 1.05 * parts[f"{impl}:backward"] + 1e-3, parts
     assert {r["impl"] for r in rows if r["what"] == "op_pipelined"} == {"cpu", "cpu_python_function", "reference"}
     profiled = {r["impl"]: float(r["forward_ms"]) for r in rows if r["what"] == "op_profile"}
-    assert set(profiled) == {f"{impl}:{part}" for impl in ("cpu", "cpu_python_function")
+    profiled_impls = {"cpu": "blend_apply_forward", "cpu_python_function": "blend_apply_forward",
+                      "afnm_layer_cpu": "gate_blend_apply"}  # -> an operator its trace must show
+    assert set(profiled) == {f"{impl}:{part}" for impl in profiled_impls
                              for part in ("host", "handover", "gpu_busy", "gpu_span", "gpu_idle")}
-    for impl in ("cpu", "cpu_python_function"):  # no GPU and no device thread here: only the host time
+    for impl, op in profiled_impls.items():  # no GPU and no device thread here: only the host time
         assert profiled[f"{impl}:host"] > 0 and math.isnan(profiled[f"{impl}:handover"]), profiled
         with gzip.open(tmp_path / f"profile_{impl}.json.gz") as fh:
             names = {e.get("name") for e in json.load(fh)["traceEvents"]}
-        assert {"op call 0", "grad call 0", "anrl_ext::blend_apply_forward"} <= names
+        assert {"op call 0", "grad call 0", f"anrl_ext::{op}"} <= names, impl
         assert "Self CPU" in (tmp_path / f"profile_{impl}.txt").read_text()
     for r in rows:
         if r["what"] == "op_pipelined":
