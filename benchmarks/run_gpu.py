@@ -357,8 +357,11 @@ def profile_rows(rows, backends, name, repeats, bw, calls=3):
         (OUT_DIR / f"profile_{impl}.txt").write_text(
             prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
         events = list(prof.events())
-        marks = {e.name: e for e in events if e.name.startswith(("op call ", "grad call "))}
-        gpu = [e for e in events if e.device_type == DeviceType.CUDA]
+        # The ranges also come back as GPU-side annotations of the same names: host events only for the
+        # marks, and no annotation among the GPU's work.
+        is_mark = lambda e: e.name.startswith(("op call ", "grad call "))  # noqa: E731
+        marks = {e.name: e for e in events if is_mark(e) and e.device_type == DeviceType.CPU}
+        gpu = [e for e in events if e.device_type == DeviceType.CUDA and not is_mark(e)]
         parts = {p: [] for p in ("host", "handover", "gpu_busy", "gpu_span", "gpu_idle")}
         for i in range(calls):
             call, grad = marks[f"op call {i}"], marks[f"grad call {i}"]
@@ -526,14 +529,13 @@ def gate_launches(backend):
 
 
 def set_gate_launch(limit):
-    """Set the CUDA gated middle's one-block limit (None: leave it); return the limit before."""
+    """Set the CUDA gated middle's one-block limit and return the one before; None: leave it, return None."""
+    if limit is None:
+        return None
     from anrl_ext.ops import native
 
-    if not native.is_built():
-        return None
     before = native.cuda_gate_one_block_max_work()
-    if limit is not None:
-        native.cuda_gate_one_block_max_work(limit)
+    native.cuda_gate_one_block_max_work(limit)
     return before
 
 

@@ -49,8 +49,9 @@ def cpu_output_cache(limit_mb: Optional[float] = None) -> dict:
 
 def cuda_gate_one_block_max_work(work: Optional[int] = None) -> int:
     """The largest gate (multiply-adds of its forward, `fast_blend.gate_work`) that the CUDA gated
-    middle runs in one block; larger gates run one launch per phase over many blocks (same bits,
-    kernels/gate_cuda.cu). Pass `work` to change it (0 spreads every gate); returns the limit now.
+    middle runs in one block; larger gates run one launch per phase over many blocks
+    (kernels/gate_cuda.cu: the same per-thread loops, so the same bits, which test_gpu.py checks;
+    not yet run on a GPU). Pass `work` to change it (0 spreads every gate); returns the limit now.
     The default, 2^15, is a prediction from the H200's run 4, not a measured crossover."""
     require_built()
     if work is not None:
