@@ -11,7 +11,9 @@ over the 8|X| roofline bytes against a measured device-to-device copy
 before blend_apply_forward / _backward: six operator calls from Python for
 cuda instead of two, six launches for triton instead of four;
 `*_python_function`: the two calls of the cuda op from the Python
-autograd.Function, as before the op's autograd moved into C++). Then the
+autograd.Function, as before the op's autograd moved into C++;
+`triton_kernel_grid`: the triton op's launches through `kernel[grid](...)`, not
+triton_launch's cache of compiled kernels). Then the
 whole AFNM layer (gate included; gate inside the middle kernels, in PyTorch, and
 the chain of small ops) at the largest shape; the op with the backward on the
 calling thread (autograd multithreading off); the op's host time at the
@@ -83,16 +85,24 @@ def reference(x, alpha, params, running):
     return adaptive_norm_reference(x, alpha, *params, *running, True, 0.1, 1e-5)
 
 
-def fused(backend, middle_kernels=True, whole_pass=True, native=True):
+def fused(backend, middle_kernels=True, whole_pass=True, native=True, cached_launches=True):
     import anrl_ext
     from anrl_ext.ops import fast_blend
 
+    launch = None
+    if backend == "triton":
+        from anrl_ext.ops import triton_launch as launch
+
     def fn(x, alpha, params, running):
         fast_blend.ENABLED, fast_blend.WHOLE_PASS, fast_blend.NATIVE_AUTOGRAD = middle_kernels, whole_pass, native
+        if launch is not None:
+            launch.ENABLED = cached_launches
         try:
             return anrl_ext.adaptive_norm(x, alpha, *params, *running, training=True, backend=backend)
         finally:
             fast_blend.ENABLED, fast_blend.WHOLE_PASS, fast_blend.NATIVE_AUTOGRAD = True, True, True
+            if launch is not None:
+                launch.ENABLED = True
     return fn
 
 
@@ -111,6 +121,9 @@ def op_impls(backends, compile_reference=True):
     for b in backends:
         if native_autograd(b):
             impls[f"{b}_python_function"] = fused(b, native=False)
+    # Triton's launches through kernel[grid](...) rather than triton_launch's cache (before 2026-12-05).
+    if "triton" in backends:
+        impls["triton_kernel_grid"] = fused("triton", cached_launches=False)
     # moments, the middle and the map called separately (cuda: six operator calls
     # from Python, not two; triton: six launches, not four).
     for b in backends:
@@ -229,7 +242,8 @@ def pipelined_rows(rows, backends, name, repeats, bw, calls=20):
     x, alpha, params, running, dy = make_case(shape, torch.float32, DEVICE)
     inputs = [x, alpha, *params]
     impls = {impl: fn for impl, fn in op_impls(backends, compile_reference=not SMOKE).items()
-             if impl in (*backends, *(f"{b}_python_function" for b in backends), "reference", "compiled_reference")}
+             if impl in (*backends, *(f"{b}_python_function" for b in backends), "triton_kernel_grid", "reference",
+                         "compiled_reference")}
 
     def run(fn):
         for _ in range(calls):

@@ -21,6 +21,7 @@ from triton.runtime.jit import JITFunction
 
 from . import triton_blend, triton_blend_apply, triton_gate
 from .triton_blend import BLOCK, as_dtype, cdiv, plane_block
+from .triton_launch import fast
 from .primitives import Primitives, acc_dtype, output_memory_format, register_autograd
 
 NS = "anrl_ext_triton"
@@ -373,9 +374,10 @@ def _primitive_functions(launch):
 
     The registered ops use wrap_triton, so torch.compile can trace their launches
     (inside triton_op an eager call still gets the bare kernel). The eager direct
-    path passes the bare kernel itself: wrap_triton outside triton_op dispatches
-    every launch as a higher-order op, ~170 us of host time per launch on a 2-core
-    x86 host (`python benchmarks/host_time.py --launches`), more than the launch.
+    path launches through triton_launch.fast, which keeps each specialisation's
+    compiled kernel: wrap_triton outside triton_op dispatches every launch as a
+    higher-order op, ~170 us of host time per launch on a 2-core x86 host
+    (`python benchmarks/host_time.py --launches`), more than the launch.
     """
 
     def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -471,10 +473,10 @@ def _traceable(kernel):
 moments, reduce, affine, affine2 = (triton_op(f"{NS}::{fn.__name__}", mutates_args=())(fn)
                                    for fn in _primitive_functions(_traceable))
 
-# ... and the plain functions with bare launches for the eager first-order path,
-# which is their autograd itself: a dispatcher round trip costs more host time
-# than a launch.
-_direct_moments, _direct_reduce, _direct_affine, _direct_affine2 = _primitive_functions(lambda kernel: kernel)
+# ... and the plain functions with direct launches (triton_launch.fast) for the eager
+# first-order path, which is their autograd itself: a dispatcher round trip costs
+# more host time than a launch.
+_direct_moments, _direct_reduce, _direct_affine, _direct_affine2 = _primitive_functions(fast)
 
 
 def _blend_apply_forward(x, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, running_mean, running_var,

@@ -19,6 +19,7 @@ import triton
 import triton.language as tl
 
 from .primitives import weight_grads
+from .triton_launch import fast
 
 BLOCK_C = 128
 BLOCK = 1024  # most lanes per program of the plane kernels (triton_backend, triton_blend_apply)
@@ -318,7 +319,7 @@ def blend_forward(mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, 
     scale, shift = torch.empty_like(mean), torch.empty_like(mean)
     bn_mean, bn_var = mean.new_empty((c,)), mean.new_empty((c,))
     if c:
-        _blend_forward_kernel[(cdiv(c, BLOCK_C),)](
+        fast(_blend_forward_kernel)[(cdiv(c, BLOCK_C),)](
             mean, var, a, a_sn, a_sc, *_split(alpha_value), bw, bb, iw, ib, rm, rv, scale, shift, bn_mean, bn_var,
             n, c, *_split(eps), *_split(momentum), *_split(unbias(count)),
             HAS_ALPHA=has_alpha, HAS_BW=hbw, HAS_BB=hbb, HAS_IW=hiw, HAS_IB=hib, HAS_RM=hrm, HAS_RV=hrv,
@@ -338,7 +339,7 @@ def blend_backward(s0, s1, mean, var, alpha, alpha_value, bn_weight, bn_bias, in
     d_alpha, ca, cb, cc = (torch.empty_like(mean) for _ in range(4))
     dgb, dbb, dgi, dbi = weight_grads(weights, mean)
     if c:
-        _blend_backward_kernel[(cdiv(c, BLOCK_C),)](
+        fast(_blend_backward_kernel)[(cdiv(c, BLOCK_C),)](
             s0, s1, mean, var, a, a_sn, a_sc, *_split(alpha_value), bw, bb, iw, ib,
             stats(bn_mean, mean), stats(bn_var, mean),
             d_alpha, dgb, dbb, dgi, dbi, ca, cb, cc, n, c, *_split(eps), int(hw),

@@ -27,6 +27,7 @@ import triton
 import triton.language as tl
 
 from .primitives import weight_grads
+from .triton_launch import fast
 from .triton_blend import (_add_sample, _affine_vectors, _alpha_args, _alpha_at, _batch_coupling, _d_alpha,
                            _dx_coefficients, _joined, _sample_terms, _split, _sqrt, _store_weight_grads,
                            _update_running, cdiv, params, plane_block, running_buffers, stats, unbias, write_back)
@@ -166,7 +167,7 @@ def fold_forward(x, mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight
     y = torch.empty_like(x)
     bn_mean, bn_var = mean.new_empty((c,)), mean.new_empty((c,))
     block = plane_block(h * w)
-    _blend_affine_kernel[(n * c, cdiv(h * w, block))](
+    fast(_blend_affine_kernel)[(n * c, cdiv(h * w, block))](
         x, y, mean, var, a, a_sn, a_sc, *_split(alpha_value), bw, bb, iw, ib, rm, rv, bn_mean, bn_var, n, c, h * w,
         *_split(eps), *_split(momentum), *_split(unbias(count)),
         HAS_ALPHA=has_alpha, HAS_BW=hbw, HAS_BB=hbb, HAS_IW=hiw, HAS_IB=hib, HAS_RM=hrm, HAS_RV=hrv,
@@ -190,7 +191,7 @@ def fold_backward(dy, x, s0, s1, mean, var, alpha, alpha_value, bn_weight, bn_bi
     d_alpha = torch.empty_like(mean)
     dgb, dbb, dgi, dbi = weight_grads(weights, mean)
     block = plane_block(h * w)
-    _blend_affine2_kernel[(n * c, cdiv(h * w, block))](
+    fast(_blend_affine2_kernel)[(n * c, cdiv(h * w, block))](
         dy, x, dx, s0, s1, mean, var, a, a_sn, a_sc, *_split(alpha_value), bw, bb, iw, ib,
         stats(bn_mean, mean), stats(bn_var, mean), d_alpha, dgb, dbb, dgi, dbi, n, c, h * w, *_split(eps),
         HAS_ALPHA=has_alpha, HAS_BW=hbw, HAS_BB=hbb, HAS_IW=hiw, HAS_IB=hib, USE_BATCH=bool(use_batch_stats),

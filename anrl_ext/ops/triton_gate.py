@@ -21,6 +21,7 @@ import triton
 import triton.language as tl
 
 from .primitives import weight_grads
+from .triton_launch import fast
 from .triton_blend import (_blend_backward_tile, _blend_forward_tile, _joined, _split, _vector, params,
                            running_buffers, stats, unbias, write_back)
 
@@ -258,7 +259,7 @@ def gate_blend_forward(mean, var, w1, b1, wb, bb, wi, bn_weight, bn_bias, in_wei
     scale, shift = torch.empty_like(mean), torch.empty_like(mean)
     bn_mean, bn_var = mean.new_empty((c,)), mean.new_empty((c,))
     if mean.numel():
-        _gate_forward_kernel[(1,)](
+        fast(_gate_forward_kernel)[(1,)](
             mean, var, w1_, b1_, wb_, bb_, wi_, hidden if d else mean, hidden if d else mean, alpha,
             bw, bbn, iw, ib, rm, rv, scale, shift, bn_mean, bn_var, n, c, d, k, *_split(eps), *_split(momentum),
             *_split(unbias(count)),
@@ -289,7 +290,7 @@ def gate_blend_backward(s0, s1, mean, var, alpha, hidden, alpha_grad, w1, b1, wb
     d_wb = mean.new_empty((c, k))
     dgb, dbbn, dgi, dbi = weight_grads(weights, mean)
     if mean.numel():
-        _gate_backward_kernel[(1,)](
+        fast(_gate_backward_kernel)[(1,)](
             s0, s1, mean, var, alpha, hidden if d else mean, hidden if d else mean, ga, w1_, wb_, bb_, wi_,
             bw, bbn, iw, ib, stats(bn_mean, mean), stats(bn_var, mean), d_alpha,
             g_b, g_i, dz if d else mean, d_w1 if hw1 else mean, d_b1 if hb1 else mean, d_wb,
