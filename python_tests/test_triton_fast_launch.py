@@ -15,20 +15,19 @@ pytest.importorskip("triton")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_compiled(args, tmp_path):
+def run_compiled(args):
     """python args... with the interpreter off (the recording driver needs compiled kernels)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_CACHE_DIR"] = os.environ.get("TRITON_CACHE_DIR", str(tmp_path / "triton_cache"))
     done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
 
 
-def test_cached_launches_pass_what_kernel_grid_passes(tmp_path):
+def test_cached_launches_pass_what_kernel_grid_passes():
     """Every case's launches through the cache against kernel[grid](...): the same compiled kernel,
     grid and arguments, and (VERIFY) the specialisation JITFunction.run would choose. Fails when the
     cache key leaves out a pointer's alignment or an integer's value (checked by mutation)."""
-    summary = json.loads(run_compiled(["python_tests/fast_launch_check.py"], tmp_path).splitlines()[-1])
+    summary = json.loads(run_compiled(["python_tests/fast_launch_check.py"]).splitlines()[-1])
     assert summary["cases"] == 14
     assert summary["launches_compared"] >= 60
     # the second pass over the cases runs from the cache alone: every compared launch a hit
@@ -40,7 +39,7 @@ def test_triton_host_time_script_counts_launches(tmp_path):
     kernels per forward + backward of the op and of the fixed-blend layers (moments and the fold each
     way), six for the gated AFNM layer and for channels_last (the middle on its own)."""
     out = tmp_path / "launches.json"
-    run_compiled(["benchmarks/triton_host_time.py", "--calls", "5", "--json", str(out)], tmp_path)
+    run_compiled(["benchmarks/triton_host_time.py", "--calls", "5", "--json", str(out)])
     got = {case: r["launches"] for case, r in json.loads(out.read_text()).items()}
     fold = ["_moments_kernel", "_blend_affine_kernel", "_reduce_kernel", "_blend_affine2_kernel"]
     assert got["op forward (no grad)"] == fold[:2]
