@@ -93,6 +93,26 @@ def same_argument(a, b):
     return type(a) is type(b) and a == b
 
 
+def uncached_launches():
+    """What the cache leaves to kernel[grid](...): a grid function, and a tensor passed by keyword
+    (the launcher's arguments would then hold that tensor). Both still launch, as Triton does."""
+    from anrl_ext.ops import triton_backend
+
+    launcher = triton_launch.fast(triton_backend._moments_kernel)
+    x = torch.randn(2, 3, 4, 4)
+    mean, var = torch.empty(2, 3), torch.empty(2, 3)
+    acc = triton_backend._acc(x.dtype)
+    entries = len(launcher.cache)
+    LAUNCHES.clear()
+    launcher[lambda meta: (6,)](x, mean, var, 16, BLOCK=128, ACC=acc)
+    launcher[(6,)](x, mean, var_ptr=var, M=16, BLOCK=128, ACC=acc)
+    launcher[(6,)](x, mean, var_ptr=var, M=16, BLOCK=128, ACC=acc)
+    assert [(f.kernel, f.grid) for f in LAUNCHES] == [("_moments_kernel", (6, 1, 1))] * 3, LAUNCHES
+    assert len(launcher.cache) == entries, "a grid function or a tensor keyword was cached"
+    launcher[(6,)](x, mean, var, M=16, BLOCK=128, ACC=acc)  # an int by keyword is keyed by value: cached
+    assert len(launcher.cache) == entries + 1
+
+
 def launches_of(step, enabled):
     triton_launch.ENABLED = enabled
     LAUNCHES.clear()
@@ -125,9 +145,11 @@ def main():
             for i, (a, b) in enumerate(zip(f.rest[6:], s.rest[6:])):
                 assert same_argument(a, b), (name, f.kernel, i, a, b)
             compared += 1
-    hits = compared - (len(misses) - first_misses)
+    later_misses = len(misses) - first_misses
+    triton_launch.ENABLED = True
+    uncached_launches()
     print(json.dumps({"cases": len(CASES), "launches_compared": compared, "first_misses": first_misses,
-                      "later_misses": len(misses) - first_misses, "hits": hits}))
+                      "later_misses": later_misses, "hits": compared - later_misses, "uncached_checked": True}))
 
 
 if __name__ == "__main__":

@@ -380,3 +380,47 @@ def test_batch_mean_to_one_ulp_cuda(backend):
 def test_trainer_amp_and_channels_last_cuda(backend):
     """The trainer's --amp (bfloat16 autocast) and --channels-last on the GPU backends."""
     check_amp_and_channels_last(backend, device="cuda")
+
+
+@pytest.mark.skipif("triton" not in GPU_BACKENDS, reason="needs the triton backend")
+@pytest.mark.parametrize("case", ["op", "op channels_last", "op bfloat16 off alignment", "afnm layer", "bn layer"])
+def test_triton_cached_launches_equal_kernel_grid_cuda(case, monkeypatch):
+    """triton_launch's cached launches give the bits of kernel[grid](...) (values, every gradient,
+    running statistics), the second call of each from the cache. On the CPU the recorded launches
+    are compared argument by argument (test_triton_fast_launch.py); here the kernels run."""
+    from anrl_ext.ops import triton_launch
+
+    dtype = torch.bfloat16 if "bfloat16" in case else torch.float32
+    shape = (3, 16, 9, 11)
+    base = torch.randn(shape, device="cuda").to(dtype)
+    if "off alignment" in case:  # data 2 bytes past a 16-byte boundary
+        base = torch.empty(base.numel() + 1, device="cuda", dtype=dtype)[1:].view(shape).copy_(base)
+    if "channels_last" in case:
+        base = base.contiguous(memory_format=torch.channels_last)
+    dy = torch.randn(shape, device="cuda").to(dtype)
+
+    def run(enabled):
+        monkeypatch.setattr(triton_launch, "ENABLED", enabled)
+        torch.manual_seed(0)
+        if "layer" in case:
+            layer = (anrl_ext.AFNM(16, reduction=4, backend="triton") if case.startswith("afnm")
+                     else anrl_ext.make_norm("bn", 16, backend="triton")).to("cuda")
+        outs = []
+        for _ in range(2):  # the second call launches from the cache
+            x = base.detach().requires_grad_()
+            if "layer" in case:
+                inputs = [x, *layer.parameters()]
+                y = layer(x)
+                buffers = list(layer.buffers())
+            else:
+                g = torch.Generator(device="cuda").manual_seed(1)
+                alpha = torch.rand(3, 16, device="cuda", generator=g).requires_grad_()
+                params = [torch.randn(16, device="cuda", generator=g).requires_grad_() for _ in range(4)]
+                buffers = [torch.zeros(16, device="cuda"), torch.ones(16, device="cuda")]
+                inputs = [x, alpha, *params]
+                y = anrl_ext.adaptive_norm(x, alpha, *params, *buffers, training=True, backend="triton")
+            outs.append([y, *torch.autograd.grad(y, inputs, dy), *[b.clone() for b in buffers]])
+        return outs
+
+    for cached, direct in zip(run(True), run(False)):
+        assert all(torch.equal(a, b) for a, b in zip(cached, direct))

@@ -32,6 +32,7 @@ def test_cached_launches_pass_what_kernel_grid_passes():
     assert summary["launches_compared"] >= 60
     # the second pass over the cases runs from the cache alone: every compared launch a hit
     assert summary["later_misses"] == 0 and summary["hits"] == summary["launches_compared"]
+    assert summary["uncached_checked"]  # a grid function and a tensor keyword take kernel[grid](...)
 
 
 def test_triton_host_time_script_counts_launches(tmp_path):

@@ -74,7 +74,7 @@ class FastLauncher:
         return lambda *args, **kwargs: self.launch(grid, args, kwargs)
 
     def launch(self, grid, args, kwargs):
-        if not ENABLED or _knobs is None:
+        if not ENABLED or _knobs is None or type(grid) is not tuple:  # a grid function: Triton's way
             return self.kernel[grid](*args, **kwargs)
         try:
             device = driver.active.get_current_device()
@@ -99,9 +99,10 @@ class FastLauncher:
     def _miss(self, key, grid, args, kwargs):
         compiled = self.kernel[grid](*args, **kwargs)
         rest = self.names[len(args):]
-        # Cached only when the parameters after the positional ones are all keywords given here
-        # (constexprs): then the launcher's arguments are args + these values, fixed by the key.
-        if compiled is not None and all(name in kwargs for name in rest):
+        # Cached only when the parameters after the positional ones are all keywords given here, none
+        # a tensor (constexprs): then the launcher's arguments are args + these values, fixed by the key.
+        if compiled is not None and all(name in kwargs for name in rest) \
+                and not any(isinstance(v, torch.Tensor) for v in kwargs.values()):
             self.cache[key] = (compiled.run, compiled.function, compiled.packed_metadata,
                                tuple(kwargs[name] for name in rest), compiled)
         return compiled
