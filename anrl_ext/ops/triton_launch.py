@@ -16,7 +16,9 @@ miss, an argument it has no key for, an installed launch hook, or `ENABLED = Fal
 specialises on (an integer's value, say, where Triton keeps its width, whether it is 1 and whether
 16 divides it), never less: two calls with one key always get the same compiled kernel. Integer
 arguments are shapes and strides, so a model's layers make a few keys each. Under
-TRITON_INTERPRET=1 kernels are not compiled and `fast` returns the kernel itself.
+TRITON_INTERPRET=1 kernels are not compiled and `fast` returns the kernel itself. Triton's
+compile settings (`triton.knobs`: debug, instrumentation) are read when a key first misses, not on
+every launch: set ENABLED = False before changing them in a running process.
 
 Checked on the CPU (python_tests/test_triton_fast_launch.py, with benchmarks/recording_driver.py):
 every launch of the backend's kernels over a matrix of shapes, alignments and dtypes passes the
