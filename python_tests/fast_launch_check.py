@@ -94,8 +94,9 @@ def same_argument(a, b):
 
 
 def uncached_launches():
-    """What the cache leaves to kernel[grid](...): a grid function, and a tensor passed by keyword
-    (the launcher's arguments would then hold that tensor). Both still launch, as Triton does."""
+    """What the cache leaves to kernel[grid](...): a grid function, a tensor passed by keyword (the
+    launcher's arguments would then hold that tensor), any launch while a launch hook is installed.
+    All still launch, as Triton does."""
     from anrl_ext.ops import triton_backend
 
     launcher = triton_launch.fast(triton_backend._moments_kernel)
@@ -111,6 +112,23 @@ def uncached_launches():
     assert len(launcher.cache) == entries, "a grid function or a tensor keyword was cached"
     launcher[(6,)](x, mean, var, M=16, BLOCK=128, ACC=acc)  # an int by keyword is keyed by value: cached
     assert len(launcher.cache) == entries + 1
+    # With a launch hook installed, a cached key still takes JITFunction.run, which hands the
+    # launcher the hooks (the cache passes none).
+    from triton import knobs
+
+    def hook(metadata):
+        pass
+
+    knobs.runtime.launch_enter_hook.add(hook)
+    try:
+        LAUNCHES.clear()
+        launcher[(6,)](x, mean, var, M=16, BLOCK=128, ACC=acc)
+    finally:
+        knobs.runtime.launch_enter_hook.remove(hook)
+    assert LAUNCHES[0].rest[4] is knobs.runtime.launch_enter_hook, "a hook was skipped"
+    LAUNCHES.clear()
+    launcher[(6,)](x, mean, var, M=16, BLOCK=128, ACC=acc)
+    assert LAUNCHES[0].rest[4] is None  # no hook: from the cache
 
 
 def launches_of(step, enabled):

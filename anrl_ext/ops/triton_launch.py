@@ -57,9 +57,8 @@ def _key(args) -> tuple:
 
 def _hook_free() -> bool:
     """No launch hook installed: the launcher would call none (an empty chain calls nothing)."""
-    runtime = _knobs.runtime
-    return all(h is None or not getattr(h, "calls", True)
-               for h in (runtime.launch_enter_hook, runtime.launch_exit_hook))
+    enter, leave = _knobs.runtime.launch_enter_hook, _knobs.runtime.launch_exit_hook
+    return (enter is None or not getattr(enter, "calls", True)) and (leave is None or not getattr(leave, "calls", True))
 
 
 class FastLauncher:
