@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import recording_driver  # noqa: E402
@@ -28,20 +27,9 @@ import torch  # noqa: E402
 
 import anrl_ext  # noqa: E402
 from anrl_ext.ops import triton_backend, triton_blend_apply, triton_launch  # noqa: E402
+from host_time import per_call  # noqa: E402
 
 SHAPE = (2, 8, 4, 4)
-
-
-def per_call(fn, calls, rounds=5):
-    for _ in range(min(calls, 50)):
-        fn()
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best
 
 
 # column -> (backend, triton_launch.ENABLED)
