@@ -69,7 +69,7 @@ class FastLauncher:
     def __init__(self, kernel: JITFunction):
         self.kernel = kernel
         self.names = kernel.arg_names
-        self.cache = {}  # key -> (launcher, function, packed metadata, constexpr tail)
+        self.cache = {}  # key -> (launcher, function, packed metadata, constexpr tail, compiled kernel)
 
     def __getitem__(self, grid):
         return lambda *args, **kwargs: self.launch(grid, args, kwargs)
