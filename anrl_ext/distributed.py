@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import functools
 import gc
+import glob
 import os
+import time
 from typing import Callable, Iterable, List, Optional, Tuple
 
 import torch
@@ -67,7 +69,29 @@ def shutdown() -> None:
     if _owns_group and dist.is_initialized():
         gc.collect()  # autograd graphs in reference cycles can hold collectives, and through them the group
         dist.destroy_process_group()
+        wait_for_gloo_threads()
     _owns_group = False
+
+
+def gloo_threads() -> List[str]:
+    """Names of this process's gloo threads (Linux: /proc; [] elsewhere)."""
+    names = []
+    for comm in glob.glob(f"/proc/{os.getpid()}/task/*/comm"):
+        try:
+            with open(comm) as f:
+                names.append(f.read().strip())
+        except OSError:  # the thread ended while being listed
+            pass
+    return [n for n in names if "gloo" in n]
+
+
+def wait_for_gloo_threads(timeout: float = 3.0) -> List[str]:
+    """After destroy_process_group: wait (up to `timeout` seconds) for gloo's threads to end, so
+    that none is still releasing work when the interpreter exits; the ones left, if any."""
+    deadline = time.monotonic() + timeout
+    while gloo_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return gloo_threads()
 
 
 def average_gradients(params: Iterable[nn.Parameter]) -> None:
