@@ -10,8 +10,9 @@ over the 8|X| roofline bytes against a measured device-to-device copy
 (`*_separate`: moments, the (N, C) middle and the map called separately, as
 before blend_apply_forward / _backward: six operator calls from Python for
 cuda instead of two, six launches for triton instead of four;
-`*_python_function`: the two calls of the cuda op from the Python
-autograd.Function, as before the op's autograd moved into C++;
+`*_python_function`: the two calls of the cuda / triton op from the Python
+autograd.Function, as before the op's autograd moved into C++ (cuda 2026-12-05,
+triton 2026-12-06);
 `triton_kernel_grid`: the triton op's launches through `kernel[grid](...)`, not
 triton_launch's cache of compiled kernels). Then the
 whole AFNM layer (gate included; gate inside the middle kernels, in PyTorch, and
@@ -107,7 +108,8 @@ def fused(backend, middle_kernels=True, whole_pass=True, native=True, cached_lau
 
 
 def native_autograd(backend):
-    """Whether the backend's whole-pass op has its autograd in C++ (blend_apply: cpu, cuda)."""
+    """Whether the backend's whole-pass op has its autograd in C++ (blend_apply: cpu, cuda, and triton
+    with anrl_ext._C built)."""
     from anrl_ext.ops.backends import primitives_for
 
     return primitives_for(backend).blend_apply is not None
@@ -117,7 +119,7 @@ def op_impls(backends, compile_reference=True):
     impls = {}
     for b in backends:
         impls[b] = fused(b)
-    # The same two operator calls from the Python autograd.Function (before 2026-12-05).
+    # The same two calls from the Python autograd.Function (before 2026-12-05; Triton's before 2026-12-06).
     for b in backends:
         if native_autograd(b):
             impls[f"{b}_python_function"] = fused(b, native=False)

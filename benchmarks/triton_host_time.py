@@ -7,9 +7,11 @@ Each case runs the Triton backend on CPU tensors (2 x 8 x 4 x 4, one thread) wit
 run, so the time per call is the host work of the calls as a GPU host does it, short of Triton's
 C launcher and the CUDA driver's launch (a constant per launch, which adds to each figure here).
 On a GPU the Triton backend is bound by this time (benchmarks/results/GPU_NOTES.md, run 4).
-Side by side, rounds interleaved: the backend's launches through triton_launch's cache (as it
-runs) and through `kernel[grid](...)` (triton_launch.ENABLED = False, as before 2026-12-05);
-for the whole-op cases also the cpu backend (C++ autograd and kernels, its tiny kernels
+Side by side, rounds interleaved: the backend as it runs (launches through triton_launch's
+cache, the op's autograd in C++: anrl_ext_triton::blend_apply / gate_blend_apply) and through
+`kernel[grid](...)` (triton_launch.ENABLED = False, as before 2026-12-05); for the whole-op
+cases also with fast_blend's Python Function around the same passes (NATIVE_AUTOGRAD = False,
+as before 2026-12-06) and the cpu backend (C++ autograd and kernels, its tiny kernels
 included), for scale. Also printed: the launches of one call, by kernel. Best of 5 rounds.
 The first call of each case compiles its kernels (about a second each).
 """
@@ -26,14 +28,15 @@ LAUNCHES = recording_driver.install()
 import torch  # noqa: E402
 
 import anrl_ext  # noqa: E402
-from anrl_ext.ops import triton_backend, triton_blend_apply, triton_launch  # noqa: E402
+from anrl_ext.ops import fast_blend, triton_backend, triton_blend_apply, triton_launch  # noqa: E402
 from host_time import per_call  # noqa: E402
 
 SHAPE = (2, 8, 4, 4)
 
 
-# column -> (backend, triton_launch.ENABLED)
-COLUMNS = {"triton": ("triton", True), "triton, kernel[grid]": ("triton", False), "cpu backend": ("cpu", True)}
+# column -> (backend, triton_launch.ENABLED, fast_blend.NATIVE_AUTOGRAD)
+COLUMNS = {"triton": ("triton", True, True), "triton, kernel[grid]": ("triton", False, True),
+           "triton, Python Function": ("triton", True, False), "cpu backend": ("cpu", True, True)}
 
 
 def interleaved(fn, columns, calls):
@@ -42,10 +45,10 @@ def interleaved(fn, columns, calls):
     try:
         for _ in range(5):
             for column in columns:
-                backend, triton_launch.ENABLED = COLUMNS[column]
+                backend, triton_launch.ENABLED, fast_blend.NATIVE_AUTOGRAD = COLUMNS[column]
                 best[column] = min(best[column], per_call(lambda: fn(backend), max(1, calls // 5), rounds=1))
     finally:
-        triton_launch.ENABLED = True
+        triton_launch.ENABLED = fast_blend.NATIVE_AUTOGRAD = True
     return {column: round(t * 1e6, 1) for column, t in best.items()}
 
 

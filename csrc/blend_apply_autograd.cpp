@@ -19,6 +19,13 @@
 // the primitives' registered autograd formulas exactly as the Python Function
 // does: any order of differentiation runs on the same kernels. The libtorch
 // build (CMakeLists.txt, no Python) has the first-order backward only.
+//
+// The Triton backend gets the same two Functions (anrl_ext_triton::blend_apply,
+// ::gate_blend_apply; Python extension only): their forward and backward each
+// call one operator of the Triton backend's whole pass, whose kernel is Python
+// (anrl_ext/ops/triton_apply_ops.py: its direct launches). Only those calls run
+// Python: autograd's bookkeeping, the saving and the gradients' assembly that
+// fast_blend's Python Function does around them are C++ here.
 #include <torch/autograd.h>
 #include <torch/library.h>
 #ifdef TORCH_EXTENSION_NAME  // the Python extension anrl_ext._C
@@ -95,76 +102,6 @@ std::array<Tensor, N> python_gradients(const char* name, const Args&... args) {
 #endif
 }
 
-class BlendApply : public torch::autograd::Function<BlendApply> {
- public:
-  static variable_list forward(AutogradContext* ctx, const Tensor& x, const OptTensor& alpha, double alpha_value,
-                               const OptTensor& bn_weight, const OptTensor& bn_bias, const OptTensor& in_weight,
-                               const OptTensor& in_bias, const RunningStats& running, bool use_batch_stats,
-                               bool update_running, double momentum, double eps) {
-    static const auto apply_forward = typed_op<sig::ApplyForward>("anrl_ext::blend_apply_forward");
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [y, mean, var, bn_mean, bn_var] =
-        apply_forward.call(x, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, running.mean, running.var,
-                           use_batch_stats, update_running, momentum, eps);
-    ctx->save_for_backward({x, mean, var, bn_mean, bn_var, alpha.value_or(Tensor()), bn_weight.value_or(Tensor()),
-                            bn_bias.value_or(Tensor()), in_weight.value_or(Tensor()), in_bias.value_or(Tensor())});
-    ctx->saved_data["alpha_value"] = alpha_value;
-    ctx->saved_data["use_batch_stats"] = use_batch_stats;
-    ctx->saved_data["eps"] = eps;
-    return {y};
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const variable_list saved = ctx->get_saved_variables();
-    const Tensor &x = saved[0], &mean = saved[1], &var = saved[2], &bn_mean = saved[3], &bn_var = saved[4];
-    const Tensor& alpha = saved[5];
-    const Affines w = {present(saved[6]), present(saved[7]), present(saved[8]), present(saved[9])};
-    const double alpha_value = ctx->saved_data["alpha_value"].toDouble();
-    const bool use_batch_stats = ctx->saved_data["use_batch_stats"].toBool();
-    const double eps = ctx->saved_data["eps"].toDouble();
-    // x, alpha, bn_weight, bn_bias, in_weight, in_bias
-    const auto needs = needed_gradients<6>(ctx, {&x, &saved[5], &saved[6], &saved[7], &saved[8], &saved[9]});
-    const Tensor& gy = grads[0];  // materialised: zeros when y's gradient is unused
-    std::array<Tensor, 6> g;  // gradients of x, alpha and the affine weights
-    if (at::GradMode::is_enabled()) {
-      g = python_gradients<6>("blend_apply_double_backward", x, present(alpha), alpha_value, w[0], w[1], w[2], w[3],
-                              bn_mean, bn_var, use_batch_stats, eps, std::vector<bool>(needs.begin(), needs.end()),
-                              gy);
-    } else {
-      g = first_order(x, mean, var, alpha, alpha_value, w, bn_mean, bn_var, use_batch_stats, eps, needs[0], gy);
-      if (needs[1]) g[1] = sum_to_alpha(g[1], alpha);
-      for (size_t i = 0; i < 4; ++i) {
-        g[2 + i] = needs[2 + i] ? in_dtype_of(g[2 + i], *w[i]) : Tensor();
-      }
-      if (!needs[1]) g[1] = Tensor();
-    }
-    // One entry per forward argument; the non-tensor ones get none.
-    return {g[0], g[1], Tensor(), g[2], g[3], g[4], g[5], Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
-  }
-
- private:
-  static std::array<Tensor, 6> first_order(const Tensor& x, const Tensor& mean, const Tensor& var,
-                                           const Tensor& alpha, double alpha_value, const Affines& w,
-                                           const Tensor& bn_mean, const Tensor& bn_var, bool use_batch_stats,
-                                           double eps, bool needs_x, const Tensor& gy) {
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    if (needs_x) {
-      static const auto apply_backward = typed_op<sig::ApplyBackward>("anrl_ext::blend_apply_backward");
-      auto [dx, d_alpha, dwb, dbb, dwi, dbi] = apply_backward.call(
-          gy, x, mean, var, present(alpha), alpha_value, w[0], w[1], w[2], w[3], bn_mean, bn_var, use_batch_stats,
-          eps);
-      return {dx, d_alpha, dwb, dbb, dwi, dbi};
-    }
-    // No dx wanted: the reduction and the middle, not the map that writes dx.
-    static const auto reduce = typed_op<sig::Reduce>("anrl_ext::reduce");
-    static const auto blend_backward = typed_op<sig::BlendBackward>("anrl_ext::blend_backward");
-    auto [s0, s1] = reduce.call(gy, x, mean);
-    auto out = blend_backward.call(s0, s1, mean, var, present(alpha), alpha_value, w[0], w[1], w[2], w[3], bn_mean,
-                                   bn_var, use_batch_stats, eps, x.size(2) * x.size(3));
-    return {Tensor(), std::get<0>(out), std::get<1>(out), std::get<2>(out), std::get<3>(out), std::get<4>(out)};
-  }
-};
-
 // The gate's five kernel slots (w1, b1, wb, bb, wi; wb always given).
 using GateSlots = std::array<OptTensor, 5>;
 
@@ -189,8 +126,198 @@ GateForwardPass gate_forward_pass(const Tensor& x_in, const GateSlots& gate, con
   return {affine.call(x, mean, scale, shift), alpha, hidden, mean, var, bn_mean, bn_var};
 }
 
+// The operators a Function calls, as static members of Ops: NativeOps (the CPU or CUDA
+// kernels of anrl_ext::*, chosen by the tensors' device) or TritonOps (the Triton
+// backend's whole passes, anrl_ext_triton::*). Each *_first_order returns the
+// gradients of every differentiable input (dx first; undefined where !needs_x).
+struct NativeOps {
+  static constexpr const char* blend_double_backward = "blend_apply_double_backward";
+  static constexpr const char* gate_double_backward = "gate_blend_apply_double_backward";
+
+  static const c10::TypedOperatorHandle<sig::ApplyForward>& blend_apply_forward() {
+    static const auto op = typed_op<sig::ApplyForward>("anrl_ext::blend_apply_forward");
+    return op;
+  }
+
+  static std::array<Tensor, 6> blend_first_order(const Tensor& x, const Tensor& mean, const Tensor& var,
+                                                 const Tensor& alpha, double alpha_value, const Affines& w,
+                                                 const Tensor& bn_mean, const Tensor& bn_var, bool use_batch_stats,
+                                                 double eps, bool needs_x, const Tensor& gy) {
+    if (needs_x) {
+      static const auto apply_backward = typed_op<sig::ApplyBackward>("anrl_ext::blend_apply_backward");
+      auto [dx, d_alpha, dwb, dbb, dwi, dbi] = apply_backward.call(
+          gy, x, mean, var, present(alpha), alpha_value, w[0], w[1], w[2], w[3], bn_mean, bn_var, use_batch_stats,
+          eps);
+      return {dx, d_alpha, dwb, dbb, dwi, dbi};
+    }
+    // No dx wanted: the reduction and the middle, not the map that writes dx.
+    static const auto reduce = typed_op<sig::Reduce>("anrl_ext::reduce");
+    static const auto blend_backward = typed_op<sig::BlendBackward>("anrl_ext::blend_backward");
+    auto [s0, s1] = reduce.call(gy, x, mean);
+    auto out = blend_backward.call(s0, s1, mean, var, present(alpha), alpha_value, w[0], w[1], w[2], w[3], bn_mean,
+                                   bn_var, use_batch_stats, eps, x.size(2) * x.size(3));
+    return {Tensor(), std::get<0>(out), std::get<1>(out), std::get<2>(out), std::get<3>(out), std::get<4>(out)};
+  }
+
+  static GateForwardPass gate_forward(const Tensor& x, const GateSlots& gate, const Affines& w,
+                                      const RunningStats& running, bool use_batch_stats, bool update_running,
+                                      double momentum, double eps) {
+    return gate_forward_pass(x, gate, w, running, use_batch_stats, update_running, momentum, eps);
+  }
+
+  // {dx, d w1, d b1, d wb, d bb, d wi, d bn_weight, d bn_bias, d in_weight, d in_bias}
+  static std::array<Tensor, 10> gate_first_order(const Tensor& x, const Tensor& gy, const Tensor& mean,
+                                                 const Tensor& var, const Tensor& alpha, const Tensor& hidden,
+                                                 const OptTensor& galpha, const GateSlots& gate, const Affines& w,
+                                                 const Tensor& bn_mean, const Tensor& bn_var, bool use_batch_stats,
+                                                 double eps, bool needs_x) {
+    static const auto reduce = typed_op<sig::Reduce>("anrl_ext::reduce");
+    static const auto gate_backward = typed_op<sig::GateBackward>("anrl_ext::gate_blend_backward");
+    static const auto affine2 = typed_op<sig::Affine2>("anrl_ext::affine2");
+    const auto [xk, dy] = input_and_grad(x, gy);  // one layout for both passes
+    auto [s0, s1] = reduce.call(dy, xk, mean);
+    auto out = gate_backward.call(s0, s1, mean, var, alpha, hidden, galpha, gate[0], gate[1], *gate[2], gate[3],
+                                  gate[4], w[0], w[1], w[2], w[3], bn_mean, bn_var, use_batch_stats, eps,
+                                  x.size(2) * x.size(3));
+    const Tensor dx = needs_x ? affine2.call(dy, xk, mean, std::get<9>(out), std::get<10>(out), std::get<11>(out))
+                              : Tensor();
+    return {dx,
+            std::get<0>(out),
+            std::get<1>(out),
+            std::get<2>(out),
+            std::get<3>(out),
+            std::get<4>(out),
+            std::get<5>(out),
+            std::get<6>(out),
+            std::get<7>(out),
+            std::get<8>(out)};
+  }
+};
+
+#ifdef TORCH_EXTENSION_NAME
+// The Triton backend's whole passes: operators whose kernels are Python functions
+// (anrl_ext/ops/triton_apply_ops.py), defined with their schemas at the end of this file.
+// Their backward ops take needs_dx and leave dx empty without it.
+namespace triton_sig {
+using sig::OptTensor;
+using ApplyBackward = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
+    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OptTensor&, double, const OptTensor&,
+    const OptTensor&, const OptTensor&, const OptTensor&, const Tensor&, const Tensor&, bool, double, bool);
+using GateForward = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
+    const Tensor&, const OptTensor&, const OptTensor&, const Tensor&, const OptTensor&, const OptTensor&,
+    const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&, bool,
+    bool, double, double);
+using GateBackward = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
+    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OptTensor&,
+    const OptTensor&, const OptTensor&, const Tensor&, const OptTensor&, const OptTensor&, const OptTensor&,
+    const OptTensor&, const OptTensor&, const OptTensor&, const Tensor&, const Tensor&, bool, double, bool);
+}  // namespace triton_sig
+
+struct TritonOps {
+  static constexpr const char* blend_double_backward = "triton_blend_apply_double_backward";
+  static constexpr const char* gate_double_backward = "triton_gate_blend_apply_double_backward";
+
+  static const c10::TypedOperatorHandle<sig::ApplyForward>& blend_apply_forward() {
+    static const auto op = typed_op<sig::ApplyForward>("anrl_ext_triton::blend_apply_forward");
+    return op;
+  }
+
+  static std::array<Tensor, 6> blend_first_order(const Tensor& x, const Tensor& mean, const Tensor& var,
+                                                 const Tensor& alpha, double alpha_value, const Affines& w,
+                                                 const Tensor& bn_mean, const Tensor& bn_var, bool use_batch_stats,
+                                                 double eps, bool needs_x, const Tensor& gy) {
+    static const auto op = typed_op<triton_sig::ApplyBackward>("anrl_ext_triton::blend_apply_backward");
+    auto [dx, d_alpha, dwb, dbb, dwi, dbi] = op.call(gy, x, mean, var, present(alpha), alpha_value, w[0], w[1], w[2],
+                                                     w[3], bn_mean, bn_var, use_batch_stats, eps, needs_x);
+    return {needs_x ? dx : Tensor(), d_alpha, dwb, dbb, dwi, dbi};
+  }
+
+  static GateForwardPass gate_forward(const Tensor& x, const GateSlots& gate, const Affines& w,
+                                      const RunningStats& running, bool use_batch_stats, bool update_running,
+                                      double momentum, double eps) {
+    static const auto op = typed_op<triton_sig::GateForward>("anrl_ext_triton::gate_blend_apply_forward");
+    TORCH_CHECK_VALUE(gate[2].has_value(), "anrl_ext: gate_blend_apply needs gate_wb");
+    auto [y, alpha, hidden, mean, var, bn_mean, bn_var] =
+        op.call(x, gate[0], gate[1], *gate[2], gate[3], gate[4], w[0], w[1], w[2], w[3], running.mean, running.var,
+                use_batch_stats, update_running, momentum, eps);
+    return {y, alpha, hidden, mean, var, bn_mean, bn_var};
+  }
+
+  static std::array<Tensor, 10> gate_first_order(const Tensor& x, const Tensor& gy, const Tensor& mean,
+                                                 const Tensor& var, const Tensor& alpha, const Tensor& hidden,
+                                                 const OptTensor& galpha, const GateSlots& gate, const Affines& w,
+                                                 const Tensor& bn_mean, const Tensor& bn_var, bool use_batch_stats,
+                                                 double eps, bool needs_x) {
+    static const auto op = typed_op<triton_sig::GateBackward>("anrl_ext_triton::gate_blend_apply_backward");
+    auto out = op.call(gy, x, mean, var, alpha, hidden, galpha, gate[0], gate[1], *gate[2], gate[3], gate[4], w[0],
+                       w[1], w[2], w[3], bn_mean, bn_var, use_batch_stats, eps, needs_x);
+    return {needs_x ? std::get<0>(out) : Tensor(),
+            std::get<1>(out),
+            std::get<2>(out),
+            std::get<3>(out),
+            std::get<4>(out),
+            std::get<5>(out),
+            std::get<6>(out),
+            std::get<7>(out),
+            std::get<8>(out),
+            std::get<9>(out)};
+  }
+};
+#endif  // TORCH_EXTENSION_NAME
+
+template <typename Ops>
+class BlendApply : public torch::autograd::Function<BlendApply<Ops>> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const Tensor& x, const OptTensor& alpha, double alpha_value,
+                               const OptTensor& bn_weight, const OptTensor& bn_bias, const OptTensor& in_weight,
+                               const OptTensor& in_bias, const RunningStats& running, bool use_batch_stats,
+                               bool update_running, double momentum, double eps) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    auto [y, mean, var, bn_mean, bn_var] =
+        Ops::blend_apply_forward().call(x, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, running.mean,
+                                        running.var, use_batch_stats, update_running, momentum, eps);
+    ctx->save_for_backward({x, mean, var, bn_mean, bn_var, alpha.value_or(Tensor()), bn_weight.value_or(Tensor()),
+                            bn_bias.value_or(Tensor()), in_weight.value_or(Tensor()), in_bias.value_or(Tensor())});
+    ctx->saved_data["alpha_value"] = alpha_value;
+    ctx->saved_data["use_batch_stats"] = use_batch_stats;
+    ctx->saved_data["eps"] = eps;
+    return {y};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    const Tensor &x = saved[0], &mean = saved[1], &var = saved[2], &bn_mean = saved[3], &bn_var = saved[4];
+    const Tensor& alpha = saved[5];
+    const Affines w = {present(saved[6]), present(saved[7]), present(saved[8]), present(saved[9])};
+    const double alpha_value = ctx->saved_data["alpha_value"].toDouble();
+    const bool use_batch_stats = ctx->saved_data["use_batch_stats"].toBool();
+    const double eps = ctx->saved_data["eps"].toDouble();
+    // x, alpha, bn_weight, bn_bias, in_weight, in_bias
+    const auto needs = needed_gradients<6>(ctx, {&x, &saved[5], &saved[6], &saved[7], &saved[8], &saved[9]});
+    const Tensor& gy = grads[0];  // materialised: zeros when y's gradient is unused
+    std::array<Tensor, 6> g;  // gradients of x, alpha and the affine weights
+    if (at::GradMode::is_enabled()) {
+      g = python_gradients<6>(Ops::blend_double_backward, x, present(alpha), alpha_value, w[0], w[1], w[2], w[3],
+                              bn_mean, bn_var, use_batch_stats, eps, std::vector<bool>(needs.begin(), needs.end()),
+                              gy);
+    } else {
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      g = Ops::blend_first_order(x, mean, var, alpha, alpha_value, w, bn_mean, bn_var, use_batch_stats, eps, needs[0],
+                                 gy);
+      if (needs[1]) g[1] = sum_to_alpha(g[1], alpha);
+      for (size_t i = 0; i < 4; ++i) {
+        g[2 + i] = needs[2 + i] ? in_dtype_of(g[2 + i], *w[i]) : Tensor();
+      }
+      if (!needs[1]) g[1] = Tensor();
+    }
+    // One entry per forward argument; the non-tensor ones get none.
+    return {g[0], g[1], Tensor(), g[2], g[3], g[4], g[5], Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+  }
+};
+
 // AFNM's gated blend: alpha = gate(per-sample means) inside the middle kernels.
-class GateBlendApply : public torch::autograd::Function<GateBlendApply> {
+template <typename Ops>
+class GateBlendApply : public torch::autograd::Function<GateBlendApply<Ops>> {
  public:
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const OptTensor& w1, const OptTensor& b1,
                                const Tensor& wb, const OptTensor& bb, const OptTensor& wi, const OptTensor& bn_weight,
@@ -198,7 +325,7 @@ class GateBlendApply : public torch::autograd::Function<GateBlendApply> {
                                const RunningStats& running, bool use_batch_stats, bool update_running,
                                double momentum, double eps) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    const auto f = gate_forward_pass(x, {w1, b1, wb, bb, wi}, {bn_weight, bn_bias, in_weight, in_bias}, running,
+    const auto f = Ops::gate_forward(x, {w1, b1, wb, bb, wi}, {bn_weight, bn_bias, in_weight, in_bias}, running,
                                      use_batch_stats, update_running, momentum, eps);
     ctx->set_materialize_grads(false);  // an unused alpha passes no gradient, not a zero tensor
     ctx->save_for_backward({x, f.mean, f.var, f.bn_mean, f.bn_var, f.alpha, f.hidden, w1.value_or(Tensor()),
@@ -225,25 +352,17 @@ class GateBlendApply : public torch::autograd::Function<GateBlendApply> {
     const OptTensor galpha = present(grads[1]);
     std::array<Tensor, 10> g;
     if (at::GradMode::is_enabled()) {
-      g = python_gradients<10>("gate_blend_apply_double_backward", x, gate[0], gate[1], gate[2], gate[3], gate[4],
+      g = python_gradients<10>(Ops::gate_double_backward, x, gate[0], gate[1], gate[2], gate[3], gate[4],
                                w[0], w[1], w[2], w[3], bn_mean, bn_var, use_batch_stats, eps,
                                std::vector<bool>(needs.begin(), needs.end()), gy, galpha);
     } else {
-      static const auto reduce = typed_op<sig::Reduce>("anrl_ext::reduce");
-      static const auto gate_backward = typed_op<sig::GateBackward>("anrl_ext::gate_blend_backward");
-      static const auto affine2 = typed_op<sig::Affine2>("anrl_ext::affine2");
       at::AutoDispatchBelowADInplaceOrView below_autograd;
-      const auto [xk, dy] = input_and_grad(x, gy);  // one layout for both passes
-      auto [s0, s1] = reduce.call(dy, xk, mean);
-      auto out = gate_backward.call(s0, s1, mean, var, alpha, hidden, galpha, gate[0], gate[1], *gate[2], gate[3],
-                                    gate[4], w[0], w[1], w[2], w[3], bn_mean, bn_var, use_batch_stats, eps,
-                                    x.size(2) * x.size(3));
-      const Tensor d[9] = {std::get<0>(out), std::get<1>(out), std::get<2>(out), std::get<3>(out), std::get<4>(out),
-                           std::get<5>(out), std::get<6>(out), std::get<7>(out), std::get<8>(out)};
-      if (needs[0]) g[0] = affine2.call(dy, xk, mean, std::get<9>(out), std::get<10>(out), std::get<11>(out));
+      const auto d = Ops::gate_first_order(x, gy, mean, var, alpha, hidden, galpha, gate, w, bn_mean, bn_var,
+                                           use_batch_stats, eps, needs[0]);
+      g[0] = d[0];
       // The gate's gradients come in its weights' dtype (the kernels take them in the statistics dtype).
-      for (size_t i = 0; i < 5; ++i) g[1 + i] = needs[1 + i] ? d[i] : Tensor();
-      for (size_t i = 0; i < 4; ++i) g[6 + i] = needs[6 + i] ? in_dtype_of(d[5 + i], *w[i]) : Tensor();
+      for (size_t i = 0; i < 5; ++i) g[1 + i] = needs[1 + i] ? d[1 + i] : Tensor();
+      for (size_t i = 0; i < 4; ++i) g[6 + i] = needs[6 + i] ? in_dtype_of(d[6 + i], *w[i]) : Tensor();
     }
     // One entry per forward argument; the non-tensor ones get none.
     return {g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], Tensor(), Tensor(), Tensor(), Tensor(),
@@ -251,56 +370,109 @@ class GateBlendApply : public torch::autograd::Function<GateBlendApply> {
   }
 };
 
+template <typename Ops>
 std::tuple<Tensor, Tensor> gate_blend_apply_autograd(
     const Tensor& x, const OptTensor& w1, const OptTensor& b1, const Tensor& wb, const OptTensor& bb,
     const OptTensor& wi, const OptTensor& bn_weight, const OptTensor& bn_bias, const OptTensor& in_weight,
     const OptTensor& in_bias, const OptTensor& running_mean, const OptTensor& running_var, bool use_batch_stats,
     bool update_running, double momentum, double eps) {
-  auto out = GateBlendApply::apply(x, w1, b1, wb, bb, wi, bn_weight, bn_bias, in_weight, in_bias,
-                                   RunningStats{running_mean, running_var}, use_batch_stats, update_running, momentum,
-                                   eps);
+  auto out = GateBlendApply<Ops>::apply(x, w1, b1, wb, bb, wi, bn_weight, bn_bias, in_weight, in_bias,
+                                        RunningStats{running_mean, running_var}, use_batch_stats, update_running,
+                                        momentum, eps);
   return {out[0], out[1]};
 }
 
+template <typename Ops>
 std::tuple<Tensor, Tensor> gate_blend_apply_plain(
     const Tensor& x, const OptTensor& w1, const OptTensor& b1, const Tensor& wb, const OptTensor& bb,
     const OptTensor& wi, const OptTensor& bn_weight, const OptTensor& bn_bias, const OptTensor& in_weight,
     const OptTensor& in_bias, const OptTensor& running_mean, const OptTensor& running_var, bool use_batch_stats,
     bool update_running, double momentum, double eps) {
-  const auto f = gate_forward_pass(x, {w1, b1, wb, bb, wi}, {bn_weight, bn_bias, in_weight, in_bias},
+  const auto f = Ops::gate_forward(x, {w1, b1, wb, bb, wi}, {bn_weight, bn_bias, in_weight, in_bias},
                                    RunningStats{running_mean, running_var}, use_batch_stats, update_running, momentum,
                                    eps);
   return {f.y, f.alpha};
 }
 
+template <typename Ops>
 Tensor blend_apply_autograd(const Tensor& x, const OptTensor& alpha, double alpha_value, const OptTensor& bn_weight,
                             const OptTensor& bn_bias, const OptTensor& in_weight, const OptTensor& in_bias,
                             const OptTensor& running_mean, const OptTensor& running_var, bool use_batch_stats,
                             bool update_running, double momentum, double eps) {
-  return BlendApply::apply(x, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias,
-                           RunningStats{running_mean, running_var}, use_batch_stats, update_running, momentum,
-                           eps)[0];
+  return BlendApply<Ops>::apply(x, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias,
+                                RunningStats{running_mean, running_var}, use_batch_stats, update_running, momentum,
+                                eps)[0];
 }
 
 // Without autograd (inference mode, or below the Autograd key): the forward alone.
+template <typename Ops>
 Tensor blend_apply_plain(const Tensor& x, const OptTensor& alpha, double alpha_value, const OptTensor& bn_weight,
                          const OptTensor& bn_bias, const OptTensor& in_weight, const OptTensor& in_bias,
                          const OptTensor& running_mean, const OptTensor& running_var, bool use_batch_stats,
                          bool update_running, double momentum, double eps) {
-  static const auto apply_forward = typed_op<sig::ApplyForward>("anrl_ext::blend_apply_forward");
-  return std::get<0>(apply_forward.call(x, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, running_mean,
-                                        running_var, use_batch_stats, update_running, momentum, eps));
+  return std::get<0>(Ops::blend_apply_forward().call(x, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias,
+                                                     running_mean, running_var, use_batch_stats, update_running,
+                                                     momentum, eps));
 }
 
 }  // namespace
 }  // namespace anrl_ext
 
 TORCH_LIBRARY_IMPL(anrl_ext, CompositeExplicitAutograd, m) {
-  m.impl("blend_apply", &anrl_ext::blend_apply_plain);
-  m.impl("gate_blend_apply", &anrl_ext::gate_blend_apply_plain);
+  m.impl("blend_apply", &anrl_ext::blend_apply_plain<anrl_ext::NativeOps>);
+  m.impl("gate_blend_apply", &anrl_ext::gate_blend_apply_plain<anrl_ext::NativeOps>);
 }
 
 TORCH_LIBRARY_IMPL(anrl_ext, Autograd, m) {
-  m.impl("blend_apply", &anrl_ext::blend_apply_autograd);
-  m.impl("gate_blend_apply", &anrl_ext::gate_blend_apply_autograd);
+  m.impl("blend_apply", &anrl_ext::blend_apply_autograd<anrl_ext::NativeOps>);
+  m.impl("gate_blend_apply", &anrl_ext::gate_blend_apply_autograd<anrl_ext::NativeOps>);
 }
+
+#ifdef TORCH_EXTENSION_NAME
+// The Triton backend's versions. The *_forward / *_backward ops get their kernels (CPU and
+// CUDA: Triton runs CPU tensors under TRITON_INTERPRET=1) and fake kernels from Python, in
+// anrl_ext/ops/triton_apply_ops.py; blend_apply and gate_blend_apply are the Functions above.
+TORCH_LIBRARY_FRAGMENT(anrl_ext_triton, m) {
+  m.def(
+      "blend_apply_forward(Tensor x, Tensor? alpha, float alpha_value, Tensor? bn_weight, Tensor? bn_bias, "
+      "Tensor? in_weight, Tensor? in_bias, Tensor(a!)? running_mean, Tensor(b!)? running_var, "
+      "bool use_batch_stats, bool update_running, float momentum, float eps) -> (Tensor y, Tensor mean, "
+      "Tensor var, Tensor bn_mean, Tensor bn_var)");
+  m.def(
+      "blend_apply_backward(Tensor dy, Tensor x, Tensor mean, Tensor var, Tensor? alpha, float alpha_value, "
+      "Tensor? bn_weight, Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, Tensor bn_mean, "
+      "Tensor bn_var, bool use_batch_stats, float eps, bool needs_dx) -> (Tensor dx, Tensor d_alpha, "
+      "Tensor d_bn_weight, Tensor d_bn_bias, Tensor d_in_weight, Tensor d_in_bias)");
+  m.def(
+      "blend_apply(Tensor x, Tensor? alpha, float alpha_value, Tensor? bn_weight, Tensor? bn_bias, "
+      "Tensor? in_weight, Tensor? in_bias, Tensor(a!)? running_mean, Tensor(b!)? running_var, "
+      "bool use_batch_stats, bool update_running, float momentum, float eps) -> Tensor");
+  m.def(
+      "gate_blend_apply_forward(Tensor x, Tensor? gate_w1, Tensor? gate_b1, Tensor gate_wb, Tensor? gate_bb, "
+      "Tensor? gate_wi, Tensor? bn_weight, Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, "
+      "Tensor(a!)? running_mean, Tensor(b!)? running_var, bool use_batch_stats, bool update_running, "
+      "float momentum, float eps) -> (Tensor y, Tensor alpha, Tensor hidden, Tensor mean, Tensor var, "
+      "Tensor bn_mean, Tensor bn_var)");
+  m.def(
+      "gate_blend_apply_backward(Tensor dy, Tensor x, Tensor mean, Tensor var, Tensor alpha, Tensor hidden, "
+      "Tensor? alpha_grad, Tensor? gate_w1, Tensor? gate_b1, Tensor gate_wb, Tensor? gate_bb, Tensor? gate_wi, "
+      "Tensor? bn_weight, Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, Tensor bn_mean, Tensor bn_var, "
+      "bool use_batch_stats, float eps, bool needs_dx) -> (Tensor dx, Tensor d_w1, Tensor d_b1, Tensor d_wb, "
+      "Tensor d_bb, Tensor d_wi, Tensor d_bn_weight, Tensor d_bn_bias, Tensor d_in_weight, Tensor d_in_bias)");
+  m.def(
+      "gate_blend_apply(Tensor x, Tensor? gate_w1, Tensor? gate_b1, Tensor gate_wb, Tensor? gate_bb, "
+      "Tensor? gate_wi, Tensor? bn_weight, Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, "
+      "Tensor(a!)? running_mean, Tensor(b!)? running_var, bool use_batch_stats, bool update_running, "
+      "float momentum, float eps) -> (Tensor y, Tensor alpha)");
+}
+
+TORCH_LIBRARY_IMPL(anrl_ext_triton, CompositeExplicitAutograd, m) {
+  m.impl("blend_apply", &anrl_ext::blend_apply_plain<anrl_ext::TritonOps>);
+  m.impl("gate_blend_apply", &anrl_ext::gate_blend_apply_plain<anrl_ext::TritonOps>);
+}
+
+TORCH_LIBRARY_IMPL(anrl_ext_triton, Autograd, m) {
+  m.impl("blend_apply", &anrl_ext::blend_apply_autograd<anrl_ext::TritonOps>);
+  m.impl("gate_blend_apply", &anrl_ext::gate_blend_apply_autograd<anrl_ext::TritonOps>);
+}
+#endif  // TORCH_EXTENSION_NAME

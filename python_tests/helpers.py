@@ -104,7 +104,7 @@ def check_native_autograd_op(alpha_kind, dtype, weights, wanted, monkeypatch, ba
         return [y, *grads, *running], ops
 
     native, ops = run()
-    if device == "cpu":  # the profiler here records CPU operator calls
+    if backend == "cpu":  # the profiler here records CPU operator calls (Triton's kernels: see its tests)
         assert ("affine2" in ops) is (wanted != "weights only")
     monkeypatch.setattr(fast_blend, "NATIVE_AUTOGRAD", False)
     python, _ = run()
@@ -112,6 +112,22 @@ def check_native_autograd_op(alpha_kind, dtype, weights, wanted, monkeypatch, ba
     for got, want in zip(native, python):
         assert got.dtype == want.dtype and got.shape == want.shape
         assert torch.equal(got, want)
+
+
+def native_autograd_op_args(op, channels_last):
+    """Arguments of blend_apply / gate_blend_apply (either backend's) for opcheck, float64, with gradients
+    wanted for x, alpha or the gate, and the weights."""
+    f64 = dict(dtype=torch.float64)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(3, 4, 5, 6, **f64).to(memory_format=fmt).requires_grad_()
+    w = torch.randn(4, **f64, requires_grad=True)
+    running = (torch.zeros(4, **f64), torch.ones(4, **f64))
+    if op == "blend_apply":
+        alpha = torch.rand(3, 4, **f64, requires_grad=True)
+        return (x, alpha, 0.0, w, None, w, None, *running, True, True, 0.1, 1e-5)
+    # the paper gate's slots: w1 (D, C), wb and wi (C, D)
+    w1, wb, wi = (torch.randn(*shape, **f64, requires_grad=True) for shape in ((2, 4), (4, 2), (4, 2)))
+    return (x, w1, None, wb, None, wi, w, None, w, None, *running, True, True, 0.1, 1e-5)
 
 
 def check_gated_native_autograd_op(gate, dtype, monkeypatch, backend="cpu", device="cpu"):

@@ -57,23 +57,24 @@ def test_gradcheck_gradgradcheck_float64_cuda(backend):
     assert torch.autograd.gradgradcheck(f, inputs)
 
 
-@pytest.mark.skipif("cuda" not in GPU_BACKENDS, reason="needs the cuda backend")
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
 @pytest.mark.parametrize("alpha_kind, dtype, weights, wanted", [
     ("nc", torch.float64, "all", "all"), ("c", torch.bfloat16, "bn only", "weights only"),
     ("0.3", torch.float32, "none", "x only"), ("scalar", torch.float32, "all", "all")])
-def test_native_autograd_op_equals_the_python_function_cuda(alpha_kind, dtype, weights, wanted, monkeypatch):
-    """blend_apply's C++ autograd (backward on autograd's device thread, no Python) against the Python
-    Function around the same two calls: the same bits."""
-    check_native_autograd_op(alpha_kind, dtype, weights, wanted, monkeypatch, backend="cuda", device="cuda")
+def test_native_autograd_op_equals_the_python_function_cuda(backend, alpha_kind, dtype, weights, wanted,
+                                                            monkeypatch):
+    """blend_apply's C++ autograd (backward on autograd's device thread; cuda: no Python, triton: the
+    Triton passes' Python only) against the Python Function around the same two calls: the same bits."""
+    check_native_autograd_op(alpha_kind, dtype, weights, wanted, monkeypatch, backend=backend, device="cuda")
 
 
-@pytest.mark.skipif("cuda" not in GPU_BACKENDS, reason="needs the cuda backend")
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
 @pytest.mark.parametrize("gate", ["paper", "sigmoid2"])
-def test_gated_native_autograd_op_equals_the_python_function_cuda(gate, monkeypatch):
+def test_gated_native_autograd_op_equals_the_python_function_cuda(backend, gate, monkeypatch):
     """AFNM's gate_blend_apply on CUDA against the Python Function: same bits first order, and the
     create_graph=True gradients (C++ on the device thread calling back into Python) and a second
     derivative equal."""
-    check_gated_native_autograd_op(gate, torch.float64, monkeypatch, backend="cuda", device="cuda")
+    check_gated_native_autograd_op(gate, torch.float64, monkeypatch, backend=backend, device="cuda")
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)

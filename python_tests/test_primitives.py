@@ -7,7 +7,8 @@ from anrl_ext.ops import native
 from anrl_ext.ops import reference as ref
 from helpers import (check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle, check_gate_launches_equal,
                      check_gate_middle, check_gate_saturated_heads,
-                     check_params_in_own_dtype, check_reductions_on_large_planes, copies_in_op)
+                     check_params_in_own_dtype, check_reductions_on_large_planes, copies_in_op,
+                     native_autograd_op_args)
 
 pytestmark = pytest.mark.skipif(not native.is_built(), reason="anrl_ext._C not built")
 P = native.PRIMITIVES
@@ -278,18 +279,7 @@ def test_native_autograd_ops_opcheck(op, channels_last):
     """blend_apply and gate_blend_apply, the ops whose autograd is C++: schema, fake kernel, autograd
     registration (the Autograd kernel, not a fallthrough) and AOT dispatch, with gradients wanted for x,
     alpha or the gate, and the weights."""
-    f64 = dict(dtype=torch.float64)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = torch.randn(3, 4, 5, 6, **f64).to(memory_format=fmt).requires_grad_()
-    w = torch.randn(4, **f64, requires_grad=True)
-    running = (torch.zeros(4, **f64), torch.ones(4, **f64))
-    if op == "blend_apply":
-        alpha = torch.rand(3, 4, **f64, requires_grad=True)
-        args = (x, alpha, 0.0, w, None, w, None, *running, True, True, 0.1, 1e-5)
-    else:  # the paper gate's slots: w1 (D, C), wb and wi (C, D)
-        w1, wb, wi = (torch.randn(*shape, **f64, requires_grad=True) for shape in ((2, 4), (4, 2), (4, 2)))
-        args = (x, w1, None, wb, None, wi, w, None, w, None, *running, True, True, 0.1, 1e-5)
-    torch.library.opcheck(getattr(torch.ops.anrl_ext, op).default, args)
+    torch.library.opcheck(getattr(torch.ops.anrl_ext, op).default, native_autograd_op_args(op, channels_last))
 
 
 def test_blend_apply_errors_are_clear():

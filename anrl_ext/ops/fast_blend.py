@@ -22,11 +22,13 @@ backward must itself be differentiable (create_graph=True), it recomputes
 through the composed primitives (`fused.composed`), exactly as
 `fused._FusedBlend` does.
 
-On the native backends (cpu, cuda) the whole-pass and gated paths do not come
-here: `adaptive_norm.blend` calls the ops `blend_apply` / `gate_blend_apply`,
-the same kernel calls with their autograd in C++ (csrc/blend_apply_autograd.cpp).
-This Function serves Triton, synchronised statistics and alpha functions the
-kernels do not compute (NATIVE_AUTOGRAD = False sends everything here).
+The whole-pass and gated paths do not come here: `adaptive_norm.blend` calls
+the backend's ops `blend_apply` / `gate_blend_apply`, the same kernel calls
+with their autograd in C++ (csrc/blend_apply_autograd.cpp; for Triton,
+anrl_ext_triton::* around its passes, triton_apply_ops.py, when anrl_ext._C is
+built). This Function serves synchronised statistics, alpha functions the
+kernels do not compute, and Triton without anrl_ext._C (NATIVE_AUTOGRAD = False
+sends everything here).
 """
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ from .primitives import Primitives, acc_dtype
 # a backend has them as one call each way (blend_apply_forward / _backward);
 # NATIVE_AUTOGRAD = False runs those two calls, and the gated middle's, from this
 # module's Python Function instead of the ops whose autograd is C++
-# (blend_apply, gate_blend_apply; see adaptive_norm.blend).
+# (blend_apply, gate_blend_apply, on every backend; see adaptive_norm.blend).
 ENABLED = True
 GATE_IN_KERNEL = True
 WHOLE_PASS = True

@@ -9,7 +9,7 @@ from typing import Optional
 
 import torch
 
-from .primitives import (Primitives, acc_dtype, output_memory_format, register_autograd, register_blend_fakes,
+from .primitives import (Primitives, blend_apply_fake, gate_blend_apply_fake, register_autograd, register_blend_fakes,
                          register_fakes)
 
 try:
@@ -62,11 +62,11 @@ def cuda_gate_one_block_max_work(work: Optional[int] = None) -> int:
 
 
 def _recomputed_gradients(x, alpha_fn, alpha_slots, affines, bn_mean, bn_var, use_batch_stats, eps, needs, gy,
-                          galpha=None):
+                          galpha=None, prims=None):
     """[dx, one per alpha slot, one per affine weight] (None where absent or not needed), differentiable:
-    the forward recomputed through the primitives' registered autograd formulas, as the Python Function's
-    differentiable backward does (fused.differentiable_backward). Without batch statistics the forward's
-    bn_mean / bn_var are the fixed BN statistics."""
+    the forward recomputed through the primitives' registered autograd formulas (`prims`, default this
+    module's), as the Python Function's differentiable backward does (fused.differentiable_backward).
+    Without batch statistics the forward's bn_mean / bn_var are the fixed BN statistics."""
     from .adaptive_norm import make_blend_middle  # imports this module
     from .fused import differentiable_backward
 
@@ -74,25 +74,26 @@ def _recomputed_gradients(x, alpha_fn, alpha_slots, affines, bn_mean, bn_var, us
     middle = make_blend_middle(alpha_fn, len(alpha_params), tuple(t is not None for t in affines), bn_mean, bn_var,
                                use_batch_stats, eps)
     given = [t is not None for t in (*alpha_slots, *affines)]  # which of needs[1:] are params
-    dx, dparams = differentiable_backward(x, PRIMITIVES, middle, alpha_params + [t for t in affines if t is not None],
-                                          needs[0], [need for need, g in zip(needs[1:], given) if g], gy, galpha)
+    params = alpha_params + [t for t in affines if t is not None]
+    dx, dparams = differentiable_backward(x, prims or PRIMITIVES, middle, params, needs[0],
+                                          [need for need, g in zip(needs[1:], given) if g], gy, galpha)
     it = iter(dparams)
     return [dx] + [next(it) if g else None for g in given]
 
 
 def blend_apply_double_backward(x, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, bn_mean, bn_var,
-                                use_batch_stats, eps, needs, gy):
+                                use_batch_stats, eps, needs, gy, prims=None):
     """The gradients of `blend_apply` (x, alpha, the four affine weights) as differentiable tensors: its
     C++ backward calls this under create_graph=True."""
     from .fast_blend import ConstantAlpha, alpha_input
 
     alpha_fn = alpha_input if alpha is not None else ConstantAlpha(alpha_value)
     return _recomputed_gradients(x, alpha_fn, [alpha], (bn_weight, bn_bias, in_weight, in_bias), bn_mean, bn_var,
-                                 use_batch_stats, eps, needs, gy)
+                                 use_batch_stats, eps, needs, gy, prims=prims)
 
 
 def gate_blend_apply_double_backward(x, w1, b1, wb, bb, wi, bn_weight, bn_bias, in_weight, in_bias, bn_mean,
-                                     bn_var, use_batch_stats, eps, needs, gy, galpha):
+                                     bn_var, use_batch_stats, eps, needs, gy, galpha, prims=None):
     """The gradients of `gate_blend_apply` (x, the five gate slots, the four affine weights) as
     differentiable tensors: its C++ backward calls this under create_graph=True. alpha is the kernels'
     gate layout in PyTorch (reference.gate_alpha_reference), the same math as each gate's `alpha`."""
@@ -105,7 +106,21 @@ def gate_blend_apply_double_backward(x, w1, b1, wb, bb, wi, bn_weight, bn_bias, 
         return gate_alpha_reference(mean, *(next(it) if t is not None else None for t in slots))[0]
 
     return _recomputed_gradients(x, alpha_fn, slots, (bn_weight, bn_bias, in_weight, in_bias), bn_mean, bn_var,
-                                 use_batch_stats, eps, needs, gy, galpha)
+                                 use_batch_stats, eps, needs, gy, galpha, prims)
+
+
+# The Triton backend's blend_apply / gate_blend_apply (anrl_ext_triton::*, triton_apply_ops.py) have the same
+# C++ Functions; their differentiable backward recomputes through the registered Triton ops.
+def triton_blend_apply_double_backward(*args):
+    from .triton_backend import PRIMITIVES as triton
+
+    return blend_apply_double_backward(*args, prims=triton)
+
+
+def triton_gate_blend_apply_double_backward(*args):
+    from .triton_backend import PRIMITIVES as triton
+
+    return gate_blend_apply_double_backward(*args, prims=triton)
 
 
 def require_built() -> None:
@@ -138,13 +153,7 @@ if _C is not None:
     register_blend_fakes(lambda name: f"anrl_ext::{name}")
     register_autograd(lambda name: f"anrl_ext::{name}", PRIMITIVES)
 
-    @torch.library.register_fake("anrl_ext::blend_apply")
-    def _blend_apply_fake(x, *rest):
-        return torch.empty_like(x, memory_format=output_memory_format(x))
-
-    @torch.library.register_fake("anrl_ext::gate_blend_apply")
-    def _gate_blend_apply_fake(x, *rest):
-        alpha = x.new_empty(x.shape[:2], dtype=acc_dtype(x.dtype))
-        return torch.empty_like(x, memory_format=output_memory_format(x)), alpha
+    torch.library.register_fake("anrl_ext::blend_apply")(blend_apply_fake)
+    torch.library.register_fake("anrl_ext::gate_blend_apply")(gate_blend_apply_fake)
 else:  # pragma: no cover
     PRIMITIVES = None

@@ -46,7 +46,7 @@ class Primitives:
     # The same two calls as one op whose autograd is native code (native:
     # blend_apply, csrc/blend_apply_autograd.cpp): y only, no Python on the way;
     # and the gated path (moments, gate_blend_forward, affine and back) the same
-    # way: (y, alpha).
+    # way: (y, alpha). Triton's (triton_apply_ops.py) run Python in its passes only.
     blend_apply: Optional[Callable] = None
     gate_blend_apply: Optional[Callable] = None
 
@@ -70,57 +70,78 @@ def weight_grads(weights, mean: torch.Tensor) -> list:
     return [mean.new_empty((c,), dtype=mean.dtype if w is None else w.dtype) for w in weights]
 
 
+def map_fake(x):
+    """An output shaped and laid out like the map x (y, dx)."""
+    return torch.empty_like(x, memory_format=output_memory_format(x))
+
+
+def stats_fake(x):
+    """(N, C) statistics of x in its accumulation dtype."""
+    return x.new_empty(x.shape[:2], dtype=acc_dtype(x.dtype))
+
+
 def register_fakes(qualname: Callable[[str], str]) -> None:
     """Shape/dtype-only implementations, used by torch.compile and opcheck."""
+    torch.library.register_fake(qualname("moments"))(lambda x: (stats_fake(x), stats_fake(x)))
+    torch.library.register_fake(qualname("affine"))(lambda x, m, s, t: map_fake(x))
+    torch.library.register_fake(qualname("reduce"))(lambda dy, x, m: (stats_fake(x), stats_fake(x)))
+    torch.library.register_fake(qualname("affine2"))(lambda dy, x, m, a, b, c: map_fake(x))
 
-    def stats_like(x):
-        n, c = x.shape[:2]
-        return x.new_empty((n, c), dtype=acc_dtype(x.dtype))
 
-    def map_like(x):
-        return torch.empty_like(x, memory_format=output_memory_format(x))
+def blend_forward_fake(mean, var, *rest):
+    """Fake of blend_forward: (scale, shift, bn_mean, bn_var)."""
+    c = mean.shape[1]
+    return (torch.empty_like(mean), torch.empty_like(mean), mean.new_empty((c,)), mean.new_empty((c,)))
 
-    torch.library.register_fake(qualname("moments"))(lambda x: (stats_like(x), stats_like(x)))
-    torch.library.register_fake(qualname("affine"))(lambda x, m, s, t: map_like(x))
-    torch.library.register_fake(qualname("reduce"))(lambda dy, x, m: (stats_like(x), stats_like(x)))
-    torch.library.register_fake(qualname("affine2"))(lambda dy, x, m, a, b, c: map_like(x))
+
+def blend_backward_fake(s0, s1, mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, *rest):
+    """Fake of blend_backward: (d_alpha, four weight gradients, a, b, c)."""
+    return (torch.empty_like(mean), *weight_grads((bn_weight, bn_bias, in_weight, in_bias), mean),
+            *(torch.empty_like(mean) for _ in range(3)))
+
+
+def gate_blend_forward_fake(mean, var, w1, *rest):
+    """Fake of gate_blend_forward: (alpha, hidden, scale, shift, bn_mean, bn_var)."""
+    d = w1.shape[0] if w1 is not None else 0
+    return (torch.empty_like(mean), mean.new_empty((mean.shape[0], d)), *blend_forward_fake(mean, var))
+
+
+def gate_blend_backward_fake(s0, s1, mean, var, alpha, hidden, alpha_grad, *gate_and_rest):
+    """Fake of gate_blend_backward: (five gate gradients, four weight gradients, a, b, c)."""
+    grads = [mean.new_empty(t.shape) if t is not None else mean.new_empty((0,)) for t in gate_and_rest[:5]]
+    return (*grads, *blend_backward_fake(s0, s1, mean, var, alpha, 0.0, *gate_and_rest[5:9])[1:])
+
+
+def blend_apply_forward_fake(x, *rest):
+    """Fake of blend_apply_forward: (y, mean, var, bn_mean, bn_var)."""
+    stats = [stats_fake(x) for _ in range(2)]
+    return (map_fake(x), *stats, *blend_forward_fake(*stats)[2:])
+
+
+def blend_apply_backward_fake(dy, x, mean, var, alpha, alpha_value, *weights_and_rest):
+    """Fake of blend_apply_backward: (dx, d_alpha, four weight gradients)."""
+    return (map_fake(x), *blend_backward_fake(mean, mean, mean, var, alpha, alpha_value, *weights_and_rest)[:5])
+
+
+def blend_apply_fake(x, *rest):
+    """Fake of blend_apply: y."""
+    return map_fake(x)
+
+
+def gate_blend_apply_fake(x, *rest):
+    """Fake of gate_blend_apply: (y, alpha)."""
+    return map_fake(x), stats_fake(x)
 
 
 def register_blend_fakes(qualname: Callable[[str], str]) -> None:
     """Fakes of the middle ops (blend_forward, blend_backward, their gated versions,
     and blend_apply_forward / _backward): (N, C), (N, D), (C,) and map-like outputs."""
-
-    def forward_fake(mean, var, *rest):
-        c = mean.shape[1]
-        return (torch.empty_like(mean), torch.empty_like(mean), mean.new_empty((c,)), mean.new_empty((c,)))
-
-    def backward_fake(s0, s1, mean, var, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, *rest):
-        return (torch.empty_like(mean), *weight_grads((bn_weight, bn_bias, in_weight, in_bias), mean),
-                *(torch.empty_like(mean) for _ in range(3)))
-
-    def gate_forward_fake(mean, var, w1, *rest):
-        d = w1.shape[0] if w1 is not None else 0
-        return (torch.empty_like(mean), mean.new_empty((mean.shape[0], d)), *forward_fake(mean, var))
-
-    def gate_backward_fake(s0, s1, mean, var, alpha, hidden, alpha_grad, *gate_and_rest):
-        grads = [mean.new_empty(t.shape) if t is not None else mean.new_empty((0,)) for t in gate_and_rest[:5]]
-        return (*grads, *backward_fake(s0, s1, mean, var, alpha, 0.0, *gate_and_rest[5:9])[1:])
-
-    def apply_forward_fake(x, *rest):
-        n, c = x.shape[:2]
-        stats = [x.new_empty((n, c), dtype=acc_dtype(x.dtype)) for _ in range(2)]
-        return (torch.empty_like(x, memory_format=output_memory_format(x)), *stats, *forward_fake(*stats)[2:])
-
-    def apply_backward_fake(dy, x, mean, var, alpha, alpha_value, *weights_and_rest):
-        return (torch.empty_like(x, memory_format=output_memory_format(x)),
-                *backward_fake(mean, mean, mean, var, alpha, alpha_value, *weights_and_rest)[:5])
-
-    torch.library.register_fake(qualname("blend_apply_forward"))(apply_forward_fake)
-    torch.library.register_fake(qualname("blend_apply_backward"))(apply_backward_fake)
-    torch.library.register_fake(qualname("blend_forward"))(forward_fake)
-    torch.library.register_fake(qualname("blend_backward"))(backward_fake)
-    torch.library.register_fake(qualname("gate_blend_forward"))(gate_forward_fake)
-    torch.library.register_fake(qualname("gate_blend_backward"))(gate_backward_fake)
+    torch.library.register_fake(qualname("blend_apply_forward"))(blend_apply_forward_fake)
+    torch.library.register_fake(qualname("blend_apply_backward"))(blend_apply_backward_fake)
+    torch.library.register_fake(qualname("blend_forward"))(blend_forward_fake)
+    torch.library.register_fake(qualname("blend_backward"))(blend_backward_fake)
+    torch.library.register_fake(qualname("gate_blend_forward"))(gate_blend_forward_fake)
+    torch.library.register_fake(qualname("gate_blend_backward"))(gate_blend_backward_fake)
 
 
 def register_autograd(qualname: Callable[[str], str], prims: Primitives) -> None:

@@ -19,7 +19,7 @@ import triton.language as tl
 from torch.library import triton_op, wrap_triton
 from triton.runtime.jit import JITFunction
 
-from . import triton_blend, triton_blend_apply, triton_gate
+from . import triton_apply_ops, triton_blend, triton_blend_apply, triton_gate
 from .triton_blend import BLOCK, as_dtype, cdiv, plane_block
 from .triton_launch import fast
 from .primitives import Primitives, acc_dtype, output_memory_format, register_autograd
@@ -514,7 +514,9 @@ def _blend_apply_backward(dy, x, mean, var, alpha, alpha_value, bn_weight, bn_bi
 _MIDDLE = (triton_blend.blend_forward, triton_blend.blend_backward, triton_gate.gate_blend_forward,
            triton_gate.gate_blend_backward)
 _APPLY = dict(blend_apply_forward=_blend_apply_forward, blend_apply_backward=_blend_apply_backward)
-PRIMITIVES = Primitives("triton", moments, affine, reduce, affine2, *_MIDDLE, **_APPLY,
-                        direct=Primitives("triton_direct", _direct_moments, _direct_affine, _direct_reduce,
-                                          _direct_affine2, *_MIDDLE, **_APPLY))
+_DIRECT = Primitives("triton_direct", _direct_moments, _direct_affine, _direct_reduce, _direct_affine2, *_MIDDLE,
+                     **_APPLY)
+# blend_apply / gate_blend_apply: the passes above under autograd in C++ (triton_apply_ops; None without _C)
+PRIMITIVES = Primitives("triton", moments, affine, reduce, affine2, *_MIDDLE, **_APPLY, direct=_DIRECT,
+                        **triton_apply_ops.register(_DIRECT, _dense, _like))
 register_autograd(lambda name: f"{NS}::{name}", PRIMITIVES)

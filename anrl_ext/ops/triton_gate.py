@@ -282,11 +282,9 @@ def gate_blend_backward(s0, s1, mean, var, alpha, hidden, alpha_grad, w1, b1, wb
     (bw, hbw), (bbn, hbbn), (iw, hiw), (ib, hib) = params(weights, mean)
     d_alpha, g_b, g_i, ca, cb, cc = (torch.empty_like(mean) for _ in range(6))
     dz = mean.new_empty((n, d))
-    empty = mean.new_empty((0,))
-    d_w1, d_b1, d_bb, d_wi = (torch.empty_like(t) if t is not None else empty for t in (w1_ if hw1 else None,
-                                                                                        b1_ if hb1 else None,
-                                                                                        bb_ if hbb else None,
-                                                                                        wi_ if hwi else None))
+    # an absent slot's gradient: its own empty tensor (outputs of an op must not alias each other)
+    present = (w1_ if hw1 else None, b1_ if hb1 else None, bb_ if hbb else None, wi_ if hwi else None)
+    d_w1, d_b1, d_bb, d_wi = (torch.empty_like(t) if t is not None else mean.new_empty((0,)) for t in present)
     d_wb = mean.new_empty((c, k))
     dgb, dbbn, dgi, dbi = weight_grads(weights, mean)
     if mean.numel():

@@ -10,11 +10,11 @@ import anrl_ext
 from anrl_ext.ops import reference as ref
 from anrl_ext.ops import triton_backend as tb
 from helpers import (MIXED_DTYPES, check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle,
-                     check_gate_middle, check_gate_saturated_heads, check_jit_trace, check_mixed_dtypes,
-                     check_norm_matches_reference,
+                     check_gate_middle, check_gate_saturated_heads, check_gated_native_autograd_op,
+                     check_jit_trace, check_mixed_dtypes, check_native_autograd_op, check_norm_matches_reference,
                      check_params_in_own_dtype, check_reductions_on_large_planes, check_sync_of_one_process,
                      GPU_REDUCTION_BOUNDS, LARGE_PLANES,
-                     copies_in_op, make_inputs, max_err, oracle)
+                     copies_in_op, make_inputs, max_err, native_autograd_op_args, oracle)
 
 P = tb.PRIMITIVES
 
@@ -344,3 +344,72 @@ def test_op_launches_four_kernels_for_nchw(launched):
     torch.autograd.grad(anrl_ext.adaptive_norm(xs, alpha, *params, backend="triton").sum(), xs)
     assert launched == ["_moments_nhwc_kernel", "_blend_forward_kernel", "_affine_nhwc_kernel",
                         "_reduce_nhwc_kernel", "_blend_backward_kernel", "_affine2_nhwc_kernel"]
+
+
+NATIVE_AUTOGRAD_CASES = [(a, d, w, n) for a in ("nc", "c", "scalar", "0.3")
+                         for d, w in ((torch.float64, "all"), (torch.bfloat16, "bn only"), (torch.float32, "none"))
+                         for n in ("all", "weights only", "x only")]
+
+
+@pytest.mark.parametrize("alpha_kind, dtype, weights, wanted", NATIVE_AUTOGRAD_CASES)
+def test_native_autograd_op_equals_the_python_function(alpha_kind, dtype, weights, wanted, monkeypatch):
+    """anrl_ext_triton::blend_apply (C++ autograd around the Triton passes) against fast_blend's Python
+    Function around the same passes: the same bits for y, every gradient and the running statistics."""
+    check_native_autograd_op(alpha_kind, dtype, weights, wanted, monkeypatch, backend="triton")
+
+
+@pytest.mark.parametrize("gate", ["paper", "sigmoid", "sigmoid2"])
+def test_gated_native_autograd_op_equals_the_python_function(gate, monkeypatch):
+    """anrl_ext_triton::gate_blend_apply against the Python Function: the same bits first order, and the
+    create_graph=True gradients and a second derivative through them."""
+    check_gated_native_autograd_op(gate, torch.float64, monkeypatch, backend="triton")
+
+
+def test_backward_without_dx_launches_no_map(launched):
+    """x needing no gradient: the backward op reduces and runs the middle, and writes no dx."""
+    x, alpha, params = make_inputs((2, 3, 4, 5), torch.float64, "nc")
+    ps = [p.clone().requires_grad_() for p in params]
+    y = anrl_ext.adaptive_norm(x, alpha, *ps, backend="triton")
+    assert "BlendApply" in y.grad_fn.name()
+    launched.clear()
+    torch.autograd.grad(y.sum(), ps)
+    assert launched == ["_reduce_kernel", "_blend_backward_kernel"]
+    layer = anrl_ext.AFNM(3, reduction=1, backend="triton").double()
+    y = layer(x)
+    assert "GateBlendApply" in y.grad_fn.name()
+    launched.clear()
+    torch.autograd.grad(y.sum(), list(layer.parameters()))
+    assert launched == ["_reduce_kernel", "_gate_backward_kernel"]
+
+
+@pytest.mark.parametrize("op", ["blend_apply", "gate_blend_apply"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_native_autograd_ops_opcheck(op, channels_last):
+    """anrl_ext_triton::blend_apply and ::gate_blend_apply (C++ autograd): schema, fake kernel, autograd
+    registration and AOT dispatch."""
+    torch.library.opcheck(getattr(torch.ops.anrl_ext_triton, op).default, native_autograd_op_args(op, channels_last))
+
+
+@pytest.mark.parametrize("needs_dx", [True, False])
+def test_pass_ops_opcheck(needs_dx):
+    """The passes those Functions call (their kernels: triton_apply_ops.py): schema and fake kernels,
+    dx empty without needs_dx."""
+    x, w1, _, wb, _, wi, w, _, _, _, rm, rv, *_ = (t.detach() if isinstance(t, torch.Tensor) else t
+                                                   for t in native_autograd_op_args("gate_blend_apply", False))
+    ops = torch.ops.anrl_ext_triton
+    alpha, dy, galpha = torch.rand(3, 4, dtype=x.dtype), torch.randn_like(x), torch.randn(3, 4, dtype=x.dtype)
+    utils = ("test_schema", "test_faketensor", "test_aot_dispatch_static")
+    y, mean, var, bn_mean, bn_var = ops.blend_apply_forward(x, alpha, 0.0, w, None, w, None, rm, rv, True, True, 0.1,
+                                                            1e-5)
+    torch.library.opcheck(ops.blend_apply_forward.default,
+                          (x, alpha, 0.0, w, None, w, None, rm, rv, True, True, 0.1, 1e-5), test_utils=utils)
+    args = (dy, x, mean, var, alpha, 0.0, w, None, w, None, bn_mean, bn_var, True, 1e-5, needs_dx)
+    torch.library.opcheck(ops.blend_apply_backward.default, args, test_utils=utils)
+    assert (ops.blend_apply_backward(*args)[0].numel() > 0) is needs_dx
+    gate_args = (x, w1, None, wb, None, wi, w, None, w, None, rm, rv, True, True, 0.1, 1e-5)
+    torch.library.opcheck(ops.gate_blend_apply_forward.default, gate_args, test_utils=utils)
+    y, a, hidden, mean, var, bn_mean, bn_var = ops.gate_blend_apply_forward(*gate_args)
+    args = (dy, x, mean, var, a, hidden, galpha, w1, None, wb, None, wi, w, None, w, None, bn_mean, bn_var, True,
+            1e-5, needs_dx)
+    torch.library.opcheck(ops.gate_blend_apply_backward.default, args, test_utils=utils)
+    assert (ops.gate_blend_apply_backward(*args)[0].numel() > 0) is needs_dx
