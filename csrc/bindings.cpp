@@ -2,6 +2,7 @@
 #include <torch/extension.h>
 
 #include "anrl_ext/gate_launch.h"
+#include "anrl_ext/launch_key.h"
 #include "anrl_ext/output_cache.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -23,4 +24,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "Set that limit (>= 0; 0 spreads every gate over blocks)");
   m.def("gate_in_one_block", &anrl_ext::gate_in_one_block, py::arg("n"), py::arg("c"), py::arg("d"),
         py::arg("ratio_head"), "Whether the CUDA gated middle runs a gate of these sizes in one block");
+  m.def("launch_key", &anrl_ext::launch_key, py::arg("args"),
+        "The Triton launch cache's key of a tuple of kernel arguments (anrl_ext.ops.triton_launch._key)");
 }

@@ -53,3 +53,36 @@ def test_triton_host_time_script_counts_launches(tmp_path):
         "_blend_backward_kernel", "_affine2_nhwc_kernel"]
     for case in ("moments", "reduce", "fold_forward", "fold_backward"):
         assert len(got[case]) == 1
+
+
+def test_launch_key_in_cpp_equals_the_python_key():
+    """anrl_ext._C.launch_key (the key every cached launch computes) builds the tuple triton_launch's Python
+    `_python_key` builds, entry for entry, and raises KeyError where it does: tensors of several dtypes, a
+    Parameter, views 4 and 8 bytes off 16-byte alignment, ints (0, 1, 16, negative, past 64 bits), bools,
+    floats and None."""
+    import enum
+
+    import torch
+
+    from anrl_ext.ops import native, triton_launch
+
+    if not native.is_built():
+        pytest.skip("anrl_ext._C not built")
+    assert triton_launch._key is native._C.launch_key  # the one the launches use
+    x = torch.randn(40)
+    args = (x, x[1:], x[2:], x[4:], x.bfloat16(), x.double()[1:], torch.nn.Parameter(torch.ones(3)),
+            torch.empty(0, dtype=torch.int32), 0, 1, 16, -7, 2 ** 70, True, False, 0.5, float("nan"), None)
+    got, want = native._C.launch_key(args), triton_launch._python_key(args)
+    assert got == want and hash(got) == hash(want)
+    assert [type(e) for e in got] == [type(e) for e in want]
+    assert got[1][1] == x[1:].data_ptr() & 15 == (x.data_ptr() + 4) & 15  # the view's own address
+    assert native._C.launch_key(()) == ()
+
+    class Small(enum.IntEnum):
+        ONE = 1
+
+    for other in ("text", 1j, Small.ONE, [1], torch.float32):
+        with pytest.raises(KeyError):
+            triton_launch._python_key((x, other))
+        with pytest.raises(KeyError):
+            native._C.launch_key((x, other))
