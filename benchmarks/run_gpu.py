@@ -239,7 +239,9 @@ def pipelined_rows(rows, backends, name, repeats, bw, calls=20):
     """The op's forward + backward at the largest shape (float32), `calls` of them back to back between
     two events, per call: the host queues each call while the GPU runs the one before, as layers do in a
     network, so host time shows only where it exceeds the GPU's. The headline rows ("op") time one call,
-    host time and all. The eager and compiled references the same way, side by side."""
+    host time and all. The eager and compiled references the same way, side by side. --smoke: 2 calls (the
+    interpreted Triton op takes ~2 s a call on the CPU; 20 made this section most of the smoke test's time)."""
+    calls = 2 if SMOKE else calls
     shape = SHAPES[0]
     x, alpha, params, running, dy = make_case(shape, torch.float32, DEVICE)
     inputs = [x, alpha, *params]

@@ -80,5 +80,5 @@ def test_every_section_runs_with_triton_interpreted(tmp_path):
     rows = run_smoke(tmp_path, ["triton"], env=dict(os.environ, TRITON_INTERPRET="1"))
     assert {r["what"] for r in rows} == SECTIONS - FORCED_GATE_LAUNCHES
     assert {r["impl"] for r in rows if r["what"] == "primitive_kernels"} == {"triton", "triton_op"}
-    assert {r["impl"] for r in rows if r["what"] == "afnm_layer"} == {"triton", "triton_gate_torch", "triton_chain",
-                                                                      "reference"}
+    assert {r["impl"] for r in rows if r["what"] == "afnm_layer"} == {"triton", "triton_python_function",
+                                                                      "triton_gate_torch", "triton_chain", "reference"}
