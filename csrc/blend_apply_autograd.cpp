@@ -36,6 +36,7 @@
 
 #include "anrl_ext/checks.h"
 #include "anrl_ext/dispatch.h"
+#include "anrl_ext/schemas.h"
 
 namespace anrl_ext {
 namespace {
@@ -433,20 +434,13 @@ TORCH_LIBRARY_IMPL(anrl_ext, Autograd, m) {
 // CUDA: Triton runs CPU tensors under TRITON_INTERPRET=1) and fake kernels from Python, in
 // anrl_ext/ops/triton_apply_ops.py; blend_apply and gate_blend_apply are the Functions above.
 TORCH_LIBRARY_FRAGMENT(anrl_ext_triton, m) {
-  m.def(
-      "blend_apply_forward(Tensor x, Tensor? alpha, float alpha_value, Tensor? bn_weight, Tensor? bn_bias, "
-      "Tensor? in_weight, Tensor? in_bias, Tensor(a!)? running_mean, Tensor(b!)? running_var, "
-      "bool use_batch_stats, bool update_running, float momentum, float eps) -> (Tensor y, Tensor mean, "
-      "Tensor var, Tensor bn_mean, Tensor bn_var)");
+  m.def(anrl_ext::schema::kBlendApplyForward);
   m.def(
       "blend_apply_backward(Tensor dy, Tensor x, Tensor mean, Tensor var, Tensor? alpha, float alpha_value, "
       "Tensor? bn_weight, Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, Tensor bn_mean, "
       "Tensor bn_var, bool use_batch_stats, float eps, bool needs_dx) -> (Tensor dx, Tensor d_alpha, "
       "Tensor d_bn_weight, Tensor d_bn_bias, Tensor d_in_weight, Tensor d_in_bias)");
-  m.def(
-      "blend_apply(Tensor x, Tensor? alpha, float alpha_value, Tensor? bn_weight, Tensor? bn_bias, "
-      "Tensor? in_weight, Tensor? in_bias, Tensor(a!)? running_mean, Tensor(b!)? running_var, "
-      "bool use_batch_stats, bool update_running, float momentum, float eps) -> Tensor");
+  m.def(anrl_ext::schema::kBlendApply);
   m.def(
       "gate_blend_apply_forward(Tensor x, Tensor? gate_w1, Tensor? gate_b1, Tensor gate_wb, Tensor? gate_bb, "
       "Tensor? gate_wi, Tensor? bn_weight, Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, "
@@ -459,11 +453,7 @@ TORCH_LIBRARY_FRAGMENT(anrl_ext_triton, m) {
       "Tensor? bn_weight, Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, Tensor bn_mean, Tensor bn_var, "
       "bool use_batch_stats, float eps, bool needs_dx) -> (Tensor dx, Tensor d_w1, Tensor d_b1, Tensor d_wb, "
       "Tensor d_bb, Tensor d_wi, Tensor d_bn_weight, Tensor d_bn_bias, Tensor d_in_weight, Tensor d_in_bias)");
-  m.def(
-      "gate_blend_apply(Tensor x, Tensor? gate_w1, Tensor? gate_b1, Tensor gate_wb, Tensor? gate_bb, "
-      "Tensor? gate_wi, Tensor? bn_weight, Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, "
-      "Tensor(a!)? running_mean, Tensor(b!)? running_var, bool use_batch_stats, bool update_running, "
-      "float momentum, float eps) -> (Tensor y, Tensor alpha)");
+  m.def(anrl_ext::schema::kGateBlendApply);
 }
 
 TORCH_LIBRARY_IMPL(anrl_ext_triton, CompositeExplicitAutograd, m) {

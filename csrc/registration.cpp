@@ -3,6 +3,7 @@
 // anrl_ext/ops/native.py, written with these same primitives.
 #include <torch/library.h>
 #include "anrl_ext/ops.h"
+#include "anrl_ext/schemas.h"
 
 TORCH_LIBRARY(anrl_ext, m) {
   m.def("moments(Tensor x) -> (Tensor, Tensor)");
@@ -24,21 +25,14 @@ TORCH_LIBRARY(anrl_ext, m) {
       "Tensor d_bn_bias, Tensor d_in_weight, Tensor d_in_bias, Tensor a, Tensor b, Tensor c)");
   // The whole first-order forward (moments, blend_forward, affine) and backward
   // (reduce, blend_backward, affine2) as one call each (blend_apply.cpp).
-  m.def(
-      "blend_apply_forward(Tensor x, Tensor? alpha, float alpha_value, Tensor? bn_weight, Tensor? bn_bias, "
-      "Tensor? in_weight, Tensor? in_bias, Tensor(a!)? running_mean, Tensor(b!)? running_var, "
-      "bool use_batch_stats, bool update_running, float momentum, float eps) -> (Tensor y, Tensor mean, "
-      "Tensor var, Tensor bn_mean, Tensor bn_var)");
+  m.def(anrl_ext::schema::kBlendApplyForward);
   m.def(
       "blend_apply_backward(Tensor dy, Tensor x, Tensor mean, Tensor var, Tensor? alpha, float alpha_value, "
       "Tensor? bn_weight, Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, Tensor bn_mean, "
       "Tensor bn_var, bool use_batch_stats, float eps) -> (Tensor dx, Tensor d_alpha, Tensor d_bn_weight, "
       "Tensor d_bn_bias, Tensor d_in_weight, Tensor d_in_bias)");
   // The same two calls as one op whose autograd is in C++ (blend_apply_autograd.cpp).
-  m.def(
-      "blend_apply(Tensor x, Tensor? alpha, float alpha_value, Tensor? bn_weight, Tensor? bn_bias, "
-      "Tensor? in_weight, Tensor? in_bias, Tensor(a!)? running_mean, Tensor(b!)? running_var, "
-      "bool use_batch_stats, bool update_running, float momentum, float eps) -> Tensor");
+  m.def(anrl_ext::schema::kBlendApply);
   // The same middle with the AFNM gate MLP computed inside (alpha from the means).
   m.def(
       "gate_blend_forward(Tensor mean, Tensor var, Tensor? gate_w1, Tensor? gate_b1, Tensor gate_wb, "
@@ -55,11 +49,7 @@ TORCH_LIBRARY(anrl_ext, m) {
       "Tensor d_in_weight, Tensor d_in_bias, Tensor a, Tensor b, Tensor c)");
   // moments, gate_blend_forward and affine as one op whose autograd is in C++
   // (reduce, gate_blend_backward, affine2; blend_apply_autograd.cpp).
-  m.def(
-      "gate_blend_apply(Tensor x, Tensor? gate_w1, Tensor? gate_b1, Tensor gate_wb, Tensor? gate_bb, "
-      "Tensor? gate_wi, Tensor? bn_weight, Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, "
-      "Tensor(a!)? running_mean, Tensor(b!)? running_var, bool use_batch_stats, bool update_running, "
-      "float momentum, float eps) -> (Tensor y, Tensor alpha)");
+  m.def(anrl_ext::schema::kGateBlendApply);
 }
 
 TORCH_LIBRARY_IMPL(anrl_ext, CPU, m) {
