@@ -68,7 +68,7 @@ def install(capability: int = 90) -> Launches:
                     "warpSize": 32, "sm_clock_rate": 1980000, "mem_clock_rate": 2619000, "mem_bus_width": 5120}
 
     class Launcher:
-        """Stands in for Triton's C launcher: records the launch (kernel, grid and every launcher argument) and returns."""
+        """Stands in for Triton's C launcher: records the launch (kernel, grid, every argument) and returns."""
 
         def __init__(self, src, metadata):
             self.kernel = src.name
