@@ -106,26 +106,10 @@ std::array<Tensor, N> python_gradients(const char* name, const Args&... args) {
 // The gate's five kernel slots (w1, b1, wb, bb, wi; wb always given).
 using GateSlots = std::array<OptTensor, 5>;
 
-// moments -> gate_blend_forward -> affine: (y, alpha, and what the backward needs).
+// The gated forward's outputs: (y, alpha, and what the backward needs).
 struct GateForwardPass {
   Tensor y, alpha, hidden, mean, var, bn_mean, bn_var;
 };
-
-GateForwardPass gate_forward_pass(const Tensor& x_in, const GateSlots& gate, const Affines& w,
-                                  const RunningStats& running, bool use_batch_stats, bool update_running,
-                                  double momentum, double eps) {
-  static const auto moments = typed_op<sig::Moments>("anrl_ext::moments");
-  static const auto gate_forward = typed_op<sig::GateForward>("anrl_ext::gate_blend_forward");
-  static const auto affine = typed_op<sig::Affine>("anrl_ext::affine");
-  TORCH_CHECK_VALUE(gate[2].has_value(), "anrl_ext: gate_blend_apply needs gate_wb");
-  check_feature_map(x_in, "x");
-  const Tensor x = as_kernel_layout(x_in);  // a strided x copied once for both passes
-  auto [mean, var] = moments.call(x);
-  auto [alpha, hidden, scale, shift, bn_mean, bn_var] = gate_forward.call(
-      mean, var, gate[0], gate[1], *gate[2], gate[3], gate[4], w[0], w[1], w[2], w[3], running.mean, running.var,
-      use_batch_stats, update_running, momentum, eps, x.size(0) * x.size(2) * x.size(3));
-  return {affine.call(x, mean, scale, shift), alpha, hidden, mean, var, bn_mean, bn_var};
-}
 
 // The operators a Function calls, as static members of Ops: NativeOps (the CPU or CUDA
 // kernels of anrl_ext::*, chosen by the tensors' device) or TritonOps (the Triton
@@ -160,10 +144,21 @@ struct NativeOps {
     return {Tensor(), std::get<0>(out), std::get<1>(out), std::get<2>(out), std::get<3>(out), std::get<4>(out)};
   }
 
-  static GateForwardPass gate_forward(const Tensor& x, const GateSlots& gate, const Affines& w,
+  // moments -> gate_blend_forward -> affine
+  static GateForwardPass gate_forward(const Tensor& x_in, const GateSlots& gate, const Affines& w,
                                       const RunningStats& running, bool use_batch_stats, bool update_running,
                                       double momentum, double eps) {
-    return gate_forward_pass(x, gate, w, running, use_batch_stats, update_running, momentum, eps);
+    static const auto moments = typed_op<sig::Moments>("anrl_ext::moments");
+    static const auto gate_forward = typed_op<sig::GateForward>("anrl_ext::gate_blend_forward");
+    static const auto affine = typed_op<sig::Affine>("anrl_ext::affine");
+    TORCH_CHECK_VALUE(gate[2].has_value(), "anrl_ext: gate_blend_apply needs gate_wb");
+    check_feature_map(x_in, "x");
+    const Tensor x = as_kernel_layout(x_in);  // a strided x copied once for both passes
+    auto [mean, var] = moments.call(x);
+    auto [alpha, hidden, scale, shift, bn_mean, bn_var] = gate_forward.call(
+        mean, var, gate[0], gate[1], *gate[2], gate[3], gate[4], w[0], w[1], w[2], w[3], running.mean, running.var,
+        use_batch_stats, update_running, momentum, eps, x.size(0) * x.size(2) * x.size(3));
+    return {affine.call(x, mean, scale, shift), alpha, hidden, mean, var, bn_mean, bn_var};
   }
 
   // {dx, d w1, d b1, d wb, d bb, d wi, d bn_weight, d bn_bias, d in_weight, d in_bias}
