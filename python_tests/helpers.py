@@ -76,6 +76,12 @@ def anrl_ops_run(fn) -> list:
             if e.name.startswith("anrl_ext::")]
 
 
+# alpha forms x (dtype, weights) x what needs a gradient, for check_native_autograd_op
+NATIVE_AUTOGRAD_CASES = [(a, d, w, n) for a in ("nc", "c", "scalar", "0.3")
+                         for d, w in ((torch.float64, "all"), (torch.bfloat16, "bn only"), (torch.float32, "none"))
+                         for n in ("all", "weights only", "x only")]
+
+
 def check_native_autograd_op(alpha_kind, dtype, weights, wanted, monkeypatch, backend="cpu", device="cpu"):
     """blend_apply (autograd in C++) against the Python Function around the same two calls: the same bits
     for y, every gradient and the running statistics, with (C,), 0-dim and float alpha (summed to alpha's
@@ -104,6 +110,8 @@ def check_native_autograd_op(alpha_kind, dtype, weights, wanted, monkeypatch, ba
         return [y, *grads, *running], ops
 
     native, ops = run()
+    if native[0].requires_grad:  # else no Function at all; the Python Function here would test nothing
+        assert "BlendApply" in native[0].grad_fn.name(), native[0].grad_fn.name()
     if backend == "cpu":  # the profiler here records CPU operator calls (Triton's kernels: see its tests)
         assert ("affine2" in ops) is (wanted != "weights only")
     monkeypatch.setattr(fast_blend, "NATIVE_AUTOGRAD", False)

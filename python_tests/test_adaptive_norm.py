@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 
 import anrl_ext
-from helpers import (anrl_ops_run, check_channels_last_accuracy,
-                     check_native_autograd_op, make_inputs, max_err, oracle, spy_on_primitives)
+from helpers import (NATIVE_AUTOGRAD_CASES, anrl_ops_run, check_channels_last_accuracy, check_native_autograd_op,
+                     make_inputs, max_err, oracle, spy_on_primitives)
 
 from conftest import FUSED_CPU_BACKENDS
 
@@ -350,11 +350,6 @@ def test_op_is_one_call_each_way(monkeypatch):
     calls.clear()
     torch.autograd.grad(anrl_ext.adaptive_norm(xs, alpha, *params, backend="cpu").sum(), xs)
     assert calls == ["moments", "blend_forward", "affine", "reduce", "blend_backward", "affine2"]
-
-
-NATIVE_AUTOGRAD_CASES = [(a, d, w, n) for a in ("nc", "c", "scalar", "0.3")
-                         for d, w in ((torch.float64, "all"), (torch.bfloat16, "bn only"), (torch.float32, "none"))
-                         for n in ("all", "weights only", "x only")]
 
 
 @pytest.mark.parametrize("alpha_kind, dtype, weights, wanted", NATIVE_AUTOGRAD_CASES)

@@ -9,7 +9,8 @@ import torch
 import anrl_ext
 from anrl_ext.ops import reference as ref
 from anrl_ext.ops import triton_backend as tb
-from helpers import (MIXED_DTYPES, check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle,
+from helpers import (MIXED_DTYPES, NATIVE_AUTOGRAD_CASES, check_batch_mean_to_one_ulp, check_blend_apply,
+                     check_blend_middle,
                      check_gate_middle, check_gate_saturated_heads, check_gated_native_autograd_op,
                      check_jit_trace, check_mixed_dtypes, check_native_autograd_op, check_norm_matches_reference,
                      check_params_in_own_dtype, check_reductions_on_large_planes, check_sync_of_one_process,
@@ -344,11 +345,6 @@ def test_op_launches_four_kernels_for_nchw(launched):
     torch.autograd.grad(anrl_ext.adaptive_norm(xs, alpha, *params, backend="triton").sum(), xs)
     assert launched == ["_moments_nhwc_kernel", "_blend_forward_kernel", "_affine_nhwc_kernel",
                         "_reduce_nhwc_kernel", "_blend_backward_kernel", "_affine2_nhwc_kernel"]
-
-
-NATIVE_AUTOGRAD_CASES = [(a, d, w, n) for a in ("nc", "c", "scalar", "0.3")
-                         for d, w in ((torch.float64, "all"), (torch.bfloat16, "bn only"), (torch.float32, "none"))
-                         for n in ("all", "weights only", "x only")]
 
 
 @pytest.mark.parametrize("alpha_kind, dtype, weights, wanted", NATIVE_AUTOGRAD_CASES)
