@@ -523,37 +523,41 @@ def middle_rows(rows, backends, name, repeats, bw, calls=200):
                     torch.randn(c, d, device=DEVICE))
             for what, limit in gate_launches(b):
                 out = P.gate_blend_forward(mean, var, *gate, w, w, w, w, rm, rv, True, True, 0.1, 1e-5, n * 196)
-                default = set_gate_launch(limit)
+                default = set_gate_launch(b, limit)
                 try:
                     gfwd = per_call(lambda: P.gate_blend_forward(mean, var, *gate, w, w, w, w, rm, rv, True, True,
                                                                  0.1, 1e-5, n * 196))
                     gbwd = per_call(lambda: P.gate_blend_backward(s0, s1, mean, var, out[0], out[1], None, *gate, w,
                                                                   w, w, w, out[4], out[5], True, 1e-5, 196))
                 finally:
-                    set_gate_launch(default)
+                    set_gate_launch(b, default)
                 rows.append(middle_row(name, f"{n}x{c}", what, b, gfwd, gbwd))
                 print(f"{what.replace('_', ' ')} ({n}, {c}, D={d}) {b}: gate_blend_forward {gfwd * 1e6:.1f} us, "
                       f"gate_blend_backward {gbwd * 1e6:.1f} us per call")
 
 
 def gate_launches(backend):
-    """(row name, one-block limit) of the gated middle timings: the default launch, and for cuda
-    each of its two launches forced (one block; one launch per phase over many blocks). --smoke
-    times them on the cpu backend too, which ignores the setting: the rows' code runs in CI."""
+    """(row name, one-launch limit) of the gated middle timings: the default launch, and for cuda and
+    Triton each of their two launches forced (the whole gate in one block / program; one launch per
+    phase over many). --smoke times them on the cpu backend too, which ignores the setting: the rows'
+    code runs in CI."""
     rows = [("gated_middle_kernels", None)]
-    if backend == "cuda" or (SMOKE and backend == "cpu"):
+    if backend in ("cuda", "triton") or (SMOKE and backend == "cpu"):
         rows += [("gated_middle_kernels_one_block", 2 ** 62), ("gated_middle_kernels_per_phase", 0)]
     return rows
 
 
-def set_gate_launch(limit):
-    """Set the CUDA gated middle's one-block limit and return the one before; None: leave it, return None."""
+def set_gate_launch(backend, limit):
+    """Set the backend's gated middle one-launch limit (CUDA: one block, Triton: one program; the cpu
+    kernels share CUDA's setting and ignore it) and return the one before; None: leave it, return None."""
     if limit is None:
         return None
-    from anrl_ext.ops import native
-
-    before = native.cuda_gate_one_block_max_work()
-    native.cuda_gate_one_block_max_work(limit)
+    if backend == "triton":
+        from anrl_ext.ops.triton_gate import one_program_max_work as limit_of
+    else:
+        from anrl_ext.ops.native import cuda_gate_one_block_max_work as limit_of
+    before = limit_of()
+    limit_of(limit)
     return before
 
 

@@ -178,12 +178,13 @@ def test_afnm_module_matches_reference_backend(backend, gate, affine):
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
 def test_wide_afnm_layer_matches_reference_backend_cuda(backend):
-    """C = 512, N = 64: cuda runs the gate in its gated middle spread over blocks (under
-    CUDA_GATE_MAX_WORK, past the one-block limit); Triton's one program is past its limit, so
-    there the gate runs as PyTorch ops."""
+    """C = 512, N = 64 (3.1e6 multiply-adds, under CUDA_GATE_MAX_WORK / TRITON_GATE_MAX_WORK, past
+    the one-launch limits): both backends run the gate in their gated middle spread over blocks /
+    programs (Triton: through its C++ autograd op's pass operators)."""
     ran = check_wide_afnm_layer(backend, "cuda")
-    if backend == "cuda":
-        assert "gate_blend_forward" in ran and "gate_blend_backward" in ran, ran
+    passes = ["gate_blend_forward", "gate_blend_backward"] if backend == "cuda" else \
+        ["gate_blend_apply_forward", "gate_blend_apply_backward"]
+    assert all(p in ran for p in passes), ran
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
@@ -320,15 +321,18 @@ def test_gate_middle_kernels_cuda(backend, n, c, d):
     check_gate_middle(primitives_for(backend), "cuda", n, c, d, torch.float32, tol=1e-4, every_affine=every)
 
 
-@pytest.mark.skipif("cuda" not in GPU_BACKENDS, reason="needs the cuda backend")
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
 @pytest.mark.parametrize("n, c, d", [(5, 7, 3), (1, 3, 1), (3, 70, 35), (64, 512, 32), (130, 33, 2)])
-def test_gate_middle_spread_over_blocks_equals_one_block_cuda(n, c, d):
-    """The CUDA gated middle spread over blocks (one launch per phase) gives the one block's bits:
-    each output is written by one thread with the same loop either way. (130, 33, 2): phases of
-    more than one block of 128 threads with a partial last block."""
-    from anrl_ext.ops import native
+def test_gate_middle_spread_over_blocks_equals_one_block_cuda(backend, n, c, d):
+    """The gated middle spread over blocks (one launch per phase) against the whole gate in one
+    block: the same bits on cuda (each output is written by one thread with the same loop either
+    way); on Triton (the same tile functions compiled into two kernels) equal to rounding.
+    (130, 33, 2): phases of more than one block of 128 threads with a partial last block (cuda),
+    more samples than channel tiles (Triton's combined phases)."""
+    from anrl_ext.ops.backends import primitives_for
 
-    check_gate_launches_equal(native.PRIMITIVES, "cuda", n, c, d)
+    cuda = backend == "cuda"  # Triton compiles a kernel per flag set and phase: a subset keeps the check short
+    check_gate_launches_equal(primitives_for(backend), "cuda", n, c, d, exact=cuda, every_case=cuda)
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)

@@ -5,8 +5,8 @@ import torch
 import anrl_ext
 from anrl_ext.ops import native
 from anrl_ext.ops import reference as ref
-from helpers import (check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle, check_gate_launches_equal,
-                     check_gate_middle, check_gate_saturated_heads,
+from helpers import (check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle, check_gate_launch_choice,
+                     check_gate_launches_equal, check_gate_middle, check_gate_saturated_heads,
                      check_params_in_own_dtype, check_reductions_on_large_planes, copies_in_op,
                      native_autograd_op_args)
 
@@ -330,25 +330,7 @@ def test_cuda_gate_launch_choice():
     """The CUDA gated middle runs a gate in one block up to a settable number of multiply-adds of its
     forward, counted as fast_blend.gate_work counts them, and spreads larger ones over blocks
     (kernels/gate_cuda.cu); the CPU kernels give the same bits whatever the setting."""
-    from anrl_ext.ops import fast_blend
-
-    default = native.cuda_gate_one_block_max_work()
-    assert default == 2 ** 15
-    try:
-        for kind, c, n in [("paper", 64, 32), ("paper", 512, 64), ("sigmoid", 48, 8), ("sigmoid2", 96, 30)]:
-            gate = anrl_ext.AFNM(c, gate=kind).gate
-            slots, params = gate.KERNEL_SLOTS, gate.weights()
-            work = fast_blend.gate_work(n, slots, params)
-            d = params[slots.index("w1")].shape[0] if "w1" in slots else 0
-            for limit in (0, work - 1, work, 2 ** 62):
-                assert native.cuda_gate_one_block_max_work(limit) == limit
-                assert native._C.gate_in_one_block(n, c, d, "wi" in slots) is (work <= limit), (kind, limit)
-        for bad in (-1, 1.5, True, "1"):
-            with pytest.raises(ValueError, match="work must be an int"):
-                native.cuda_gate_one_block_max_work(bad)
-    finally:
-        native.cuda_gate_one_block_max_work(default)
-    assert native.cuda_gate_one_block_max_work() == default
+    check_gate_launch_choice(native.cuda_gate_one_block_max_work, native._C.gate_in_one_block)
     check_gate_launches_equal(P, "cpu", 5, 7, 3)
 
 

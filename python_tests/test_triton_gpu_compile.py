@@ -6,7 +6,8 @@ interpreter runs can still fail to lower. This compiles each kernel ahead of
 time for an H100 / H200 target with Triton's own ptxas, no GPU needed: float32,
 bfloat16 and float16 inputs with float32 statistics, float64 with float64, the
 middle's parameters also in bfloat16 (with bfloat16 and with float64 input), and
-the flag constexprs (HAS_*, USE_BATCH, UPDATE) all on and all off.
+the flag constexprs (HAS_*, USE_BATCH, UPDATE) all on and all off; the gate kernels
+in each PHASE (one program, and each phase over a grid).
 """
 import os
 
@@ -54,7 +55,15 @@ def launch_warps(kernel):
     return 4
 
 
-def source(kernel, input_type, stats_type, flags, param_type=None):
+def phases(kernel):
+    """The PHASE values of a gate kernel (0: the whole gate in one program, then one per phase);
+    (None,) for a kernel without PHASE."""
+    if not any(p.name == "PHASE" for p in kernel.params):
+        return (None,)
+    return tuple(range(4 if kernel.__name__ == "_gate_forward_kernel" else 5))
+
+
+def source(kernel, input_type, stats_type, flags, param_type=None, phase=0):
     import triton.language as tl
     from triton.compiler import ASTSource
 
@@ -66,6 +75,8 @@ def source(kernel, input_type, stats_type, flags, param_type=None):
                 constexprs[p.name] = tl.float64 if stats_type == "fp64" else tl.float32
             elif p.name in TILES:
                 constexprs[p.name] = TILES[p.name]
+            elif p.name == "PHASE":
+                constexprs[p.name] = phase
             else:
                 constexprs[p.name] = flags
         elif p.name.endswith("_ptr"):
@@ -94,9 +105,11 @@ def test_kernel_compiles_for_sm90(name):
     has_inputs = any(p.name in INPUT_POINTERS for p in kernel.params)
     for input_type, stats_type in DTYPES if has_inputs else [("fp32", "fp32"), ("fp64", "fp64")]:
         for flags in (True, False):
-            compiled = triton.compile(source(kernel, input_type, stats_type, flags),
-                                      target=GPUTarget("cuda", 90, 32), options=dict(num_warps=launch_warps(kernel)))
-            assert compiled.asm["cubin"], (name, input_type, flags)
+            for phase in phases(kernel):  # each of a gate kernel's phases
+                compiled = triton.compile(source(kernel, input_type, stats_type, flags, phase=phase),
+                                          target=GPUTarget("cuda", 90, 32),
+                                          options=dict(num_warps=launch_warps(kernel)))
+                assert compiled.asm["cubin"], (name, input_type, flags, phase)
     if any(p.name in PARAM_POINTERS | GATE_PARAM_POINTERS for p in kernel.params):
         # a bfloat16 model's weights, with bfloat16 input and with float64 input (float64 statistics)
         for (input_type, stats_type), flags in [(types, flags) for types in (("bf16", "fp32"), ("fp64", "fp64"))

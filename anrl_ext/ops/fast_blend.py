@@ -125,21 +125,20 @@ def _sum_to(g: Tensor, like: Tensor) -> Tensor:
 # benchmarks/gate_cpu.py (2-core x86, 2026-11-28), the AFNM layer is 1.10-1.25x
 # faster with the gate inside up to 1e5 multiply-adds, 0.66-0.97x from 4e5 up.
 CPU_GATE_MAX_WORK = 2 ** 18
-# On a GPU the gated middle's time grows with the gate. Triton's is one program:
-# the H200's run 4 (benchmarks/results/gpu-h200-20261204-run4,
+# On a GPU the gated middle's time grows with the gate. In one program (Triton) or
+# one block (CUDA) the H200's run 4 (benchmarks/results/gpu-h200-20261204-run4,
 # `gated_middle_kernels` rows) measured about 1 ns per multiply-add for forward +
 # backward on either backend (32 us more than the plain middle at 2.5e4, 2.9-3.1 ms
 # more at 3.1e6). The gate as PyTorch ops costs host time instead, about 0.9 ms per
 # forward + backward on that host (the AFNM layer at 32x64x128x128: 2.02 ms with
-# it, 1.09 ms with the kernel). Past ~5e5 multiply-adds the one program would cost
-# about as much as the ops, and a wide layer (C = 2048, N = 64: 5e7) tens of
-# milliseconds.
-TRITON_GATE_MAX_WORK = 2 ** 19
-# CUDA runs a gate past 2^15 multiply-adds one launch per phase over many blocks
-# (kernels/gate_cuda.cu, anrl_ext._C.gate_in_one_block), where each thread's loop
-# is one row or column of the gate: at 2^24 the longest (a channel's head
-# gradient, 4 N K multiply-adds) is ~2e4 for N = 64. Predicted (2026-12-05, no GPU
-# lent) to stay well under the PyTorch gate's 0.9 ms up to there; not yet measured.
+# it, 1.09 ms with the kernel). So both backends now spread a gate past 2^15
+# multiply-adds one launch per phase over many blocks / programs (kernels/gate_cuda.cu,
+# anrl_ext._C.gate_in_one_block; triton_gate.gate_in_one_program), where each
+# block's or program's loop is one row, column or tile of the gate: at 2^24 the
+# longest (a channel's head gradient, 4 N K multiply-adds) is ~2e4 for N = 64.
+# Predicted (2026-12-05 for CUDA, 2026-12-06 for Triton, no GPU lent) to stay well
+# under the PyTorch gate's 0.9 ms up to there; not yet measured.
+TRITON_GATE_MAX_WORK = 2 ** 24
 CUDA_GATE_MAX_WORK = 2 ** 24
 
 

@@ -55,10 +55,15 @@ def cuda_gate_one_block_max_work(work: Optional[int] = None) -> int:
     The default, 2^15, is a prediction from the H200's run 4, not a measured crossover."""
     require_built()
     if work is not None:
-        if isinstance(work, bool) or not isinstance(work, int) or work < 0:
-            raise ValueError(f"work must be an int >= 0 (multiply-adds), got {work!r}")
-        _C.set_gate_one_block_max_work(work)
+        _C.set_gate_one_block_max_work(checked_gate_work(work))
     return _C.gate_one_block_max_work()
+
+
+def checked_gate_work(work) -> int:
+    """work if it is an int >= 0 (a gate size limit in multiply-adds); ValueError otherwise."""
+    if isinstance(work, bool) or not isinstance(work, int) or work < 0:
+        raise ValueError(f"work must be an int >= 0 (multiply-adds), got {work!r}")
+    return work
 
 
 def _recomputed_gradients(x, alpha_fn, alpha_slots, affines, bn_mean, bn_var, use_batch_stats, eps, needs, gy,

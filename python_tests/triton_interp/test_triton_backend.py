@@ -9,13 +9,13 @@ import torch
 import anrl_ext
 from anrl_ext.ops import reference as ref
 from anrl_ext.ops import triton_backend as tb
-from helpers import (MIXED_DTYPES, NATIVE_AUTOGRAD_CASES, check_batch_mean_to_one_ulp, check_blend_apply,
-                     check_blend_middle,
-                     check_gate_middle, check_gate_saturated_heads, check_gated_native_autograd_op,
+from helpers import (MIXED_DTYPES, NATIVE_AUTOGRAD_CASES, GPU_REDUCTION_BOUNDS, LARGE_PLANES,
+                     check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle, check_gate_launch_choice,
+                     check_gate_launches_equal, check_gate_middle, check_gate_saturated_heads, check_gated_native_autograd_op,
                      check_jit_trace, check_mixed_dtypes, check_native_autograd_op, check_norm_matches_reference,
                      check_params_in_own_dtype, check_reductions_on_large_planes, check_sync_of_one_process,
-                     GPU_REDUCTION_BOUNDS, LARGE_PLANES,
-                     copies_in_op, make_inputs, max_err, native_autograd_op_args, oracle)
+                     copies_in_op, gate_weights, make_inputs, max_err, native_autograd_op_args, oracle,
+                     random_maker)
 
 P = tb.PRIMITIVES
 
@@ -262,10 +262,54 @@ def test_middle_reads_and_writes_parameters_in_their_own_dtype():
     check_params_in_own_dtype(P.direct, n=37, c=3, bf16_truncates=True, dtypes=(torch.bfloat16,))
 
 
-# Shapes past one tile: C > BLOCK_C (64) and D > BLOCK_K (32).
+# Shapes past one tile: C > BLOCK_C (64) and D > BLOCK_K (32). Each in one program and spread over a
+# grid, one launch per phase (triton_gate.one_program_max_work 0).
+@pytest.mark.parametrize("spread", [False, True])
 @pytest.mark.parametrize("n, c, d", [(5, 7, 3), (1, 3, 1), (3, 70, 35)])
-def test_gate_middle_matches_reference(n, c, d):
+def test_gate_middle_matches_reference(n, c, d, spread, monkeypatch):
+    from anrl_ext.ops import triton_gate
+
+    if spread:
+        monkeypatch.setattr(triton_gate, "ONE_PROGRAM_MAX_WORK", 0)
     check_gate_middle(P, "cpu", n, c, d)
+
+
+# The spread backward's phases 3 and 4 share a grid, whose programs past one index range run only the
+# other phase: (5, 7, 3) has more samples than channel and hidden tiles, (2, 140, 40) fewer.
+@pytest.mark.parametrize("n, c, d", [(5, 7, 3), (1, 3, 1), (3, 70, 35), (2, 140, 40)])
+def test_gate_spread_over_programs_equals_one_program(n, c, d):
+    """The gate one launch per phase over a grid gives the one program's bits: each tile is
+    computed by the same function either way."""
+    check_gate_launches_equal(P, "cpu", n, c, d)
+
+
+def test_gate_launch_choice():
+    """One program up to triton_gate.one_program_max_work multiply-adds (settable, checked)."""
+    from anrl_ext.ops import triton_gate
+
+    check_gate_launch_choice(triton_gate.one_program_max_work, triton_gate.gate_in_one_program)
+
+
+def test_gate_launches_by_size(launched):
+    """Small gates (at most one_program_max_work multiply-adds) launch one program each way,
+    larger ones one launch per phase: 3 forward and 4 backward with a hidden layer, 2 and 3
+    without."""
+    from anrl_ext.ops import triton_gate
+
+    rnd = random_maker("cpu", torch.float64, seed=3)
+    for (n, c, d), launches in (((2, 6, 2), (1, 1)), ((16, 70, 12), (3, 4)), ((8, 70, 0), (2, 3))):
+        layout = "paper" if d else "sigmoid"
+        gate = gate_weights(layout, c, d, rnd)
+        work = n * (c * (d or c) * (2 if layout == "paper" else 1) + d * c)
+        assert triton_gate.gate_in_one_program(n, c, d, layout == "paper") is (launches == (1, 1)), work
+        mean, var = rnd(n, c), rnd(n, c, pos=True)
+        launched.clear()
+        out = P.gate_blend_forward(mean, var, *gate, *[None] * 6, True, False, 0.1, 1e-5, 99)
+        assert launched == ["_gate_forward_kernel"] * launches[0]
+        launched.clear()
+        P.gate_blend_backward(rnd(n, c), rnd(n, c), mean, var, out[0], out[1], None, *gate, *[None] * 4, out[4],
+                              out[5], True, 1e-5, 12)
+        assert launched == ["_gate_backward_kernel"] * launches[1]
 
 
 def test_gate_middle_float32():
