@@ -283,7 +283,8 @@ def _mean_grad_tile(n, c0, zero, dz_ptr, w1_ptr, cc_ptr, C, D, hw, BLOCK_C: tl.c
 #   1 blend backward and d alpha          (c tile)
 #   2 g_b, g_i                            (n, c tile)
 #   3 head weight gradients (c tile, k tile) and the input gradient (n, k tile): rows up to max(C tiles, N)
-#   4 W1 and b1 gradients (c tile, j tile) and the means' gradient (c tile, n): columns up to max(D tiles, N)
+#   4 W1 and b1 gradients (j tile, c tile) and the means' gradient (n, c tile): rows up to max(D tiles, N)
+# (rows: grid axis 0, which has room for any batch; axis 1 holds at most 65535)
 @triton.jit(do_not_specialize=["N", "C", "D", "K", "hw"])
 def _gate_backward_kernel(s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, z_ptr, in_ptr, ga_ptr, w1_ptr, wb_ptr,
                           bb_ptr, wi_ptr, bw_ptr, bbn_ptr, iw_ptr, ib_ptr, bnm_ptr, bnv_ptr, da_ptr, gb_ptr, gi_ptr,
@@ -339,11 +340,11 @@ def _gate_backward_kernel(s0_ptr, s1_ptr, mean_ptr, var_ptr, alpha_ptr, z_ptr, i
             _input_grad_tile(r, q * BLOCK_K, zk, gb_ptr, gi_ptr, wb_ptr, wi_ptr, z_ptr, dz_ptr, cc_ptr, C, D, K, hw,
                              HAS_W1, HAS_WI, BLOCK_C, BLOCK_K)
     elif PHASE == 4:
-        if q * BLOCK_K < D:
-            _w1_grad_tile(r * BLOCK_C, q * BLOCK_K, zk, dz_ptr, mean_ptr, dw1_ptr, db1_ptr, N, C, D, HAS_B1, BLOCK_C,
+        if r * BLOCK_K < D:
+            _w1_grad_tile(q * BLOCK_C, r * BLOCK_K, zk, dz_ptr, mean_ptr, dw1_ptr, db1_ptr, N, C, D, HAS_B1, BLOCK_C,
                           BLOCK_K)
-        if q < N:
-            _mean_grad_tile(q, r * BLOCK_C, zero, dz_ptr, w1_ptr, cc_ptr, C, D, hw, BLOCK_C, BLOCK_K)
+        if r < N:
+            _mean_grad_tile(r, q * BLOCK_C, zero, dz_ptr, w1_ptr, cc_ptr, C, D, hw, BLOCK_C, BLOCK_K)
 
 
 def one_program_max_work(work: Optional[int] = None) -> int:
@@ -445,5 +446,5 @@ def gate_blend_backward(s0, s1, mean, var, alpha, hidden, alpha_grad, w1, b1, wb
             launch[(n, c_tiles)](*args, **flags, PHASE=2)
             launch[(max(c_tiles, n), triton.cdiv(k, BLOCK_K))](*args, **flags, PHASE=3)
             if d:
-                launch[(c_tiles, max(triton.cdiv(d, BLOCK_K), n))](*args, **flags, PHASE=4)
+                launch[(max(triton.cdiv(d, BLOCK_K), n), c_tiles)](*args, **flags, PHASE=4)
     return d_w1, d_b1, d_wb, d_bb, d_wi, dgb, dbbn, dgi, dbi, ca, cb, cc
