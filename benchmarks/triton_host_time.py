@@ -28,7 +28,7 @@ LAUNCHES = recording_driver.install()
 import torch  # noqa: E402
 
 import anrl_ext  # noqa: E402
-from anrl_ext.ops import fast_blend, triton_backend, triton_blend_apply, triton_launch  # noqa: E402
+from anrl_ext.ops import fast_blend, triton_backend, triton_blend_apply, triton_gate, triton_launch  # noqa: E402
 from host_time import per_call  # noqa: E402
 
 SHAPE = (2, 8, 4, 4)
@@ -90,6 +90,26 @@ def cases():
     w = [p.detach() for p in params]
     a = alpha.detach()
     direct = triton_backend.PRIMITIVES.direct
+
+    # The gated middle alone at run 4's large gate (N, C, D) = (64, 512, 32), paper gate: forward +
+    # backward in one program each way, and one launch per phase (3 + 4 launches).
+    gn, gc, gd = 64, 512, 32
+    gmean, gvar, gs0, gs1 = torch.randn(gn, gc), torch.rand(gn, gc) + 0.5, torch.randn(gn, gc), torch.randn(gn, gc)
+    gate = (torch.randn(gd, gc) / gc ** 0.5, None, torch.randn(gc, gd) / gd ** 0.5, None,
+            torch.randn(gc, gd) / gd ** 0.5)
+
+    def gated_middle(limit):
+        def run(backend):
+            default = triton_gate.one_program_max_work()
+            triton_gate.one_program_max_work(limit)
+            try:
+                out = direct.gate_blend_forward(gmean, gvar, *gate, *[None] * 6, True, False, 0.1, 1e-5, 99)
+                return direct.gate_blend_backward(gs0, gs1, gmean, gvar, out[0], out[1], None, *gate, *[None] * 4,
+                                                  out[4], out[5], True, 1e-5, 12)
+            finally:
+                triton_gate.one_program_max_work(default)
+        return run
+
     return {
         "op forward (no grad)": op_forward,
         "op forward + backward": op_step,
@@ -102,6 +122,8 @@ def cases():
                                                                   0.1, 1e-5),
         "fold_backward": lambda b: triton_blend_apply.fold_backward(dy, xd, mean, var, mean, var, a, 0.0, *w, mean[0],
                                                                     var[0], True, 1e-5),
+        "gated middle 64x512 D=32, one program": gated_middle(2 ** 62),
+        "gated middle 64x512 D=32, per phase": gated_middle(0),
     }
 
 

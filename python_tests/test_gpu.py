@@ -311,9 +311,9 @@ def test_blend_apply_cuda(backend, channels_last):
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
 @pytest.mark.parametrize("n, c, d", [(5, 7, 3), (1, 3, 1), (3, 70, 35), (32, 512, 32)])
 def test_gate_middle_kernels_cuda(backend, n, c, d):
-    """The gated middle (gate MLP inside the middle kernels: one block or, past
-    cuda_gate_one_block_max_work, spread over blocks; one Triton program) against the float64
-    reference."""
+    """The gated middle (gate MLP inside the middle kernels: one block / program or, past
+    cuda_gate_one_block_max_work / triton_gate.one_program_max_work, spread over blocks / programs:
+    (32, 512, 32) on both) against the float64 reference."""
     from anrl_ext.ops.backends import primitives_for
 
     every = backend == "cuda"  # Triton compiles a kernel per flag set: a subset keeps the check short

@@ -38,7 +38,8 @@ def test_cached_launches_pass_what_kernel_grid_passes():
 def test_triton_host_time_script_counts_launches(tmp_path):
     """benchmarks/triton_host_time.py runs, and the backend launches what its design says: four
     kernels per forward + backward of the op and of the fixed-blend layers (moments and the fold each
-    way), six for the gated AFNM layer and for channels_last (the middle on its own)."""
+    way), six for the gated AFNM layer and for channels_last (the middle on its own); the large gated
+    middle in one program each way, or 3 + 4 launches per phase."""
     out = tmp_path / "launches.json"
     run_compiled(["benchmarks/triton_host_time.py", "--calls", "5", "--json", str(out)])
     got = {case: r["launches"] for case, r in json.loads(out.read_text()).items()}
@@ -53,6 +54,8 @@ def test_triton_host_time_script_counts_launches(tmp_path):
         "_blend_backward_kernel", "_affine2_nhwc_kernel"]
     for case in ("moments", "reduce", "fold_forward", "fold_backward"):
         assert len(got[case]) == 1
+    assert got["gated middle 64x512 D=32, one program"] == ["_gate_forward_kernel", "_gate_backward_kernel"]
+    assert got["gated middle 64x512 D=32, per phase"] == ["_gate_forward_kernel"] * 3 + ["_gate_backward_kernel"] * 4
 
 
 def test_launch_key_in_cpp_equals_the_python_key():
