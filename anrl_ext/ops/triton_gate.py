@@ -127,6 +127,14 @@ def _alpha_tile(n, c0, zero, in_ptr, wb_ptr, bb_ptr, wi_ptr, alpha_ptr, C, K, HA
         tl.store(alpha_ptr + n * C + c, _sigmoid(ub), mask=cmask)
 
 
+@triton.jit
+def _sum_rows(a_ptr, sa, ia, amask, N, acc):
+    """acc + sum_n a[n * sa + ia]: a bias gradient over the samples."""
+    for n in range(N):
+        acc += tl.load(a_ptr + n * sa + ia, mask=amask, other=0.0)
+    return acc
+
+
 # One compiled variant per flag set and phase, not per size: sizes are not specialised on.
 # PHASE 0 runs the whole gate in one program, the phases apart by barriers (one launch:
 # the least host time, for small gates); PHASE 1, 2, 3 run one phase each over a grid of
@@ -211,10 +219,7 @@ def _head_grad_tile(c0, k0, zero, gb_ptr, gi_ptr, in_ptr, dwb_ptr, dwi_ptr, dbb_
                  _sum_outer(gi_ptr, C, c, cmask, in_ptr, K, k, kmask, N, tile), mask=wmask)
     if HAS_BB:
         if k0 == 0:
-            acc_bb = zero
-            for n in range(N):
-                acc_bb += tl.load(gb_ptr + n * C + c, mask=cmask, other=0.0)
-            tl.store(dbb_ptr + c, acc_bb, mask=cmask)
+            tl.store(dbb_ptr + c, _sum_rows(gb_ptr, C, c, cmask, N, zero), mask=cmask)
 
 
 @triton.jit
@@ -256,10 +261,7 @@ def _w1_grad_tile(c0, j0, zk, dz_ptr, mean_ptr, dw1_ptr, db1_ptr, N, C, D, HAS_B
     tl.store(dw1_ptr + j[:, None] * C + c[None, :], acc, mask=jmask[:, None] & cmask[None, :])
     if HAS_B1:
         if c0 == 0:
-            acc_b1 = zk
-            for n in range(N):
-                acc_b1 += tl.load(dz_ptr + n * D + j, mask=jmask, other=0.0)
-            tl.store(db1_ptr + j, acc_b1, mask=jmask)
+            tl.store(db1_ptr + j, _sum_rows(dz_ptr, D, j, jmask, N, zk), mask=jmask)
 
 
 @triton.jit
