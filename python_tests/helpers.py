@@ -411,15 +411,15 @@ def gate_launch_limit(prims):
     return native.cuda_gate_one_block_max_work
 
 
-def check_gate_launch_choice(limit_of, in_one_launch):
+def check_gate_launch_choice(limit_of, in_one_launch, default_limit):
     """A gated middle's one-launch limit (limit_of: read, or set and return) against its choice
     in_one_launch(n, c, d, ratio_head): one launch up to the limit in multiply-adds of the gate's
-    forward, counted as fast_blend.gate_work counts them; default 2^15; ValueError for a bad limit."""
+    forward, counted as fast_blend.gate_work counts them; its default; ValueError for a bad limit."""
     import anrl_ext
     from anrl_ext.ops import fast_blend
 
     default = limit_of()
-    assert default == 2 ** 15
+    assert default == default_limit
     try:
         for kind, c, n in [("paper", 64, 32), ("paper", 512, 64), ("sigmoid", 48, 8), ("sigmoid2", 96, 30)]:
             gate = anrl_ext.AFNM(c, gate=kind).gate

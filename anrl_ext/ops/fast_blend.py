@@ -131,7 +131,7 @@ CPU_GATE_MAX_WORK = 2 ** 18
 # backward on either backend (32 us more than the plain middle at 2.5e4, 2.9-3.1 ms
 # more at 3.1e6). The gate as PyTorch ops costs host time instead, about 0.9 ms per
 # forward + backward on that host (the AFNM layer at 32x64x128x128: 2.02 ms with
-# it, 1.09 ms with the kernel). So both backends now spread a gate past 2^15
+# it, 1.09 ms with the kernel). So both backends now spread a gate past 2^15 / 2^16
 # multiply-adds one launch per phase over many blocks / programs (kernels/gate_cuda.cu,
 # anrl_ext._C.gate_in_one_block; triton_gate.gate_in_one_program), where each
 # block's or program's loop is one row, column or tile of the gate: at 2^24 the

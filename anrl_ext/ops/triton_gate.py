@@ -37,10 +37,12 @@ BLOCK_K = 32  # reduction width per tile
 NUM_WARPS = 8  # one program may do all the work: give it a full block
 # Gates of at most this many multiply-adds (forward) run in one program, one launch each way;
 # larger ones one launch per phase over a grid of tiles (3 forward, 4 backward with a hidden
-# layer). As CUDA's one-block limit (anrl_ext/gate_launch.h): run 4 (H200) measured one program
-# at about 1 ns per multiply-add forward + backward, a launch costs ~10-30 us of host time.
+# layer). Run 4 (H200) measured one program at about 1.3 ns per multiply-add forward + backward
+# (32 us over the plain middle at 24,576); the 5 extra launches cost ~60 us of host work on a
+# 2-core x86 (benchmarks/triton_host_time.py, 2026-12-06), likely more on that GPU's slower host:
+# they pay off from ~5e4-8e4 multiply-adds. CUDA's launches cost less host time: its limit is 2^15.
 # one_program_max_work(0) spreads every gate, (2**62) runs every gate in one program.
-ONE_PROGRAM_MAX_WORK = 2 ** 15
+ONE_PROGRAM_MAX_WORK = 2 ** 16
 
 
 @triton.jit
@@ -353,7 +355,7 @@ def one_program_max_work(work: Optional[int] = None) -> int:
     """The largest gate (multiply-adds of its forward) the Triton gated middle runs in one program;
     larger gates run one launch per phase over a grid of tiles (the same tile functions, so the
     same bits under the interpreter, which the tests check). Pass `work` to change it (0 spreads
-    every gate); returns the limit now. The default, 2^15, is a prediction, not a measured crossover."""
+    every gate); returns the limit now. The default, 2^16, is a prediction, not a measured crossover."""
     global ONE_PROGRAM_MAX_WORK
     if work is not None:
         ONE_PROGRAM_MAX_WORK = native.checked_gate_work(work)

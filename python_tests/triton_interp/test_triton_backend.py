@@ -287,7 +287,7 @@ def test_gate_launch_choice():
     """One program up to triton_gate.one_program_max_work multiply-adds (settable, checked)."""
     from anrl_ext.ops import triton_gate
 
-    check_gate_launch_choice(triton_gate.one_program_max_work, triton_gate.gate_in_one_program)
+    check_gate_launch_choice(triton_gate.one_program_max_work, triton_gate.gate_in_one_program, 2 ** 16)
 
 
 def test_gate_launches_by_size(launched):
@@ -297,7 +297,7 @@ def test_gate_launches_by_size(launched):
     from anrl_ext.ops import triton_gate
 
     rnd = random_maker("cpu", torch.float64, seed=3)
-    for (n, c, d), launches in (((2, 6, 2), (1, 1)), ((16, 70, 12), (3, 4)), ((8, 70, 0), (2, 3))):
+    for (n, c, d), launches in (((2, 6, 2), (1, 1)), ((32, 70, 12), (3, 4)), ((16, 70, 0), (2, 3))):
         layout = "paper" if d else "sigmoid"
         gate = gate_weights(layout, c, d, rnd)
         work = n * (c * (d or c) * (2 if layout == "paper" else 1) + d * c)
