@@ -552,10 +552,9 @@ def set_gate_launch(backend, limit):
     kernels share CUDA's setting and ignore it) and return the one before; None: leave it, return None."""
     if limit is None:
         return None
-    if backend == "triton":
-        from anrl_ext.ops.triton_gate import one_program_max_work as limit_of
-    else:
-        from anrl_ext.ops.native import cuda_gate_one_block_max_work as limit_of
+    from anrl_ext.ops.backends import gate_launch_limit
+
+    limit_of = gate_launch_limit(backend)
     before = limit_of()
     limit_of(limit)
     return before

@@ -399,18 +399,6 @@ def check_gate_middle(prims, device="cpu", n=5, c=7, d=3, dtype=torch.float64, t
                     torch.testing.assert_close(a, b, atol=tol, rtol=tol)
 
 
-def gate_launch_limit(prims):
-    """The function that reads / sets the gated middle's one-launch limit of prims' backend:
-    the CUDA kernels' one block (the cpu kernels ignore it) or Triton's one program."""
-    if prims.name == "triton":
-        from anrl_ext.ops import triton_gate
-
-        return triton_gate.one_program_max_work
-    from anrl_ext.ops import native
-
-    return native.cuda_gate_one_block_max_work
-
-
 def check_gate_launch_choice(limit_of, in_one_launch, default_limit):
     """A gated middle's one-launch limit (limit_of: read, or set and return) against its choice
     in_one_launch(n, c, d, ratio_head): one launch up to the limit in multiply-adds of the gate's
@@ -439,16 +427,18 @@ def check_gate_launch_choice(limit_of, in_one_launch, default_limit):
 
 def check_gate_launches_equal(prims, device, n, c, d, exact=True, every_case=True):
     """prims.gate_blend_forward / _backward give the same bits whatever the gated middle's
-    one-launch limit (gate_launch_limit): 2^62 runs every gate in one launch (CUDA: one block,
+    one-launch limit (backends.gate_launch_limit): 2^62 runs every gate in one launch (CUDA: one block,
     Triton: one program) and 0 spreads it one launch per phase over a grid; the CPU kernels
     ignore the limit. Every gate layout, with and without affine tensors and an outside alpha
     gradient, batch and running statistics; running statistics compared too. exact=False: equal to
     float32 rounding (a compiler may order one tile function's arithmetic differently in two kernels).
     every_case=False: affine tensors, an outside alpha gradient and batch statistics only (fewer
     Triton compilations)."""
+    from anrl_ext.ops.backends import gate_launch_limit
+
     rnd = random_maker(device, torch.float32, seed=2)
     mean, var, s0, s1 = rnd(n, c), rnd(n, c, pos=True), rnd(n, c), rnd(n, c)
-    limit_of = gate_launch_limit(prims)
+    limit_of = gate_launch_limit(prims.name)
     default = limit_of()
     try:
         for layout in GATE_LAYOUTS:

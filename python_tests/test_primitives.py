@@ -330,7 +330,10 @@ def test_cuda_gate_launch_choice():
     """The CUDA gated middle runs a gate in one block up to a settable number of multiply-adds of its
     forward, counted as fast_blend.gate_work counts them, and spreads larger ones over blocks
     (kernels/gate_cuda.cu); the CPU kernels give the same bits whatever the setting."""
-    check_gate_launch_choice(native.cuda_gate_one_block_max_work, native._C.gate_in_one_block, 2 ** 15)
+    from anrl_ext.ops.backends import gate_launch_limit
+
+    assert gate_launch_limit("cpu") is gate_launch_limit("cuda") is native.cuda_gate_one_block_max_work
+    check_gate_launch_choice(gate_launch_limit("cuda"), native._C.gate_in_one_block, 2 ** 15)
     check_gate_launches_equal(P, "cpu", 5, 7, 3)
 
 

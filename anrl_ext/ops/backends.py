@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from typing import List, Optional, Union
+from typing import Callable, List, Optional, Union
 
 import torch
 from torch.autograd import forward_ad
@@ -160,3 +160,15 @@ def primitives_for(backend: str) -> Optional[Primitives]:
 
         return triton_backend.PRIMITIVES
     return None
+
+
+def gate_launch_limit(backend: str) -> Callable[[Optional[int]], int]:
+    """The function that reads, or sets and returns, the backend's gated middle one-launch limit
+    (multiply-adds of a gate's forward; larger gates run one launch per phase): Triton's one program
+    (triton_gate.one_program_max_work), else the CUDA kernels' one block
+    (native.cuda_gate_one_block_max_work, which the cpu kernels ignore)."""
+    if backend == "triton":
+        from .triton_gate import one_program_max_work
+
+        return one_program_max_work
+    return native.cuda_gate_one_block_max_work

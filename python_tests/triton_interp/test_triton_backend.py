@@ -284,10 +284,12 @@ def test_gate_spread_over_programs_equals_one_program(n, c, d):
 
 
 def test_gate_launch_choice():
-    """One program up to triton_gate.one_program_max_work multiply-adds (settable, checked)."""
+    """One program up to triton_gate.one_program_max_work multiply-adds (settable, checked), the limit
+    backends.gate_launch_limit gives for Triton (which the spread-equals-one-program tests set)."""
     from anrl_ext.ops import triton_gate
+    from anrl_ext.ops.backends import gate_launch_limit
 
-    check_gate_launch_choice(triton_gate.one_program_max_work, triton_gate.gate_in_one_program, 2 ** 16)
+    check_gate_launch_choice(gate_launch_limit("triton"), triton_gate.gate_in_one_program, 2 ** 16)
 
 
 def test_gate_launches_by_size(launched):
