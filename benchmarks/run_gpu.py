@@ -25,7 +25,8 @@ direct path next to the registered ops); each primitive alone at the largest
 shape (`primitive_bandwidth`: forward_ms is the time per call,
 fb_bandwidth_fraction its own bytes over that time against the copy); the op under torch.profiler
 (`op_profile`: host time, autograd's hand-over, GPU busy / idle, and a Chrome trace of each
-implementation, profile_<impl>.json.gz). Writes gpu_bench.csv after every case,
+implementation, profile_<impl>.json.gz); the op's forward + backward replayed from a CUDA graph
+(`op_graphed`: the kernels without host time per call). Writes gpu_bench.csv after every case,
 so a time limit loses only the cases not yet run.
 """
 import argparse
@@ -37,7 +38,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cases import make_case, median_time, write_csv  # noqa: E402
+from cases import graph_replay, make_case, median_time, write_csv  # noqa: E402
 
 from anrl_ext.ops.reference import adaptive_norm_reference  # noqa: E402
 
@@ -205,8 +206,9 @@ def main(argv=None):
     # Each section writes the CSV when it is done: a failure or the time limit in
     # a later one keeps the rows of those before it.
     # The profiler last: its CUDA activity tracing could slow the launches of timings after it.
+    # The CUDA graph captures next to last: a capture that fails could leave the device in an error state.
     for section in (layer_rows, thread_rows, host_rows, pipelined_rows, middle_rows, primitive_rows, bandwidth_rows,
-                    profile_rows):
+                    graph_rows, profile_rows):
         try:
             section(rows, backends, name, args.repeats, bw)
         except Exception as exc:  # report and keep going
@@ -261,6 +263,39 @@ def pipelined_rows(rows, backends, name, repeats, bw, calls=20):
                          fb_bandwidth_fraction=fraction(8 * x.numel() * 4 / res[impl] / bw),
                          copy_gbps=round(bw / 1e9, 1)))
     print(f"op fwd+bwd {'x'.join(map(str, shape))} float32, {calls} calls back to back, per call: "
+          + " | ".join(f"{impl} {t * 1e3:.3f} ms ({100 * 8 * x.numel() * 4 / t / bw:.0f}%)" for impl, t in res.items()),
+          flush=True)
+
+
+def graph_rows(rows, backends, name, repeats, bw):
+    """The op's forward + backward at the largest shape (float32) captured in a CUDA graph and replayed
+    (`op_graphed`): no host work per call, so the kernels alone, back to back, as a user gets them by
+    capturing a host-bound model with torch.cuda.graph; the eager and compiled references captured the
+    same way, side by side. Not the issue's target, which is one eager call. On the CPU (--smoke), which
+    has no CUDA graphs, the plain calls."""
+    shape = SHAPES[0]
+    x, alpha, params, running, dy = make_case(shape, torch.float32, DEVICE)
+    inputs = [x, alpha, *params]
+    impls = {impl: fn for impl, fn in op_impls(backends, compile_reference=not SMOKE).items()
+             if impl in (*backends, "reference", "compiled_reference")}
+    res = {}
+    for impl, fn in impls.items():
+        try:
+            replay = graph_replay(lambda fn=fn: torch.autograd.grad(fn(x, alpha, params, running), inputs, dy),
+                                  DEVICE)
+            res[impl] = cuda_time(replay, repeats)
+        except Exception as exc:  # report and keep going
+            print(f"  {impl} in a CUDA graph failed: {type(exc).__name__}: {exc}"[:400], flush=True)
+            if SMOKE:
+                raise
+            continue
+        finally:
+            replay = None  # the graph and its memory pool go with the last reference
+        rows.append(dict(gpu=name, dtype="float32", shape="x".join(map(str, shape)), what="op_graphed",
+                         impl=impl, forward_ms="", backward_ms="", forward_backward_ms=round(res[impl] * 1e3, 4),
+                         fb_bandwidth_fraction=fraction(8 * x.numel() * 4 / res[impl] / bw),
+                         copy_gbps=round(bw / 1e9, 1)))
+    print(f"op fwd+bwd {'x'.join(map(str, shape))} float32, replayed from a CUDA graph: "
           + " | ".join(f"{impl} {t * 1e3:.3f} ms ({100 * 8 * x.numel() * 4 / t / bw:.0f}%)" for impl, t in res.items()),
           flush=True)
 

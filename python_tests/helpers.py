@@ -2,6 +2,7 @@
 file writes that fail."""
 import contextlib
 import os
+import sys
 import tempfile
 
 import numpy as np
@@ -11,6 +12,9 @@ import torch
 from anrl_ext import checkpoint
 from anrl_ext.ops.primitives import acc_dtype
 from anrl_ext.ops.reference import adaptive_norm_reference
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
+import cases  # noqa: E402  (benchmarks/cases.py: graph_replay, shared with run_gpu.py)
 
 
 def make_inputs(shape, dtype=torch.float32, alpha_kind="nc", channels_last=False, scale=2.0, shift=0.5):
@@ -842,6 +846,71 @@ def check_jit_trace(backend, kind, training, device="cpu", tol=1e-5):
     for name, want_buffer in model.named_buffers():
         if name.endswith(("running_mean", "running_var")):
             torch.testing.assert_close(buffers[name], want_buffer, rtol=tol, atol=tol / 10)
+
+
+class OpLayer(torch.nn.Module):
+    """adaptive_norm with an (N, C) alpha, the four affine weights and running statistics held as a
+    layer's parameters and buffers, so that the op and the layers go through the same checks."""
+
+    def __init__(self, backend, n, c):
+        super().__init__()
+        self.backend = backend
+        self.alpha = torch.nn.Parameter(torch.rand(n, c))
+        self.weights = torch.nn.ParameterList([torch.randn(c) for _ in range(4)])
+        self.register_buffer("running_mean", torch.zeros(c))
+        self.register_buffer("running_var", torch.ones(c))
+
+    def forward(self, x):
+        import anrl_ext
+
+        return anrl_ext.adaptive_norm(x, self.alpha, *self.weights, self.running_mean, self.running_var,
+                                      training=True, backend=self.backend)
+
+
+def check_graph_replay(backend, kind, device="cpu", replays=2):
+    """Forward + backward (training mode) of the op (kind "op") or of make_norm(kind), captured in a CUDA
+    graph and replayed on new input, output gradient and weights `replays` times: each replay gives, to
+    the bit, what an eager call of the layer as it was before the replay gives on those tensors (output,
+    the gradients of the input and every parameter, the running statistics after it). The outputs are
+    filled with NaN before each replay, so every element must be written by it."""
+    import copy
+
+    import anrl_ext
+
+    torch.manual_seed(0)
+    n, c, shape = 3, 16, (3, 16, 9, 11)
+    if kind == "op":
+        layer = OpLayer(backend, n, c)
+    else:
+        layer = anrl_ext.make_norm(kind, c, backend=backend, **({"reduction": 4} if kind == "afnm" else {}))
+    layer = layer.to(device).train()
+    x = torch.randn(shape, device=device, requires_grad=True)
+    dy = torch.randn(shape, device=device)
+
+    def step():
+        y = layer(x)
+        return (y, *torch.autograd.grad(y, [x, *layer.parameters()], dy))
+
+    replay, outs = cases.graph_replay(step, device), ()
+    for _ in range(replays):
+        with torch.no_grad():  # new values in the tensors the graph reads
+            x.copy_(torch.randn_like(x) * 2 + 1)
+            dy.copy_(torch.randn_like(dy))
+            for p in layer.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+            for t in outs:
+                t.fill_(float("nan"))
+        eager = copy.deepcopy(layer)
+        xe = x.detach().clone().requires_grad_()
+        ye = eager(xe)
+        want = (ye, *torch.autograd.grad(ye, [xe, *eager.parameters()], dy))
+        outs = replay()
+        names = ["y", "x", *(name for name, _ in layer.named_parameters())]
+        assert len(outs) == len(want) == len(names)
+        for name, got, expected in zip(names, outs, want):
+            assert torch.equal(got, expected), (backend, kind, name, max_err(got, expected))
+        for (name, got), expected in zip(layer.named_buffers(), eager.buffers()):
+            assert torch.equal(got, expected), (backend, kind, name)
 
 
 def trainer_steps(extra, steps=2):

@@ -6,10 +6,10 @@ import torch
 import anrl_ext
 from helpers import (MIXED_DTYPES, check_amp_and_channels_last, check_batch_mean_to_one_ulp, check_blend_apply,
                      check_blend_middle, check_export, check_func_grad, check_gate_launches_equal, check_gate_middle,
-                     check_gate_saturated_heads, check_gated_native_autograd_op, check_wide_afnm_layer,
-                     check_jit_trace, check_mixed_dtypes, check_native_autograd_op, check_norm_matches_reference,
-                     check_params_in_own_dtype, check_reductions_on_large_planes, GPU_REDUCTION_BOUNDS, LARGE_PLANES,
-                     check_sync_of_one_process, make_inputs, max_err, oracle)
+                     check_gate_saturated_heads, check_gated_native_autograd_op, check_graph_replay,
+                     check_wide_afnm_layer, check_jit_trace, check_mixed_dtypes, check_native_autograd_op,
+                     check_norm_matches_reference, check_params_in_own_dtype, check_reductions_on_large_planes,
+                     GPU_REDUCTION_BOUNDS, LARGE_PLANES, check_sync_of_one_process, make_inputs, max_err, oracle)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 GPU_BACKENDS = [b for b in ("cuda", "triton") if torch.cuda.is_available() and b in anrl_ext.available_backends("cuda")]
@@ -429,3 +429,12 @@ def test_triton_cached_launches_equal_kernel_grid_cuda(case, monkeypatch):
 
     for cached, direct in zip(run(True), run(False)):
         assert all(torch.equal(a, b) for a, b in zip(cached, direct))
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("kind", ["op", "afnm", "bn", "ibn"])
+def test_cuda_graph_replays_equal_eager_calls_cuda(backend, kind):
+    """Forward + backward of the op and of the AFNM (gate in the kernels), BN and IBN layers, captured
+    with torch.cuda.graph and replayed on new inputs and weights: the eager call's bits, every output
+    written, the running statistics updated by each replay."""
+    check_graph_replay(backend, kind, device="cuda")

@@ -7,8 +7,9 @@ from torch import nn
 
 import anrl_ext
 from anrl_ext.nn import GATES
+import helpers
 from helpers import (MIXED_DTYPES, anrl_ops_run, check_channels_last_accuracy, check_gated_native_autograd_op,
-                     check_mixed_dtypes, check_norm_matches_reference, check_wide_afnm_layer,
+                     check_graph_replay, check_mixed_dtypes, check_norm_matches_reference, check_wide_afnm_layer,
                      check_sync_of_one_process, max_err, spy_on_primitives)
 
 from conftest import FUSED_CPU_BACKENDS
@@ -145,6 +146,30 @@ def test_bin_alpha_kept_in_unit_interval(backend):
 def test_make_norm_all_backends_agree(kind, training):
     for backend in BACKENDS:
         check_norm_matches_reference(kind, training, backend)
+
+
+@pytest.mark.parametrize("kind", ["op", "afnm", "bn", "ibn"])
+def test_graph_replay_check_on_the_cpu(kind):
+    """The GPU test of CUDA graph capture (test_gpu.py) runs its check here with each replay an eager
+    call (the CPU has no graphs): new inputs and weights reach the layer, running statistics compared."""
+    check_graph_replay("cpu", kind)
+
+
+def test_graph_replay_check_fails_on_a_stale_replay(monkeypatch):
+    """The check can fail: a replay that returns the first replay's outputs (a graph that read stale
+    inputs) does not pass it."""
+    def stale(step, device):
+        first = []
+
+        def replay():
+            if not first:
+                first.append(tuple(t.clone() for t in step()))
+            return first[0]
+        return replay
+
+    monkeypatch.setattr(helpers.cases, "graph_replay", stale)
+    with pytest.raises(AssertionError):
+        check_graph_replay("cpu", "afnm")
 
 
 def test_convert_batchnorm_keeps_statistics():
