@@ -11,11 +11,11 @@ from anrl_ext.ops import reference as ref
 from anrl_ext.ops import triton_backend as tb
 from helpers import (MIXED_DTYPES, NATIVE_AUTOGRAD_CASES, GPU_REDUCTION_BOUNDS, LARGE_PLANES,
                      check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle, check_gate_launch_choice,
-                     check_gate_launches_equal, check_gate_middle, check_gate_saturated_heads, check_gated_native_autograd_op,
-                     check_jit_trace, check_mixed_dtypes, check_native_autograd_op, check_norm_matches_reference,
-                     check_params_in_own_dtype, check_reductions_on_large_planes, check_sync_of_one_process,
-                     copies_in_op, gate_weights, make_inputs, max_err, native_autograd_op_args, oracle,
-                     random_maker)
+                     check_gate_launches_equal, check_gate_middle, check_gate_saturated_heads,
+                     check_gated_native_autograd_op, check_graph_replay, check_jit_trace, check_mixed_dtypes,
+                     check_native_autograd_op, check_norm_matches_reference, check_params_in_own_dtype,
+                     check_reductions_on_large_planes, check_sync_of_one_process, copies_in_op, gate_weights,
+                     make_inputs, max_err, native_autograd_op_args, oracle, random_maker)
 
 P = tb.PRIMITIVES
 
@@ -142,6 +142,13 @@ def test_adaptive_norm_values_and_gradients(shape, training):
 @pytest.mark.parametrize("training", [True, False])
 def test_every_norm_matches_reference(kind, training):
     check_norm_matches_reference(kind, training, "triton")
+
+
+@pytest.mark.parametrize("kind", ["op", "afnm", "bn", "ibn"])
+def test_graph_replay_check(kind):
+    """The GPU test of CUDA graph replays, its check with each replay an eager call (no graphs here):
+    the Triton path of the op and the layers under in-place updates of input and weights."""
+    check_graph_replay("triton", kind)
 
 
 @pytest.mark.parametrize("kind", ["in", "bin", "afnm"])  # one of each alpha: a float, (C,), (N, C) from a gate
