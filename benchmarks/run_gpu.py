@@ -83,6 +83,25 @@ def fraction(value):
     return float(f"{value:.4g}")
 
 
+def fb_row(name, shape, what, impl, seconds, bw):
+    """A CSV row of the op's forward + backward at `shape`, float32, taking `seconds` a call."""
+    return dict(gpu=name, dtype="float32", shape="x".join(map(str, shape)), what=what, impl=impl, forward_ms="",
+                backward_ms="", forward_backward_ms=round(seconds * 1e3, 4),
+                fb_bandwidth_fraction=fraction(8 * fb_bytes(shape) / seconds / bw), copy_gbps=round(bw / 1e9, 1))
+
+
+def fb_bytes(shape):
+    """|X| of a float32 input of `shape`: the 8|X| roofline counts it eight times."""
+    n, c, h, w = shape
+    return n * c * h * w * 4
+
+
+def fb_summary(times, shape, bw):
+    """impl time (fraction of the copy bandwidth over 8|X|) | ... for a line of the log."""
+    return " | ".join(f"{impl} {t * 1e3:.3f} ms ({100 * 8 * fb_bytes(shape) / t / bw:.0f}%)"
+                      for impl, t in times.items())
+
+
 def reference(x, alpha, params, running):
     return adaptive_norm_reference(x, alpha, *params, *running, True, 0.1, 1e-5)
 
@@ -230,9 +249,7 @@ def thread_rows(rows, backends, name, repeats, bw):
         fn = fused(b)
         with torch.autograd.set_multithreading_enabled(False):
             fb = cuda_time(lambda: torch.autograd.grad(fn(x, alpha, params, running), inputs, dy), repeats)
-        rows.append(dict(gpu=name, dtype="float32", shape="x".join(map(str, shape)), what="op_backward_same_thread",
-                         impl=b, forward_ms="", backward_ms="", forward_backward_ms=round(fb * 1e3, 4),
-                         fb_bandwidth_fraction=fraction(8 * x.numel() * 4 / fb / bw), copy_gbps=round(bw / 1e9, 1)))
+        rows.append(fb_row(name, shape, "op_backward_same_thread", b, fb, bw))
         print(f"op fwd+bwd {'x'.join(map(str, shape))} float32, {b}, backward on the calling thread: "
               f"{fb * 1e3:.3f} ms", flush=True)
 
@@ -258,13 +275,9 @@ def pipelined_rows(rows, backends, name, repeats, bw, calls=20):
     res = {}
     for impl, fn in impls.items():
         res[impl] = cuda_time(lambda fn=fn: run(fn), max(repeats // 3, 2)) / calls
-        rows.append(dict(gpu=name, dtype="float32", shape="x".join(map(str, shape)), what="op_pipelined",
-                         impl=impl, forward_ms="", backward_ms="", forward_backward_ms=round(res[impl] * 1e3, 4),
-                         fb_bandwidth_fraction=fraction(8 * x.numel() * 4 / res[impl] / bw),
-                         copy_gbps=round(bw / 1e9, 1)))
+        rows.append(fb_row(name, shape, "op_pipelined", impl, res[impl], bw))
     print(f"op fwd+bwd {'x'.join(map(str, shape))} float32, {calls} calls back to back, per call: "
-          + " | ".join(f"{impl} {t * 1e3:.3f} ms ({100 * 8 * x.numel() * 4 / t / bw:.0f}%)" for impl, t in res.items()),
-          flush=True)
+          + fb_summary(res, shape, bw), flush=True)
 
 
 def graph_rows(rows, backends, name, repeats, bw):
@@ -291,12 +304,8 @@ def graph_rows(rows, backends, name, repeats, bw):
             continue
         finally:
             replay = None  # the graph and its memory pool go with the last reference
-        rows.append(dict(gpu=name, dtype="float32", shape="x".join(map(str, shape)), what="op_graphed",
-                         impl=impl, forward_ms="", backward_ms="", forward_backward_ms=round(res[impl] * 1e3, 4),
-                         fb_bandwidth_fraction=fraction(8 * x.numel() * 4 / res[impl] / bw),
-                         copy_gbps=round(bw / 1e9, 1)))
-    print(f"op fwd+bwd {'x'.join(map(str, shape))} float32, replayed from a CUDA graph: "
-          + " | ".join(f"{impl} {t * 1e3:.3f} ms ({100 * 8 * x.numel() * 4 / t / bw:.0f}%)" for impl, t in res.items()),
+        rows.append(fb_row(name, shape, "op_graphed", impl, res[impl], bw))
+    print(f"op fwd+bwd {'x'.join(map(str, shape))} float32, replayed from a CUDA graph: " + fb_summary(res, shape, bw),
           flush=True)
 
 
@@ -518,9 +527,7 @@ def layer_rows(rows, backends, name, repeats, bw):
             t = cuda_time(lambda: torch.autograd.grad(layer(x), inputs, dy), repeats)
         finally:
             fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL, fast_blend.NATIVE_AUTOGRAD = True, True, True
-        rows.append(dict(gpu=name, dtype="float32", shape="x".join(map(str, shape)), what="afnm_layer", impl=impl,
-                         forward_ms="", backward_ms="", forward_backward_ms=round(t * 1e3, 4),
-                         fb_bandwidth_fraction=fraction(8 * x.numel() * 4 / t / bw), copy_gbps=round(bw / 1e9, 1)))
+        rows.append(fb_row(name, shape, "afnm_layer", impl, t, bw))
         print(f"AFNM layer fwd+bwd {'x'.join(map(str, shape))} float32, {impl}: {t * 1e3:.3f} ms", flush=True)
 
 
