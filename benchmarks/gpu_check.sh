@@ -105,16 +105,11 @@ fits() {
     return 1
 }
 
+# The issue's training check first (an iteration fused vs reference, then a short run of the trainer),
+# then the settings' and the loader's timings.
 fits 60 "one training iteration at the paper's size, fused vs reference" \
     && timeout 60 "$PY" benchmarks/train_iteration.py --device cuda --img-size 256 --width 1.0 --batch-size 10 \
         --iters 8
-
-fits 75 "one training iteration, fused backend: NCHW / channels_last x float32 / --amp (bf16)" \
-    && timeout 75 "$PY" benchmarks/train_iteration.py --device cuda --img-size 256 --width 1.0 --batch-size 10 \
-        --iters 5 --formats
-
-fits 60 "reading frames in the background at the paper's size: --loader-threads 0 / 2 / 4" \
-    && timeout 60 "$PY" benchmarks/loader_threads.py --device cuda --width 1.0 --rounds 3 --threads 0 2 4
 
 rm -rf /tmp/anrl_gpu_run
 if fits 55 "short training run on the GPU (fused backend, second-order meta-learning)"; then
@@ -123,6 +118,13 @@ if fits 55 "short training run on the GPU (fused backend, second-order meta-lear
     cp /tmp/anrl_gpu_run/metrics.json "$OUT/train_metrics.json" 2>/dev/null
     cp /tmp/anrl_gpu_run/log.csv "$OUT/train_log.csv" 2>/dev/null
 fi
+
+fits 75 "one training iteration, fused backend: NCHW / channels_last x float32 / --amp (bf16)" \
+    && timeout 75 "$PY" benchmarks/train_iteration.py --device cuda --img-size 256 --width 1.0 --batch-size 10 \
+        --iters 5 --formats
+
+fits 60 "reading frames in the background at the paper's size: --loader-threads 0 / 2 / 4" \
+    && timeout 60 "$PY" benchmarks/loader_threads.py --device cuda --width 1.0 --rounds 3 --threads 0 2 4
 
 step "done: GPU tests rc=$tests_rc, training steps skipped for time: $skipped_steps"
 exit "$tests_rc"

@@ -72,6 +72,11 @@ def test_the_whole_check_runs_every_step(tmp_path):
     # build, four test shards, the table, four training steps: each under its own limit
     assert sorted(limits(calls)) == sorted([360, 280, 280, 280, 280, 220, 60, 75, 60, 55])
     assert "tests passed: 4" in out and "training steps skipped for time: 0" in out
+    # the issue's training check (an iteration fused vs reference, the trainer) before the other timings
+    python_calls = commands(calls)
+    order = [python_calls.index(commands(calls, *words)[0])
+             for words in (["--iters 8"], ["-m anrl_ext.train"], ["--formats"], ["loader_threads.py"])]
+    assert order == sorted(order)
     assert (tmp_path / "out" / "gpu_check.log").exists()
 
 
@@ -85,7 +90,7 @@ def test_the_training_steps_alone(tmp_path):
 
 @pytest.mark.parametrize("deadline, skipped", [(74, 1), (59, 3)])
 def test_training_steps_that_would_pass_the_deadline_are_skipped(tmp_path, deadline, skipped):
-    """GPU_CHECK_DEADLINE: the steps (60, 75, 60 and 55 s) that do not fit in what is left are skipped,
+    """GPU_CHECK_DEADLINE: the training steps (60, 55, 75 and 60 s) that do not fit in what is left are skipped,
     the others run; the build, tests and table limits are cut to the deadline."""
     rc, out, calls = run_check(tmp_path, GPU_CHECK_DEADLINE=str(deadline))
     assert rc == 0, out
