@@ -26,8 +26,8 @@ shape (`primitive_bandwidth`: forward_ms is the time per call,
 fb_bandwidth_fraction its own bytes over that time against the copy); the op under torch.profiler
 (`op_profile`: host time, autograd's hand-over, GPU busy / idle, and a Chrome trace of each
 implementation, profile_<impl>.json.gz); the op's forward + backward replayed from a CUDA graph
-(`op_graphed`: the kernels without host time per call). Writes gpu_bench.csv after every case,
-so a time limit loses only the cases not yet run.
+(`op_graphed`, and the AFNM layer's `afnm_layer_graphed`: the kernels without host time per call).
+Writes gpu_bench.csv after every case, so a time limit loses only the cases not yet run.
 """
 import argparse
 import os
@@ -284,29 +284,39 @@ def graph_rows(rows, backends, name, repeats, bw):
     """The op's forward + backward at the largest shape (float32) captured in a CUDA graph and replayed
     (`op_graphed`): no host work per call, so the kernels alone, back to back, as a user gets them by
     capturing a host-bound model with torch.cuda.graph; the eager and compiled references captured the
-    same way, side by side. Not the issue's target, which is one eager call. On the CPU (--smoke), which
-    has no CUDA graphs, the plain calls."""
+    same way, side by side. Then the whole AFNM layer (paper gate, inside the middle kernels) the same
+    way (`afnm_layer_graphed`): the gated middle kernels' own time, which the eager `afnm_layer` rows
+    mix with the layer's host time. Not the issue's target, which is one eager call. On the CPU
+    (--smoke), which has no CUDA graphs, the plain calls."""
+    import anrl_ext
+
     shape = SHAPES[0]
     x, alpha, params, running, dy = make_case(shape, torch.float32, DEVICE)
     inputs = [x, alpha, *params]
-    impls = {impl: fn for impl, fn in op_impls(backends, compile_reference=not SMOKE).items()
+    steps = {impl: (lambda fn=fn: torch.autograd.grad(fn(x, alpha, params, running), inputs, dy))
+             for impl, fn in op_impls(backends, compile_reference=not SMOKE).items()
              if impl in (*backends, "reference", "compiled_reference")}
-    res = {}
-    for impl, fn in impls.items():
-        try:
-            replay = graph_replay(lambda fn=fn: torch.autograd.grad(fn(x, alpha, params, running), inputs, dy),
-                                  DEVICE)
-            res[impl] = cuda_time(replay, repeats)
-        except Exception as exc:  # report and keep going
-            print(f"  {impl} in a CUDA graph failed: {type(exc).__name__}: {exc}"[:400], flush=True)
-            if SMOKE:
-                raise
-            continue
-        finally:
-            replay = None  # the graph and its memory pool go with the last reference
-        rows.append(fb_row(name, shape, "op_graphed", impl, res[impl], bw))
-    print(f"op fwd+bwd {'x'.join(map(str, shape))} float32, replayed from a CUDA graph: " + fb_summary(res, shape, bw),
-          flush=True)
+
+    def layer_step(layer):
+        return lambda: torch.autograd.grad(layer(x), [x, *layer.parameters()], dy)
+
+    layer_steps = {f"afnm_layer_{b}": layer_step(anrl_ext.AFNM(shape[1], backend=b).to(DEVICE)) for b in backends}
+    for what, group in (("op_graphed", steps), ("afnm_layer_graphed", layer_steps)):
+        res = {}
+        for impl, step in group.items():
+            try:
+                replay = graph_replay(step, DEVICE)
+                res[impl] = cuda_time(replay, repeats)
+            except Exception as exc:  # report and keep going
+                print(f"  {impl} in a CUDA graph failed: {type(exc).__name__}: {exc}"[:400], flush=True)
+                if SMOKE:
+                    raise
+                continue
+            finally:
+                replay = None  # the graph and its memory pool go with the last reference
+            rows.append(fb_row(name, shape, what, impl, res[impl], bw))
+        print(f"{what} fwd+bwd {'x'.join(map(str, shape))} float32, replayed from a CUDA graph: "
+              + fb_summary(res, shape, bw), flush=True)
 
 
 def host_rows(rows, backends, name, repeats, bw):

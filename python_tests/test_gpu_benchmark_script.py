@@ -21,7 +21,7 @@ ROOT = Path(__file__).parent.parent
 # the gated middle's two launches forced (one block / program; per phase): cuda and Triton (cpu in --smoke)
 FORCED_GATE_LAUNCHES = {"gated_middle_kernels_one_block", "gated_middle_kernels_per_phase"}
 SECTIONS = {"op", "afnm_layer", "op_backward_same_thread", "op_host_time", "op_profile", "op_pipelined",
-            "op_graphed", "middle_kernels", "gated_middle_kernels", *FORCED_GATE_LAUNCHES, "primitive_kernels",
+            "op_graphed", "afnm_layer_graphed", "middle_kernels", "gated_middle_kernels", *FORCED_GATE_LAUNCHES, "primitive_kernels",
             "primitive_bandwidth", "primitive_bandwidth_channels_last"}
 
 
@@ -56,6 +56,7 @@ def test_every_section_runs_on_cpu(tmp_path):
         assert 0 < parts[f"{impl}:in_backward"] and inside <= 1.05 * parts[f"{impl}:backward"] + 1e-3, parts
     assert {r["impl"] for r in rows if r["what"] == "op_pipelined"} == {"cpu", "cpu_python_function", "reference"}
     assert {r["impl"] for r in rows if r["what"] == "op_graphed"} == {"cpu", "reference"}
+    assert {r["impl"] for r in rows if r["what"] == "afnm_layer_graphed"} == {"afnm_layer_cpu"}
     profiled = {r["impl"]: float(r["forward_ms"]) for r in rows if r["what"] == "op_profile"}
     profiled_impls = {"cpu": "blend_apply_forward", "cpu_python_function": "blend_apply_forward",
                       "afnm_layer_cpu": "gate_blend_apply"}  # -> an operator its trace must show
@@ -68,7 +69,7 @@ def test_every_section_runs_on_cpu(tmp_path):
         assert {"op call 0", "grad call 0", f"anrl_ext::{op}"} <= names, impl
         assert "Self CPU" in (tmp_path / f"profile_{impl}.txt").read_text()
     for r in rows:
-        if r["what"] in ("op_pipelined", "op_graphed"):
+        if r["what"] in ("op_pipelined", "op_graphed", "afnm_layer_graphed"):
             assert float(r["forward_backward_ms"]) > 0 and 0 < float(r["fb_bandwidth_fraction"]), r
         if r["what"] in ("op", "primitive_bandwidth", "primitive_bandwidth_channels_last"):
             assert float(r["forward_ms"]) > 0 and 0 < float(r["fb_bandwidth_fraction"]), r
