@@ -21,8 +21,8 @@ ROOT = Path(__file__).parent.parent
 # the gated middle's two launches forced (one block / program; per phase): cuda and Triton (cpu in --smoke)
 FORCED_GATE_LAUNCHES = {"gated_middle_kernels_one_block", "gated_middle_kernels_per_phase"}
 SECTIONS = {"op", "afnm_layer", "op_backward_same_thread", "op_host_time", "op_profile", "op_pipelined",
-            "op_graphed", "afnm_layer_graphed", "middle_kernels", "gated_middle_kernels", *FORCED_GATE_LAUNCHES, "primitive_kernels",
-            "primitive_bandwidth", "primitive_bandwidth_channels_last"}
+            "op_graphed", "afnm_layer_graphed", "middle_kernels", "gated_middle_kernels", *FORCED_GATE_LAUNCHES,
+            "primitive_kernels", "primitive_bandwidth", "primitive_bandwidth_channels_last"}
 
 
 def run_smoke(tmp_path, backends, env=None):
