@@ -1,5 +1,7 @@
 """What the GPU compilers made of the kernels, read without a GPU: registers,
-spills, vector loads, integer-division calls, instruction counts.
+spills, vector loads, integer-division calls, instruction counts, and each Triton
+kernel's main loop (instructions per 16 bytes it loads, how close together its
+loads are issued).
 
     python benchmarks/kernel_report.py                       # CUDA (kernels/afnm_cuda.cu) and Triton, sm_90
     python benchmarks/kernel_report.py --cuda-kernel "affine_kernel<float, float, 4>" --listing
@@ -73,6 +75,31 @@ def cuda_kernels(obj):
     return {short_name(d): v for d, v in zip(names, found.values())}
 
 
+LOAD_BYTES = {"128": 16, "64": 8, "U16": 2, "S16": 2, "U8": 1, "S8": 1}
+
+
+def main_loop(sass):
+    """The innermost loop that loads from global memory, read from a SASS listing (a backward
+    branch closes a loop): dict(instructions, bytes loaded a thread an iteration, loads, load_span:
+    the share of the loop from its first load to its last; loads issued together keep more bytes
+    in flight than loads spread between the arithmetic that uses them). None without such a loop."""
+    at = [(int(m.group(1), 16), m.group(2)) for m in (re.match(r"\s*/\*([0-9a-f]{4})\*/\s*(.*)", line) for line in sass)
+          if m]
+    best = None
+    for addr, text in at:
+        branch = re.search(r"\bBRA (0x[0-9a-f]+)", text)
+        if not branch or int(branch.group(1), 16) >= addr:
+            continue
+        body = [t for a, t in at if int(branch.group(1), 16) <= a <= addr]
+        loads = [i for i, t in enumerate(body) if re.search(r"\bLDG\b|\bLDG\.", t)]
+        if loads and (best is None or len(body) < best["instructions"]):
+            width = [re.search(r"LDG\.E(?:\.(\w+))?", body[i]) for i in loads]
+            best = dict(instructions=len(body), loads=len(loads),
+                        bytes=sum(LOAD_BYTES.get(w.group(1), 4) if w else 4 for w in width),
+                        load_span=(loads[-1] - loads[0] + 1) / len(body))
+    return best
+
+
 def short_name(demangled):
     """affine_kernel<float, float, 4> from the full demangled signature."""
     m = re.search(r"(\w+_kernel<[^()]*?>)\(", demangled) or re.search(r"(\w+_kernel)\(", demangled)
@@ -94,7 +121,8 @@ def triton_kernels(arch):
     kernels = spec.kernels()
     report = {}
     rows, cols = tb.map_tiles(64)
-    tiles = {"_kernel": dict(BLOCK=plane_block(128 * 128)),  # NCHW: one plane of 128 x 128 per program
+    block = plane_block(128 * 128)
+    tiles = {"_kernel": dict(BLOCK=block, PART=tb.plane_parts(128 * 128, block)),  # NCHW: a 128 x 128 plane a program
              "_nhwc_kernel": dict(BLOCK_HW=tb.BLOCK_HW, BLOCK_C=tb.BLOCK_CL, PART=tb.PART_CL),
              "_affine_nhwc_kernel": dict(BLOCK_HW=rows, BLOCK_C=cols)}  # also _affine2_nhwc_kernel
     for name in ("triton_backend._moments_kernel", "triton_backend._reduce_kernel", "triton_backend._affine_kernel",
@@ -120,11 +148,14 @@ def triton_kernels(arch):
                 Path(d, "k.ptx").write_text(ptx)
                 info = subprocess.run([tool("ptxas"), "-v", f"--gpu-name=sm_{arch}a", f"{d}/k.ptx", "-o",
                                        f"{d}/k.cubin"], capture_output=True, text=True).stderr
+                Path(d, "k.cubin").write_bytes(compiled.asm["cubin"])
+                sass = subprocess.run([tool("cuobjdump"), "-sass", f"{d}/k.cubin"], capture_output=True, text=True,
+                                      check=True).stdout.splitlines()
             regs = re.search(r"Used (\d+) registers", info)
             spill = re.search(r"(\d+) bytes spill stores", info)
             report[f"{name.split('.')[-1]} {dtype}"] = dict(
                 warps=warps, regs=int(regs.group(1)) if regs else -1, spill=int(spill.group(1)) if spill else -1,
-                loads=dict(Counter(re.findall(r"ld\.global(?:\.\w+)*", ptx))),
+                loads=dict(Counter(re.findall(r"ld\.global(?:\.\w+)*", ptx))), loop=main_loop(sass),
                 int_div=len(re.findall(r"\b(?:div|rem)\.[su](?:32|64)\b", ptx)))
     return report
 
@@ -152,9 +183,11 @@ def main(argv=None):
                 print("\n".join(k["sass"]))
     if not args.no_triton:
         print(f"\n# Triton, sm_{args.arch}, as launched at 32x64x128x128 (NCHW and channels_last)")
-        print(f"{'kernel':40} warps regs spill int_div  global loads")
+        print(f"{'kernel':40} warps regs spill int_div  loop: instr/16B load_span  global loads")
         for name, k in triton_kernels(args.arch).items():
-            print(f"{name:40} {k['warps']:5} {k['regs']:4} {k['spill']:5} {k['int_div']:7}  {k['loads']}")
+            loop = k["loop"]
+            per16 = f"{16 * loop['instructions'] / loop['bytes']:11.1f} {loop['load_span']:9.0%}" if loop else " " * 21
+            print(f"{name:40} {k['warps']:5} {k['regs']:4} {k['spill']:5} {k['int_div']:7}  {per16}  {k['loads']}")
 
 
 if __name__ == "__main__":

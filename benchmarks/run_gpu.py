@@ -480,7 +480,8 @@ def bandwidth_rows(rows, backends, name, repeats, bw, calls=20):
     """Each primitive alone at the largest shape, float32 and bfloat16, NCHW and channels_last
     (`primitive_bandwidth_channels_last`: the NHWC kernels), calls back to back (GPU-bound):
     which kernel falls short of the copy bandwidth. Bytes moved: moments |X|, reduce 2|X|
-    (dY, X), affine 2|X|, affine2 3|X|."""
+    (dY, X), affine 2|X|, affine2 3|X|. Triton's rows add `moments_welford`, its moments
+    kernels as they were until 2026-12-06 (benchmarks/triton_welford_moments.py)."""
     from anrl_ext.ops.backends import primitives_for
 
     shape = SHAPES[0]
@@ -496,6 +497,10 @@ def bandwidth_rows(rows, backends, name, repeats, bw, calls=20):
                 kernels = {"moments": (lambda: P.moments(x), 1), "reduce": (lambda: P.reduce(dy, x, m), 2),
                            "affine": (lambda: P.affine(x, m, m, m), 2),
                            "affine2": (lambda: P.affine2(dy, x, m, m, m, m), 3)}
+                if b == "triton":  # the Welford kernels of before 2026-12-06, side by side
+                    import triton_welford_moments
+
+                    kernels["moments_welford"] = (lambda: triton_welford_moments.moments(x), 1)
                 line = f"primitives alone {'x'.join(map(str, shape))} {str(dtype)[6:]}{layout} {b}:"
                 for kernel, (fn, passes) in kernels.items():
                     t = per_call(fn, calls)

@@ -105,12 +105,12 @@ def uncached_launches():
     acc = triton_backend._acc(x.dtype)
     entries = len(launcher.cache)
     LAUNCHES.clear()
-    launcher[lambda meta: (6,)](x, mean, var, 16, BLOCK=128, ACC=acc)
-    launcher[(6,)](x, mean, var_ptr=var, M=16, BLOCK=128, ACC=acc)
-    launcher[(6,)](x, mean, var_ptr=var, M=16, BLOCK=128, ACC=acc)
+    launcher[lambda meta: (6,)](x, mean, var, 16, BLOCK=128, ACC=acc, PART=1)
+    launcher[(6,)](x, mean, var_ptr=var, M=16, BLOCK=128, ACC=acc, PART=1)
+    launcher[(6,)](x, mean, var_ptr=var, M=16, BLOCK=128, ACC=acc, PART=1)
     assert [(f.kernel, f.grid) for f in LAUNCHES] == [("_moments_kernel", (6, 1, 1))] * 3, LAUNCHES
     assert len(launcher.cache) == entries, "a grid function or a tensor keyword was cached"
-    launcher[(6,)](x, mean, var, M=16, BLOCK=128, ACC=acc)  # an int by keyword is keyed by value: cached
+    launcher[(6,)](x, mean, var, M=16, BLOCK=128, ACC=acc, PART=1)  # an int by keyword is keyed by value: cached
     assert len(launcher.cache) == entries + 1
     # With a launch hook installed, a cached key still takes JITFunction.run, which hands the
     # launcher the hooks (the cache passes none).
@@ -122,12 +122,12 @@ def uncached_launches():
     knobs.runtime.launch_enter_hook.add(hook)
     try:
         LAUNCHES.clear()
-        launcher[(6,)](x, mean, var, M=16, BLOCK=128, ACC=acc)
+        launcher[(6,)](x, mean, var, M=16, BLOCK=128, ACC=acc, PART=1)
     finally:
         knobs.runtime.launch_enter_hook.remove(hook)
     assert LAUNCHES[0].rest[4] is knobs.runtime.launch_enter_hook, "a hook was skipped"
     LAUNCHES.clear()
-    launcher[(6,)](x, mean, var, M=16, BLOCK=128, ACC=acc)
+    launcher[(6,)](x, mean, var, M=16, BLOCK=128, ACC=acc, PART=1)
     assert LAUNCHES[0].rest[4] is None  # no hook: from the cache
 
 

@@ -84,3 +84,6 @@ def test_every_section_runs_with_triton_interpreted(tmp_path):
     assert {r["impl"] for r in rows if r["what"] == "primitive_kernels"} == {"triton", "triton_op"}
     assert {r["impl"] for r in rows if r["what"] == "afnm_layer"} == {"triton", "triton_python_function",
                                                                       "triton_gate_torch", "triton_chain", "reference"}
+    for layout in ("", "_channels_last"):  # the Welford moments of before 2026-12-06 side by side
+        kernels = {r["impl"] for r in rows if r["what"] == "primitive_bandwidth" + layout}
+        assert kernels == {f"triton:{k}" for k in ("moments", "moments_welford", "reduce", "affine", "affine2")}

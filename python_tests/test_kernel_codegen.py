@@ -59,14 +59,30 @@ def test_cuda_nhwc_reductions_fit_six_blocks_per_sm(cuda_kernels, scalar):
         assert cuda_kernels[f"{kernel}<{scalar}, float>"]["regs"] <= 65536 // (6 * 256)
 
 
-def test_triton_plane_kernels_vectorise_without_spills():
-    report = kernel_report.triton_kernels(90)
-    assert len(report) == 20
-    for name, k in report.items():
+@pytest.fixture(scope="module")
+def triton_report():
+    return kernel_report.triton_kernels(90)
+
+
+def test_triton_plane_kernels_vectorise_without_spills(triton_report):
+    assert len(triton_report) == 20
+    for name, k in triton_report.items():
         assert k["spill"] == 0, (name, k)
-        # 16-byte loads, where a tile gives a thread 16 bytes: the channels_last reductions' 8
-        # warps give a thread 4 values of each [32, 32] tile, in bfloat16 8 bytes (ld.global.v2)
-        wide = "ld.global.v2" if k["warps"] == 8 and name.endswith("bf16") else "ld.global.v4"
+        # 16-byte loads, where a tile gives a thread 16 bytes: the channels_last reduce's 8 warps
+        # give a thread 4 values of each [32, 32] tile, in bfloat16 8 bytes (ld.global.v2); the
+        # moments load a part of 8 tiles as one, 16 bytes
+        wide = "ld.global.v2" if name == "_reduce_nhwc_kernel bf16" else "ld.global.v4"
         assert any(op.startswith(wide) for op in k["loads"]), (name, k)
         # the fold divides once per program for its channel, the channels_last maps for their tile
         assert k["int_div"] <= (1 if "_blend_" in name or "_affine" in name and "_nhwc" in name else 0), (name, k)
+
+
+def test_triton_moments_loops_load_parts_at_once(triton_report):
+    """The moments' main loops (NCHW and channels_last) load a part of each lane's values at once
+    and reduce it without a division per value: at most 10 sm_90 instructions per float32 value
+    loaded (a Welford step per value took 19-20, before 2026-12-06), every load in the first quarter
+    of the loop (47 % and 77 % with the loads of one tile at a time)."""
+    for name in ("_moments_kernel fp32", "_moments_nhwc_kernel fp32"):
+        loop = triton_report[name]["loop"]
+        assert loop["instructions"] / (loop["bytes"] / 4) <= 10, (name, loop)
+        assert loop["load_span"] <= 0.25, (name, loop)

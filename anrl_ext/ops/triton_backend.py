@@ -37,35 +37,87 @@ def _acc(dtype):
 # plane's first value), so the lane means and their merge are of the size of the
 # spread and the mean is rounded once, when the pivot is added back (lane means
 # at the plane mean's magnitude put float32 means up to 2.3 ulps off).
+#
+# The moments kernels load a part of PART values per lane as one tile (its loads
+# issued together, in flight at once) and take the part's mean and M2 in two passes
+# over registers, then Chan-merge it into the lane's state: one division per lane
+# and part. A Welford step per value (until 2026-12-06) divided once per value and
+# chained every update on the last: about 20 sm_90 instructions per float32 value
+# against 8, with one or two 16-byte loads in flight per thread where the part has
+# all of its own (python benchmarks/kernel_report.py). Whole parts need no
+# masks (every lane has PART values); the one partial part at the end is masked.
 @triton.jit
-def _welford_step(count, mean, m2, x, mask):
-    """Each lane's Welford update with its value of x where mask is set."""
-    count += mask.to(x.dtype)
-    delta = tl.where(mask, x - mean, 0.0)
-    mean += delta / tl.maximum(count, 1.0)
-    m2 += delta * tl.where(mask, x - mean, 0.0)
-    return count, mean, m2
+def _merge_equal_counts(ma, qa, na, mb, qb, nb):
+    """Chan's merge of lane states (mean, M2) of na and nb > 0 values, float32 counts that are the
+    same on every lane: one weight for the tile, in the states' dtype."""
+    na = na.to(ma.dtype)
+    wb = nb.to(ma.dtype) / (na + nb.to(ma.dtype))
+    delta = mb - ma
+    return ma + delta * wb, qa + qb + delta * delta * (na * wb)
 
 
 @triton.jit
-def _moments_kernel(x_ptr, mean_ptr, var_ptr, M, BLOCK: tl.constexpr, ACC: tl.constexpr):
+def _merge_whole_part(mean, m2, done, x, PART: tl.constexpr):
+    """Each lane's (mean, M2) of `done` values with part x ([PART, lanes...], pivot-relative,
+    every value valid) merged in."""
+    pm = tl.sum(x, 0) * (1.0 / PART)
+    d = x - tl.expand_dims(pm, 0)
+    return _merge_equal_counts(mean, m2, done, pm, tl.sum(d * d, 0), tl.full([], PART, tl.float32))
+
+
+@triton.jit
+def _merge_masked_part(count, mean, m2, x, mask):
+    """Each lane's (count, mean, M2) with the values of part x ([PART, lanes...], pivot-relative,
+    zero where mask is off) merged in."""
+    pc = tl.sum(mask.to(x.dtype), 0)
+    pm = tl.sum(x, 0) / tl.maximum(pc, 1.0)
+    d = tl.where(mask, x - tl.expand_dims(pm, 0), 0.0)
+    total = count + pc
+    wb = pc / tl.maximum(total, 1.0)
+    delta = pm - mean
+    return total, mean + delta * wb, m2 + tl.sum(d * d, 0) + delta * delta * count * wb
+
+
+@triton.jit
+def _moments_kernel(x_ptr, mean_ptr, var_ptr, M, BLOCK: tl.constexpr, ACC: tl.constexpr, PART: tl.constexpr):
     p = tl.program_id(0).to(tl.int64)
     base = x_ptr + p * M
     pivot = tl.load(base).to(ACC)
-    count = tl.zeros([BLOCK], dtype=ACC)
     mean = tl.zeros([BLOCK], dtype=ACC)
     m2 = tl.zeros([BLOCK], dtype=ACC)
-    for start in range(0, M, BLOCK):
-        offs = start + tl.arange(0, BLOCK)
+    idx = tl.arange(0, PART)[:, None] * BLOCK + tl.arange(0, BLOCK)[None, :]  # lane: idx % BLOCK
+    step = BLOCK * PART
+    whole = M // step * step
+    done = 0.0  # values in each lane's state: whole parts, the same on every lane
+    for start in range(0, whole, step):
+        x = tl.load(base + start + idx).to(ACC) - pivot
+        mean, m2 = _merge_whole_part(mean, m2, done, x, PART)
+        done += PART
+    count = tl.zeros([BLOCK], dtype=ACC) + done
+    if whole < M:
+        offs = whole + idx
         mask = offs < M
-        x = tl.load(base + offs, mask=mask, other=0.0).to(ACC) - pivot
-        count, mean, m2 = _welford_step(count, mean, m2, x, mask)
+        x = tl.where(mask, tl.load(base + offs, mask=mask, other=0.0).to(ACC) - pivot, 0.0)
+        count, mean, m2 = _merge_masked_part(count, mean, m2, x, mask)
     # Merge the lanes: the count-weighted mean of lane means, then M2 plus the
     # spread of the lane means around it (exact, and stable: no E[x^2] - E[x]^2).
     mean_all = tl.sum(count * mean, 0) / M
     d = mean - mean_all
     tl.store(mean_ptr + p, pivot + mean_all)
     tl.store(var_ptr + p, (tl.sum(m2, 0) + tl.sum(count * d * d, 0)) / M)
+
+
+# Values per lane in a part of the NCHW moments (at most): 2 x 1024 lanes of a
+# 128 x 128 plane are 16 float32 values a thread of 4 warps, four 16-byte loads in
+# flight; 48 registers for sm_90 (4 values: 91, the SM holding half the programs,
+# for 6.4 instructions a value against 8.1).
+PART_NCHW = 2
+
+
+def plane_parts(m: int, block: int) -> int:
+    """PART of an NCHW moments launch: PART_NCHW, or fewer (a power of two) for planes of
+    fewer than PART_NCHW * block values, whose one part would be mostly masked."""
+    return min(PART_NCHW, 1 << (cdiv(m, block) - 1).bit_length())
 
 
 @triton.jit
@@ -135,26 +187,36 @@ def _moments_nhwc_kernel(x_ptr, part_ptr, mean_ptr, var_ptr, C, HW, SEG, BLOCK_H
     end = tl.minimum(HW, begin + SEG)
     base = x_ptr + n * HW * C
     pivot = tl.load(base + c, mask=cmask, other=0.0).to(ACC)  # the sample's first row (see _moments_kernel)
-    count = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
     mean = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
     m2 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
-    # Each lane sees HW / BLOCK_HW rows (512 at 128 x 128): Welford over parts of
-    # PART tiles, Chan-merged into the lane's state, keeps its float32 chains short.
-    for start in range(begin, end, BLOCK_HW * PART):
-        pc = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
-        pm = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
-        pq = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
-        for j in tl.static_range(PART):
-            hw = start + j * BLOCK_HW + tl.arange(0, BLOCK_HW)
-            mask = (hw < end)[:, None] & cmask[None, :]
-            x = tl.load(base + hw[:, None].to(tl.int64) * C + c[None, :], mask=mask, other=0.0).to(ACC)
-            pc, pm, pq = _welford_step(pc, pm, pq, x - pivot[None, :], mask)
-        total = count + pc
-        wb = pc / tl.maximum(total, 1.0)
-        delta = pm - mean
-        mean += delta * wb
-        m2 += pq + delta * delta * count * wb
-        count = total
+    # A part is PART tiles of [BLOCK_HW, BLOCK_C], each lane's PART rows BLOCK_HW apart (lane:
+    # row % BLOCK_HW and channel), loaded as one [PART, BLOCK_HW, BLOCK_C] tile; whole parts and
+    # a masked last one as in _moments_kernel. Channels past C load zeros and are not stored.
+    # Whole parts are merged PART to a group, the groups into the lane's state: float32 chains of
+    # PART and HW / (BLOCK_HW * PART^2) merges (8 and 32 on a 256 x 256 plane in one program),
+    # where one chain of 256 merges took the variance on the GPU test's planes 1.3x as far off.
+    part_rows = tl.arange(0, PART)[:, None] * BLOCK_HW + tl.arange(0, BLOCK_HW)[None, :]
+    step = BLOCK_HW * PART
+    whole = begin + (end - begin) // step * step
+    done = 0.0  # values in each lane's state: whole groups, the same on every lane
+    for first in range(begin, whole, step * PART):
+        group_mean = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
+        group_m2 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
+        in_group = 0.0
+        for start in range(first, tl.minimum(whole, first + step * PART), step):
+            hw = start + part_rows
+            x = tl.load(base + hw[:, :, None].to(tl.int64) * C + c[None, None, :], mask=cmask[None, None, :],
+                        other=0.0).to(ACC) - pivot[None, None, :]
+            group_mean, group_m2 = _merge_whole_part(group_mean, group_m2, in_group, x, PART)
+            in_group += PART
+        mean, m2 = _merge_equal_counts(mean, m2, done, group_mean, group_m2, in_group)
+        done += in_group
+    count = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC) + done
+    if whole < end:
+        hw = whole + part_rows
+        mask = (hw < end)[:, :, None] & cmask[None, None, :]
+        x = tl.load(base + hw[:, :, None].to(tl.int64) * C + c[None, None, :], mask=mask, other=0.0).to(ACC)
+        count, mean, m2 = _merge_masked_part(count, mean, m2, tl.where(mask, x - pivot[None, None, :], 0.0), mask)
     rows = tl.sum(count, 0)  # the same lane merge as _moments_kernel
     mean_all = tl.sum(count * mean, 0) / tl.maximum(rows, 1.0)  # rows = 0 only in masked channels
     d = mean - mean_all[None, :]
@@ -396,7 +458,9 @@ def _primitive_functions(launch):
                 launch(_merge_moments_kernel)[(cdiv(n * c, MERGE_BLOCK),)](
                     part, x, mean, var, n * c, c, h * w, splits, BLOCK=MERGE_BLOCK, MAX_SPLITS=MAX_SPLITS_CL)
         elif n * c:
-            launch(_moments_kernel)[(n * c,)](x, mean, var, h * w, BLOCK=plane_block(h * w), ACC=_acc(x.dtype))
+            block = plane_block(h * w)
+            launch(_moments_kernel)[(n * c,)](x, mean, var, h * w, BLOCK=block, ACC=_acc(x.dtype),
+                                              PART=plane_parts(h * w, block))
         return mean, var
 
     def reduce(dy: torch.Tensor, x: torch.Tensor, center: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

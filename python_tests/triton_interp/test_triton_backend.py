@@ -106,6 +106,23 @@ def test_channels_last_split_reductions_match_unsplit(shape, monkeypatch):
         torch.testing.assert_close(a, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_welford_moments_of_the_benchmark_match(channels_last):
+    """benchmarks/triton_welford_moments.py, the moments kernels of before 2026-12-06 that the GPU table
+    times side by side with the package's (a Welford step per value, not parts in two passes): the
+    same statistics to float64 rounding, so the two rows time the same result."""
+    import triton_welford_moments  # benchmarks/, on sys.path through helpers
+
+    for shape in [(2, 37, 9, 5), (1, 17, 33, 40)]:
+        x = torch.randn(shape, dtype=torch.float64) * 2 + 5
+        if channels_last:
+            x = x.to(memory_format=torch.channels_last)
+        want = ref.PRIMITIVES.moments(x)
+        for got in (triton_welford_moments.moments(x), P.moments(x)):
+            for a, b in zip(got, want):
+                torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_primitives_mixed_layouts():
     """x channels_last with an NCHW gradient (and the other way round): dy follows x."""
     x = torch.randn(2, 40, 6, 7, dtype=torch.float64) * 2 + 1
@@ -234,8 +251,9 @@ def test_batch_mean_to_one_ulp():
 
 def test_reductions_accurate_on_large_planes():
     """The planes and bounds of test_gpu.py's test_reductions_on_large_planes_cuda, interpreted.
-    Observed 0.62 ulp, 1.2e-7, 6.4e-8, 2.5e-7 (channels_last rows in 16 splits merged in float64;
-    unsplit: 0.62 ulp, 1.5e-7, 1.0e-7, 2.5e-7). Pivot-relative lane moments and channels_last sums
+    Observed 0.71 ulp, 1.2e-7, 6.4e-8, 2.5e-7 (channels_last rows in 16 splits merged in float64;
+    unsplit: 0.76 ulp, 1.5e-7, 1.0e-7, 2.5e-7; with the moments' Welford step per value, before
+    2026-12-06: 0.62 ulp and the same otherwise). Pivot-relative lane moments and channels_last sums
     in parts: before them, 128 x 128 planes gave means 2.3 ulps off, variances 2.5e-7, s0 2.3e-7,
     s1 7.1e-7. The channels_last reduce's parts folded in groups: before, one running sum of parts
     per lane left s1 at 9.7e-7 on the 256 x 256 planes."""
