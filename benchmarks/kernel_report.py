@@ -117,12 +117,15 @@ def triton_kernels(arch):
 
     from anrl_ext.ops import triton_backend as tb
     from anrl_ext.ops.triton_blend import plane_block
+    from anrl_ext.ops.triton_blend_apply import _block_n, fold_rows
 
     kernels = spec.kernels()
     report = {}
     rows, cols = tb.map_tiles(64)
     block = plane_block(128 * 128)
-    tiles = {"_kernel": dict(BLOCK=block, PART=tb.plane_parts(128 * 128, block)),  # NCHW: a 128 x 128 plane a program
+    # NCHW: a 128 x 128 plane a program (the folds: ROWS planes of a channel)
+    tiles = {"_kernel": dict(BLOCK=block, PART=tb.plane_parts(128 * 128, block), ROWS=fold_rows(32, block),
+                             BLOCK_N=_block_n(32)),
              "_nhwc_kernel": dict(BLOCK_HW=tb.BLOCK_HW, BLOCK_C=tb.BLOCK_CL, PART=tb.PART_CL),
              "_affine_nhwc_kernel": dict(BLOCK_HW=rows, BLOCK_C=cols)}  # also _affine2_nhwc_kernel
     for name in ("triton_backend._moments_kernel", "triton_backend._reduce_kernel", "triton_backend._affine_kernel",
@@ -156,6 +159,7 @@ def triton_kernels(arch):
             report[f"{name.split('.')[-1]} {dtype}"] = dict(
                 warps=warps, regs=int(regs.group(1)) if regs else -1, spill=int(spill.group(1)) if spill else -1,
                 loads=dict(Counter(re.findall(r"ld\.global(?:\.\w+)*", ptx))), loop=main_loop(sass),
+                instructions=sum(bool(re.match(r"\s*/\*[0-9a-f]{4}\*/", line)) for line in sass),
                 int_div=len(re.findall(r"\b(?:div|rem)\.[su](?:32|64)\b", ptx)))
     return report
 

@@ -106,24 +106,27 @@ def reference(x, alpha, params, running):
     return adaptive_norm_reference(x, alpha, *params, *running, True, 0.1, 1e-5)
 
 
-def fused(backend, middle_kernels=True, whole_pass=True, native=True, cached_launches=True):
+def fused(backend, middle_kernels=True, whole_pass=True, native=True, cached_launches=True, fold_tile=None):
     import anrl_ext
     from anrl_ext.ops import fast_blend
 
-    launch = None
+    launch = fold = None
     if backend == "triton":
+        from anrl_ext.ops import triton_blend_apply as fold
         from anrl_ext.ops import triton_launch as launch
+    tile = fold.FOLD_TILE if fold is not None else None
 
     def fn(x, alpha, params, running):
         fast_blend.ENABLED, fast_blend.WHOLE_PASS, fast_blend.NATIVE_AUTOGRAD = middle_kernels, whole_pass, native
         if launch is not None:
             launch.ENABLED = cached_launches
+            fold.FOLD_TILE = tile if fold_tile is None else fold_tile
         try:
             return anrl_ext.adaptive_norm(x, alpha, *params, *running, training=True, backend=backend)
         finally:
             fast_blend.ENABLED, fast_blend.WHOLE_PASS, fast_blend.NATIVE_AUTOGRAD = True, True, True
             if launch is not None:
-                launch.ENABLED = True
+                launch.ENABLED, fold.FOLD_TILE = True, tile
     return fn
 
 
@@ -281,42 +284,53 @@ def pipelined_rows(rows, backends, name, repeats, bw, calls=20):
 
 
 def graph_rows(rows, backends, name, repeats, bw):
-    """The op's forward + backward at the largest shape (float32) captured in a CUDA graph and replayed
-    (`op_graphed`): no host work per call, so the kernels alone, back to back, as a user gets them by
-    capturing a host-bound model with torch.cuda.graph; the eager and compiled references captured the
-    same way, side by side. Then the whole AFNM layer (paper gate, inside the middle kernels) the same
-    way (`afnm_layer_graphed`): the gated middle kernels' own time, which the eager `afnm_layer` rows
-    mix with the layer's host time. Not the issue's target, which is one eager call. On the CPU
+    """The op's forward + backward at the largest and the smallest planes (float32) captured in a CUDA
+    graph and replayed (`op_graphed`; Triton's fold kernels also one plane block a program, as before
+    2026-12-06: `triton_one_plane_block`): no host work per call, so the kernels alone, back to back,
+    as a user gets them by capturing a host-bound model with torch.cuda.graph; the eager and compiled
+    references captured the same way, side by side. Then the whole AFNM layer (paper gate, inside the
+    middle kernels) the same way (`afnm_layer_graphed`): the gated middle kernels' own time, which the
+    eager `afnm_layer` rows mix with the layer's host time. Not the issue's target, which is one eager call. On the CPU
     (--smoke), which has no CUDA graphs, the plain calls."""
     import anrl_ext
 
-    shape = SHAPES[0]
-    x, alpha, params, running, dy = make_case(shape, torch.float32, DEVICE)
-    inputs = [x, alpha, *params]
-    steps = {impl: (lambda fn=fn: torch.autograd.grad(fn(x, alpha, params, running), inputs, dy))
-             for impl, fn in op_impls(backends, compile_reference=not SMOKE).items()
-             if impl in (*backends, "reference", "compiled_reference")}
+    for shape in dict.fromkeys((SHAPES[-1], SHAPES[0])):  # the op at the smallest planes too
+        x, alpha, params, running, dy = make_case(shape, torch.float32, DEVICE)
+        inputs = [x, alpha, *params]
+        impls = {impl: fn for impl, fn in op_impls(backends, compile_reference=not SMOKE).items()
+                 if impl in (*backends, "reference", "compiled_reference")}
+        if "triton" in backends:  # the fold kernels mapping one block of one plane a program (before 2026-12-06)
+            impls["triton_one_plane_block"] = fused("triton", fold_tile=0)
+        steps = {impl: (lambda fn=fn, x=x, alpha=alpha, params=params, running=running, inputs=inputs, dy=dy:
+                        torch.autograd.grad(fn(x, alpha, params, running), inputs, dy))
+                 for impl, fn in impls.items()}
+        graph_group(rows, name, bw, shape, "op_graphed", steps, repeats)
+    # the layer at the largest shape: x and dy of the last case
 
     def layer_step(layer):
         return lambda: torch.autograd.grad(layer(x), [x, *layer.parameters()], dy)
 
     layer_steps = {f"afnm_layer_{b}": layer_step(anrl_ext.AFNM(shape[1], backend=b).to(DEVICE)) for b in backends}
-    for what, group in (("op_graphed", steps), ("afnm_layer_graphed", layer_steps)):
-        res = {}
-        for impl, step in group.items():
-            try:
-                replay = graph_replay(step, DEVICE)
-                res[impl] = cuda_time(replay, repeats)
-            except Exception as exc:  # report and keep going
-                print(f"  {impl} in a CUDA graph failed: {type(exc).__name__}: {exc}"[:400], flush=True)
-                if SMOKE:
-                    raise
-                continue
-            finally:
-                replay = None  # the graph and its memory pool go with the last reference
-            rows.append(fb_row(name, shape, what, impl, res[impl], bw))
-        print(f"{what} fwd+bwd {'x'.join(map(str, shape))} float32, replayed from a CUDA graph: "
-              + fb_summary(res, shape, bw), flush=True)
+    graph_group(rows, name, bw, shape, "afnm_layer_graphed", layer_steps, repeats)
+
+
+def graph_group(rows, name, bw, shape, what, steps, repeats):
+    """Rows `what` of each step (forward + backward at `shape`, float32) captured and replayed."""
+    res = {}
+    for impl, step in steps.items():
+        try:
+            replay = graph_replay(step, DEVICE)
+            res[impl] = cuda_time(replay, repeats)
+        except Exception as exc:  # report and keep going
+            print(f"  {impl} in a CUDA graph failed: {type(exc).__name__}: {exc}"[:400], flush=True)
+            if SMOKE:
+                raise
+            continue
+        finally:
+            replay = None  # the graph and its memory pool go with the last reference
+        rows.append(fb_row(name, shape, what, impl, res[impl], bw))
+    print(f"{what} fwd+bwd {'x'.join(map(str, shape))} float32, replayed from a CUDA graph: "
+          + fb_summary(res, shape, bw), flush=True)
 
 
 def host_rows(rows, backends, name, repeats, bw):

@@ -84,6 +84,8 @@ def test_every_section_runs_with_triton_interpreted(tmp_path):
     assert {r["impl"] for r in rows if r["what"] == "primitive_kernels"} == {"triton", "triton_op"}
     assert {r["impl"] for r in rows if r["what"] == "afnm_layer"} == {"triton", "triton_python_function",
                                                                       "triton_gate_torch", "triton_chain", "reference"}
+    # the fold kernels one plane block a program, as before 2026-12-06, side by side
+    assert {r["impl"] for r in rows if r["what"] == "op_graphed"} == {"triton", "triton_one_plane_block", "reference"}
     for layout in ("", "_channels_last"):  # the Welford moments of before 2026-12-06 side by side
         kernels = {r["impl"] for r in rows if r["what"] == "primitive_bandwidth" + layout}
         assert kernels == {f"triton:{k}" for k in ("moments", "moments_welford", "reduce", "affine", "affine2")}

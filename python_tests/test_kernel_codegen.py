@@ -86,3 +86,16 @@ def test_triton_moments_loops_load_parts_at_once(triton_report):
         loop = triton_report[name]["loop"]
         assert loop["instructions"] / (loop["bytes"] / 4) <= 10, (name, loop)
         assert loop["load_span"] <= 0.25, (name, loop)
+
+
+def test_triton_fold_programs_share_the_channel_work(triton_report):
+    """The fold kernels (the one-call op's maps with the (N, C) middle inside) map ROWS planes of a
+    channel a program, FOLD_TILE values (32 a thread at 4 warps), so the channel's work (the batch
+    walk, its sums, the weights: about 450 instructions) is shared: at most 35 sm_90 instructions
+    per value at 32 x 64 x 128 x 128 float32 (one plane block a program, before 2026-12-06: 64
+    forward, 66 backward)."""
+    from anrl_ext.ops import triton_blend_apply
+
+    per_thread = triton_blend_apply.FOLD_TILE // (32 * 4)
+    for name in ("_blend_affine_kernel fp32", "_blend_affine2_kernel fp32"):
+        assert triton_report[name]["instructions"] / per_thread <= 35, (name, triton_report[name]["instructions"])

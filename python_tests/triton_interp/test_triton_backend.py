@@ -348,12 +348,18 @@ def test_gate_with_saturated_heads():
     check_gate_saturated_heads(P)
 
 
-# (37, 2, 3, 3): more samples than one vector load of the batch (32);
-# (1, 3, 40, 40): a plane over two blocks, so programs of block 1 must not write;
-# channels_last: the middle and the maps apart (the fold takes NCHW only).
+# (37, 2, 3, 3): more samples than one vector load of the batch (32), and than a program's planes
+# (32 of 9 values: a second, partial group of samples); (1, 3, 40, 40): a plane over two blocks, so
+# programs of block 1 must not write; (5, 3, 32, 33): planes over two blocks, 4 samples a program
+# (two groups, the second of one sample); channels_last: the middle and the maps apart (the fold
+# takes NCHW only).
 @pytest.mark.parametrize("shape, channels_last", [((3, 5, 7, 9), False), ((37, 2, 3, 3), False),
-                                                  ((1, 3, 40, 40), False), ((2, 4, 3, 5), True)])
+                                                  ((1, 3, 40, 40), False), ((5, 3, 32, 33), False),
+                                                  ((2, 4, 3, 5), True)])
 def test_blend_apply_matches_reference(shape, channels_last):
+    from anrl_ext.ops.triton_blend_apply import fold_rows
+
+    assert (fold_rows(37, 128), fold_rows(1, 1024), fold_rows(5, 1024), fold_rows(3, 128)) == (32, 1, 4, 4)
     check_blend_apply(P, shape, channels_last=channels_last, every_form=shape == (3, 5, 7, 9))
 
 
