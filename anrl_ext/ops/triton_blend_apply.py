@@ -36,9 +36,9 @@ from .triton_blend import (_add_sample, _affine_vectors, _alpha_args, _alpha_at,
 MAX_BLOCK_N = 32
 # Elements a program maps: ROWS planes of one channel (samples) x BLOCK values of each. The
 # fold's channel work (the batch walk, its sums, the weights) costs a program about 450 sm_90
-# instructions, whatever it maps: one plane block of 1024 (8 values a thread) made that 55-60
-# instructions per value, as much issue time as the copy of the map's bytes takes; ROWS planes
-# share it (python benchmarks/kernel_report.py).
+# instructions, whatever it maps: with one plane block of 1024 (8 values a thread) a program ran
+# 64 (forward) and 66 (backward) instructions per value, about as much issue time as the copy of
+# the map's bytes takes; 4096 values share it: 23 and 29 (python benchmarks/kernel_report.py).
 FOLD_TILE = 4096
 
 
