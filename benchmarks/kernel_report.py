@@ -187,11 +187,12 @@ def main(argv=None):
                 print("\n".join(k["sass"]))
     if not args.no_triton:
         print(f"\n# Triton, sm_{args.arch}, as launched at 32x64x128x128 (NCHW and channels_last)")
-        print(f"{'kernel':40} warps regs spill int_div  loop: instr/16B load_span  global loads")
+        print(f"{'kernel':40} warps regs spill int_div  instr  loop: instr/16B load_span  global loads")
         for name, k in triton_kernels(args.arch).items():
             loop = k["loop"]
             per16 = f"{16 * loop['instructions'] / loop['bytes']:11.1f} {loop['load_span']:9.0%}" if loop else " " * 21
-            print(f"{name:40} {k['warps']:5} {k['regs']:4} {k['spill']:5} {k['int_div']:7}  {per16}  {k['loads']}")
+            print(f"{name:40} {k['warps']:5} {k['regs']:4} {k['spill']:5} {k['int_div']:7} {k['instructions']:6}  "
+                  f"{per16}  {k['loads']}")
 
 
 if __name__ == "__main__":
