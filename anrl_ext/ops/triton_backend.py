@@ -190,12 +190,15 @@ def _moments_nhwc_kernel(x_ptr, part_ptr, mean_ptr, var_ptr, C, HW, SEG, BLOCK_H
     mean = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
     m2 = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC)
     # A part is PART tiles of [BLOCK_HW, BLOCK_C], each lane's PART rows BLOCK_HW apart (lane:
-    # row % BLOCK_HW and channel), loaded as one [PART, BLOCK_HW, BLOCK_C] tile; whole parts and
-    # a masked last one as in _moments_kernel. Channels past C load zeros and are not stored.
+    # row % BLOCK_HW and channel): its rows load as one [PART * BLOCK_HW, BLOCK_C] tile, reshaped
+    # to [PART, BLOCK_HW, BLOCK_C] (a thread holds its lanes' PART rows, the sums over them stay
+    # in the thread; loaded as 3-D, Triton 3.6 spread the part axis over threads and warps:
+    # 248 registers and shared-memory shuffles for sm_90). Whole parts and a masked last one as
+    # in _moments_kernel. Channels past C load zeros and are not stored.
     # Whole parts are merged PART to a group, the groups into the lane's state: float32 chains of
     # PART and HW / (BLOCK_HW * PART^2) merges (8 and 32 on a 256 x 256 plane in one program),
     # where one chain of 256 merges took the variance on the GPU test's planes 1.3x as far off.
-    part_rows = tl.arange(0, PART)[:, None] * BLOCK_HW + tl.arange(0, BLOCK_HW)[None, :]
+    part_rows = tl.arange(0, BLOCK_HW * PART)
     step = BLOCK_HW * PART
     whole = begin + (end - begin) // step * step
     done = 0.0  # values in each lane's state: whole groups, the same on every lane
@@ -205,8 +208,8 @@ def _moments_nhwc_kernel(x_ptr, part_ptr, mean_ptr, var_ptr, C, HW, SEG, BLOCK_H
         in_group = 0.0
         for start in range(first, tl.minimum(whole, first + step * PART), step):
             hw = start + part_rows
-            x = tl.load(base + hw[:, :, None].to(tl.int64) * C + c[None, None, :], mask=cmask[None, None, :],
-                        other=0.0).to(ACC) - pivot[None, None, :]
+            x = tl.load(base + hw[:, None].to(tl.int64) * C + c[None, :], mask=cmask[None, :], other=0.0).to(ACC)
+            x = tl.reshape(x - pivot[None, :], (PART, BLOCK_HW, BLOCK_C))
             group_mean, group_m2 = _merge_whole_part(group_mean, group_m2, in_group, x, PART)
             in_group += PART
         mean, m2 = _merge_equal_counts(mean, m2, done, group_mean, group_m2, in_group)
@@ -214,9 +217,11 @@ def _moments_nhwc_kernel(x_ptr, part_ptr, mean_ptr, var_ptr, C, HW, SEG, BLOCK_H
     count = tl.zeros([BLOCK_HW, BLOCK_C], dtype=ACC) + done
     if whole < end:
         hw = whole + part_rows
-        mask = (hw < end)[:, :, None] & cmask[None, None, :]
-        x = tl.load(base + hw[:, :, None].to(tl.int64) * C + c[None, None, :], mask=mask, other=0.0).to(ACC)
-        count, mean, m2 = _merge_masked_part(count, mean, m2, tl.where(mask, x - pivot[None, None, :], 0.0), mask)
+        mask = (hw < end)[:, None] & cmask[None, :]
+        x = tl.where(mask, tl.load(base + hw[:, None].to(tl.int64) * C + c[None, :], mask=mask, other=0.0).to(ACC)
+                     - pivot[None, :], 0.0)
+        count, mean, m2 = _merge_masked_part(count, mean, m2, tl.reshape(x, (PART, BLOCK_HW, BLOCK_C)),
+                                             tl.reshape(mask, (PART, BLOCK_HW, BLOCK_C)))
     rows = tl.sum(count, 0)  # the same lane merge as _moments_kernel
     mean_all = tl.sum(count * mean, 0) / tl.maximum(rows, 1.0)  # rows = 0 only in masked channels
     d = mean - mean_all[None, :]
