@@ -91,7 +91,7 @@ def main_loop(sass):
         if not branch or int(branch.group(1), 16) >= addr:
             continue
         body = [t for a, t in at if int(branch.group(1), 16) <= a <= addr]
-        loads = [i for i, t in enumerate(body) if re.search(r"\bLDG\b|\bLDG\.", t)]
+        loads = [i for i, t in enumerate(body) if re.search(r"\bLDG\b", t)]
         if loads and (best is None or len(body) < best["instructions"]):
             width = [re.search(r"LDG\.E(?:\.(\w+))?", body[i]) for i in loads]
             best = dict(instructions=len(body), loads=len(loads),

@@ -288,10 +288,10 @@ def graph_rows(rows, backends, name, repeats, bw):
     graph and replayed (`op_graphed`; Triton's fold kernels also one plane block a program, as before
     2026-12-06: `triton_one_plane_block`): no host work per call, so the kernels alone, back to back,
     as a user gets them by capturing a host-bound model with torch.cuda.graph; the eager reference (and
-    at the largest shape the compiled one) captured the same way, side by side. Then the whole AFNM layer (paper gate, inside the
-    middle kernels) the same way (`afnm_layer_graphed`): the gated middle kernels' own time, which the
-    eager `afnm_layer` rows mix with the layer's host time. Not the issue's target, which is one eager call. On the CPU
-    (--smoke), which has no CUDA graphs, the plain calls."""
+    at the largest shape the compiled one) captured the same way, side by side. Then the whole AFNM
+    layer (paper gate, inside the middle kernels) the same way (`afnm_layer_graphed`): the gated middle
+    kernels' own time, which the eager `afnm_layer` rows mix with the layer's host time. Not the issue's
+    target, which is one eager call. On the CPU (--smoke), which has no CUDA graphs, the plain calls."""
     import anrl_ext
 
     for shape in dict.fromkeys((SHAPES[-1], SHAPES[0])):  # the op at the smallest planes too

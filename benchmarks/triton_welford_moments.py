@@ -90,8 +90,6 @@ def _moments_nhwc_welford_kernel(x_ptr, part_ptr, mean_ptr, var_ptr, C, HW, SEG,
         tl.store(var_ptr + n * C + c, m2_all / HW, mask=cmask)
 
 
-
-
 def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-(n, c) mean and biased variance of a 4-D CUDA (or interpreted CPU) tensor, NCHW or
     channels_last, by the Welford kernels."""

@@ -27,7 +27,8 @@ PARAM_POINTERS = {"alpha_ptr", "bw_ptr", "bb_ptr", "iw_ptr", "ib_ptr", "rm_ptr",
 # In the gate kernels bb_ptr is the gate's bias and alpha_ptr the gate's output
 # (statistics); the BN bias and its gradient are bbn_ptr / dbbn_ptr.
 GATE_PARAM_POINTERS = PARAM_POINTERS - {"alpha_ptr", "bb_ptr", "dbb_ptr"} | {"bbn_ptr", "dbbn_ptr"}
-TILES = {"BLOCK": 128, "BLOCK_N": 32, "ROWS": 4, "BLOCK_HW": 32, "BLOCK_C": 32, "BLOCK_K": 16, "PART": 8, "MAX_SPLITS": 16}
+TILES = {"BLOCK": 128, "BLOCK_N": 32, "ROWS": 4, "BLOCK_HW": 32, "BLOCK_C": 32, "BLOCK_K": 16, "PART": 8,
+         "MAX_SPLITS": 16}
 DTYPES = [("fp32", "fp32"), ("bf16", "fp32"), ("fp16", "fp32"), ("fp64", "fp64")]
 
 
