@@ -80,7 +80,7 @@ LOAD_BYTES = {"128": 16, "64": 8, "U16": 2, "S16": 2, "U8": 1, "S8": 1}
 
 def main_loop(sass):
     """The innermost loop that loads from global memory, read from a SASS listing (a backward
-    branch closes a loop): dict(instructions, bytes loaded a thread an iteration, loads, load_span:
+    branch closes a loop): dict(instructions, body (their text), bytes loaded a thread an iteration, loads, load_span:
     the share of the loop from its first load to its last; loads issued together keep more bytes
     in flight than loads spread between the arithmetic that uses them). None without such a loop."""
     at = [(int(m.group(1), 16), m.group(2)) for m in (re.match(r"\s*/\*([0-9a-f]{4})\*/\s*(.*)", line) for line in sass)
@@ -94,10 +94,15 @@ def main_loop(sass):
         loads = [i for i, t in enumerate(body) if re.search(r"\bLDG\b", t)]
         if loads and (best is None or len(body) < best["instructions"]):
             width = [re.search(r"LDG\.E(?:\.(\w+))?", body[i]) for i in loads]
-            best = dict(instructions=len(body), loads=len(loads),
+            best = dict(instructions=len(body), loads=len(loads), body=body,
                         bytes=sum(LOAD_BYTES.get(w.group(1), 4) if w else 4 for w in width),
                         load_span=(loads[-1] - loads[0] + 1) / len(body))
     return best
+
+
+def loop_columns(loop):
+    """A main loop's instructions per 16 bytes loaded and load span, as the tables print them."""
+    return f"{16 * loop['instructions'] / loop['bytes']:11.1f} {loop['load_span']:9.0%}" if loop else " " * 21
 
 
 def short_name(demangled):
@@ -178,21 +183,19 @@ def main(argv=None):
         compile_cuda(args.source, args.arch, obj)
         kernels = cuda_kernels(obj)
     print(f"# CUDA {Path(args.source).name}, sm_{args.arch}: kernels matching {args.cuda_kernel!r}")
-    print(f"{'kernel':48} regs local  instr  LDG  LDG.128  STG.128  calls")
+    print(f"{'kernel':48} regs local  instr  LDG  LDG.128  STG.128  calls  loop: instr/16B load_span")
     for name, k in sorted(kernels.items()):
         if args.cuda_kernel in name:
             print(f"{name:48} {k['regs']:4} {k['local']:5} {k['instructions']:6} {k['ldg']:4} {k['ldg128']:8} "
-                  f"{k['stg128']:8} {k['calls']:6}")
+                  f"{k['stg128']:8} {k['calls']:6}  {loop_columns(main_loop(k['sass']))}")
             if args.listing:
                 print("\n".join(k["sass"]))
     if not args.no_triton:
         print(f"\n# Triton, sm_{args.arch}, as launched at 32x64x128x128 (NCHW and channels_last)")
         print(f"{'kernel':40} warps regs spill int_div  instr  loop: instr/16B load_span  global loads")
         for name, k in triton_kernels(args.arch).items():
-            loop = k["loop"]
-            per16 = f"{16 * loop['instructions'] / loop['bytes']:11.1f} {loop['load_span']:9.0%}" if loop else " " * 21
             print(f"{name:40} {k['warps']:5} {k['regs']:4} {k['spill']:5} {k['int_div']:7} {k['instructions']:6}  "
-                  f"{per16}  {k['loads']}")
+                  f"{loop_columns(k['loop'])}  {k['loads']}")
 
 
 if __name__ == "__main__":

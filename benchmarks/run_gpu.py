@@ -496,7 +496,8 @@ def bandwidth_rows(rows, backends, name, repeats, bw, calls=20):
     (`primitive_bandwidth_channels_last`: the NHWC kernels), calls back to back (GPU-bound):
     which kernel falls short of the copy bandwidth. Bytes moved: moments |X|, reduce 2|X|
     (dY, X), affine 2|X|, affine2 3|X|. Triton's rows add `moments_welford`, its moments
-    kernels as they were until 2026-12-06 (benchmarks/triton_welford_moments.py)."""
+    kernels as they were until 2026-12-06 (benchmarks/triton_welford_moments.py), and CUDA's
+    channels_last rows `moments_late_loads`, its walk of then (each part loaded as it is reduced)."""
     from anrl_ext.ops.backends import primitives_for
 
     shape = SHAPES[0]
@@ -516,6 +517,8 @@ def bandwidth_rows(rows, backends, name, repeats, bw, calls=20):
                     import triton_welford_moments
 
                     kernels["moments_welford"] = (lambda: triton_welford_moments.moments(x), 1)
+                if b == "cuda" and layout:  # the channels_last walk of before 2026-12-06, side by side
+                    kernels["moments_late_loads"] = (nhwc_moments_late_loads(lambda: P.moments(x)), 1)
                 line = f"primitives alone {'x'.join(map(str, shape))} {str(dtype)[6:]}{layout} {b}:"
                 for kernel, (fn, passes) in kernels.items():
                     t = per_call(fn, calls)
@@ -526,6 +529,20 @@ def bandwidth_rows(rows, backends, name, repeats, bw, calls=20):
                                      fb_bandwidth_fraction=fraction(frac), copy_gbps=round(bw / 1e9, 1)))
                     line += f" {kernel} {t * 1e6:.0f} us ({100 * frac:.0f}%)"
                 print(line, flush=True)
+
+
+def nhwc_moments_late_loads(fn):
+    """fn run with the CUDA channels_last moments loading each part as it is reduced (the kernel
+    until 2026-12-06; anrl_ext.ops.native.cuda_nhwc_moments_early_loads)."""
+    from anrl_ext.ops import native
+
+    def run():
+        native.cuda_nhwc_moments_early_loads(False)
+        try:
+            return fn()
+        finally:
+            native.cuda_nhwc_moments_early_loads(True)
+    return run
 
 
 def per_call(fn, calls=200):

@@ -2,6 +2,7 @@
 #include <torch/extension.h>
 
 #include "anrl_ext/gate_launch.h"
+#include "anrl_ext/kernel_variants.h"
 #include "anrl_ext/launch_key.h"
 #include "anrl_ext/output_cache.h"
 
@@ -24,6 +25,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "Set that limit (>= 0; 0 spreads every gate over blocks)");
   m.def("gate_in_one_block", &anrl_ext::gate_in_one_block, py::arg("n"), py::arg("c"), py::arg("d"),
         py::arg("ratio_head"), "Whether the CUDA gated middle runs a gate of these sizes in one block");
+  m.def("nhwc_moments_early_loads", &anrl_ext::nhwc_moments_early_loads,
+        "Whether the CUDA channels_last moments loads each part of a thread's rows before the part before it "
+        "is reduced (the default) rather than as it is reduced (the kernel until 2026-12-06)");
+  m.def("set_nhwc_moments_early_loads", &anrl_ext::set_nhwc_moments_early_loads, py::arg("early"),
+        "Choose between the two (benchmarks time them side by side)");
   m.def("launch_key", &anrl_ext::launch_key, py::arg("args"),
         "The Triton launch cache's key of a tuple of kernel arguments (anrl_ext.ops.triton_launch._key)");
 }

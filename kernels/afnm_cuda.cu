@@ -20,6 +20,7 @@
 #include <torch/library.h>
 
 #include "anrl_ext/checks.h"
+#include "anrl_ext/kernel_variants.h"
 #include "anrl_ext/moments.h"
 
 namespace anrl_ext {
@@ -188,17 +189,22 @@ __global__ void reduce_nchw_kernel(const scalar_t* __restrict__ dy, const scalar
 // those into one (kRowLevels - 1 levels of folds), and those into its
 // running result: float32 chains of kRowPart, kRowPart, kRowPart and
 // M / (8 * kRowPart^3) terms (M = 65536 in one split: 8, 8, 8 and 16, not one
-// of 8192). A whole part loads without a bounds check per row.
+// of 8192). A whole part loads without a bounds check per row. moments loads
+// each part before the part before it is reduced (strided_moments, moments.h).
 
 constexpr int kRowsPerBlock = 8;
 constexpr int kRowPart = 8;
 constexpr int kRowLevels = 3;
 constexpr int64_t kPartRows = int64_t(kRowsPerBlock) * kRowPart;  // rows one part of a thread spans
-// Blocks per SM the NHWC reductions are compiled for (float accumulation; half
+// Blocks per SM the NHWC reduce is compiled for (float accumulation; half
 // that for double): at most 40 registers a thread (ptxas would take 48, room
 // for 5 blocks; 8 blocks, 32 registers, spills). Read from the sm_90 build:
 // python_tests/test_kernel_codegen.py.
 constexpr int kNhwcBlocksPerSm = 6;
+// moments holds two parts' rows a thread (the next part's and the one it reduces): 48 registers,
+// 5 blocks an SM (at 40 it kept 16 bytes on the stack). At 32 x 64 x 128 x 128 its grid is 4.4
+// blocks an SM anyway.
+constexpr int kNhwcMomentsBlocksPerSm = 5;
 
 // part(r0) sums one part, rows r0, r0 + 8, ... below `end`; join adds two results.
 template <typename State, typename Part, typename Join>
@@ -206,8 +212,10 @@ __device__ __forceinline__ State sum_rows_in_parts(int64_t first, int64_t end, P
   return fold_parts<kRowPart, kRowLevels, State>(first, end, kPartRows, part, join);
 }
 
-template <typename scalar_t, typename acc_t>
-__global__ void __launch_bounds__(kWarp * kRowsPerBlock, kNhwcBlocksPerSm * 4 / sizeof(acc_t))
+// kEarlyLoads false: the walk until 2026-12-06 (strided_moments_late_loads), for side-by-side timings.
+template <typename scalar_t, typename acc_t, bool kEarlyLoads>
+__global__ void __launch_bounds__(kWarp * kRowsPerBlock,
+                                  (kEarlyLoads ? kNhwcMomentsBlocksPerSm : kNhwcBlocksPerSm) * 4 / sizeof(acc_t))
 moments_nhwc_kernel(const scalar_t* __restrict__ x, acc_t* __restrict__ part,
                     acc_t* __restrict__ mean, acc_t* __restrict__ var, int64_t C, int64_t M, int64_t seg) {
   const int64_t n = blockIdx.x, c = blockIdx.y * kWarp + threadIdx.x, s = blockIdx.z;
@@ -216,24 +224,10 @@ moments_nhwc_kernel(const scalar_t* __restrict__ x, acc_t* __restrict__ part,
   acc_t pivot = 0;
   if (c < C) {
     pivot = static_cast<acc_t>(x[n * M * C + c]);  // the sample's first row
-    const int64_t row_stride = kRowsPerBlock * C;
-    auto moments_of_part = [&](int64_t r0) {
-      const scalar_t* xr = x + (n * M + r0) * C + c;
-      Moments<acc_t> pm{0, 0, 0};
-      if (r0 + (kRowPart - 1) * kRowsPerBlock < end) {  // a whole part: no bounds check per row
-        acc_t v[kRowPart];
-#pragma unroll
-        for (int k = 0; k < kRowPart; ++k) v[k] = static_cast<acc_t>(xr[k * row_stride]);
-#pragma unroll
-        for (int k = 0; k < kRowPart; ++k) pm = welford_add(pm, v[k] - pivot);
-      } else {
-        for (int64_t r = r0; r < end; r += kRowsPerBlock, xr += row_stride)
-          pm = welford_add(pm, static_cast<acc_t>(*xr) - pivot);
-      }
-      return pm;
-    };
-    m = sum_rows_in_parts<Moments<acc_t>>(begin + threadIdx.y, end, moments_of_part,
-                                          [](Moments<acc_t> a, Moments<acc_t> b) { return chan_merge(a, b); });
+    const scalar_t* xc = x + n * M * C + c;
+    const int64_t first = begin + threadIdx.y;
+    m = kEarlyLoads ? strided_moments<kRowPart, kRowLevels, kRowsPerBlock>(xc, C, first, end, pivot)
+                    : strided_moments_late_loads<kRowPart, kRowLevels, kRowsPerBlock>(xc, C, first, end, pivot);
   }
   __shared__ acc_t sm[3][kRowsPerBlock][kWarp];
   sm[0][threadIdx.y][threadIdx.x] = m.mean;
@@ -484,7 +478,10 @@ std::tuple<at::Tensor, at::Tensor> moments_cuda(const at::Tensor& x_in) {
                           <<<grid, kThreads, 0, stream>>>(xp, pp, mp, vp, M, seg)));
     } else {
       dim3 grid(N, (C + kWarp - 1) / kWarp, splits), block(kWarp, kRowsPerBlock);
-      moments_nhwc_kernel<scalar_t, acc_t><<<grid, block, 0, stream>>>(xp, pp, mp, vp, C, M, seg);
+      if (nhwc_moments_early_loads())
+        moments_nhwc_kernel<scalar_t, acc_t, true><<<grid, block, 0, stream>>>(xp, pp, mp, vp, C, M, seg);
+      else
+        moments_nhwc_kernel<scalar_t, acc_t, false><<<grid, block, 0, stream>>>(xp, pp, mp, vp, C, M, seg);
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     if (splits > 1) {

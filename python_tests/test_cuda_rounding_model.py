@@ -31,6 +31,8 @@ def test_model_uses_the_kernels_constants():
     assert "Moments<double> m{0, 0, 0};" in source and "double a = 0, b = 0;" in source
     # channels_last: parts of kRowPart rows in fold_parts' tree (test_fold_parts.py checks it is _row_loop's)
     assert "fold_parts<kRowPart, kRowLevels, State>(first, end, kPartRows," in source
+    # moments' walk with the next part loaded early: the same arithmetic (test_row_walk.py)
+    assert "strided_moments<kRowPart, kRowLevels, kRowsPerBlock>(" in source
     assert "p0 += gi;" in source and "a0 += p0;" in source  # NCHW reduce: a pack's sums, then the thread's
     assert "static_cast<acc_t>(xp[0])" in source and "x[n * M * C + c]" in source  # the pivots modelled
 

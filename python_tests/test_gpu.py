@@ -102,6 +102,26 @@ def test_deterministic_bits(backend):
     assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
 
 
+@pytest.mark.skipif("cuda" not in GPU_BACKENDS, reason="needs the CUDA kernels")
+@pytest.mark.parametrize("shape", [(2, 3, 128, 130), (3, 17, 63, 65), (2, 64, 128, 128), (1, 40, 1, 9)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_nhwc_moments_early_loads_change_no_bit_cuda(shape, dtype):
+    """The CUDA channels_last moments with each part's rows loaded early (since 2026-12-06) and as
+    each part is reduced (before): the same arithmetic in the same order, so the same bits."""
+    from anrl_ext.ops import native
+    from anrl_ext.ops.backends import primitives_for
+
+    x = (torch.randn(shape, device="cuda") * 3 + 100).to(dtype).contiguous(memory_format=torch.channels_last)
+    moments = primitives_for("cuda").moments
+    early = moments(x)
+    try:
+        native.cuda_nhwc_moments_early_loads(False)
+        late = moments(x)
+    finally:
+        native.cuda_nhwc_moments_early_loads(True)
+    assert all(torch.equal(a, b) for a, b in zip(early, late))
+
+
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
 @pytest.mark.parametrize("shape", [(2, 3, 128, 130), (64, 40, 8, 8)])
 @pytest.mark.parametrize("channels_last", [False, True])

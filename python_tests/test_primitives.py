@@ -337,6 +337,22 @@ def test_cuda_gate_launch_choice():
     check_gate_launches_equal(P, "cpu", 5, 7, 3)
 
 
+def test_cuda_nhwc_moments_walk_switch():
+    """The switch between the CUDA channels_last moments' two walks (kernels/afnm_cuda.cu) exists in
+    every build, defaults to the early loads, and takes only a bool; the cpu kernels ignore it."""
+    assert native.cuda_nhwc_moments_early_loads() is True
+    x = torch.randn(3, 5, 7, 9).contiguous(memory_format=torch.channels_last)
+    before = P.moments(x)
+    try:
+        assert native.cuda_nhwc_moments_early_loads(False) is False
+        assert all(torch.equal(a, b) for a, b in zip(before, P.moments(x)))
+        with pytest.raises(TypeError, match="bool"):
+            native.cuda_nhwc_moments_early_loads(1)
+    finally:
+        native.cuda_nhwc_moments_early_loads(True)
+    assert native.cuda_nhwc_moments_early_loads() is True
+
+
 @pytest.mark.parametrize("op", ["gate_blend_forward", "gate_blend_backward"])
 def test_gate_opcheck(op):
     n, c, d = 3, 4, 2

@@ -59,6 +59,20 @@ def cuda_gate_one_block_max_work(work: Optional[int] = None) -> int:
     return _C.gate_one_block_max_work()
 
 
+def cuda_nhwc_moments_early_loads(early: Optional[bool] = None) -> bool:
+    """Whether the CUDA channels_last `moments` loads each part of a thread's rows before the part
+    before it is reduced (the default since 2026-12-06: two parts' loads in flight a thread) rather
+    than as it is reduced (the kernel before). Both do the same arithmetic in the same order, so
+    they give the same bits (test_row_walk.py on the CPU, test_gpu.py on a GPU); the switch lets a
+    benchmark time the two side by side. Pass `early` to choose; returns the setting now."""
+    require_built()
+    if early is not None:
+        if not isinstance(early, bool):
+            raise TypeError(f"early must be a bool, got {type(early).__name__}")
+        _C.set_nhwc_moments_early_loads(early)
+    return _C.nhwc_moments_early_loads()
+
+
 def checked_gate_work(work) -> int:
     """work if it is an int >= 0 (a gate size limit in multiply-adds); ValueError otherwise."""
     if isinstance(work, bool) or not isinstance(work, int) or work < 0:

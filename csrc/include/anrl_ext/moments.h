@@ -93,6 +93,75 @@ ANRL_HD State fold_parts(int64_t first, int64_t end, int64_t step, Part part, Jo
   return open[kLevels - 1];
 }
 
+// A channels_last thread's walk in the CUDA `moments`: the rows first, first + kStride, ... below
+// end of one channel, row r's value at x[r * row_elems], and their moments about pivot. Rows go in
+// parts of kFan, folded by fold_parts<kFan, kLevels>. Each part's rows are loaded before the part
+// before it is reduced, so a thread has two parts' loads in flight, not one: the kernel is short of
+// bytes in flight, not of arithmetic (run 4: 60 % of the copy in float32 and bfloat16 alike). The
+// arithmetic is Welford's, row by row in order, as strided_moments_late_loads does it without the
+// early loads (test_row_walk.py checks the two give the same bits).
+template <int kFan, int kLevels, int kStride, typename acc_t, typename scalar_t>
+ANRL_HD Moments<acc_t> strided_moments(const scalar_t* x, int64_t row_elems, int64_t first, int64_t end,
+                                       acc_t pivot) {
+  const int64_t step = kStride * row_elems;  // elements from one of the thread's rows to its next
+  scalar_t next[kFan] = {};                  // the rows of the part after the one being reduced
+  const scalar_t* xr = x + first * row_elems;
+  auto load = [&](int64_t r0) {  // the part from row r0, at xr
+    if (r0 + (kFan - 1) * kStride < end) {  // a whole part: no bounds check per row
+      ANRL_UNROLL_FULL
+      for (int k = 0; k < kFan; ++k) next[k] = xr[k * step];
+    } else {
+      ANRL_UNROLL_FULL
+      for (int k = 0; k < kFan; ++k)
+        if (r0 + k * kStride < end) next[k] = xr[k * step];
+    }
+    xr += kFan * step;
+  };
+  if (first < end) load(first);
+  auto part = [&](int64_t r0) {
+    acc_t v[kFan];
+    ANRL_UNROLL_FULL
+    for (int k = 0; k < kFan; ++k) v[k] = static_cast<acc_t>(next[k]);
+    if (r0 + kFan * kStride < end) load(r0 + kFan * kStride);
+    Moments<acc_t> m{0, 0, 0};
+    if (r0 + (kFan - 1) * kStride < end) {
+      ANRL_UNROLL_FULL
+      for (int k = 0; k < kFan; ++k) m = welford_add(m, v[k] - pivot);
+    } else {
+      ANRL_UNROLL_FULL
+      for (int k = 0; k < kFan; ++k)
+        if (r0 + k * kStride < end) m = welford_add(m, v[k] - pivot);
+    }
+    return m;
+  };
+  return fold_parts<kFan, kLevels, Moments<acc_t>>(first, end, int64_t(kFan) * kStride, part,
+                                                   [](Moments<acc_t> a, Moments<acc_t> b) { return chan_merge(a, b); });
+}
+
+// strided_moments with each part's rows loaded as the part is reduced: the CUDA kernel's walk until
+// 2026-12-06, kept so that the GPU table times the two side by side (kernel_variants.h).
+template <int kFan, int kLevels, int kStride, typename acc_t, typename scalar_t>
+ANRL_HD Moments<acc_t> strided_moments_late_loads(const scalar_t* x, int64_t row_elems, int64_t first, int64_t end,
+                                                  acc_t pivot) {
+  const int64_t step = kStride * row_elems;
+  auto part = [&](int64_t r0) {
+    const scalar_t* xr = x + r0 * row_elems;
+    Moments<acc_t> m{0, 0, 0};
+    if (r0 + (kFan - 1) * kStride < end) {  // a whole part: no bounds check per row
+      acc_t v[kFan];
+      ANRL_UNROLL_FULL
+      for (int k = 0; k < kFan; ++k) v[k] = static_cast<acc_t>(xr[k * step]);
+      ANRL_UNROLL_FULL
+      for (int k = 0; k < kFan; ++k) m = welford_add(m, v[k] - pivot);
+    } else {
+      for (int64_t r = r0; r < end; r += kStride, xr += step) m = welford_add(m, static_cast<acc_t>(*xr) - pivot);
+    }
+    return m;
+  };
+  return fold_parts<kFan, kLevels, Moments<acc_t>>(first, end, int64_t(kFan) * kStride, part,
+                                                   [](Moments<acc_t> a, Moments<acc_t> b) { return chan_merge(a, b); });
+}
+
 // y = scale * (x - center) + shift. Centering before scaling keeps float32
 // exact when |x| is large compared with its spread.
 template <typename acc_t>
