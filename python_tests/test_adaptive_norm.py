@@ -218,6 +218,27 @@ class TestBadInput:
         with pytest.raises(ValueError, match="unknown device 'gpu'; expected e.g. 'cpu', 'cuda' or 'cuda:1'"):
             anrl_ext.available_backends("gpu")
 
+    @pytest.mark.parametrize("device", ["cpu", "cuda"])
+    def test_native_shortcut_resolves_as_the_usable_list(self, device):
+        """_concrete_backend answers the native backend of the tensor's own device without reading which
+        backends are usable (an environment read on every CPU call); every name, 'auto' included, must
+        resolve (or fail) as the usable list says. torch.device('cuda') needs no GPU to exist."""
+        from anrl_ext.ops import backends
+
+        dev = torch.device(device)
+        usable = backends._usable(device)
+        for name in backends.BACKENDS + ("auto",):
+            if name == "auto":
+                order = ("cpu", "reference") if device == "cpu" else backends.CUDA_AUTO_ORDER
+                assert backends._concrete_backend(name, dev) == next(b for b in order if b in usable)
+            elif name in usable:
+                assert backends._concrete_backend(name, dev) == name
+            else:
+                with pytest.raises(ValueError, match=f"cannot run tensors on {device}"):
+                    backends._concrete_backend(name, dev)
+        with pytest.raises(ValueError, match="unknown backend"):
+            backends._concrete_backend("tpu", dev)
+
     @pytest.mark.parametrize("kwargs, match", [
         (dict(alpha=float("nan")), "alpha must be finite, got nan"),
         (dict(alpha=float("inf")), "alpha must be finite, got inf"),
