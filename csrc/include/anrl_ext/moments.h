@@ -97,7 +97,7 @@ ANRL_HD State fold_parts(int64_t first, int64_t end, int64_t step, Part part, Jo
 // end of one channel, row r's value at x[r * row_elems], and their moments about pivot. Rows go in
 // parts of kFan, folded by fold_parts<kFan, kLevels>. Each part's rows are loaded before the part
 // before it is reduced, so a thread has two parts' loads in flight, not one: the kernel is short of
-// bytes in flight, not of arithmetic (run 4: 60 % of the copy in float32 and bfloat16 alike). The
+// bytes in flight, not of arithmetic (run 4: bfloat16 as slow as float32, at 60 % of the copy). The
 // arithmetic is Welford's, row by row in order, as strided_moments_late_loads does it without the
 // early loads (test_row_walk.py checks the two give the same bits).
 template <int kFan, int kLevels, int kStride, typename acc_t, typename scalar_t>
