@@ -164,17 +164,10 @@ def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_
     compute alpha_fn themselves on the first-order path.
     """
     use_batch = training or running_mean is None or running_var is None
-    affines = (bn_weight, bn_bias, in_weight, in_bias)
-    present = tuple(t is not None for t in affines)
-    params = list(alpha_params) + [t for t in affines if t is not None]
     prims = primitives_for(backend)
-
-    def make_middle():  # reads gather_stats when called: the composed path below wraps it first
-        return make_blend_middle(alpha_fn, len(alpha_params), present, running_mean, running_var, use_batch,
-                                 eps, gather_stats)
-
-    if _fast.ENABLED and prims.blend_forward is not None and not capturing_graph():
-        if not _fast.gate_in_kernel(prims, gate_slots, alpha_params, x):
+    fast = _fast.ENABLED and prims.blend_forward is not None and not capturing_graph()
+    if fast:  # the one-op paths first: on a GPU every line of Python here is host time the GPU waits through
+        if gate_slots is not None and not _fast.gate_in_kernel(prims, gate_slots, alpha_params, x):
             gate_slots = None
         native = _fast.NATIVE_AUTOGRAD and _fast.WHOLE_PASS and gather_stats is None
         if native and gate_slots is not None and prims.gate_blend_apply is not None:
@@ -190,6 +183,15 @@ def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_
             y = prims.blend_apply(x, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, running_mean,
                                   running_var, use_batch, training, momentum, eps)
             return y, (_fast.alpha_output(x, alpha, alpha_value) if need_alpha else None)
+    affines = (bn_weight, bn_bias, in_weight, in_bias)
+    present = tuple(t is not None for t in affines)
+    params = list(alpha_params) + [t for t in affines if t is not None]
+
+    def make_middle():  # reads gather_stats when called: the composed path below wraps it first
+        return make_blend_middle(alpha_fn, len(alpha_params), present, running_mean, running_var, use_batch,
+                                 eps, gather_stats)
+
+    if fast:
         spec = BlendSpec(prims, alpha_fn, len(alpha_params), present, running_mean, running_var, use_batch,
                          training, momentum, eps, make_middle, gate_slots, gather_stats)
         return fast_blend(x, spec, params)
