@@ -61,12 +61,19 @@ def _modelled_tree(steps, fan, levels):
     return model._row_loop(steps, fan, lambda: "", lambda s, k: join(s, str(k)), join, levels)
 
 
-@pytest.fixture(scope="module")
-def fold_trees(tmp_path_factory):
+def cxx_source(tmp_path_factory, name, program):
+    """(the C++ compiler, a fresh directory holding program as <name>.cpp) for a test program of the
+    header's host+device templates."""
     compiler = shutil.which("c++") or shutil.which("g++")
     assert compiler, "a C++ compiler is needed (the extension's build needs one too)"
-    tmp = tmp_path_factory.mktemp("fold_parts")
-    (tmp / "fold.cpp").write_text(PROGRAM)
+    tmp = tmp_path_factory.mktemp(name)
+    (tmp / f"{name}.cpp").write_text(program)
+    return compiler, tmp
+
+
+@pytest.fixture(scope="module")
+def fold_trees(tmp_path_factory):
+    compiler, tmp = cxx_source(tmp_path_factory, "fold", PROGRAM)
     subprocess.run([compiler, "-std=c++17", "-O1", "-Wall", "-Werror", f"-I{ROOT / 'csrc' / 'include'}",
                     f"-DFIRST={FIRST}", f"-DSTRIDE={ROW_STRIDE}", str(tmp / "fold.cpp"), "-o", str(tmp / "fold")],
                    check=True)

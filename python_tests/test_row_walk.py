@@ -9,13 +9,12 @@ them, from several first rows and row lengths. The early loads must change nothi
 The program is built with AddressSanitizer where the compiler has it, each walk's array ending at
 its last row, so a load past the walk's end fails the run; without it, rows of NaN follow the end,
 so a value read there and used would show. The float64 walk is checked against numpy."""
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
-from test_fold_parts import ROOT
+from test_fold_parts import ROOT, cxx_source
 
 PROGRAM = r"""
 #include <cmath>
@@ -88,10 +87,7 @@ def _build(compiler, tmp, sanitize):
 
 @pytest.fixture(scope="module")
 def walks(tmp_path_factory):
-    compiler = shutil.which("c++") or shutil.which("g++")
-    assert compiler, "a C++ compiler is needed (the extension's build needs one too)"
-    tmp = tmp_path_factory.mktemp("row_walk")
-    (tmp / "walk.cpp").write_text(PROGRAM)
+    compiler, tmp = cxx_source(tmp_path_factory, "walk", PROGRAM)
     if not _build(compiler, tmp, sanitize=True):
         assert _build(compiler, tmp, sanitize=False), "the row walk program does not compile"
     args = [str(v) for case in CASES for v in case]
