@@ -517,11 +517,23 @@ def bandwidth_rows(rows, backends, name, repeats, bw, calls=20):
                     import triton_welford_moments
 
                     kernels["moments_welford"] = (lambda: triton_welford_moments.moments(x), 1)
+                if b == "triton" and layout:  # a variant loading each part at once, 8 and 16 warps
+                    import triton_reduce_part_at_once as part_at_once
+
+                    for suffix, warps in (("", 8), ("_16w", 16)):
+                        kernels["reduce_part_at_once" + suffix] = (
+                            lambda warps=warps: part_at_once.reduce(dy, x, m, num_warps=warps), 2)
                 if b == "cuda" and layout:  # the channels_last walk of before 2026-12-06, side by side
                     kernels["moments_late_loads"] = (nhwc_moments_late_loads(lambda: P.moments(x)), 1)
                 line = f"primitives alone {'x'.join(map(str, shape))} {str(dtype)[6:]}{layout} {b}:"
                 for kernel, (fn, passes) in kernels.items():
-                    t = per_call(fn, calls)
+                    try:
+                        t = per_call(fn, calls)
+                    except Exception as exc:  # a benchmark-only variant must not cost the rows after it
+                        if SMOKE:
+                            raise
+                        print(f"  {b}:{kernel} failed: {type(exc).__name__}: {exc}"[:400], flush=True)
+                        continue
                     frac = passes * xbytes / t / bw
                     rows.append(dict(gpu=name, dtype=str(dtype).split(".")[-1], shape="x".join(map(str, shape)),
                                      what="primitive_bandwidth" + layout, impl=f"{b}:{kernel}",

@@ -88,4 +88,7 @@ def test_every_section_runs_with_triton_interpreted(tmp_path):
     assert {r["impl"] for r in rows if r["what"] == "op_graphed"} == {"triton", "triton_one_plane_block", "reference"}
     for layout in ("", "_channels_last"):  # the Welford moments of before 2026-12-06 side by side
         kernels = {r["impl"] for r in rows if r["what"] == "primitive_bandwidth" + layout}
-        assert kernels == {f"triton:{k}" for k in ("moments", "moments_welford", "reduce", "affine", "affine2")}
+        # channels_last: the reduce variant loading a part at once, at 8 and 16 warps
+        variants = ("reduce_part_at_once", "reduce_part_at_once_16w") if layout else ()
+        assert kernels == {f"triton:{k}" for k in ("moments", "moments_welford", "reduce", "affine", "affine2",
+                                                   *variants)}

@@ -123,6 +123,24 @@ def test_welford_moments_of_the_benchmark_match(channels_last):
                 torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+def test_reduce_part_at_once_of_the_benchmark_matches():
+    """benchmarks/triton_reduce_part_at_once.py, the channels_last reduce variant that the GPU table
+    times next to the package's: the same sums to float64 rounding, split and unsplit, masked
+    channels and rows, so the rows time the same result."""
+    import triton_reduce_part_at_once as part_at_once  # benchmarks/, on sys.path through helpers
+
+    for shape in [(2, 37, 9, 5), (1, 17, 33, 40), (3, 40, 64, 70)]:
+        x = (torch.randn(shape, dtype=torch.float64) * 2 + 5).to(memory_format=torch.channels_last)
+        dy = torch.randn_like(x)
+        center = torch.randn(shape[:2], dtype=torch.float64)
+        want = ref.PRIMITIVES.reduce(dy, x, center)
+        for got in (part_at_once.reduce(dy, x, center), P.reduce(dy, x, center)):
+            for a, b in zip(got, want):
+                torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-10)
+    with pytest.raises(ValueError, match="channels_last"):
+        part_at_once.reduce(dy, x.contiguous(), center)
+
+
 def test_primitives_mixed_layouts():
     """x channels_last with an NCHW gradient (and the other way round): dy follows x."""
     x = torch.randn(2, 40, 6, 7, dtype=torch.float64) * 2 + 1
