@@ -14,7 +14,8 @@ small ops; then the op
 (blend_apply), one operator call each way (blend_apply_forward / _backward)
 from the Python autograd.Function, moments / middle / map called
 separately, and the chain; then the fixed-blend layers BN and IBN the same
-four ways; then an AFNM layer with synchronised BN statistics (a world of
+four ways; then the Python around the op (`adaptive_norm` against its op
+called directly); then an AFNM layer with synchronised BN statistics (a world of
 one): fused, and the chain. Best of 5 rounds, the modes of a line interleaved.
 
 --launches times the host work of one Triton primitive call with the launch
@@ -100,6 +101,7 @@ def main():
 
         print(f"{gate:>8}: " + interleaved(MODES, gate_switches, step, args.calls))
     op_calls(x, dy, args.calls)
+    wrapper_calls(x, dy, args.calls)
     for kind in ("bn", "ibn"):
         layer_calls(kind, x, dy, args.calls)
     sync_calls(x, dy, args.calls)
@@ -117,6 +119,37 @@ def op_calls(x, dy, calls):
         return torch.autograd.grad(y, inputs, dy)
 
     print(f"{'op':>8}: " + interleaved(OP_MODES, whole_pass_switches, step, calls))
+
+
+def wrapper_calls(x, dy, calls):
+    """The Python around the op: `adaptive_norm` (argument checks, backend choice, path choice) against
+    its op `blend_apply` called directly, forward without autograd and forward + backward. On a GPU the
+    forward's Python is host time the GPU waits through before the first launch."""
+    from anrl_ext.ops.backends import primitives_for
+
+    n, c = x.shape[:2]
+    alpha = torch.rand(n, c, requires_grad=True)
+    params = [torch.randn(c, requires_grad=True) for _ in range(4)]
+    running = (torch.zeros(c), torch.ones(c))
+    inputs = [x, alpha, *params]
+    op = primitives_for("cpu").blend_apply
+    calls_of = {"adaptive_norm": lambda: anrl_ext.adaptive_norm(x, alpha, *params, *running, training=True,
+                                                                backend="cpu"),
+                "op direct": lambda: op(x, alpha, 0.0, *params, *running, True, True, 0.1, 1e-5)}
+    modes = {f"{name}{what}": (name, grad) for name in calls_of for what, grad in ((" forward", False),
+                                                                                    (" fwd+bwd", True))}
+    current = {}
+
+    def switches(name, grad):
+        current.update(call=calls_of[name], grad=grad)
+
+    def step():
+        if current["grad"]:
+            return torch.autograd.grad(current["call"](), inputs, dy)
+        with torch.no_grad():
+            return current["call"]()
+
+    print(f"{'wrapper':>8}: " + interleaved(modes, switches, step, calls))
 
 
 def layer_calls(kind, x, dy, calls):
