@@ -118,3 +118,41 @@ def test_kernel_compiles_for_sm90(name):
             compiled = triton.compile(source(kernel, input_type, stats_type, flags, param_type="bf16"),
                                       target=GPUTarget("cuda", 90, 32), options=dict(num_warps=launch_warps(kernel)))
             assert compiled.asm["cubin"], (name, "bf16 parameters", input_type, flags)
+
+
+def benchmark_kernels():
+    """The benchmark-only kernels that run_gpu.py times next to the package's, with the warps it
+    launches them at: the moments of before 2026-12-06 and the channels_last reduce variant."""
+    import sys
+    from pathlib import Path
+
+    from triton.runtime.jit import JITFunction
+
+    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    import triton_reduce_part_at_once
+    import triton_welford_moments
+
+    from anrl_ext.ops import triton_backend
+
+    warps = {"_moments_welford_kernel": (4,), "_moments_nhwc_welford_kernel": (triton_backend.WARPS_CL,),
+             "_reduce_nhwc_part_kernel": (8, 16)}
+    found = {}
+    for module in (triton_welford_moments, triton_reduce_part_at_once):
+        for name, obj in vars(module).items():
+            if isinstance(obj, JITFunction) and name.endswith("_kernel"):
+                found[f"{module.__name__}.{name}"] = (obj, warps[name])
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(benchmark_kernels()))
+def test_benchmark_kernel_compiles_for_sm90(name):
+    """A benchmark-only kernel that failed to compile on the lent GPU would cost its table rows."""
+    from triton.backends.compiler import GPUTarget
+
+    kernel, warps = benchmark_kernels()[name]
+    for input_type, stats_type in DTYPES:
+        for flags in (True, False):
+            for num_warps in warps:
+                compiled = triton.compile(source(kernel, input_type, stats_type, flags),
+                                          target=GPUTarget("cuda", 90, 32), options=dict(num_warps=num_warps))
+                assert compiled.asm["cubin"], (name, input_type, flags, num_warps)
