@@ -15,7 +15,7 @@ small ops; then the op
 from the Python autograd.Function, moments / middle / map called
 separately, and the chain; then the fixed-blend layers BN and IBN the same
 four ways; then the Python around the op (`adaptive_norm` against its op
-called directly); then an AFNM layer with synchronised BN statistics (a world of
+called directly) and around the AFNM layer's (the layer against `gate_blend_apply`); then an AFNM layer with synchronised BN statistics (a world of
 one): fused, and the chain. Best of 5 rounds, the modes of a line interleaved.
 
 --launches times the host work of one Triton primitive call with the launch
@@ -123,19 +123,32 @@ def op_calls(x, dy, calls):
 
 def wrapper_calls(x, dy, calls):
     """The Python around the op: `adaptive_norm` (argument checks, backend choice, path choice) against
-    its op `blend_apply` called directly, forward without autograd and forward + backward. On a GPU the
-    forward's Python is host time the GPU waits through before the first launch."""
+    its op `blend_apply` called directly, then the AFNM layer against its op `gate_blend_apply` called
+    directly (the layer also counts its batch, one in-place add); forward without autograd and
+    forward + backward. On a GPU the forward's Python is host time the GPU waits through before the
+    first launch."""
     from anrl_ext.ops.backends import primitives_for
+    from anrl_ext.ops.fast_blend import gate_arguments
 
+    prims = primitives_for("cpu")
     n, c = x.shape[:2]
     alpha = torch.rand(n, c, requires_grad=True)
     params = [torch.randn(c, requires_grad=True) for _ in range(4)]
     running = (torch.zeros(c), torch.ones(c))
-    inputs = [x, alpha, *params]
-    op = primitives_for("cpu").blend_apply
-    calls_of = {"adaptive_norm": lambda: anrl_ext.adaptive_norm(x, alpha, *params, *running, training=True,
-                                                                backend="cpu"),
-                "op direct": lambda: op(x, alpha, 0.0, *params, *running, True, True, 0.1, 1e-5)}
+    print(f"{'wrapper':>8}: " + wrapper_line(x, dy, calls, [x, alpha, *params], {
+        "adaptive_norm": lambda: anrl_ext.adaptive_norm(x, alpha, *params, *running, training=True, backend="cpu"),
+        "op direct": lambda: prims.blend_apply(x, alpha, 0.0, *params, *running, True, True, 0.1, 1e-5)}))
+    layer = anrl_ext.AFNM(c, reduction=2, backend="cpu")
+    gate = gate_arguments(layer.kernel_gate_slots, layer.gate.weights())
+    affines = (layer.bn_weight, layer.bn_bias, layer.in_weight, layer.in_bias)
+    print(f"{'layer':>8}: " + wrapper_line(x, dy, calls, [x, *layer.parameters()], {
+        "AFNM": lambda: layer(x),
+        "op direct": lambda: prims.gate_blend_apply(x, *gate, *affines, layer.running_mean, layer.running_var,
+                                                    True, True, 0.1, 1e-5)[0]}))
+
+
+def wrapper_line(x, dy, calls, inputs, calls_of):
+    """Each call of `calls_of` forward without autograd and forward + backward, interleaved."""
     modes = {f"{name}{what}": (name, grad) for name in calls_of for what, grad in ((" forward", False),
                                                                                     (" fwd+bwd", True))}
     current = {}
@@ -149,7 +162,7 @@ def wrapper_calls(x, dy, calls):
         with torch.no_grad():
             return current["call"]()
 
-    print(f"{'wrapper':>8}: " + interleaved(modes, switches, step, calls))
+    return interleaved(modes, switches, step, calls)
 
 
 def layer_calls(kind, x, dy, calls):

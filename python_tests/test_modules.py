@@ -37,6 +37,70 @@ def test_gate_weights_are_its_parameters_in_order(gate):
     assert all(a is b for a, b in zip(got, fast.values(), strict=True))
 
 
+def test_members_reads_as_getattr():
+    """members() reads from the module's dicts what getattr would give: parameters, buffers (None
+    ones too), submodules, plain attributes, a parametrization's property; an unknown name raises
+    getattr's AttributeError."""
+    from torch.nn.utils import parametrize
+    from anrl_ext.nn.members import members
+
+    m = anrl_ext.AFNM(6, reduction=2, track_running_stats=False)
+    names = ("bn_weight", "in_bias", "running_mean", "gate", "eps", "num_features")
+    assert all(a is b for a, b in zip(members(m, *names), [getattr(m, n) for n in names], strict=True))
+    assert members(m, "running_var") == (None,)
+
+    class Doubled(nn.Module):
+        def forward(self, w):
+            return 2 * w
+
+    parametrize.register_parametrization(m, "bn_weight", Doubled())
+    got, = members(m, "bn_weight")
+    assert "bn_weight" not in m._parameters
+    torch.testing.assert_close(got, 2 * m.parametrizations.bn_weight.original)
+    with pytest.raises(AttributeError, match="no_such"):
+        members(m, "no_such")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["afnm", "bn", "sigmoid2"])
+def test_parametrized_weights_are_what_the_layer_uses(backend, kind):
+    """A parametrization (weight norm, a constraint) replaces a parameter by a property; the layer's
+    forward reads its tensors past nn.Module.__getattr__ (members) and must still see the property's
+    value: the same output and gradients as a layer holding that value as its parameter."""
+    from torch.nn.utils import parametrize
+
+    def build():
+        torch.manual_seed(3)
+        if kind == "sigmoid2":
+            return anrl_ext.AFNM(6, reduction=2, gate="sigmoid2", backend=backend).double()
+        return anrl_ext.make_norm(kind, 6, backend=backend).double()
+
+    class Scaled(nn.Module):
+        def forward(self, w):
+            return 0.5 * w + 0.25
+
+    plain, constrained = build(), build()
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.uniform_(-1, 1)
+    constrained.load_state_dict(plain.state_dict())
+    if kind == "sigmoid2":
+        layer, name, owner = "gate.fc2.weight", "weight", constrained.gate.fc2
+        target = plain.gate.fc2.weight
+    else:
+        layer, name, owner, target = "bn_weight", "bn_weight", constrained, plain.bn_weight
+    parametrize.register_parametrization(owner, name, Scaled())
+    with torch.no_grad():
+        target.mul_(0.5).add_(0.25)
+    x = torch.randn(4, 6, 5, 3, dtype=torch.float64)
+    (y1, a1), (y2, a2) = plain(x, return_alpha=True), constrained(x, return_alpha=True)
+    assert max_err(y1, y2) < 1e-12 and max_err(a1, a2) < 1e-12, layer
+    g1, = torch.autograd.grad(y1.sum() + a1.sum(), target)
+    original = getattr(owner.parametrizations, name).original
+    g2, = torch.autograd.grad(y2.sum() + a2.sum(), original)
+    assert max_err(0.5 * g1, g2) < 1e-10, layer
+
+
 @pytest.mark.parametrize("gate", sorted(GATES))
 def test_alpha_is_half_at_init(gate):
     m = anrl_ext.AFNM(32, gate=gate)

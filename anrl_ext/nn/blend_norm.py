@@ -15,6 +15,7 @@ from ..ops.fast_blend import ConstantAlpha, alpha_input
 from ..ops.fused import shapes_are_trace_constants
 from ..ops.reference import adaptive_norm_reference
 from .gates import make_gate
+from .members import members
 
 
 class _FirstOrderOnly(torch.autograd.Function):
@@ -54,6 +55,8 @@ class BlendNorm2d(nn.Module):
     uses_in = True
     # A gate's KERNEL_SLOTS when the fused middle kernels can compute alpha_fn.
     kernel_gate_slots: Optional[Tuple[str, ...]] = None
+    # What forward reads with `members`: the affines, then the running statistics.
+    _NORM_TENSORS = ("bn_weight", "bn_bias", "in_weight", "in_bias", "running_mean", "running_var")
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
                  affine: bool = True, track_running_stats: bool = True, backend: str = "auto", *,
@@ -130,9 +133,10 @@ class BlendNorm2d(nn.Module):
     def _momentum(self) -> float:
         if not (self.training and self.track_running_stats):
             return 0.0
-        self.num_batches_tracked.add_(1)
+        count, = members(self, "num_batches_tracked")
+        count.add_(1)
         if self.momentum is None:  # cumulative moving average, as nn.BatchNorm2d
-            return 1.0 / float(self.num_batches_tracked)
+            return 1.0 / float(count)
         return self.momentum
 
     @shapes_are_trace_constants
@@ -142,9 +146,13 @@ class BlendNorm2d(nn.Module):
         check_statistics_defined(x, use_batch and self.uses_bn, self.uses_in)
         backend = resolve_backend(self.backend, x.device)
         momentum = self._momentum()
-        running = (self.running_mean, self.running_var) if self.track_running_stats else (None, None)
+        bn_weight, bn_bias, in_weight, in_bias, *running = members(self, *self._NORM_TENSORS)
+        if not self.track_running_stats:
+            running = (None, None)
         params = self.alpha_params()
-        gather = self._gather(x.shape[2] * x.shape[3]) if self.uses_bn and use_batch else None
+        gather = None
+        if self.gather_stats is not None and self.uses_bn and use_batch:
+            gather = self._gather(x.shape[2] * x.shape[3])
         if backend == "reference" or x.numel() == 0:  # plain PyTorch: no kernel sees an empty input
             if backend == "reference" and gather is not None:
                 why = reference_only_context()  # what sent a fused layer here, if anything
@@ -156,18 +164,17 @@ class BlendNorm2d(nn.Module):
                 # As nn.BatchNorm2d: nothing to normalise. Only a layer without IN takes planes of
                 # no element, and its alpha is a constant that never reads their (NaN) means.
                 gathered = self._gather_for_empty(gather, mean, running, momentum, x.shape[2] * x.shape[3])
-                y = empty_blend(x, params + (self.bn_weight, self.bn_bias, self.in_weight, self.in_bias) + gathered)
+                y = empty_blend(x, params + (bn_weight, bn_bias, in_weight, in_bias) + gathered)
             else:
-                y = adaptive_norm_reference(x, alpha, self.bn_weight, self.bn_bias, self.in_weight,
-                                            self.in_bias, *running, use_batch, momentum, self.eps)
+                y = adaptive_norm_reference(x, alpha, bn_weight, bn_bias, in_weight, in_bias, *running,
+                                            use_batch, momentum, self.eps)
             if not isinstance(alpha, Tensor):
                 alpha = mean.new_full(mean.shape, float(alpha))
             elif alpha.dim() == 1:
                 alpha = alpha.reshape(1, -1).expand_as(mean)
         else:
-            y, alpha = blend(x, backend, self.alpha_fn, params, self.bn_weight, self.bn_bias,
-                             self.in_weight, self.in_bias, *running, use_batch, momentum, self.eps, gather,
-                             self.kernel_gate_slots)
+            y, alpha = blend(x, backend, self.alpha_fn, params, bn_weight, bn_bias, in_weight, in_bias, *running,
+                             use_batch, momentum, self.eps, gather, self.kernel_gate_slots)
         return (y, alpha) if return_alpha else y
 
     def _gather(self, plane: int):
@@ -227,7 +234,8 @@ class AFNM(BlendNorm2d):
         self.kernel_gate_slots = getattr(self.gate, "KERNEL_SLOTS", None)
 
     def alpha_params(self) -> Tuple[Tensor, ...]:
-        return self.gate.weights()
+        gate, = members(self, "gate")
+        return gate.weights()
 
     def _reset_alpha(self) -> None:
         self.gate.reset_parameters()

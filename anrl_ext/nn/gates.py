@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .members import members
+
 
 def hidden_size(num_features: int, reduction: int) -> int:
     if reduction < 1:
@@ -44,7 +46,7 @@ class PaperGate(nn.Module):
 
     def weights(self) -> tuple:
         """The arguments of `alpha` after s: parameters() in order, without the generator's cost."""
-        return self.fc, self.fc_bn, self.fc_in
+        return members(self, "fc", "fc_bn", "fc_in")
 
     def hidden(self, s: Tensor) -> Tensor:
         """Z (eq. 2), the hidden layer for per-sample means s: a unit that is 0 for every sample
@@ -76,7 +78,7 @@ class SigmoidGate(nn.Module):
             self.bias.zero_()
 
     def weights(self) -> tuple:
-        return self.weight, self.bias
+        return members(self, "weight", "bias")
 
     @staticmethod
     def alpha(s: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
@@ -104,7 +106,8 @@ class Sigmoid2Gate(nn.Module):
         nn.init.zeros_(self.fc2.bias)
 
     def weights(self) -> tuple:
-        return self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias
+        fc1, fc2 = members(self, "fc1", "fc2")
+        return members(fc1, "weight", "bias") + members(fc2, "weight", "bias")
 
     def hidden(self, s: Tensor) -> Tensor:
         """relu(W1 S + b1), the hidden layer for per-sample means s."""

@@ -17,7 +17,7 @@ BACKENDS = ("reference", "cpu", "cuda", "triton")
 # backend="auto" on CUDA tensors. Measured on an NVIDIA H200
 # (benchmarks/results/gpu-h200-20261128-run2 and -run3): cuda was faster than
 # triton in all 16 cases (float32 and bfloat16, four shapes) of both runs.
-CUDA_AUTO_ORDER = ("cuda", "triton", "reference")
+CUDA_AUTO_ORDER = ("cuda", "triton", "reference")  # _concrete_backend's shortcut takes cuda first too
 
 
 def triton_usable(device_type: str) -> bool:
@@ -139,8 +139,8 @@ def _concrete_backend(backend: str, device: torch.device) -> str:
     # forward on a 2-core x86 (benchmarks/host_time.py, 2026-12-06).
     if dev == "cpu" and backend in ("cpu", "auto") and native.is_built():
         return "cpu"
-    if dev == "cuda" and backend == "cuda" and native.with_cuda():
-        return "cuda"
+    if dev == "cuda" and backend in ("cuda", "auto") and native.with_cuda():
+        return "cuda"  # 'auto' too: cuda leads CUDA_AUTO_ORDER
     check_backend_name(backend)
     usable = _usable(dev)
     if backend == "auto":

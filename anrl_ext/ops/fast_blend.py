@@ -144,21 +144,24 @@ CUDA_GATE_MAX_WORK = 2 ** 24
 
 def gate_work(n: int, gate_slots: Sequence[str], alpha_params: Sequence[Tensor]) -> int:
     """Multiply-adds of one gate forward: hidden layer plus heads."""
-    named = dict(zip(gate_slots, alpha_params))
-    c, k = named["wb"].shape
-    heads = 2 if "wi" in named else 1
-    return n * (c * k * heads + (named["w1"].numel() if "w1" in named else 0))
+    c, k = alpha_params[gate_slots.index("wb")].shape
+    heads = 2 if "wi" in gate_slots else 1
+    hidden = alpha_params[gate_slots.index("w1")].numel() if "w1" in gate_slots else 0
+    return n * (c * k * heads + hidden)
 
 
 def gate_in_kernel(prims: Primitives, gate_slots, alpha_params: Sequence[Tensor], x: Tensor) -> bool:
     """Whether the gated middle kernels should compute this gate: they compute it
     exactly as its alpha_fn would (weights in the statistics dtype), and faster
     while the gate is small (CPU_GATE_MAX_WORK, TRITON_GATE_MAX_WORK, CUDA_GATE_MAX_WORK)."""
-    stats_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     if not (GATE_IN_KERNEL and gate_slots is not None and prims.gate_blend_forward is not None
-            and len(gate_slots) == len(alpha_params) and all(p.dtype == stats_dtype for p in alpha_params)):
+            and len(gate_slots) == len(alpha_params)):
         return False
-    if x.device.type == "cpu":
+    stats_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    for p in alpha_params:  # a loop, not all() of a generator: this runs on every call's launch path
+        if p.dtype != stats_dtype:
+            return False
+    if x.is_cpu:
         limit = CPU_GATE_MAX_WORK
     else:
         limit = TRITON_GATE_MAX_WORK if prims.name == "triton" else CUDA_GATE_MAX_WORK
@@ -167,10 +170,8 @@ def gate_in_kernel(prims: Primitives, gate_slots, alpha_params: Sequence[Tensor]
 
 def gate_arguments(gate_slots: Sequence[str], alpha_params: Sequence[Tensor]) -> list:
     """The five gate slots of the kernels, None where this gate has no such weight."""
-    slots = [None] * len(GATE_SLOTS)
-    for slot, p in zip(gate_slots, alpha_params):
-        slots[GATE_SLOTS.index(slot)] = p
-    return slots
+    named = dict(zip(gate_slots, alpha_params))
+    return [named.get(slot) for slot in GATE_SLOTS]
 
 
 def alpha_output(x: Tensor, alpha: Optional[Tensor], alpha_value: float) -> Tensor:
