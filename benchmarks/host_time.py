@@ -15,8 +15,10 @@ small ops; then the op
 from the Python autograd.Function, moments / middle / map called
 separately, and the chain; then the fixed-blend layers BN and IBN the same
 four ways; then the Python around the op (`adaptive_norm` against its op
-called directly) and around the AFNM layer's (the layer against `gate_blend_apply`); then an AFNM layer with synchronised BN statistics (a world of
-one): fused, and the chain. Best of 5 rounds, the modes of a line interleaved.
+called directly) and around the AFNM layer's (the layer against
+`gate_blend_apply`); then an AFNM layer with synchronised BN statistics (a
+world of one): fused, and the chain. Best of 5 rounds, the modes of a line
+interleaved.
 
 --launches times the host work of one Triton primitive call with the launch
 itself stubbed out (no GPU here): the direct path's bare kernel, the registered

@@ -83,6 +83,8 @@ def test_parametrized_weights_are_what_the_layer_uses(backend, kind):
     with torch.no_grad():
         for p in plain.parameters():
             p.uniform_(-1, 1)
+        if kind == "sigmoid2":  # hidden units alive, so that fc2.weight has a gradient
+            plain.gate.fc1.bias.abs_()
     constrained.load_state_dict(plain.state_dict())
     if kind == "sigmoid2":
         layer, name, owner = "gate.fc2.weight", "weight", constrained.gate.fc2
@@ -93,11 +95,13 @@ def test_parametrized_weights_are_what_the_layer_uses(backend, kind):
     with torch.no_grad():
         target.mul_(0.5).add_(0.25)
     x = torch.randn(4, 6, 5, 3, dtype=torch.float64)
+    dy, da = torch.randn_like(x), torch.randn(4, 6, dtype=torch.float64)  # a plain sum's BN weight gradient is 0
     (y1, a1), (y2, a2) = plain(x, return_alpha=True), constrained(x, return_alpha=True)
     assert max_err(y1, y2) < 1e-12 and max_err(a1, a2) < 1e-12, layer
-    g1, = torch.autograd.grad(y1.sum() + a1.sum(), target)
+    g1, = torch.autograd.grad((y1 * dy).sum() + (a1 * da).sum(), target)
     original = getattr(owner.parametrizations, name).original
-    g2, = torch.autograd.grad(y2.sum() + a2.sum(), original)
+    g2, = torch.autograd.grad((y2 * dy).sum() + (a2 * da).sum(), original)
+    assert g1.abs().max() > 0.1, layer  # a gradient the comparison can tell apart from a wrong one
     assert max_err(0.5 * g1, g2) < 1e-10, layer
 
 

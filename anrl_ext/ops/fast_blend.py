@@ -170,8 +170,10 @@ def gate_in_kernel(prims: Primitives, gate_slots, alpha_params: Sequence[Tensor]
 
 def gate_arguments(gate_slots: Sequence[str], alpha_params: Sequence[Tensor]) -> list:
     """The five gate slots of the kernels, None where this gate has no such weight."""
-    named = dict(zip(gate_slots, alpha_params))
-    return [named.get(slot) for slot in GATE_SLOTS]
+    slots = [None] * len(GATE_SLOTS)
+    for slot, p in zip(gate_slots, alpha_params):
+        slots[GATE_SLOTS.index(slot)] = p
+    return slots
 
 
 def alpha_output(x: Tensor, alpha: Optional[Tensor], alpha_value: float) -> Tensor:
