@@ -101,6 +101,52 @@ def test_vmap_over_an_ensemble(backend):
         torch.testing.assert_close(got[i], layer(x), atol=1e-12, rtol=1e-12)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("kind", KINDS)
+def test_per_sample_gradients(kind, training, channels_last):
+    """vmap(grad) over single samples (each seen as N = 1, the usual per-sample-gradient recipe)
+    equals one plain backward per sample, for every layer; N = 1 is where the reference composition
+    passes instance_norm's gradient through its own autograd Function."""
+    layer = layer_for_func(kind, FUSED_CPU_BACKENDS[0], training=training)
+    x = torch.randn(3, 6, 4, 3, dtype=torch.float64)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    params = {name: p.detach() for name, p in layer.named_parameters()}
+
+    def loss(p, sample):
+        return (functional_call(layer, p, (sample.unsqueeze(0),)) ** 2).sum()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        per_sample = vmap(torch.func.grad(loss), in_dims=(None, 0))(params, x)
+    for i in range(x.shape[0]):
+        layer.zero_grad()
+        loss(dict(layer.named_parameters()), x[i]).backward()
+        for name, p in layer.named_parameters():
+            assert p.grad.abs().max() > 0, name
+            torch.testing.assert_close(per_sample[name][i], p.grad, atol=1e-12, rtol=1e-12)
+
+
+def test_single_sample_jacobian_and_tangents():
+    """jacrev, jvp and forward-mode AD with respect to one channels_last sample (N = 1) agree: the
+    jvp and the forward-mode tangent are the Jacobian times the tangent."""
+    import torch.autograd.forward_ad as fwAD
+
+    layer = layer_for_func("afnm", FUSED_CPU_BACKENDS[0], training=False)
+    x = torch.randn(1, 6, 3, 4, dtype=torch.float64).to(memory_format=torch.channels_last)
+    tangent = torch.randn_like(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        jac = jacrev(layer)(x)
+        _, jv = jvp(layer, (x,), (tangent,))
+        with fwAD.dual_level():
+            forward_tangent = fwAD.unpack_dual(layer(fwAD.make_dual(x, tangent))).tangent
+    want = jac.reshape(x.numel(), x.numel()) @ tangent.reshape(-1)
+    torch.testing.assert_close(jv.reshape(-1), want, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(forward_tangent.reshape(-1), want, atol=1e-12, rtol=1e-12)
+
+
 @pytest.mark.parametrize("backend", FUSED_CPU_BACKENDS)
 def test_forward_mode_ad_gives_the_jvp(backend):
     """torch.autograd.forward_ad through an AFNM layer in training: the tangent is the jvp of the

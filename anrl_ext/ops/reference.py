@@ -12,6 +12,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch._C._functorch import TransformType
+from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
 
 from .coefficients import Alpha, batch_stats, blend_coefficients, update_running_buffers
 from .primitives import Primitives, acc_dtype, output_memory_format
@@ -23,16 +25,35 @@ class _ContiguousGrad(torch.autograd.Function):
     F.instance_norm's backward returns wrong input and weight gradients when
     N = 1 and the output gradient is channels_last (torch 2.14, CPU; see
     test_channels_last_single_sample_gradients). Differentiable, so double
-    backward still works.
+    backward still works. Written in the form torch.func takes (setup_context,
+    a generated vmap rule, a jvp): vmap over single samples, the usual way to
+    get per-sample gradients, sees N = 1.
     """
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, y):
+    def forward(y):
         return y.view_as(y)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
 
     @staticmethod
     def backward(ctx, g):
         return g.contiguous()
+
+    @staticmethod
+    def jvp(ctx, tangent):
+        return tangent.view_as(tangent)
+
+
+def _under_vmap() -> bool:
+    """Whether a torch.func.vmap is running. Its batching rules refuse a copy into channels_last
+    (torch 2.14: "NYI: Tensor.clone(memory_format) inside vmap"), so the reference keeps the layout
+    it gets there: the values are the same. (Private torch API, as backends' transform check.)"""
+    return any(i.key() == TransformType.Vmap for i in retrieve_all_functorch_interpreters())
 
 
 def is_cpu_channels_last(x: Tensor) -> bool:
@@ -52,7 +73,7 @@ def _batch_norm(x: Tensor, *args) -> Tensor:
     reference runs BN on an NCHW copy and hands back channels_last. Both copies
     are differentiable, so double backward is unchanged.
     """
-    if is_cpu_channels_last(x):
+    if is_cpu_channels_last(x) and not _under_vmap():
         return F.batch_norm(x.contiguous(), *args).contiguous(memory_format=torch.channels_last)
     return F.batch_norm(x, *args)
 
@@ -104,7 +125,7 @@ def adaptive_norm_reference(
         if x.shape[0] == 1:
             inn = _ContiguousGrad.apply(inn)
         out = out + (1 - a) * inn
-    if output_memory_format(x) == torch.channels_last:
+    if output_memory_format(x) == torch.channels_last and not _under_vmap():
         out = out.contiguous(memory_format=torch.channels_last)  # F.instance_norm alone gives NCHW
     return out
 
