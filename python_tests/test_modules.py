@@ -519,6 +519,26 @@ def test_torch_compile_first_order(backend, compiler):
         torch.testing.assert_close(g1, p.grad, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("backend", ["reference"] + BACKENDS)
+def test_torch_compile_channels_last(backend):
+    """torch.compile(fullgraph=True) of a layer on channels_last input, the reference backend too
+    (whose CPU batch_norm detour and output layout are Python decisions dynamo must trace): the
+    eager layer's output, layout and gradients."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    layer = anrl_ext.AFNM(8, reduction=2, backend=backend)
+    twin = copy.deepcopy(layer)
+    x = torch.randn(3, 8, 5, 4).to(memory_format=torch.channels_last).requires_grad_()
+    y = torch.compile(layer, backend="aot_eager", fullgraph=True)(x)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    dy = torch.randn_like(y)
+    grads = torch.autograd.grad(y, [x, *layer.parameters()], dy)
+    y_eager = twin(x)
+    torch.testing.assert_close(y, y_eager, atol=1e-5, rtol=1e-5)
+    for got, want in zip(grads, torch.autograd.grad(y_eager, [x, *twin.parameters()], dy), strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("gate", sorted(GATES))
 @pytest.mark.parametrize("training", [True, False])

@@ -52,7 +52,10 @@ class _ContiguousGrad(torch.autograd.Function):
 def _under_vmap() -> bool:
     """Whether a torch.func.vmap is running. Its batching rules refuse a copy into channels_last
     (torch 2.14: "NYI: Tensor.clone(memory_format) inside vmap"), so the reference keeps the layout
-    it gets there: the values are the same. (Private torch API, as backends' transform check.)"""
+    it gets there: the values are the same. (Private torch API, as backends' transform check, and
+    as there skipped under torch.compile: dynamo cannot trace the interpreter stack.)"""
+    if torch.compiler.is_compiling():
+        return False
     return any(i.key() == TransformType.Vmap for i in retrieve_all_functorch_interpreters())
 
 
