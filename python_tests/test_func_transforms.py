@@ -128,6 +128,27 @@ def test_per_sample_gradients(kind, training, channels_last):
             torch.testing.assert_close(per_sample[name][i], p.grad, atol=1e-12, rtol=1e-12)
 
 
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("kind", KINDS + ["stable_bn"])
+def test_vmap_over_channels_last_batches(kind, training):
+    """vmap over a stack of channels_last batches (vmap's batched tensors refuse channels_last
+    layout queries and copies) gives each batch's own output; StableBatchNorm2d, the trainer's BN,
+    too."""
+    from anrl_ext.nn.batch_norm import StableBatchNorm2d
+
+    if kind == "stable_bn":
+        layer = StableBatchNorm2d(6, track_running_stats=not training).double().train(training)
+    else:
+        layer = layer_for_func(kind, FUSED_CPU_BACKENDS[0], training=training)
+    batches = torch.randn(3, 2, 4, 5, 6, dtype=torch.float64).permute(0, 1, 4, 2, 3)  # each (2, 6, 4, 5) channels_last
+    assert batches[0].is_contiguous(memory_format=torch.channels_last)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = vmap(layer)(batches)
+    for i in range(batches.shape[0]):
+        torch.testing.assert_close(got[i], layer(batches[i]), atol=1e-12, rtol=1e-12)
+
+
 def test_single_sample_jacobian_and_tangents():
     """jacrev, jvp and forward-mode AD with respect to one channels_last sample (N = 1) agree: the
     jvp and the forward-mode tangent are the Jacobian times the tangent."""

@@ -16,7 +16,7 @@ from torch._C._functorch import TransformType
 from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
 
 from .coefficients import Alpha, batch_stats, blend_coefficients, update_running_buffers
-from .primitives import Primitives, acc_dtype, output_memory_format
+from .primitives import Primitives, acc_dtype
 
 
 class _ContiguousGrad(torch.autograd.Function):
@@ -50,20 +50,26 @@ class _ContiguousGrad(torch.autograd.Function):
 
 
 def _under_vmap() -> bool:
-    """Whether a torch.func.vmap is running. Its batching rules refuse a copy into channels_last
-    (torch 2.14: "NYI: Tensor.clone(memory_format) inside vmap"), so the reference keeps the layout
-    it gets there: the values are the same. (Private torch API, as backends' transform check, and
-    as there skipped under torch.compile: dynamo cannot trace the interpreter stack.)"""
+    """Whether a torch.func.vmap is running. Its batched tensors neither answer a channels_last
+    layout query nor copy into one (torch 2.14: "NYI: querying is_contiguous inside of vmap",
+    "NYI: Tensor.clone(memory_format) inside vmap"), so the reference keeps the layout it gets
+    there: the values are the same. (Private torch API, as backends' transform check, and as there
+    skipped under torch.compile: dynamo cannot trace the interpreter stack.)"""
     if torch.compiler.is_compiling():
         return False
     return any(i.key() == TransformType.Vmap for i in retrieve_all_functorch_interpreters())
 
 
+def _is_channels_last(x: Tensor) -> bool:
+    """output_memory_format(x) == channels_last, asked so that vmap's batched tensors answer
+    (False inside vmap; an NCHW tensor never pays for the vmap check)."""
+    return not x.is_contiguous() and not _under_vmap() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def is_cpu_channels_last(x: Tensor) -> bool:
     """Whether `x` is a 4-D channels_last (and not also NCHW) CPU tensor: the layout
-    torch's CPU batch_norm sums inaccurately (see `_batch_norm`)."""
-    return x.device.type == "cpu" and x.dim() == 4 and not x.is_contiguous() \
-        and x.is_contiguous(memory_format=torch.channels_last)
+    torch's CPU batch_norm sums inaccurately (see `_batch_norm`). False inside vmap."""
+    return x.device.type == "cpu" and x.dim() == 4 and _is_channels_last(x)
 
 
 def _batch_norm(x: Tensor, *args) -> Tensor:
@@ -76,7 +82,7 @@ def _batch_norm(x: Tensor, *args) -> Tensor:
     reference runs BN on an NCHW copy and hands back channels_last. Both copies
     are differentiable, so double backward is unchanged.
     """
-    if is_cpu_channels_last(x) and not _under_vmap():
+    if is_cpu_channels_last(x):
         return F.batch_norm(x.contiguous(), *args).contiguous(memory_format=torch.channels_last)
     return F.batch_norm(x, *args)
 
@@ -128,7 +134,7 @@ def adaptive_norm_reference(
         if x.shape[0] == 1:
             inn = _ContiguousGrad.apply(inn)
         out = out + (1 - a) * inn
-    if output_memory_format(x) == torch.channels_last and not _under_vmap():
+    if _is_channels_last(x):
         out = out.contiguous(memory_format=torch.channels_last)  # F.instance_norm alone gives NCHW
     return out
 
