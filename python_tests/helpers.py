@@ -788,6 +788,24 @@ def layer_for_func(kind, backend, training, seed=0, device="cpu"):
     return layer
 
 
+def check_batched_gradients(kind, training, channels_last, backend, device="cpu"):
+    """autograd.grad(is_grads_batched=True) through the fused backward (vmap over the gradient,
+    as jacobian(vectorize=True) uses it) gives each gradient's own vector-Jacobian product, for x
+    and every parameter, to 1e-12 in float64."""
+    layer = layer_for_func(kind, backend, training=training, device=device)
+    x = torch.randn(2, 6, 4, 3, dtype=torch.float64, device=device)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    x.requires_grad_()
+    inputs = [x, *layer.parameters()]
+    y = layer(x)
+    grads = torch.randn(4, *y.shape, dtype=torch.float64, device=device)
+    batched = torch.autograd.grad(y, inputs, grads, is_grads_batched=True, retain_graph=True)
+    for i, g in enumerate(grads):
+        for got, want in zip(batched, torch.autograd.grad(y, inputs, g, retain_graph=True), strict=True):
+            torch.testing.assert_close(got[i], want, atol=1e-12, rtol=1e-12)
+
+
 def check_func_grad(kind, training, backend, device="cpu"):
     """torch.func.grad of a loss through the layer, over its parameters (functional_call), equals
     plain autograd on the reference backend; outside the transform `backend` runs again."""

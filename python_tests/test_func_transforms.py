@@ -10,7 +10,7 @@ from torch.func import functional_call, jacrev, jvp, stack_module_state, vmap
 
 from anrl_ext.ops import backends
 from conftest import FUSED_CPU_BACKENDS
-from helpers import check_func_grad, layer_for_func
+from helpers import check_batched_gradients, check_func_grad, layer_for_func
 
 KINDS = ["bn", "in", "half", "bin", "ibn", "afnm"]
 
@@ -147,6 +147,14 @@ def test_vmap_over_channels_last_batches(kind, training):
         got = vmap(layer)(batches)
     for i in range(batches.shape[0]):
         torch.testing.assert_close(got[i], layer(batches[i]), atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", FUSED_CPU_BACKENDS)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("kind", KINDS)
+def test_batched_gradients(kind, training, channels_last, backend):
+    check_batched_gradients(kind, training, channels_last, backend)
 
 
 def test_single_sample_jacobian_and_tangents():

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import anrl_ext
-from helpers import (MIXED_DTYPES, check_amp_and_channels_last, check_batch_mean_to_one_ulp, check_blend_apply,
-                     check_blend_middle, check_export, check_func_grad, check_gate_launches_equal, check_gate_middle,
-                     check_gate_saturated_heads, check_gated_native_autograd_op, check_graph_replay,
+from helpers import (MIXED_DTYPES, check_amp_and_channels_last, check_batch_mean_to_one_ulp, check_batched_gradients,
+                     check_blend_apply, check_blend_middle, check_export, check_func_grad, check_gate_launches_equal,
+                     check_gate_middle, check_gate_saturated_heads, check_gated_native_autograd_op, check_graph_replay,
                      check_wide_afnm_layer, check_jit_trace, check_mixed_dtypes, check_native_autograd_op,
                      check_norm_matches_reference, check_params_in_own_dtype, check_reductions_on_large_planes,
                      GPU_REDUCTION_BOUNDS, LARGE_PLANES, check_sync_of_one_process, make_inputs, max_err, oracle)
@@ -274,6 +274,14 @@ def test_parameters_in_another_dtype_than_the_input_on_cuda(backend, param_dtype
 def test_func_grad_on_cuda(backend, kind):
     """Inside torch.func.grad the layer runs on the reference backend, on CUDA tensors too."""
     check_func_grad(kind, True, backend, device="cuda")
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("kind", ["ibn", "afnm"])
+def test_batched_gradients_on_cuda(backend, kind, channels_last):
+    """autograd.grad(is_grads_batched=True) through the GPU backward, float64."""
+    check_batched_gradients(kind, True, channels_last, backend, device="cuda")
 
 
 def test_auto_backend_on_cuda_is_a_gpu_backend():

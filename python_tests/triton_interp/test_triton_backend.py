@@ -10,8 +10,8 @@ import anrl_ext
 from anrl_ext.ops import reference as ref
 from anrl_ext.ops import triton_backend as tb
 from helpers import (MIXED_DTYPES, NATIVE_AUTOGRAD_CASES, GPU_REDUCTION_BOUNDS, LARGE_PLANES,
-                     check_batch_mean_to_one_ulp, check_blend_apply, check_blend_middle, check_gate_launch_choice,
-                     check_gate_launches_equal, check_gate_middle, check_gate_saturated_heads,
+                     check_batch_mean_to_one_ulp, check_batched_gradients, check_blend_apply, check_blend_middle,
+                     check_gate_launch_choice, check_gate_launches_equal, check_gate_middle, check_gate_saturated_heads,
                      check_gated_native_autograd_op, check_graph_replay, check_jit_trace, check_mixed_dtypes,
                      check_native_autograd_op, check_norm_matches_reference, check_params_in_own_dtype,
                      check_reductions_on_large_planes, check_sync_of_one_process, copies_in_op, gate_weights,
@@ -190,6 +190,13 @@ def test_graph_replay_check(kind):
 @pytest.mark.parametrize("param_dtype, x_dtype", MIXED_DTYPES)
 def test_parameters_in_another_dtype_than_the_input(kind, param_dtype, x_dtype):
     check_mixed_dtypes(kind, "triton", param_dtype, x_dtype)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("kind", ["bn", "afnm"])
+def test_batched_gradients(kind, channels_last):
+    """is_grads_batched through the Triton backward (its C++ autograd ops, vmap's fallback)."""
+    check_batched_gradients(kind, True, channels_last, "triton")
 
 
 @pytest.mark.parametrize("training", [True, False])

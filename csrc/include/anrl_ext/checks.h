@@ -48,6 +48,11 @@ inline std::pair<at::Tensor, at::Tensor> input_and_grad(const at::Tensor& x_in,
                                                         const at::Tensor& dy_in) {
   check_feature_map(x_in, "x");
   check_same(dy_in, x_in, "grad", "x");
+  // A gradient batched by vmap (autograd.grad's is_grads_batched, jacobian(vectorize=True))
+  // answers no channels_last layout question: NCHW for both, and the ops' vmap fallback
+  // then runs the kernels one gradient at a time.
+  if (dy_in.key_set().has_any(c10::DispatchKeySet({c10::DispatchKey::Batched, c10::DispatchKey::FuncTorchBatched})))
+    return {x_in.contiguous(), dy_in.contiguous()};
   at::Tensor x = as_kernel_layout(x_in);
   return {x, same_layout(dy_in, x)};
 }
