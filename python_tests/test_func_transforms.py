@@ -157,6 +157,47 @@ def test_batched_gradients(kind, training, channels_last, backend):
     check_batched_gradients(kind, training, channels_last, backend)
 
 
+@pytest.mark.parametrize("transform", ["grad", "jvp"])
+@pytest.mark.parametrize("kind", ["bn", "afnm"])
+def test_running_statistics_inside_a_transform_say_what_to_do(kind, transform):
+    """A layer in training with running statistics inside grad / jvp: an error that names the layer,
+    the transform and the fix; with track_running_stats = False set on the built layer, the
+    transform runs and gives what a layer built that way gives."""
+    import anrl_ext
+
+    torch.manual_seed(0)
+    layer = anrl_ext.make_norm(kind, 6).double()
+    x = torch.randn(3, 6, 4, 4, dtype=torch.float64)
+    params = dict(layer.named_parameters())
+
+    def run():
+        if transform == "grad":
+            return torch.func.grad(lambda p: (functional_call(layer, p, (x,)) ** 2).sum())(params)
+        return jvp(layer, (x,), (torch.ones_like(x),))[1]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(RuntimeError, match=f"{type(layer).__name__} in training .* inside a torch.func "
+                                               "transform .* track_running_stats = False"):
+            run()
+        assert int(layer.num_batches_tracked) == 0
+        layer.track_running_stats = False
+        got = run()
+    built = anrl_ext.make_norm(kind, 6, backend="reference", track_running_stats=False).double()
+    built.load_state_dict({k: v for k, v in layer.state_dict().items() if k in built.state_dict()})
+    xs = x.clone().requires_grad_()
+    y = built(xs)
+    if transform == "grad":
+        want = dict(zip(params, torch.autograd.grad((y ** 2).sum(), list(built.parameters()))))
+        for name in params:
+            torch.testing.assert_close(got[name], want[name], atol=1e-12, rtol=1e-12)
+    else:
+        u = torch.zeros_like(y, requires_grad=True)
+        vjp, = torch.autograd.grad(y, xs, u, create_graph=True)
+        want, = torch.autograd.grad(vjp, u, torch.ones_like(x))
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+
+
 def test_single_sample_jacobian_and_tangents():
     """jacrev, jvp and forward-mode AD with respect to one channels_last sample (N = 1) agree: the
     jvp and the forward-mode tangent are the Jacobian times the tangent."""

@@ -134,7 +134,16 @@ class BlendNorm2d(nn.Module):
         if not (self.training and self.track_running_stats):
             return 0.0
         count, = members(self, "num_batches_tracked")
-        count.add_(1)
+        try:
+            count.add_(1)
+        except RuntimeError as err:  # torch.func's grad / jvp refuse to mutate a captured buffer
+            why = reference_only_context()
+            if why is None:
+                raise
+            raise RuntimeError(f"{type(self).__name__} in training updates its running statistics, which it cannot do "
+                               f"{why} (nor can nn.BatchNorm2d): set the layer's track_running_stats = False (it then "
+                               "normalises with each batch's statistics, in eval mode too), or put it in eval "
+                               "mode") from err
         if self.momentum is None:  # cumulative moving average, as nn.BatchNorm2d
             return 1.0 / float(count)
         return self.momentum
