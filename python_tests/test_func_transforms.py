@@ -200,7 +200,8 @@ def test_running_statistics_inside_a_transform_say_what_to_do(kind, transform):
 
 def test_single_sample_jacobian_and_tangents():
     """jacrev, jvp and forward-mode AD with respect to one channels_last sample (N = 1) agree: the
-    jvp and the forward-mode tangent are the Jacobian times the tangent."""
+    jvp and the forward-mode tangent are the Jacobian times the tangent; torch.func.hessian equals
+    autograd's on an NCHW copy."""
     import torch.autograd.forward_ad as fwAD
 
     layer = layer_for_func("afnm", FUSED_CPU_BACKENDS[0], training=False)
@@ -215,6 +216,14 @@ def test_single_sample_jacobian_and_tangents():
     want = jac.reshape(x.numel(), x.numel()) @ tangent.reshape(-1)
     torch.testing.assert_close(jv.reshape(-1), want, atol=1e-12, rtol=1e-12)
     torch.testing.assert_close(forward_tangent.reshape(-1), want, atol=1e-12, rtol=1e-12)
+    # forward over reverse (jacfwd of jacrev): the guard's jvp inside a grad transform
+    ref = copy.deepcopy(layer)
+    ref.backend = "reference"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hessian = torch.func.hessian(lambda t: (layer(t) ** 3).sum())(x)
+    want = torch.autograd.functional.hessian(lambda t: (ref(t) ** 3).sum(), x.contiguous())
+    torch.testing.assert_close(hessian, want, atol=1e-12, rtol=1e-12)
 
 
 @pytest.mark.parametrize("backend", FUSED_CPU_BACKENDS)

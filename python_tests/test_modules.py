@@ -520,15 +520,16 @@ def test_torch_compile_first_order(backend, compiler):
 
 
 @pytest.mark.parametrize("backend", ["reference"] + BACKENDS)
-def test_torch_compile_channels_last(backend):
+@pytest.mark.parametrize("n", [3, 1])
+def test_torch_compile_channels_last(backend, n):
     """torch.compile(fullgraph=True) of a layer on channels_last input, the reference backend too
-    (whose CPU batch_norm detour and output layout are Python decisions dynamo must trace): the
-    eager layer's output, layout and gradients."""
+    (whose CPU batch_norm detour, output layout and N = 1 gradient guard are Python decisions
+    dynamo must trace): the eager layer's output, layout and gradients."""
     torch._dynamo.reset()
     torch.manual_seed(0)
     layer = anrl_ext.AFNM(8, reduction=2, backend=backend)
     twin = copy.deepcopy(layer)
-    x = torch.randn(3, 8, 5, 4).to(memory_format=torch.channels_last).requires_grad_()
+    x = torch.randn(n, 8, 5, 4).to(memory_format=torch.channels_last).requires_grad_()
     y = torch.compile(layer, backend="aot_eager", fullgraph=True)(x)
     assert y.is_contiguous(memory_format=torch.channels_last)
     dy = torch.randn_like(y)

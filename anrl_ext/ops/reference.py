@@ -23,11 +23,11 @@ class _ContiguousGrad(torch.autograd.Function):
     """Identity whose backward makes the incoming gradient NCHW contiguous.
 
     F.instance_norm's backward returns wrong input and weight gradients when
-    N = 1 and the output gradient is channels_last (torch 2.14, CPU; see
-    test_channels_last_single_sample_gradients). Differentiable, so double
-    backward still works. Written in the form torch.func takes (setup_context,
-    a generated vmap rule, a jvp): vmap over single samples, the usual way to
-    get per-sample gradients, sees N = 1.
+    N = 1 and the output gradient is channels_last (torch 2.14, CPU, eager and
+    under torch.compile's aot_eager; see test_channels_last_single_sample_gradients).
+    Differentiable, so double backward still works. Written in the form torch.func
+    takes (setup_context, a generated vmap rule): vmap over single samples, the usual
+    way to get per-sample gradients, sees N = 1.
     """
 
     generate_vmap_rule = True
@@ -43,6 +43,12 @@ class _ContiguousGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         return g.contiguous()
+
+
+class _ContiguousGradWithJvp(_ContiguousGrad):
+    """_ContiguousGrad with a jvp, for forward-mode AD and torch.func's jvp / jacfwd / hessian.
+    Two classes because dynamo traces no Function with a custom jvp: compiled, the layer uses
+    the one without."""
 
     @staticmethod
     def jvp(ctx, tangent):
@@ -132,7 +138,7 @@ def adaptive_norm_reference(
     if not (isinstance(a, float) and a == 1.0):
         inn = F.instance_norm(x, weight=in_weight, bias=in_bias, eps=eps)
         if x.shape[0] == 1:
-            inn = _ContiguousGrad.apply(inn)
+            inn = (_ContiguousGrad if torch.compiler.is_compiling() else _ContiguousGradWithJvp).apply(inn)
         out = out + (1 - a) * inn
     if _is_channels_last(x):
         out = out.contiguous(memory_format=torch.channels_last)  # F.instance_norm alone gives NCHW
