@@ -61,8 +61,8 @@ def _under_vmap() -> bool:
     "NYI: Tensor.clone(memory_format) inside vmap"), so the reference keeps the layout it gets
     there: the values are the same. (Private torch API, as backends' transform check, and as there
     skipped under torch.compile: dynamo cannot trace the interpreter stack.)"""
-    if torch.compiler.is_compiling():
-        return False
+    if torch.compiler.is_compiling() or torch._C._functorch.peek_interpreter_stack() is None:
+        return False  # the second: no transform at all, a seventh of the walk below
     return any(i.key() == TransformType.Vmap for i in retrieve_all_functorch_interpreters())
 
 
