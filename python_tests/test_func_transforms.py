@@ -157,6 +157,17 @@ def test_batched_gradients(kind, training, channels_last, backend):
     check_batched_gradients(kind, training, channels_last, backend)
 
 
+@pytest.mark.parametrize("switch", ["NATIVE_AUTOGRAD", "GATE_IN_KERNEL", "WHOLE_PASS", "ENABLED"])
+@pytest.mark.parametrize("kind", ["ibn", "afnm"])
+def test_batched_gradients_on_every_path(kind, switch, monkeypatch):
+    """The same with each fast path switched off (fast_blend's switches): the Python Function, the
+    gate in PyTorch, the separate passes, the composed chain; channels_last input."""
+    from anrl_ext.ops import fast_blend
+
+    monkeypatch.setattr(fast_blend, switch, False)
+    check_batched_gradients(kind, True, True, FUSED_CPU_BACKENDS[0])
+
+
 @pytest.mark.parametrize("transform", ["grad", "jvp"])
 @pytest.mark.parametrize("kind", ["bn", "afnm"])
 def test_running_statistics_inside_a_transform_say_what_to_do(kind, transform):
