@@ -7,6 +7,8 @@ import warnings
 from typing import Callable, List, Optional, Union
 
 import torch
+from torch._C._functorch import TransformType
+from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
 from torch.autograd import forward_ad
 
 from . import native
@@ -94,6 +96,15 @@ def reference_only_context() -> Optional[str]:
     if getattr(forward_ad, "_current_level", -1) >= 0:  # private, hence getattr
         return "under forward-mode AD (torch.autograd.forward_ad.dual_level)"
     return None
+
+
+def under_vmap() -> bool:
+    """Whether a torch.func.vmap is running (skipped under torch.compile, as above: dynamo cannot
+    trace the interpreter stack). Its batched tensors neither answer a channels_last layout query
+    nor copy into one (torch 2.14: "NYI ... inside of vmap")."""
+    if torch.compiler.is_compiling() or _peek_func_transform() is None:
+        return False  # the second: no transform at all, a seventh of the walk below
+    return any(i.key() == TransformType.Vmap for i in retrieve_all_functorch_interpreters())
 
 
 _warned_reference_only = False

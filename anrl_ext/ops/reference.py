@@ -12,11 +12,10 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch._C._functorch import TransformType
-from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
 
+from .backends import under_vmap
 from .coefficients import Alpha, batch_stats, blend_coefficients, update_running_buffers
-from .primitives import Primitives, acc_dtype
+from .primitives import Primitives, acc_dtype, output_memory_format
 
 
 class _ContiguousGrad(torch.autograd.Function):
@@ -55,21 +54,11 @@ class _ContiguousGradWithJvp(_ContiguousGrad):
         return tangent.view_as(tangent)
 
 
-def _under_vmap() -> bool:
-    """Whether a torch.func.vmap is running. Its batched tensors neither answer a channels_last
-    layout query nor copy into one (torch 2.14: "NYI: querying is_contiguous inside of vmap",
-    "NYI: Tensor.clone(memory_format) inside vmap"), so the reference keeps the layout it gets
-    there: the values are the same. (Private torch API, as backends' transform check, and as there
-    skipped under torch.compile: dynamo cannot trace the interpreter stack.)"""
-    if torch.compiler.is_compiling() or torch._C._functorch.peek_interpreter_stack() is None:
-        return False  # the second: no transform at all, a seventh of the walk below
-    return any(i.key() == TransformType.Vmap for i in retrieve_all_functorch_interpreters())
-
-
 def _is_channels_last(x: Tensor) -> bool:
-    """output_memory_format(x) == channels_last, asked so that vmap's batched tensors answer
-    (False inside vmap; an NCHW tensor never pays for the vmap check)."""
-    return not x.is_contiguous() and not _under_vmap() and x.is_contiguous(memory_format=torch.channels_last)
+    """output_memory_format(x) == channels_last, asked so that vmap's batched tensors answer: inside
+    vmap the reference keeps the layout it gets (the values are the same), and an NCHW tensor
+    never pays for the vmap check."""
+    return not x.is_contiguous() and not under_vmap() and output_memory_format(x) == torch.channels_last
 
 
 def is_cpu_channels_last(x: Tensor) -> bool:
