@@ -2,6 +2,7 @@
 
     python benchmarks/run_gpu.py [--out DIR] [--repeats 30]
     python benchmarks/run_gpu.py --device cpu --backends cpu --smoke   # every section, tiny, on the CPU
+    python benchmarks/run_gpu.py --sections op graph                    # only those parts of the table
 
 Shapes (32,64,128,128), (32,128,64,64), (32,256,32,32), (64,512,14,14);
 float32 and bfloat16; forward, backward (forward+backward minus forward) and
@@ -33,6 +34,7 @@ import argparse
 import os
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -52,7 +54,9 @@ OUT_DIR = Path("benchmarks/results")  # --out: the CSV and the profiler traces
 
 
 def cuda_time(fn, repeats=30, warmup=3):
-    """Median seconds of fn(): CUDA events on the GPU (the CPU clock with --device cpu)."""
+    """Median seconds of fn(): CUDA events on the GPU (the CPU clock with --device cpu). --smoke: one
+    warm-up call (a cached launch still runs in the timed calls after it), since its times mean nothing."""
+    warmup = 1 if SMOKE else warmup
     if DEVICE != "cuda":
         return median_time(fn, repeats, warmup)
     for _ in range(warmup):
@@ -180,7 +184,10 @@ def main(argv=None):
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--backends", nargs="+", help="default: cuda and triton, those available on the device")
     ap.add_argument("--smoke", action="store_true",
-                    help="one tiny shape, float32, no torch.compile, 2 repeats: checks that every section runs")
+                    help="one tiny shape, float32, no torch.compile, one warm-up and 2 repeats: checks that every "
+                         "section runs")
+    ap.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS), metavar="SECTION",
+                    help="which parts to run, in the table's order (default: all): " + ", ".join(SECTIONS))
     args = ap.parse_args(argv)
     import anrl_ext
 
@@ -197,6 +204,26 @@ def main(argv=None):
     print("# forward+backward ms (fraction of copy bandwidth over 8|X| bytes); speed-up of the best fused")
     rows = []
     csv_path = Path(args.out) / "gpu_bench.csv"
+    # Each section writes the CSV when it is done: a failure or the time limit in
+    # a later one keeps the rows of those before it.
+    for key in (s for s in SECTIONS if s in args.sections):
+        start = time.perf_counter()
+        try:
+            if key == "op":
+                op_table(rows, backends, name, args, bw, csv_path)
+            else:
+                SECTIONS[key](rows, backends, name, args.repeats, bw)
+        except Exception as exc:  # report and keep going
+            print(f"  {SECTIONS[key].__name__} failed: {type(exc).__name__}: {exc}"[:400], flush=True)
+            if args.smoke:
+                raise
+        write_csv(rows, csv_path, quiet=True)
+        print(f"# section {key}: {time.perf_counter() - start:.1f} s", flush=True)
+    write_csv(rows, csv_path)
+
+
+def op_table(rows, backends, name, args, bw, csv_path):
+    """The headline rows ("op"): every shape and dtype, each implementation's forward and forward+backward."""
     for dtype in DTYPES:
         for shape in SHAPES:
             x, alpha, params, running, dy = make_case(shape, dtype, DEVICE)
@@ -225,20 +252,6 @@ def main(argv=None):
                 line += f" | best fused {res['reference'] / min(best):.1f}x eager, " \
                         f"{res['compiled_reference'] / min(best):.2f}x compiled"
             print(line, flush=True)
-    # Each section writes the CSV when it is done: a failure or the time limit in
-    # a later one keeps the rows of those before it.
-    # The profiler last: its CUDA activity tracing could slow the launches of timings after it.
-    # The CUDA graph captures next to last: a capture that fails could leave the device in an error state.
-    for section in (layer_rows, thread_rows, host_rows, pipelined_rows, middle_rows, primitive_rows, bandwidth_rows,
-                    graph_rows, profile_rows):
-        try:
-            section(rows, backends, name, args.repeats, bw)
-        except Exception as exc:  # report and keep going
-            print(f"  {section.__name__} failed: {type(exc).__name__}: {exc}"[:400], flush=True)
-            if args.smoke:
-                raise
-        write_csv(rows, csv_path, quiet=True)
-    write_csv(rows, csv_path)
 
 
 def thread_rows(rows, backends, name, repeats, bw):
@@ -660,6 +673,13 @@ def set_gate_launch(backend, limit):
     limit_of(limit)
     return before
 
+
+# --sections: the table's parts, in the order they run. The profiler last: its CUDA activity tracing could
+# slow the launches of timings after it. The CUDA graph captures next to last: a capture that fails could
+# leave the device in an error state. "op" (the headline rows) is op_table, called with more arguments.
+SECTIONS = {"op": op_table, "layer": layer_rows, "thread": thread_rows, "host": host_rows,
+            "pipelined": pipelined_rows, "middle": middle_rows, "primitive": primitive_rows,
+            "bandwidth": bandwidth_rows, "graph": graph_rows, "profile": profile_rows}
 
 if __name__ == "__main__":
     main()

@@ -2,6 +2,7 @@
 file writes that fail."""
 import contextlib
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -1037,3 +1038,31 @@ def fail_atomic_writes(monkeypatch, error, when=lambda tmp: True, room=100):
 
     monkeypatch.setattr(checkpoint.tempfile, "mkstemp", marking_mkstemp)
     monkeypatch.setattr(checkpoint.os, "fdopen", failing_fdopen)
+
+
+def worker_count(most=4):
+    """How many processes a test may run side by side: the CPUs this process may use, at most `most`."""
+    return max(1, min(most, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def run_side_by_side(runs, tmp_dir, timeout):
+    """Start each (argv, env, cwd) of `runs` at once and wait for all: [(returncode, output)], stdout and
+    stderr together. Tests that are one long single-threaded child (the Triton interpreter) split it so and
+    take every core. The outputs go to files under tmp_dir: pipes read one after the other could fill up."""
+    procs = []
+    for k, (argv, env, cwd) in enumerate(runs):
+        log = open(os.path.join(tmp_dir, f"side_by_side_{k}.log"), "w+")
+        procs.append((subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True), log))
+    results = []
+    try:
+        for proc, log in procs:
+            proc.wait(timeout=timeout)
+            log.seek(0)
+            results.append((proc.returncode, log.read()))
+    finally:
+        for proc, log in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            log.close()
+    return results

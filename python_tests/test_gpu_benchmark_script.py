@@ -10,11 +10,13 @@ import gzip
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_side_by_side
 
 ROOT = Path(__file__).parent.parent
 
@@ -23,6 +25,13 @@ FORCED_GATE_LAUNCHES = {"gated_middle_kernels_one_block", "gated_middle_kernels_
 SECTIONS = {"op", "afnm_layer", "op_backward_same_thread", "op_host_time", "op_profile", "op_pipelined",
             "op_graphed", "afnm_layer_graphed", "middle_kernels", "gated_middle_kernels", *FORCED_GATE_LAUNCHES,
             "primitive_kernels", "primitive_bandwidth", "primitive_bandwidth_channels_last"}
+
+
+# run_gpu.py --sections for the interpreted Triton smoke test in two processes of about equal time (seconds
+# of each section, measured on 2026-12-07: op 109, pipelined 99, host 81, graph 45, profile 42, layer 37,
+# thread 18, bandwidth 5, middle 2, primitive 2)
+TRITON_SECTION_GROUPS = (["op", "pipelined", "middle", "primitive", "bandwidth"],
+                         ["host", "graph", "profile", "layer", "thread"])
 
 
 def run_smoke(tmp_path, backends, env=None):
@@ -34,6 +43,33 @@ def run_smoke(tmp_path, backends, env=None):
     assert "failed" not in proc.stdout, proc.stdout[-4000:]
     with open(tmp_path / "gpu_bench.csv") as fh:
         return list(csv.DictReader(fh))
+
+
+def run_smoke_side_by_side(tmp_path, backends, env, section_groups):
+    """run_smoke with each group of --sections in its own process, side by side (the interpreted Triton
+    sections take minutes of one core each); the rows of all groups."""
+    argv = [sys.executable, "benchmarks/run_gpu.py", "--device", "cpu", "--backends", *backends, "--smoke"]
+    outs = [tmp_path / f"group_{k}" for k in range(len(section_groups))]
+    runs = [(argv + ["--out", str(out), "--sections", *group], env, ROOT) for out, group in zip(outs, section_groups)]
+    rows = []
+    for out, group, (returncode, log) in zip(outs, section_groups, run_side_by_side(runs, tmp_path, timeout=900)):
+        assert returncode == 0 and not re.search(r"^  .* failed", log, re.M), f"sections {group}:\n" + log[-6000:]
+        with open(out / "gpu_bench.csv") as fh:
+            rows += list(csv.DictReader(fh))
+    return rows
+
+
+def test_sections_choose_the_parts(tmp_path):
+    """--sections runs those parts only, and names the choices when one is unknown."""
+    proc = subprocess.run([sys.executable, "benchmarks/run_gpu.py", "--device", "cpu", "--backends", "cpu",
+                           "--smoke", "--out", str(tmp_path), "--sections", "thread", "primitive"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    with open(tmp_path / "gpu_bench.csv") as fh:
+        assert {r["what"] for r in csv.DictReader(fh)} == {"op_backward_same_thread", "primitive_kernels"}
+    proc = subprocess.run([sys.executable, "benchmarks/run_gpu.py", "--sections", "op", "tabel"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "invalid choice: 'tabel'" in proc.stderr and "graph" in proc.stderr, proc.stderr
 
 
 def test_every_section_runs_on_cpu(tmp_path):
@@ -79,7 +115,7 @@ def test_every_section_runs_with_triton_interpreted(tmp_path):
     """The triton rows (direct path, registered ops, the fold) on CPU tensors under
     TRITON_INTERPRET=1, set in the child before triton is imported."""
     pytest.importorskip("triton")
-    rows = run_smoke(tmp_path, ["triton"], env=dict(os.environ, TRITON_INTERPRET="1"))
+    rows = run_smoke_side_by_side(tmp_path, ["triton"], dict(os.environ, TRITON_INTERPRET="1"), TRITON_SECTION_GROUPS)
     assert {r["what"] for r in rows} == SECTIONS
     assert {r["impl"] for r in rows if r["what"] == "primitive_kernels"} == {"triton", "triton_op"}
     assert {r["impl"] for r in rows if r["what"] == "afnm_layer"} == {"triton", "triton_python_function",

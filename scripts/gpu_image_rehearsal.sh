@@ -16,7 +16,7 @@
 # Steps: that environment with the project's own dependencies (read from
 # pyproject.toml, torch pin replaced); a copy of the tracked and
 # untracked-not-ignored files; gpu_check.sh's build (CUDA kernels for sm_90,
-# in place); then the whole CPU test suite in the copy (the GPU tests skip).
+# in place); then the whole CPU test suite in the copy (the GPU tests skip), over the cores (pytest-xdist).
 # NumPy stays below 2.3 here: Triton 3.6's interpreter (TRITON_INTERPRET=1,
 # used by the Triton tests on the CPU) fails on NumPy 2.4's scalar conversion;
 # the GPU image's NumPy 2.5 never meets the interpreter.
@@ -62,5 +62,5 @@ step "build, as benchmarks/gpu_check.sh does (CUDA kernels for sm_90)"
 (cd "$WORK" && python -c "import anrl_ext._C as c; assert c.with_cuda; import anrl_ext; print('backends on cpu:', anrl_ext.available_backends('cpu'))")
 
 step "CPU test suite under torch $TORCH"
-(cd "$WORK" && PYTHONPATH="$WORK" python -m pytest python_tests -q -p no:cacheprovider)
+(cd "$WORK" && PYTHONPATH="$WORK" python -m pytest python_tests -q -p no:cacheprovider -n auto --maxprocesses 4)
 step "passed"
