@@ -203,16 +203,13 @@ def main(argv=None):
     print(f"# {name}, copy bandwidth {bw / 1e9:.0f} GB/s, torch {torch.__version__}, backends {backends}")
     print("# forward+backward ms (fraction of copy bandwidth over 8|X| bytes); speed-up of the best fused")
     rows = []
-    csv_path = Path(args.out) / "gpu_bench.csv"
+    csv_path = OUT_DIR / "gpu_bench.csv"
     # Each section writes the CSV when it is done: a failure or the time limit in
     # a later one keeps the rows of those before it.
     for key in (s for s in SECTIONS if s in args.sections):
         start = time.perf_counter()
         try:
-            if key == "op":
-                op_table(rows, backends, name, args, bw, csv_path)
-            else:
-                SECTIONS[key](rows, backends, name, args.repeats, bw)
+            SECTIONS[key](rows, backends, name, args.repeats, bw)
         except Exception as exc:  # report and keep going
             print(f"  {SECTIONS[key].__name__} failed: {type(exc).__name__}: {exc}"[:400], flush=True)
             if args.smoke:
@@ -222,18 +219,19 @@ def main(argv=None):
     write_csv(rows, csv_path)
 
 
-def op_table(rows, backends, name, args, bw, csv_path):
-    """The headline rows ("op"): every shape and dtype, each implementation's forward and forward+backward."""
+def op_table(rows, backends, name, repeats, bw):
+    """The headline rows ("op"): every shape and dtype, each implementation's forward and forward+backward;
+    the CSV after each case."""
     for dtype in DTYPES:
         for shape in SHAPES:
             x, alpha, params, running, dy = make_case(shape, dtype, DEVICE)
             inputs = [x, alpha, *params]
             xbytes = x.numel() * x.element_size()
             res = {}
-            for impl, fn in op_impls(backends, compile_reference=not args.smoke).items():
+            for impl, fn in op_impls(backends, compile_reference=not SMOKE).items():
                 call = lambda fn=fn: fn(x, alpha, params, running)  # noqa: E731
                 try:
-                    fwd, fb = time_case(fn, x, inputs, call, dy, args.repeats)
+                    fwd, fb = time_case(fn, x, inputs, call, dy, repeats)
                 except Exception as exc:  # report and keep going
                     print(f"  {impl} failed on {shape} {dtype}: {type(exc).__name__}: {exc}"[:400])
                     continue
@@ -243,7 +241,7 @@ def op_table(rows, backends, name, args, bw, csv_path):
                                  backward_ms=round((fb - fwd) * 1e3, 4), forward_backward_ms=round(fb * 1e3, 4),
                                  fb_bandwidth_fraction=fraction(8 * xbytes / fb / bw),
                                  copy_gbps=round(bw / 1e9, 1)))
-            write_csv(rows, csv_path, quiet=True)
+            write_csv(rows, OUT_DIR / "gpu_bench.csv", quiet=True)
             line = f"{str(dtype)[6:]:>8} {'x'.join(map(str, shape)):>15}"
             for impl, fb in res.items():
                 line += f" | {impl} {fb * 1e3:6.3f} ({100 * 8 * xbytes / fb / bw:3.0f}%)"
@@ -676,7 +674,7 @@ def set_gate_launch(backend, limit):
 
 # --sections: the table's parts, in the order they run. The profiler last: its CUDA activity tracing could
 # slow the launches of timings after it. The CUDA graph captures next to last: a capture that fails could
-# leave the device in an error state. "op" (the headline rows) is op_table, called with more arguments.
+# leave the device in an error state.
 SECTIONS = {"op": op_table, "layer": layer_rows, "thread": thread_rows, "host": host_rows,
             "pipelined": pipelined_rows, "middle": middle_rows, "primitive": primitive_rows,
             "bandwidth": bandwidth_rows, "graph": graph_rows, "profile": profile_rows}

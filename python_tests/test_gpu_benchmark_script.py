@@ -34,26 +34,21 @@ TRITON_SECTION_GROUPS = (["op", "pipelined", "middle", "primitive", "bandwidth"]
                          ["host", "graph", "profile", "layer", "thread"])
 
 
-def run_smoke(tmp_path, backends, env=None):
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/run_gpu.py", "--device", "cpu", "--backends", *backends, "--smoke",
-         "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    assert "failed" not in proc.stdout, proc.stdout[-4000:]
-    with open(tmp_path / "gpu_bench.csv") as fh:
-        return list(csv.DictReader(fh))
-
-
-def run_smoke_side_by_side(tmp_path, backends, env, section_groups):
-    """run_smoke with each group of --sections in its own process, side by side (the interpreted Triton
-    sections take minutes of one core each); the rows of all groups."""
+def run_smoke(tmp_path, backends, env=None, section_groups=None):
+    """run_gpu.py --smoke on the CPU: the rows of its CSV. section_groups: lists of --sections, each in
+    its own process, side by side (the interpreted Triton sections take minutes of one core each);
+    otherwise one process, writing to tmp_path."""
     argv = [sys.executable, "benchmarks/run_gpu.py", "--device", "cpu", "--backends", *backends, "--smoke"]
-    outs = [tmp_path / f"group_{k}" for k in range(len(section_groups))]
-    runs = [(argv + ["--out", str(out), "--sections", *group], env, ROOT) for out, group in zip(outs, section_groups)]
+    if section_groups is None:
+        outs, runs = [tmp_path], [(argv + ["--out", str(tmp_path)], env, ROOT)]
+    else:
+        outs = [tmp_path / f"group_{k}" for k in range(len(section_groups))]
+        runs = [(argv + ["--out", str(out), "--sections", *group], env, ROOT)
+                for out, group in zip(outs, section_groups)]
     rows = []
-    for out, group, (returncode, log) in zip(outs, section_groups, run_side_by_side(runs, tmp_path, timeout=900)):
-        assert returncode == 0 and not re.search(r"^  .* failed", log, re.M), f"sections {group}:\n" + log[-6000:]
+    for out, (argv, _, _), (returncode, log) in zip(outs, runs, run_side_by_side(runs, tmp_path, timeout=900)):
+        # a section's failure, reported as "  <what> failed..." (--smoke raises on one, too)
+        assert returncode == 0 and not re.search(r"^  .* failed", log, re.M), " ".join(argv[2:]) + "\n" + log[-6000:]
         with open(out / "gpu_bench.csv") as fh:
             rows += list(csv.DictReader(fh))
     return rows
@@ -115,7 +110,7 @@ def test_every_section_runs_with_triton_interpreted(tmp_path):
     """The triton rows (direct path, registered ops, the fold) on CPU tensors under
     TRITON_INTERPRET=1, set in the child before triton is imported."""
     pytest.importorskip("triton")
-    rows = run_smoke_side_by_side(tmp_path, ["triton"], dict(os.environ, TRITON_INTERPRET="1"), TRITON_SECTION_GROUPS)
+    rows = run_smoke(tmp_path, ["triton"], dict(os.environ, TRITON_INTERPRET="1"), TRITON_SECTION_GROUPS)
     assert {r["what"] for r in rows} == SECTIONS
     assert {r["impl"] for r in rows if r["what"] == "primitive_kernels"} == {"triton", "triton_op"}
     assert {r["impl"] for r in rows if r["what"] == "afnm_layer"} == {"triton", "triton_python_function",
