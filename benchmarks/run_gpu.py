@@ -352,7 +352,8 @@ def host_rows(rows, backends, name, repeats, bw):
     Python autograd.Function (`*_python_function` where the backend's op has its autograd in
     C++), its parts: from the call to the entry of the op's backward() (autograd's hand-over),
     inside backward() (Python and the kernel calls), and from its return to grad()'s.
-    perf_counter medians; the GPU is synchronised between calls, outside the timings."""
+    perf_counter: the forward's median, and the call with the median backward, in parts; the GPU is
+    synchronised between calls, outside the timings."""
     import time
 
     from anrl_ext.ops import fast_blend
@@ -391,7 +392,11 @@ def host_rows(rows, backends, name, repeats, bw):
                         # No marks: the backward is C++ (blend_apply), no Python Function to time inside.
                         entry, exit_ = marks or (float("nan"), float("nan"))
                         samples.append((t1 - t0, t3 - t2, entry - t2, exit_ - entry, t3 - exit_))
-                parts = [statistics.median(col) * 1e3 for col in zip(*samples[3:])]
+                # The forward's median; the backward of the call with the median backward time, and that
+                # call's parts: they add up to it, where medians of each part alone need not.
+                kept = samples[3:]
+                call = sorted(kept, key=lambda sample: sample[1])[len(kept) // 2]
+                parts = [statistics.median(sample[0] for sample in kept) * 1e3, *(v * 1e3 for v in call[1:])]
                 impl = b if threads == "device thread" else f"{b}_same_thread"
                 names = ("forward", "backward") + (("handover", "in_backward", "after_backward") if marks else ())
                 for what, value in zip(names, parts):

@@ -82,9 +82,9 @@ def test_every_section_runs_on_cpu(tmp_path):
     assert set(parts) == {f"{impl}:{part}" for impl in ("cpu", "cpu_same_thread") for part in ("forward", "backward")} \
         | {f"{impl}:{part}" for impl in python_function
            for part in ("forward", "backward", "handover", "in_backward", "after_backward")}
-    for impl in python_function:  # the three parts lie inside the grad call, which takes the whole
+    for impl in python_function:  # the three parts of one grad call add up to it (each rounded to 1e-4 ms)
         inside = sum(parts[f"{impl}:{p}"] for p in ("handover", "in_backward", "after_backward"))
-        assert 0 < parts[f"{impl}:in_backward"] and inside <= 1.05 * parts[f"{impl}:backward"] + 1e-3, parts
+        assert 0 < parts[f"{impl}:in_backward"] and abs(inside - parts[f"{impl}:backward"]) <= 3e-4, parts
     assert {r["impl"] for r in rows if r["what"] == "op_pipelined"} == {"cpu", "cpu_python_function", "reference"}
     assert {r["impl"] for r in rows if r["what"] == "op_graphed"} == {"cpu", "reference"}
     assert {r["impl"] for r in rows if r["what"] == "afnm_layer_graphed"} == {"afnm_layer_cpu"}
