@@ -14,11 +14,11 @@ small ops; then the op
 (blend_apply), one operator call each way (blend_apply_forward / _backward)
 from the Python autograd.Function, moments / middle / map called
 separately, and the chain; then the fixed-blend layers BN and IBN the same
-four ways; then the Python around the op (`adaptive_norm` against its op
-called directly) and around the AFNM layer's (the layer against
-`gate_blend_apply`); then an AFNM layer with synchronised BN statistics (a
-world of one): fused, and the chain. Best of 5 rounds, the modes of a line
-interleaved.
+four ways; then the Python around the op (`adaptive_norm`, its argument
+checks in one C++ call and in Python, against its op called directly) and
+around the AFNM layer's (the layer against `gate_blend_apply`); then an AFNM
+layer with synchronised BN statistics (a world of one): fused, and the chain.
+Best of 5 rounds, the modes of a line interleaved.
 
 --launches times the host work of one Triton primitive call with the launch
 itself stubbed out (no GPU here): the direct path's bare kernel, the registered
@@ -26,6 +26,7 @@ op (triton_op), and wrap_triton called outside triton_op, which dispatches the
 launch as a higher-order op (the direct path before 2026-11-28, fourth session).
 """
 import argparse
+import importlib
 import time
 
 import torch
@@ -137,8 +138,20 @@ def wrapper_calls(x, dy, calls):
     alpha = torch.rand(n, c, requires_grad=True)
     params = [torch.randn(c, requires_grad=True) for _ in range(4)]
     running = (torch.zeros(c), torch.ones(c))
+    checks = importlib.import_module("anrl_ext.ops.adaptive_norm")
+
+    def op():
+        return anrl_ext.adaptive_norm(x, alpha, *params, *running, training=True, backend="cpu")
+
+    def op_python_checks():  # the argument checks in Python, as before 2026-12-07
+        checks.FAST_CHECKS = False
+        try:
+            return op()
+        finally:
+            checks.FAST_CHECKS = True
+
     print(f"{'wrapper':>8}: " + wrapper_line(x, dy, calls, [x, alpha, *params], {
-        "adaptive_norm": lambda: anrl_ext.adaptive_norm(x, alpha, *params, *running, training=True, backend="cpu"),
+        "adaptive_norm": op, "adaptive_norm, Python checks": op_python_checks,
         "op direct": lambda: prims.blend_apply(x, alpha, 0.0, *params, *running, True, True, 0.1, 1e-5)}))
     layer = anrl_ext.AFNM(c, reduction=2, backend="cpu")
     gate = gate_arguments(layer.kernel_gate_slots, layer.gate.weights())

@@ -1,6 +1,7 @@
 // Python module anrl_ext._C: importing it registers the operators above.
 #include <torch/extension.h>
 
+#include "anrl_ext/argument_checks.h"
 #include "anrl_ext/gate_launch.h"
 #include "anrl_ext/kernel_variants.h"
 #include "anrl_ext/launch_key.h"
@@ -32,4 +33,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "Choose between the two (benchmarks time them side by side)");
   m.def("launch_key", &anrl_ext::launch_key, py::arg("args"),
         "The Triton launch cache's key of a tuple of kernel arguments (anrl_ext.ops.triton_launch._key)");
+  m.def("blend_arguments_ok", &anrl_ext::blend_arguments_ok, py::arg("x"), py::arg("alpha"), py::arg("bn_weight"),
+        py::arg("bn_bias"), py::arg("in_weight"), py::arg("in_bias"), py::arg("running_mean"),
+        py::arg("running_var"), py::arg("training"), py::arg("momentum"), py::arg("eps"),
+        "True when adaptive_norm's argument checks would all pass and x has elements; False where they "
+        "might not (adaptive_norm then runs them in Python)");
 }

@@ -10,6 +10,7 @@ from torch import Tensor
 from .backends import primitives_for, resolve_backend
 from .coefficients import Alpha, batch_stats, blend_coefficients, update_running_buffers
 from . import fast_blend as _fast
+from . import native
 from .fast_blend import BlendSpec, ConstantAlpha, affine_slots, alpha_input, fast_blend
 from .fused import capturing_graph, fused, shapes_are_trace_constants
 from .reference import adaptive_norm_reference
@@ -88,6 +89,19 @@ def check_statistics_defined(x: Tensor, training: bool, uses_in: bool) -> None:
         raise ValueError(
             f"expected more than 1 value per channel when training, got input size {tuple(x.shape)}"
         )
+
+
+def check_arguments(x: Tensor, alpha: Alpha, bn_weight: Optional[Tensor], bn_bias: Optional[Tensor],
+                    in_weight: Optional[Tensor], in_bias: Optional[Tensor], running_mean: Optional[Tensor],
+                    running_var: Optional[Tensor], training: bool, momentum: float, eps: float) -> None:
+    """Every argument check of `adaptive_norm`: a clear error for anything the op cannot take."""
+    check_input(x)
+    check_alpha(alpha, x)
+    check_hyperparameters(running_mean, running_var, momentum, eps)
+    check_tensors_on(x, [("bn_weight", bn_weight), ("bn_bias", bn_bias), ("in_weight", in_weight),
+                         ("in_bias", in_bias), ("running_mean", running_mean), ("running_var", running_var)])
+    uses_in = not (not isinstance(alpha, Tensor) and float(alpha) == 1.0)
+    check_statistics_defined(x, training or running_mean is None, uses_in)
 
 
 def empty_blend(x: Tensor, tensors: Sequence[Optional[Tensor]]) -> Tensor:
@@ -208,6 +222,14 @@ def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_
     return y, alpha
 
 
+# The common case of adaptive_norm's checks in one C++ call (csrc/argument_checks.cpp): it answers True
+# only where every check passes and x has elements, and False sends the call through the Python checks,
+# which raise the error. On a GPU they are host time before the first launch. FAST_CHECKS = False always
+# runs the Python checks (benchmarks/host_time.py times the two); None without anrl_ext._C.
+FAST_CHECKS = True
+_arguments_ok = getattr(native._C, "blend_arguments_ok", None) if native.is_built() else None
+
+
 @shapes_are_trace_constants
 def adaptive_norm(
     x: Tensor,
@@ -233,16 +255,14 @@ def adaptive_norm(
     (unbiased variance), used instead of batch statistics otherwise. An input
     with no elements (N = 0) gives an empty output and leaves them as they are.
     """
-    check_input(x)
-    check_alpha(alpha, x)
-    check_hyperparameters(running_mean, running_var, momentum, eps)
-    check_tensors_on(x, [("bn_weight", bn_weight), ("bn_bias", bn_bias), ("in_weight", in_weight),
-                         ("in_bias", in_bias), ("running_mean", running_mean), ("running_var", running_var)])
-    uses_in = not (not isinstance(alpha, Tensor) and float(alpha) == 1.0)
-    check_statistics_defined(x, training or running_mean is None, uses_in)
-    if x.numel() == 0:
-        return empty_blend(x, [alpha if isinstance(alpha, Tensor) else None, bn_weight, bn_bias, in_weight,
-                               in_bias])
+    if not (FAST_CHECKS and _arguments_ok is not None and not torch.compiler.is_compiling()
+            and _arguments_ok(x, alpha, bn_weight, bn_bias, in_weight, in_bias, running_mean, running_var,
+                              training, momentum, eps)):
+        check_arguments(x, alpha, bn_weight, bn_bias, in_weight, in_bias, running_mean, running_var, training,
+                        momentum, eps)
+        if x.numel() == 0:
+            return empty_blend(x, [alpha if isinstance(alpha, Tensor) else None, bn_weight, bn_bias, in_weight,
+                                   in_bias])
     name = resolve_backend(backend, x.device)
     if name == "reference":
         return adaptive_norm_reference(x, alpha, bn_weight, bn_bias, in_weight, in_bias,
