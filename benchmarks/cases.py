@@ -112,14 +112,27 @@ def copy_bandwidth(nbytes=256 * 2**20, repeats=10, device="cpu"):
 
 
 def write_csv(rows, path, quiet=False):
-    """Write a list of same-keyed dicts as CSV, creating the folder."""
+    """Write a list of same-keyed dicts as CSV, creating the folder. Written beside it and renamed over
+    it: a time limit that kills the writer leaves the last whole table (run_gpu.py rewrites it after
+    every case, the rows of earlier runs with --append among them)."""
     import csv
+    import os
     from pathlib import Path
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
+    part = f"{path}.part"
+    with open(part, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    os.replace(part, path)
     if not quiet:
         print(f"wrote {path}")
+
+
+def read_csv(path):
+    """The rows write_csv wrote, as dicts of strings."""
+    import csv
+
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))

@@ -5,7 +5,8 @@
 # and training metrics go to $OUT (default benchmarks/results/gpu-<date>).
 # Each step has its own time limit, cut to what is left of GPU_CHECK_DEADLINE (default 470 s: the
 # issue's 8 minutes, less the shell's own): a training step that might not finish in that is skipped,
-# so the whole script ends within 8 minutes.
+# so the whole script ends within 8 minutes. Order: build, tests, the table's op rows (the issue's
+# targets), the issue's training check, the table's other sections, the other training timings.
 #
 #     bash benchmarks/gpu_check.sh            # optional: put wheels to install in .whl/
 #     GPU_CHECK_TRAIN=0 bash benchmarks/gpu_check.sh   # build, tests and table only
@@ -85,19 +86,27 @@ else
     done
 fi
 
-if [ "${GPU_CHECK_TABLE:-1}" != "0" ]; then
-    step "benchmark table"
-    timeout "$(limit 220)" "$PY" benchmarks/run_gpu.py --out "$OUT"
-fi
+# The table in two parts: its op rows (the issue's targets) first, then, after the issue's training check,
+# the other sections, added to the same CSV. A long table then cannot crowd out the training check.
+table() {  # table <time limit> <title> <run_gpu.py options>
+    local lim=$1 title=$2; shift 2
+    [ "${GPU_CHECK_TABLE:-1}" = "0" ] && return 0
+    step "$title"
+    timeout "$(limit "$lim")" "$PY" benchmarks/run_gpu.py --out "$OUT" "$@"
+}
+table 150 "benchmark table: the op rows" --sections op
 
-if [ "${GPU_CHECK_TRAIN:-1}" = "0" ]; then step "done (training steps skipped): GPU tests rc=$tests_rc"; exit "$tests_rc"; fi
-if [ -n "${GPU_CHECK_TRAIN_BEFORE:-}" ] && [ $(( $(date +%s) - t0 )) -ge "$GPU_CHECK_TRAIN_BEFORE" ]; then
-    step "done (training steps skipped: past ${GPU_CHECK_TRAIN_BEFORE} s): GPU tests rc=$tests_rc"; exit "$tests_rc"
-fi
 # fits <seconds> <title>: starts a training step that takes up to <seconds>, or skips it (false) when
-# less than that is left of the deadline: a step cut short would say nothing.
+# less than that is left of the deadline: a step cut short would say nothing. No training step at all with
+# GPU_CHECK_TRAIN=0, or past GPU_CHECK_TRAIN_BEFORE seconds.
 skipped_steps=0
+training=1
+[ "${GPU_CHECK_TRAIN:-1}" = "0" ] && training=0 && echo "training steps skipped (GPU_CHECK_TRAIN=0)"
 fits() {
+    [ "$training" = 1 ] || return 1
+    if [ -n "${GPU_CHECK_TRAIN_BEFORE:-}" ] && [ $(( $(date +%s) - t0 )) -ge "$GPU_CHECK_TRAIN_BEFORE" ]; then
+        echo "training steps skipped: past ${GPU_CHECK_TRAIN_BEFORE} s"; training=0; return 1
+    fi
     step "$2"
     [ "$(left)" -ge "$1" ] && return 0
     echo "skipped: $(left) s left of GPU_CHECK_DEADLINE=${DEADLINE} s, the step takes up to $1 s"
@@ -105,8 +114,8 @@ fits() {
     return 1
 }
 
-# The issue's training check first (an iteration fused vs reference, then a short run of the trainer),
-# then the settings' and the loader's timings.
+# The issue's training check (an iteration fused vs reference, then a short run of the trainer), then the
+# rest of the table, then the settings' and the loader's timings.
 fits 60 "one training iteration at the paper's size, fused vs reference" \
     && timeout 60 "$PY" benchmarks/train_iteration.py --device cuda --img-size 256 --width 1.0 --batch-size 10 \
         --iters 8
@@ -118,6 +127,8 @@ if fits 55 "short training run on the GPU (fused backend, second-order meta-lear
     cp /tmp/anrl_gpu_run/metrics.json "$OUT/train_metrics.json" 2>/dev/null
     cp /tmp/anrl_gpu_run/log.csv "$OUT/train_log.csv" 2>/dev/null
 fi
+
+table 200 "benchmark table: the other sections" --skip op --append
 
 fits 75 "one training iteration, fused backend: NCHW / channels_last x float32 / --amp (bf16)" \
     && timeout 75 "$PY" benchmarks/train_iteration.py --device cuda --img-size 256 --width 1.0 --batch-size 10 \

@@ -3,6 +3,7 @@
     python benchmarks/run_gpu.py [--out DIR] [--repeats 30]
     python benchmarks/run_gpu.py --device cpu --backends cpu --smoke   # every section, tiny, on the CPU
     python benchmarks/run_gpu.py --sections op graph                    # only those parts of the table
+    python benchmarks/run_gpu.py --skip op --append                     # the others, added to the CSV
 
 Shapes (32,64,128,128), (32,128,64,64), (32,256,32,32), (64,512,14,14);
 float32 and bfloat16; forward, backward (forward+backward minus forward) and
@@ -40,7 +41,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cases import graph_replay, make_case, median_time, write_csv  # noqa: E402
+from cases import graph_replay, make_case, median_time, read_csv, write_csv  # noqa: E402
 
 from anrl_ext.ops.reference import adaptive_norm_reference  # noqa: E402
 
@@ -188,6 +189,11 @@ def main(argv=None):
                          "section runs")
     ap.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS), metavar="SECTION",
                     help="which parts to run, in the table's order (default: all): " + ", ".join(SECTIONS))
+    ap.add_argument("--skip", nargs="+", choices=list(SECTIONS), default=[], metavar="SECTION",
+                    help="run every section of --sections but these")
+    ap.add_argument("--append", action="store_true",
+                    help="keep the rows already in the output's gpu_bench.csv (a table run in parts, as "
+                         "gpu_check.sh runs it)")
     args = ap.parse_args(argv)
     import anrl_ext
 
@@ -202,11 +208,11 @@ def main(argv=None):
     name = torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu"
     print(f"# {name}, copy bandwidth {bw / 1e9:.0f} GB/s, torch {torch.__version__}, backends {backends}")
     print("# forward+backward ms (fraction of copy bandwidth over 8|X| bytes); speed-up of the best fused")
-    rows = []
     csv_path = OUT_DIR / "gpu_bench.csv"
+    rows = read_csv(csv_path) if args.append and csv_path.exists() else []
     # Each section writes the CSV when it is done: a failure or the time limit in
     # a later one keeps the rows of those before it.
-    for key in (s for s in SECTIONS if s in args.sections):
+    for key in (s for s in SECTIONS if s in args.sections and s not in args.skip):
         start = time.perf_counter()
         try:
             SECTIONS[key](rows, backends, name, args.repeats, bw)
@@ -214,9 +220,11 @@ def main(argv=None):
             print(f"  {SECTIONS[key].__name__} failed: {type(exc).__name__}: {exc}"[:400], flush=True)
             if args.smoke:
                 raise
-        write_csv(rows, csv_path, quiet=True)
+        if rows:  # none where the only section failed at once
+            write_csv(rows, csv_path, quiet=True)
         print(f"# section {key}: {time.perf_counter() - start:.1f} s", flush=True)
-    write_csv(rows, csv_path)
+    if rows:
+        write_csv(rows, csv_path)
 
 
 def op_table(rows, backends, name, repeats, bw):

@@ -55,13 +55,24 @@ def run_smoke(tmp_path, backends, env=None, section_groups=None):
 
 
 def test_sections_choose_the_parts(tmp_path):
-    """--sections runs those parts only, and names the choices when one is unknown."""
-    proc = subprocess.run([sys.executable, "benchmarks/run_gpu.py", "--device", "cpu", "--backends", "cpu",
-                           "--smoke", "--out", str(tmp_path), "--sections", "thread", "primitive"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    with open(tmp_path / "gpu_bench.csv") as fh:
-        assert {r["what"] for r in csv.DictReader(fh)} == {"op_backward_same_thread", "primitive_kernels"}
+    """--sections runs those parts only, --append adds their rows to the CSV's (gpu_check.sh runs the table
+    in two parts), and an unknown section is a usage error naming the choices."""
+    def run(*sections, append=False):
+        proc = subprocess.run([sys.executable, "benchmarks/run_gpu.py", "--device", "cpu", "--backends", "cpu",
+                               "--smoke", "--out", str(tmp_path), "--sections", *sections]
+                              + (["--append"] if append else []), cwd=ROOT, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+        with open(tmp_path / "gpu_bench.csv") as fh:
+            return sorted(r["what"] for r in csv.DictReader(fh))
+
+    thread = run("thread")
+    assert set(thread) == {"op_backward_same_thread"}
+    both = run("primitive", append=True)
+    assert set(both) == {"op_backward_same_thread", "primitive_kernels"}
+    assert both.count("op_backward_same_thread") == len(thread)  # the first part's rows kept, once
+    assert not list(tmp_path.glob("*.part"))
+    assert set(run("thread", "primitive")) == set(both) and run("thread") == thread  # without --append: replaced
     proc = subprocess.run([sys.executable, "benchmarks/run_gpu.py", "--sections", "op", "tabel"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "invalid choice: 'tabel'" in proc.stderr and "graph" in proc.stderr, proc.stderr

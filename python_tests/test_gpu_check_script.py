@@ -65,17 +65,21 @@ def test_the_whole_check_runs_every_step(tmp_path):
     assert len(commands(calls, "setup.py", "build_ext")) == 1
     shards = sorted(c.split()[1] for c in commands(calls, "-m pytest", "python_tests/test_gpu.py"))
     assert shards == ["0/4", "1/4", "2/4", "3/4"]
-    assert len(commands(calls, "benchmarks/run_gpu.py")) == 1
+    # the table in two parts into one CSV: the op rows, then every other section added to them
+    tables = commands(calls, "benchmarks/run_gpu.py")
+    assert len(tables) == 2 and "--sections op" in tables[0] and "--skip op --append" in tables[1], tables
     assert len(commands(calls, "benchmarks/train_iteration.py")) == 2
     assert len(commands(calls, "benchmarks/loader_threads.py")) == 1
     assert len(commands(calls, "-m anrl_ext.train", "--device cuda")) == 1
-    # build, four test shards, the table, four training steps: each under its own limit
-    assert sorted(limits(calls)) == sorted([360, 280, 280, 280, 280, 220, 60, 75, 60, 55])
+    # build, four test shards, the table's two parts, four training steps: each under its own limit
+    assert sorted(limits(calls)) == sorted([360, 280, 280, 280, 280, 150, 200, 60, 75, 60, 55])
     assert "tests passed: 4" in out and "training steps skipped for time: 0" in out
-    # the issue's training check (an iteration fused vs reference, the trainer) before the other timings
+    # the op rows, then the issue's training check (an iteration fused vs reference, the trainer), then the
+    # table's other sections and the other timings: a long table cannot crowd out what the issue needs
     python_calls = commands(calls)
     order = [python_calls.index(commands(calls, *words)[0])
-             for words in (["--iters 8"], ["-m anrl_ext.train"], ["--formats"], ["loader_threads.py"])]
+             for words in (["--sections op"], ["--iters 8"], ["-m anrl_ext.train"], ["--skip op"], ["--formats"],
+                           ["loader_threads.py"])]
     assert order == sorted(order)
     assert (tmp_path / "out" / "gpu_check.log").exists()
 
@@ -111,5 +115,15 @@ def test_a_failing_test_shard_is_the_exit_code(tmp_path):
 def test_no_training_steps(tmp_path):
     rc, out, calls = run_check(tmp_path, GPU_CHECK_TRAIN="0")
     assert rc == 0, out
-    assert commands(calls, "benchmarks/run_gpu.py") and not commands(calls, "train_iteration.py")
-    assert "training steps skipped" in out
+    assert len(commands(calls, "benchmarks/run_gpu.py")) == 2 and not commands(calls, "train_iteration.py")
+    assert not commands(calls, "-m anrl_ext.train") and "training steps skipped (GPU_CHECK_TRAIN=0)" in out
+
+
+def test_training_steps_only_before_the_given_time(tmp_path):
+    """GPU_CHECK_TRAIN_BEFORE: no training step once that many seconds have passed (0: none at all); the
+    table's two parts still run."""
+    rc, out, calls = run_check(tmp_path, GPU_CHECK_TRAIN_BEFORE="0")
+    assert rc == 0, out
+    assert not commands(calls, "train_iteration.py") and not commands(calls, "-m anrl_ext.train")
+    assert len(commands(calls, "benchmarks/run_gpu.py")) == 2
+    assert out.count("training steps skipped: past 0 s") == 1
