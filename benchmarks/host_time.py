@@ -34,6 +34,8 @@ import torch
 import anrl_ext
 from anrl_ext.ops import fast_blend
 
+ADAPTIVE_NORM = importlib.import_module("anrl_ext.ops.adaptive_norm")  # the module: the package exports the function
+
 # (fast_blend.ENABLED, GATE_IN_KERNEL, NATIVE_AUTOGRAD) of the AFNM layer
 MODES = {"gate in kernel, C++ autograd": (True, True, True), "gate in kernel": (True, True, False),
          "gate in PyTorch": (True, False, False), "chain of small ops": (False, False, False)}
@@ -138,21 +140,15 @@ def wrapper_calls(x, dy, calls):
     alpha = torch.rand(n, c, requires_grad=True)
     params = [torch.randn(c, requires_grad=True) for _ in range(4)]
     running = (torch.zeros(c), torch.ones(c))
-    checks = importlib.import_module("anrl_ext.ops.adaptive_norm")
 
     def op():
         return anrl_ext.adaptive_norm(x, alpha, *params, *running, training=True, backend="cpu")
 
-    def op_python_checks():  # the argument checks in Python, as before 2026-12-07
-        checks.FAST_CHECKS = False
-        try:
-            return op()
-        finally:
-            checks.FAST_CHECKS = True
-
+    # "Python checks": the argument checks in Python, as before 2026-12-07 (FAST_CHECKS = False)
     print(f"{'wrapper':>8}: " + wrapper_line(x, dy, calls, [x, alpha, *params], {
-        "adaptive_norm": op, "adaptive_norm, Python checks": op_python_checks,
-        "op direct": lambda: prims.blend_apply(x, alpha, 0.0, *params, *running, True, True, 0.1, 1e-5)}))
+        "adaptive_norm": op, "adaptive_norm, Python checks": op,
+        "op direct": lambda: prims.blend_apply(x, alpha, 0.0, *params, *running, True, True, 0.1, 1e-5)},
+        python_checks={"adaptive_norm, Python checks"}))
     layer = anrl_ext.AFNM(c, reduction=2, backend="cpu")
     gate = gate_arguments(layer.kernel_gate_slots, layer.gate.weights())
     affines = (layer.bn_weight, layer.bn_bias, layer.in_weight, layer.in_bias)
@@ -162,14 +158,16 @@ def wrapper_calls(x, dy, calls):
                                                     True, True, 0.1, 1e-5)[0]}))
 
 
-def wrapper_line(x, dy, calls, inputs, calls_of):
-    """Each call of `calls_of` forward without autograd and forward + backward, interleaved."""
+def wrapper_line(x, dy, calls, inputs, calls_of, python_checks=()):
+    """Each call of `calls_of` forward without autograd and forward + backward, interleaved; those named in
+    `python_checks` with adaptive_norm's argument checks in Python."""
     modes = {f"{name}{what}": (name, grad) for name in calls_of for what, grad in ((" forward", False),
                                                                                     (" fwd+bwd", True))}
     current = {}
 
     def switches(name, grad):
         current.update(call=calls_of[name], grad=grad)
+        ADAPTIVE_NORM.FAST_CHECKS = name not in python_checks
 
     def step():
         if current["grad"]:
@@ -202,7 +200,7 @@ def interleaved(modes, switches, step, calls):
                 times[mode] = min(times[mode], per_call(step, calls // 5, rounds=1))
             finally:
                 fast_blend.ENABLED, fast_blend.GATE_IN_KERNEL, fast_blend.WHOLE_PASS = True, True, True
-                fast_blend.NATIVE_AUTOGRAD = True
+                fast_blend.NATIVE_AUTOGRAD = ADAPTIVE_NORM.FAST_CHECKS = True
     return " | ".join(f"{m} {t * 1e6:6.1f} us" for m, t in times.items())
 
 

@@ -52,6 +52,7 @@ MIDDLE_SIZES = ((32, 64), (64, 512))
 COPY_ELEMENTS = 2**28  # 1 GiB of float32
 SMOKE = False  # --smoke: one call where a timing loops over many
 OUT_DIR = Path("benchmarks/results")  # --out: the CSV and the profiler traces
+CSV_NAME = "gpu_bench.csv"  # in OUT_DIR, rewritten after every case and section
 
 
 def cuda_time(fn, repeats=30, warmup=3):
@@ -208,7 +209,7 @@ def main(argv=None):
     name = torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu"
     print(f"# {name}, copy bandwidth {bw / 1e9:.0f} GB/s, torch {torch.__version__}, backends {backends}")
     print("# forward+backward ms (fraction of copy bandwidth over 8|X| bytes); speed-up of the best fused")
-    csv_path = OUT_DIR / "gpu_bench.csv"
+    csv_path = OUT_DIR / CSV_NAME
     rows = read_csv(csv_path) if args.append and csv_path.exists() else []
     # Each section writes the CSV when it is done: a failure or the time limit in
     # a later one keeps the rows of those before it.
@@ -223,8 +224,7 @@ def main(argv=None):
         if rows:  # none where the only section failed at once
             write_csv(rows, csv_path, quiet=True)
         print(f"# section {key}: {time.perf_counter() - start:.1f} s", flush=True)
-    if rows:
-        write_csv(rows, csv_path)
+    print(f"wrote {csv_path}" if rows else "no rows")
 
 
 def op_table(rows, backends, name, repeats, bw):
@@ -249,7 +249,7 @@ def op_table(rows, backends, name, repeats, bw):
                                  backward_ms=round((fb - fwd) * 1e3, 4), forward_backward_ms=round(fb * 1e3, 4),
                                  fb_bandwidth_fraction=fraction(8 * xbytes / fb / bw),
                                  copy_gbps=round(bw / 1e9, 1)))
-            write_csv(rows, OUT_DIR / "gpu_bench.csv", quiet=True)
+            write_csv(rows, OUT_DIR / CSV_NAME, quiet=True)
             line = f"{str(dtype)[6:]:>8} {'x'.join(map(str, shape)):>15}"
             for impl, fb in res.items():
                 line += f" | {impl} {fb * 1e3:6.3f} ({100 * 8 * xbytes / fb / bw:3.0f}%)"
