@@ -1,6 +1,8 @@
 // CPU kernels of the four primitives: OpenMP over planes (NCHW) or row
 // blocks (channels_last), simd inner loops, float32 accumulation for
-// half/bfloat16, float64 for float64.
+// half/bfloat16, float64 for float64. Half data is widened into float
+// buffers a span at a time and outputs narrowed back; the other types are read
+// and written in place (cpu_convert.h).
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -9,6 +11,7 @@
 #include <vector>
 
 #include "anrl_ext/checks.h"
+#include "anrl_ext/cpu_convert.h"
 #include "anrl_ext/moments.h"
 #include "anrl_ext/ops.h"
 #include "anrl_ext/output_cache.h"
@@ -89,14 +92,14 @@ void merge_blocks_pairwise(int64_t N, int64_t blocks, F merge) {
 // Chunks merged this way round the mean once, when the pivot is added back;
 // chunk means at the magnitude of the plane mean would be rounded at every
 // merge (~2 ulps at 128 x 128, float32).
-template <typename scalar_t, typename acc_t>
-Moments<acc_t> chunk_moments(const scalar_t* x, int64_t len, acc_t pivot) {
+template <typename T, typename acc_t>
+Moments<acc_t> chunk_moments(const T* x, int64_t len, acc_t pivot) {
   acc_t sum = 0;
   for (int64_t s = 0; s < len; s += kPart) {
     const int64_t e = std::min(len, s + kPart);
     acc_t part = 0;
 #pragma omp simd reduction(+ : part)
-    for (int64_t i = s; i < e; ++i) part += static_cast<acc_t>(x[i]) - pivot;
+    for (int64_t i = s; i < e; ++i) part += to_acc(x[i]) - pivot;
     sum += part;
   }
   const acc_t offset = sum / static_cast<acc_t>(len);
@@ -106,7 +109,7 @@ Moments<acc_t> chunk_moments(const scalar_t* x, int64_t len, acc_t pivot) {
     acc_t part = 0;
 #pragma omp simd reduction(+ : part)
     for (int64_t i = s; i < e; ++i) {
-      const acc_t d = (static_cast<acc_t>(x[i]) - pivot) - offset;
+      const acc_t d = (to_acc(x[i]) - pivot) - offset;
       part += d * d;
     }
     m2 += part;
@@ -117,12 +120,15 @@ Moments<acc_t> chunk_moments(const scalar_t* x, int64_t len, acc_t pivot) {
 template <typename scalar_t, typename acc_t>
 void moments_nchw(const scalar_t* x, acc_t* mean, acc_t* var, int64_t planes, int64_t M) {
   at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> buf(kWidened<scalar_t> ? kChunk : 0);
     for (int64_t p = begin; p < end; ++p) {
       const scalar_t* xp = x + p * M;
       const acc_t pivot = static_cast<acc_t>(xp[0]);
       MomentsMerger<acc_t> merger;
-      for (int64_t s = 0; s < M; s += kChunk)
-        merger.push(chunk_moments<scalar_t, acc_t>(xp + s, std::min(kChunk, M - s), pivot));
+      for (int64_t s = 0; s < M; s += kChunk) {
+        const int64_t len = std::min(kChunk, M - s);
+        merger.push(chunk_moments(read_span(xp + s, len, buf.data()), len, pivot));
+      }
       const Moments<acc_t> acc = merger.result();
       mean[p] = pivot + acc.mean;
       var[p] = acc.m2 / static_cast<acc_t>(M);
@@ -140,14 +146,15 @@ void moments_nhwc(const scalar_t* x, acc_t* mean, acc_t* var, int64_t N, int64_t
   std::vector<acc_t> pmean(N * blocks * C), pm2(N * blocks * C);
   at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> part(C);
+    std::vector<float> pivot_buf(kWidened<scalar_t> ? C : 0), block_buf(kWidened<scalar_t> ? R * C : 0);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / blocks, b = t % blocks;
       const int64_t r0 = b * R, r1 = std::min(M, r0 + R);
-      const scalar_t* x0 = x + n * M * C;  // the sample's first row: the pivots
-      const scalar_t* xb = x0 + r0 * C;
+      const int64_t rows = r1 - r0;
+      const loop_t<scalar_t>* x0 = read_span(x + n * M * C, C, pivot_buf.data());  // the sample's first row: the pivots
+      const loop_t<scalar_t>* xb = read_span(x + (n * M + r0) * C, rows * C, block_buf.data());
       acc_t* sum = pmean.data() + t * C;
       acc_t* p2 = pm2.data() + t * C;
-      const int64_t rows = r1 - r0;
       // Parts of kRowPart rows go through `part` (see kPart); a block of one
       // part sums straight into its result.
       const bool one_part = rows <= kRowPart;
@@ -157,9 +164,9 @@ void moments_nhwc(const scalar_t* x, acc_t* mean, acc_t* var, int64_t N, int64_t
       for (int64_t rp = 0; rp < rows; rp += kRowPart) {
         std::fill(ps, ps + C, acc_t(0));
         for (int64_t r = rp; r < std::min(rows, rp + kRowPart); ++r) {
-          const scalar_t* row = xb + r * C;
+          const loop_t<scalar_t>* row = xb + r * C;
 #pragma omp simd
-          for (int64_t c = 0; c < C; ++c) ps[c] += static_cast<acc_t>(row[c]) - static_cast<acc_t>(x0[c]);
+          for (int64_t c = 0; c < C; ++c) ps[c] += to_acc(row[c]) - to_acc(x0[c]);
         }
         if (!one_part)
           for (int64_t c = 0; c < C; ++c) sum[c] += ps[c];
@@ -169,10 +176,10 @@ void moments_nhwc(const scalar_t* x, acc_t* mean, acc_t* var, int64_t N, int64_t
       for (int64_t rp = 0; rp < rows; rp += kRowPart) {
         std::fill(p2s, p2s + C, acc_t(0));
         for (int64_t r = rp; r < std::min(rows, rp + kRowPart); ++r) {
-          const scalar_t* row = xb + r * C;
+          const loop_t<scalar_t>* row = xb + r * C;
 #pragma omp simd
           for (int64_t c = 0; c < C; ++c) {
-            const acc_t d = (static_cast<acc_t>(row[c]) - static_cast<acc_t>(x0[c])) - sum[c];
+            const acc_t d = (to_acc(row[c]) - to_acc(x0[c])) - sum[c];
             p2s[c] += d * d;
           }
         }
@@ -209,20 +216,21 @@ template <typename scalar_t, typename acc_t>
 void reduce_nchw(const scalar_t* dy, const scalar_t* x, const acc_t* center, acc_t* s0,
                  acc_t* s1, int64_t planes, int64_t M) {
   at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+    float gbuf[kPart], xbuf[kPart];  // half only
     for (int64_t p = begin; p < end; ++p) {
-      const scalar_t* g = dy + p * M;
-      const scalar_t* xp = x + p * M;
       const acc_t m = center[p];
       // simd sums over parts of kPart, merged pairwise (see kPart).
       SumPairMerger<acc_t> merger;
       for (int64_t q = 0; q < M; q += kPart) {
-        const int64_t e = std::min(M, q + kPart);
+        const int64_t len = std::min(M - q, kPart);
+        const auto* g = read_span(dy + p * M + q, len, gbuf);
+        const auto* xp = read_span(x + p * M + q, len, xbuf);
         acc_t a0 = 0, a1 = 0;
 #pragma omp simd reduction(+ : a0, a1)
-        for (int64_t i = q; i < e; ++i) {
-          const acc_t gi = static_cast<acc_t>(g[i]);
+        for (int64_t i = 0; i < len; ++i) {
+          const acc_t gi = to_acc(g[i]);
           a0 += gi;
-          a1 += gi * (static_cast<acc_t>(xp[i]) - m);
+          a1 += gi * (to_acc(xp[i]) - m);
         }
         merger.push(SumPair<acc_t>{a0, a1});
       }
@@ -241,6 +249,8 @@ void reduce_nhwc(const scalar_t* dy, const scalar_t* x, const acc_t* center, acc
   std::vector<acc_t> p0(N * blocks * C), p1(N * blocks * C);
   at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> part0(C), part1(C);
+    // A part's rows widened (half): two buffers of a part stay in L1, two of a block did not.
+    std::vector<float> gbuf(kWidened<scalar_t> ? std::min(R, kRowPart) * C : 0), xbuf(gbuf.size());
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / blocks, b = t % blocks;
       const int64_t r0 = b * R, r1 = std::min(M, r0 + R);
@@ -254,16 +264,19 @@ void reduce_nhwc(const scalar_t* dy, const scalar_t* x, const acc_t* center, acc
       std::fill(a0, a0 + C, acc_t(0));
       std::fill(a1, a1 + C, acc_t(0));
       for (int64_t rp = r0; rp < r1; rp += kRowPart) {
+        const int64_t rows = std::min(r1 - rp, kRowPart);
+        const auto* gp = read_span(dy + (n * M + rp) * C, rows * C, gbuf.data());
+        const auto* xp = read_span(x + (n * M + rp) * C, rows * C, xbuf.data());
         std::fill(q0, q0 + C, acc_t(0));
         std::fill(q1, q1 + C, acc_t(0));
-        for (int64_t r = rp; r < std::min(r1, rp + kRowPart); ++r) {
-          const scalar_t* g = dy + (n * M + r) * C;
-          const scalar_t* xr = x + (n * M + r) * C;
+        for (int64_t r = 0; r < rows; ++r) {
+          const auto* g = gp + r * C;
+          const auto* xr = xp + r * C;
 #pragma omp simd
           for (int64_t c = 0; c < C; ++c) {
-            const acc_t gi = static_cast<acc_t>(g[c]);
+            const acc_t gi = to_acc(g[c]);
             q0[c] += gi;
-            q1[c] += gi * (static_cast<acc_t>(xr[c]) - m[c]);
+            q1[c] += gi * (to_acc(xr[c]) - m[c]);
           }
         }
         if (!one_part)
@@ -317,6 +330,17 @@ void for_each(const at::Tensor& x, F body) {
 
 namespace {
 
+// Values a map converts at once for half (the other types: a whole plane or row
+// in place).
+constexpr int64_t kSpan = 512;
+
+// Runs piece(o, n) over [0, len) in spans of kSpan for half, else once.
+template <typename scalar_t, typename F>
+void in_spans(int64_t len, F piece) {
+  const int64_t span = kWidened<scalar_t> ? kSpan : std::max<int64_t>(len, 1);
+  for (int64_t o = 0; o < len; o += span) piece(o, std::min(span, len - o));
+}
+
 template <typename scalar_t>
 void affine_impl(const at::Tensor& x, const at::Tensor& center, const at::Tensor& scale,
                  const at::Tensor& shift, at::Tensor& y) {
@@ -327,19 +351,23 @@ void affine_impl(const at::Tensor& x, const at::Tensor& center, const at::Tensor
   const acc_t* s = scale.const_data_ptr<acc_t>();
   const acc_t* t = shift.const_data_ptr<acc_t>();
   for_each(x, [&](int64_t start, int64_t len, int64_t k0, int64_t kstep) {
-    const scalar_t* xi = xp + start;
-    scalar_t* yi = yp + start;
-    if (kstep == 0) {
-      const acc_t mk = m[k0], sk = s[k0], tk = t[k0];
+    using T = loop_t<scalar_t>;
+    float xbuf[kSpan], ybuf[kSpan];  // half only
+    in_spans<scalar_t>(len, [&](int64_t o, int64_t n) {
+      const T* xi = read_span(xp + start + o, n, xbuf);
+      T* yi = output_span(yp + start + o, ybuf);
+      if (kstep == 0) {
+        const acc_t mk = m[k0], sk = s[k0], tk = t[k0];
 #pragma omp simd
-      for (int64_t i = 0; i < len; ++i)
-        yi[i] = static_cast<scalar_t>(centered_affine(static_cast<acc_t>(xi[i]), mk, sk, tk));
-    } else {
+        for (int64_t i = 0; i < n; ++i) yi[i] = from_acc<T>(centered_affine(to_acc(xi[i]), mk, sk, tk));
+      } else {
+        const int64_t k = k0 + o;
 #pragma omp simd
-      for (int64_t i = 0; i < len; ++i)
-        yi[i] = static_cast<scalar_t>(
-            centered_affine(static_cast<acc_t>(xi[i]), m[k0 + i], s[k0 + i], t[k0 + i]));
-    }
+        for (int64_t i = 0; i < n; ++i)
+          yi[i] = from_acc<T>(centered_affine(to_acc(xi[i]), m[k + i], s[k + i], t[k + i]));
+      }
+      write_span(ybuf, n, yp + start + o);
+    });
   });
 }
 
@@ -353,22 +381,26 @@ void affine2_impl(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& c
   const acc_t *m = center.const_data_ptr<acc_t>(), *pa = a.const_data_ptr<acc_t>(),
               *pb = b.const_data_ptr<acc_t>(), *pc = c.const_data_ptr<acc_t>();
   for_each(x, [&](int64_t start, int64_t len, int64_t k0, int64_t kstep) {
-    const scalar_t* gi = gp + start;
-    const scalar_t* xi = xp + start;
-    scalar_t* oi = op + start;
-    if (kstep == 0) {
-      const acc_t mk = m[k0], ak = pa[k0], bk = pb[k0], ck = pc[k0];
+    using T = loop_t<scalar_t>;
+    float gbuf[kSpan], xbuf[kSpan], obuf[kSpan];  // half only
+    in_spans<scalar_t>(len, [&](int64_t o, int64_t n) {
+      const T* gi = read_span(gp + start + o, n, gbuf);
+      const T* xi = read_span(xp + start + o, n, xbuf);
+      T* oi = output_span(op + start + o, obuf);
+      if (kstep == 0) {
+        const acc_t mk = m[k0], ak = pa[k0], bk = pb[k0], ck = pc[k0];
 #pragma omp simd
-      for (int64_t i = 0; i < len; ++i)
-        oi[i] = static_cast<scalar_t>(centered_affine2(
-            static_cast<acc_t>(gi[i]), static_cast<acc_t>(xi[i]), mk, ak, bk, ck));
-    } else {
+        for (int64_t i = 0; i < n; ++i)
+          oi[i] = from_acc<T>(centered_affine2(to_acc(gi[i]), to_acc(xi[i]), mk, ak, bk, ck));
+      } else {
+        const int64_t k = k0 + o;
 #pragma omp simd
-      for (int64_t i = 0; i < len; ++i)
-        oi[i] = static_cast<scalar_t>(
-            centered_affine2(static_cast<acc_t>(gi[i]), static_cast<acc_t>(xi[i]), m[k0 + i],
-                             pa[k0 + i], pb[k0 + i], pc[k0 + i]));
-    }
+        for (int64_t i = 0; i < n; ++i)
+          oi[i] = from_acc<T>(
+              centered_affine2(to_acc(gi[i]), to_acc(xi[i]), m[k + i], pa[k + i], pb[k + i], pc[k + i]));
+      }
+      write_span(obuf, n, op + start + o);
+    });
   });
 }
 

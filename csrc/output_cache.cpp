@@ -2,11 +2,15 @@
 // call and unmaps them on free, so each large output arrives as untouched pages
 // and the kernel must fault and zero every page before the first write. For the
 // fused op that costs as much as the kernels (measured: fwd+bwd at
-// 32x64x64x64 float32 went from 23 ms to 15 ms with reuse). Like PyTorch's CUDA
-// caching allocator, blocks released by our outputs are kept, up to a limit
-// (ANRL_EXT_CPU_CACHE_MB, default 1024; 0 disables), and handed to the next
-// output of the same rounded size. Blocks are 2 MiB aligned and advised as
-// transparent huge pages, so even first-time faults are 512 times fewer.
+// 32x64x64x64 float32 went from 23 ms to 15 ms with reuse). Smaller blocks fare
+// little better: glibc hands a heap top of freed blocks back to the system past
+// its trim threshold, so the 16 MiB outputs of a bfloat16 op at that shape
+// (or of float32 at 32x128x32x32) were faulted in again on most calls, 400-3300
+// page faults a forward + backward (2026-12-07); from 4 MiB up none are. Like
+// PyTorch's CUDA caching allocator, blocks released by our outputs are kept, up
+// to a limit (ANRL_EXT_CPU_CACHE_MB, default 1024; 0 disables), and handed to
+// the next output of the same rounded size. Blocks are 2 MiB aligned and advised
+// as transparent huge pages, so even first-time faults are 512 times fewer.
 #include "anrl_ext/output_cache.h"
 
 #include <c10/core/MemoryFormat.h>
@@ -27,7 +31,7 @@ namespace anrl_ext {
 namespace {
 
 constexpr size_t kHuge = size_t(1) << 21;
-constexpr size_t kMinCached = size_t(32) << 20;
+constexpr size_t kMinCached = size_t(4) << 20;  // at most 2 MiB of rounding a block
 
 size_t limit_from_env() {
   const char* env = std::getenv("ANRL_EXT_CPU_CACHE_MB");

@@ -90,6 +90,74 @@ def test_reductions_accurate_on_large_planes():
     assert all(worst[k] <= bounds[k] for k in bounds), worst
 
 
+def _bits(t):
+    return t.contiguous().view(-1).view({2: torch.int16, 4: torch.int32}[t.element_size()])
+
+
+def _low_precision_args(shape, dtype, channels_last):
+    """x with subnormals, values that overflow float16 after the map, and (where it has
+    room) nan and +-inf; dy; (N, C) coefficients."""
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(shape, generator=g) * 3 + 1
+    flat = x.view(-1)
+    flat[::11] *= 1e-6
+    flat[::13] *= 1e3
+    if flat.numel() > 20:
+        flat[5], flat[9], flat[17] = float("nan"), float("inf"), -float("inf")
+    dy = torch.randn(shape, generator=g)
+    x, dy = x.to(dtype), dy.to(dtype)
+    if channels_last:
+        x, dy = x.to(memory_format=torch.channels_last), dy.to(memory_format=torch.channels_last)
+    coef = [torch.randn(shape[:2], generator=g) * 100 for _ in range(4)]
+    return x, dy, coef
+
+
+# Plane / row lengths past the 8-wide F16C conversions and past a map's 512-value spans,
+# with tails: 35, 1023 and 600 values a plane; rows of 3, 17 and 1030 channels.
+LOW_PRECISION_SHAPES = [(2, 3, 5, 7), (2, 17, 33, 31), (1, 1030, 3, 3), (2, 3, 20, 30), (2, 5, 1, 2)]
+
+
+@pytest.mark.parametrize("shape", LOW_PRECISION_SHAPES)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_float16_kernels_are_the_float32_kernels_bit_for_bit(shape, channels_last):
+    """The half kernels widen spans to float32 (F16C, 8 at a time), run the float32 loops and
+    round the outputs to nearest even: every output has the bits of the float32 kernel on the
+    widened input, rounded as torch rounds float32 to float16 (nan, inf, subnormals included)."""
+    x, dy, (m, a, b, c) = _low_precision_args(shape, torch.float16, channels_last)
+    x32, dy32 = x.float(), dy.float()
+    if shape[2] * shape[3] > 1:
+        for got, want in zip(P.moments(x), P.moments(x32)):
+            assert torch.equal(_bits(got), _bits(want))
+        for got, want in zip(P.reduce(dy, x, m), P.reduce(dy32, x32, m)):
+            assert torch.equal(_bits(got), _bits(want))
+    y = P.affine(x, m, a, b)
+    assert torch.equal(_bits(y), _bits(P.affine(x32, m, a, b).half()))
+    if x.numel() > 20:  # the cases above reach them
+        assert y.isinf().any() and y.isnan().any()
+    assert torch.equal(_bits(P.affine2(dy, x, m, a, b, c)), _bits(P.affine2(dy32, x32, m, a, b, c).half()))
+
+
+@pytest.mark.parametrize("shape", LOW_PRECISION_SHAPES)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_bfloat16_maps_round_as_c10(shape, channels_last):
+    """bfloat16 outputs are rounded inside the kernels' simd loops by a select, not c10's
+    branch: the bits of the float32 map rounded to nearest even, every nan written as c10's
+    0x7FC0; the reductions (float32 sums of bfloat16 values) agree with the float32 kernels'."""
+    x, dy, (m, a, b, c) = _low_precision_args(shape, torch.bfloat16, channels_last)
+    x32, dy32 = x.float(), dy.float()
+    for got, want in [(P.affine(x, m, a, b), P.affine(x32, m, a, b)),
+                      (P.affine2(dy, x, m, a, b, c), P.affine2(dy32, x32, m, a, b, c))]:
+        nan = want.isnan()
+        assert torch.equal(got.isnan(), nan)
+        assert torch.equal(_bits(got)[~nan.reshape(-1)], _bits(want.bfloat16())[~nan.reshape(-1)])
+        assert (_bits(got)[nan.reshape(-1)] == 0x7FC0).all()
+    if shape[2] * shape[3] > 1:
+        # float32 sums in another order: equal to float32 rounding (nan and inf where x has them)
+        for got, want in [*zip(P.moments(x), P.moments(x32)), *zip(P.reduce(dy, x, m), P.reduce(dy32, x32, m))]:
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.nan_to_num(0, 0, 0).abs().max().item(),
+                                       equal_nan=True)
+
+
 @pytest.mark.parametrize("op", ["moments", "affine", "reduce", "affine2"])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_opcheck(op, channels_last):
@@ -120,12 +188,15 @@ def test_kernel_errors_are_clear():
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_large_outputs_reuse_cached_blocks(channels_last):
-    """>= 32 MiB outputs come from the output cache: a released block is handed to
-    the next output of its size, and every element is written again."""
+@pytest.mark.parametrize("shape, dtype", [((8, 16, 256, 257), torch.float32), ((8, 16, 128, 129), torch.bfloat16)])
+def test_large_outputs_reuse_cached_blocks(channels_last, shape, dtype):
+    """>= 4 MiB outputs (here 32 MiB, glibc's fresh mappings, and 4 MiB, its heap) come from the
+    output cache: a released block is handed to the next output of its size, and every element
+    is written again."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = torch.randn(8, 16, 256, 257).to(memory_format=fmt)
-    assert x.numel() * 4 >= 32 * 2**20
+    x = torch.randn(shape).to(dtype=dtype, memory_format=fmt)
+    nbytes = x.numel() * x.element_size()
+    assert nbytes >= 4 * 2**20
     m, s, t = (torch.randn(8, 16) for _ in range(3))
     native.cpu_output_cache(0)  # start empty: blocks left by other tests would be handed out too
     native.cpu_output_cache(1024)
@@ -134,7 +205,7 @@ def test_large_outputs_reuse_cached_blocks(channels_last):
     ptr = y.data_ptr()
     y.fill_(float("nan"))  # poison the block before it goes back to the cache
     del y
-    assert native.cpu_output_cache()["held_mb"] >= 32
+    assert native.cpu_output_cache()["held_mb"] >= nbytes / 2**20
     y = P.affine(x, m, s, t)
     assert y.data_ptr() == ptr
     torch.testing.assert_close(y, ref.PRIMITIVES.affine(x, m, s, t))

@@ -6,7 +6,7 @@
 
 namespace anrl_ext {
 
-// An uninitialised tensor shaped like x in `format`. Outputs of at least 32 MiB
+// An uninitialised tensor shaped like x in `format`. Outputs of at least 4 MiB
 // reuse blocks that earlier outputs of this library released (see
 // output_cache.cpp); smaller ones come from at::empty_like.
 at::Tensor empty_output_like(const at::Tensor& x, at::MemoryFormat format);
