@@ -33,3 +33,14 @@ def test_afnm_cpu(benchmark, shape, mode, impl):
     else:
         step(fn, case, mode)  # warm up / compile
         benchmark(step, fn, case, mode)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("impl", ["fused", "reference"])
+def test_afnm_cpu_low_precision(benchmark, dtype, impl):
+    """Forward + backward at the first shape with x, alpha and the weights in bfloat16 / float16
+    (`python benchmarks/run_cpu.py --dtype bfloat16` for the whole table)."""
+    fn = IMPLS[impl]("cpu")
+    case = make_case(SHAPES[0], dtype)
+    step(fn, case, "forward_backward")
+    benchmark(step, fn, case, "forward_backward")
