@@ -92,8 +92,12 @@ void merge_blocks_pairwise(int64_t N, int64_t blocks, F merge) {
 // Chunks merged this way round the mean once, when the pivot is added back;
 // chunk means at the magnitude of the plane mean would be rounded at every
 // merge (~2 ulps at 128 x 128, float32).
+//
+// Not inlined: a simd sum's order is the compiler's (vector width, peeling), and
+// one compiled body makes the half kernels' sums, run on widened spans, the
+// float32 kernels' bit for bit (as the tests check) on whatever CPU builds it.
 template <typename T, typename acc_t>
-Moments<acc_t> chunk_moments(const T* x, int64_t len, acc_t pivot) {
+[[gnu::noinline]] Moments<acc_t> chunk_moments(const T* x, int64_t len, acc_t pivot) {
   acc_t sum = 0;
   for (int64_t s = 0; s < len; s += kPart) {
     const int64_t e = std::min(len, s + kPart);
@@ -212,27 +216,34 @@ void moments_nhwc(const scalar_t* x, acc_t* mean, acc_t* var, int64_t N, int64_t
   });
 }
 
+// The sums of one chunk of a plane, in simd parts of kPart pushed to `merger`
+// (see kPart). Not inlined, for the reason chunk_moments is not.
+template <typename T, typename acc_t>
+[[gnu::noinline]] void chunk_sums(const T* g, const T* x, int64_t len, acc_t center, SumPairMerger<acc_t>& merger) {
+  for (int64_t q = 0; q < len; q += kPart) {
+    const int64_t e = std::min(len, q + kPart);
+    acc_t a0 = 0, a1 = 0;
+#pragma omp simd reduction(+ : a0, a1)
+    for (int64_t i = q; i < e; ++i) {
+      const acc_t gi = to_acc(g[i]);
+      a0 += gi;
+      a1 += gi * (to_acc(x[i]) - center);
+    }
+    merger.push(SumPair<acc_t>{a0, a1});
+  }
+}
+
 template <typename scalar_t, typename acc_t>
 void reduce_nchw(const scalar_t* dy, const scalar_t* x, const acc_t* center, acc_t* s0,
                  acc_t* s1, int64_t planes, int64_t M) {
   at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
-    float gbuf[kPart], xbuf[kPart];  // half only
+    std::vector<float> gbuf(kWidened<scalar_t> ? kChunk : 0), xbuf(gbuf.size());
     for (int64_t p = begin; p < end; ++p) {
-      const acc_t m = center[p];
-      // simd sums over parts of kPart, merged pairwise (see kPart).
       SumPairMerger<acc_t> merger;
-      for (int64_t q = 0; q < M; q += kPart) {
-        const int64_t len = std::min(M - q, kPart);
-        const auto* g = read_span(dy + p * M + q, len, gbuf);
-        const auto* xp = read_span(x + p * M + q, len, xbuf);
-        acc_t a0 = 0, a1 = 0;
-#pragma omp simd reduction(+ : a0, a1)
-        for (int64_t i = 0; i < len; ++i) {
-          const acc_t gi = to_acc(g[i]);
-          a0 += gi;
-          a1 += gi * (to_acc(xp[i]) - m);
-        }
-        merger.push(SumPair<acc_t>{a0, a1});
+      for (int64_t s = 0; s < M; s += kChunk) {
+        const int64_t len = std::min(kChunk, M - s);
+        chunk_sums(read_span(dy + p * M + s, len, gbuf.data()), read_span(x + p * M + s, len, xbuf.data()), len,
+                   center[p], merger);
       }
       const SumPair<acc_t> t = merger.result();
       s0[p] = t.s0;
