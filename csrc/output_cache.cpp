@@ -5,8 +5,9 @@
 // 32x64x64x64 float32 went from 23 ms to 15 ms with reuse). Smaller blocks fare
 // little better: glibc hands a heap top of freed blocks back to the system past
 // its trim threshold, so the 16 MiB outputs of a bfloat16 op at that shape
-// (or of float32 at 32x128x32x32) were faulted in again on most calls, 400-3300
-// page faults a forward + backward (2026-12-07); from 4 MiB up none are. Like
+// (or of float32 at 32x128x32x32) were faulted in again on many calls, by the
+// process's history: 2731 and 8160 page faults a forward + backward in one run
+// each (benchmarks/run_cpu.py, 2026-12-07); cached from 4 MiB up, none. Like
 // PyTorch's CUDA caching allocator, blocks released by our outputs are kept, up
 // to a limit (ANRL_EXT_CPU_CACHE_MB, default 1024; 0 disables), and handed to
 // the next output of the same rounded size. Blocks are 2 MiB aligned and advised

@@ -152,9 +152,10 @@ def test_bfloat16_maps_round_as_c10(shape, channels_last):
         assert torch.equal(_bits(got)[~nan.reshape(-1)], _bits(want.bfloat16())[~nan.reshape(-1)])
         assert (_bits(got)[nan.reshape(-1)] == 0x7FC0).all()
     if shape[2] * shape[3] > 1:
-        # float32 sums in another order: equal to float32 rounding (nan and inf where x has them)
+        # float32 sums in another order: equal to float32 rounding (nan and inf where x has them;
+        # observed 1.3e-7 of the largest value)
         for got, want in [*zip(P.moments(x), P.moments(x32)), *zip(P.reduce(dy, x, m), P.reduce(dy32, x32, m))]:
-            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.nan_to_num(0, 0, 0).abs().max().item(),
+            torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6 * want.nan_to_num(0, 0, 0).abs().max().item(),
                                        equal_nan=True)
 
 
