@@ -21,6 +21,7 @@ import torch
 from anrl_ext import config, export, provenance
 from anrl_ext.model import ANRLNet
 from anrl_ext.nn import set_backend
+from anrl_ext.ops import fast_blend
 
 
 def per_call(fn, x, calls):
@@ -31,14 +32,22 @@ def per_call(fn, x, calls):
 
 
 def variants(scorer, img_size, folder, threads):
-    """{name: run(x)} of the model's four deployment forms."""
+    """{name: run(x)} of the model's four deployment forms, and the .pt2 program as exported before
+    2026-12-07 (each layer as moments, the middle in small aten ops, and the map: `fast_blend.ENABLED`
+    off while exporting), side by side with the one-op-per-layer program of today."""
     example = torch.zeros(2, 6, img_size, img_size)
     meta = {"img_size": img_size}
     export.to_pt2(scorer, example, meta, str(folder / "m.pt2"))
+    fast_blend.ENABLED = False
+    try:
+        export.to_pt2(scorer, example, meta, str(folder / "composed.pt2"))
+    finally:
+        fast_blend.ENABLED = True
     export.to_onnx(scorer, example, meta, str(folder / "m.onnx"))
     reference = set_backend(copy.deepcopy(scorer), "reference")
     return {"PyTorch, fused cpu backend": scorer, "PyTorch, reference backend": reference,
             "torch.export (.pt2)": export.load_exported(str(folder / "m.pt2"))[0],
+            "torch.export (.pt2), composed layers": export.load_exported(str(folder / "composed.pt2"))[0],
             "ONNX Runtime (.onnx)": export.load_exported(str(folder / "m.onnx"), threads)[0]}
 
 

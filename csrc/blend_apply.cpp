@@ -2,6 +2,7 @@
 //
 //   blend_apply_forward : moments -> blend_forward  -> affine   (y, mean, var, bn_mean, bn_var)
 //   blend_apply_backward: reduce  -> blend_backward -> affine2  (dx, d_alpha, d_bn_weight, ...)
+//   gate_blend_apply_forward: moments -> gate_blend_forward -> affine  (y, alpha, hidden, mean, var, ...)
 //
 // The three operators are called through the dispatcher from C++, so the
 // device's own kernels run (CPU or CUDA) and nothing here is device code. On a
@@ -58,9 +59,29 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> blend_apply_backward(
   return {dx, d_alpha, d_bn_weight, d_bn_bias, d_in_weight, d_in_bias};
 }
 
+// moments -> gate_blend_forward -> affine: AFNM's gated forward (gate_blend_apply's, without its autograd).
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gate_blend_apply_forward(
+    const Tensor& x_in, const OptTensor& w1, const OptTensor& b1, const Tensor& wb, const OptTensor& bb,
+    const OptTensor& wi, const OptTensor& bn_weight, const OptTensor& bn_bias, const OptTensor& in_weight,
+    const OptTensor& in_bias, const OptTensor& running_mean, const OptTensor& running_var, bool use_batch_stats,
+    bool update_running, double momentum, double eps) {
+  static const auto moments = typed_op<sig::Moments>("anrl_ext::moments");
+  static const auto gate_forward = typed_op<sig::GateForward>("anrl_ext::gate_blend_forward");
+  static const auto affine = typed_op<sig::Affine>("anrl_ext::affine");
+  check_feature_map(x_in, "x");
+  const Tensor x = as_kernel_layout(x_in);  // a strided x copied once for both passes
+  auto [mean, var] = moments.call(x);
+  auto [alpha, hidden, scale, shift, bn_mean, bn_var] =
+      gate_forward.call(mean, var, w1, b1, wb, bb, wi, bn_weight, bn_bias, in_weight, in_bias, running_mean,
+                        running_var, use_batch_stats, update_running, momentum, eps, x.size(0) * x.size(2) * x.size(3));
+  Tensor y = affine.call(x, mean, scale, shift);
+  return {y, alpha, hidden, mean, var, bn_mean, bn_var};
+}
+
 }  // namespace anrl_ext
 
 TORCH_LIBRARY_IMPL(anrl_ext, CompositeExplicitAutograd, m) {
   m.impl("blend_apply_forward", &anrl_ext::blend_apply_forward);
   m.impl("blend_apply_backward", &anrl_ext::blend_apply_backward);
+  m.impl("gate_blend_apply_forward", &anrl_ext::gate_blend_apply_forward);
 }

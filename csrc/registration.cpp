@@ -47,7 +47,10 @@ TORCH_LIBRARY(anrl_ext, m) {
       "Tensor bn_mean, Tensor bn_var, bool use_batch_stats, float eps, int hw) -> (Tensor d_w1, "
       "Tensor d_b1, Tensor d_wb, Tensor d_bb, Tensor d_wi, Tensor d_bn_weight, Tensor d_bn_bias, "
       "Tensor d_in_weight, Tensor d_in_bias, Tensor a, Tensor b, Tensor c)");
-  // moments, gate_blend_forward and affine as one op whose autograd is in C++
+  // moments, gate_blend_forward and affine as one call (blend_apply.cpp): (y, alpha, hidden, mean, var,
+  // bn_mean, bn_var)
+  m.def(anrl_ext::schema::kGateBlendApplyForward);
+  // The same as one op whose autograd is in C++
   // (reduce, gate_blend_backward, affine2; blend_apply_autograd.cpp).
   m.def(anrl_ext::schema::kGateBlendApply);
 }

@@ -670,7 +670,8 @@ def exported_ops(program):
 def check_export(backend, kind, training, path, device="cpu", tol=1e-5):
     """torch.export of conv -> `kind` layer -> relu on `backend`, with dynamic batch and spatial sizes, saved
     to `path` and loaded: the loaded program gives the module's outputs on the traced shape and another,
-    and (training) the same running statistics. The graph must call the package's operators."""
+    and (training) the same gradients and running statistics. The graph must call the package's operators;
+    returns those it calls (exported_ops)."""
     import copy
 
     from torch import nn
@@ -689,16 +690,27 @@ def check_export(backend, kind, training, path, device="cpu", tol=1e-5):
     program = torch.export.export(copy.deepcopy(model), (x,),
                                   dynamic_shapes=({0: Dim("n", min=2), 2: Dim("h"), 3: Dim("w")},))
     # the package's operators (the Triton backend's have their own namespace), no fallback
-    assert any(op.startswith(("anrl_ext.", "anrl_ext_triton.")) for op in exported_ops(program))
+    ops = {op for op in exported_ops(program) if op.startswith(("anrl_ext.", "anrl_ext_triton."))}
+    assert ops
     torch.export.save(program, path)
     loaded = torch.export.load(path).module()
     for shape in [(3, 3, 7, 9), (5, 3, 6, 11)]:  # the traced shape and another one
-        x = torch.randn(shape, device=device)
-        torch.testing.assert_close(loaded(x), model(x), rtol=tol, atol=tol)
+        x = torch.randn(shape, device=device, requires_grad=training)
+        got, want = loaded(x), model(x)
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+        if training:  # the program's backward: the ops' autograd, as the module's
+            params = dict(loaded.named_parameters())
+            names = [name for name, _ in model.named_parameters()]
+            dy = torch.randn_like(want)
+            got = torch.autograd.grad(got, [x] + [params[name] for name in names], dy)
+            want = torch.autograd.grad(want, [x] + [p for _, p in model.named_parameters()], dy)
+            for g, w in zip(got, want):
+                torch.testing.assert_close(g, w, rtol=10 * tol, atol=10 * tol)
     buffers = dict(loaded.named_buffers())
     for name, want in model.named_buffers():  # training: running statistics updated alike
         if name.endswith(("running_mean", "running_var")):
             torch.testing.assert_close(buffers[name], want, rtol=tol, atol=tol / 10)
+    return ops
 
 
 def check_norm_matches_reference(kind, training, backend, device="cpu"):

@@ -16,11 +16,71 @@ from conftest import FUSED_CPU_BACKENDS
 KINDS = ["afnm", "bin", "half", "ibn", "bn", "in"]
 
 
+# The op each layer exports to on a fused backend: its forward's one op (AFNM's with the gate inside),
+# or, for bin, whose alpha is a clamp of a parameter, the composed path (moments, middle, map).
+EXPORTED_OP = {"afnm": "gate_blend_apply", "bin": "moments", "half": "blend_apply", "ibn": "blend_apply",
+               "bn": "blend_apply", "in": "blend_apply"}
+
+
 @pytest.mark.parametrize("backend", FUSED_CPU_BACKENDS)
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("training", [False, True])
 def test_exported_program_equals_the_module_after_save_and_load(backend, kind, training, tmp_path):
-    check_export(backend, kind, training, tmp_path / "model.pt2")
+    """The program holds the layer's one op where eager mode calls one (a single node whatever the
+    batch: export's symbolic batch is not fixed by the op's C++), and runs as the module does."""
+    ops = check_export(backend, kind, training, tmp_path / "model.pt2")
+    namespace = "anrl_ext_triton" if backend == "triton" else "anrl_ext"
+    want = {f"{namespace}.{EXPORTED_OP[kind]}.default"}
+    assert ops == want if EXPORTED_OP[kind] != "moments" else want < ops, ops
+
+
+def test_strict_export_and_the_composed_path_still_export(tmp_path):
+    """torch.export with strict=True (dynamo) and with the one-op paths switched off (fast_blend.ENABLED,
+    the benchmarks' composed programs) record moments / affine and the middle in aten ops, and run alike."""
+    from anrl_ext.ops import fast_blend
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), anrl_ext.AFNM(8, reduction=2), nn.ReLU()).eval()
+    x = torch.randn(3, 3, 7, 9)
+    dims = ({0: torch.export.Dim("n", min=2)},)
+    programs = [torch.export.export(model, (x,), dynamic_shapes=dims, strict=True)]
+    fast_blend.ENABLED = False
+    try:
+        programs.append(torch.export.export(model, (x,), dynamic_shapes=dims))
+    finally:
+        fast_blend.ENABLED = True
+    for program in programs:
+        ops = exported_ops(program)
+        assert {"anrl_ext.moments.default", "anrl_ext.affine.default"} <= ops and "anrl_ext.gate_blend_apply.default" \
+            not in ops, ops
+        other = torch.randn(5, 3, 7, 9)
+        torch.testing.assert_close(program.module()(other), model(other), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["afnm", "ibn"])
+def test_aot_inductor_compiles_the_exported_layer(kind, tmp_path):
+    """AOTInductor (torch._inductor.aoti_compile_and_package) of a program with the layer's one op: the op
+    runs through AOTInductor's proxy executor, and the compiled model equals the module for batch and plane
+    sizes other than the traced ones. Before the gated forward was one op with a fake kernel, lowering ran
+    the op's C++ autograd on fake tensors, which fixed the batch at the traced 2."""
+    from torch.export import Dim
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), anrl_ext.make_norm(kind, 8, backend="cpu"), nn.ReLU(),
+                          nn.Conv2d(8, 4, 3, padding=1))
+    with torch.no_grad():  # running statistics off their initial values
+        model(torch.randn(4, 3, 7, 9) * 2 + 1)
+    model.eval()
+    program = torch.export.export(model, (torch.randn(2, 3, 7, 9),),
+                                  dynamic_shapes=({0: Dim("n", min=1, max=64), 2: Dim("h"), 3: Dim("w")},))
+    path = torch._inductor.aoti_compile_and_package(program, package_path=str(tmp_path / "model.pt2"))
+    compiled = torch._inductor.aoti_load_package(path)
+    with torch.no_grad():
+        for shape in [(2, 3, 7, 9), (5, 3, 7, 9), (3, 3, 6, 11)]:
+            x = torch.randn(shape)
+            got, want = compiled(x), model(x)
+            assert got.shape == want.shape, (shape, got.shape)
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1", reason="interpreted kernels cannot take fake tensors")

@@ -345,6 +345,48 @@ def test_blend_apply_opcheck(op):
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gate_blend_apply_forward_is_its_three_passes(channels_last):
+    """gate_blend_apply_forward (the gated forward of gate_blend_apply as one op, with a fake kernel) gives
+    the bits of moments, gate_blend_forward and affine called in turn, updates the running statistics as
+    they do, and passes opcheck."""
+    x, w1, _, wb, _, wi, w, _, _, _, rm, rv, *_ = (t.detach() if isinstance(t, torch.Tensor) else t
+                                                   for t in native_autograd_op_args("gate_blend_apply", channels_last))
+    rm2, rv2 = rm.clone(), rv.clone()
+    got = torch.ops.anrl_ext.gate_blend_apply_forward(x, w1, None, wb, None, wi, w, None, w, None, rm, rv, True, True,
+                                                      0.1, 1e-5)
+    mean, var = P.moments(x)
+    alpha, hidden, scale, shift, bn_mean, bn_var = torch.ops.anrl_ext.gate_blend_forward(
+        mean, var, w1, None, wb, None, wi, w, None, w, None, rm2, rv2, True, True, 0.1, 1e-5, 3 * 5 * 6)
+    want = (P.affine(x, mean, scale, shift), alpha, hidden, mean, var, bn_mean, bn_var)
+    for g, wt in zip(got, want):
+        assert torch.equal(g, wt)
+    assert torch.equal(rm, rm2) and torch.equal(rv, rv2) and not torch.equal(rm, torch.zeros_like(rm))
+    torch.library.opcheck(torch.ops.anrl_ext.gate_blend_apply_forward.default,
+                          (x, w1, None, wb, None, wi, w, None, w, None, rm, rv, True, True, 0.1, 1e-5),
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+
+
+def test_native_autograd_ops_need_no_graph_without_gradients():
+    """Where no input wants a gradient (torch.no_grad, or none requires one), blend_apply and
+    gate_blend_apply call their op again below the Autograd key, not their Function: the same bits and
+    running statistics as the call that records a graph, and no grad_fn."""
+    for op in ("blend_apply", "gate_blend_apply"):
+        args = native_autograd_op_args(op, False)
+        detached = [t.detach() if isinstance(t, torch.Tensor) else t for t in args]
+        runs = []
+        for inputs, grad_mode in ((args, True), (args, False), (detached, True)):
+            # fresh running statistics for each call, which updates them
+            inputs = [t.clone() if isinstance(t, torch.Tensor) and not t.requires_grad else t for t in inputs]
+            with torch.set_grad_enabled(grad_mode):
+                out = getattr(torch.ops.anrl_ext, op)(*inputs)
+            y = out[0] if isinstance(out, tuple) else out
+            assert (y.grad_fn is not None) == (len(runs) == 0), (op, len(runs))
+            runs.append([y.detach(), inputs[-6], inputs[-5]])
+        for other in runs[1:]:
+            assert all(torch.equal(a, b) for a, b in zip(runs[0], other)), op
+
+
 @pytest.mark.parametrize("op", ["blend_apply", "gate_blend_apply"])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_native_autograd_ops_opcheck(op, channels_last):

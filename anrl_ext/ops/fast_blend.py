@@ -150,10 +150,12 @@ def gate_work(n: int, gate_slots: Sequence[str], alpha_params: Sequence[Tensor])
     return n * (c * k * heads + hidden)
 
 
-def gate_in_kernel(prims: Primitives, gate_slots, alpha_params: Sequence[Tensor], x: Tensor) -> bool:
+def gate_in_kernel(prims: Primitives, gate_slots, alpha_params: Sequence[Tensor], x: Tensor,
+                   any_size: bool = False) -> bool:
     """Whether the gated middle kernels should compute this gate: they compute it
     exactly as its alpha_fn would (weights in the statistics dtype), and faster
-    while the gate is small (CPU_GATE_MAX_WORK, TRITON_GATE_MAX_WORK, CUDA_GATE_MAX_WORK)."""
+    while the gate is small (CPU_GATE_MAX_WORK, TRITON_GATE_MAX_WORK, CUDA_GATE_MAX_WORK;
+    `any_size` skips that limit)."""
     if not (GATE_IN_KERNEL and gate_slots is not None and prims.gate_blend_forward is not None
             and len(gate_slots) == len(alpha_params)):
         return False
@@ -165,7 +167,7 @@ def gate_in_kernel(prims: Primitives, gate_slots, alpha_params: Sequence[Tensor]
         limit = CPU_GATE_MAX_WORK
     else:
         limit = TRITON_GATE_MAX_WORK if prims.name == "triton" else CUDA_GATE_MAX_WORK
-    return gate_work(x.shape[0], gate_slots, alpha_params) <= limit
+    return any_size or gate_work(x.shape[0], gate_slots, alpha_params) <= limit
 
 
 def gate_arguments(gate_slots: Sequence[str], alpha_params: Sequence[Tensor]) -> list:

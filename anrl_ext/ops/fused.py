@@ -102,6 +102,15 @@ def capturing_graph() -> bool:
     return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
+def exporting_eagerly() -> bool:
+    """torch.export without dynamo (strict=False, its default) is recording a graph: the Python runs
+    as in eager mode, on fake tensors, and each registered op called is one node of the program."""
+    return _is_exporting() and not torch.compiler.is_dynamo_compiling()
+
+
+_is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
+
+
 def shapes_are_trace_constants(fn: Callable) -> Callable:
     """Run fn without torch.jit.trace's TracerWarnings.
 

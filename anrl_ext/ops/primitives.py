@@ -128,6 +128,13 @@ def blend_apply_fake(x, *rest):
     return map_fake(x)
 
 
+def gate_blend_apply_forward_fake(x, w1, *rest):
+    """Fake of gate_blend_apply_forward: (y, alpha, hidden, mean, var, bn_mean, bn_var)."""
+    mean, var = stats_fake(x), stats_fake(x)
+    alpha, hidden, _, _, bn_mean, bn_var = gate_blend_forward_fake(mean, var, w1)
+    return map_fake(x), alpha, hidden, mean, var, bn_mean, bn_var
+
+
 def gate_blend_apply_fake(x, *rest):
     """Fake of gate_blend_apply: (y, alpha)."""
     return map_fake(x), stats_fake(x)
@@ -135,8 +142,9 @@ def gate_blend_apply_fake(x, *rest):
 
 def register_blend_fakes(qualname: Callable[[str], str]) -> None:
     """Fakes of the middle ops (blend_forward, blend_backward, their gated versions,
-    and blend_apply_forward / _backward): (N, C), (N, D), (C,) and map-like outputs."""
+    blend_apply_forward / _backward and gate_blend_apply_forward): (N, C), (N, D), (C,) and map-like outputs."""
     torch.library.register_fake(qualname("blend_apply_forward"))(blend_apply_forward_fake)
+    torch.library.register_fake(qualname("gate_blend_apply_forward"))(gate_blend_apply_forward_fake)
     torch.library.register_fake(qualname("blend_apply_backward"))(blend_apply_backward_fake)
     torch.library.register_fake(qualname("blend_forward"))(blend_forward_fake)
     torch.library.register_fake(qualname("blend_backward"))(blend_backward_fake)

@@ -35,7 +35,7 @@ import torch
 
 from . import native
 from .primitives import (Primitives, blend_apply_backward_fake, blend_apply_fake, blend_apply_forward_fake,
-                         gate_blend_apply_fake, gate_blend_backward_fake, gate_blend_forward_fake, map_fake, stats_fake)
+                         gate_blend_apply_fake, gate_blend_apply_forward_fake, gate_blend_backward_fake, map_fake)
 
 NS = "anrl_ext_triton"
 
@@ -88,17 +88,12 @@ def _register_fakes() -> None:
     def blend_backward(dy, x, mean, var, *rest):
         return (dx_fake(x, rest[-1]), *blend_apply_backward_fake(dy, x, mean, var, *rest)[1:])
 
-    def gate_forward(x, w1, *rest):
-        mean, var = stats_fake(x), stats_fake(x)
-        alpha, hidden, _, _, bn_mean, bn_var = gate_blend_forward_fake(mean, var, w1)
-        return map_fake(x), alpha, hidden, mean, var, bn_mean, bn_var
-
     def gate_backward(dy, x, mean, var, alpha, hidden, alpha_grad, *rest):
         grads = gate_blend_backward_fake(mean, mean, mean, var, alpha, hidden, alpha_grad, *rest)[:9]
         return (dx_fake(x, rest[-1]), *grads)
 
     fakes = dict(blend_apply_forward=blend_apply_forward_fake, blend_apply_backward=blend_backward,
-                 gate_blend_apply_forward=gate_forward, gate_blend_apply_backward=gate_backward,
+                 gate_blend_apply_forward=gate_blend_apply_forward_fake, gate_blend_apply_backward=gate_backward,
                  blend_apply=blend_apply_fake, gate_blend_apply=gate_blend_apply_fake)
     for name, fake in fakes.items():
         torch.library.register_fake(f"{NS}::{name}")(fake)

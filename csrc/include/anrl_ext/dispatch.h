@@ -42,6 +42,18 @@ using GateBackward = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, 
     const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OptTensor&,
     const OptTensor&, const OptTensor&, const Tensor&, const OptTensor&, const OptTensor&, const OptTensor&,
     const OptTensor&, const OptTensor&, const OptTensor&, const Tensor&, const Tensor&, bool, double, int64_t);
+using GateApplyForward = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
+    const Tensor&, const OptTensor&, const OptTensor&, const Tensor&, const OptTensor&, const OptTensor&,
+    const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&, bool,
+    bool, double, double);
+// The whole-pass ops with their autograd (blend_apply_autograd.cpp), for redispatch below it.
+using BlendApply = Tensor(const Tensor&, const OptTensor&, double, const OptTensor&, const OptTensor&,
+                          const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&, bool, bool, double,
+                          double);
+using GateBlendApply = std::tuple<Tensor, Tensor>(
+    const Tensor&, const OptTensor&, const OptTensor&, const Tensor&, const OptTensor&, const OptTensor&,
+    const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&, bool,
+    bool, double, double);
 }  // namespace sig
 
 }  // namespace anrl_ext
