@@ -8,11 +8,14 @@ depth map (N, 1, S/8, S/8).
 
 * `.onnx`: standard ONNX operators (the layers run on the reference backend for the export), for
   ONNX Runtime and the like; needs the onnx and onnxscript packages.
-* `.pt2`: `torch.export` with the fused kernels; load with `import anrl_ext` then
-  `torch.export.load(path).module()`.
+* `.pt2`: `torch.export` with the fused kernels, one operator per normalisation layer; load with
+  `import anrl_ext` then `torch.export.load(path).module()`.
+* `.pt2 --aoti`: that program compiled by AOTInductor into native code for this machine's CPU
+  (needs a C++ compiler here); load with `import anrl_ext` then `torch._inductor.aoti_load_package(path)`,
+  on a CPU with the instruction sets of this one (the package's AOTI_CPU_ISA metadata names them).
 
-Both carry the settings a deployment needs as metadata (ONNX metadata_props; the pt2 archive's
-extra file `anrl_ext.json`): the input size and layout, the source-protocol threshold from the run's
+All carry the settings a deployment needs as metadata (ONNX metadata_props; the pt2 archive's
+extra file `anrl_ext.json`; the AOTInductor package's metadata entry `anrl_ext.json`): the input size and layout, the source-protocol threshold from the run's
 metrics.json when there is one (chosen on held-out source subjects, no target data), and the code
 that made the model. After writing, the file is loaded again and its outputs are compared with the
 PyTorch model's on a random batch.
@@ -23,6 +26,7 @@ import copy
 import io
 import json
 import os
+import zipfile
 
 import torch
 from torch import nn
@@ -104,17 +108,22 @@ def to_onnx(scorer: LiveScorer, example: torch.Tensor, meta: dict, out: str) -> 
     checkpoint.write_atomic(out, lambda fh: fh.write(proto.SerializeToString()))
 
 
-def to_pt2(scorer: LiveScorer, example: torch.Tensor, meta: dict, out: str) -> None:
+def to_pt2(scorer: LiveScorer, example: torch.Tensor, meta: dict, out: str, aoti: bool = False) -> None:
+    """The scorer as a torch.export program, or (aoti) that program compiled by AOTInductor."""
     program = torch.export.export(scorer, (example,), dynamic_shapes=({0: _batch_dim()},))
     buffer = io.BytesIO()
-    torch.export.save(program, buffer, extra_files={PT2_METADATA: json.dumps(meta)})
+    if aoti:
+        configs = {"aot_inductor.metadata": {PT2_METADATA: json.dumps(meta)}}
+        torch._inductor.aoti_compile_and_package(program, package_path=buffer, inductor_configs=configs)
+    else:
+        torch.export.save(program, buffer, extra_files={PT2_METADATA: json.dumps(meta)})
     checkpoint.write_atomic(out, lambda fh: fh.write(buffer.getbuffer()))
 
 
 def load_exported(path: str, threads: int | None = None):
     """(run, metadata) of an exported model file: run(x) -> (score, depth) as tensors, with ONNX Runtime for
-    .onnx (on `threads` threads, default: its own choice) and torch.export.load for .pt2 (torch's
-    threads); metadata as written, the same dict for both formats."""
+    .onnx (on `threads` threads, default: its own choice), torch.export.load or, for an AOTInductor
+    package, aoti_load_package for .pt2 (torch's threads); metadata as written, the same dict for all."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file not found: {path}")
     try:  # whatever the runtime says of a file it cannot load, the user's fix is another file
@@ -142,9 +151,18 @@ def _load_onnx(path: str, threads: int | None):
 
 
 def _load_pt2(path: str):
+    if is_aoti_package(path):
+        model = torch._inductor.aoti_load_package(path)
+        return (lambda x: tuple(model(x))), json.loads(model.get_metadata().get(PT2_METADATA) or "{}")
     extra = {PT2_METADATA: ""}
     module = torch.export.load(path, extra_files=extra).module()
     return module, json.loads(extra[PT2_METADATA] or "{}")
+
+
+def is_aoti_package(path: str) -> bool:
+    """Whether a .pt2 file holds AOTInductor's compiled model rather than a torch.export program."""
+    with zipfile.ZipFile(path) as archive:
+        return any("/data/aotinductor/" in name for name in archive.namelist())
 
 
 def run_exported(path: str, x: torch.Tensor):
@@ -161,17 +179,25 @@ def main(argv=None):
     ap = cli.parser("export", __doc__.splitlines()[0])
     ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by anrl_ext.train")
     ap.add_argument("--out", required=True, help=f"output file, its format by the extension: {', '.join(FORMATS)}")
+    ap.add_argument("--aoti", action="store_true",
+                    help=".pt2 only: compile the program with AOTInductor into native code for this machine's CPU "
+                         "(needs a C++ compiler; 10-30 s; run it on a CPU with this one's instruction sets)")
     ap.add_argument("--no-check", action="store_true", help="skip running the written file against PyTorch")
     args = ap.parse_args(argv)
     ext = os.path.splitext(cli.check_output(ap, "--out", args.out, formats=FORMATS))[1].lower()
+    if args.aoti and ext != ".pt2":
+        ap.error(f"--aoti compiles a .pt2 program; {args.out} is {ext}")
     with cli.errors_exit(ap):
         scorer, cfg, meta = load_scorer(args.checkpoint)
         example = torch.zeros(2, 6, cfg.img_size, cfg.img_size)
         try:
-            (to_onnx if ext == ".onnx" else to_pt2)(scorer, example, meta, args.out)
+            if ext == ".onnx":
+                to_onnx(scorer, example, meta, args.out)
+            else:
+                to_pt2(scorer, example, meta, args.out, aoti=args.aoti)
         except ImportError as e:  # the exporter's optional packages
             raise SystemExit(f"{ap.prog}: error: {e}") from None
-    print(f"wrote {args.out}: input (N, 6, {cfg.img_size}, {cfg.img_size}), outputs score (N,) and depth; "
+    print(f"wrote {args.out}{' (AOTInductor package)' if args.aoti else ''}: input (N, 6, {cfg.img_size}, {cfg.img_size}), outputs score (N,) and depth; "
           + (f"source-protocol threshold {meta['threshold_source']:.4f}" if "threshold_source" in meta
              else "no threshold (neither carried by the checkpoint nor in a metrics.json of it next to it)"))
     if not args.no_check:

@@ -1,5 +1,6 @@
 """Inference time of the ANRL model on the CPU: PyTorch on the fused and the reference backend, its
-torch.export program (.pt2, `python -m anrl_ext.export`) and its ONNX model in ONNX Runtime.
+torch.export program (.pt2, `python -m anrl_ext.export`), that program compiled by AOTInductor (`--aoti`)
+and its ONNX model in ONNX Runtime.
 
     python benchmarks/deploy_speed.py [--checkpoint runs/anrl/checkpoint.pt] [--batch 1 32] [--threads 2]
 
@@ -32,7 +33,7 @@ def per_call(fn, x, calls):
 
 
 def variants(scorer, img_size, folder, threads):
-    """{name: run(x)} of the model's four deployment forms, and the .pt2 program as exported before
+    """{name: run(x)} of the model's five deployment forms, and the .pt2 program as exported before
     2026-12-07 (each layer as moments, the middle in small aten ops, and the map: `fast_blend.ENABLED`
     off while exporting), side by side with the one-op-per-layer program of today."""
     example = torch.zeros(2, 6, img_size, img_size)
@@ -43,11 +44,13 @@ def variants(scorer, img_size, folder, threads):
         export.to_pt2(scorer, example, meta, str(folder / "composed.pt2"))
     finally:
         fast_blend.ENABLED = True
+    export.to_pt2(scorer, example, meta, str(folder / "aoti.pt2"), aoti=True)
     export.to_onnx(scorer, example, meta, str(folder / "m.onnx"))
     reference = set_backend(copy.deepcopy(scorer), "reference")
     return {"PyTorch, fused cpu backend": scorer, "PyTorch, reference backend": reference,
             "torch.export (.pt2)": export.load_exported(str(folder / "m.pt2"))[0],
             "torch.export (.pt2), composed layers": export.load_exported(str(folder / "composed.pt2"))[0],
+            "AOTInductor (.pt2 --aoti)": export.load_exported(str(folder / "aoti.pt2"))[0],
             "ONNX Runtime (.onnx)": export.load_exported(str(folder / "m.onnx"), threads)[0]}
 
 

@@ -1,4 +1,5 @@
-"""python -m anrl_ext.export: a trained checkpoint to ONNX and to torch.export's .pt2, scores and metadata."""
+"""python -m anrl_ext.export: a trained checkpoint to ONNX, to torch.export's .pt2 and to an AOTInductor package,
+scores and metadata."""
 import json
 import os
 import re
@@ -29,10 +30,14 @@ def evaluation_scores(ckpt):
     return torch.from_numpy(scores), torch.stack([data[i]["image"] for i in range(len(data))])
 
 
-@pytest.mark.parametrize("ext", [".onnx", ".pt2"])
-def test_exported_model_reproduces_the_evaluation_scores_and_carries_its_metadata(trained, ext, tmp_path):
+@pytest.mark.parametrize("ext, flags", [(".onnx", []), (".pt2", []), (".pt2", ["--aoti"])])
+def test_exported_model_reproduces_the_evaluation_scores_and_carries_its_metadata(trained, ext, flags, tmp_path):
+    """ONNX, the torch.export program and its AOTInductor package: the evaluation's scores, whole set and one
+    face (the program's batch is dynamic), and the same metadata."""
     ckpt = str(trained / "checkpoint.pt")
-    path = export.main(["--checkpoint", ckpt, "--out", str(tmp_path / f"model{ext}")])
+    path = export.main(["--checkpoint", ckpt, "--out", str(tmp_path / f"model{ext}"), *flags])
+    if ext == ".pt2":
+        assert export.is_aoti_package(path) == bool(flags)
     want, images = evaluation_scores(ckpt)
     with torch.no_grad():
         for batch in (images, images[:1]):  # the whole target set and a single face
@@ -73,6 +78,10 @@ def test_bad_requests_name_what_is_wrong(trained, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         export.main(["--checkpoint", str(trained / "checkpoint.pt"), "--out", str(tmp_path / "m.txt")])
     assert exit_.value.code == 2 and "m.txt: unknown format '.txt'; use one of .onnx, .pt2" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        export.main(["--checkpoint", str(trained / "checkpoint.pt"), "--out", str(tmp_path / "m.onnx"), "--aoti"])
+    assert exit_.value.code == 2 and "--aoti compiles a .pt2 program; " in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
     with pytest.raises(SystemExit, match="checkpoint not found"):
         export.main(["--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "m.onnx")])
     torch.save({"weights": 1}, tmp_path / "other.pt")
