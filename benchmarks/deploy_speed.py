@@ -33,9 +33,10 @@ def per_call(fn, x, calls):
 
 
 def variants(scorer, img_size, folder, threads):
-    """{name: run(x)} of the model's five deployment forms, and the .pt2 program as exported before
+    """{name: run(x)} of the model's five deployment forms, the .pt2 program as exported before
     2026-12-07 (each layer as moments, the middle in small aten ops, and the map: `fast_blend.ENABLED`
-    off while exporting), side by side with the one-op-per-layer program of today."""
+    off while exporting), side by side with the one-op-per-layer program of today, and the AOTInductor
+    package of the model on the reference backend."""
     example = torch.zeros(2, 6, img_size, img_size)
     meta = {"img_size": img_size}
     export.to_pt2(scorer, example, meta, str(folder / "m.pt2"))
@@ -47,10 +48,13 @@ def variants(scorer, img_size, folder, threads):
     export.to_pt2(scorer, example, meta, str(folder / "aoti.pt2"), aoti=True)
     export.to_onnx(scorer, example, meta, str(folder / "m.onnx"))
     reference = set_backend(copy.deepcopy(scorer), "reference")
+    # Inductor's own code for the layers (batch_norm, instance_norm, the gate) instead of the package's ops
+    export.to_pt2(reference, example, meta, str(folder / "aoti_reference.pt2"), aoti=True)
     return {"PyTorch, fused cpu backend": scorer, "PyTorch, reference backend": reference,
             "torch.export (.pt2)": export.load_exported(str(folder / "m.pt2"))[0],
             "torch.export (.pt2), composed layers": export.load_exported(str(folder / "composed.pt2"))[0],
             "AOTInductor (.pt2 --aoti)": export.load_exported(str(folder / "aoti.pt2"))[0],
+            "AOTInductor, reference backend": export.load_exported(str(folder / "aoti_reference.pt2"))[0],
             "ONNX Runtime (.onnx)": export.load_exported(str(folder / "m.onnx"), threads)[0]}
 
 

@@ -1,4 +1,4 @@
-"""benchmarks/deploy_speed.py runs to the end: six variants that agree, one row each per batch size."""
+"""benchmarks/deploy_speed.py runs to the end: seven variants that agree, one row each per batch size."""
 import sys
 from pathlib import Path
 
@@ -10,8 +10,8 @@ def test_every_variant_is_timed_for_every_batch(tmp_path):
     out = tmp_path / "speed.md"
     deploy_speed.main(["--batch", "1", "3", "--rounds", "1", "--threads", "1", "--out", str(out)])
     rows = [line for line in out.read_text().splitlines() if line.startswith("| 1 |") or line.startswith("| 3 |")]
-    assert len(rows) == 12
-    for name in ("fused cpu backend", "reference backend", "torch.export (.pt2) |", "composed layers",
-                 "AOTInductor", "ONNX Runtime (.onnx)"):
+    assert len(rows) == 14
+    for name in ("fused cpu backend", "PyTorch, reference backend", "torch.export (.pt2) |", "composed layers",
+                 "AOTInductor (.pt2 --aoti)", "AOTInductor, reference", "ONNX Runtime (.onnx)"):
         assert sum(name in r for r in rows) == 2, name
     assert all(r.endswith("x |") for r in rows) and rows[0].endswith("| 1.00x |")
