@@ -26,6 +26,7 @@ import copy
 import io
 import json
 import os
+import tempfile
 import zipfile
 
 import torch
@@ -114,7 +115,11 @@ def to_pt2(scorer: LiveScorer, example: torch.Tensor, meta: dict, out: str, aoti
     buffer = io.BytesIO()
     if aoti:
         configs = {"aot_inductor.metadata": {PT2_METADATA: json.dumps(meta)}}
-        torch._inductor.aoti_compile_and_package(program, package_path=buffer, inductor_configs=configs)
+        with tempfile.TemporaryDirectory() as folder:  # a path: what every torch release's packager takes
+            package = os.path.join(folder, "model.pt2")
+            torch._inductor.aoti_compile_and_package(program, package_path=package, inductor_configs=configs)
+            with open(package, "rb") as fh:
+                buffer.write(fh.read())
     else:
         torch.export.save(program, buffer, extra_files={PT2_METADATA: json.dumps(meta)})
     checkpoint.write_atomic(out, lambda fh: fh.write(buffer.getbuffer()))

@@ -3,7 +3,7 @@
     python -m anrl_ext.predict --model anrl.onnx photos/ selfie.jpg clip.mp4 --out scores.csv
     python -m anrl_ext.predict --model runs/anrl/checkpoint.pt data/fas/M/frames/v1 --crop none
 
-The model is an exported file (`python -m anrl_ext.export`: .onnx, .pt2) or a training checkpoint
+The model is an exported file (`python -m anrl_ext.export`: .onnx, .pt2 with or without --aoti) or a training checkpoint
 (.pt). Each image goes through the training data's pipeline: the largest face found by OpenCV's
 Haar detector (`--crop detect`, the default; a centre crop when none is found, marked in the output),
 cropped as `python -m anrl_ext.prepare` crops (1.2 x the box, square, 256 px), resized to the

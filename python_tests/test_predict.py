@@ -53,6 +53,17 @@ def test_exported_model_gives_the_checkpoints_scores_and_carries_the_threshold(t
                                                    show_progress=False)} == {"spoof"}
 
 
+def test_aot_inductor_package_gives_the_checkpoints_scores(trained):
+    """An AOTInductor package (export --aoti) is a model predict takes, with the checkpoint's scores."""
+    path = str(trained / "m_aoti.pt2")
+    export.main(["--checkpoint", str(trained / "run" / "checkpoint.pt"), "--out", path, "--aoti", "--no-check"])
+    faces = [str(trained / "faces")]
+    from_ckpt = predict.predict(str(trained / "run" / "checkpoint.pt"), faces, "none", show_progress=False)
+    from_aoti = predict.predict(path, faces, "none", show_progress=False)
+    np.testing.assert_allclose([r["score"] for r in from_aoti], [r["score"] for r in from_ckpt], atol=1e-5)
+    assert [r["decision"] for r in from_aoti] == [r["decision"] for r in from_ckpt]
+
+
 def test_face_input_crops_as_prepare_does():
     rng = np.random.default_rng(0)
     bgr = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
