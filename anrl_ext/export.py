@@ -15,10 +15,11 @@ depth map (N, 1, S/8, S/8).
   on a CPU with the instruction sets of this one (the package's AOTI_CPU_ISA metadata names them).
 
 All carry the settings a deployment needs as metadata (ONNX metadata_props; the pt2 archive's
-extra file `anrl_ext.json`; the AOTInductor package's metadata entry `anrl_ext.json`): the input size and layout, the source-protocol threshold from the run's
-metrics.json when there is one (chosen on held-out source subjects, no target data), and the code
-that made the model. After writing, the file is loaded again and its outputs are compared with the
-PyTorch model's on a random batch.
+extra file `anrl_ext.json`; the AOTInductor package's metadata entry `anrl_ext.json`): the input
+size and layout, the source-protocol threshold from the run's metrics.json when there is one
+(chosen on held-out source subjects, no target data), and the code that made the model. After
+writing, the file is loaded again and its outputs are compared with the PyTorch model's on a
+random batch.
 """
 from __future__ import annotations
 
@@ -202,7 +203,8 @@ def main(argv=None):
                 to_pt2(scorer, example, meta, args.out, aoti=args.aoti)
         except ImportError as e:  # the exporter's optional packages
             raise SystemExit(f"{ap.prog}: error: {e}") from None
-    print(f"wrote {args.out}{' (AOTInductor package)' if args.aoti else ''}: input (N, 6, {cfg.img_size}, {cfg.img_size}), outputs score (N,) and depth; "
+    kind = " (AOTInductor package)" if args.aoti else ""
+    print(f"wrote {args.out}{kind}: input (N, 6, {cfg.img_size}, {cfg.img_size}), outputs score (N,) and depth; "
           + (f"source-protocol threshold {meta['threshold_source']:.4f}" if "threshold_source" in meta
              else "no threshold (neither carried by the checkpoint nor in a metrics.json of it next to it)"))
     if not args.no_check:
