@@ -118,6 +118,7 @@ struct GateForwardPass {
 struct NativeOps {
   static constexpr const char* blend_apply = "anrl_ext::blend_apply";
   static constexpr const char* gate_blend_apply = "anrl_ext::gate_blend_apply";
+  static constexpr const char* gate_blend_apply_forward = "anrl_ext::gate_blend_apply_forward";
   static constexpr const char* blend_double_backward = "blend_apply_double_backward";
   static constexpr const char* gate_double_backward = "gate_blend_apply_double_backward";
 
@@ -144,19 +145,6 @@ struct NativeOps {
     auto out = blend_backward.call(s0, s1, mean, var, present(alpha), alpha_value, w[0], w[1], w[2], w[3], bn_mean,
                                    bn_var, use_batch_stats, eps, x.size(2) * x.size(3));
     return {Tensor(), std::get<0>(out), std::get<1>(out), std::get<2>(out), std::get<3>(out), std::get<4>(out)};
-  }
-
-  // moments -> gate_blend_forward -> affine, in one op (blend_apply.cpp) with a fake kernel: a tracer running
-  // this Function on fake tensors (AOTInductor) sees the op, not the sizes its parts take as integers.
-  static GateForwardPass gate_forward(const Tensor& x, const GateSlots& gate, const Affines& w,
-                                      const RunningStats& running, bool use_batch_stats, bool update_running,
-                                      double momentum, double eps) {
-    static const auto op = typed_op<sig::GateApplyForward>("anrl_ext::gate_blend_apply_forward");
-    TORCH_CHECK_VALUE(gate[2].has_value(), "anrl_ext: gate_blend_apply needs gate_wb");
-    auto [y, alpha, hidden, mean, var, bn_mean, bn_var] =
-        op.call(x, gate[0], gate[1], *gate[2], gate[3], gate[4], w[0], w[1], w[2], w[3], running.mean, running.var,
-                use_batch_stats, update_running, momentum, eps);
-    return {y, alpha, hidden, mean, var, bn_mean, bn_var};
   }
 
   // {dx, d w1, d b1, d wb, d bb, d wi, d bn_weight, d bn_bias, d in_weight, d in_bias}
@@ -206,6 +194,7 @@ using GateBackward = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, 
 struct TritonOps {
   static constexpr const char* blend_apply = "anrl_ext_triton::blend_apply";
   static constexpr const char* gate_blend_apply = "anrl_ext_triton::gate_blend_apply";
+  static constexpr const char* gate_blend_apply_forward = "anrl_ext_triton::gate_blend_apply_forward";
   static constexpr const char* blend_double_backward = "triton_blend_apply_double_backward";
   static constexpr const char* gate_double_backward = "triton_gate_blend_apply_double_backward";
 
@@ -222,17 +211,6 @@ struct TritonOps {
     auto [dx, d_alpha, dwb, dbb, dwi, dbi] = op.call(gy, x, mean, var, present(alpha), alpha_value, w[0], w[1], w[2],
                                                      w[3], bn_mean, bn_var, use_batch_stats, eps, needs_x);
     return {needs_x ? dx : Tensor(), d_alpha, dwb, dbb, dwi, dbi};
-  }
-
-  static GateForwardPass gate_forward(const Tensor& x, const GateSlots& gate, const Affines& w,
-                                      const RunningStats& running, bool use_batch_stats, bool update_running,
-                                      double momentum, double eps) {
-    static const auto op = typed_op<sig::GateApplyForward>("anrl_ext_triton::gate_blend_apply_forward");
-    TORCH_CHECK_VALUE(gate[2].has_value(), "anrl_ext: gate_blend_apply needs gate_wb");
-    auto [y, alpha, hidden, mean, var, bn_mean, bn_var] =
-        op.call(x, gate[0], gate[1], *gate[2], gate[3], gate[4], w[0], w[1], w[2], w[3], running.mean, running.var,
-                use_batch_stats, update_running, momentum, eps);
-    return {y, alpha, hidden, mean, var, bn_mean, bn_var};
   }
 
   static std::array<Tensor, 10> gate_first_order(const Tensor& x, const Tensor& gy, const Tensor& mean,
@@ -256,6 +234,20 @@ struct TritonOps {
   }
 };
 #endif  // TORCH_EXTENSION_NAME
+
+// The gated forward (moments -> gate_blend_forward -> affine) as one op with a fake kernel (blend_apply.cpp;
+// Triton: triton_apply_ops.py): a tracer running the Function on fake tensors (torch.export, AOTInductor)
+// sees the op, not the sizes its parts take as integers, which would fix the batch.
+template <typename Ops>
+GateForwardPass gate_forward(const Tensor& x, const GateSlots& gate, const Affines& w, const RunningStats& running,
+                             bool use_batch_stats, bool update_running, double momentum, double eps) {
+  static const auto op = typed_op<sig::GateApplyForward>(Ops::gate_blend_apply_forward);
+  TORCH_CHECK_VALUE(gate[2].has_value(), "anrl_ext: gate_blend_apply needs gate_wb");
+  auto [y, alpha, hidden, mean, var, bn_mean, bn_var] =
+      op.call(x, gate[0], gate[1], *gate[2], gate[3], gate[4], w[0], w[1], w[2], w[3], running.mean, running.var,
+              use_batch_stats, update_running, momentum, eps);
+  return {y, alpha, hidden, mean, var, bn_mean, bn_var};
+}
 
 template <typename Ops>
 class BlendApply : public torch::autograd::Function<BlendApply<Ops>> {
@@ -317,7 +309,7 @@ class GateBlendApply : public torch::autograd::Function<GateBlendApply<Ops>> {
                                const RunningStats& running, bool use_batch_stats, bool update_running,
                                double momentum, double eps) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    const auto f = Ops::gate_forward(x, {w1, b1, wb, bb, wi}, {bn_weight, bn_bias, in_weight, in_bias}, running,
+    const auto f = gate_forward<Ops>(x, {w1, b1, wb, bb, wi}, {bn_weight, bn_bias, in_weight, in_bias}, running,
                                      use_batch_stats, update_running, momentum, eps);
     ctx->set_materialize_grads(false);  // an unused alpha passes no gradient, not a zero tensor
     ctx->save_for_backward({x, f.mean, f.var, f.bn_mean, f.bn_var, f.alpha, f.hidden, w1.value_or(Tensor()),
@@ -399,7 +391,7 @@ std::tuple<Tensor, Tensor> gate_blend_apply_plain(
     const OptTensor& wi, const OptTensor& bn_weight, const OptTensor& bn_bias, const OptTensor& in_weight,
     const OptTensor& in_bias, const OptTensor& running_mean, const OptTensor& running_var, bool use_batch_stats,
     bool update_running, double momentum, double eps) {
-  const auto f = Ops::gate_forward(x, {w1, b1, wb, bb, wi}, {bn_weight, bn_bias, in_weight, in_bias},
+  const auto f = gate_forward<Ops>(x, {w1, b1, wb, bb, wi}, {bn_weight, bn_bias, in_weight, in_bias},
                                    RunningStats{running_mean, running_var}, use_batch_stats, update_running, momentum,
                                    eps);
   return {f.y, f.alpha};
