@@ -85,10 +85,13 @@ def test_aot_inductor_compiles_the_exported_layer(kind, tmp_path):
 
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1", reason="interpreted kernels cannot take fake tensors")
 @pytest.mark.parametrize("training", [False, True])
-def test_triton_ops_stay_whole_in_an_exported_program(training, tmp_path):
+@pytest.mark.parametrize("alpha", ["function", "gate"])
+def test_triton_ops_stay_whole_in_an_exported_program(training, alpha, tmp_path):
     """torch.export records the Triton backend's registered ops (namespace anrl_ext_triton), not the
-    kernel launches inside them, and the program saves and loads with them. Traced on CPU tensors:
-    export runs the ops' fake kernels only, so no GPU is needed (test_gpu runs the loaded program)."""
+    kernel launches inside them, and the program saves and loads with them: moments / affine for an
+    alpha function the kernels do not compute, the one op gate_blend_apply for AFNM's gate. Traced on
+    CPU tensors: export runs the ops' fake kernels only, so no GPU is needed (test_gpu runs the loaded
+    program)."""
     pytest.importorskip("triton")
     import importlib
 
@@ -99,18 +102,22 @@ def test_triton_ops_stay_whole_in_an_exported_program(training, tmp_path):
     class Blend(nn.Module):
         def __init__(self):
             super().__init__()
-            self.weight, self.bias = nn.Parameter(torch.ones(8)), nn.Parameter(torch.zeros(8))
-            self.register_buffer("running_mean", torch.zeros(8))
-            self.register_buffer("running_var", torch.ones(8))
+            self.layer = anrl_ext.AFNM(8, reduction=2)
 
         def forward(self, x):
-            return blend(x, "triton", lambda mean: 0.3, [], self.weight, self.bias, None, None,
-                         self.running_mean, self.running_var, training, 0.1, 1e-5)[0]
+            lay = self.layer
+            alpha_fn, params, slots = ((lambda mean: 0.3), [], None) if alpha == "function" else \
+                (lay.alpha_fn, lay.alpha_params(), lay.kernel_gate_slots)
+            return blend(x, "triton", alpha_fn, params, lay.bn_weight, lay.bn_bias, lay.in_weight, lay.in_bias,
+                         lay.running_mean, lay.running_var, training, 0.1, 1e-5, None, slots)[0]
 
     program = torch.export.export(Blend(), (torch.randn(3, 8, 7, 9),),
                                   dynamic_shapes=({0: Dim("n", min=2), 2: Dim("h"), 3: Dim("w")},))
     ops = exported_ops(program)
-    assert {"anrl_ext_triton.moments.default", "anrl_ext_triton.affine.default"} <= ops, ops
+    if alpha == "function":
+        assert {"anrl_ext_triton.moments.default", "anrl_ext_triton.affine.default"} <= ops, ops
+    else:
+        assert "anrl_ext_triton.gate_blend_apply.default" in ops and not any("moments" in op for op in ops), ops
     assert not any("triton_kernel_wrapper" in op for op in ops), ops
     torch.export.save(program, tmp_path / "model.pt2")
     assert exported_ops(torch.export.load(tmp_path / "model.pt2")) == ops
