@@ -64,6 +64,13 @@ def float_outputs(out):
     return {k: v.float() for k, v in out.items()}
 
 
+def cpu_has_bfloat16_instructions() -> bool:
+    """Whether this CPU has AVX512-BF16 or AMX, with which --amp trains faster than float32 (torch's own
+    probes; a torch without them counts as no)."""
+    probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(probe() for probe in probes if probe is not None)
+
+
 class Trainer:
     """ANRL's network, optimisers and Algorithm 1's iteration. Without `with_data` (scoring a
     checkpoint: evaluate, gate_report) no dataset is built, so only the domains scored need exist."""
@@ -97,10 +104,10 @@ class Trainer:
             self.train_set.augment_rng = np.random.default_rng(cfg.seed + 1000 * self.rank)
             self.sampler = BalancedDomainSampler(self.train_set, cfg.batch_size, seed=cfg.seed + 1000 * self.rank)
         self.prefetcher = None  # --loader-threads: started by the first step, after any load_state_dict
-        if cfg.amp and self.device.type == "cpu":
+        if cfg.amp and self.device.type == "cpu" and not cpu_has_bfloat16_instructions():
             warnings.warn("--amp on the CPU: bfloat16 autocast is fast only on CPUs with bfloat16 instructions "
-                          "(AVX512-BF16, AMX); elsewhere an iteration is many times slower than in float32 "
-                          "(README, 'One training iteration')", stacklevel=2)
+                          "(AVX512-BF16, AMX), which this one lacks; an iteration is many times slower than in "
+                          "float32 (README, 'One training iteration')", stacklevel=2)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model = ANRLNet(cfg.width, cfg.norm, cfg.gate, cfg.backend, cfg.reduction).to(self.device,
                                                                           memory_format=self.memory_format)

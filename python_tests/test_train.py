@@ -115,6 +115,20 @@ def test_amp_and_channels_last(backend):
     check_amp_and_channels_last(backend)
 
 
+@pytest.mark.parametrize("has_bf16", [False, True])
+def test_amp_on_the_cpu_warns_only_without_bfloat16_instructions(has_bf16, monkeypatch):
+    """--amp on a CPU without AVX512-BF16 / AMX is many times slower than float32 and the trainer says so;
+    on one with them it is faster (README, "One training iteration") and the trainer says nothing."""
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: has_bf16, raising=False)
+    assert train.cpu_has_bfloat16_instructions() is has_bf16
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train.Trainer(config.load(["--preset", "smoke", "--amp", "--device", "cpu"]), with_data=False)
+    said = [str(w.message) for w in caught if "--amp on the CPU" in str(w.message)]
+    assert len(said) == (0 if has_bf16 else 1), said
+
+
 def test_resume_reproduces_loss_curve(tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     train.run(config.load(["--preset", "smoke", "--iters", "4", "--ckpt-every", "2", "--out", str(full)]))
