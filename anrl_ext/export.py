@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from . import checkpoint, cli, config, provenance
-from .errors import InputError
+from .errors import InputError, OptionError
 from .model import ANRLNet
 from .nn import set_backend
 
@@ -118,7 +118,13 @@ def to_pt2(scorer: LiveScorer, example: torch.Tensor, meta: dict, out: str, aoti
         configs = {"aot_inductor.metadata": {PT2_METADATA: json.dumps(meta)}}
         with tempfile.TemporaryDirectory() as folder:  # a path: what every torch release's packager takes
             package = os.path.join(folder, "model.pt2")
-            torch._inductor.aoti_compile_and_package(program, package_path=package, inductor_configs=configs)
+            try:
+                torch._inductor.aoti_compile_and_package(program, package_path=package, inductor_configs=configs)
+            except Exception as e:  # most often no working C++ compiler; the remedy is the same
+                why = " ".join(str(e).split())[:300]
+                raise OptionError(f"--aoti: AOTInductor could not compile the program ({type(e).__name__}: {why}); "
+                                  "it needs a working C++ compiler (g++ or clang++, or the one CXX names), "
+                                  "or export without --aoti") from e
             with open(package, "rb") as fh:
                 buffer.write(fh.read())
     else:

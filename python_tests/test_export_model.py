@@ -51,6 +51,20 @@ def test_exported_model_reproduces_the_evaluation_scores_and_carries_its_metadat
     assert "rgb_hsv6" in meta["input"]
 
 
+def test_aoti_without_a_compiler_is_a_clear_usage_error(trained, tmp_path):
+    """--aoti where no C++ compiler works (CXX naming a missing one): a usage error saying what AOTInductor
+    needs and how to do without, no traceback, and no file written."""
+    import subprocess
+
+    out = tmp_path / "m.pt2"
+    run = subprocess.run([sys.executable, "-m", "anrl_ext.export", "--checkpoint", str(trained / "checkpoint.pt"),
+                          "--out", str(out), "--aoti"], capture_output=True, text=True,
+                         env={**os.environ, "CXX": str(tmp_path / "no-such-g++")}, timeout=600)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "--aoti: AOTInductor could not compile the program" in run.stderr and "export without --aoti" in run.stderr
+    assert "Traceback" not in run.stderr and not out.exists()
+
+
 def test_onnx_graph_has_standard_operators_only(trained, tmp_path):
     import onnx
 
