@@ -105,10 +105,7 @@ def capturing_graph() -> bool:
 def exporting_eagerly() -> bool:
     """torch.export without dynamo (strict=False, its default) is recording a graph: the Python runs
     as in eager mode, on fake tensors, and each registered op called is one node of the program."""
-    return _is_exporting() and not torch.compiler.is_dynamo_compiling()
-
-
-_is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
+    return torch.compiler.is_exporting() and not torch.compiler.is_dynamo_compiling()
 
 
 def shapes_are_trace_constants(fn: Callable) -> Callable:
