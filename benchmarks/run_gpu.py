@@ -28,7 +28,8 @@ shape (`primitive_bandwidth`: forward_ms is the time per call,
 fb_bandwidth_fraction its own bytes over that time against the copy); the op under torch.profiler
 (`op_profile`: host time, autograd's hand-over, GPU busy / idle, and a Chrome trace of each
 implementation, profile_<impl>.json.gz); the op's forward + backward replayed from a CUDA graph
-(`op_graphed`, and the AFNM layer's `afnm_layer_graphed`: the kernels without host time per call).
+(`op_graphed`, and the AFNM layer's `afnm_layer_graphed`: the kernels without host time per call); the op
+under torch.compile (`op_compiled`: its one op traced, the composed path traced, the eager op).
 Writes gpu_bench.csv after every case, so a time limit loses only the cases not yet run.
 """
 import argparse
@@ -300,6 +301,54 @@ def pipelined_rows(rows, backends, name, repeats, bw, calls=20):
         rows.append(fb_row(name, shape, "op_pipelined", impl, res[impl], bw))
     print(f"op fwd+bwd {'x'.join(map(str, shape))} float32, {calls} calls back to back, per call: "
           + fb_summary(res, shape, bw), flush=True)
+
+
+def compiled_fused(backend, one_op):
+    """torch.compile of the fused op on `backend`, tracing its one op (`one_op`, since 2026-12-07) or the
+    composed path (moments, the middle as PyTorch ops that Inductor fuses, affine): fast_blend.COMPILE_ONE_OP
+    is read while tracing, and dynamo guards on it, so each call runs under its own setting. --smoke: the
+    aot_eager backend (no Inductor code generation on the CPU)."""
+    from anrl_ext.ops import fast_blend
+
+    compiled = torch.compile(fused(backend), dynamic=False, backend="aot_eager" if SMOKE else "inductor")
+
+    def fn(x, alpha, params, running):
+        fast_blend.COMPILE_ONE_OP = one_op
+        try:
+            return compiled(x, alpha, params, running)
+        finally:
+            fast_blend.COMPILE_ONE_OP = True
+    return fn
+
+
+def compiled_rows(rows, backends, name, repeats, bw):
+    """The op under torch.compile at the largest shape (float32), forward + backward (`op_compiled`): each
+    backend's compiled op tracing its one op (`<backend>`) and the composed path (`<backend>_composed`), side
+    by side with the eager op (`<backend>_eager`) and torch.compile(reference). A user who compiles a model
+    gets one of the first two."""
+    shape = SHAPES[0]
+    x, alpha, params, running, dy = make_case(shape, torch.float32, DEVICE)
+    inputs = [x, alpha, *params]
+    torch._dynamo.reset()
+    impls = {}
+    for b in backends:
+        impls[b] = compiled_fused(b, one_op=True)
+        if not (b == "triton" and DEVICE == "cpu"):  # interpreted, the composed path's triton_op does not trace
+            impls[f"{b}_composed"] = compiled_fused(b, one_op=False)
+        impls[f"{b}_eager"] = fused(b)
+    if not SMOKE:
+        impls["compiled_reference"] = torch.compile(reference, dynamic=False)
+    res = {}
+    for impl, fn in impls.items():
+        try:
+            res[impl] = cuda_time(lambda fn=fn: torch.autograd.grad(fn(x, alpha, params, running), inputs, dy),
+                                  repeats)
+        except Exception as exc:  # report and keep going
+            print(f"  op_compiled {impl} failed: {type(exc).__name__}: {exc}"[:400], flush=True)
+            continue
+        rows.append(fb_row(name, shape, "op_compiled", impl, res[impl], bw))
+    print(f"op fwd+bwd {'x'.join(map(str, shape))} float32 under torch.compile: " + fb_summary(res, shape, bw),
+          flush=True)
 
 
 def graph_rows(rows, backends, name, repeats, bw):
@@ -689,7 +738,7 @@ def set_gate_launch(backend, limit):
 # slow the launches of timings after it. The CUDA graph captures next to last: a capture that fails could
 # leave the device in an error state.
 SECTIONS = {"op": op_table, "layer": layer_rows, "thread": thread_rows, "host": host_rows,
-            "pipelined": pipelined_rows, "middle": middle_rows, "primitive": primitive_rows,
+            "pipelined": pipelined_rows, "compiled": compiled_rows, "middle": middle_rows, "primitive": primitive_rows,
             "bandwidth": bandwidth_rows, "graph": graph_rows, "profile": profile_rows}
 
 if __name__ == "__main__":

@@ -57,6 +57,10 @@ struct RunningStats {
 
 OptTensor present(const Tensor& t) { return t.defined() ? OptTensor(t) : std::nullopt; }
 
+// H * W as a SymInt: under a tracer with symbolic shapes (torch.compile, torch.export) an int would
+// fix the plane size of the traced backward; in eager calls it is the same integer.
+c10::SymInt plane_size(const Tensor& x) { return x.sym_size(2) * x.sym_size(3); }
+
 // A gradient in its input's dtype.
 Tensor in_dtype_of(const Tensor& g, const Tensor& like) {
   return g.scalar_type() == like.scalar_type() ? g : g.to(like.scalar_type());
@@ -143,7 +147,7 @@ struct NativeOps {
     static const auto blend_backward = typed_op<sig::BlendBackward>("anrl_ext::blend_backward");
     auto [s0, s1] = reduce.call(gy, x, mean);
     auto out = blend_backward.call(s0, s1, mean, var, present(alpha), alpha_value, w[0], w[1], w[2], w[3], bn_mean,
-                                   bn_var, use_batch_stats, eps, x.size(2) * x.size(3));
+                                   bn_var, use_batch_stats, eps, plane_size(x));
     return {Tensor(), std::get<0>(out), std::get<1>(out), std::get<2>(out), std::get<3>(out), std::get<4>(out)};
   }
 
@@ -160,7 +164,7 @@ struct NativeOps {
     auto [s0, s1] = reduce.call(dy, xk, mean);
     auto out = gate_backward.call(s0, s1, mean, var, alpha, hidden, galpha, gate[0], gate[1], *gate[2], gate[3],
                                   gate[4], w[0], w[1], w[2], w[3], bn_mean, bn_var, use_batch_stats, eps,
-                                  x.size(2) * x.size(3));
+                                  plane_size(x));
     const Tensor dx = needs_x ? affine2.call(dy, xk, mean, std::get<9>(out), std::get<10>(out), std::get<11>(out))
                               : Tensor();
     return {dx,

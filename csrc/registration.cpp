@@ -18,10 +18,12 @@ TORCH_LIBRARY(anrl_ext, m) {
       "Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, Tensor(a!)? running_mean, "
       "Tensor(b!)? running_var, bool use_batch_stats, bool update_running, float momentum, float eps, "
       "int count) -> (Tensor scale, Tensor shift, Tensor bn_mean, Tensor bn_var)");
+  // hw (H * W) is a SymInt so that the C++ autograd can pass a traced input's symbolic plane size
+  // (torch.compile, torch.export); the kernels take it as an int64_t.
   m.def(
       "blend_backward(Tensor s0, Tensor s1, Tensor mean, Tensor var, Tensor? alpha, float alpha_value, "
       "Tensor? bn_weight, Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, Tensor bn_mean, "
-      "Tensor bn_var, bool use_batch_stats, float eps, int hw) -> (Tensor d_alpha, Tensor d_bn_weight, "
+      "Tensor bn_var, bool use_batch_stats, float eps, SymInt hw) -> (Tensor d_alpha, Tensor d_bn_weight, "
       "Tensor d_bn_bias, Tensor d_in_weight, Tensor d_in_bias, Tensor a, Tensor b, Tensor c)");
   // The whole first-order forward (moments, blend_forward, affine) and backward
   // (reduce, blend_backward, affine2) as one call each (blend_apply.cpp).
@@ -44,7 +46,7 @@ TORCH_LIBRARY(anrl_ext, m) {
       "gate_blend_backward(Tensor s0, Tensor s1, Tensor mean, Tensor var, Tensor alpha, Tensor hidden, "
       "Tensor? alpha_grad, Tensor? gate_w1, Tensor? gate_b1, Tensor gate_wb, Tensor? gate_bb, "
       "Tensor? gate_wi, Tensor? bn_weight, Tensor? bn_bias, Tensor? in_weight, Tensor? in_bias, "
-      "Tensor bn_mean, Tensor bn_var, bool use_batch_stats, float eps, int hw) -> (Tensor d_w1, "
+      "Tensor bn_mean, Tensor bn_var, bool use_batch_stats, float eps, SymInt hw) -> (Tensor d_w1, "
       "Tensor d_b1, Tensor d_wb, Tensor d_bb, Tensor d_wi, Tensor d_bn_weight, Tensor d_bn_bias, "
       "Tensor d_in_weight, Tensor d_in_bias, Tensor a, Tensor b, Tensor c)");
   // moments, gate_blend_forward and affine as one call (blend_apply.cpp): (y, alpha, hidden, mean, var,

@@ -662,6 +662,24 @@ def check_sync_of_one_process(backend, kind="afnm", dtype=torch.float64, channel
         assert err <= tol * max(1.0, a.double().abs().max().item()), f"{kind} {dtype}: {name} differs by {err}"
 
 
+# The op each layer records when torch.export or torch.compile traces it on a fused backend: its forward's one
+# op (AFNM's with the gate inside), or, for bin, whose alpha is a clamp of a parameter, the composed path
+# (moments, middle, map).
+LAYER_OP = {"afnm": "gate_blend_apply", "bin": "moments", "half": "blend_apply", "ibn": "blend_apply",
+            "bn": "blend_apply", "in": "blend_apply"}
+
+
+def package_op(backend, kind):
+    """LAYER_OP[kind] with its namespace (the Triton backend's ops have their own) and overload."""
+    namespace = "anrl_ext_triton" if backend == "triton" else "anrl_ext"
+    return f"{namespace}.{LAYER_OP[kind]}.default"
+
+
+def package_ops(ops):
+    """The package's operators among `ops`."""
+    return {op for op in ops if op.startswith(("anrl_ext.", "anrl_ext_triton."))}
+
+
 def exported_ops(program):
     """Names of the operators an ExportedProgram's graph calls."""
     return {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
@@ -689,8 +707,7 @@ def check_export(backend, kind, training, path, device="cpu", tol=1e-5):
     x = torch.randn(3, 3, 7, 9, device=device)
     program = torch.export.export(copy.deepcopy(model), (x,),
                                   dynamic_shapes=({0: Dim("n", min=2), 2: Dim("h"), 3: Dim("w")},))
-    # the package's operators (the Triton backend's have their own namespace), no fallback
-    ops = {op for op in exported_ops(program) if op.startswith(("anrl_ext.", "anrl_ext_triton."))}
+    ops = package_ops(exported_ops(program))  # no fallback
     assert ops
     torch.export.save(program, path)
     loaded = torch.export.load(path).module()
@@ -711,6 +728,51 @@ def check_export(backend, kind, training, path, device="cpu", tol=1e-5):
         if name.endswith(("running_mean", "running_var")):
             torch.testing.assert_close(buffers[name], want, rtol=tol, atol=tol / 10)
     return ops
+
+
+def check_compile(backend, kind, training, device="cpu", compiler="aot_eager", tol=1e-4, input_grad=True):
+    """torch.compile(fullgraph=True) of conv -> `kind` layer -> relu on `backend` (without `input_grad`: the
+    layer -> relu on an input that needs no gradient), run on three shapes of other batch and plane sizes:
+    each gives the module's outputs, gradients and running statistics; with aot_eager the frame compiles
+    twice at most (the second time with dynamic sizes, which the ops' C++ autograd, traced on fake tensors,
+    must not fix). Returns the package's operators in Dynamo's graphs."""
+    import copy
+
+    from torch import nn
+
+    import anrl_ext
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    channels = 3 if input_grad else 8
+    layers = [nn.Conv2d(3, 8, 3, padding=1)] if input_grad else []
+    model = nn.Sequential(*layers, anrl_ext.make_norm(kind, 8, backend=backend), nn.ReLU()).to(device)
+    model.train(training)
+    twin = copy.deepcopy(model)
+    graphs = []
+    inner = torch._dynamo.lookup_backend(compiler)
+
+    def recording(gm, example_inputs):
+        graphs.append({str(n.target) for n in gm.graph.nodes if n.op == "call_function"})
+        return inner(gm, example_inputs)
+
+    compiled = torch.compile(model, backend=recording, fullgraph=True)
+    for shape in [(4, channels, 7, 9), (3, channels, 6, 11), (5, channels, 8, 5)]:
+        x = torch.randn(shape, device=device) * 2 + 1
+        results = []
+        for m, original in ((compiled, model), (twin, twin)):
+            xi = x.clone().requires_grad_(input_grad)
+            y = m(xi)
+            wrt = [xi] * input_grad + list(original.parameters())
+            results.append([y, *torch.autograd.grad(y.square().sum(), wrt)])
+        for got, want in zip(*results, strict=True):
+            torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+        for got, want in zip(model.buffers(), twin.buffers(), strict=True):
+            torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+    # Inductor may lay the conv's output out channels_last with strides fixed at the traced plane size for the
+    # backward's custom ops (the composed path's too), so its programs compile once per plane size.
+    assert compiler != "aot_eager" or len(graphs) <= 2, f"compiled {len(graphs)} times for three shapes"
+    return set().union(*(package_ops(g) for g in graphs))
 
 
 def check_norm_matches_reference(kind, training, backend, device="cpu"):

@@ -9,17 +9,11 @@ import torch
 from torch import nn
 
 import anrl_ext
-from helpers import check_export, check_jit_trace, exported_ops
+from helpers import LAYER_OP, check_export, check_jit_trace, exported_ops, package_op, package_ops
 
 from conftest import FUSED_CPU_BACKENDS
 
 KINDS = ["afnm", "bin", "half", "ibn", "bn", "in"]
-
-
-# The op each layer exports to on a fused backend: its forward's one op (AFNM's with the gate inside),
-# or, for bin, whose alpha is a clamp of a parameter, the composed path (moments, middle, map).
-EXPORTED_OP = {"afnm": "gate_blend_apply", "bin": "moments", "half": "blend_apply", "ibn": "blend_apply",
-               "bn": "blend_apply", "in": "blend_apply"}
 
 
 @pytest.mark.parametrize("backend", FUSED_CPU_BACKENDS)
@@ -29,30 +23,33 @@ def test_exported_program_equals_the_module_after_save_and_load(backend, kind, t
     """The program holds the layer's one op where eager mode calls one (a single node whatever the
     batch: export's symbolic batch is not fixed by the op's C++), and runs as the module does."""
     ops = check_export(backend, kind, training, tmp_path / "model.pt2")
-    namespace = "anrl_ext_triton" if backend == "triton" else "anrl_ext"
-    want = {f"{namespace}.{EXPORTED_OP[kind]}.default"}
-    assert ops == want if EXPORTED_OP[kind] != "moments" else want < ops, ops
+    want = {package_op(backend, kind)}
+    assert ops == want if LAYER_OP[kind] != "moments" else want < ops, ops
 
 
 def test_strict_export_and_the_composed_path_still_export(tmp_path):
-    """torch.export with strict=True (dynamo) and with the one-op paths switched off (fast_blend.ENABLED,
-    the benchmarks' composed programs) record moments / affine and the middle in aten ops, and run alike."""
+    """torch.export with strict=True (dynamo) records the layer's one op as the default export does, with a
+    dynamic batch (the gate-size choice adds no guard on it); with the one-op paths switched off
+    (fast_blend.ENABLED, the benchmarks' composed programs) it records moments / affine and the middle in
+    aten ops. Each runs as the module does."""
     from anrl_ext.ops import fast_blend
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), anrl_ext.AFNM(8, reduction=2), nn.ReLU()).eval()
     x = torch.randn(3, 3, 7, 9)
     dims = ({0: torch.export.Dim("n", min=2)},)
-    programs = [torch.export.export(model, (x,), dynamic_shapes=dims, strict=True)]
+    strict = torch.export.export(model, (x,), dynamic_shapes=dims, strict=True)
+    ops = package_ops(exported_ops(strict))
+    assert ops == {"anrl_ext.gate_blend_apply.default"}, ops
     fast_blend.ENABLED = False
     try:
-        programs.append(torch.export.export(model, (x,), dynamic_shapes=dims))
+        composed = torch.export.export(model, (x,), dynamic_shapes=dims)
     finally:
         fast_blend.ENABLED = True
-    for program in programs:
-        ops = exported_ops(program)
-        assert {"anrl_ext.moments.default", "anrl_ext.affine.default"} <= ops and "anrl_ext.gate_blend_apply.default" \
-            not in ops, ops
+    ops = exported_ops(composed)
+    assert {"anrl_ext.moments.default", "anrl_ext.affine.default"} <= ops and "anrl_ext.gate_blend_apply.default" \
+        not in ops, ops
+    for program in (strict, composed):
         other = torch.randn(5, 3, 7, 9)
         torch.testing.assert_close(program.module()(other), model(other), rtol=1e-5, atol=1e-5)
 

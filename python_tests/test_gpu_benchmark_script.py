@@ -22,7 +22,7 @@ ROOT = Path(__file__).parent.parent
 
 # the gated middle's two launches forced (one block / program; per phase): cuda and Triton (cpu in --smoke)
 FORCED_GATE_LAUNCHES = {"gated_middle_kernels_one_block", "gated_middle_kernels_per_phase"}
-SECTIONS = {"op", "afnm_layer", "op_backward_same_thread", "op_host_time", "op_profile", "op_pipelined",
+SECTIONS = {"op", "afnm_layer", "op_backward_same_thread", "op_host_time", "op_profile", "op_pipelined", "op_compiled",
             "op_graphed", "afnm_layer_graphed", "middle_kernels", "gated_middle_kernels", *FORCED_GATE_LAUNCHES,
             "primitive_kernels", "primitive_bandwidth", "primitive_bandwidth_channels_last"}
 
@@ -31,7 +31,7 @@ SECTIONS = {"op", "afnm_layer", "op_backward_same_thread", "op_host_time", "op_p
 # of each section, measured on 2026-12-07: op 109, pipelined 99, host 81, graph 45, profile 42, layer 37,
 # thread 18, bandwidth 5, middle 2, primitive 2)
 TRITON_SECTION_GROUPS = (["op", "pipelined", "middle", "primitive", "bandwidth"],
-                         ["host", "graph", "profile", "layer", "thread"])
+                         ["host", "graph", "profile", "layer", "thread", "compiled"])
 
 
 def run_smoke(tmp_path, backends, env=None, section_groups=None):
@@ -97,6 +97,7 @@ def test_every_section_runs_on_cpu(tmp_path):
         inside = sum(parts[f"{impl}:{p}"] for p in ("handover", "in_backward", "after_backward"))
         assert 0 < parts[f"{impl}:in_backward"] and abs(inside - parts[f"{impl}:backward"]) <= 3e-4, parts
     assert {r["impl"] for r in rows if r["what"] == "op_pipelined"} == {"cpu", "cpu_python_function", "reference"}
+    assert {r["impl"] for r in rows if r["what"] == "op_compiled"} == {"cpu", "cpu_composed", "cpu_eager"}
     assert {r["impl"] for r in rows if r["what"] == "op_graphed"} == {"cpu", "reference"}
     assert {r["impl"] for r in rows if r["what"] == "afnm_layer_graphed"} == {"afnm_layer_cpu"}
     profiled = {r["impl"]: float(r["forward_ms"]) for r in rows if r["what"] == "op_profile"}
@@ -111,7 +112,7 @@ def test_every_section_runs_on_cpu(tmp_path):
         assert {"op call 0", "grad call 0", f"anrl_ext::{op}"} <= names, impl
         assert "Self CPU" in (tmp_path / f"profile_{impl}.txt").read_text()
     for r in rows:
-        if r["what"] in ("op_pipelined", "op_graphed", "afnm_layer_graphed"):
+        if r["what"] in ("op_pipelined", "op_compiled", "op_graphed", "afnm_layer_graphed"):
             assert float(r["forward_backward_ms"]) > 0 and 0 < float(r["fb_bandwidth_fraction"]), r
         if r["what"] in ("op", "primitive_bandwidth", "primitive_bandwidth_channels_last"):
             assert float(r["forward_ms"]) > 0 and 0 < float(r["fb_bandwidth_fraction"]), r
@@ -124,6 +125,7 @@ def test_every_section_runs_with_triton_interpreted(tmp_path):
     rows = run_smoke(tmp_path, ["triton"], dict(os.environ, TRITON_INTERPRET="1"), TRITON_SECTION_GROUPS)
     assert {r["what"] for r in rows} == SECTIONS
     assert {r["impl"] for r in rows if r["what"] == "primitive_kernels"} == {"triton", "triton_op"}
+    assert {r["impl"] for r in rows if r["what"] == "op_compiled"} == {"triton", "triton_eager"}
     assert {r["impl"] for r in rows if r["what"] == "afnm_layer"} == {"triton", "triton_python_function",
                                                                       "triton_gate_torch", "triton_chain", "reference"}
     # the fold kernels one plane block a program, as before 2026-12-06, side by side

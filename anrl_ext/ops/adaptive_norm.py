@@ -12,7 +12,7 @@ from .coefficients import Alpha, batch_stats, blend_coefficients, update_running
 from . import fast_blend as _fast
 from . import native
 from .fast_blend import BlendSpec, ConstantAlpha, affine_slots, alpha_input, fast_blend
-from .fused import capturing_graph, exporting_eagerly, fused, shapes_are_trace_constants
+from .fused import capturing_graph, fused, shapes_are_trace_constants, traces_one_op
 from .reference import adaptive_norm_reference
 
 
@@ -179,13 +179,15 @@ def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_
     """
     use_batch = training or running_mean is None or running_var is None
     prims = primitives_for(backend)
-    # torch.export (non-strict, its default) records the two one-op paths as one node each, which the
-    # exported program runs as eager code does. torch.compile, jit.trace and strict export trace the
-    # composed path of registered primitives below, whose middle Inductor fuses.
-    exporting = exporting_eagerly()
-    fast = _fast.ENABLED and prims.blend_forward is not None and (exporting or not capturing_graph())
+    # torch.export and torch.compile record the two one-op paths as one node each, which the program runs as
+    # eager code does (their C++ autograd traced on fake tensors: one op each way). jit.trace traces the
+    # composed path of registered primitives below.
+    exporting = torch.compiler.is_exporting()
+    one_op_traced = traces_one_op(_fast.COMPILE_ONE_OP)
+    fast = _fast.ENABLED and prims.blend_forward is not None and (one_op_traced or not capturing_graph())
     if fast:  # the one-op paths first: on a GPU every line of Python here is host time the GPU waits through
         # Exported, the gate runs in the kernels whatever the batch: a symbolic batch has no gate work to compare.
+        # Compiled, the gate-size test is a guard on the batch, as an eager call's choice.
         if gate_slots is not None and not _fast.gate_in_kernel(prims, gate_slots, alpha_params, x, exporting):
             gate_slots = None
         native = _fast.NATIVE_AUTOGRAD and _fast.WHOLE_PASS and gather_stats is None
@@ -202,7 +204,7 @@ def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_
             y = prims.blend_apply(x, alpha, alpha_value, bn_weight, bn_bias, in_weight, in_bias, running_mean,
                                   running_var, use_batch, training, momentum, eps)
             return y, (_fast.alpha_output(x, alpha, alpha_value) if need_alpha else None)
-        if exporting:  # the Python Function below cannot be exported: the composed path
+        if one_op_traced:  # the Python Function below is not traced: the composed path
             fast = False
     affines = (bn_weight, bn_bias, in_weight, in_bias)
     present = tuple(t is not None for t in affines)

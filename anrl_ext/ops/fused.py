@@ -102,10 +102,10 @@ def capturing_graph() -> bool:
     return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
-def exporting_eagerly() -> bool:
-    """torch.export without dynamo (strict=False, its default) is recording a graph: the Python runs
-    as in eager mode, on fake tensors, and each registered op called is one node of the program."""
-    return torch.compiler.is_exporting() and not torch.compiler.is_dynamo_compiling()
+def traces_one_op(compile_one_op: bool) -> bool:
+    """torch.export (strict or not) or torch.compile (with `compile_one_op`) is recording a graph in which
+    an op with C++ autograd is one node: the tracer runs that autograd on fake tensors, one op each way."""
+    return torch.compiler.is_exporting() or (compile_one_op and torch.compiler.is_dynamo_compiling())
 
 
 def shapes_are_trace_constants(fn: Callable) -> Callable:

@@ -9,13 +9,14 @@ import torch
 import anrl_ext
 from anrl_ext.ops import reference as ref
 from anrl_ext.ops import triton_backend as tb
-from helpers import (MIXED_DTYPES, NATIVE_AUTOGRAD_CASES, GPU_REDUCTION_BOUNDS, LARGE_PLANES,
+from helpers import (GPU_REDUCTION_BOUNDS, LARGE_PLANES, MIXED_DTYPES, NATIVE_AUTOGRAD_CASES,
                      check_batch_mean_to_one_ulp, check_batched_gradients, check_blend_apply, check_blend_middle,
-                     check_gate_launch_choice, check_gate_launches_equal, check_gate_middle, check_gate_saturated_heads,
-                     check_gated_native_autograd_op, check_graph_replay, check_jit_trace, check_mixed_dtypes,
-                     check_native_autograd_op, check_norm_matches_reference, check_params_in_own_dtype,
-                     check_reductions_on_large_planes, check_sync_of_one_process, copies_in_op, gate_weights,
-                     make_inputs, max_err, native_autograd_op_args, oracle, random_maker)
+                     check_compile, check_gate_launch_choice, check_gate_launches_equal, check_gate_middle,
+                     check_gate_saturated_heads, check_gated_native_autograd_op, check_graph_replay, check_jit_trace,
+                     check_mixed_dtypes, check_native_autograd_op, check_norm_matches_reference,
+                     check_params_in_own_dtype, check_reductions_on_large_planes, check_sync_of_one_process,
+                     copies_in_op, gate_weights, make_inputs, max_err, native_autograd_op_args, oracle, package_op,
+                     random_maker)
 
 P = tb.PRIMITIVES
 
@@ -202,6 +203,18 @@ def test_batched_gradients(kind, channels_last):
 @pytest.mark.parametrize("training", [True, False])
 def test_jit_trace_equals_the_module(training):
     check_jit_trace("triton", "afnm", training)
+
+
+@pytest.mark.parametrize("kind, input_grad, compiler", [("afnm", True, "aot_eager"), ("afnm", False, "aot_eager"),
+                                                        ("bn", True, "aot_eager"), ("bn", False, "aot_eager"),
+                                                        ("ibn", True, "inductor")])
+def test_torch_compile_records_the_one_op(kind, input_grad, compiler):
+    """torch.compile traces the Triton layer's one op (anrl_ext_triton::gate_blend_apply / blend_apply, their
+    C++ autograd on fake tensors): the eager module's values, gradients and running statistics on three
+    shapes. (The composed path, bin's, does not compile under the interpreter: tracing its triton_op reads
+    a fake tensor's data pointer. test_torch_compile_on_cuda compiles it on a GPU.)"""
+    ops = check_compile("triton", kind, True, compiler=compiler, input_grad=input_grad)
+    assert ops == {package_op("triton", kind)}, ops
 
 
 # two tests, so that parallel workers can take them apart: the interpreted gradgradcheck is the longest here

@@ -34,8 +34,9 @@ inline void check_feature_map(const at::Tensor& x, const char* name) {
 
 inline void check_same(const at::Tensor& a, const at::Tensor& b, const char* na,
                        const char* nb) {
-  TORCH_CHECK_VALUE(a.sizes() == b.sizes(), "anrl_ext: ", na, " and ", nb,
-                    " must have the same shape, got ", a.sizes(), " and ", b.sizes());
+  // sym_sizes: on a traced tensor with symbolic shapes, sizes() would fix every dimension.
+  TORCH_CHECK_VALUE(a.sym_sizes() == b.sym_sizes(), "anrl_ext: ", na, " and ", nb,
+                    " must have the same shape, got ", a.sym_sizes(), " and ", b.sym_sizes());
   TORCH_CHECK_TYPE(a.scalar_type() == b.scalar_type(), "anrl_ext: ", na, " and ", nb,
                    " must have the same dtype, got ", a.scalar_type(), " and ",
                    b.scalar_type());

@@ -26,7 +26,7 @@ using BlendForward = std::tuple<Tensor, Tensor, Tensor, Tensor>(
     const OptTensor&, const OptTensor&, const OptTensor&, bool, bool, double, double, int64_t);
 using BlendBackward = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
     const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OptTensor&, double, const OptTensor&,
-    const OptTensor&, const OptTensor&, const OptTensor&, const Tensor&, const Tensor&, bool, double, int64_t);
+    const OptTensor&, const OptTensor&, const OptTensor&, const Tensor&, const Tensor&, bool, double, c10::SymInt);
 using ApplyForward = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>(
     const Tensor&, const OptTensor&, double, const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&,
     const OptTensor&, const OptTensor&, bool, bool, double, double);
@@ -41,7 +41,7 @@ using GateBackward = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, 
                                 Tensor, Tensor>(
     const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OptTensor&,
     const OptTensor&, const OptTensor&, const Tensor&, const OptTensor&, const OptTensor&, const OptTensor&,
-    const OptTensor&, const OptTensor&, const OptTensor&, const Tensor&, const Tensor&, bool, double, int64_t);
+    const OptTensor&, const OptTensor&, const OptTensor&, const Tensor&, const Tensor&, bool, double, c10::SymInt);
 using GateApplyForward = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
     const Tensor&, const OptTensor&, const OptTensor&, const Tensor&, const OptTensor&, const OptTensor&,
     const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&, bool,
