@@ -1,6 +1,6 @@
-"""Inference time of the ANRL model on the CPU: PyTorch on the fused and the reference backend, its
-torch.export program (.pt2, `python -m anrl_ext.export`), that program compiled by AOTInductor (`--aoti`)
-and its ONNX model in ONNX Runtime.
+"""Inference time of the ANRL model on the CPU: PyTorch on the fused and the reference backend, each also
+under torch.compile, its torch.export program (.pt2, `python -m anrl_ext.export`), that program compiled by
+AOTInductor (`--aoti`) and its ONNX model in ONNX Runtime.
 
     python benchmarks/deploy_speed.py [--checkpoint runs/anrl/checkpoint.pt] [--batch 1 32] [--threads 2]
 
@@ -35,8 +35,9 @@ def per_call(fn, x, calls):
 def variants(scorer, img_size, folder, threads):
     """{name: run(x)} of the model's five deployment forms, the .pt2 program as exported before
     2026-12-07 (each layer as moments, the middle in small aten ops, and the map: `fast_blend.ENABLED`
-    off while exporting), side by side with the one-op-per-layer program of today, and the AOTInductor
-    package of the model on the reference backend."""
+    off while exporting), side by side with the one-op-per-layer program of today, the AOTInductor
+    package of the model on the reference backend, and torch.compile (Inductor) of the model on either
+    backend (the fused one's graph holds each layer's one op, since 2026-12-07)."""
     example = torch.zeros(2, 6, img_size, img_size)
     meta = {"img_size": img_size}
     export.to_pt2(scorer, example, meta, str(folder / "m.pt2"))
@@ -51,6 +52,8 @@ def variants(scorer, img_size, folder, threads):
     # Inductor's own code for the layers (batch_norm, instance_norm, the gate) instead of the package's ops
     export.to_pt2(reference, example, meta, str(folder / "aoti_reference.pt2"), aoti=True)
     return {"PyTorch, fused cpu backend": scorer, "PyTorch, reference backend": reference,
+            "torch.compile, fused cpu backend": torch.compile(scorer),
+            "torch.compile, reference backend": torch.compile(reference),
             "torch.export (.pt2)": export.load_exported(str(folder / "m.pt2"))[0],
             "torch.export (.pt2), composed layers": export.load_exported(str(folder / "composed.pt2"))[0],
             "AOTInductor (.pt2 --aoti)": export.load_exported(str(folder / "aoti.pt2"))[0],

@@ -80,3 +80,24 @@ def test_compiled_functional_op_with_alpha_gradient(alpha_shape):
         assert got.shape == want.shape
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     assert [g & {"anrl_ext.blend_apply.default"} for g in graphs] == [{"anrl_ext.blend_apply.default"}], graphs
+
+
+def test_compiled_inference_is_the_one_op():
+    """An eval-mode model compiled for inference (torch.no_grad, as deployed): the layer's one op in the
+    graph, the eager outputs, and batch 1 then other batches with one recompile (dynamic) at most."""
+    from torch import nn
+
+    torch._dynamo.reset()
+    graphs = []
+
+    def recording(gm, example_inputs):
+        graphs.append({str(n.target) for n in gm.graph.nodes if n.op == "call_function"})
+        return torch._dynamo.lookup_backend("inductor")(gm, example_inputs)
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), anrl_ext.AFNM(8, reduction=2), nn.ReLU()).eval()
+    compiled = torch.compile(model, backend=recording)
+    with torch.no_grad():
+        for n in (1, 5, 3):
+            x = torch.randn(n, 3, 9, 9)
+            torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
+    assert len(graphs) <= 2 and all("anrl_ext.gate_blend_apply.default" in g for g in graphs), graphs
