@@ -730,6 +730,17 @@ def check_export(backend, kind, training, path, device="cpu", tol=1e-5):
     return ops
 
 
+def recording_backend(graphs, compiler="aot_eager"):
+    """A torch.compile backend that appends the operators of each graph Dynamo makes to `graphs` (a set of
+    names each) and hands the graph on to `compiler`."""
+    inner = torch._dynamo.lookup_backend(compiler)
+
+    def recording(gm, example_inputs):
+        graphs.append({str(n.target) for n in gm.graph.nodes if n.op == "call_function"})
+        return inner(gm, example_inputs)
+    return recording
+
+
 def check_compile(backend, kind, training, device="cpu", compiler="aot_eager", tol=1e-4, input_grad=True):
     """torch.compile(fullgraph=True) of conv -> `kind` layer -> relu on `backend` (without `input_grad`: the
     layer -> relu on an input that needs no gradient), run on three shapes of other batch and plane sizes:
@@ -750,13 +761,7 @@ def check_compile(backend, kind, training, device="cpu", compiler="aot_eager", t
     model.train(training)
     twin = copy.deepcopy(model)
     graphs = []
-    inner = torch._dynamo.lookup_backend(compiler)
-
-    def recording(gm, example_inputs):
-        graphs.append({str(n.target) for n in gm.graph.nodes if n.op == "call_function"})
-        return inner(gm, example_inputs)
-
-    compiled = torch.compile(model, backend=recording, fullgraph=True)
+    compiled = torch.compile(model, backend=recording_backend(graphs, compiler), fullgraph=True)
     for shape in [(4, channels, 7, 9), (3, channels, 6, 11), (5, channels, 8, 5)]:
         x = torch.randn(shape, device=device) * 2 + 1
         results = []

@@ -6,7 +6,7 @@ import torch
 
 import anrl_ext
 from anrl_ext.ops import fast_blend
-from helpers import LAYER_OP, check_compile, package_op
+from helpers import LAYER_OP, check_compile, package_op, recording_backend
 
 from conftest import FUSED_CPU_BACKENDS
 
@@ -55,11 +55,6 @@ def test_compiled_functional_op_with_alpha_gradient(alpha_shape):
     summed to its own shape, x's, the weights', and the running statistics as eager."""
     torch._dynamo.reset()
     graphs = []
-
-    def recording(gm, example_inputs):
-        graphs.append({str(n.target) for n in gm.graph.nodes if n.op == "call_function"})
-        return gm.forward
-
     c = 6
     w, b = torch.rand(c) + 0.5, torch.randn(c)
     alpha = torch.rand(alpha_shape)
@@ -68,7 +63,7 @@ def test_compiled_functional_op_with_alpha_gradient(alpha_shape):
     def op(x, alpha, wb, bb, wi, bi, running_mean, running_var):
         return anrl_ext.adaptive_norm(x, alpha, wb, bb, wi, bi, running_mean, running_var, training=True)
 
-    compiled = torch.compile(op, backend=recording, fullgraph=True)
+    compiled = torch.compile(op, backend=recording_backend(graphs, "eager"), fullgraph=True)
     x = torch.randn(4, c, 5, 7) * 3 - 1
     results = []
     for fn in (compiled, op):
@@ -89,13 +84,8 @@ def test_compiled_inference_is_the_one_op():
 
     torch._dynamo.reset()
     graphs = []
-
-    def recording(gm, example_inputs):
-        graphs.append({str(n.target) for n in gm.graph.nodes if n.op == "call_function"})
-        return torch._dynamo.lookup_backend("inductor")(gm, example_inputs)
-
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), anrl_ext.AFNM(8, reduction=2), nn.ReLU()).eval()
-    compiled = torch.compile(model, backend=recording)
+    compiled = torch.compile(model, backend=recording_backend(graphs, "inductor"))
     with torch.no_grad():
         for n in (1, 5, 3):
             x = torch.randn(n, 3, 9, 9)
