@@ -187,7 +187,8 @@ def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_
     fast = _fast.ENABLED and prims.blend_forward is not None and (one_op_traced or not capturing_graph())
     if fast:  # the one-op paths first: on a GPU every line of Python here is host time the GPU waits through
         # Exported, the gate runs in the kernels whatever the batch: a symbolic batch has no gate work to compare.
-        # Compiled, the gate-size test is a guard on the batch, as an eager call's choice.
+        # Compiled, the gate-size test is a guard on the batch, as an eager call's choice (torch 2.11's Dynamo
+        # says it is exporting under any compile: there the kernels take the gate at every size, a speed choice).
         if gate_slots is not None and not _fast.gate_in_kernel(prims, gate_slots, alpha_params, x, exporting):
             gate_slots = None
         native = _fast.NATIVE_AUTOGRAD and _fast.WHOLE_PASS and gather_stats is None

@@ -51,9 +51,9 @@ from .primitives import Primitives, acc_dtype
 # NATIVE_AUTOGRAD = False runs those two calls, and the gated middle's, from this
 # module's Python Function instead of the ops whose autograd is C++
 # (blend_apply, gate_blend_apply, on every backend; see adaptive_norm.blend).
-# COMPILE_ONE_OP = False has torch.compile trace the composed path of registered
-# primitives (moments, the middle as PyTorch ops that Inductor fuses, affine)
-# instead of those two ops.
+# COMPILE_ONE_OP = False has Dynamo (torch.compile, strict torch.export) trace the
+# composed path of registered primitives (moments, the middle as PyTorch ops that
+# Inductor fuses, affine) instead of those two ops.
 ENABLED = True
 GATE_IN_KERNEL = True
 WHOLE_PASS = True

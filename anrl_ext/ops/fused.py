@@ -102,10 +102,14 @@ def capturing_graph() -> bool:
     return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
-def traces_one_op(compile_one_op: bool) -> bool:
-    """torch.export (strict or not) or torch.compile (with `compile_one_op`) is recording a graph in which
-    an op with C++ autograd is one node: the tracer runs that autograd on fake tensors, one op each way."""
-    return torch.compiler.is_exporting() or (compile_one_op and torch.compiler.is_dynamo_compiling())
+def traces_one_op(dynamo_one_op: bool) -> bool:
+    """A tracer is recording a graph in which an op with C++ autograd is one node (it runs that autograd on
+    fake tensors, one op each way): torch.export without Dynamo (strict=False, its default), or Dynamo
+    (torch.compile, strict export) where `dynamo_one_op`. Dynamo is asked first: under it torch 2.11
+    answers True to torch.compiler.is_exporting() for any torch.compile."""
+    if torch.compiler.is_dynamo_compiling():
+        return dynamo_one_op
+    return torch.compiler.is_exporting()
 
 
 def shapes_are_trace_constants(fn: Callable) -> Callable:
