@@ -7,6 +7,16 @@ from anrl_ext.ops.reference import adaptive_norm_reference
 SHAPES = [(32, 64, 64, 64), (32, 128, 32, 32), (32, 256, 16, 16)]
 
 
+def parse_shape(text):
+    """argparse type of a --shape NxCxHxW of positive integers."""
+    import argparse
+
+    dims = text.lower().split("x")
+    if len(dims) != 4 or not all(d.isdigit() and int(d) > 0 for d in dims):
+        raise argparse.ArgumentTypeError(f"expected NxCxHxW of positive integers, got {text!r}")
+    return tuple(map(int, dims))
+
+
 def make_case(shape, dtype=torch.float32, device="cpu", seed=0):
     g = torch.Generator().manual_seed(seed)
     n, c = shape[:2]
@@ -35,6 +45,20 @@ def compiled_reference_fn():
     if "ref" not in _compiled:
         _compiled["ref"] = torch.compile(reference_fn)
     return _compiled["ref"]
+
+
+def under_compile_one_op(one_op, fn):
+    """fn with fast_blend.COMPILE_ONE_OP set to `one_op` while it runs: a compiled fn traces the layers' one
+    op or their composed path by it, and Dynamo guards on it, so each keeps its own program."""
+    from anrl_ext.ops import fast_blend
+
+    def call(*args):
+        fast_blend.COMPILE_ONE_OP = one_op
+        try:
+            return fn(*args)
+        finally:
+            fast_blend.COMPILE_ONE_OP = True
+    return call
 
 
 IMPLS = {

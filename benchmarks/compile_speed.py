@@ -21,32 +21,12 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cases import write_csv  # noqa: E402
+from cases import parse_shape, under_compile_one_op, write_csv  # noqa: E402
 
 import anrl_ext  # noqa: E402
-from anrl_ext.ops import fast_blend  # noqa: E402
 
 SHAPES = [(32, 64, 64, 64), (32, 128, 32, 32), (32, 256, 16, 16)]
 IMPLS = ("eager", "compiled", "compiled_composed", "compiled_reference")
-
-
-def parse_shape(text):
-    dims = text.lower().split("x")
-    if len(dims) != 4 or not all(d.isdigit() and int(d) > 0 for d in dims):
-        raise argparse.ArgumentTypeError(f"expected NxCxHxW of positive integers, got {text!r}")
-    return tuple(map(int, dims))
-
-
-def under(one_op, fn):
-    """fn with fast_blend.COMPILE_ONE_OP set to `one_op` while it runs: read when Dynamo traces, and guarded,
-    so each compiled layer keeps its own program."""
-    def call(x):
-        fast_blend.COMPILE_ONE_OP = one_op
-        try:
-            return fn(x)
-        finally:
-            fast_blend.COMPILE_ONE_OP = True
-    return call
 
 
 def layers(channels, device, compiler):
@@ -56,7 +36,7 @@ def layers(channels, device, compiler):
     out = {"eager": (fused, fused)}
     for impl, one_op in (("compiled", True), ("compiled_composed", False)):
         layer = copy.deepcopy(fused)
-        out[impl] = (layer, under(one_op, torch.compile(layer, backend=compiler)))
+        out[impl] = (layer, under_compile_one_op(one_op, torch.compile(layer, backend=compiler)))
     reference = anrl_ext.AFNM(channels, backend="reference").to(device)
     reference.load_state_dict(fused.state_dict())
     out["compiled_reference"] = (reference, torch.compile(reference, backend=compiler))

@@ -16,7 +16,7 @@ import resource
 
 import torch
 
-from cases import IMPLS, SHAPES, copy_bandwidth, make_case, median_time, write_csv
+from cases import IMPLS, SHAPES, copy_bandwidth, make_case, median_time, parse_shape, write_csv
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -39,13 +39,6 @@ def minor_faults():
     """Page faults of this process so far: fresh output pages are faulted in and zeroed on first
     write, which costs about as much as a kernel's pass over them."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-
-def parse_shape(text):
-    dims = text.lower().split("x")
-    if len(dims) != 4 or not all(d.isdigit() and int(d) > 0 for d in dims):
-        raise argparse.ArgumentTypeError(f"expected NxCxHxW of positive integers, got {text!r}")
-    return tuple(map(int, dims))
 
 
 def main(argv=None):

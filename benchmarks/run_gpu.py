@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cases import graph_replay, make_case, median_time, read_csv, write_csv  # noqa: E402
+from cases import graph_replay, make_case, median_time, read_csv, under_compile_one_op, write_csv  # noqa: E402
 
 from anrl_ext.ops.reference import adaptive_norm_reference  # noqa: E402
 
@@ -305,20 +305,10 @@ def pipelined_rows(rows, backends, name, repeats, bw, calls=20):
 
 def compiled_fused(backend, one_op):
     """torch.compile of the fused op on `backend`, tracing its one op (`one_op`, since 2026-12-07) or the
-    composed path (moments, the middle as PyTorch ops that Inductor fuses, affine): fast_blend.COMPILE_ONE_OP
-    is read while tracing, and dynamo guards on it, so each call runs under its own setting. --smoke: the
-    aot_eager backend (no Inductor code generation on the CPU)."""
-    from anrl_ext.ops import fast_blend
-
+    composed path (moments, the middle as PyTorch ops that Inductor fuses, affine). --smoke: the aot_eager
+    backend (no Inductor code generation on the CPU)."""
     compiled = torch.compile(fused(backend), dynamic=False, backend="aot_eager" if SMOKE else "inductor")
-
-    def fn(x, alpha, params, running):
-        fast_blend.COMPILE_ONE_OP = one_op
-        try:
-            return compiled(x, alpha, params, running)
-        finally:
-            fast_blend.COMPILE_ONE_OP = True
-    return fn
+    return under_compile_one_op(one_op, compiled)
 
 
 def compiled_rows(rows, backends, name, repeats, bw):

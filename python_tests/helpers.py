@@ -741,7 +741,7 @@ def recording_backend(graphs, compiler="aot_eager"):
     return recording
 
 
-def check_compile(backend, kind, training, device="cpu", compiler="aot_eager", tol=1e-4, input_grad=True):
+def check_compile(backend, kind, training, device="cpu", compiler="aot_eager", tol=1e-5, input_grad=True):
     """torch.compile(fullgraph=True) of conv -> `kind` layer -> relu on `backend` (without `input_grad`: the
     layer -> relu on an input that needs no gradient), run on three shapes of other batch and plane sizes:
     each gives the module's outputs, gradients and running statistics; with aot_eager the frame compiles

@@ -5,12 +5,12 @@ import torch
 
 import anrl_ext
 from helpers import (MIXED_DTYPES, check_amp_and_channels_last, check_batch_mean_to_one_ulp, check_batched_gradients,
-                     check_blend_apply, check_blend_middle, check_compile, check_export, check_func_grad, check_gate_launches_equal,
-                     check_gate_middle, check_gate_saturated_heads, check_gated_native_autograd_op, check_graph_replay,
-                     check_wide_afnm_layer, check_jit_trace, check_mixed_dtypes, check_native_autograd_op,
-                     check_norm_matches_reference, check_params_in_own_dtype, check_reductions_on_large_planes,
-                     GPU_REDUCTION_BOUNDS, LARGE_PLANES, check_sync_of_one_process, make_inputs, max_err, oracle,
-                     package_op)
+                     check_blend_apply, check_blend_middle, check_compile, check_export, check_func_grad,
+                     check_gate_launches_equal, check_gate_middle, check_gate_saturated_heads,
+                     check_gated_native_autograd_op, check_graph_replay, check_wide_afnm_layer, check_jit_trace,
+                     check_mixed_dtypes, check_native_autograd_op, check_norm_matches_reference,
+                     check_params_in_own_dtype, check_reductions_on_large_planes, GPU_REDUCTION_BOUNDS, LARGE_PLANES,
+                     check_sync_of_one_process, make_inputs, max_err, oracle, package_op)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 GPU_BACKENDS = [b for b in ("cuda", "triton") if torch.cuda.is_available() and b in anrl_ext.available_backends("cuda")]
@@ -251,7 +251,8 @@ def test_compiled_layer_is_its_one_op_on_cuda(backend, kind, input_grad):
     """torch.compile traces the layer's one op on CUDA too (test_compile.py): values, gradients and running
     statistics as eager on three shapes, compiled twice at most (aot_eager: Inductor's code generation would
     cost the device check seconds a case; test_torch_compile_on_cuda runs Inductor on Triton)."""
-    ops = check_compile(backend, kind, True, device="cuda", tol=1e-3, input_grad=input_grad)
+    # not bits: cuDNN's weight gradient of the conv in front may sum in another order each call
+    ops = check_compile(backend, kind, True, device="cuda", tol=1e-4, input_grad=input_grad)
     assert ops == {package_op(backend, kind)}, ops
 
 

@@ -182,14 +182,14 @@ def blend(x, backend, alpha_fn, alpha_params, bn_weight, bn_bias, in_weight, in_
     # torch.export and torch.compile record the two one-op paths as one node each, which the program runs as
     # eager code does (their C++ autograd traced on fake tensors: one op each way). jit.trace traces the
     # composed path of registered primitives below.
-    exporting = torch.compiler.is_exporting()
     one_op_traced = traces_one_op(_fast.COMPILE_ONE_OP)
     fast = _fast.ENABLED and prims.blend_forward is not None and (one_op_traced or not capturing_graph())
     if fast:  # the one-op paths first: on a GPU every line of Python here is host time the GPU waits through
         # Exported, the gate runs in the kernels whatever the batch: a symbolic batch has no gate work to compare.
         # Compiled, the gate-size test is a guard on the batch, as an eager call's choice (torch 2.11's Dynamo
         # says it is exporting under any compile: there the kernels take the gate at every size, a speed choice).
-        if gate_slots is not None and not _fast.gate_in_kernel(prims, gate_slots, alpha_params, x, exporting):
+        if gate_slots is not None and not _fast.gate_in_kernel(prims, gate_slots, alpha_params, x,
+                                                               torch.compiler.is_exporting()):
             gate_slots = None
         native = _fast.NATIVE_AUTOGRAD and _fast.WHOLE_PASS and gather_stats is None
         if native and gate_slots is not None and prims.gate_blend_apply is not None:

@@ -213,7 +213,8 @@ def test_torch_compile_records_the_one_op(kind, input_grad, compiler):
     C++ autograd on fake tensors): the eager module's values, gradients and running statistics on three
     shapes. (The composed path, bin's, does not compile under the interpreter: tracing its triton_op reads
     a fake tensor's data pointer. test_torch_compile_on_cuda compiles it on a GPU.)"""
-    ops = check_compile("triton", kind, True, compiler=compiler, input_grad=input_grad)
+    ops = check_compile("triton", kind, True, compiler=compiler, input_grad=input_grad,
+                        tol=0.0 if compiler == "aot_eager" else 1e-5)  # the eager launches: the same bits
     assert ops == {package_op("triton", kind)}, ops
 
 
