@@ -21,7 +21,7 @@ PROTOCOLS = {"OCI-M": ("OCI", "M"), "OMI-C": ("OMI", "C"), "OCM-I": ("OCM", "I")
 
 @dataclass
 class Config:
-    data: str = "synthetic"  # "synthetic" or a root written by python -m anrl_ext.prepare
+    data: str = "synthetic"  # "synthetic", a root written by python -m anrl_ext.prepare, or SSDG's data_label
     protocol: str = "OCI-M"
     sources: Optional[str] = None  # e.g. "OCI"; overrides --protocol together with --target
     target: Optional[str] = None
@@ -154,7 +154,8 @@ HELP = {
                       "background while this one trains, N images at a time (the same batches and losses; for "
                       "a GPU, which would otherwise wait while the images are read)",
     "ckpt_every": "write checkpoint.pt every N iterations (0: only at the end)",
-    "data": "'synthetic' (built-in benchmark) or a folder written by python -m anrl_ext.prepare",
+    "data": "'synthetic' (built-in benchmark), a folder written by python -m anrl_ext.prepare, or SSDG's "
+            "data_label folder (oulu/, casia/, replay/, msu/ with all_label.json lists of face crops)",
     "protocol": f"leave-one-out task, one of {sorted(PROTOCOLS)}",
     "sources": "source domain letters, e.g. OCI (with --target)",
     "target": "held-out target domain letter (with --sources)",

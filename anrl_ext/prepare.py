@@ -34,7 +34,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -42,6 +42,8 @@ from tqdm import tqdm
 
 from . import checkpoint, cli
 from .data.lists import SUBJECTS_FILE, text_fields
+from .data.pseudo_depth import pseudo_depth
+from .data.subjects import SUBJECTS, subject_by_pattern
 from .errors import InputError
 
 VIDEO_EXT = {".avi", ".mov", ".mp4", ".mkv", ".webm", ".m4v"}
@@ -74,39 +76,6 @@ def _by_words(rel: str) -> Optional[int]:
 
 LABELERS = {"oulu": label_oulu, "casia": label_casia, "replay": _by_words, "msu": _by_words,
             "generic": _by_words}
-
-
-# -- subjects: who is filmed, so that held-out validation videos share no one with training ---------
-def subject_oulu(rel: str) -> Optional[str]:
-    m = re.match(r"^\d+_\d+_(\d+)_\d+$", Path(rel).stem)  # Phone_Session_User_File; users differ per split
-    return None if not m else f"user{int(m.group(1))}"
-
-
-def subject_casia(rel: str) -> Optional[str]:
-    parent = Path(rel).parent  # train_release/<n>/ and test_release/<n>/ are different people
-    return None if parent == Path(".") else "_".join(parent.parts)
-
-
-def subject_client(rel: str) -> Optional[str]:
-    m = re.search(r"client0*(\d+)", rel, re.IGNORECASE)  # Replay-Attack, MSU-MFSD: clientNNN in the name
-    return None if not m else f"client{int(m.group(1))}"
-
-
-def subject_by_pattern(pattern: str) -> Callable[[str], Optional[str]]:
-    """Subjects named by a regular expression's first match in the path (its first group, if any)."""
-    try:
-        regex = re.compile(pattern)
-    except re.error as e:
-        raise ValueError(f"subject pattern {pattern!r} is not a regular expression: {e}") from None
-
-    def subject(rel: str) -> Optional[str]:
-        m = regex.search(Path(rel).as_posix())
-        return None if not m else (m.group(1) if regex.groups else m.group(0)) or None
-    return subject
-
-
-SUBJECTS = {"oulu": subject_oulu, "casia": subject_casia, "replay": subject_client, "msu": subject_client,
-            "generic": lambda rel: None}
 
 
 def safe_name(text: str) -> str:
@@ -215,14 +184,6 @@ def crop(bgr: np.ndarray, box: Box, size: int, margin: float = 1.2) -> np.ndarra
     img = cv2.copyMakeBorder(bgr, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else bgr
     patch = img[y0 + pad:y0 + pad + side, x0 + pad:x0 + pad + side]
     return cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
-
-
-def pseudo_depth(size: int, margin: float = 1.2) -> np.ndarray:
-    """Ellipsoid height map of a face filling 1/margin of a square crop, uint8."""
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
-    u = ((xs + 0.5) / size * 2 - 1) * margin / 0.85
-    v = ((ys + 0.5) / size * 2 - 1) * margin
-    return (np.sqrt(np.clip(1 - u ** 2 - v ** 2, 0, 1)) * 255).astype(np.uint8)
 
 
 def encode_png(image: np.ndarray, path: Path) -> bytes:

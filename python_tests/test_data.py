@@ -16,10 +16,11 @@ import pytest
 import torch
 
 from anrl_ext import checkpoint, config, evaluate, gate_report, prepare, train
-from anrl_ext.data import BalancedDomainSampler, SyntheticDomains, SyntheticSpec
+from anrl_ext.data import BalancedDomainSampler, SyntheticDomains, SyntheticSpec, subjects
 from anrl_ext.data.build import build_datasets, split_summary
 from anrl_ext.data.lists import (DataError, ListDataset, read_anrl_list, read_prepared_domain, read_ssdg_json,
                                  sample_frames)
+from anrl_ext.data.pseudo_depth import pseudo_depth, pseudo_depth_target
 from anrl_ext.data.synthetic import render
 from anrl_ext.data.transforms import augment, rgb_hsv6
 
@@ -60,7 +61,7 @@ def test_prepare_writes_the_list_layout(replay_src, tmp_path):
     assert sum(r["label"] for r in recs) == stats["live"]
     for live in [r for r in recs if r["label"] == 1]:  # every live frame's map: the pseudo-depth, lossless
         assert live["depth"].endswith(".png")
-        np.testing.assert_array_equal(cv2.imread(live["depth"], cv2.IMREAD_UNCHANGED), prepare.pseudo_depth(48))
+        np.testing.assert_array_equal(cv2.imread(live["depth"], cv2.IMREAD_UNCHANGED), pseudo_depth(48))
     img = cv2.imread(recs[0]["path"])
     assert img.shape == (48, 48, 3)
     ds = ListDataset(recs, ["I"], img_size=32)
@@ -213,18 +214,18 @@ def test_dataset_labels():
 
 def test_dataset_subjects():
     oulu = ["Train_files/1_1_01_1.avi", "Train_files/6_3_01_4.avi"]
-    assert {prepare.subject_oulu(p) for p in oulu} == {"user1"}
-    assert prepare.subject_oulu("Dev_files/1_1_25_2.avi") == "user25" and prepare.subject_oulu("notes.avi") is None
+    assert {subjects.subject_oulu(p) for p in oulu} == {"user1"}
+    assert subjects.subject_oulu("Dev_files/1_1_25_2.avi") == "user25" and subjects.subject_oulu("notes.avi") is None
     # CASIA numbers the subjects of each release from 1: different people
-    assert prepare.subject_casia("train_release/7/HR_1.avi") == prepare.subject_casia("train_release/7/5.avi")
-    assert prepare.subject_casia("train_release/1/HR_1.avi") != prepare.subject_casia("test_release/1/HR_1.avi")
+    assert subjects.subject_casia("train_release/7/HR_1.avi") == subjects.subject_casia("train_release/7/5.avi")
+    assert subjects.subject_casia("train_release/1/HR_1.avi") != subjects.subject_casia("test_release/1/HR_1.avi")
     replay = ["train/real/client001_session01_webcam_authenticate_adverse_1.mov",
               "train/attack/hand/attack_highdef_client001_session01_highdef_photo_adverse.mov"]
     msu = ["scene01/real/real_client002_android_SD_scene01.mp4",
            "scene01/attack/attack_client002_android_SD_ipad_video_scene01.mp4"]
-    assert {prepare.subject_client(p) for p in replay} == {"client1"}
-    assert {prepare.subject_client(p) for p in msu} == {"client2"}
-    assert prepare.subject_client("real/face.avi") is None
+    assert {subjects.subject_client(p) for p in replay} == {"client1"}
+    assert {subjects.subject_client(p) for p in msu} == {"client2"}
+    assert subjects.subject_client("real/face.avi") is None
 
 
 def prepare_ocim(replay_src, root):

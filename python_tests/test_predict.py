@@ -32,7 +32,7 @@ def test_crops_are_scored_as_the_training_data_pipeline_scores_them(trained):
     assert [r["input"] for r in rows] == sorted(str(p) for p in (trained / "faces").glob("*.png"))
     assert all(r["face"] == "whole image" and r["frames"] == 1 for r in rows)
     # the same files through the list dataset the trainer reads prepared data with, then the model
-    records = [{"path": r["input"], "label": 1, "video": "v", "domain": "M", "depth": None, "where": ""} for r in rows]
+    records = [{"path": r["input"], "label": 0, "video": "v", "domain": "M", "depth": "", "where": ""} for r in rows]
     scorer, cfg, _ = export.load_scorer(ckpt)
     images = ListDataset(records, ["M"], cfg.img_size, train=False)
     with torch.no_grad():

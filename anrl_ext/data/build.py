@@ -1,10 +1,11 @@
-"""Datasets for a trainer config: the synthetic benchmark or a prepared root, same interface."""
+"""Datasets for a trainer config: the synthetic benchmark, a prepared root or SSDG's label folder, same interface."""
 from __future__ import annotations
 
 import hashlib
 import os
 from typing import Dict, List, Sequence, Set
 
+from . import ssdg
 from .datasets import SyntheticDomains
 from .lists import DataError, ListDataset, read_prepared_domain, sample_frames
 from .synthetic import SyntheticSpec
@@ -18,11 +19,20 @@ def _spec(cfg, seed_offset=0, videos=None):
 def _records(cfg, domains: Sequence[str]) -> List[dict]:
     if not os.path.isdir(cfg.data):
         raise FileNotFoundError(f"--data {cfg.data!r}: not 'synthetic' and not a folder "
-                                "(prepare one with python -m anrl_ext.prepare)")
+                                "(prepare one with python -m anrl_ext.prepare, or give SSDG's data_label folder)")
     out = []
     for d in domains:
-        out += sample_frames(read_prepared_domain(cfg.data, d), cfg.frames_per_video, cfg.seed)
+        out += sample_frames(read_domain(cfg.data, d), cfg.frames_per_video, cfg.seed)
     return out
+
+
+def read_domain(root: str, domain: str) -> List[dict]:
+    """One domain of a --data folder: the prepared layout (ROOT/<domain>/real.txt and fake.txt, what
+    python -m anrl_ext.prepare writes) or SSDG's label layout (ROOT/oulu/all_label.json, ...; data/ssdg.py)."""
+    prepared = any(os.path.isfile(os.path.join(root, domain, name)) for name in ("real.txt", "fake.txt"))
+    if not prepared and (ssdg.domain_folder(root, domain) or ssdg.is_ssdg_root(root)):
+        return ssdg.read_ssdg_domain(root, domain)
+    return read_prepared_domain(root, domain)
 
 
 def build_datasets(cfg):

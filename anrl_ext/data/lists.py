@@ -6,7 +6,11 @@ Two formats, one record type ({path, label (1 = live), video, domain, depth}):
   0 = real, 1 = fake, usually one file per domain and class (real.txt,
   fake.txt). The depth map of a frame is found by swapping the `frames`
   directory for `depth` in its path (what `python -m anrl_ext.prepare` writes).
-* SSDG-style JSON: a list of {"photo_path": ..., "photo_label": 1 = real}.
+* SSDG-style JSON: a list of {"photo_path": ..., "photo_label": 1 = real}
+  (a whole label folder as trainer data: data/ssdg.py).
+
+A live frame whose path gives no depth map gets the pseudo-depth of
+data/pseudo_depth.py, with a warning.
 
 Bad data gives an error naming the file and line; `skip_bad=True` skips such
 entries with a warning and counts them instead.
@@ -23,9 +27,13 @@ import numpy as np
 
 from ..errors import InputError
 from .frames import FrameDataset
+from .pseudo_depth import pseudo_depth_target
 
 
 SUBJECTS_FILE = "subjects.txt"  # prepared layout: `frames/<video> subject` per line
+NO_DEPTH_MAP = ("live frames without a depth map (no `depth` twin of a `frames` folder in their paths, as SSDG's "
+                "face crops) get the pseudo-depth of python -m anrl_ext.prepare: an ellipsoid inscribed in the face "
+                "crop, not the PRNet depth of the paper")
 
 
 class DataError(InputError):
@@ -205,6 +213,10 @@ class ListDataset(FrameDataset):
         self.img_size, self.depth_size = img_size, depth_size or max(1, img_size // 8)
         self.train = train
         self.augment_rng = np.random.default_rng(seed)
+        if any(r["label"] == 1 and not r["depth"] for r in self.records):
+            # Zeros would tell the depth head that these live faces are flat, as spoofs are. The warning names
+            # this line, not the caller's: Python shows it once a run, not once for each of the run's sets.
+            warnings.warn(NO_DEPTH_MAP, stacklevel=1)
 
     def load(self, i: int):
         """Sample i's frame and depth map, read and resized (OpenCV lets go of Python's lock while it decodes,
@@ -212,8 +224,10 @@ class ListDataset(FrameDataset):
         r = self.records[i]
         rgb = cv2.resize(read_image(r["path"], r["where"]), (self.img_size, self.img_size),
                          interpolation=cv2.INTER_AREA)
+        if r["label"] == 1 and not r["depth"]:
+            return rgb, pseudo_depth_target(self.img_size, self.depth_size)
         depth = np.zeros((self.depth_size, self.depth_size), np.float32)
-        if r["label"] == 1 and r["depth"]:
+        if r["label"] == 1:
             d = cv2.imread(r["depth"], cv2.IMREAD_GRAYSCALE)
             if d is None:
                 raise DataError(f"missing or unreadable depth map: {r['depth']} (for {r['path']}, {r['where']})")
