@@ -107,7 +107,7 @@ class Trainer:
         if cfg.amp and self.device.type == "cpu" and not cpu_has_bfloat16_instructions():
             warnings.warn("--amp on the CPU: bfloat16 autocast is fast only on CPUs with bfloat16 instructions "
                           "(AVX512-BF16, AMX), which this one lacks; an iteration is many times slower than in "
-                          "float32 (README, 'One training iteration')", stacklevel=2)
+                          "float32 (docs/performance.md, 'One training iteration')", stacklevel=2)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model = ANRLNet(cfg.width, cfg.norm, cfg.gate, cfg.backend, cfg.reduction).to(self.device,
                                                                           memory_format=self.memory_format)

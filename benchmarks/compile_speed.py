@@ -52,7 +52,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--shape", action="append", type=parse_shape, dest="shapes",
-                    help="NxCxHxW, repeatable (default: the README's three CPU shapes)")
+                    help="NxCxHxW, repeatable (default: the three CPU shapes of docs/performance.md)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--compiler", default="inductor", help="torch.compile backend (default: inductor)")
     ap.add_argument("--out", default="benchmarks/results/compile_cpu.csv")

@@ -1,4 +1,4 @@
-"""Side-by-side CPU timings of the AFNM op and the ratios quoted in the README.
+"""Side-by-side CPU timings of the AFNM op and the ratios quoted in docs/performance.md.
 
     python benchmarks/run_cpu.py [--repeats 10] [--dtype float32] [--shape NxCxHxW ...]
                                  [--out benchmarks/results/cpu.csv]
@@ -47,7 +47,7 @@ def main(argv=None):
     ap.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
                     help="of x, alpha, the weights and the running statistics")
     ap.add_argument("--shape", action="append", type=parse_shape, dest="shapes",
-                    help="NxCxHxW, repeatable (default: the README's three shapes)")
+                    help="NxCxHxW, repeatable (default: the three shapes of docs/performance.md)")
     ap.add_argument("--out", default="benchmarks/results/cpu.csv")
     args = ap.parse_args(argv)
     dtype = DTYPES[args.dtype]

@@ -3,7 +3,7 @@
     python -m pytest benchmarks/test_bench_afnm_cpu.py --benchmark-only \
         --benchmark-group-by=param:shape,param:mode
 
-Ratios for the README come from benchmarks/run_cpu.py, which times all three
+Ratios for docs/performance.md come from benchmarks/run_cpu.py, which times all three
 side by side in one process and adds the memory roofline.
 """
 import pytest

@@ -1,5 +1,6 @@
-"""The README's links resolve: every in-page link names a heading, every relative link a file of
-the repository (a heading renamed after a new measurement, or a figure moved, would break them)."""
+"""The links of the README and of the pages under docs/ resolve: every in-page link names a heading, every
+relative link a file of the repository, every page#heading link a heading of that page (a heading renamed after
+a new measurement, or a figure or section moved, would break them)."""
 import os
 import re
 
@@ -49,13 +50,28 @@ def test_anchor_rule():
     assert links("[a](#a) `x[1](#b)` [c](d.md)\n```\n[e](#e)\n```\n") == ["#a", "d.md"]
 
 
+DOCS = ["README.md", *sorted(os.path.relpath(os.path.join(ROOT, "docs", f), ROOT)
+                            for f in os.listdir(os.path.join(ROOT, "docs")) if f.endswith(".md"))]
+
+
+def read(path):
+    with open(os.path.join(ROOT, path), encoding="utf-8") as fh:
+        return fh.read()
+
+
 def test_readme_links_resolve():
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
-        text = fh.read()
-    found, targets = links(text), anchors(text)
-    assert any(t.startswith("#") for t in found), "the README's contents list is gone"
-    broken = [t for t in found if t.startswith("#") and t[1:] not in targets]
-    missing = [t for t in found if not t.startswith(("#", "http://", "https://"))
-               and not os.path.exists(os.path.join(ROOT, t.split("#")[0]))]
-    assert not broken, f"README links to headings it does not have: {broken}"
-    assert not missing, f"README links to files the repository does not have: {missing}"
+    """Every link of the README and of the pages under docs/ it leads to: an in-page anchor that names a
+    heading, a relative file that exists (from the page's own folder), and a page#anchor whose page has it."""
+    assert "docs/performance.md" in DOCS and "docs/results.md" in DOCS and "docs/fused_op.md" in DOCS
+    assert any(t.startswith("#") for t in links(read("README.md"))), "the README's contents list is gone"
+    for doc in DOCS:
+        text = read(doc)
+        found, folder = links(text), os.path.dirname(doc)
+        broken = [t for t in found if t.startswith("#") and t[1:] not in anchors(text)]
+        files = [t for t in found if not t.startswith(("#", "http://", "https://"))]
+        missing = [t for t in files if not os.path.exists(os.path.join(ROOT, folder, t.split("#")[0]))]
+        assert not broken, f"{doc} links to headings it does not have: {broken}"
+        assert not missing, f"{doc} links to files the repository does not have: {missing}"
+        elsewhere = [t for t in files if "#" in t and t.split("#")[0].endswith(".md")
+                     and t.split("#")[1] not in anchors(read(os.path.normpath(os.path.join(folder, t.split("#")[0]))))]
+        assert not elsewhere, f"{doc} links to headings other pages do not have: {elsewhere}"

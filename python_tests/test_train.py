@@ -118,7 +118,7 @@ def test_amp_and_channels_last(backend):
 @pytest.mark.parametrize("has_bf16", [False, True])
 def test_amp_on_the_cpu_warns_only_without_bfloat16_instructions(has_bf16, monkeypatch):
     """--amp on a CPU without AVX512-BF16 / AMX is many times slower than float32 and the trainer says so;
-    on one with them it is faster (README, "One training iteration") and the trainer says nothing."""
+    on one with them it is faster (docs/performance.md, "One training iteration") and the trainer says nothing."""
     for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         monkeypatch.setattr(torch.cpu, name, lambda: has_bf16, raising=False)
     assert train.cpu_has_bfloat16_instructions() is has_bf16
