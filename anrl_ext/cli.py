@@ -94,7 +94,8 @@ def add_checkpoint_arguments(ap: argparse.ArgumentParser) -> None:
     """--checkpoint, --data, --device and --loader-threads of a tool that loads a trained model (evaluate,
     gate_report)."""
     ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by anrl_ext.train")
-    ap.add_argument("--data", default=None, help="dataset (default: the checkpoint's)")
+    ap.add_argument("--data", default=None, help="'synthetic', a prepared root or SSDG's data_label folder, as "
+                    "python -m anrl_ext.train takes it (default: the checkpoint's)")
     ap.add_argument("--device", type=device, default=None, help="cpu, cuda or cuda:N (default: the checkpoint's; "
                     "the CPU if that was a GPU and this machine has none)")
     ap.add_argument("--loader-threads", type=count, default=None, help="frames read at a time while scoring "
