@@ -16,7 +16,10 @@ from .checkpoint import load_run, write_text_atomic
 from .errors import InputError
 
 HELDOUT_SUBJECT_EVERY = 5  # the default share of held-out source subjects on prepared data: one in five
-PROTOCOLS = {"OCI-M": ("OCI", "M"), "OMI-C": ("OMI", "C"), "OCM-I": ("OCM", "I"), "ICM-O": ("ICM", "O")}
+# The four leave-one-domain-out tasks, and the two limited-source tasks of the domain-generalisation papers
+# since SSDG (CVPR 2020): two sources, M and I, for the two larger targets.
+PROTOCOLS = {"OCI-M": ("OCI", "M"), "OMI-C": ("OMI", "C"), "OCM-I": ("OCM", "I"), "ICM-O": ("ICM", "O"),
+             "MI-C": ("MI", "C"), "MI-O": ("MI", "O")}
 
 
 @dataclass
@@ -68,6 +71,10 @@ class Config:
             src, tgt = list(PROTOCOLS[self.protocol][0]), PROTOCOLS[self.protocol][1]
         if tgt in src:
             raise ValueError(f"target domain {tgt!r} is also a source")
+        twice = sorted({d for d in src if src.count(d) > 1})
+        if twice:
+            raise ValueError(f"--sources {''.join(src)!r} names domain{'s' if len(twice) > 1 else ''} "
+                             f"{', '.join(twice)} more than once")
         return src, tgt
 
     def heldout_videos(self) -> int:
@@ -156,7 +163,7 @@ HELP = {
     "ckpt_every": "write checkpoint.pt every N iterations (0: only at the end)",
     "data": "'synthetic' (built-in benchmark), a folder written by python -m anrl_ext.prepare, or SSDG's "
             "data_label folder (oulu/, casia/, replay/, msu/ with all_label.json lists of face crops)",
-    "protocol": f"leave-one-out task, one of {sorted(PROTOCOLS)}",
+    "protocol": f"task: sources-target, one of {list(PROTOCOLS)} (the last two: limited sources)",
     "sources": "source domain letters, e.g. OCI (with --target)",
     "target": "held-out target domain letter (with --sources)",
     "batch_size": "samples per source domain per iteration (half live, half spoof)",

@@ -80,6 +80,18 @@ def test_one_source_domain_says_it_trains_as_no_meta():
         assert torch.equal(a, b), name
 
 
+def test_limited_source_task_meta_learns_over_two_sources():
+    """--protocol MI-C (two sources): the meta step splits them one and one, every iteration, and the gates
+    take its update."""
+    trainer = train.Trainer(config.load(["--preset", "smoke", "--protocol", "MI-C"]))
+    assert trainer.use_meta and trainer.train_set.domains == ["M", "I"] and trainer.target_set.domains == ["C"]
+    before = [p.detach().clone() for p in trainer.gate_params]
+    logs = [trainer.step() for _ in range(2)]
+    assert all({"trn", "val"} <= set(log) for log in logs), logs
+    assert any(not torch.equal(a, p) for a, p in zip(before, trainer.gate_params))
+    trainer.close()
+
+
 @pytest.mark.parametrize("backend", ["cpu", "reference"])
 def test_sync_stats_in_one_process_is_the_plain_run(backend):
     """--sync-stats without torchrun says so and trains as without it (nn.SyncBatchNorm is BN there)."""
@@ -487,6 +499,11 @@ def test_config_file_and_cli(tmp_path):
         config.load(["--protocol", "XYZ-Q"])
     with pytest.raises(ValueError, match="also a source"):
         config.load(["--sources", "OCI", "--target", "O"])
+    with pytest.raises(ValueError, match="--sources 'MIM' names domain M more than once"):
+        config.load(["--sources", "MIM", "--target", "O"])
+    # the limited-source tasks: M and I for C and for O
+    assert config.load(["--protocol", "MI-C"]).domains() == (["M", "I"], "C")
+    assert config.load(["--protocol", "MI-O"]).domains() == (["M", "I"], "O")
 
 
 @pytest.mark.parametrize("argv, message", [
