@@ -73,17 +73,18 @@ def read_ssdg_domain(root: str, domain: str) -> List[dict]:
         raise DataError(f"domain {domain!r} in {folder} is empty")
     # Videos by their folder relative to the frames' common root: names that stay when the data moves (the
     # checkpoint's fingerprint of the held-out set compares them), and the paths the subject rules read.
-    folders = sorted({os.path.dirname(os.path.abspath(r["path"])) for r in records})
+    video_folders = [os.path.dirname(os.path.abspath(r["path"])) for r in records]
+    folders = sorted(set(video_folders))
     base = os.path.commonpath(folders) if len(folders) > 1 else os.path.dirname(folders[0])
     subject_of = SUBJECTS.get(name, SUBJECTS["generic"])
     has_depth = {}  # a video's depth folder, looked for once per video: the lists name every frame
-    for r in records:
+    for r, video_folder in zip(records, video_folders):
         if r["depth"]:  # a `frames` folder in the path: its `depth` twin, where there is one
             folder_of_maps = os.path.dirname(r["depth"])
             if folder_of_maps not in has_depth:
                 has_depth[folder_of_maps] = os.path.isdir(folder_of_maps)
             r["depth"] = r["depth"] if has_depth[folder_of_maps] else ""
-        video = os.path.relpath(os.path.dirname(os.path.abspath(r["path"])), base).replace(os.sep, "/")
+        video = os.path.relpath(video_folder, base).replace(os.sep, "/")
         r["video"] = f"{domain}/{video}"
         r["subject"] = f"{domain}/{subject_of(video) or video}"
     return records
