@@ -135,6 +135,9 @@ def test_missing_domain_and_frames_are_named(ssdg_root, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"domain M: no all_label.json \(or real_label.json and "
                                                 r"fake_label.json\) in .*data_label.msu or .*data_label.M"):
         read_domain(str(ssdg_root), "M")
+    with pytest.raises(FileNotFoundError, match=r"--data .*data_label.casia: the label lists of one dataset; give "
+                                                r"the folder above it, which holds one such folder per domain"):
+        read_domain(str(ssdg_root / "casia"), "C")
     (ssdg_root / "oulu" / "all_label.json").write_text("[]")
     with pytest.raises(DataError, match=r"domain 'O' in .*oulu is empty"):
         read_domain(str(ssdg_root), "O")

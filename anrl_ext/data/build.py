@@ -32,6 +32,9 @@ def read_domain(root: str, domain: str) -> List[dict]:
     prepared = any(os.path.isfile(os.path.join(root, domain, name)) for name in ("real.txt", "fake.txt"))
     if not prepared and (ssdg.domain_folder(root, domain) or ssdg.is_ssdg_root(root)):
         return ssdg.read_ssdg_domain(root, domain)
+    if not prepared and ssdg.label_files(root):
+        raise FileNotFoundError(f"--data {root}: the label lists of one dataset; give the folder above it, which "
+                                f"holds one such folder per domain ({', '.join(ssdg.FOLDERS.values())})")
     return read_prepared_domain(root, domain)
 
 
