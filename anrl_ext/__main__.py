@@ -6,7 +6,7 @@ import importlib
 from . import __version__, cli
 
 # In the order of a project: data, training, inspection, deployment.
-TOOLS = ("prepare", "train", "evaluate", "summarize", "gate_report", "export", "predict")
+TOOLS = ("prepare", "preview", "train", "evaluate", "summarize", "gate_report", "export", "predict")
 
 
 def main(argv=None) -> None:
