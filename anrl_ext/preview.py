@@ -10,31 +10,16 @@ the folder holds). Prints each domain's count of live and spoof videos.
 """
 from __future__ import annotations
 
-import os
 from typing import Dict, List
 
 import numpy as np
 
 from . import checkpoint, cli, config
 from .data import ssdg
-from .data.build import eval_dataset
-from .data.synthetic import DOMAINS
+from .data.build import domains_in, eval_dataset
 
 CLASSES = ((1, "live"), (0, "spoof"))
 FORMATS = (".png", ".jpg", ".pdf", ".svg")
-
-
-def domains_in(data: str) -> List[str]:
-    """The domains a --data value holds: the synthetic benchmark's four, or a folder's prepared domains
-    (ROOT/<letter>/real.txt or fake.txt) and SSDG label folders, in the order O, C, I, M, then the rest."""
-    if data == "synthetic":
-        return list(DOMAINS)
-    if not os.path.isdir(data):
-        raise FileNotFoundError(f"--data {data!r}: not 'synthetic' and not a folder")
-    letters = sorted({n for n in os.listdir(data) if len(n) == 1 and n.isalnum()} | set(ssdg.FOLDERS))
-    found = [d for d in letters if ssdg.domain_folder(data, d)
-             or any(os.path.isfile(os.path.join(data, d, f)) for f in ("real.txt", "fake.txt"))]
-    return sorted(found, key=lambda d: ("OCIM".find(d) % 5, d))  # O, C, I, M first (find: -1 % 5 = 4)
 
 
 def pick_videos(records: List[dict], label: int, count: int) -> List[int]:

@@ -5,7 +5,7 @@ import cv2
 import pytest
 
 from anrl_ext import preview
-from anrl_ext.data.build import eval_dataset
+from anrl_ext.data.build import domains_in, eval_dataset
 from anrl_ext import config
 from test_ssdg_layout import pseudo_depth_expected, write_ssdg
 
@@ -32,7 +32,7 @@ def test_synthetic_preview(tmp_path):
 
 def test_ssdg_folder_preview(tmp_path):
     root = write_ssdg(tmp_path / "frames", tmp_path / "data_label", subjects=2)
-    assert preview.domains_in(str(root)) == ["O", "C", "I", "M"]
+    assert domains_in(str(root)) == ["O", "C", "I", "M"]
     with pseudo_depth_expected():
         counts = preview.preview(str(root), str(tmp_path / "p.pdf"), videos=1, img_size=16)
     assert {d: (c["live"], c["spoof"], len(c["shown"])) for d, c in counts.items()} == {

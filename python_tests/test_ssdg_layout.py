@@ -13,7 +13,7 @@ import pytest
 from anrl_ext import config, evaluate, train
 from anrl_ext.data.build import build_datasets, fingerprint, read_domain
 from anrl_ext.data.lists import NO_DEPTH_MAP, DataError, ListDataset
-from anrl_ext.data.pseudo_depth import pseudo_depth_target
+from anrl_ext.data.pseudo_depth import pseudo_depth, pseudo_depth_target
 
 # Each dataset's video folders as SSDG's preprocessing names them: (live, spoof) of subject s, subject 3 in the
 # test split (so the frames' common root is the dataset's folder, as with SSDG's all_label.json).
@@ -104,6 +104,7 @@ def test_live_frames_without_a_depth_map_get_the_pseudo_depth(ssdg_root):
         dataset = ListDataset(records, ["M"], img_size=32, train=False)
     target = pseudo_depth_target(32, 4)
     assert target.shape == (4, 4) and 0 < target.min() and target.max() <= 1  # a 4x4 map of the inner face
+    assert target[1:3, 1:3].min() > target[0].max()  # highest at the centre: a face's height, not a flat map
     for i, r in enumerate(records):
         depth = dataset[i]["depth"][0].numpy()
         np.testing.assert_array_equal(depth, target if r["label"] == 1 else np.zeros((4, 4), np.float32))
@@ -111,23 +112,28 @@ def test_live_frames_without_a_depth_map_get_the_pseudo_depth(ssdg_root):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to warn about without live frames
         ListDataset(spoof_only, ["M"], img_size=32, train=False)
-    assert NO_DEPTH_MAP.startswith("live frames")
 
 
 def test_depth_maps_beside_the_frames_are_used(tmp_path):
-    """A photo path with a `frames` folder whose `depth` twin holds the map: that map, as in the prepared layout."""
+    """A photo path with a `frames` folder whose `depth` twin holds the maps: those maps, as in the prepared
+    layout. With prepare's pseudo-depth map of the crop written there, the target is the one a frame without
+    a map gets: the same map, resized and scaled the same way."""
     frames = tmp_path / "frames" / "v1"
     frames.mkdir(parents=True)
     (tmp_path / "depth" / "v1").mkdir(parents=True)
-    cv2.imwrite(str(frames / "1.png"), np.zeros((8, 8, 3), np.uint8))
-    cv2.imwrite(str(tmp_path / "depth" / "v1" / "1.png"), np.full((8, 8), 255, np.uint8))
+    maps = {"1.png": np.full((32, 32), 255, np.uint8), "2.png": pseudo_depth(32)}
+    for name, depth in maps.items():
+        cv2.imwrite(str(frames / name), np.zeros((32, 32, 3), np.uint8))
+        cv2.imwrite(str(tmp_path / "depth" / "v1" / name), depth)
     (tmp_path / "labels" / "Z").mkdir(parents=True)
     (tmp_path / "labels" / "Z" / "all_label.json").write_text(
-        json.dumps([{"photo_path": str(frames / "1.png"), "photo_label": 1}]))
+        json.dumps([{"photo_path": str(frames / name), "photo_label": 1} for name in maps]))
     records = read_domain(str(tmp_path / "labels"), "Z")  # a folder named by the domain's letter
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert ListDataset(records, ["Z"], img_size=8, train=False)[0]["depth"].min() == 1.0
+        dataset = ListDataset(records, ["Z"], img_size=32, train=False)
+    assert dataset[0]["depth"].min() == 1.0
+    np.testing.assert_array_equal(dataset[1]["depth"][0].numpy(), pseudo_depth_target(32, 4))
 
 
 def test_missing_domain_and_frames_are_named(ssdg_root, tmp_path):

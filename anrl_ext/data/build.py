@@ -7,8 +7,8 @@ from typing import Dict, List, Sequence, Set
 
 from . import ssdg
 from .datasets import SyntheticDomains
-from .lists import DataError, ListDataset, read_prepared_domain, sample_frames
-from .synthetic import SyntheticSpec
+from .lists import DataError, ListDataset, is_prepared_domain, read_prepared_domain, sample_frames
+from .synthetic import DOMAINS, SyntheticSpec
 
 
 def _spec(cfg, seed_offset=0, videos=None):
@@ -29,13 +29,25 @@ def _records(cfg, domains: Sequence[str]) -> List[dict]:
 def read_domain(root: str, domain: str) -> List[dict]:
     """One domain of a --data folder: the prepared layout (ROOT/<domain>/real.txt and fake.txt, what
     python -m anrl_ext.prepare writes) or SSDG's label layout (ROOT/oulu/all_label.json, ...; data/ssdg.py)."""
-    prepared = any(os.path.isfile(os.path.join(root, domain, name)) for name in ("real.txt", "fake.txt"))
+    prepared = is_prepared_domain(root, domain)
     if not prepared and (ssdg.domain_folder(root, domain) or ssdg.is_ssdg_root(root)):
         return ssdg.read_ssdg_domain(root, domain)
     if not prepared and ssdg.label_files(root):
         raise FileNotFoundError(f"--data {root}: the label lists of one dataset; give the folder above it, which "
                                 f"holds one such folder per domain ({', '.join(ssdg.FOLDERS.values())})")
     return read_prepared_domain(root, domain)
+
+
+def domains_in(data: str) -> List[str]:
+    """The domains a --data value holds: the synthetic benchmark's four, or a folder's prepared domains and
+    SSDG label folders, in the order O, C, I, M, then the rest."""
+    if data == "synthetic":
+        return list(DOMAINS)
+    if not os.path.isdir(data):
+        raise FileNotFoundError(f"--data {data!r}: not 'synthetic' and not a folder")
+    letters = {n for n in os.listdir(data) if len(n) == 1 and n.isalnum()} | set(ssdg.FOLDERS)
+    found = [d for d in letters if is_prepared_domain(data, d) or ssdg.domain_folder(data, d)]
+    return sorted(found, key=lambda d: ("OCIM".find(d) % 5, d))  # O, C, I, M first (find: -1 % 5 = 4)
 
 
 def build_datasets(cfg):

@@ -31,6 +31,7 @@ from .pseudo_depth import pseudo_depth_target
 
 
 SUBJECTS_FILE = "subjects.txt"  # prepared layout: `frames/<video> subject` per line
+PREPARED_LISTS = ("real.txt", "fake.txt")  # prepared layout: ROOT/<domain>/ holds one or both
 NO_DEPTH_MAP = ("live frames without a depth map (no `depth` twin of a `frames` folder in their paths, as SSDG's "
                 "face crops) get the pseudo-depth of python -m anrl_ext.prepare: an ellipsoid inscribed in the face "
                 "crop, not the PRNet depth of the paper")
@@ -120,7 +121,7 @@ def read_prepared_domain(root: str, domain: str, skip_bad: bool = False) -> List
     if not os.path.isdir(ddir):
         raise FileNotFoundError(f"domain folder not found: {ddir} (prepare it with python -m anrl_ext.prepare)")
     records = []
-    for name in ("real.txt", "fake.txt"):
+    for name in PREPARED_LISTS:
         records += read_anrl_list(os.path.join(ddir, name), domain, ddir, skip_bad)
     if not records:
         raise DataError(f"domain {domain!r} in {root} is empty")
@@ -129,6 +130,11 @@ def read_prepared_domain(root: str, domain: str, skip_bad: bool = False) -> List
         video = r["video"].split("/", 1)[1]
         r["subject"] = f"{domain}/{subjects.get(video, video)}"
     return records
+
+
+def is_prepared_domain(root: str, domain: str) -> bool:
+    """Whether ROOT/<domain> holds a prepared domain's lists."""
+    return any(os.path.isfile(os.path.join(root, domain, name)) for name in PREPARED_LISTS)
 
 
 def read_subjects(path: str) -> Dict[str, str]:
