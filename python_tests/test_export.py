@@ -147,6 +147,20 @@ def test_jit_trace_of_the_functional_op(backend):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_jit_script_says_what_to_use_instead(kind):
+    """torch.jit.script of a network holding a layer stops on the layer, naming it and what works instead,
+    not on a type annotation TorchScript cannot read deep inside the forward."""
+    import warnings
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), anrl_ext.make_norm(kind, 8), nn.ReLU())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's own deprecation
+        with pytest.raises(RuntimeError, match=rf"torch.jit.script cannot compile anrl_ext's "
+                                               rf"{type(model[1]).__name__} layer.*torch.export.export"):
+            torch.jit.script(model)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_reference_backend_exports_plain_aten_ops(kind):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), anrl_ext.make_norm(kind, 8), nn.ReLU())

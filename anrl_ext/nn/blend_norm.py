@@ -212,6 +212,16 @@ class BlendNorm2d(nn.Module):
                 f"track_running_stats={self.track_running_stats}, backend={self.backend!r}"
                 + (f", gather_stats={self.gather_stats!r}" if self.gather_stats is not None else ""))
 
+    def __prepare_scriptable__(self):
+        # torch.jit.script calls this on every module it compiles, before it reads any source. The
+        # forward picks a backend and checks its input in Python that TorchScript cannot compile; its
+        # own error would name a type annotation deep inside. Say what to use instead.
+        raise RuntimeError(
+            f"torch.jit.script cannot compile anrl_ext's {type(self).__name__} layer: its forward chooses the "
+            "backend in Python. TorchScript is deprecated in PyTorch 2; use torch.export.export (one operator per "
+            "layer; python -m anrl_ext.export for a trained model, .pt2 or .onnx), torch.compile, or "
+            "torch.jit.trace, which records the layer's registered operators")
+
 
 class AFNM(BlendNorm2d):
     """Adaptive Feature Normalization Module (ANRL eq. 1-5).
