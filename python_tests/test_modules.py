@@ -728,6 +728,30 @@ def test_stable_batch_norm_is_batch_norm(fmt):
     assert ours.num_batches_tracked == theirs.num_batches_tracked == 1
 
 
+def test_stable_batch_norm_scripts_as_batch_norm():
+    """torch.jit.script compiles nn.BatchNorm2d in its place: the same state_dict keys and tensors (a
+    scripted training step moves the module's running statistics) and nn.BatchNorm2d's outputs."""
+    import warnings
+
+    torch.manual_seed(0)
+    ours = anrl_ext.nn.StableBatchNorm2d(5, momentum=0.3)
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 1.5)
+    theirs = nn.BatchNorm2d(5, momentum=0.3)
+    theirs.load_state_dict(ours.state_dict())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's own deprecation
+        scripted = torch.jit.script(nn.Sequential(nn.ReLU(), ours))
+    assert list(scripted.state_dict()) == ["1." + k for k in ours.state_dict()]
+    assert type(ours) is anrl_ext.nn.StableBatchNorm2d  # the module itself is left as it was
+    x = torch.randn(4, 5, 6, 7) * 2 + 1
+    torch.testing.assert_close(scripted(x), theirs(x.relu()), rtol=0, atol=0)
+    torch.testing.assert_close(ours.running_mean, theirs.running_mean, rtol=0, atol=0)
+    assert ours.num_batches_tracked == 1
+    scripted.eval(), theirs.eval()
+    torch.testing.assert_close(scripted(x), theirs(x.relu()), rtol=0, atol=0)
+
+
 KINDS = ["bn", "in", "half", "bin", "ibn", "afnm"]
 
 

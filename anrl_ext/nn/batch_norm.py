@@ -1,6 +1,8 @@
 """nn.BatchNorm2d, accurate for channels_last input on the CPU."""
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor, nn
 
@@ -21,3 +23,11 @@ class StableBatchNorm2d(nn.BatchNorm2d):
         if is_cpu_channels_last(x):
             return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
         return super().forward(x)
+
+    def __prepare_scriptable__(self) -> nn.BatchNorm2d:
+        """What torch.jit.script compiles in this module's place: `nn.BatchNorm2d` over the same
+        parameters and buffers (TorchScript can compile neither the layout check nor `super()`), so
+        a scripted network runs torch's kernel for channels_last input too."""
+        plain = copy.copy(self)  # shares the parameter and buffer dicts, adds no state of its own
+        plain.__class__ = nn.BatchNorm2d
+        return plain
