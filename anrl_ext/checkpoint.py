@@ -2,12 +2,13 @@
 of a file or corrupts the last good one, and the error names the file."""
 from __future__ import annotations
 
+import csv
 import io
 import os
 import pickle
 import tempfile
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional, Sequence
 
 import torch
 
@@ -52,6 +53,13 @@ def write_atomic(path: str, write, suffix: Optional[str] = None) -> None:
 def write_text_atomic(path: str, text: str) -> None:
     """`text` (UTF-8) into `path` by write_atomic: the whole of it or the file as it was."""
     write_atomic(path, lambda fh: fh.write(text.encode()))
+
+
+def write_csv_atomic(path: str, rows: Iterable[Sequence]) -> None:
+    """CSV rows (the header first) into `path` by write_atomic."""
+    text = io.StringIO()
+    csv.writer(text).writerows(rows)
+    write_text_atomic(path, text.getvalue())
 
 
 def save_figure_atomic(fig, path: str, **savefig_kwargs) -> None:

@@ -9,8 +9,6 @@ analyses of one's own: a video's score is the mean of its frames'.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 
@@ -58,11 +56,7 @@ def _evaluate(ap: argparse.ArgumentParser, args: argparse.Namespace):
         checkpoint.write_text_atomic(args.out, json.dumps(results, indent=2))
         plot_roc(curves, os.path.splitext(args.out)[0] + ".png", title=f"{args.checkpoint}: frame-level ROC")
     if args.scores:
-        text = io.StringIO()
-        writer = csv.writer(text)
-        writer.writerow(["domain", "video", "label", "score"])
-        writer.writerows(rows)
-        checkpoint.write_text_atomic(args.scores, text.getvalue())
+        checkpoint.write_csv_atomic(args.scores, [("domain", "video", "label", "score"), *rows])
         print(f"wrote {len(rows)} frame scores to {args.scores}")
     return results
 

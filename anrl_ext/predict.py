@@ -18,8 +18,6 @@ read stops the run, naming it; with --skip-unreadable it is skipped with a warni
 """
 from __future__ import annotations
 
-import csv
-import io
 import os
 import warnings
 from pathlib import Path
@@ -166,11 +164,8 @@ def main(argv=None):
         if "decision" not in rows[0]:
             print("no threshold: the model carries none and --threshold was not given")
         if args.out:
-            text = io.StringIO()
-            writer = csv.DictWriter(text, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-            checkpoint.write_text_atomic(args.out, text.getvalue())
+            fields = list(rows[0])
+            checkpoint.write_csv_atomic(args.out, [fields] + [[r.get(f, "") for f in fields] for r in rows])
             print(f"wrote {args.out}")
     return rows
 

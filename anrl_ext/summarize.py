@@ -14,8 +14,6 @@ and left out, as are runs that lack the scores asked for.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import statistics
 import sys
@@ -214,15 +212,13 @@ def write_csv(groups: Sequence[Group], metrics: Sequence[str], path: str) -> Non
     """One row per group: task, settings (the distinguishing options), runs, seeds, and per metric the mean,
     the sample sd and the half-width of the mean's 95 % confidence interval (empty for one run)."""
     varying = varying_settings(groups)
-    text = io.StringIO()
-    w = csv.writer(text)
-    w.writerow(["task", "settings", "runs", "seeds"] +
-               [f"{m}_{s}_percent" for m in metrics for s in ("mean", "sd", "ci95")])
+    rows = [["task", "settings", "runs", "seeds"] +
+            [f"{m}_{s}_percent" for m in metrics for s in ("mean", "sd", "ci95")]]
     for g in groups:
         stats = [(*spread(g.values(m)), ci95_half_width(g.values(m))) for m in metrics]
-        w.writerow([g.task, setting_text(g, varying), len(g.runs), seed_list([r.seed for r in g.runs])] +
-                   ["" if v is None else f"{v:.4f}" for values in stats for v in values])
-    checkpoint.write_text_atomic(path, text.getvalue())
+        rows.append([g.task, setting_text(g, varying), len(g.runs), seed_list([r.seed for r in g.runs])] +
+                    ["" if v is None else f"{v:.4f}" for values in stats for v in values])
+    checkpoint.write_csv_atomic(path, rows)
 
 
 def plot_formats() -> List[str]:

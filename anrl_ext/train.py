@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import json
 import math
 import os
@@ -492,9 +491,7 @@ def keep_log_until(path: str, iteration: int) -> None:
         rows = list(csv.reader(fh))
     kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= iteration]
     if len(kept) < len(rows):
-        text = io.StringIO()
-        csv.writer(text).writerows(kept)
-        checkpoint.write_text_atomic(path, text.getvalue())
+        checkpoint.write_csv_atomic(path, kept)
 
 
 def _run_worker(trainer: Trainer) -> dict:
