@@ -20,7 +20,7 @@ from anrl_ext.data import BalancedDomainSampler, SyntheticDomains, SyntheticSpec
 from anrl_ext.data.build import build_datasets, split_summary
 from anrl_ext.data.lists import (DataError, ListDataset, read_anrl_list, read_prepared_domain, read_ssdg_json,
                                  sample_frames)
-from anrl_ext.data.pseudo_depth import pseudo_depth, pseudo_depth_target
+from anrl_ext.data.pseudo_depth import pseudo_depth
 from anrl_ext.data.synthetic import render
 from anrl_ext.data.transforms import augment, rgb_hsv6
 
