@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import bn_vs_afnm
-from anrl_ext import config
+from anrl_ext import config, provenance, run_records
 from anrl_ext.data import synthetic
 from anrl_ext.data.build import eval_dataset
 from anrl_ext.metrics import compute_metrics
@@ -190,7 +190,9 @@ def main(argv=None):
     results = bn_vs_afnm.run_all(bn_vs_afnm.NORMS, seeds, args, f"{args.protocol}: bn vs afnm runs")
     changes = variants(target, sources)
     aucs = score_runs(results, target, changes, args.runs)
-    bn_vs_afnm.write_report(render(aucs, target, changes, args, seeds, command) + bn_vs_afnm.code_note(results),
+    scored_by = f"Scored by: {run_records.code_label({'code': provenance.code_version()})}.\n"
+    bn_vs_afnm.write_report(render(aucs, target, changes, args, seeds, command) + bn_vs_afnm.code_note(results)
+                            + scored_by,
                             args.out, lambda: plot(aucs, seeds, args.plot, f"{args.protocol}: target {target} "
                                                    "with one property in the sources' range"), args.plot)
     Path(args.out).with_suffix(".json").write_text(json.dumps(aucs, indent=1) + "\n")
