@@ -81,9 +81,10 @@ class Trainer:
         if self.device.type == "cuda":  # else the first CUDA call fails, after the data is built
             count = torch.cuda.device_count() if torch.cuda.is_available() else 0
             if (self.device.index or 0) >= count:
-                raise OptionError(f"--device {cfg.device}: " + ("no CUDA device is available" if count == 0 else
-                                  f"this machine has {count} CUDA device"
-                                  + (" (cuda:0)" if count == 1 else f"s (cuda:0 to cuda:{count - 1})")))
+                have = ("no CUDA device is available (--device cpu runs on the CPU; --preset paper asks for cuda)"
+                        if count == 0 else f"this machine has {count} CUDA device"
+                        + (" (cuda:0)" if count == 1 else f"s (cuda:0 to cuda:{count - 1})"))
+                raise OptionError(f"--device {cfg.device}: {have}")
         try:  # now, not at the first forward pass after building the data
             backend = resolve_backend(cfg.backend, self.device)
         except ValueError as e:

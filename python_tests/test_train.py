@@ -688,7 +688,8 @@ def test_a_device_or_backend_this_machine_lacks_is_a_usage_error(tmp_path, monke
     checkpoint.save_atomic(state, str(tmp_path / "run.pt"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on this machine, also on a GPU one
     monkeypatch.setattr(train, "build_datasets", lambda cfg: pytest.fail("data built before the check"))
-    with pytest.raises(ValueError, match=r"^--device cuda: no CUDA device is available$"):
+    with pytest.raises(ValueError, match=r"^--device cuda: no CUDA device is available \(--device cpu runs on the "
+                                         r"CPU; --preset paper asks for cuda\)$"):
         train.Trainer(config.load(["--preset", "smoke", "--device", "cuda"]))
     with monkeypatch.context() as two_gpus:
         two_gpus.setattr(torch.cuda, "is_available", lambda: True)
