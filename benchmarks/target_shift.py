@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import bn_vs_afnm
+import training_runs
 from anrl_ext import config, provenance, run_records
 from anrl_ext.data import synthetic
 from anrl_ext.data.build import eval_dataset
@@ -181,7 +182,7 @@ def main(argv=None):
     ap.add_argument("--protocol", default="MI-C", help="the leave-one-out protocol, e.g. MI-C")
     ap.add_argument("--out", default="benchmarks/results/target_shift_{protocol}.md", help="the report")
     ap.add_argument("--plot", default="docs/target_shift_{protocol}.png", help="the figure")
-    args, seeds, command = bn_vs_afnm.training_runs.parse_run_arguments(
+    args, seeds, command = training_runs.parse_run_arguments(
         ap, "target_shift.py", argv, "runs/bn_vs_afnm/{protocol}", "arm")
     if args.protocol not in config.PROTOCOLS:
         ap.error(f"unknown protocol {args.protocol!r}; choose from {sorted(config.PROTOCOLS)}")
