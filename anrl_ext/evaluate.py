@@ -2,8 +2,10 @@
 
 Uses the checkpoint's own config for the model and data settings; --domains
 picks what to score (default: the checkpoint's target domain). Prints and
-optionally writes (--out) AUC / EER / HTER, video-level; --scores writes
-every frame's score (domain, video, label, probability of live) as CSV, for
+optionally writes (--out) AUC / EER / HTER, video-level, and APCER per attack
+type with ACER where the attack types are known (the synthetic domains know
+theirs; --attacks names those of real data); --scores writes every frame's
+score (domain, video, label, probability of live, attack type) as CSV, for
 analyses of one's own: a video's score is the mean of its frames'.
 """
 from __future__ import annotations
@@ -13,8 +15,9 @@ import json
 import os
 
 from . import checkpoint, cli
+from .data.attacks import LIVE, read_attack_file, video_attacks
 from .data.build import eval_dataset
-from .metrics import compute_metrics, plot_roc
+from .metrics import attack_metrics, compute_metrics, plot_roc
 
 
 def main(argv=None):
@@ -25,7 +28,10 @@ def main(argv=None):
                     help="fixed threshold on the probability of live, in [0, 1] (default: the set's EER)")
     ap.add_argument("--out", default=None, help="write the metrics as JSON here, and a ROC plot next to it (.png)")
     ap.add_argument("--scores", default=None, help="write every frame's score as CSV here: domain, video, label "
-                    "(1 live, 0 spoof), score (probability of live)")
+                    "(1 live, 0 spoof), score (probability of live), attack (its type; empty where unknown)")
+    ap.add_argument("--attacks", default=None, help="CSV with `video` and `attack` columns naming each spoof "
+                    "video's attack type (print, replay, ...), for APCER per type and ACER: a --scores file with "
+                    "its attack column filled in will do (the synthetic domains know theirs)")
     args = ap.parse_args(argv)
     if args.out:
         cli.check_output(ap, "--out", args.out)
@@ -42,23 +48,36 @@ def _evaluate(ap: argparse.ArgumentParser, args: argparse.Namespace):
     cfg = trainer.cfg
     domains = cli.domains(ap, cfg.data, args.domains) if args.domains else [cfg.domains()[1]]
     results, curves, rows = {}, {}, []
+    named = read_attack_file(args.attacks) if args.attacks else None
     datasets = {d: eval_dataset(cfg, [d], scored=True) for d in domains}  # every domain checked before scoring
+    attack_types = {d: video_attacks(dataset, named, args.attacks) for d, dataset in datasets.items()}
     for d, dataset in datasets.items():
         s, y, v = trainer.scores(dataset, desc=f"scoring domain {d}")
-        results[d] = compute_metrics(s, y, args.threshold, v)
+        results[d] = m = compute_metrics(s, y, args.threshold, v)
+        attack = [LIVE if label else (attack_types[d] or {}).get(video, "") for video, label in zip(v, y)]
+        if attack_types[d] is not None:
+            m["attacks"] = attack_metrics(s, y, attack, m["threshold"], v)
         curves[f"domain {d}"] = (s, y)
         if args.scores:  # float: written exactly (its repr)
-            rows += [(d, video, int(label), float(score)) for video, label, score in zip(v, y, s)]
-        m = results[d]
+            rows += [(d, video, int(label), float(score), a) for video, label, score, a in zip(v, y, s, attack)]
         print(f"domain {d}: AUC {100 * m['auc']:.2f}%  EER {100 * m['eer']:.2f}%  HTER {100 * m['hter']:.2f}% "
               f"(threshold {m['threshold']:.3f})")
+        if "attacks" in m:
+            print(f"  {describe_attacks(m['attacks'])}")
     if args.out:
         checkpoint.write_text_atomic(args.out, json.dumps(results, indent=2))
         plot_roc(curves, os.path.splitext(args.out)[0] + ".png", title=f"{args.checkpoint}: frame-level ROC")
     if args.scores:
-        checkpoint.write_csv_atomic(args.scores, [("domain", "video", "label", "score"), *rows])
+        checkpoint.write_csv_atomic(args.scores, [("domain", "video", "label", "score", "attack"), *rows])
         print(f"wrote {len(rows)} frame scores to {args.scores}")
     return results
+
+
+def describe_attacks(report: dict) -> str:
+    """One line of attack_metrics' report: each type's APCER, AUC against live and video count; BPCER, ACER."""
+    each = "; ".join(f"{kind}: APCER {100 * a:.2f}%, AUC {100 * report['auc'][kind]:.2f}% "
+                     f"({report['count'][kind]} videos)" for kind, a in report["apcer"].items())
+    return f"{each}; BPCER {100 * report['bpcer']:.2f}%, ACER {100 * report['acer']:.2f}%"
 
 
 if __name__ == "__main__":

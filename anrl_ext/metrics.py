@@ -3,6 +3,9 @@
 Convention: label 1 = live (bona fide), 0 = spoof (attack); a higher score
 means more likely live. APCER = attacks accepted as live; BPCER = live
 rejected; HTER = (APCER + BPCER) / 2 at a threshold (accept if score >= t).
+Per attack type (ISO/IEC 30107-3's presentation attack instrument species:
+print, replay, ...), APCER of each type, and ACER = (the worst type's APCER
++ BPCER) / 2, as the OULU-NPU protocols report it.
 
 Protocols:
   "paper":  threshold at the target set's own EER point, as the published
@@ -110,6 +113,43 @@ def compute_metrics(scores, labels, threshold: Optional[float] = None,
     h, a, b = hter(scores, labels, t)
     return {"auc": roc_auc(scores, labels), "eer": e, "hter": h, "apcer": a, "bpcer": b,
             "threshold": t, "tpr@fpr=1%": tpr_at_fpr(scores, labels, 0.01)}
+
+
+def attack_metrics(scores, labels, attacks: Sequence[str], threshold: float,
+                   video_ids: Optional[Sequence[str]] = None) -> Dict[str, object]:
+    """APCER of each attack type at `threshold`, BPCER, and ACER = (max APCER + BPCER) / 2.
+
+    `attacks` holds each sample's attack type (anything for live samples: it is not read). With
+    `video_ids`, videos are scored (a video's frames must share one label and one attack type). Returns
+    {"apcer": {type: APCER}, "count": {type: how many spoof samples or videos}, "auc": {type: AUC of the
+    live samples against that type's}, "bpcer", "acer", "worst": the type of the largest APCER}.
+    """
+    s, y = _check(scores, labels)
+    kinds = np.asarray(attacks, dtype=object).ravel()
+    if len(kinds) != len(s):
+        raise ValueError(f"attacks has {len(kinds)} entries for {len(s)} scores")
+    unnamed = [i for i in np.flatnonzero(y == 0) if not (isinstance(kinds[i], str) and kinds[i])]
+    if unnamed:
+        raise ValueError(f"{len(unnamed)} of the {int((y == 0).sum())} spoof samples have no attack type (the "
+                         f"first: sample {unnamed[0]})")
+    if video_ids is not None:
+        vids = np.asarray(video_ids)
+        s, y = video_average(s, y, vids)
+        _, first, inv = np.unique(vids, return_index=True, return_inverse=True)
+        mixed = (kinds != kinds[first][inv]) & (np.asarray(labels).ravel() == 0)
+        if mixed.any():
+            raise ValueError(f"video {str(vids[mixed][0])!r} has frames of different attack types")
+        kinds = kinds[first]
+    accept = s >= threshold
+    apcer, count, auc = {}, {}, {}
+    for kind in sorted(set(kinds[y == 0])):
+        of_kind = (y == 0) & (kinds == kind)
+        apcer[kind], count[kind] = float(accept[of_kind].mean()), int(of_kind.sum())
+        auc[kind] = roc_auc(s[of_kind | (y == 1)], y[of_kind | (y == 1)])
+    bpcer = float((~accept[y == 1]).mean())
+    worst = max(apcer, key=apcer.get)  # the first of equal ones, in name order
+    return {"apcer": apcer, "count": count, "auc": auc, "bpcer": bpcer, "acer": (apcer[worst] + bpcer) / 2,
+            "worst": worst}
 
 
 def protocol_report(target_scores, target_labels, source_scores, source_labels,

@@ -1,5 +1,6 @@
 """List-file datasets, the prepare tool on small generated videos, bad data, sampler."""
 import copy
+import csv
 import errno
 import gc
 import hashlib
@@ -17,12 +18,14 @@ import torch
 
 from anrl_ext import checkpoint, config, evaluate, gate_report, prepare, train
 from anrl_ext.data import BalancedDomainSampler, SyntheticDomains, SyntheticSpec, subjects
+from anrl_ext.data.attacks import read_attack_file
 from anrl_ext.data.build import build_datasets, split_summary
 from anrl_ext.data.lists import (DataError, ListDataset, read_anrl_list, read_prepared_domain, read_ssdg_json,
                                  sample_frames)
 from anrl_ext.data.pseudo_depth import pseudo_depth
 from anrl_ext.data.synthetic import render
 from anrl_ext.data.transforms import augment, rgb_hsv6
+from anrl_ext.metrics import attack_metrics
 
 
 def write_video(path, live, seed, frames=5, size=96):
@@ -547,3 +550,71 @@ def test_a_checkpoint_scores_on_the_other_kind_of_data(replay_src, tmp_path, tra
     assert evaluate.main(["--checkpoint", ck, "--data", other, "--domains", "M", *threads]) == scored
     assert gate_report.main(["--checkpoint", ck, "--data", other, "--domains", "M", *threads,
                              "--out", str(tmp_path / "gates.json")]) == stats
+
+
+def test_evaluate_reports_attack_types_a_file_names(replay_src, tmp_path, capsys):
+    """List files name no attack types: evaluate reports none until --attacks names them. Its own --scores
+    file with the attack column filled in is such a file. A spoof video the file leaves out, or a live video
+    it gives a type, stops evaluate before any scoring, naming the file and the video."""
+    root = tmp_path / "fas"
+    prepare.prepare("replay", str(replay_src), str(root), "M", frames_per_video=2, size=32, show_progress=False)
+    cfg = config.load(["--preset", "smoke", "--heldout-videos-per-class", "2"])
+    ck = str(tmp_path / "checkpoint.pt")
+    checkpoint.save_atomic({"model": train.Trainer(cfg, with_data=False).model.state_dict(), "config": asdict(cfg)},
+                           ck)
+    run = ["--checkpoint", ck, "--data", str(root), "--domains", "M"]
+    plain = evaluate.main([*run, "--scores", str(tmp_path / "frames.csv")])
+    assert "attacks" not in plain["M"] and "APCER" not in capsys.readouterr().out
+    with open(tmp_path / "frames.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["attack"] for r in rows if r["label"] == "1"} == {"live"}
+    assert {r["attack"] for r in rows if r["label"] == "0"} == {""}
+    spoof = sorted({r["video"] for r in rows if r["label"] == "0"})
+    assert len(spoof) == 3
+    for r in rows:
+        if r["label"] == "0":
+            r["attack"] = "print" if r["video"] == spoof[0] else "replay"
+
+    def attack_file(name, rows):
+        with open(tmp_path / name, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        return str(tmp_path / name)
+
+    named = evaluate.main([*run, "--attacks", attack_file("attacks.csv", rows)])
+    by_type = named["M"].pop("attacks")
+    assert named == plain
+    assert by_type["count"] == {"print": 1, "replay": 2}
+    assert by_type == attack_metrics([float(r["score"]) for r in rows], [int(r["label"]) for r in rows],
+                                     [r["attack"] for r in rows], plain["M"]["threshold"], [r["video"] for r in rows])
+    assert f"\n  {evaluate.describe_attacks(by_type)}\n" in capsys.readouterr().out
+    left_out = [r for r in rows if r["video"] != spoof[1]]
+    live_typed = [dict(r, attack="print") if r["label"] == "1" else r for r in rows]
+    for name, bad, message in [
+            ("left_out.csv", left_out, f"left_out.csv names no attack type for 1 of the 3 spoof videos of domain M "
+                                       f"(the first: '{spoof[1]}')"),
+            ("live.csv", live_typed, "live.csv: 4 live videos have an attack type")]:
+        with pytest.raises(SystemExit) as stop:
+            evaluate.main([*run, "--attacks", attack_file(name, bad)])
+        assert message in str(stop.value.code)
+
+
+def test_attack_file_errors(tmp_path):
+    f = tmp_path / "attacks.csv"
+    with pytest.raises(FileNotFoundError, match="attack type file not found: .*attacks.csv"):
+        read_attack_file(str(f))
+    for text, message in [("video,label\nM/a,0\n", "needs a header with `video` and `attack` columns .* got "
+                                                    "video, label"),
+                          ("", "got an empty file"),
+                          ("video,attack\nM/a,print\nM/b,\n,replay\n", r"attacks.csv:4: no video"),
+                          ("video,attack\nM/a,print\nM/a,replay\n", "attacks.csv:3: video 'M/a' is 'replay' here "
+                                                                    "and 'print' above")]:
+        f.write_text(text)
+        with pytest.raises(DataError, match=message):
+            read_attack_file(str(f))
+    f.write_bytes(b"video,attack\nM/\xff,print\n")
+    with pytest.raises(DataError, match="attacks.csv: not a UTF-8 CSV file"):
+        read_attack_file(str(f))
+    f.write_text("video,attack,score\nM/a,print,0.5\nM/a, print ,0.4\nM/b,,0.1\nM/c,live,0.9\n")
+    assert read_attack_file(str(f)) == {"M/a": "print", "M/c": "live"}  # an empty attack is not read

@@ -66,3 +66,49 @@ def test_bad_input():
         metrics.compute_metrics([], [])  # no samples at all (before: numpy's "zero-size array to reduction")
     with pytest.raises(ValueError, match="differ in length"):
         metrics.eer([0.1, 0.2, 0.3], [0, 1])
+
+
+def test_attack_metrics_by_hand():
+    """Threshold 0.5: prints 0.7 and 0.2 (one of two accepted), replays 0.6, 0.55, 0.1 (two of three), live 0.9,
+    0.8, 0.3 (one of three rejected): ACER = (2/3 + 1/3) / 2, the replays being the worst."""
+    s = [0.9, 0.8, 0.3, 0.7, 0.2, 0.6, 0.55, 0.1]
+    y = [1, 1, 1, 0, 0, 0, 0, 0]
+    kinds = [None, None, None, "print", "print", "replay", "replay", "replay"]
+    r = metrics.attack_metrics(s, y, kinds, 0.5)
+    assert r["apcer"] == {"print": 0.5, "replay": pytest.approx(2 / 3)} and r["count"] == {"print": 2, "replay": 3}
+    assert r["bpcer"] == pytest.approx(1 / 3) and r["acer"] == pytest.approx(0.5) and r["worst"] == "replay"
+    # live against each type alone: 5 of the 6 (live, print) pairs ordered, 7 of the 9 (live, replay) pairs
+    assert r["auc"] == {"print": pytest.approx(5 / 6), "replay": pytest.approx(7 / 9)}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_attack_metrics_add_up_to_the_overall_apcer(seed):
+    """The types' APCERs weighted by their counts are the APCER over all attacks; one type alone is it, and its
+    AUC the AUC; videos are scored as compute_metrics scores them."""
+    rng = np.random.default_rng(seed)
+    videos = np.repeat(np.arange(60), 3)
+    y = (rng.uniform(size=60) < 0.4).astype(int)[videos]
+    y[:3], y[3:6] = 1, 0
+    s = rng.normal(y * 1.2, 1.0)
+    kinds = np.array(["print", "replay", "mask"])[rng.integers(0, 3, 60)][videos]
+    vids = [f"v{v}" for v in videos]
+    m = metrics.compute_metrics(s, y, None, vids)
+    r = metrics.attack_metrics(s, y, kinds, m["threshold"], vids)
+    assert sum(r["count"].values()) == (1 - metrics.video_average(s, y, vids)[1]).sum()
+    assert sum(r["apcer"][k] * r["count"][k] for k in r["apcer"]) / sum(r["count"].values()) \
+        == pytest.approx(m["apcer"], abs=1e-12)
+    assert r["bpcer"] == m["bpcer"] and r["acer"] >= m["hter"] - 1e-12
+    assert r["apcer"][r["worst"]] == max(r["apcer"].values())
+    one = metrics.attack_metrics(s, y, ["print"] * len(s), m["threshold"], vids)
+    assert one["apcer"] == {"print": pytest.approx(m["apcer"], abs=1e-12)} and one["acer"] == pytest.approx(m["hter"])
+    assert one["auc"] == {"print": pytest.approx(m["auc"], abs=1e-12)}
+
+
+def test_attack_metrics_bad_input():
+    s, y = [0.9, 0.1, 0.2, 0.3], [1, 0, 0, 0]
+    with pytest.raises(ValueError, match="attacks has 3 entries for 4 scores"):
+        metrics.attack_metrics(s, y, ["", "print", "print"], 0.5)
+    with pytest.raises(ValueError, match=r"1 of the 3 spoof samples have no attack type \(the first: sample 3\)"):
+        metrics.attack_metrics(s, y, ["live", "print", "print", ""], 0.5)
+    with pytest.raises(ValueError, match="video 'b' has frames of different attack types"):
+        metrics.attack_metrics(s, y, ["live", "print", "print", "replay"], 0.5, ["a", "b", "b", "b"])

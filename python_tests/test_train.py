@@ -20,9 +20,9 @@ import anrl_ext
 from anrl_ext import (checkpoint, config, errors, evaluate, export, gate_report, provenance, selection, stopping,
                       train)
 from anrl_ext.__main__ import TOOLS
-from anrl_ext.data import synthetic
+from anrl_ext.data import SyntheticDomains, SyntheticSpec, synthetic
 from anrl_ext.data.build import build_datasets, eval_dataset
-from anrl_ext.metrics import compute_metrics
+from anrl_ext.metrics import attack_metrics, compute_metrics
 from helpers import check_amp_and_channels_last, fail_atomic_writes, trainer_steps
 
 
@@ -800,13 +800,20 @@ def test_train_and_evaluate_cli(tmp_path, capsys):
                              "--scores", str(out / "scores" / "frames.csv")])
     with open(out / "scores" / "frames.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == ["domain", "video", "label", "score"] and {r["domain"] for r in rows} == {"M", "O"}
+    assert list(rows[0]) == ["domain", "video", "label", "score", "attack"]
+    assert {r["domain"] for r in rows} == {"M", "O"}
     for d in "MO":
         mine = [r for r in rows if r["domain"] == d]
-        again = compute_metrics([float(r["score"]) for r in mine], [int(r["label"]) for r in mine], None,
-                                [r["video"] for r in mine])
+        scores, labels = [float(r["score"]) for r in mine], [int(r["label"]) for r in mine]
+        videos, attacks = [r["video"] for r in mine], [r["attack"] for r in mine]
+        again = compute_metrics(scores, labels, None, videos)
+        by_type = printed[d].pop("attacks")  # the synthetic domains know each spoof video's attack type
         assert again == printed[d]
-    assert f"wrote {len(rows)} frame scores to" in capsys.readouterr().out
+        assert by_type == attack_metrics(scores, labels, attacks, again["threshold"], videos)
+        assert set(by_type["apcer"]) == {"print", "replay"} and by_type["bpcer"] == again["bpcer"]
+        assert {a for a, label in zip(attacks, labels) if label == 1} == {"live"}
+    said = capsys.readouterr().out
+    assert f"wrote {len(rows)} frame scores to" in said and said.count("\n  print: APCER ") == 2
     for argv, message in [(["--domains", "MX"], "--domains 'MX': unknown synthetic domain 'X'"),
                           (["--threshold", "nan"], "argument --threshold: expected a finite number, got 'nan'"),
                           (["--device", "gpu"], "argument --device: 'gpu': expected cpu, cuda or cuda:<index>"),
@@ -824,6 +831,12 @@ def test_synthetic_is_deterministic_and_has_depth():
     assert (a[0] == b[0]).all() and a[1].max() > 0.5
     spoof = synthetic.render("C", False, 5, 1, size=32, depth_size=8)
     assert spoof[1].max() == 0 and spoof[2] in ("print", "replay")
+    # the attack kind of each spoof video, as render draws it
+    data = SyntheticDomains(["C"], SyntheticSpec(videos_per_class=40, frames_per_video=2, size=32), train=False)
+    kinds = data.attack_types()
+    assert len(kinds) == 40 and sorted(set(kinds.values())) == ["print", "replay"]
+    assert all(synthetic.render("C", False, r["video_seed"], r["frame_seed"], 32)[2] == kinds[r["video"]]
+               for r in data.records if r["label"] == 0)
     with pytest.raises(ValueError, match="unknown synthetic domain"):
         synthetic.render("Z", True, 0)
 

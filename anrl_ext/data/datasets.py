@@ -5,7 +5,7 @@ A sample is a dict: image (6, S, S) float, depth (1, D, D) float, label
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -39,6 +39,11 @@ class SyntheticDomains(FrameDataset):
     def load(self, i: int):
         """Sample i's frame and depth map, rendered once and kept."""
         return self._render(i)
+
+    def attack_types(self) -> Dict[str, str]:
+        """{video: "print" or "replay"} of every spoof video, as rendered."""
+        seeds = {r["video"]: (r["domain"], r["video_seed"]) for r in self.records if r["label"] == 0}
+        return {video: synthetic.attack_kind(d, seed, self.spec.size) for video, (d, seed) in seeds.items()}
 
 
 def collate(samples: List[dict]) -> dict:

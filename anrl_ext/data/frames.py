@@ -9,7 +9,7 @@ threads and keep the one that does in order (data/prefetch.py):
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import torch
 from torch.utils.data import Dataset
@@ -46,6 +46,11 @@ class FrameDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return self.to_sample(i, self.augmented(self.load(i)))
+
+    def attack_types(self) -> Optional[Dict[str, str]]:
+        """{video: attack type} of every spoof video, where the dataset knows them; None where it does not
+        (list files hold no attack types: data/attacks.py reads them from a file)."""
+        return None
 
     def indices(self, domain: int, label: Optional[int] = None) -> List[int]:
         """The samples of domain number `domain` (of the given label)."""

@@ -156,6 +156,20 @@ def check_domain(domain: str) -> None:
         raise ValueError(f"unknown synthetic domain {domain!r}; choose from {', '.join(DOMAINS)}")
 
 
+def _subject(rng: np.random.Generator, style: DomainStyle, live: bool, size: int):
+    """A video's first draws: its face (image, mask, height), light level and attack kind ("live" if live)."""
+    face, mask, height = _face(rng, size)
+    level = rng.uniform(*style.light)
+    kind = "live" if live else ("replay" if rng.uniform() < style.replay_share else "print")
+    return face, mask, height, level, kind
+
+
+def attack_kind(domain: str, video_seed: int, size: int = 256) -> str:
+    """The attack kind ("print" or "replay") of a spoof video, as render() draws it (at the same size)."""
+    check_domain(domain)
+    return _subject(np.random.default_rng(video_seed), STYLES[domain], False, size)[-1]
+
+
 def render(domain: str, live: bool, video_seed: int, frame_seed: int = 0, size: int = 256,
            depth_size: int = 32):
     """One frame: (RGB uint8 HxWx3, depth float32 depth_size^2 in [0, 1], attack kind).
@@ -167,14 +181,8 @@ def render(domain: str, live: bool, video_seed: int, frame_seed: int = 0, size: 
     check_domain(domain)
     style = STYLES[domain]
     rng = np.random.default_rng(video_seed)
-    face, mask, height = _face(rng, size)
-    level = rng.uniform(*style.light)
-    kind = "live"
-    if live:
-        img = _shade(face, height, mask, rng, flat=False, level=level)
-    else:
-        kind = "replay" if rng.uniform() < style.replay_share else "print"
-        img = _shade(face, height, mask, rng, flat=True, level=level)
+    face, mask, height, level, kind = _subject(rng, style, live, size)
+    img = _shade(face, height, mask, rng, flat=not live, level=level)
     bg = np.array(style.background, np.float32) * rng.uniform(0.7, 1.3, 3).astype(np.float32)
     x, y = _grid(size)
     bg_img = bg * (1 + 0.2 * np.sin(rng.uniform(2, 6) * x + rng.uniform(0, 6)))[..., None]
