@@ -109,19 +109,27 @@ def fmt(value) -> str:
     return f"{value:g}"
 
 
-def target_auc(trainer, target: str, changes: dict) -> float:
-    """Video-level AUC (the paper protocol's) of `trainer`'s network on the target rendered with `changes`."""
+def target_scores(trainer, target: str, changes: dict):
+    """(frame scores, labels, video ids, {spoof video: attack type}) of `trainer`'s network on the target
+    rendered with `changes`."""
     original = synthetic.STYLES[target]
     synthetic.STYLES[target] = dataclasses.replace(original, **changes)
-    try:  # the dataset renders lazily: score while the style is in place
-        s, y, v = trainer.scores(eval_dataset(trainer.cfg, [target], scored=True), desc=f"scoring {target}")
+    try:  # the dataset renders lazily, and a video's attack type follows replay_share: all while the style is in place
+        data = eval_dataset(trainer.cfg, [target], scored=True)
+        s, y, v = trainer.scores(data, desc=f"scoring {target}")
+        return s, y, v, data.attack_types()
     finally:
         synthetic.STYLES[target] = original
-    return compute_metrics(s, y, None, v)["auc"]
 
 
-def score_runs(results, target: str, changes_by_variant: dict, runs: str) -> dict:
-    """{variant: {arm: per-seed AUC %}} over [(arm, seed, metrics.json)], in the order given."""
+def video_auc(s, y, v, attack_types) -> float:
+    """Video-level AUC % (the paper protocol's): score_runs' default measure."""
+    return 100 * compute_metrics(s, y, None, v)["auc"]
+
+
+def score_runs(results, target: str, changes_by_variant: dict, runs: str, measure=video_auc) -> dict:
+    """{variant: {arm: per-seed measure(*target_scores)}} over [(arm, seed, metrics.json)], in the order
+    given; by default the video-level AUC %."""
     out = {name: {} for name in changes_by_variant}
     for arm, seed, result in results:
         ckpt = Path(runs) / f"{arm}_seed{seed}" / "checkpoint.pt"
@@ -130,11 +138,12 @@ def score_runs(results, target: str, changes_by_variant: dict, runs: str) -> dic
                              "(--fresh reruns every run)")
         trainer, _ = trainer_from_checkpoint(str(ckpt))
         for name, changes in changes_by_variant.items():
-            auc = target_auc(trainer, target, changes)
+            scored = target_scores(trainer, target, changes)
+            auc = video_auc(*scored) / 100
             if name == AS_IS and abs(auc - result["metrics"]["paper"]["auc"]) > 1e-9:
                 raise SystemExit(f"{ckpt}: the target as it is scores AUC {auc:.6f}, its run recorded "
                                  f"{result['metrics']['paper']['auc']:.6f}: the code or the run changed since")
-            out[name].setdefault(arm, []).append(100 * auc)
+            out[name].setdefault(arm, []).append(measure(*scored))
     return out
 
 
