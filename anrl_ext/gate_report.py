@@ -22,7 +22,7 @@ from typing import Dict, List
 
 import torch
 
-from . import checkpoint, cli
+from . import checkpoint, cli, figures
 from .data.prefetch import in_batches
 from .data.build import eval_dataset
 from .nn import BlendNorm2d
@@ -138,10 +138,7 @@ def plot(stats: dict, path: str, target: str = None, title: str = "") -> None:
     """Left: mean alpha per layer, a colour per domain, live solid, spoof dashed, the band spanning the
     channels' mean alphas. Right: how much alpha moves with the domain (the largest difference of a
     channel's mean alpha between two domains) and from frame to frame (spread over frames)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
 
     names = [layer["name"] for layer in stats["layers"]]
     xs = range(len(names))

@@ -19,7 +19,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, figures
 
 
 def _check(scores, labels) -> Tuple[np.ndarray, np.ndarray]:
@@ -164,10 +164,7 @@ def protocol_report(target_scores, target_labels, source_scores, source_labels,
 
 def plot_roc(curves: Dict[str, Tuple[np.ndarray, np.ndarray]], path: str, title: str = "ROC") -> None:
     """Save ROC curves {name: (scores, labels)} as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
 
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     for name, (s, y) in curves.items():

@@ -14,7 +14,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from . import checkpoint, cli, config
+from . import checkpoint, cli, config, figures
 from .data import ssdg
 from .data.build import domains_in, eval_dataset
 
@@ -56,10 +56,7 @@ def preview(data: str = "synthetic", out: str = "preview.png", domains: str = ""
 
 
 def _draw(rows, counts, out: str, videos: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
 
     cols = 2 * videos
     fig, axes = plt.subplots(2 * len(rows), cols, figsize=(1.3 * cols, 2.7 * len(rows)), squeeze=False)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from . import checkpoint, cli, run_records
+from . import checkpoint, cli, figures, run_records
 from .config import Config
 
 METRICS = ("hter", "auc", "eer", "apcer", "bpcer", "tpr@fpr=1%")
@@ -230,10 +230,7 @@ def plot_formats() -> List[str]:
 
 def plot(groups: Sequence[Group], metrics: Sequence[str], path: str, title: str) -> None:
     """One panel per metric: per task a bar (mean) per setting, a dot per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
 
     varying = varying_settings(groups)
     tasks = list(dict.fromkeys(g.task for g in groups))

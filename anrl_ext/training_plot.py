@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, figures
 
 # log.csv's loss columns (the trainer writes them in this order), as the panels name them
 LOSS_TITLES = {
@@ -49,10 +49,7 @@ def plot_training(log_path: str, path: str, evaluations: Sequence[dict] = (), se
     """Save the run's loss curves (each raw and its moving average, one panel per loss it logged) and, given
     `evaluations` ([{'iteration', 'metrics'}] of --eval-every), the HTER of the held-out sources and the target
     at each, the `selected` iteration marked; returns the panels' names."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
 
     log = read_log(log_path)
     iters = log.get("iter", np.array([]))

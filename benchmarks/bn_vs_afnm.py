@@ -20,7 +20,7 @@ from pathlib import Path
 from scipy import stats
 
 import training_runs
-from anrl_ext import run_records
+from anrl_ext import figures, run_records
 
 NORMS = ("bn", "afnm")
 LABELS = {"bn": "bn (plain training)", "afnm": "afnm (meta-learning, IDC, ICS)"}
@@ -174,28 +174,18 @@ def _paired_panel(ax, s, seeds, title):
     seed_lines(ax, [s[n] for n in NORMS], list(NORMS), seeds, title)
 
 
-def pyplot():
-    """matplotlib.pyplot on the Agg backend: the reports' figures need no display."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def save_figure(fig, path, title):
     """Title `fig`, lay it out, write it to `path` (its folder made) and close it."""
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    pyplot().close(fig)
+    figures.pyplot().close(fig)
 
 
 def _save_panels(panels, seeds, path, title, draw=_paired_panel):
     """One panel per (data, panel title), side by side, each drawn by draw(ax, data, seeds, panel title)."""
-    fig, axes = pyplot().subplots(1, len(panels), figsize=(max(5.5, 4 * len(panels)), 3.6), squeeze=False)
+    fig, axes = figures.pyplot().subplots(1, len(panels), figsize=(max(5.5, 4 * len(panels)), 3.6), squeeze=False)
     for ax, (s, panel_title) in zip(axes[0], panels):
         draw(ax, s, seeds, panel_title)
     save_figure(fig, path, title + " (dots: seeds, bars: means)")

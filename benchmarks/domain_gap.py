@@ -19,6 +19,7 @@ from pathlib import Path
 
 import bn_vs_afnm
 import training_runs
+from anrl_ext import figures
 from anrl_ext.data import DOMAINS
 
 
@@ -88,7 +89,7 @@ def plot(per_domain, seeds, path, title):
     """Left: the mean AUC matrix (rows: trained on, columns: scored on, diagonal: unseen subjects of the
     training domain). Right: every seed's gap per training domain, a bar at each mean."""
     mean = [[statistics.mean(s["in"] if o == d else s["cross"][o]) for o in DOMAINS] for d, s in per_domain.items()]
-    fig, (left, right) = bn_vs_afnm.pyplot().subplots(1, 2, figsize=(9, 3.8))
+    fig, (left, right) = figures.pyplot().subplots(1, 2, figsize=(9, 3.8))
     im = left.imshow(mean, cmap="viridis", vmin=min(40, min(map(min, mean))), vmax=100)
     for i, row in enumerate(mean):
         for j, v in enumerate(row):

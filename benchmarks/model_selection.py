@@ -22,6 +22,7 @@ import argparse
 
 import bn_vs_afnm
 import training_runs
+from anrl_ext import figures
 from anrl_ext.config import Config
 from bn_vs_afnm import METRICS, effect_cells, paired
 
@@ -86,7 +87,7 @@ def render(values, effects, iterations, args, seeds, command):
 def plot(results, seeds, path, title):
     """Per seed, the AUC over the evaluations on the target (left) and on held-out source subjects
     (right); the selected evaluation circled, the target oracle crossed."""
-    fig, axes = bn_vs_afnm.pyplot().subplots(1, 2, figsize=(9, 3.6), sharex=True)
+    fig, axes = figures.pyplot().subplots(1, 2, figsize=(9, 3.6), sharex=True)
     by_seed = dict(results)
     for i, s in enumerate(seeds):
         every, picks = by_seed[s]["evaluations"], choices(by_seed[s])

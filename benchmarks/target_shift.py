@@ -27,7 +27,7 @@ import numpy as np
 
 import bn_vs_afnm
 import training_runs
-from anrl_ext import config, provenance, run_records
+from anrl_ext import config, figures, provenance, run_records
 from anrl_ext.data import synthetic
 from anrl_ext.data.build import eval_dataset
 from anrl_ext.metrics import compute_metrics
@@ -170,7 +170,7 @@ def render(aucs, target: str, changes_by_variant: dict, args, seeds, command) ->
 
 def plot(aucs, seeds, path, title):
     """Each variant's per-seed AUC of both arms (dots) and their means (bars)."""
-    plt = bn_vs_afnm.pyplot()
+    plt = figures.pyplot()
     names = list(aucs)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 1.5), 3.8))
     for k, arm in enumerate(bn_vs_afnm.NORMS):
