@@ -8,8 +8,11 @@
 Writes OUT/<domain>/frames/<video>/<i>.png (face crops, --size square),
 OUT/<domain>/depth/<video>/<i>.png (pseudo-depth, live only) and the lists
 OUT/<domain>/real.txt and fake.txt (`frames/... label`, 0 = real, 1 = fake,
-as the official ANRL code) and OUT/<domain>/subjects.txt (`frames/<video>
-subject`, from the dataset's naming; the video itself where it names none).
+as the official ANRL code), OUT/<domain>/subjects.txt (`frames/<video>
+subject`, from the dataset's naming; the video itself where it names none)
+and OUT/<domain>/attacks.txt (`frames/<video> type` for each spoof video
+whose attack type the dataset's naming gives: print, replay, ...; evaluate
+reports APCER per type from it).
 Then `python -m anrl_ext.train --data OUT --protocol OCI-M` trains on them.
 
 Inputs are video files (.avi .mov .mp4 .mkv .webm) or folders of frames.
@@ -41,7 +44,8 @@ import numpy as np
 from tqdm import tqdm
 
 from . import checkpoint, cli
-from .data.lists import SUBJECTS_FILE, text_fields
+from .data.attacks import ATTACKS
+from .data.lists import ATTACKS_FILE, SUBJECTS_FILE, text_fields
 from .data.pseudo_depth import pseudo_depth
 from .data.subjects import SUBJECTS, subject_by_pattern
 from .errors import InputError
@@ -205,10 +209,10 @@ def write_png(path: Path, image) -> None:
 
 def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int = 10, size: int = 256,
             boxes_file: Optional[str] = None, show_progress: bool = True,
-            subject_pattern: Optional[str] = None, skip_unreadable: bool = False) -> Dict[str, int]:
-    """Write one domain of the prepared layout from a dataset's videos; returns counts (videos,
-    subjects, frames, live and spoof frames, detector misses, frames the box file has no box for,
-    videos and images skipped as unreadable).
+            subject_pattern: Optional[str] = None, skip_unreadable: bool = False) -> Dict[str, object]:
+    """Write one domain of the prepared layout from a dataset's videos; returns counts (videos, spoof
+    videos, subjects, frames, live and spoof frames, detector misses, frames the box file has no box for,
+    videos and images skipped as unreadable; attack_types: spoof videos per attack type the naming gives).
     `subject_pattern`: a regular expression whose first match in a video's path names its subject
     (its first group, if it has one) in place of the dataset's own rule.
     `skip_unreadable`: a video (or frame folder) OpenCV cannot read, or an image of a frame folder it
@@ -232,9 +236,10 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
     boxes = read_boxes(boxes_file) if boxes_file else {}
     detector = None if boxes_file else FaceDetector()
     ddir = Path(out) / domain
-    lists, subjects = {1: [], 0: []}, {}  # subjects: {video: subject}
+    lists, subjects, attacks = {1: [], 0: []}, {}, {}  # subjects: {video: subject}; attacks: {video: type}
     depth_png = encode_png(pseudo_depth(size), ddir / "depth")  # the same map for every live frame
-    stats = {"videos": 0, "frames": 0, "detector_misses": 0, "unboxed": 0, "skipped_videos": 0, "skipped_images": 0}
+    stats = {"videos": 0, "frames": 0, "detector_misses": 0, "unboxed": 0, "skipped_videos": 0, "skipped_images": 0,
+             "spoof_videos": 0}
     for rel, label in tqdm(inputs, desc=f"prepare {dataset} -> {domain}", disable=not show_progress):
         unreadable: Optional[List[str]] = [] if skip_unreadable else None
         try:
@@ -250,6 +255,8 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
         stats["skipped_images"] += len(unreadable or [])
         video = safe_name(os.path.splitext(rel)[0])
         subjects[video] = safe_name(subject_of(rel) or "") or video
+        if label == 0 and ATTACKS[dataset](rel):
+            attacks[video] = ATTACKS[dataset](rel)
         last: Optional[Box] = None
         for i, frame in enumerate(frames):
             box = boxes.get((os.path.normpath(rel), i)) or boxes.get((os.path.normpath(rel), None))
@@ -275,11 +282,15 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
             lists[label].append(f"{rel_frame} {1 - label}")  # list files: 0 = real, 1 = fake
             stats["frames"] += 1
         stats["videos"] += 1
+        stats["spoof_videos"] += label == 0
     ddir.mkdir(parents=True, exist_ok=True)
     subject_lines = [f"frames/{video} {subject}" for video, subject in subjects.items()]
-    for name, lines in (("real.txt", lists[1]), ("fake.txt", lists[0]), (SUBJECTS_FILE, subject_lines)):
+    attack_lines = [f"frames/{video} {kind}" for video, kind in attacks.items()]
+    for name, lines in (("real.txt", lists[1]), ("fake.txt", lists[0]), (SUBJECTS_FILE, subject_lines),
+                        (ATTACKS_FILE, attack_lines)):
         checkpoint.write_text_atomic(str(ddir / name), "\n".join(lines) + ("\n" if lines else ""))
-    stats.update(live=len(lists[1]), spoof=len(lists[0]), subjects=len(set(subjects.values())))
+    stats.update(live=len(lists[1]), spoof=len(lists[0]), subjects=len(set(subjects.values())),
+                 attack_types={k: list(attacks.values()).count(k) for k in sorted(set(attacks.values()))})
     return stats
 
 
@@ -316,6 +327,11 @@ def main(argv=None):
              if args.skip_unreadable else ""))
     if stats["live"] == 0 or stats["spoof"] == 0:
         print("warning: one class is empty; training needs both live and spoof frames in each domain")
+    typed = sum(stats["attack_types"].values())
+    if typed:
+        print("attack types: " + ", ".join(f"{kind} {n}" for kind, n in stats["attack_types"].items())
+              + (f"; {stats['spoof_videos'] - typed} spoof videos whose names give none" if typed <
+                 stats["spoof_videos"] else ""))
 
 
 if __name__ == "__main__":

@@ -618,3 +618,42 @@ def test_attack_file_errors(tmp_path):
         read_attack_file(str(f))
     f.write_text("video,attack,score\nM/a,print,0.5\nM/a, print ,0.4\nM/b,,0.1\nM/c,live,0.9\n")
     assert read_attack_file(str(f)) == {"M/a": "print", "M/c": "live"}  # an empty attack is not read
+
+
+def test_prepare_names_attack_types_and_evaluate_reports_them(tmp_path, capsys):
+    """A tree named as Idiap Replay-Attack names its videos: prepare writes each spoof video's attack type to
+    attacks.txt, and evaluate reports APCER per type from it with no --attacks. A spoof video the file leaves
+    out (a name the rule does not know) gives a warning and no report per type; --attacks still names them."""
+    src = tmp_path / "replayattack"
+    names = {"real/client001_session01_webcam_authenticate_adverse_1": True,
+             "real/client002_session01_webcam_authenticate_controlled_2": True,
+             "attack/hand/attack_print_client001_session01_highdef_photo_adverse": False,
+             "attack/fixed/attack_highdef_client002_session01_highdef_video_controlled": False,
+             "attack/hand/attack_mobile_client002_session01_mobile_photo_adverse": False}
+    for i, (name, live) in enumerate(names.items()):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        write_video(src / f"{name}.avi", live, 200 + i, frames=2)
+    root = tmp_path / "fas"
+    prepare.main(["--dataset", "replay", "--src", str(src), "--out", str(root), "--domain", "I",
+                  "--frames-per-video", "2", "--size", "32"])
+    assert "attack types: highdef_replay 1, mobile_replay 1, print 1\n" in capsys.readouterr().out
+    lines = (root / "I" / "attacks.txt").read_text().splitlines()
+    assert sorted(lines) == ["frames/attack_fixed_attack_highdef_client002_session01_highdef_video_controlled "
+                             "highdef_replay",
+                             "frames/attack_hand_attack_mobile_client002_session01_mobile_photo_adverse mobile_replay",
+                             "frames/attack_hand_attack_print_client001_session01_highdef_photo_adverse print"]
+    cfg = config.load(["--preset", "smoke", "--heldout-videos-per-class", "2"])
+    ck = str(tmp_path / "checkpoint.pt")
+    checkpoint.save_atomic({"model": train.Trainer(cfg, with_data=False).model.state_dict(), "config": asdict(cfg)},
+                           ck)
+    run = ["--checkpoint", ck, "--data", str(root), "--domains", "I"]
+    scored = evaluate.main(run)["I"]
+    assert scored["attacks"]["count"] == {"highdef_replay": 1, "mobile_replay": 1, "print": 1}
+    assert scored["attacks"]["bpcer"] == scored["bpcer"]
+    (root / "I" / "attacks.txt").write_text("\n".join(lines[:2]) + "\n")
+    with pytest.warns(UserWarning, match=r"domain I: the dataset's naming gives 1 of its 3 spoof videos no attack "
+                                         r"type \(the first: 'I/frames/attack_hand_attack_print.*--attacks FILE"):
+        assert "attacks" not in evaluate.main(run)["I"]
+    named = tmp_path / "attacks.csv"
+    named.write_text("video,attack\n" + "".join(f"I/{line.split()[0]},screen\n" for line in lines))
+    assert evaluate.main([*run, "--attacks", str(named)])["I"]["attacks"]["count"] == {"screen": 3}

@@ -24,9 +24,11 @@ VIDEOS = {
                          "authenticate_adverse_1",
                          f"replayattack-{'test' if s == 3 else 'train'}/attack/hand/attack_highdef_client00{s}_"
                          "session01_highdef_photo"),
-    "msu": lambda s: (f"real/real_client00{s}_android_SD_scene01", f"attack/attack_client00{s}_android_SD_printed"),
+    "msu": lambda s: (f"real/real_client00{s}_android_SD_scene01",
+                      f"attack/attack_client00{s}_android_SD_printed_photo_scene01"),
 }
 SUBJECTS = {"oulu": "user{}", "casia": "{}_release_{}", "replay": "client{}", "msu": "client{}"}
+ATTACKS = {"oulu": "print", "casia": "warped_print", "replay": "highdef_replay", "msu": "print"}  # of VIDEOS' spoofs
 
 
 def write_ssdg(frames_root, label_root, subjects=3, frames=3, size=24, class_lists=("msu",)):
@@ -68,7 +70,8 @@ def ssdg_root(tmp_path):
 
 def test_domains_read_with_their_subjects(ssdg_root):
     """O, C, I, M from oulu, casia, replay, msu (msu from its two class lists): every frame with its label, the
-    video named by its folder below the frames' common root, the subject by the dataset's naming."""
+    video named by its folder below the frames' common root, the subject and a spoof video's attack type by the
+    dataset's naming."""
     for domain, name in zip("OCIM", ("oulu", "casia", "replay", "msu")):
         records = read_domain(str(ssdg_root), domain)
         assert len(records) == 3 * 2 * 3 and {r["domain"] for r in records} == {domain}
@@ -79,6 +82,8 @@ def test_domains_read_with_their_subjects(ssdg_root):
                     for s in (1, 2, 3)}
         assert {r["subject"] for r in records} == subjects
         assert all(r["depth"] == "" for r in records)  # SSDG's crops come without depth maps
+        assert [r.get("attack") for r in records if r["label"] == 0] == [ATTACKS[name]] * 9
+        assert not any("attack" in r for r in records if r["label"] == 1)
 
 
 def test_video_names_do_not_depend_on_where_the_data_lies(ssdg_root, tmp_path):
@@ -167,3 +172,4 @@ def test_trainer_and_evaluate_on_an_ssdg_label_folder(ssdg_root, tmp_path):
         scored = evaluate.main(["--checkpoint", str(out / "checkpoint.pt"), "--data",
                                 str(tmp_path / "target_only"), "--domains", "M"])
     assert set(scored) == {"M"} and 0 <= scored["M"]["auc"] <= 1
+    assert scored["M"]["attacks"]["count"] == {"print": 3}  # MSU-MFSD's printed_photo videos, by their names

@@ -31,6 +31,7 @@ from .pseudo_depth import pseudo_depth_target
 
 
 SUBJECTS_FILE = "subjects.txt"  # prepared layout: `frames/<video> subject` per line
+ATTACKS_FILE = "attacks.txt"  # prepared layout: `frames/<video> attack type` per spoof video the naming types
 PREPARED_LISTS = ("real.txt", "fake.txt")  # prepared layout: ROOT/<domain>/ holds one or both
 NO_DEPTH_MAP = ("live frames without a depth map (no `depth` twin of a `frames` folder in their paths, as SSDG's "
                 "face crops) get the pseudo-depth of python -m anrl_ext.prepare: an ellipsoid inscribed in the face "
@@ -125,10 +126,13 @@ def read_prepared_domain(root: str, domain: str, skip_bad: bool = False) -> List
         records += read_anrl_list(os.path.join(ddir, name), domain, ddir, skip_bad)
     if not records:
         raise DataError(f"domain {domain!r} in {root} is empty")
-    subjects = read_subjects(os.path.join(ddir, SUBJECTS_FILE))
+    subjects = read_video_names(os.path.join(ddir, SUBJECTS_FILE), "subject")
+    attacks = read_video_names(os.path.join(ddir, ATTACKS_FILE), "attack type")
     for r in records:  # a video the file does not name (or no file: an older layout) is its own subject
         video = r["video"].split("/", 1)[1]
         r["subject"] = f"{domain}/{subjects.get(video, video)}"
+        if r["label"] == 0 and video in attacks:
+            r["attack"] = attacks[video]
     return records
 
 
@@ -137,14 +141,15 @@ def is_prepared_domain(root: str, domain: str) -> bool:
     return any(os.path.isfile(os.path.join(root, domain, name)) for name in PREPARED_LISTS)
 
 
-def read_subjects(path: str) -> Dict[str, str]:
-    """{frames/<video>: subject} from a prepared domain's subjects.txt; {} when there is none."""
+def read_video_names(path: str, what: str) -> Dict[str, str]:
+    """{frames/<video>: name} from a prepared domain's subjects.txt or attacks.txt (`what`: subject or attack
+    type); {} when there is none."""
     if not os.path.isfile(path):
         return {}
     out = {}
     for lineno, fields in text_fields(path):
         if len(fields) != 2:
-            raise DataError(f"{path}:{lineno}: expected 'frames/<video> subject', got {' '.join(fields)!r}")
+            raise DataError(f"{path}:{lineno}: expected 'frames/<video> {what}', got {' '.join(fields)!r}")
         out[fields[0]] = fields[1]
     return out
 
@@ -223,6 +228,11 @@ class ListDataset(FrameDataset):
             # Zeros would tell the depth head that these live faces are flat, as spoofs are. The warning names
             # this line, not the caller's: Python shows it once a run, not once for each of the run's sets.
             warnings.warn(NO_DEPTH_MAP, stacklevel=1)
+
+    def attack_types(self) -> Optional[Dict[str, str]]:
+        """{video: attack type} of the spoof videos whose type the dataset's naming gives (prepare's
+        attacks.txt, the SSDG folders' paths); None where it gives none."""
+        return {r["video"]: r["attack"] for r in self.records if r["label"] == 0 and r.get("attack")} or None
 
     def load(self, i: int):
         """Sample i's frame and depth map, read and resized (OpenCV lets go of Python's lock while it decodes,

@@ -18,7 +18,8 @@ all_label.json leaves out the OULU-NPU and Replay-Attack development sets, as it
 Relative photo paths are taken from the current directory, as SSDG's loaders open them. Who a video
 films (for the held-out source subjects) comes from the dataset's naming, as in `python -m
 anrl_ext.prepare` (OULU-NPU's user, CASIA-FASD's subject folder, clientNNN in Replay-Attack and
-MSU-MFSD); a video whose path names none is its own subject. The lists carry no depth maps: a live
+MSU-MFSD); a video whose path names none is its own subject. The naming also gives a spoof video's attack
+type (data/attacks.py: print, replay, ...), for evaluate's APCER per type. The lists carry no depth maps: a live
 frame's depth target is the pseudo-depth of data/pseudo_depth.py, unless its path has a `frames` folder
 whose `depth` twin holds the video's maps, as in the prepared layout.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 import os
 from typing import List, Optional, Tuple
 
+from .attacks import ATTACKS
 from .lists import DataError, read_ssdg_json
 from .subjects import SUBJECTS
 
@@ -77,6 +79,7 @@ def read_ssdg_domain(root: str, domain: str) -> List[dict]:
     folders = sorted(set(video_folders))
     base = os.path.commonpath(folders) if len(folders) > 1 else os.path.dirname(folders[0])
     subject_of = SUBJECTS.get(name, SUBJECTS["generic"])
+    attack_of = ATTACKS.get(name, ATTACKS["generic"])
     has_depth = {}  # a video's depth folder, looked for once per video: the lists name every frame
     for r, video_folder in zip(records, video_folders):
         if r["depth"]:  # a `frames` folder in the path: its `depth` twin, where there is one
@@ -87,4 +90,6 @@ def read_ssdg_domain(root: str, domain: str) -> List[dict]:
         video = os.path.relpath(video_folder, base).replace(os.sep, "/")
         r["video"] = f"{domain}/{video}"
         r["subject"] = f"{domain}/{subject_of(video) or video}"
+        if r["label"] == 0 and attack_of(video):
+            r["attack"] = attack_of(video)
     return records
