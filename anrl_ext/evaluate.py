@@ -17,7 +17,7 @@ import os
 from . import checkpoint, cli
 from .data.attacks import LIVE, read_attack_file, video_attacks
 from .data.build import eval_dataset
-from .metrics import attack_metrics, compute_metrics, plot_roc
+from .metrics import add_attack_metrics, compute_metrics, describe_attacks, plot_roc
 
 
 def main(argv=None):
@@ -53,10 +53,8 @@ def _evaluate(ap: argparse.ArgumentParser, args: argparse.Namespace):
     attack_types = {d: video_attacks(dataset, named, args.attacks) for d, dataset in datasets.items()}
     for d, dataset in datasets.items():
         s, y, v = trainer.scores(dataset, desc=f"scoring domain {d}")
-        results[d] = m = compute_metrics(s, y, args.threshold, v)
+        results[d] = m = add_attack_metrics(compute_metrics(s, y, args.threshold, v), s, y, v, attack_types[d])
         attack = [LIVE if label else (attack_types[d] or {}).get(video, "") for video, label in zip(v, y)]
-        if attack_types[d] is not None:
-            m["attacks"] = attack_metrics(s, y, attack, m["threshold"], v)
         curves[f"domain {d}"] = (s, y)
         if args.scores:  # float: written exactly (its repr)
             rows += [(d, video, int(label), float(score), a) for video, label, score, a in zip(v, y, s, attack)]
@@ -71,13 +69,6 @@ def _evaluate(ap: argparse.ArgumentParser, args: argparse.Namespace):
         checkpoint.write_csv_atomic(args.scores, [("domain", "video", "label", "score", "attack"), *rows])
         print(f"wrote {len(rows)} frame scores to {args.scores}")
     return results
-
-
-def describe_attacks(report: dict) -> str:
-    """One line of attack_metrics' report: each type's APCER, AUC against live and video count; BPCER, ACER."""
-    each = "; ".join(f"{kind}: APCER {100 * a:.2f}%, AUC {100 * report['auc'][kind]:.2f}% "
-                     f"({report['count'][kind]} videos)" for kind, a in report["apcer"].items())
-    return f"{each}; BPCER {100 * report['bpcer']:.2f}%, ACER {100 * report['acer']:.2f}%"
 
 
 if __name__ == "__main__":

@@ -152,6 +152,24 @@ def attack_metrics(scores, labels, attacks: Sequence[str], threshold: float,
             "worst": worst}
 
 
+def add_attack_metrics(m: Dict, scores, labels, video_ids, attack_of: Optional[Dict[str, str]]) -> Dict:
+    """compute_metrics' dict `m` of these scores, with "attacks" (attack_metrics at m's threshold) and "acer"
+    added where `attack_of` ({video: attack type} of every spoof video) is given; `m` as it is where not."""
+    if attack_of is not None:
+        kinds = ["" if label else attack_of[video] for video, label in zip(video_ids, np.asarray(labels).ravel())]
+        m["attacks"] = attack_metrics(scores, labels, kinds, m["threshold"], video_ids)
+        m["acer"] = m["attacks"]["acer"]
+    return m
+
+
+def describe_attacks(report: Dict) -> str:
+    """One line of attack_metrics' report: each type's APCER, AUC against live and video count; BPCER, ACER."""
+    count = report["count"]
+    each = "; ".join(f"{kind}: APCER {100 * a:.2f}%, AUC {100 * report['auc'][kind]:.2f}% "
+                     f"({count[kind]} video{'s' * (count[kind] != 1)})" for kind, a in report["apcer"].items())
+    return f"{each}; BPCER {100 * report['bpcer']:.2f}%, ACER {100 * report['acer']:.2f}%"
+
+
 def protocol_report(target_scores, target_labels, source_scores, source_labels,
                     target_videos=None, source_videos=None) -> Dict[str, Dict[str, float]]:
     """Both protocols: 'paper' (target EER threshold) and 'source' (threshold from source data)."""

@@ -24,7 +24,9 @@ from typing import Dict, List, Sequence, Tuple
 from . import checkpoint, cli, figures, run_records
 from .config import Config
 
-METRICS = ("hter", "auc", "eer", "apcer", "bpcer", "tpr@fpr=1%")
+METRICS = ("hter", "auc", "eer", "apcer", "bpcer", "tpr@fpr=1%", "acer")
+# Metrics a run has only where its target's attack types are known (synthetic data, the datasets' naming).
+BY_ATTACK_TYPE = ("acer",)
 # --scores: which of metrics.json's score sets; the key it has there
 SCORES = {"paper": "paper", "source": "source", "heldout": "source_heldout"}
 # --weights: which network's scores; where metrics.json keeps them, and what a run needs to have them
@@ -273,7 +275,9 @@ def summarize(paths: Sequence[str], scores: str = "paper", weights: str = "final
         run = read_run(path, scores, weights, metrics, ignore)
         (runs if run is not None else lacking).append(run or path)
     if lacking:
-        print(f"left out, {len(lacking)} run{'s' * (len(lacking) != 1)} without {asked} ({WEIGHTS[weights][1]}): "
+        why = WEIGHTS[weights][1] + ("; acer only where the target's attack types are known, by this version or "
+                                     "later" if set(metrics) & set(BY_ATTACK_TYPE) else "")
+        print(f"left out, {len(lacking)} run{'s' * (len(lacking) != 1)} without {asked} ({why}): "
               + ", ".join(map(str, lacking)), file=log)
     if not runs:
         where = ", ".join(map(str, paths))

@@ -23,12 +23,13 @@ from tqdm import tqdm
 from . import checkpoint, cli, config, distributed, provenance, selection, stopping
 from .averaging import WeightAverage
 from .data import BalancedDomainSampler
+from .data.attacks import video_attacks
 from .data.build import build_datasets, fingerprint, split_summary
 from .data.prefetch import Prefetcher, in_batches, random_state, set_random_state
 from .errors import OptionError
 from .losses import DualCalibration, anrl_losses
 from .meta import call_with, meta_gradient
-from .metrics import compute_metrics, plot_roc, protocol_report
+from .metrics import add_attack_metrics, compute_metrics, describe_attacks, plot_roc, protocol_report
 from .model import ANRLNet
 from .nn.blend_norm import NORMS
 from .ops.backends import available_backends, resolve_backend
@@ -98,9 +99,10 @@ class Trainer:
         if self.device.type == "cuda" and self.world_size > 1:
             self.device = torch.device("cuda", torch.cuda.current_device())
         sources = cfg.domains()[0]
-        self.train_set = self.source_val = self.target_set = self.sampler = None
+        self.train_set = self.source_val = self.target_set = self.sampler = self.target_attacks = None
         if with_data:
             self.train_set, self.source_val, self.target_set = build_datasets(cfg)
+            self.target_attacks = video_attacks(self.target_set)  # None where the data names no attack types
             self.train_set.augment_rng = np.random.default_rng(cfg.seed + 1000 * self.rank)
             self.sampler = BalancedDomainSampler(self.train_set, cfg.batch_size, seed=cfg.seed + 1000 * self.rank)
         self.prefetcher = None  # --loader-threads: started by the first step, after any load_state_dict
@@ -289,6 +291,8 @@ class Trainer:
         ts, tl, tv = self.scores(self.target_set, desc="scoring the target", model=model)
         ss, sl, sv = self.scores(self.source_val, desc="scoring held-out sources", model=model)
         report = protocol_report(ts, tl, ss, sl, tv, sv)
+        for proto in ("paper", "source"):  # APCER per attack type and ACER, where the types are known
+            add_attack_metrics(report[proto], ts, tl, tv, self.target_attacks)
         report["source_heldout"] = compute_metrics(ss, sl, None, sv)
         return report, (ts, tl)
 
@@ -472,6 +476,8 @@ def _run_and_write(trainer: Trainer, cfg: config.Config, resumed, heldout, ckpt_
         m = report[proto]
         print(f"[{proto:>6} protocol] target {target}: HTER {100 * m['hter']:.2f}%  AUC {100 * m['auc']:.2f}%  "
               f"(APCER {100 * m['apcer']:.2f}%, BPCER {100 * m['bpcer']:.2f}%, threshold {m['threshold']:.3f})")
+        if "attacks" in m:
+            print(f"{'':18}{describe_attacks(m['attacks'])}")
     if "metrics_unaveraged" in result:
         m = result["metrics_unaveraged"]["paper"]
         print(f"[unaveraged] target {target}: HTER {100 * m['hter']:.2f}%  AUC {100 * m['auc']:.2f}% (paper protocol) "

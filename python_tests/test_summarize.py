@@ -195,4 +195,15 @@ def test_summary_of_real_runs_and_its_plot(tmp_path, capsys):
             assert float(row[f"{metric}_mean_percent"]) == pytest.approx(mean, abs=1e-4)
     # every smoke setting but the seed and the norm is shared, and said
     assert "Every run: --iters 1 --batch-size 4 --img-size 32" in out and "--norm" not in out.split("\n")[1]
+    # the synthetic target's attack types are known: each run has its ACER, which --metrics acer summarises;
+    # a run without (an older version's, or real data without attack types) is left out, saying why
+    old = results["bn", 1] | {"metrics": {**results["bn", 1]["metrics"], "paper": {
+        k: v for k, v in results["bn", 1]["metrics"]["paper"].items() if k not in ("acer", "attacks")}}}
+    (tmp_path / "bn_seed1" / "metrics.json").write_text(json.dumps(old))
+    groups = summarize.main([str(tmp_path), "--metrics", "acer"])
+    assert [(g.settings["norm"], g.values("acer")) for g in groups] == [
+        ("afnm", [100 * results["afnm", s]["metrics"]["paper"]["attacks"]["acer"] for s in (0, 1)]),
+        ("bn", [100 * results["bn", 0]["metrics"]["paper"]["acer"]])]
+    assert ("left out, 1 run without paper scores (acer) of the final network (always there; acer only where the "
+            "target's attack types are known") in capsys.readouterr().err
     assert (tmp_path / "fig" / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
