@@ -14,16 +14,11 @@ Writes benchmarks/results/attack_types_<protocol>.md (each arm's mean ± sample 
 per-type AUC difference afnm - bn paired by seed) with its .json, and the plot
 docs/attack_types_<protocol>.png.
 """
-import argparse
-import json
-from pathlib import Path
-
 import bn_vs_afnm
 import target_shift
-import training_runs
-from anrl_ext import config, provenance, run_records
 from anrl_ext.data.attacks import LIVE
 from anrl_ext.metrics import attack_metrics, compute_metrics
+
 
 def by_attack_type(s, y, v, attack_types) -> dict:
     """attack_metrics at the target's EER threshold (the paper protocol's), in %, for score_runs."""
@@ -118,25 +113,8 @@ def plot(scores, seeds, path, title):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    ap.add_argument("--protocol", default="MI-C", help="the leave-one-out protocol, e.g. MI-C")
-    ap.add_argument("--out", default="benchmarks/results/attack_types_{protocol}.md", help="the report")
-    ap.add_argument("--plot", default="docs/attack_types_{protocol}.png", help="the figure")
-    args, seeds, command = training_runs.parse_run_arguments(
-        ap, "attack_types.py", argv, "runs/bn_vs_afnm/{protocol}", "arm")
-    if args.protocol not in config.PROTOCOLS:
-        ap.error(f"unknown protocol {args.protocol!r}; choose from {sorted(config.PROTOCOLS)}")
-    sources, target = config.PROTOCOLS[args.protocol]
-    args = bn_vs_afnm.for_protocol(args, args.protocol)
-    results = bn_vs_afnm.run_all(bn_vs_afnm.NORMS, seeds, args, f"{args.protocol}: bn vs afnm runs")
-    changes = studied_variants(target, sources)
-    scores = target_shift.score_runs(results, target, changes, args.runs, measure=by_attack_type)
-    scored_by = f"Scored by: {run_records.code_label({'code': provenance.code_version()})}.\n"
-    bn_vs_afnm.write_report(render(scores, target, changes, args, seeds, command) + bn_vs_afnm.code_note(results)
-                            + scored_by,
-                            args.out, lambda: plot(scores, seeds, args.plot, f"{args.protocol}: target {target}, "
-                                                   "AUC of live against each attack type"), args.plot)
-    Path(args.out).with_suffix(".json").write_text(json.dumps(scores, indent=1) + "\n")
+    target_shift.rescoring_study(__doc__, argv, "attack_types.py", studied_variants, by_attack_type, render, plot,
+                                 ", AUC of live against each attack type")
 
 
 if __name__ == "__main__":

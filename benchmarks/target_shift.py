@@ -186,26 +186,35 @@ def plot(aucs, seeds, path, title):
     bn_vs_afnm.save_figure(fig, path, title + f" (dots: seeds {seeds}, bars: means)")
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+def rescoring_study(doc: str, argv, script: str, variants_of, measure, render, plot, what: str):
+    """The main of a study that scores bn_vs_afnm.py's runs of a protocol again on their target: the options
+    (`doc`: the script's docstring), the runs trained or reused, each variant of variants_of(target, sources)
+    scored with `measure`, the report render(scores, target, changes, args, seeds, command) written with its
+    .json, and plot(scores, seeds, path, title) drawn (`what` ends the title)."""
+    name = Path(script).stem
+    ap = argparse.ArgumentParser(description=" ".join(doc.split("\n\n")[0].split()))
     ap.add_argument("--protocol", default="MI-C", help="the leave-one-out protocol, e.g. MI-C")
-    ap.add_argument("--out", default="benchmarks/results/target_shift_{protocol}.md", help="the report")
-    ap.add_argument("--plot", default="docs/target_shift_{protocol}.png", help="the figure")
-    args, seeds, command = training_runs.parse_run_arguments(
-        ap, "target_shift.py", argv, "runs/bn_vs_afnm/{protocol}", "arm")
+    ap.add_argument("--out", default=f"benchmarks/results/{name}_{{protocol}}.md", help="the report")
+    ap.add_argument("--plot", default=f"docs/{name}_{{protocol}}.png", help="the figure")
+    args, seeds, command = training_runs.parse_run_arguments(ap, script, argv, "runs/bn_vs_afnm/{protocol}", "arm")
     if args.protocol not in config.PROTOCOLS:
         ap.error(f"unknown protocol {args.protocol!r}; choose from {sorted(config.PROTOCOLS)}")
     sources, target = config.PROTOCOLS[args.protocol]
     args = bn_vs_afnm.for_protocol(args, args.protocol)
     results = bn_vs_afnm.run_all(bn_vs_afnm.NORMS, seeds, args, f"{args.protocol}: bn vs afnm runs")
-    changes = variants(target, sources)
-    aucs = score_runs(results, target, changes, args.runs)
+    changes = variants_of(target, sources)
+    scores = score_runs(results, target, changes, args.runs, measure)
     scored_by = f"Scored by: {run_records.code_label({'code': provenance.code_version()})}.\n"
-    bn_vs_afnm.write_report(render(aucs, target, changes, args, seeds, command) + bn_vs_afnm.code_note(results)
+    bn_vs_afnm.write_report(render(scores, target, changes, args, seeds, command) + bn_vs_afnm.code_note(results)
                             + scored_by,
-                            args.out, lambda: plot(aucs, seeds, args.plot, f"{args.protocol}: target {target} "
-                                                   "with one property in the sources' range"), args.plot)
-    Path(args.out).with_suffix(".json").write_text(json.dumps(aucs, indent=1) + "\n")
+                            args.out, lambda: plot(scores, seeds, args.plot, f"{args.protocol}: target {target}{what}"),
+                            args.plot)
+    Path(args.out).with_suffix(".json").write_text(json.dumps(scores, indent=1) + "\n")
+
+
+def main(argv=None):
+    rescoring_study(__doc__, argv, "target_shift.py", variants, video_auc, render, plot,
+                    " with one property in the sources' range")
 
 
 if __name__ == "__main__":
