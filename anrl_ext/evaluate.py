@@ -4,7 +4,8 @@ Uses the checkpoint's own config for the model and data settings; --domains
 picks what to score (default: the checkpoint's target domain). Prints and
 optionally writes (--out) AUC / EER / HTER, video-level, and APCER per attack
 type with ACER where the attack types are known (the synthetic domains know
-theirs; --attacks names those of real data); --scores writes every frame's
+theirs, the real datasets' naming gives theirs, --attacks names them for any
+data); --scores writes every frame's
 score (domain, video, label, probability of live, attack type) as CSV, for
 analyses of one's own: a video's score is the mean of its frames'.
 """
@@ -31,7 +32,8 @@ def main(argv=None):
                     "(1 live, 0 spoof), score (probability of live), attack (its type; empty where unknown)")
     ap.add_argument("--attacks", default=None, help="CSV with `video` and `attack` columns naming each spoof "
                     "video's attack type (print, replay, ...), for APCER per type and ACER: a --scores file with "
-                    "its attack column filled in will do (the synthetic domains know theirs)")
+                    "its attack column filled in will do (default: the types the synthetic domains know and the real "
+                    "datasets' naming gives)")
     args = ap.parse_args(argv)
     if args.out:
         cli.check_output(ap, "--out", args.out)

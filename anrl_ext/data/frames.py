@@ -48,8 +48,8 @@ class FrameDataset(Dataset):
         return self.to_sample(i, self.augmented(self.load(i)))
 
     def attack_types(self) -> Optional[Dict[str, str]]:
-        """{video: attack type} of every spoof video, where the dataset knows them; None where it does not
-        (list files hold no attack types: data/attacks.py reads them from a file)."""
+        """{video: attack type} of the spoof videos whose type the dataset knows (data/attacks.py); None where
+        it knows none."""
         return None
 
     def indices(self, domain: int, label: Optional[int] = None) -> List[int]:
