@@ -657,3 +657,7 @@ def test_prepare_names_attack_types_and_evaluate_reports_them(tmp_path, capsys):
     named = tmp_path / "attacks.csv"
     named.write_text("video,attack\n" + "".join(f"I/{line.split()[0]},screen\n" for line in lines))
     assert evaluate.main([*run, "--attacks", str(named)])["I"]["attacks"]["count"] == {"screen": 3}
+    (root / "I" / "attacks.txt").write_text(lines[0].split()[0] + "\n")  # a line without its type
+    with pytest.raises(SystemExit) as stop:
+        evaluate.main(run)
+    assert "attacks.txt:1: expected 'frames/<video> attack type', got 'frames/attack_fixed" in str(stop.value.code)
