@@ -442,8 +442,9 @@ def _run_and_write(trainer: Trainer, cfg: config.Config, resumed, heldout, ckpt_
                     report, _ = trainer.evaluate()
                     best.offer(it, report, trainer.evaluated)
                     for proto, m in report.items():
-                        writer.add_scalar(f"{proto}/auc", m["auc"], it)
-                        writer.add_scalar(f"{proto}/hter", m["hter"], it)
+                        for key in ("auc", "hter", "acer"):  # acer: where the target's attack types are known
+                            if key in m:
+                                writer.add_scalar(f"{proto}/{key}", m[key], it)
                 if cfg.ckpt_every and it % cfg.ckpt_every == 0:  # after the evaluation: it holds its pick
                     save_checkpoint()
             bar.close()

@@ -313,6 +313,18 @@ def test_best_checkpoint_scores_as_recorded(tmp_path, monkeypatch, ema, picked):
     again, _ = trainer.evaluate(trainer.model)
     for proto in ("paper", "source", "source_heldout"):
         assert again[proto] == approx_nested(best["metrics"][proto]), proto
+    # the periodic evaluation's scalars in TensorBoard, ACER of the target where its attack types are known
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {f"{proto}/{key}" for proto in ("paper", "source") for key in ("auc", "hter", "acer")} <= scalars
+    assert "source_heldout/hter" in scalars and "source_heldout/acer" not in scalars
+    logged = [e.value for e in events.Scalars("paper/acer")]
+    assert len(logged) == 1  # the evaluation at iteration 2; the final one is metrics.json's
+    if picked == 2:  # best.pt holds the network that evaluation scored
+        assert logged == [pytest.approx(best["metrics"]["paper"]["acer"])]
     evaluate.main(["--checkpoint", str(out / "best.pt"), "--out", str(out / "best_eval.json")])
     assert export.load_scorer(str(out / "best.pt"))[2]["threshold_source"] == best["metrics"]["source"]["threshold"]
     assert "M" in json.loads((out / "best_eval.json").read_text())
