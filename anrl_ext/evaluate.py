@@ -15,6 +15,8 @@ import argparse
 import json
 import os
 
+import numpy as np
+
 from . import checkpoint, cli
 from .data.attacks import LIVE, read_attack_file, video_attacks
 from .data.build import eval_dataset
@@ -49,7 +51,7 @@ def _evaluate(ap: argparse.ArgumentParser, args: argparse.Namespace):
     trainer, _ = trainer_from_checkpoint(args.checkpoint, args.data, args.device, args.loader_threads)
     cfg = trainer.cfg
     domains = cli.domains(ap, cfg.data, args.domains) if args.domains else [cfg.domains()[1]]
-    results, curves, rows = {}, {}, []
+    results, curves, by_type, rows = {}, {}, {}, []
     named = read_attack_file(args.attacks) if args.attacks else None
     datasets = {d: eval_dataset(cfg, [d], scored=True) for d in domains}  # every domain checked before scoring
     attack_types = {d: video_attacks(dataset, named, args.attacks) for d, dataset in datasets.items()}
@@ -58,6 +60,10 @@ def _evaluate(ap: argparse.ArgumentParser, args: argparse.Namespace):
         results[d] = m = add_attack_metrics(compute_metrics(s, y, args.threshold, v), s, y, v, attack_types[d])
         attack = [LIVE if label else (attack_types[d] or {}).get(video, "") for video, label in zip(v, y)]
         curves[f"domain {d}"] = (s, y)
+        if "attacks" in m:  # the ROC of the live frames against each attack type's
+            kinds = np.asarray(attack)
+            by_type[f"domain {d}"] = {k: (s[(y == 1) | (kinds == k)], y[(y == 1) | (kinds == k)])
+                                      for k in m["attacks"]["apcer"]}
         if args.scores:  # float: written exactly (its repr)
             rows += [(d, video, int(label), float(score), a) for video, label, score, a in zip(v, y, s, attack)]
         print(f"domain {d}: AUC {100 * m['auc']:.2f}%  EER {100 * m['eer']:.2f}%  HTER {100 * m['hter']:.2f}% "
@@ -66,7 +72,8 @@ def _evaluate(ap: argparse.ArgumentParser, args: argparse.Namespace):
             print(f"  {describe_attacks(m['attacks'])}")
     if args.out:
         checkpoint.write_text_atomic(args.out, json.dumps(results, indent=2))
-        plot_roc(curves, os.path.splitext(args.out)[0] + ".png", title=f"{args.checkpoint}: frame-level ROC")
+        plot_roc(curves, os.path.splitext(args.out)[0] + ".png", title=f"{args.checkpoint}: frame-level ROC",
+                 by_type=by_type)
     if args.scores:
         checkpoint.write_csv_atomic(args.scores, [("domain", "video", "label", "score", "attack"), *rows])
         print(f"wrote {len(rows)} frame scores to {args.scores}")

@@ -180,18 +180,25 @@ def protocol_report(target_scores, target_labels, source_scores, source_labels,
             "source": compute_metrics(target_scores, target_labels, t_src, target_videos)}
 
 
-def plot_roc(curves: Dict[str, Tuple[np.ndarray, np.ndarray]], path: str, title: str = "ROC") -> None:
-    """Save ROC curves {name: (scores, labels)} as a PNG."""
+def plot_roc(curves: Dict[str, Tuple[np.ndarray, np.ndarray]], path: str, title: str = "ROC",
+             by_type: Optional[Dict[str, Dict[str, Tuple[np.ndarray, np.ndarray]]]] = None) -> None:
+    """Save ROC curves {name: (scores, labels)} as a PNG; with `by_type` ({name: {attack type: (scores,
+    labels)}}: a curve's live samples and one type's attacks), those too, in the curve's colour, dashed."""
     plt = figures.pyplot()
 
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    for name, (s, y) in curves.items():
+    dashes = ("--", "-.", ":", (0, (5, 1, 1, 1)))
+    for i, (name, (s, y)) in enumerate(curves.items()):
         f, t, _ = roc_curve(s, y)
-        ax.plot(f, t, label=f"{name} (AUC {roc_auc(s, y):.3f})")
+        ax.plot(f, t, color=f"C{i}", label=f"{name} (AUC {roc_auc(s, y):.3f})")
+        for k, (kind, (ks, ky)) in enumerate((by_type or {}).get(name, {}).items()):
+            f, t, _ = roc_curve(ks, ky)
+            ax.plot(f, t, color=f"C{i}", ls=dashes[k % len(dashes)], lw=1,
+                    label=f"{name}, live vs {kind} (AUC {roc_auc(ks, ky):.3f})")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set_xlabel("FPR (spoof accepted)")
     ax.set_ylabel("TPR (live accepted)")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9, wrap=True)  # wrapped: evaluate's names the checkpoint's path
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     checkpoint.save_figure_atomic(fig, path, dpi=120)

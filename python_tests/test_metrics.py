@@ -112,3 +112,18 @@ def test_attack_metrics_bad_input():
         metrics.attack_metrics(s, y, ["live", "print", "print", ""], 0.5)
     with pytest.raises(ValueError, match="video 'b' has frames of different attack types"):
         metrics.attack_metrics(s, y, ["live", "print", "print", "replay"], 0.5, ["a", "b", "b", "b"])
+
+
+def test_roc_plot_draws_each_attack_type_dashed_in_its_curves_colour(monkeypatch, tmp_path):
+    saved = {}
+    monkeypatch.setattr(metrics.checkpoint, "save_figure_atomic", lambda fig, path, dpi: saved.update(fig=fig))
+    s, y = np.array([0.9, 0.8, 0.3, 0.7, 0.2, 0.6]), np.array([1, 1, 1, 0, 0, 0])
+    prints, replays = np.array([True, True, True, True, True, False]), np.array([True, True, True, False, False, True])
+    metrics.plot_roc({"domain C": (s, y), "domain M": (s, y)}, str(tmp_path / "roc.png"),
+                     by_type={"domain C": {"print": (s[prints], y[prints]), "replay": (s[replays], y[replays])}})
+    lines = [line for line in saved["fig"].axes[0].get_lines() if not line.get_label().startswith("_")]
+    assert [line.get_label() for line in lines] == [
+        f"domain C (AUC {metrics.roc_auc(s, y):.3f})", "domain C, live vs print (AUC 0.833)",
+        "domain C, live vs replay (AUC 0.667)", f"domain M (AUC {metrics.roc_auc(s, y):.3f})"]
+    assert [line.get_color() for line in lines] == ["C0", "C0", "C0", "C1"]
+    assert [line.get_linestyle() for line in lines] == ["-", "--", "-.", "-"]

@@ -800,7 +800,7 @@ def test_a_log_it_cannot_write_is_named(tmp_path):
                                   f"(before its first iteration). This run saved no checkpoint")
 
 
-def test_train_and_evaluate_cli(tmp_path, capsys):
+def test_train_and_evaluate_cli(tmp_path, capsys, monkeypatch):
     out = tmp_path / "cli"
     env = dict(os.environ)
     trained = r = subprocess.run([sys.executable, "-m", "anrl_ext.train", "--preset", "smoke", "--norm", "bn",
@@ -814,8 +814,10 @@ def test_train_and_evaluate_cli(tmp_path, capsys):
     assert set(json.loads((out / "scores" / "eval.json").read_text())) == {"M", "O"}
     assert (out / "scores" / "eval.png").stat().st_size > 1000
     # --scores: every frame's score; the video-level metrics recomputed from the file are the ones printed
+    drawn = {}
+    monkeypatch.setattr(evaluate, "plot_roc", lambda curves, path, title, by_type: drawn.update(by_type))
     printed = evaluate.main(["--checkpoint", str(out / "checkpoint.pt"), "--domains", "MO",
-                             "--scores", str(out / "scores" / "frames.csv")])
+                             "--scores", str(out / "scores" / "frames.csv"), "--out", str(tmp_path / "e.json")])
     with open(out / "scores" / "frames.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["domain", "video", "label", "score", "attack"]
@@ -833,6 +835,11 @@ def test_train_and_evaluate_cli(tmp_path, capsys):
         assert by_type == attack_metrics(scores, labels, attacks, again["threshold"], videos)
         assert set(by_type["apcer"]) == {"print", "replay"} and by_type["bpcer"] == again["bpcer"]
         assert {a for a, label in zip(attacks, labels) if label == 1} == {"live"}
+        # the ROC plot's curves per type: the domain's live frames and that type's, their scores
+        assert set(drawn[f"domain {d}"]) == set(by_type["apcer"])
+        for kind, (s, y) in drawn[f"domain {d}"].items():
+            frames = [(score, label) for score, label, a in zip(scores, labels, attacks) if a in ("live", kind)]
+            assert sorted(zip(s.tolist(), y.tolist())) == sorted(frames)
     said = capsys.readouterr().out
     assert f"wrote {len(rows)} frame scores to" in said and said.count("\n  print: APCER ") == 2
     for argv, message in [(["--domains", "MX"], "--domains 'MX': unknown synthetic domain 'X'"),
