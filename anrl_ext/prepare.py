@@ -255,8 +255,9 @@ def prepare(dataset: str, src: str, out: str, domain: str, frames_per_video: int
         stats["skipped_images"] += len(unreadable or [])
         video = safe_name(os.path.splitext(rel)[0])
         subjects[video] = safe_name(subject_of(rel) or "") or video
-        if label == 0 and ATTACKS[dataset](rel):
-            attacks[video] = ATTACKS[dataset](rel)
+        kind = ATTACKS[dataset](rel) if label == 0 else None
+        if kind:
+            attacks[video] = kind
         last: Optional[Box] = None
         for i, frame in enumerate(frames):
             box = boxes.get((os.path.normpath(rel), i)) or boxes.get((os.path.normpath(rel), None))

@@ -16,15 +16,12 @@ docs/attack_types_<protocol>.png.
 """
 import bn_vs_afnm
 import target_shift
-from anrl_ext.data.attacks import LIVE
-from anrl_ext.metrics import attack_metrics, compute_metrics
+from anrl_ext.metrics import add_attack_metrics, compute_metrics
 
 
 def by_attack_type(s, y, v, attack_types) -> dict:
     """attack_metrics at the target's EER threshold (the paper protocol's), in %, for score_runs."""
-    threshold = compute_metrics(s, y, None, v)["threshold"]
-    kinds = [LIVE if label else attack_types[video] for video, label in zip(v, y)]
-    m = attack_metrics(s, y, kinds, threshold, v)
+    m = add_attack_metrics(compute_metrics(s, y, None, v), s, y, v, attack_types)["attacks"]
     return {"auc": {k: 100 * a for k, a in m["auc"].items()}, "apcer": {k: 100 * a for k, a in m["apcer"].items()},
             "count": m["count"], "bpcer": 100 * m["bpcer"], "acer": 100 * m["acer"]}
 

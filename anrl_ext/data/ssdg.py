@@ -90,6 +90,7 @@ def read_ssdg_domain(root: str, domain: str) -> List[dict]:
         video = os.path.relpath(video_folder, base).replace(os.sep, "/")
         r["video"] = f"{domain}/{video}"
         r["subject"] = f"{domain}/{subject_of(video) or video}"
-        if r["label"] == 0 and attack_of(video):
-            r["attack"] = attack_of(video)
+        kind = attack_of(video) if r["label"] == 0 else None
+        if kind:
+            r["attack"] = kind
     return records
